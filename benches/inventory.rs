@@ -1,0 +1,2 @@
+//! Benchmark: parse and validate a 5,000-host inventory.
+fn main() {}

@@ -1,0 +1,177 @@
+//! The command-line surface: clap commands and flags, nothing else. Commands live in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// From a rack of bare boards to a ready k3s cluster wired into GitLab, from one TOML inventory.
+#[derive(Debug, Parser)]
+#[command(name = "edgeops", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Only these hosts: comma-separated names, globs (`pi-0*`), roles (`role:agent` or
+    /// `servers`/`agents`) or groups (`group:NAME` or `@NAME`); prefix `!` to exclude.
+    #[arg(long, short = 'l', global = true, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// How many hosts to work on at once (default: the inventory's `[ssh] concurrency`).
+    #[arg(long, short = 'c', global = true, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Output format for results.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More detail (-v: per-host commands, -vv: SSH protocol).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors and the final summary.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take every host in the inventory to a Ready k3s cluster (idempotent).
+    Up(UpArgs),
+    /// Show what `up` would do on each host, from live facts; changes nothing.
+    Plan(InventoryArg),
+    /// Facts and node readiness per host; changes nothing.
+    Status(InventoryArg),
+    /// Uninstall k3s and edgeops's files from the hosts (agents first, then servers).
+    Reset(ResetArgs),
+    /// Rolling k3s upgrade: servers one at a time, then agents in batches.
+    Upgrade(UpgradeArgs),
+    /// Run a command on the selected hosts at once, like pdsh.
+    Exec(ExecArgs),
+    /// Fetch the cluster's kubeconfig, point it at the API endpoint, merge it into ~/.kube/config.
+    Kubeconfig(KubeconfigArgs),
+    /// Render the k3s and GitLab templates to a folder without touching hosts or GitLab.
+    Render(RenderArgs),
+    /// Validate an inventory offline and summarise it.
+    Check(InventoryArg),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InventoryArg {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Decide and print what would be done; change nothing (same as `plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Report Raspberry Pis that need a reboot for cgroup flags instead of rebooting them.
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Reboot Raspberry Pis one at a time instead of all at once.
+    #[arg(long)]
+    pub serial: bool,
+    /// Create new GitLab agent and runner tokens even if ones are stored on the server.
+    #[arg(long)]
+    pub rotate_tokens: bool,
+    /// How long to wait for every node to be Ready.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub ready_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Target k3s version (e.g. v1.31.4+k3s1).
+    #[arg(long, conflicts_with = "channel")]
+    pub version: Option<String>,
+    /// Target channel, resolved once to a version (e.g. stable, v1.31).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Agents upgraded at once.
+    #[arg(long, default_value_t = 5)]
+    pub batch_size: usize,
+    /// Cordon and drain each node before upgrading it.
+    #[arg(long)]
+    pub drain: bool,
+    /// Allow going to an older version.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Run the command with sudo (as configured in the inventory).
+    #[arg(long)]
+    pub sudo: bool,
+    /// Group output per host at the end, folding identical outputs (like `clush -b`).
+    #[arg(long, short = 'g')]
+    pub group: bool,
+    /// Per-host command timeout (default: the inventory's `command_timeout`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// The command to run (after `--`).
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KubeconfigArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Kubeconfig to merge into (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    pub merge_into: Option<PathBuf>,
+    /// Write the cluster's kubeconfig alone to this file instead of merging.
+    #[arg(long, conflicts_with = "merge_into")]
+    pub out: Option<PathBuf>,
+    /// Context name (default: the cluster name).
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Folder to write the rendered files into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Put real tokens into the output instead of placeholders.
+    #[arg(long)]
+    pub with_secrets: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,50 @@
+//! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
+
+pub mod check;
+pub mod completions;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{Failure, exit_code_for};
+
+/// Run one command to completion and turn its result into the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    crate::logging::init(cli.global.verbose, cli.global.quiet);
+    let result = dispatch(cli);
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit_code_for(&err)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Check(args) => check::run(&global, &args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Up(_) => not_implemented("up"),
+        Command::Plan(_) => not_implemented("plan"),
+        Command::Status(_) => not_implemented("status"),
+        Command::Reset(_) => not_implemented("reset"),
+        Command::Upgrade(_) => not_implemented("upgrade"),
+        Command::Exec(_) => not_implemented("exec"),
+        Command::Kubeconfig(_) => not_implemented("kubeconfig"),
+        Command::Render(_) => not_implemented("render"),
+    }
+}
+
+/// Issue 2 asks commands whose issue has not landed to say so and fail, never to pretend.
+fn not_implemented(command: &'static str) -> anyhow::Result<ExitCode> {
+    Err(Failure::NotImplemented(command).into())
+}
+
+/// A multi-threaded runtime for the commands that talk to hosts.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

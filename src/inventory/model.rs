@@ -1,0 +1,172 @@
+//! The validated inventory: defaults applied, ranges expanded, roles resolved. Nothing downstream sees raw TOML.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated inventory, hosts in inventory order (ranges expanded in place).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inventory {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    pub cluster: Cluster,
+    /// Fan-out width for every phase (`[ssh] concurrency`), overridable by `--concurrency`.
+    pub concurrency: usize,
+    pub hosts: Vec<Host>,
+    pub gitlab: Option<GitLab>,
+}
+
+/// `[cluster]`: what k3s cluster to build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    /// Exactly one of channel / version is the source of the version; `version` wins when both.
+    pub channel: String,
+    pub version: Option<String>,
+    pub token: SecretSource,
+    /// Address agents and kubeconfig use to reach the API (defaults to the first server's address).
+    pub api_endpoint: Option<String>,
+    pub tls_san: Vec<String>,
+    pub server_args: Vec<String>,
+    pub agent_args: Vec<String>,
+    /// Packaged components to disable (`traefik`, `servicelb`, ...).
+    pub disable: Vec<String>,
+    /// URL of the k3s install script (`https://get.k3s.io` by default).
+    pub install_url: String,
+    /// Channel server (`INSTALL_K3S_CHANNEL_URL`).
+    pub channel_url: String,
+    /// Release download base (`GITHUB_URL`), for mirrored sites; `None` = the installer's default.
+    pub download_url: Option<String>,
+    pub ha: bool,
+    pub airgap: bool,
+    /// Workstation folder with pre-downloaded artifacts for air-gapped installs.
+    pub artifacts_dir: Option<PathBuf>,
+    /// `write-kubeconfig-mode` on servers.
+    pub kubeconfig_mode: Option<String>,
+}
+
+/// Where a secret comes from. Secrets are never inline in the inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// Read from this environment variable at run time.
+    Env(String),
+    /// Read from this file (first line, trimmed) at run time.
+    File(PathBuf),
+    /// Not given: generated (join token) or read back from the first server.
+    Generate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Server,
+    Agent,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Agent => "agent",
+        }
+    }
+}
+
+/// One board, after defaults, group settings and per-host overrides are merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// Inventory name (unique), used in every message.
+    pub name: String,
+    /// Where to connect (IP or DNS name).
+    pub address: String,
+    pub role: Role,
+    pub groups: Vec<String>,
+    /// Kubernetes node name (defaults to `name`).
+    pub node_name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `key=value:Effect` strings.
+    pub taints: Vec<String>,
+    /// Extra k3s flags for this host only (after the cluster's server/agent args).
+    pub extra_args: Vec<String>,
+    pub ssh: SshSettings,
+}
+
+/// How to reach one host over SSH; every field can be set in `[ssh]`, a group, or a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    /// Private keys to try, in order (`~` expanded).
+    pub identity_files: Vec<PathBuf>,
+    /// Also try keys held by ssh-agent (`SSH_AUTH_SOCK`).
+    pub use_agent: bool,
+    /// Extra known_hosts file (besides `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
+    pub jump: Option<JumpHost>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub sudo: Sudo,
+    /// Env var holding the passphrase of encrypted identity files.
+    pub passphrase_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Unknown or changed key = refuse (OpenSSH `StrictHostKeyChecking yes`).
+    Strict,
+    /// Learn unknown keys, refuse changed ones.
+    AcceptNew,
+    /// Accept anything (loudly warned).
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sudo {
+    /// Commands already run as root (or need no root).
+    None,
+    /// `sudo -n`.
+    Passwordless,
+    /// Password read from this env var, fed on stdin (`sudo -S`).
+    Password { env: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub user: Option<String>,
+    pub address: String,
+    pub port: u16,
+}
+
+/// `[gitlab]`: where to register the agent and runner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitLab {
+    pub url: String,
+    /// Project (path or numeric id) that holds the agent config.
+    pub project: String,
+    /// Group for a group runner / group ci_access.
+    pub group: Option<String>,
+    pub agent_name: String,
+    pub token: SecretSource,
+    pub runner: RunnerSettings,
+    /// Folder whose templates override the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+    /// KAS address for the agent chart (derived from `url` when absent).
+    pub kas_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerSettings {
+    pub enabled: bool,
+    pub runner_type: RunnerType,
+    pub tags: Vec<String>,
+    pub run_untagged: bool,
+    pub concurrent: u32,
+    pub privileged: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerType {
+    Instance,
+    Group,
+    Project,
+}

@@ -1,0 +1,13 @@
+//! edgeops: from a rack of bare boards to a ready k3s cluster wired into GitLab, from one TOML inventory.
+//!
+//! Layout (data flows one way, top to bottom):
+//! - `inventory`: the TOML schema, validation with line:column errors, hostlist ranges, `--limit`.
+//! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
+//! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
+//! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod inventory;
+pub mod logging;
