@@ -40,7 +40,9 @@ pub struct AgentTokenInfo {
 impl AgentTokenInfo {
     /// Whether the token still works (GitLab's list may include revoked ones on some versions).
     pub fn is_active(&self) -> bool {
-        self.status.as_deref().is_none_or(|status| status == "active")
+        self.status
+            .as_deref()
+            .is_none_or(|status| status == "active")
     }
 }
 
@@ -110,7 +112,8 @@ impl GitLabClient {
         name: &str,
     ) -> Result<Agent, GitLabError> {
         let context = project_context(project, "registering an agent", "Maintainer");
-        let call = Call::new(Method::POST, agents_path(project), context).body(json!({ "name": name }));
+        let call =
+            Call::new(Method::POST, agents_path(project), context).body(json!({ "name": name }));
         self.send_json(call).await
     }
 
@@ -146,8 +149,12 @@ impl GitLabClient {
             subject: format!("agent {agent_id} of project {project}"),
             ..project_context(project, "listing agent tokens", "Maintainer")
         };
-        self.get_all(Call::new(Method::GET, tokens_path(project, agent_id), context))
-            .await
+        self.get_all(Call::new(
+            Method::GET,
+            tokens_path(project, agent_id),
+            context,
+        ))
+        .await
     }
 
     /// Create a token for agent `agent_id`; its secret is in the answer and nowhere else, ever.

@@ -226,7 +226,12 @@ impl GitLabClient {
 
     /// Send `call`, retrying 429/5xx (and transport failures of GETs), and return a 2xx answer.
     pub(crate) async fn send(&self, call: &Call) -> Result<Answer, GitLabError> {
-        let url = format!("{}{}{}", self.api_base, call.path, query_string(&call.query));
+        let url = format!(
+            "{}{}{}",
+            self.api_base,
+            call.path,
+            query_string(&call.query)
+        );
         let max_attempts = self.options.max_attempts.max(1);
         let mut attempt = 0;
         loop {
@@ -331,10 +336,9 @@ impl GitLabClient {
             401 => GitLabError::Unauthorized { request, answer },
             403 => {
                 let needs = match missing_scope(body) {
-                    Some(scope) => format!(
-                        "the token lacks scope `{scope}`; {}",
-                        call.context.needs
-                    ),
+                    Some(scope) => {
+                        format!("the token lacks scope `{scope}`; {}", call.context.needs)
+                    }
                     None => call.context.needs.clone(),
                 };
                 GitLabError::Forbidden {
@@ -396,7 +400,8 @@ fn api_base(base_url: &str) -> Result<String, GitLabError> {
         url: base_url.to_owned(),
         reason: reason.to_owned(),
     };
-    let parsed = reqwest::Url::parse(base_url.trim()).map_err(|error| invalid(&error.to_string()))?;
+    let parsed =
+        reqwest::Url::parse(base_url.trim()).map_err(|error| invalid(&error.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid("the scheme must be https (or http)"));
     }
@@ -436,13 +441,23 @@ fn next_page(headers: &HeaderMap) -> Option<u32> {
 
 /// `Retry-After` in seconds (GitLab sends seconds; an HTTP date falls back to backoff).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds))
 }
 
 /// The wait after failed attempt number `attempt` (1-based): GitLab's `Retry-After` when given,
 /// else exponential backoff from `initial_backoff`; both capped at `max_backoff`.
-pub fn retry_delay(attempt: u32, retry_after: Option<Duration>, options: &ClientOptions) -> Duration {
+pub fn retry_delay(
+    attempt: u32,
+    retry_after: Option<Duration>,
+    options: &ClientOptions,
+) -> Duration {
     let wait = retry_after.unwrap_or_else(|| {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
         options.initial_backoff.saturating_mul(factor)

@@ -24,7 +24,9 @@ impl fmt::Display for RequestLabel {
 #[non_exhaustive]
 pub enum GitLabError {
     /// The configured GitLab URL cannot be used.
-    #[error("invalid GitLab URL {url:?}: {reason}; use the instance's address, e.g. https://gitlab.com")]
+    #[error(
+        "invalid GitLab URL {url:?}: {reason}; use the instance's address, e.g. https://gitlab.com"
+    )]
     InvalidBaseUrl { url: String, reason: String },
 
     /// The token cannot be put into an HTTP header (a stray newline or control character).
@@ -40,7 +42,10 @@ pub enum GitLabError {
          create a personal, group or project access token with scope `api` (see docs/GITLAB.md) \
          and give it to edgeops"
     )]
-    Unauthorized { request: RequestLabel, answer: String },
+    Unauthorized {
+        request: RequestLabel,
+        answer: String,
+    },
 
     /// 403: the token works but lacks a scope or the user lacks a role.
     #[error("{request}: GitLab answered 403 Forbidden ({answer}): {needs}")]
@@ -196,9 +201,7 @@ fn describe_message(message: &serde_json::Value) -> String {
 fn plain(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Array(items) => {
-            items.iter().map(plain).collect::<Vec<_>>().join(", ")
-        }
+        serde_json::Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     }
@@ -227,7 +230,8 @@ mod tests {
 
     #[test]
     fn message_object_names_each_field() {
-        let body = r#"{"message":{"name":["has already been taken","is too short"],"tag_list":"bad"}}"#;
+        let body =
+            r#"{"message":{"name":["has already been taken","is too short"],"tag_list":"bad"}}"#;
         assert_eq!(
             summarize_answer(body),
             "name: has already been taken, is too short; tag_list: bad"
@@ -236,7 +240,8 @@ mod tests {
 
     #[test]
     fn error_with_description() {
-        let body = r#"{"error":"insufficient_scope","error_description":"needs more","scope":"api"}"#;
+        let body =
+            r#"{"error":"insufficient_scope","error_description":"needs more","scope":"api"}"#;
         assert_eq!(summarize_answer(body), "insufficient_scope: needs more");
         assert_eq!(missing_scope(body).as_deref(), Some("api"));
     }

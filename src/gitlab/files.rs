@@ -88,7 +88,10 @@ impl GitLabClient {
     }
 
     /// The project's default branch, `None` while its repository is empty.
-    pub async fn default_branch(&self, project: &ProjectRef) -> Result<Option<String>, GitLabError> {
+    pub async fn default_branch(
+        &self,
+        project: &ProjectRef,
+    ) -> Result<Option<String>, GitLabError> {
         Ok(self.get_project(project).await?.default_branch)
     }
 
@@ -106,8 +109,8 @@ impl GitLabClient {
             "scope `api`, `read_api` or `read_repository`",
             "Reporter",
         );
-        let call = Call::new(Method::GET, files_path(project, file_path), context)
-            .query("ref", branch);
+        let call =
+            Call::new(Method::GET, files_path(project, file_path), context).query("ref", branch);
         match self.send_json(call).await {
             Ok(file) => Ok(Some(file)),
             Err(GitLabError::NotFound { answer, .. }) if is_missing_file(&answer) => Ok(None),
@@ -124,8 +127,15 @@ impl GitLabClient {
         content: &str,
         commit_message: &str,
     ) -> Result<(), GitLabError> {
-        self.write_file(Method::POST, project, file_path, branch, content, commit_message)
-            .await
+        self.write_file(
+            Method::POST,
+            project,
+            file_path,
+            branch,
+            content,
+            commit_message,
+        )
+        .await
     }
 
     /// Replace the content of `file_path` on `branch`, as one commit.
@@ -137,8 +147,15 @@ impl GitLabClient {
         content: &str,
         commit_message: &str,
     ) -> Result<(), GitLabError> {
-        self.write_file(Method::PUT, project, file_path, branch, content, commit_message)
-            .await
+        self.write_file(
+            Method::PUT,
+            project,
+            file_path,
+            branch,
+            content,
+            commit_message,
+        )
+        .await
     }
 
     /// Make `file_path` on `branch` hold `content`: create it, update it, or, when GitLab's
@@ -227,7 +244,10 @@ mod tests {
     #[test]
     fn file_paths_are_one_segment() {
         assert_eq!(
-            files_path(&ProjectRef::parse("g/p"), ".gitlab/agents/pi-lab/config.yaml"),
+            files_path(
+                &ProjectRef::parse("g/p"),
+                ".gitlab/agents/pi-lab/config.yaml"
+            ),
             "/projects/g%2Fp/repository/files/.gitlab%2Fagents%2Fpi-lab%2Fconfig.yaml"
         );
     }

@@ -109,16 +109,19 @@ impl GitLabClient {
 
         // The config goes in first: GitLab reads it when the agent connects.
         let agent_config = match &request.agent_config {
-            Some(content) => Some(
-                self.put_file_if_changed(
-                    &project_ref,
-                    &agent_config_path(&request.agent_name),
-                    &branch,
-                    content,
-                    &format!("edgeops: agent config for {}", request.agent_name),
-                )
-                .await?,
-            ),
+            Some(content) => {
+                let path = agent_config_path(&request.agent_name);
+                let message = format!("edgeops: agent config for {}", request.agent_name);
+                Some(if project.default_branch.is_some() {
+                    self.put_file_if_changed(&project_ref, &path, &branch, content, &message)
+                        .await?
+                } else {
+                    // An empty repository has no branch to read from; the first commit makes it.
+                    self.create_file(&project_ref, &path, &branch, content, &message)
+                        .await?;
+                    FileChange::Created
+                })
+            }
             None => None,
         };
 

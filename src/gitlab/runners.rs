@@ -194,7 +194,9 @@ impl GitLabClient {
             ),
         };
         let path = format!("/runners/{runner_id}/reset_authentication_token");
-        let answer: TokenBody = self.send_json(Call::new(Method::POST, path, context)).await?;
+        let answer: TokenBody = self
+            .send_json(Call::new(Method::POST, path, context))
+            .await?;
         Ok(RunnerToken {
             runner_id,
             token: SecretString::from(answer.token),
@@ -226,7 +228,9 @@ impl GitLabClient {
             needs: format!("reading group {group} needs a token with scope `api` or `read_api`"),
         };
         let path = format!("/groups/{}", group.url_segment());
-        let body: IdBody = self.send_json(Call::new(Method::GET, path, context)).await?;
+        let body: IdBody = self
+            .send_json(Call::new(Method::GET, path, context))
+            .await?;
         Ok(body.id)
     }
 }
