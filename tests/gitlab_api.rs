@@ -230,6 +230,34 @@ async fn rerun_without_stored_tokens_reissues_tokens_but_no_second_agent_or_runn
 }
 
 #[tokio::test]
+async fn a_stored_agent_token_revoked_in_gitlab_is_replaced() {
+    let (double, client, _) = seeded().await;
+    let first = client
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("first run");
+    // Revoked by hand in the UI: the stored copy no longer lets the agent connect.
+    double.state().agent_tokens[0].active = false;
+
+    let second = client
+        .register(&request(stored(&first), false))
+        .await
+        .expect("second run");
+
+    assert_eq!(second.agent_outcome, Outcome::Found);
+    assert_eq!(second.agent_token.source, TokenSource::Created);
+    assert_ne!(
+        second.agent_token.token.expose_secret(),
+        first.agent_token.token.expose_secret()
+    );
+    assert_eq!(
+        second.runner.as_ref().expect("runner").token.source,
+        TokenSource::Reused
+    );
+    assert_eq!(double.state().agents.len(), 1);
+}
+
+#[tokio::test]
 async fn rotation_makes_room_under_the_two_token_limit_and_spares_foreign_tokens() {
     let (double, client, _) = seeded().await;
     let first = client

@@ -45,7 +45,8 @@ pub struct ExistingTokens {
 pub enum TokenSource {
     /// The caller's stored token, still valid as far as GitLab's objects show.
     Reused,
-    /// Issued now because the caller had none (or its object was new).
+    /// Issued now because the caller had none, its object was new, or (agent) no token of
+    /// edgeops' was active any more.
     Created,
     /// Issued now because rotation was asked for; the previous one is revoked.
     Rotated,
@@ -169,13 +170,6 @@ impl GitLabClient {
             };
             return Ok((issued, Vec::new()));
         }
-        if let (Some(existing), false) = (&request.existing.agent, request.rotate_tokens) {
-            let issued = IssuedToken {
-                token: existing.clone(),
-                source: TokenSource::Reused,
-            };
-            return Ok((issued, Vec::new()));
-        }
 
         let active: Vec<_> = self
             .list_agent_tokens(project, agent.id)
@@ -189,6 +183,19 @@ impl GitLabClient {
             .map(|token| token.id)
             .collect();
         ours.sort_unstable();
+        // A stored token is only worth reusing while one of ours is still active: revoked in the
+        // UI, it would leave the agent unable to connect.
+        if let (Some(existing), false, false) = (
+            &request.existing.agent,
+            request.rotate_tokens,
+            ours.is_empty(),
+        ) {
+            let issued = IssuedToken {
+                token: existing.clone(),
+                source: TokenSource::Reused,
+            };
+            return Ok((issued, Vec::new()));
+        }
         let mut revoked = Vec::new();
         // Make room for one more: revoke ours, oldest first, until below the limit.
         let mut active_count = active.len();
@@ -206,7 +213,7 @@ impl GitLabClient {
             self.revoke_agent_token(project, agent.id, old).await?;
             revoked.push(old);
         }
-        let source = if request.existing.agent.is_some() {
+        let source = if request.existing.agent.is_some() && request.rotate_tokens {
             TokenSource::Rotated
         } else {
             TokenSource::Created
