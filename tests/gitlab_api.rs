@@ -182,6 +182,7 @@ async fn rerun_with_stored_tokens_creates_nothing() {
     let runner = second.runner.as_ref().expect("runner");
     assert_eq!(runner.outcome, Outcome::Found);
     assert_eq!(runner.token.source, TokenSource::Reused);
+    assert!(!runner.settings_updated);
     assert_eq!(
         runner.runner_id,
         first.runner.as_ref().expect("runner").runner_id
@@ -255,6 +256,32 @@ async fn a_stored_agent_token_revoked_in_gitlab_is_replaced() {
         TokenSource::Reused
     );
     assert_eq!(double.state().agents.len(), 1);
+}
+
+#[tokio::test]
+async fn changed_runner_tags_are_applied_to_the_existing_runner() {
+    let (double, client, _) = seeded().await;
+    let first = client
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("first run");
+    let mut changed = request(stored(&first), false);
+    if let Some(runner) = changed.runner.as_mut() {
+        runner.tags = vec!["arm64".to_owned(), "gpu".to_owned()];
+    }
+    double.clear_log();
+
+    let second = client.register(&changed).await.expect("second run");
+
+    let runner = second.runner.as_ref().expect("runner");
+    assert!(runner.settings_updated);
+    assert_eq!(runner.outcome, Outcome::Found);
+    assert_eq!(
+        mutations(&double),
+        vec![format!("PUT /api/v4/runners/{}", runner.runner_id)]
+    );
+    assert_eq!(double.state().runners[0].tags, vec!["arm64", "gpu"]);
+    assert_eq!(double.state().runners.len(), 1);
 }
 
 #[tokio::test]

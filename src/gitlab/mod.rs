@@ -24,4 +24,4 @@ pub use register::{
     AGENT_TOKEN_NAME, ExistingTokens, IssuedToken, RegisterRequest, Registration,
     RunnerRegistration, TokenSource, agent_config_path,
 };
-pub use runners::{Runner, RunnerScope, RunnerSpec, RunnerToken};
+pub use runners::{Runner, RunnerDetails, RunnerScope, RunnerSpec, RunnerToken};

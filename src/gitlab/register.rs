@@ -72,6 +72,8 @@ pub struct RunnerRegistration {
     pub runner_id: u64,
     pub outcome: Outcome,
     pub token: IssuedToken,
+    /// Whether the found runner's tags or flags differed from the spec and were updated.
+    pub settings_updated: bool,
     /// Other runners with the same description (left by hand or an older tool): not touched,
     /// reported so the user can delete them.
     pub duplicates: Vec<u64>,
@@ -243,11 +245,19 @@ impl GitLabClient {
                     token: created.token,
                     source: TokenSource::Created,
                 },
+                settings_updated: false,
                 duplicates: Vec::new(),
             });
         }
         let runner = found.remove(0);
         let duplicates = found.into_iter().map(|runner| runner.id).collect();
+        // Tags or flags changed in the inventory since the runner was made: apply them, but
+        // only when they differ, so a re-run stays free of writes.
+        let details = self.get_runner(runner.id).await?;
+        let settings_updated = !spec.is_applied(&details);
+        if settings_updated {
+            self.update_runner(runner.id, spec).await?;
+        }
         let token = match (&request.existing.runner, request.rotate_tokens) {
             (Some(existing), false) => IssuedToken {
                 token: existing.clone(),
@@ -268,6 +278,7 @@ impl GitLabClient {
             runner_id: runner.id,
             outcome: Outcome::Found,
             token,
+            settings_updated,
             duplicates,
         })
     }

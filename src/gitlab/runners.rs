@@ -5,7 +5,8 @@
 //! (<https://docs.gitlab.com/api/users/#create-a-runner-linked-to-a-user>: `runner_type`,
 //! `group_id`/`project_id`, `description`, `tag_list`, `run_untagged`, `locked`, `paused` → `id`,
 //! `token`, `token_expires_at`); list `GET /projects/:id/runners`, `GET /groups/:id/runners`,
-//! `GET /runners/all` with `type`, delete `DELETE /runners/:id`, and
+//! `GET /runners/all` with `type`, `GET|PUT /runners/:id` (`tag_list`, `run_untagged`, `locked`,
+//! `paused`), delete `DELETE /runners/:id`, and
 //! `POST /runners/:id/reset_authentication_token` (<https://docs.gitlab.com/ee/api/runners.html>).
 //! The deprecated registration-token flow is not used.
 
@@ -80,6 +81,38 @@ pub struct Runner {
     pub runner_type: Option<String>,
     #[serde(default)]
     pub paused: Option<bool>,
+}
+
+/// A runner's settings, as `GET /runners/:id` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RunnerDetails {
+    pub id: u64,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tag_list: Vec<String>,
+    #[serde(default)]
+    pub run_untagged: Option<bool>,
+    #[serde(default)]
+    pub locked: Option<bool>,
+    #[serde(default)]
+    pub paused: Option<bool>,
+}
+
+impl RunnerSpec {
+    /// Whether `details` already has this spec's settings (tags compared as a set).
+    pub fn is_applied(&self, details: &RunnerDetails) -> bool {
+        let mut wanted = self.tags.clone();
+        wanted.sort();
+        wanted.dedup();
+        let mut actual = details.tag_list.clone();
+        actual.sort();
+        actual.dedup();
+        wanted == actual
+            && details.run_untagged == Some(self.run_untagged)
+            && details.locked == Some(self.locked)
+            && details.paused != Some(true)
+    }
 }
 
 /// A runner authentication token as GitLab hands it out, once.
@@ -186,13 +219,7 @@ impl GitLabClient {
 
     /// Issue a new authentication token for runner `runner_id`; the old one stops working.
     pub async fn reset_runner_token(&self, runner_id: u64) -> Result<RunnerToken, GitLabError> {
-        let context = ErrorContext {
-            subject: format!("runner {runner_id}"),
-            needs: format!(
-                "resetting a runner's token needs a token with scope `api` of a user who may \
-                 manage runner {runner_id}"
-            ),
-        };
+        let context = manage_context(runner_id, "resetting a runner's token");
         let path = format!("/runners/{runner_id}/reset_authentication_token");
         let answer: TokenBody = self
             .send_json(Call::new(Method::POST, path, context))
@@ -204,15 +231,35 @@ impl GitLabClient {
         })
     }
 
+    /// Runner `runner_id`'s settings.
+    pub async fn get_runner(&self, runner_id: u64) -> Result<RunnerDetails, GitLabError> {
+        let context = manage_context(runner_id, "reading a runner's settings");
+        let path = format!("/runners/{runner_id}");
+        self.send_json(Call::new(Method::GET, path, context)).await
+    }
+
+    /// Bring runner `runner_id`'s tags, `run_untagged`, `locked` and `paused` (false) to `spec`.
+    pub async fn update_runner(
+        &self,
+        runner_id: u64,
+        spec: &RunnerSpec,
+    ) -> Result<(), GitLabError> {
+        let context = manage_context(runner_id, "updating a runner");
+        let path = format!("/runners/{runner_id}");
+        let call = Call::new(Method::PUT, path, context).body(json!({
+            "description": spec.description,
+            "tag_list": spec.tags.join(","),
+            "run_untagged": spec.run_untagged,
+            "locked": spec.locked,
+            "paused": false,
+        }));
+        self.send(&call).await?;
+        Ok(())
+    }
+
     /// Delete runner `runner_id`.
     pub async fn delete_runner(&self, runner_id: u64) -> Result<(), GitLabError> {
-        let context = ErrorContext {
-            subject: format!("runner {runner_id}"),
-            needs: format!(
-                "deleting a runner needs a token with scope `api` of a user who may manage \
-                 runner {runner_id}"
-            ),
-        };
+        let context = manage_context(runner_id, "deleting a runner");
         let path = format!("/runners/{runner_id}");
         self.send(&Call::new(Method::DELETE, path, context)).await?;
         Ok(())
@@ -232,5 +279,16 @@ impl GitLabClient {
             .send_json(Call::new(Method::GET, path, context))
             .await?;
         Ok(body.id)
+    }
+}
+
+fn manage_context(runner_id: u64, action: &str) -> ErrorContext {
+    ErrorContext {
+        subject: format!("runner {runner_id}"),
+        needs: format!(
+            "{action} needs a token with scope `api` (or `manage_runner`) of a user who may \
+             manage runner {runner_id} (Maintainer of its project, Owner of its group, or \
+             administrator)"
+        ),
     }
 }

@@ -164,6 +164,36 @@ fn route(state: &mut State, request: &Request) -> Served {
             role(&grant, Role::Owner)?;
             list_runners(state, request, "instance_type", None)
         }
+        ("GET", ["runners", runner]) => {
+            scope(&grant, READ)?;
+            let runner = &state.runners[find_runner(state, runner)?];
+            let mut details = runner_json(runner);
+            details["tag_list"] = json!(runner.tags);
+            details["run_untagged"] = json!(runner.run_untagged);
+            details["locked"] = json!(runner.locked);
+            Ok(Response::json(200, details))
+        }
+        ("PUT", ["runners", runner]) => {
+            scope(&grant, WRITE)?;
+            let index = find_runner(state, runner)?;
+            let runner = &mut state.runners[index];
+            if let Some(description) = body["description"].as_str() {
+                runner.description = description.to_owned();
+            }
+            if !body["tag_list"].is_null() {
+                runner.tags = tag_list(&body["tag_list"]);
+            }
+            if let Some(flag) = body["run_untagged"].as_bool() {
+                runner.run_untagged = flag;
+            }
+            if let Some(flag) = body["locked"].as_bool() {
+                runner.locked = flag;
+            }
+            if let Some(flag) = body["paused"].as_bool() {
+                runner.paused = flag;
+            }
+            Ok(Response::json(200, runner_json(runner)))
+        }
         ("DELETE", ["runners", runner]) => {
             scope(&grant, WRITE)?;
             let index = find_runner(state, runner)?;
@@ -428,19 +458,7 @@ fn create_runner(state: &mut State, grant: &Grant, body: &Value) -> Served {
             ));
         }
     };
-    let tags = match &body["tag_list"] {
-        Value::String(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|tag| !tag.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|item| item.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let tags = tag_list(&body["tag_list"]);
     let id = state.next_id();
     let secret = runner_secret(id, id);
     state.runners.push(RunnerState {
@@ -475,6 +493,23 @@ fn list_runners(state: &State, request: &Request, own_type: &str, owner: Option<
         .map(runner_json)
         .collect();
     Ok(paginate(state, request, runners))
+}
+
+/// GitLab accepts `tag_list` as a comma-separated string or an array.
+fn tag_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|tag| !tag.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn id_field(body: &Value, field: &str) -> Result<u64, Response> {
