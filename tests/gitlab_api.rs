@@ -774,7 +774,12 @@ async fn tokens_never_appear_in_errors_or_debug_output() {
         .to_owned();
     let wrong_token = "glpat-WRONGSECRET-999";
 
-    let mut rendered = vec![format!("{client:?}"), format!("{registration:?}")];
+    let rerun = request(stored(&registration), false);
+    let mut rendered = vec![
+        format!("{client:?}"),
+        format!("{registration:?}"),
+        format!("{rerun:?}"),
+    ];
     let mut errors = Vec::new();
     errors.push(
         self::client(&double, wrong_token)

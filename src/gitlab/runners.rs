@@ -125,10 +125,18 @@ pub struct RunnerToken {
     pub expires_at: Option<String>,
 }
 
+/// `POST /user/runners` answer.
 #[derive(Deserialize)]
-struct TokenBody {
+struct CreatedRunnerBody {
+    id: u64,
+    token: String,
     #[serde(default)]
-    id: Option<u64>,
+    token_expires_at: Option<String>,
+}
+
+/// `POST /runners/:id/reset_authentication_token` answer.
+#[derive(Deserialize)]
+struct ResetTokenBody {
     token: String,
     #[serde(default)]
     token_expires_at: Option<String>,
@@ -165,17 +173,9 @@ impl GitLabClient {
                 .needs("creating a runner", "scope `create_runner` or `api`"),
         };
         let call = Call::new(Method::POST, "/user/runners".to_owned(), context).body(body);
-        let created: TokenBody = self.send_json(call).await?;
-        let runner_id = created.id.ok_or_else(|| GitLabError::UnexpectedAnswer {
-            request: super::error::RequestLabel {
-                method: "POST".to_owned(),
-                path: "/user/runners".to_owned(),
-            },
-            status: 201,
-            detail: "the answer has no runner `id`".to_owned(),
-        })?;
+        let created: CreatedRunnerBody = self.send_json(call).await?;
         Ok(RunnerToken {
-            runner_id,
+            runner_id: created.id,
             token: SecretString::from(created.token),
             expires_at: created.token_expires_at,
         })
@@ -221,7 +221,7 @@ impl GitLabClient {
     pub async fn reset_runner_token(&self, runner_id: u64) -> Result<RunnerToken, GitLabError> {
         let context = manage_context(runner_id, "resetting a runner's token");
         let path = format!("/runners/{runner_id}/reset_authentication_token");
-        let answer: TokenBody = self
+        let answer: ResetTokenBody = self
             .send_json(Call::new(Method::POST, path, context))
             .await?;
         Ok(RunnerToken {
