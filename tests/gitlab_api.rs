@@ -154,9 +154,7 @@ async fn full_registration_from_empty_creates_everything() {
         "project path must be URL-encoded: {log:?}"
     );
     assert!(log.iter().any(|logged| logged.path
-        == format!(
-            "/api/v4/projects/{project_id}/repository/files/.gitlab%2Fagents%2Fpi-lab%2Fconfig.yaml"
-        )));
+        == "/api/v4/projects/edge%2Ffleet/repository/files/.gitlab%2Fagents%2Fpi-lab%2Fconfig.yaml"));
 }
 
 #[tokio::test]
@@ -485,9 +483,14 @@ async fn forbidden_403_names_the_missing_scope_or_role() {
         "{scope_error:?}"
     );
     let message = scope_error.to_string();
-    assert!(message.starts_with("POST /projects/"), "{message}");
     assert!(
-        message.contains("/cluster_agents: GitLab answered 403 Forbidden"),
+        message.starts_with(
+            "POST /projects/edge%2Ffleet/cluster_agents: GitLab answered 403 Forbidden"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("Maintainer role on project edge/fleet"),
         "{message}"
     );
     assert!(message.contains("insufficient_scope"), "{message}");
@@ -726,14 +729,22 @@ async fn server_500_exhausted_gives_server_error() {
 }
 
 #[tokio::test]
-async fn no_listener_gives_a_transport_error() {
-    // Bind then drop: the port is now (almost certainly) closed on loopback.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
+async fn a_server_that_hangs_up_gives_a_transport_error() {
+    // Accept and close at once: no HTTP answer at all, deterministically (a closed port could
+    // be reused by a parallel test's double).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hang_up = tokio::spawn(async move {
+        loop {
+            if let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        }
+    });
     let client = GitLabClient::new(
-        &format!("http://127.0.0.1:{port}"),
+        &format!("http://{addr}"),
         SecretString::from(TOKEN),
         options(),
     )
@@ -742,7 +753,8 @@ async fn no_listener_gives_a_transport_error() {
     let error = client
         .get_project(&ProjectRef::parse(PROJECT))
         .await
-        .expect_err("nothing listens");
+        .expect_err("no answer");
+    hang_up.abort();
 
     assert!(
         matches!(error, GitLabError::Transport { attempts: 3, .. }),
@@ -753,6 +765,7 @@ async fn no_listener_gives_a_transport_error() {
         message.starts_with("GET /projects/edge%2Ffleet: no answer from GitLab after 3 attempt(s)"),
         "{message}"
     );
+    assert!(message.contains("connection closed"), "{message}");
     assert!(!message.contains(TOKEN));
 }
 

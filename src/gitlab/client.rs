@@ -252,9 +252,9 @@ impl GitLabClient {
                             headers,
                             body,
                         })
-                        .map_err(|error| self.transport_reason(&error))
+                        .map_err(|error| self.transport_reason(error))
                 }
-                Err(error) => Err(self.transport_reason(&error)),
+                Err(error) => Err(self.transport_reason(error)),
             };
             let answer = match outcome {
                 Ok(answer) => answer,
@@ -371,14 +371,15 @@ impl GitLabClient {
         }
     }
 
-    fn transport_reason(&self, error: &reqwest::Error) -> String {
+    fn transport_reason(&self, error: reqwest::Error) -> String {
         if error.is_timeout() {
             return format!(
                 "timed out (connect {:?}, request {:?})",
                 self.options.connect_timeout, self.options.request_timeout
             );
         }
-        self.scrub(&error_chain(error))
+        // The caller names the request; the URL would only repeat the host.
+        self.scrub(&error_chain(&error.without_url()))
     }
 
     /// Defence in depth: GitLab never echoes the token, but a proxy or a misconfigured server
@@ -466,7 +467,7 @@ pub fn retry_delay(
 }
 
 /// An error and its sources, joined: reqwest's top-level message alone ("error sending request")
-/// hides the reason. The URL is dropped; the caller names the request itself.
+/// hides the reason.
 fn error_chain(error: &reqwest::Error) -> String {
     let mut parts = vec![error.to_string()];
     let mut source = std::error::Error::source(error);

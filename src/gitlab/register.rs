@@ -107,8 +107,8 @@ impl GitLabClient {
             .default_branch
             .clone()
             .unwrap_or_else(|| FALLBACK_BRANCH.to_owned());
-        // Numeric from here on: one lookup instead of re-encoding the path in every request.
-        let project_ref = ProjectRef::Id(project.id);
+        // As the user named it, so every error message names the project the way they know it.
+        let project_ref = &request.project;
 
         // The config goes in first: GitLab reads it when the agent connects.
         let agent_config = match &request.agent_config {
@@ -116,11 +116,11 @@ impl GitLabClient {
                 let path = agent_config_path(&request.agent_name);
                 let message = format!("edgeops: agent config for {}", request.agent_name);
                 Some(if project.default_branch.is_some() {
-                    self.put_file_if_changed(&project_ref, &path, &branch, content, &message)
+                    self.put_file_if_changed(project_ref, &path, &branch, content, &message)
                         .await?
                 } else {
                     // An empty repository has no branch to read from; the first commit makes it.
-                    self.create_file(&project_ref, &path, &branch, content, &message)
+                    self.create_file(project_ref, &path, &branch, content, &message)
                         .await?;
                     FileChange::Created
                 })
@@ -129,10 +129,10 @@ impl GitLabClient {
         };
 
         let (agent, agent_outcome) = self
-            .find_or_create_agent(&project_ref, &request.agent_name)
+            .find_or_create_agent(project_ref, &request.agent_name)
             .await?;
         let (agent_token, revoked_agent_tokens) = self
-            .agent_token_for(&project_ref, &agent, agent_outcome, request)
+            .agent_token_for(project_ref, &agent, agent_outcome, request)
             .await?;
 
         let runner = match &request.runner {
