@@ -854,3 +854,63 @@ async fn tokens_never_appear_in_errors_or_debug_output() {
         assert!(!line.contains(TOKEN), "token in URL: {line}");
     }
 }
+
+/// Collects everything a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_appear_in_trace_logs() {
+    let captured = CapturedLog::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runtime is single-threaded, so the default covers the client and the double.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (double, client, _) = seeded().await;
+    double.fail_next(
+        "GET",
+        "/cluster_agents",
+        1,
+        Fault::Status {
+            status: 503,
+            body: json!({ "message": "503 Service Unavailable" }),
+        },
+    );
+    let registration = client
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("registration");
+
+    let log = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf-8");
+    assert!(log.contains("retrying"), "the retry must be logged: {log}");
+    for secret in [
+        TOKEN.to_owned(),
+        registration.agent_token.token.expose_secret().to_owned(),
+        registration
+            .runner
+            .as_ref()
+            .expect("runner")
+            .token
+            .token
+            .expose_secret()
+            .to_owned(),
+    ] {
+        assert!(!log.contains(&secret), "a token leaked into the trace log");
+    }
+}
