@@ -6,11 +6,13 @@
 //! - `error`: [`GitLabError`], one variant per kind of answer callers branch on.
 //! - `agents`, `runners`, `files`: one module per API area.
 //! - `register`: find-or-create everything, reusing or rotating tokens.
+//! - `kas`: the agent server address for the gitlab-agent chart, from the instance URL.
 
 mod agents;
 mod client;
 mod error;
 mod files;
+mod kas;
 mod register;
 mod runners;
 
@@ -20,6 +22,7 @@ pub use client::{
 };
 pub use error::{GitLabError, RequestLabel};
 pub use files::{FileChange, Project, RepoFile, sha256_hex};
+pub use kas::kas_address;
 pub use register::{
     AGENT_TOKEN_NAME, ExistingTokens, IssuedToken, RegisterRequest, Registration,
     RunnerRegistration, TokenSource, agent_config_path,
