@@ -204,6 +204,9 @@ impl GitLabClient {
         );
         let http = reqwest::Client::builder()
             .default_headers(headers)
+            // reqwest would replay the PRIVATE-TOKEN header to wherever a redirect points (it
+            // strips only standard auth headers), so redirects are reported, never followed.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
             .build()
@@ -284,7 +287,7 @@ impl GitLabClient {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(self.classify(call, status, &answer.body, attempt));
+            return Err(self.classify(call, status, &answer.headers, &answer.body, attempt));
         }
     }
 
@@ -329,10 +332,26 @@ impl GitLabClient {
     }
 
     /// Map a final non-2xx answer to its error, quoting GitLab's message.
-    fn classify(&self, call: &Call, status: StatusCode, body: &str, attempts: u32) -> GitLabError {
+    fn classify(
+        &self,
+        call: &Call,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+        attempts: u32,
+    ) -> GitLabError {
         let request = call.label();
         let answer = self.scrub(&summarize_answer(body));
         match status.as_u16() {
+            300..=399 => GitLabError::Redirected {
+                request,
+                status: status.as_u16(),
+                location: headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|value| value.to_str().ok())
+                    .map(|location| self.scrub(location))
+                    .unwrap_or_else(|| "nowhere given".to_owned()),
+            },
             401 => GitLabError::Unauthorized { request, answer },
             403 => {
                 let needs = match missing_scope(body) {

@@ -36,6 +36,17 @@ pub enum GitLabError {
     )]
     InvalidToken { reason: String },
 
+    /// 3xx: the URL is not the API's canonical one (http → https, an old host name).
+    #[error(
+        "{request}: GitLab answered {status}, a redirect to {location}; edgeops does not follow \
+         redirects with a token attached: set the GitLab URL to the address redirected to"
+    )]
+    Redirected {
+        request: RequestLabel,
+        status: u16,
+        location: String,
+    },
+
     /// 401: the token is wrong, expired or revoked.
     #[error(
         "{request}: GitLab answered 401 Unauthorized ({answer}): the token is invalid or expired; \
@@ -134,6 +145,7 @@ impl GitLabError {
             Self::NotFound { .. } => Some(404),
             Self::RateLimited { .. } => Some(429),
             Self::Rejected { status, .. }
+            | Self::Redirected { status, .. }
             | Self::Server { status, .. }
             | Self::UnexpectedAnswer { status, .. } => Some(*status),
             Self::InvalidBaseUrl { .. } | Self::InvalidToken { .. } | Self::Transport { .. } => {

@@ -86,6 +86,8 @@ pub struct RunnerState {
 pub enum Fault {
     /// 429 with `Retry-After: seconds`.
     RateLimit { retry_after_secs: u64 },
+    /// A redirect to `location`.
+    Redirect { status: u16, location: String },
     /// Any status with a JSON body (500, 409, 422, ...).
     Status {
         status: u16,

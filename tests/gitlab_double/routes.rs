@@ -47,6 +47,9 @@ fn take_fault(state: &mut State, request: &Request) -> Option<Response> {
             Response::json(429, json!({ "message": "429 Too Many Requests" }))
                 .header("Retry-After", retry_after_secs.to_string())
         }
+        Fault::Redirect { status, location } => {
+            Response::empty(*status).header("Location", location.clone())
+        }
         Fault::Status { status, body } => Response::json(*status, body.clone()),
     })
 }
