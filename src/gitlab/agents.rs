@@ -15,7 +15,8 @@ use serde_json::json;
 use super::client::{Call, GitLabClient, ProjectRef};
 use super::error::{ErrorContext, GitLabError};
 
-/// Active tokens GitLab lets one agent hold.
+/// Active tokens GitLab lets one agent hold ("Each agent supports a maximum of two active
+/// tokens at a time", <https://docs.gitlab.com/cli/cluster/agent/token/>).
 pub const MAX_ACTIVE_AGENT_TOKENS: usize = 2;
 
 /// A registered agent.
