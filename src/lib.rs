@@ -4,10 +4,12 @@
 //! - `inventory`: the TOML schema, validation with line:column errors, hostlist ranges, `--limit`.
 //! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
 //! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
+//! - `gitlab`: the GitLab REST client (agents, agent tokens, runners, repository files).
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod gitlab;
 pub mod inventory;
 pub mod logging;
