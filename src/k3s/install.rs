@@ -412,15 +412,8 @@ const MERGED_LIST_KEYS: &[&str] = &["tls-san", "node-label", "node-taint", "disa
 
 /// Other repeatable flags: rendered as lists even when given once.
 fn is_list_key(key: &str) -> bool {
-    key.ends_with("-arg")
-        || matches!(
-            key,
-            "node-ip"
-                | "node-external-ip"
-                | "kube-apiserver-arg"
-                | "etcd-arg"
-                | "disable-helm-controller-arg"
-        )
+    // `kubelet-arg`, `kube-apiserver-arg`, `etcd-arg`, ... and the address lists.
+    key.ends_with("-arg") || matches!(key, "node-ip" | "node-external-ip")
 }
 
 fn config_context(
