@@ -341,9 +341,19 @@ fn a_templates_dir_overrides_single_templates() {
         "gitlabUrl: {{ gitlab_url | tojson }}\nrunnerToken: {{ runner_token | tojson }}\nconcurrent: {{ concurrent * 2 }}\n",
     )
     .unwrap();
+    let typo = dir.path().join("gitlab/agent-value.yaml.j2");
+    std::fs::write(&typo, "never used").unwrap();
     let mut inventory = ha_inventory();
     inventory.gitlab.as_mut().unwrap().templates_dir = Some(dir.path().to_owned());
     let bundle = render_bundle(&inventory, &RenderOptions::default()).unwrap();
+    assert!(
+        bundle.notes.contains(&format!(
+            "{} matches no built-in template and is not used",
+            typo.display()
+        )),
+        "{:?}",
+        bundle.notes
+    );
     let values = bundle
         .files
         .iter()

@@ -45,6 +45,9 @@ pub enum TokenError {
     Random(String),
 }
 
+/// Where a k3s server keeps the secure join token (also `.../server/token`).
+pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
+
 /// The join token. Never printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone)]
 pub struct JoinToken(SecretString);
@@ -64,6 +67,18 @@ impl JoinToken {
             check_secure(rest)?;
         }
         Ok(JoinToken(SecretString::from(text.to_owned())))
+    }
+
+    /// The token read back from a server's `NODE_TOKEN_PATH` (surrounding whitespace and the
+    /// final newline trimmed). It must be the secure format: k3s always writes that.
+    pub fn from_node_token(contents: &str) -> Result<JoinToken, TokenError> {
+        let token = JoinToken::parse(contents.trim())?;
+        if !token.is_secure() {
+            return Err(TokenError::MalformedSecure(
+                "a server's node-token file always holds the secure format",
+            ));
+        }
+        Ok(token)
     }
 
     /// A fresh short token: 32 bytes from the operating system's CSPRNG, hex-encoded.
@@ -265,6 +280,14 @@ mod tests {
                 "{token}"
             );
         }
+    }
+
+    #[test]
+    fn node_token_files_are_trimmed_and_must_be_secure() {
+        let contents = format!("K10{CA_HASH}::server:5e0c2f1d9b\n");
+        let token = JoinToken::from_node_token(&contents).unwrap();
+        assert_eq!(token.file_contents(), contents);
+        assert!(JoinToken::from_node_token("short-one\n").is_err());
     }
 
     #[test]

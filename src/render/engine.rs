@@ -109,6 +109,37 @@ impl Renderer {
         }
     }
 
+    /// Template files in the override folder that match no built-in template: likely typos, since
+    /// nothing would ever render them.
+    pub fn unknown_overrides(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.overrides else {
+            return Vec::new();
+        };
+        let mut unknown = Vec::new();
+        let mut pending = vec![dir.clone()];
+        while let Some(folder) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "j2") {
+                    let relative = path.strip_prefix(dir).unwrap_or(&path);
+                    let known = BUILTIN_TEMPLATES
+                        .iter()
+                        .any(|(name, _)| Path::new(name) == relative);
+                    if !known {
+                        unknown.push(path);
+                    }
+                }
+            }
+        }
+        unknown.sort();
+        unknown
+    }
+
     fn override_path(&self, name: &str) -> Option<PathBuf> {
         let path = self.overrides.as_ref()?.join(name);
         path.is_file().then_some(path)
@@ -271,6 +302,13 @@ mod tests {
         assert_eq!(
             renderer.origin(K3S_CONFIG),
             "templates/k3s/config.yaml.j2 (built-in)"
+        );
+        assert!(renderer.unknown_overrides().is_empty());
+        std::fs::write(dir.path().join("gitlab/runner-value.yaml.j2"), "typo").unwrap();
+        std::fs::write(dir.path().join("README.md"), "not a template").unwrap();
+        assert_eq!(
+            renderer.unknown_overrides(),
+            [dir.path().join("gitlab/runner-value.yaml.j2")]
         );
     }
 
