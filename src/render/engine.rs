@@ -282,6 +282,24 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_in_overrides_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("gitlab")).unwrap();
+        let path = dir.path().join(GITLAB_AGENT_VALUES);
+        std::fs::write(&path, "config:\n  token: x\n{% if %}\n").unwrap();
+        let renderer = Renderer::with_overrides(dir.path()).unwrap();
+        let err = renderer
+            .render(GITLAB_AGENT_VALUES, &json!({}))
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:3: syntax error", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn overrides_replace_single_files_and_others_stay_built_in() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("gitlab")).unwrap();
