@@ -5,6 +5,9 @@
 //! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
 //! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
 //! - `gitlab`: the GitLab REST client (agents, agent tokens, runners, repository files).
+//! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
+//!   node readiness, kubeconfig.
+//! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
@@ -12,4 +15,6 @@ pub mod commands;
 pub mod exit;
 pub mod gitlab;
 pub mod inventory;
+pub mod k3s;
 pub mod logging;
+pub mod render;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -33,7 +34,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade(_) => not_implemented("upgrade"),
         Command::Exec(_) => not_implemented("exec"),
         Command::Kubeconfig(_) => not_implemented("kubeconfig"),
-        Command::Render(_) => not_implemented("render"),
+        Command::Render(args) => render::run(&global, &args),
     }
 }
 
