@@ -97,7 +97,11 @@ impl<'a> Summary<'a> {
         let ha = if c.ha { ", HA (embedded etcd)" } else { "" };
         let airgap = if c.airgap { ", air-gapped" } else { "" };
         let _ = writeln!(out, "cluster: {}, {version}{ha}{airgap}", c.name);
-        let _ = writeln!(out, "token:   {}", describe_secret(&c.token, "read back from the first server"));
+        let _ = writeln!(
+            out,
+            "token:   {}",
+            describe_secret(&c.token, "read back from the first server")
+        );
         if let Some(endpoint) = &c.api_endpoint {
             let _ = writeln!(out, "api:     {endpoint}:6443");
         }
@@ -113,7 +117,11 @@ impl<'a> Summary<'a> {
             .iter()
             .filter_map(|entry| self.entry_row(entry))
             .collect();
-        let width = rows.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(0);
+        let width = rows
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
         for (names, detail) in rows {
             let _ = writeln!(out, "  {names:<width$}  ({detail})");
         }
@@ -125,7 +133,12 @@ impl<'a> Summary<'a> {
                 .collect();
             let _ = writeln!(out, "groups:  {}", list.join(", "));
         }
-        let _ = writeln!(out, "ssh:     {}, concurrency {}", self.ssh_line(), inv.concurrency);
+        let _ = writeln!(
+            out,
+            "ssh:     {}, concurrency {}",
+            self.ssh_line(),
+            inv.concurrency
+        );
         if let Some(gitlab) = &inv.gitlab {
             let _ = writeln!(out, "gitlab:  {}", gitlab_line(gitlab));
         }
@@ -187,7 +200,11 @@ impl<'a> Summary<'a> {
         let auth = match (ssh.identity_files.len(), ssh.use_agent) {
             (0, true) => "ssh-agent".to_string(),
             (0, false) => "no keys".to_string(),
-            (n, agent) => format!("{}{}", plural(n, "key file"), if agent { " + ssh-agent" } else { "" }),
+            (n, agent) => format!(
+                "{}{}",
+                plural(n, "key file"),
+                if agent { " + ssh-agent" } else { "" }
+            ),
         };
         let jump = ssh
             .jump
@@ -277,7 +294,11 @@ fn policy_str(policy: HostKeyPolicy) -> &'static str {
 fn describe_secret(source: &SecretSource, absent: &str) -> String {
     match source {
         SecretSource::Env(var) => {
-            let state = if std::env::var_os(var).is_some() { "set" } else { "not set" };
+            let state = if std::env::var_os(var).is_some() {
+                "set"
+            } else {
+                "not set"
+            };
             format!("from ${var} ({state})")
         }
         SecretSource::File(path) => format!("from file {}", path.display()),

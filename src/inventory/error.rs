@@ -76,6 +76,8 @@ pub(crate) const MAX_DIAGNOSTICS: usize = 20;
 impl InventoryError {
     pub(crate) fn new(mut diagnostics: Vec<Diagnostic>) -> Self {
         debug_assert!(!diagnostics.is_empty());
+        // File order reads like a compiler's output; unlocated problems (a missing table) first.
+        diagnostics.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
         let omitted = diagnostics.len().saturating_sub(MAX_DIAGNOSTICS);
         diagnostics.truncate(MAX_DIAGNOSTICS);
         InventoryError {
@@ -109,7 +111,9 @@ impl InventoryError {
             message: format!("cannot read inventory `{}`: {err}", path.display()),
             path: path.to_path_buf(),
             location: None,
-            help: Some("pass the path of an inventory TOML file, e.g. `inventory/pi-cluster.toml`".into()),
+            help: Some(
+                "pass the path of an inventory TOML file, e.g. `inventory/pi-cluster.toml`".into(),
+            ),
         })
     }
 }

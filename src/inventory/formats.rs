@@ -151,7 +151,13 @@ pub fn http_url(text: &str) -> Result<(), Invalid> {
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"));
     match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && !text.contains(char::is_whitespace) => Ok(()),
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !text.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
         _ => Err(invalid(
             format!("`{text}` is not an http(s) URL"),
             "write a full URL starting with `https://` (or `http://`), e.g. `https://gitlab.example.com`",
@@ -228,7 +234,9 @@ pub fn jump(text: &str) -> Result<JumpHost, Invalid> {
         None => (None, text),
     };
     let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| fail("has an unclosed `[`"))?;
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| fail("has an unclosed `[`"))?;
         match after.strip_prefix(':') {
             Some(port) => (host, Some(port)),
             None if after.is_empty() => (host, None),
@@ -290,17 +298,33 @@ mod tests {
         for ok in ["v1.31.4+k3s1", "v1.32.0-rc1+k3s1", "v1.28.15+k3s12"] {
             assert!(k3s_version(ok).is_ok(), "{ok}");
         }
-        for bad in ["1.31.4+k3s1", "v1.31.4", "v1.31+k3s1", "v1.31.4+k8s1", "v1.31.x+k3s1", "latest"] {
+        for bad in [
+            "1.31.4+k3s1",
+            "v1.31.4",
+            "v1.31+k3s1",
+            "v1.31.4+k8s1",
+            "v1.31.x+k3s1",
+            "latest",
+        ] {
             assert!(k3s_version(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn taints() {
-        for ok in ["dedicated=gpu:NoSchedule", "node.example.com/edge:NoExecute", "k=:PreferNoSchedule"] {
+        for ok in [
+            "dedicated=gpu:NoSchedule",
+            "node.example.com/edge:NoExecute",
+            "k=:PreferNoSchedule",
+        ] {
             assert!(taint(ok).is_ok(), "{ok}");
         }
-        for bad in ["dedicated=gpu", "dedicated=gpu:Sometimes", "=x:NoSchedule", "a b:NoSchedule"] {
+        for bad in [
+            "dedicated=gpu",
+            "dedicated=gpu:Sometimes",
+            "=x:NoSchedule",
+            "a b:NoSchedule",
+        ] {
             assert!(taint(bad).is_err(), "{bad}");
         }
     }
@@ -318,7 +342,10 @@ mod tests {
     #[test]
     fn jumps() {
         let j = jump("ops@bastion.example.com:2222").unwrap();
-        assert_eq!((j.user.as_deref(), j.address.as_str(), j.port), (Some("ops"), "bastion.example.com", 2222));
+        assert_eq!(
+            (j.user.as_deref(), j.address.as_str(), j.port),
+            (Some("ops"), "bastion.example.com", 2222)
+        );
         assert_eq!(jump("10.0.0.1").unwrap().port, 22);
         assert_eq!(jump("[fd00::1]:2200").unwrap().address, "fd00::1");
         for bad in ["@host", "host:0", "host:99999", "user@", "ho st"] {
@@ -328,7 +355,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(duration(&toml::Value::Integer(10)).unwrap(), Duration::from_secs(10));
+        assert_eq!(
+            duration(&toml::Value::Integer(10)).unwrap(),
+            Duration::from_secs(10)
+        );
         assert_eq!(duration(&"5m".into()).unwrap(), Duration::from_secs(300));
         assert!(duration(&toml::Value::Integer(0)).is_err());
         assert!(duration(&"soon".into()).is_err());

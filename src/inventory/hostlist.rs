@@ -411,7 +411,12 @@ mod tests {
         let run = ipv4_run("10.0.0.254".parse().unwrap(), 4).unwrap();
         assert_eq!(run, ["10.0.0.254", "10.0.0.255", "10.0.1.0", "10.0.1.1"]);
         assert!(ipv4_run("255.255.255.254".parse().unwrap(), 3).is_err());
-        assert_eq!(ipv4_run("255.255.255.254".parse().unwrap(), 2).unwrap().len(), 2);
+        assert_eq!(
+            ipv4_run("255.255.255.254".parse().unwrap(), 2)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -149,19 +149,23 @@ fn expand_entry(
                 let defined = if groups.is_empty() {
                     "no groups are defined".to_string()
                 } else {
-                    format!("defined groups: {}", groups.keys().cloned().collect::<Vec<_>>().join(", "))
+                    format!(
+                        "defined groups: {}",
+                        groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
                 };
                 ctx.report(
                     ErrorKind::UnknownGroup,
                     Some(group.span()),
                     format!("{scope} is in unknown group `{}`", group.get_ref()),
-                    format!("{hint}define it as `[groups.{}]`; {defined}", group.get_ref()),
+                    format!(
+                        "{hint}define it as `[groups.{}]`; {defined}",
+                        group.get_ref()
+                    ),
                 );
             }
         }
     }
-
-    let (role, role_span) = entry_role(ctx, raw, name, &scope, &member_groups)?;
 
     let mut ssh = defaults.clone();
     for (_, group) in &member_groups {
@@ -186,6 +190,8 @@ fn expand_entry(
     taints.retain(|t| seen_taints.insert(t.clone()));
     extra_args.extend(raw.extra_args.iter().map(|a| a.get_ref().clone()));
 
+    // Role last among the shared settings, so one run also reports label, taint and ssh mistakes.
+    let (role, role_span) = entry_role(ctx, raw, name, &scope, &member_groups)?;
     let addresses = addresses(ctx, raw, name, &names)?;
     let node_names = match &raw.node_name {
         Some(node_name) => per_host(ctx, "node_name", node_name, name, &names)?,
@@ -193,8 +199,14 @@ fn expand_entry(
     };
     if let Some(bad) = node_names.iter().find(|n| !formats::is_dns_subdomain(n)) {
         let (span, help) = match &raw.node_name {
-            Some(node_name) => (node_name.span(), "a node name is lowercase letters, digits, `-` and `.` (a DNS name)"),
-            None => (name.span(), "Kubernetes node names are lowercase letters, digits, `-` and `.`: set `node_name`, e.g. `node_name = \"pi-01\"`"),
+            Some(node_name) => (
+                node_name.span(),
+                "a node name is lowercase letters, digits, `-` and `.` (a DNS name)",
+            ),
+            None => (
+                name.span(),
+                "Kubernetes node names are lowercase letters, digits, `-` and `.`: set `node_name`, e.g. `node_name = \"pi-01\"`",
+            ),
         };
         ctx.report(
             ErrorKind::InvalidValue,
@@ -316,14 +328,24 @@ fn addresses(
                 }
             }
         }
-        (Some(address), None) => (per_host(ctx, "address", address, name, names)?, address.span()),
+        (Some(address), None) => (
+            per_host(ctx, "address", address, name, names)?,
+            address.span(),
+        ),
         // Without an address the name is the address (DNS, /etc/hosts or mDNS resolve it).
         (None, None) => (names.to_vec(), name.span()),
     };
     for address in &addresses {
         if let Err(mut e) = formats::address(address) {
-            if raw.address.as_ref().is_some_and(|a| a.get_ref().contains('[')) {
-                e.help = format!("{}; a bracket range cannot carry into the next octet, use `address_start` for that", e.help);
+            if raw
+                .address
+                .as_ref()
+                .is_some_and(|a| a.get_ref().contains('['))
+            {
+                e.help = format!(
+                    "{}; a bracket range cannot carry into the next octet, use `address_start` for that",
+                    e.help
+                );
             }
             ctx.invalid(ErrorKind::InvalidValue, span, e);
             return None;
@@ -421,7 +443,8 @@ fn check_unique(ctx: &mut Ctx, hosts: &[Host], host_entry: &[usize], spans: &[En
     let mut addresses: HashMap<(&str, u16), usize> = HashMap::with_capacity(hosts.len());
     for (i, host) in hosts.iter().enumerate() {
         let spans_here = &spans[host_entry[i]];
-        let first_line = |ctx: &Ctx, first: usize| ctx.line_of(spans[host_entry[first]].name.clone());
+        let first_line =
+            |ctx: &Ctx, first: usize| ctx.line_of(spans[host_entry[first]].name.clone());
         match names.entry(&host.name) {
             Entry::Occupied(first) => {
                 let line = first_line(ctx, *first.get());
@@ -429,7 +452,10 @@ fn check_unique(ctx: &mut Ctx, hosts: &[Host], host_entry: &[usize], spans: &[En
                     ErrorKind::Duplicate,
                     Some(spans_here.name.clone()),
                     format!("duplicate host name `{}`", host.name),
-                    format!("host names are unique; `{}` is first defined on line {line}", host.name),
+                    format!(
+                        "host names are unique; `{}` is first defined on line {line}",
+                        host.name
+                    ),
                 );
                 continue;
             }

@@ -90,8 +90,8 @@ impl SshLayer {
                 ctx.report(
                     ErrorKind::MissingKey,
                     Some(span),
-                    format!("`sudo = \"password\"` for {scope} without `sudo_password_env`"),
-                    "add `sudo_password_env = \"VAR\"` naming the environment variable that holds the sudo password",
+                    "`sudo = \"password\"` without `sudo_password_env`",
+                    format!("for {scope}: add `sudo_password_env = \"VAR\"` naming the environment variable that holds it"),
                 );
                 Sudo::Passwordless
             }
@@ -135,7 +135,11 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
         ("password", &raw.password),
     ] {
         if let Some(value) = value {
-            let env_key = if key == "passphrase" { "passphrase_env" } else { "sudo_password_env" };
+            let env_key = if key == "passphrase" {
+                "passphrase_env"
+            } else {
+                "sudo_password_env"
+            };
             ctx.report_secret(
                 value.span(),
                 format!("inline secret `{key}` in the ssh settings of {scope}"),
@@ -154,18 +158,21 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
         );
     }
 
-    let port = raw.port.as_ref().and_then(|p| match u16::try_from(*p.get_ref()) {
-        Ok(port) if port > 0 => Some(port),
-        _ => {
-            ctx.report(
-                ErrorKind::InvalidValue,
-                Some(p.span()),
-                format!("port {} is out of range", p.get_ref()),
-                "an SSH port is 1-65535 (default 22)",
-            );
-            None
-        }
-    });
+    let port = raw
+        .port
+        .as_ref()
+        .and_then(|p| match u16::try_from(*p.get_ref()) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                ctx.report(
+                    ErrorKind::InvalidValue,
+                    Some(p.span()),
+                    format!("port {} is out of range", p.get_ref()),
+                    "an SSH port is 1-65535 (default 22)",
+                );
+                None
+            }
+        });
     let user = raw.user.as_ref().map(|u| {
         let name = u.get_ref();
         let ok = !name.is_empty()
@@ -234,14 +241,16 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
         }
     });
     let mut timeout = |value: &Option<Spanned<toml::Value>>, key: &str| {
-        value.as_ref().and_then(|v| match formats::duration(v.get_ref()) {
-            Ok(d) => Some(d),
-            Err(mut e) => {
-                e.message = format!("{key}: {}", e.message);
-                ctx.invalid(ErrorKind::InvalidValue, v.span(), e);
-                None
-            }
-        })
+        value
+            .as_ref()
+            .and_then(|v| match formats::duration(v.get_ref()) {
+                Ok(d) => Some(d),
+                Err(mut e) => {
+                    e.message = format!("{key}: {}", e.message);
+                    ctx.invalid(ErrorKind::InvalidValue, v.span(), e);
+                    None
+                }
+            })
     };
     let connect_timeout = timeout(&raw.connect_timeout, "connect_timeout");
     let command_timeout = timeout(&raw.command_timeout, "command_timeout");
@@ -270,7 +279,10 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
         port,
         identity_files,
         agent: raw.agent.as_ref().map(|a| *a.get_ref()),
-        known_hosts: raw.known_hosts.as_ref().map(|k| ctx.resolve_path(k.get_ref())),
+        known_hosts: raw
+            .known_hosts
+            .as_ref()
+            .map(|k| ctx.resolve_path(k.get_ref())),
         host_key_policy,
         jump,
         connect_timeout,

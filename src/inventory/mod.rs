@@ -52,7 +52,9 @@ pub fn parse_with_entries(
 /// closest valid one.
 fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
     let message = err.message().trim();
-    let location = err.span().map(|span| SourceMap::new(text).locate(span, false));
+    let location = err
+        .span()
+        .map(|span| SourceMap::new(text).locate(span, false));
     let (kind, message, help) = match parse_unknown_field(message) {
         Some((key, expected)) => {
             let valid: Vec<&str> = expected
@@ -68,9 +70,14 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             } else {
                 format!("valid keys here: {}", valid.join(", "))
             };
+            let table = err
+                .span()
+                .and_then(|span| enclosing_table(text, span.start))
+                .map(|t| format!(" in `{t}`"))
+                .unwrap_or_default();
             (
                 ErrorKind::UnknownKey,
-                format!("unknown key `{key}`"),
+                format!("unknown key `{key}`{table}"),
                 format!("{hint}{list}"),
             )
         }
@@ -84,7 +91,11 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             } else {
                 "the inventory must be valid TOML (https://toml.io); see docs/INVENTORY.md for the format"
             };
-            (ErrorKind::Syntax, message.to_string(), help.to_string())
+            (
+                ErrorKind::Syntax,
+                message.replace("expected i64", "expected an integer"),
+                help.to_string(),
+            )
         }
     };
     InventoryError::single(Diagnostic {
@@ -94,6 +105,29 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
         location,
         help: Some(help),
     })
+}
+
+/// The `[table]` header a key at `offset` belongs to, when the key starts its line (not inside an
+/// inline table, whose keys belong to a sub-table the header does not name).
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let key_line = &text[line_start..];
+    if !text[line_start..offset].trim().is_empty() || key_line.trim_start().starts_with('[') {
+        return None;
+    }
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['));
+    match header {
+        Some(line) => {
+            let end = line.rfind(']')?;
+            Some(line[..=end].to_string())
+        }
+        None => None,
+    }
 }
 
 /// serde's wording: "unknown field `x`, expected one of `a`, `b`" / "expected `a`" /

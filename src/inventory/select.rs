@@ -137,7 +137,10 @@ fn matcher(term: &str, body: &str) -> Result<Matcher, SelectError> {
             }),
         };
     }
-    if let Some(group) = body.strip_prefix("group:").or_else(|| body.strip_prefix('@')) {
+    if let Some(group) = body
+        .strip_prefix("group:")
+        .or_else(|| body.strip_prefix('@'))
+    {
         let group = group.trim();
         if group.is_empty() {
             return Err(SelectError::EmptyTerm {

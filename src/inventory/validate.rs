@@ -174,7 +174,9 @@ pub(super) fn validate(
 
     let groups = layers::groups(&mut ctx, &raw.groups);
     let (hosts, entries) = hosts::expand(&mut ctx, &raw.hosts, &defaults, &groups);
-    if let Some(cluster) = &cluster {
+    // Dropped entries would make server counts wrong; their own errors come first.
+    let all_entries_valid = entries.len() == raw.hosts.len();
+    if let Some(cluster) = cluster.as_ref().filter(|_| all_entries_valid) {
         topology(&mut ctx, cluster, cluster_span, &hosts, &entries);
     }
     let gitlab = raw
@@ -447,7 +449,10 @@ fn topology(
     }
     let servers = hosts.iter().filter(|h| h.role == Role::Server).count();
     if servers == 0 {
-        let span = entries.first().map(|e| e.role_span.clone()).or(cluster_span);
+        let span = entries
+            .first()
+            .map(|e| e.role_span.clone())
+            .or(cluster_span);
         let what = if hosts.is_empty() {
             "the inventory has no hosts".to_string()
         } else {
@@ -489,8 +494,8 @@ fn topology(
 fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) -> Option<GitLab> {
     let table_span = raw.span();
     let raw = raw.into_inner();
-    let required = |ctx: &mut Ctx, value: &Option<Spanned<String>>, key: &str, example: &str| {
-        match value {
+    let required =
+        |ctx: &mut Ctx, value: &Option<Spanned<String>>, key: &str, example: &str| match value {
             Some(v) if !v.get_ref().trim().is_empty() => Some(v.get_ref().clone()),
             Some(v) => {
                 ctx.report(
@@ -510,15 +515,19 @@ fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) ->
                 );
                 None
             }
-        }
-    };
+        };
     let url = required(ctx, &raw.url, "url", "\"https://gitlab.example.com\"");
     if let (Some(_), Some(value)) = (&url, &raw.url)
         && let Err(e) = formats::http_url(value.get_ref())
     {
         ctx.invalid(ErrorKind::InvalidValue, value.span(), e);
     }
-    let project = required(ctx, &raw.project, "project", "\"group/project\" (path or numeric id)");
+    let project = required(
+        ctx,
+        &raw.project,
+        "project",
+        "\"group/project\" (path or numeric id)",
+    );
 
     let agent_name = match &raw.agent_name {
         Some(name) => {
@@ -546,7 +555,11 @@ fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) ->
     if let Some(kas) = &raw.kas_address {
         let ok = ["wss://", "ws://", "grpcs://", "grpc://"]
             .iter()
-            .any(|scheme| kas.get_ref().strip_prefix(scheme).is_some_and(|r| !r.is_empty()));
+            .any(|scheme| {
+                kas.get_ref()
+                    .strip_prefix(scheme)
+                    .is_some_and(|r| !r.is_empty())
+            });
         if !ok {
             ctx.report(
                 ErrorKind::InvalidValue,
@@ -621,7 +634,12 @@ fn runner(ctx: &mut Ctx, raw: &RawGitLab) -> RunnerSettings {
     if runner_type == RunnerType::Group && raw.group.is_none() {
         ctx.report(
             ErrorKind::MissingKey,
-            Some(runner.runner_type.as_ref().map_or(runner_span, |t| t.span())),
+            Some(
+                runner
+                    .runner_type
+                    .as_ref()
+                    .map_or(runner_span, |t| t.span()),
+            ),
             "a group runner needs `[gitlab]` `group`",
             "add `group = \"my-group\"` to `[gitlab]`, or use `type = \"project\"`",
         );
