@@ -160,10 +160,7 @@ fn expand_entry(
                     ErrorKind::UnknownGroup,
                     Some(group.span()),
                     format!("{scope} is in unknown group `{}`", group.get_ref()),
-                    format!(
-                        "{hint}define it as `[groups.{}]`; {defined}",
-                        group.get_ref()
-                    ),
+                    format!("{hint}groups are defined as `[groups.NAME]` tables; {defined}"),
                 );
             }
         }
