@@ -248,8 +248,16 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ClusterAnd
         );
     }
     if let Some(version) = &raw.version
-        && let Err(e) = formats::k3s_version(version.get_ref())
+        && let Err(mut e) = formats::k3s_version(version.get_ref())
     {
+        // `version = "v1.31"` usually means "the newest v1.31": that is a channel.
+        if formats::channel(version.get_ref()).is_ok() && version.get_ref().starts_with('v') {
+            e.help = format!(
+                "{}; to follow the newest {v} release write `channel = \"{v}\"`",
+                e.help,
+                v = version.get_ref()
+            );
+        }
         ctx.invalid(ErrorKind::InvalidValue, version.span(), e);
     }
     if let Some(channel) = &raw.channel
