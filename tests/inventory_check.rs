@@ -44,7 +44,10 @@ fn examples_pass() {
 fn pi_cluster_summary_shows_roles_and_ranges() {
     let out = stdout_of(&check(&["inventory/pi-cluster.toml"]).success());
     assert!(out.contains("3 hosts (1 server, 2 agents)"), "{out}");
-    assert!(out.contains("pi-[02-03]  (2 agents, 192.168.1.102-192.168.1.103)"), "{out}");
+    assert!(
+        out.contains("pi-[02-03]  (2 agents, 192.168.1.102-192.168.1.103)"),
+        "{out}"
+    );
     assert!(out.contains("k3s channel `stable`"), "{out}");
 }
 
@@ -52,18 +55,34 @@ fn pi_cluster_summary_shows_roles_and_ranges() {
 fn fleet_summary_shows_ranges_compactly() {
     let out = stdout_of(&check(&["inventory/fleet-200.toml"]).success());
     assert!(out.contains("200 hosts (1 server, 199 agents)"), "{out}");
-    assert!(out.contains("store-[001-160]  (160 agents, 10.100.1.1-10.100.1.160)"), "{out}");
-    assert!(out.contains("depot-[01-39]    (39 agents, 10.100.2.250-10.100.3.32)"), "{out}");
+    assert!(
+        out.contains("store-[001-160]  (160 agents, 10.100.1.1-10.100.1.160)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("depot-[01-39]    (39 agents, 10.100.2.250-10.100.3.32)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn limit_narrows_the_summary() {
     let out = stdout_of(
-        &check(&["inventory/fleet-200.toml", "--limit", "store-[001-010],servers,!store-007"])
-            .success(),
+        &check(&[
+            "inventory/fleet-200.toml",
+            "--limit",
+            "store-[001-010],servers,!store-007",
+        ])
+        .success(),
     );
-    assert!(out.contains("10 of 200 hosts selected (1 server, 9 agents)"), "{out}");
-    assert!(out.contains("store-[001-006,008-010]  (9 of 160 agents"), "{out}");
+    assert!(
+        out.contains("10 of 200 hosts selected (1 server, 9 agents)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("store-[001-006,008-010]  (9 of 160 agents"),
+        "{out}"
+    );
     assert!(!out.contains("depot"), "{out}");
 }
 
@@ -71,12 +90,22 @@ fn limit_narrows_the_summary() {
 fn limit_matching_nothing_is_a_usage_error() {
     let assert = check(&["inventory/pi-cluster.toml", "--limit", "pi-01,pi-99"]).code(2);
     let err = stderr_of(&assert);
-    assert!(err.contains("--limit term `pi-99` matches no host"), "{err}");
+    assert!(
+        err.contains("--limit term `pi-99` matches no host"),
+        "{err}"
+    );
 }
 
 #[test]
 fn json_output_lists_expanded_hosts_with_settings() {
-    let assert = check(&["inventory/ha.toml", "--output", "json", "--limit", "@workers"]).success();
+    let assert = check(&[
+        "inventory/ha.toml",
+        "--output",
+        "json",
+        "--limit",
+        "@workers",
+    ])
+    .success();
     let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(json["cluster"]["name"], "edge-ha");
     assert_eq!(json["cluster"]["version"], "v1.31.4+k3s1");
@@ -85,7 +114,10 @@ fn json_output_lists_expanded_hosts_with_settings() {
     assert_eq!(json["counts"]["selected"], 5);
     let hosts = json["hosts"].as_array().unwrap();
     let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["worker-1", "worker-2", "worker-3", "worker-4", "gpu-1"]);
+    assert_eq!(
+        names,
+        ["worker-1", "worker-2", "worker-3", "worker-4", "gpu-1"]
+    );
     assert_eq!(hosts[3]["address"], "10.20.1.13");
     // gpu-1 overrides user and port; the group's zone label merges with its own.
     assert_eq!(hosts[4]["ssh"]["user"], "nvidia");
@@ -93,14 +125,20 @@ fn json_output_lists_expanded_hosts_with_settings() {
     assert_eq!(hosts[0]["ssh"]["user"], "ops");
     assert_eq!(hosts[4]["labels"]["topology.kubernetes.io/zone"], "rack-b");
     assert_eq!(hosts[4]["labels"]["example.com/accelerator"], "jetson");
-    assert_eq!(hosts[0]["ssh"]["jump"]["address"], "bastion.edge.example.com");
+    assert_eq!(
+        hosts[0]["ssh"]["jump"]["address"],
+        "bastion.edge.example.com"
+    );
     assert_eq!(hosts[0]["ssh"]["command_timeout_secs"], 900.0);
 }
 
 #[test]
 fn a_missing_file_is_bad_input() {
     let err = stderr_of(&check(&["inventory/nope.toml"]).code(2));
-    assert!(err.contains("cannot read inventory `inventory/nope.toml`"), "{err}");
+    assert!(
+        err.contains("cannot read inventory `inventory/nope.toml`"),
+        "{err}"
+    );
 }
 
 /// One test per malformed fixture: exit code 2, `file:line:col`, and every expected fragment.
@@ -161,6 +199,7 @@ rejects! {
     disable_typo at "3:12": ["`traefic` is not a k3s component", "did you mean `traefik`?"];
     host_key_policy_typo at "5:19": ["unknown host_key_policy `accept_new`", "did you mean `accept-new`?"];
     concurrency_per_host at "7:23": ["`concurrency` is not a per-host setting"];
+    secret_in_env_name at "3:13": ["`token_env` is not an environment variable name", "e.g. `K3S_TOKEN`"];
 }
 
 #[test]
@@ -169,12 +208,16 @@ fn inline_secrets_are_never_echoed() {
         ("inline_token", "s3cr3t-value"),
         ("inline_sudo_password", "hunter2-secret"),
         ("inline_gitlab_token", "glpat-abcdefsecret"),
+        ("secret_in_env_name", "xyzsecret"),
     ] {
         let path = format!("tests/fixtures/inventory/bad/{fixture}.toml");
         let assert = check(&[&path]).code(2);
         let err = stderr_of(&assert);
         assert!(!err.contains(secret), "{fixture} leaked its secret:\n{err}");
-        assert!(err.contains("****"), "{fixture} should mask the value:\n{err}");
+        assert!(
+            err.contains("****"),
+            "{fixture} should mask the value:\n{err}"
+        );
     }
 }
 
@@ -194,4 +237,30 @@ fn unknown_key_rendering() {
 fn inline_secret_rendering() {
     let err = stderr_of(&check(&["tests/fixtures/inventory/bad/inline_token.toml"]).code(2));
     insta::assert_snapshot!("inline_token", err);
+}
+
+#[test]
+fn tilde_expands_to_home_and_default_keys_are_found() {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), "placeholder").unwrap();
+    std::fs::write(ssh.join("edge"), "placeholder").unwrap();
+    let inventory = home.path().join("inv.toml");
+    std::fs::write(
+        &inventory,
+        "[cluster]\nname = \"lab\"\n\n[[hosts]]\nname = \"s1\"\nrole = \"server\"\n\n\
+         [[hosts]]\nname = \"a1\"\nrole = \"agent\"\nssh = { identity_files = [\"~/.ssh/edge\"] }\n",
+    )
+    .unwrap();
+    let assert = cargo_bin_cmd!("edgeops")
+        .env("HOME", home.path())
+        .args(["check", "--output", "json"])
+        .arg(&inventory)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let files = |i: usize| json["hosts"][i]["ssh"]["identity_files"].clone();
+    assert_eq!(files(0), serde_json::json!([ssh.join("id_ed25519")]));
+    assert_eq!(files(1), serde_json::json!([ssh.join("edge")]));
 }

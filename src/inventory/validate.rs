@@ -74,6 +74,17 @@ impl<'a> Ctx<'a> {
         self.push(ErrorKind::InlineSecret, Some(span), message, help, true);
     }
 
+    /// Like `report`, masking the spanned text: for values that may be a misplaced secret.
+    pub(super) fn report_masked(
+        &mut self,
+        kind: ErrorKind,
+        span: Range<usize>,
+        message: String,
+        help: String,
+    ) {
+        self.push(kind, Some(span), message, help, true);
+    }
+
     pub(super) fn invalid(&mut self, kind: ErrorKind, span: Range<usize>, invalid: Invalid) {
         self.report(kind, Some(span), invalid.message, invalid.help);
     }
@@ -390,10 +401,11 @@ pub(super) fn check_env_name(ctx: &mut Ctx, field: &str, value: &Spanned<String>
         && !name.as_bytes()[0].is_ascii_digit()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !ok {
-        ctx.report(
+        // Not echoed: a value that is not a variable name may be the secret itself.
+        ctx.report_masked(
             ErrorKind::InvalidValue,
-            Some(value.span()),
-            format!("`{field}` `{name}` is not an environment variable name"),
+            value.span(),
+            format!("`{field}` is not an environment variable name"),
             format!("`{field}` names the variable that holds the secret (letters, digits, `_`), e.g. `K3S_TOKEN`; the secret itself never goes in the inventory"),
         );
     }
