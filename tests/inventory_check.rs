@@ -200,6 +200,7 @@ rejects! {
     host_key_policy_typo at "5:19": ["unknown host_key_policy `accept_new`", "did you mean `accept-new`?"];
     concurrency_per_host at "7:23": ["`concurrency` is not a per-host setting"];
     secret_in_env_name at "3:13": ["`token_env` is not an environment variable name", "e.g. `K3S_TOKEN`"];
+    secret_in_syntax_error at "3:32": ["invalid basic string", "token = ****"];
 }
 
 #[test]
@@ -209,6 +210,7 @@ fn inline_secrets_are_never_echoed() {
         ("inline_sudo_password", "hunter2-secret"),
         ("inline_gitlab_token", "glpat-abcdefsecret"),
         ("secret_in_env_name", "xyzsecret"),
+        ("secret_in_syntax_error", "s3cr3t"),
     ] {
         let path = format!("tests/fixtures/inventory/bad/{fixture}.toml");
         let assert = check(&[&path]).code(2);

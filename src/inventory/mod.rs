@@ -52,9 +52,11 @@ pub fn parse_with_entries(
 /// closest valid one.
 fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
     let message = err.message().trim();
-    let location = err
-        .span()
-        .map(|span| SourceMap::new(text).locate(span, false));
+    let location = err.span().map(|span| {
+        let mut location = SourceMap::new(text).locate(span, false);
+        mask_secret_assignment(&mut location.source_line);
+        location
+    });
     let (kind, message, help) = match parse_unknown_field(message) {
         Some((key, expected)) => {
             let valid: Vec<&str> = expected
@@ -105,6 +107,28 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
         location,
         help: Some(help),
     })
+}
+
+/// A syntax error on a line such as `token = "abc` must not echo the secret: everything after
+/// the `=` of a secret-looking key (also inside an inline table) is masked.
+fn mask_secret_assignment(line: &mut String) {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"';
+    let cut = raw::INLINE_SECRET_KEYS.iter().find_map(|key| {
+        line.match_indices(key).find_map(|(at, _)| {
+            let before_ok = !line[..at].chars().next_back().is_some_and(is_key_char);
+            let after = line[at + key.len()..].trim_start_matches(['"', ' ']);
+            let equals = line.len() - after.len();
+            (before_ok && after.starts_with('=')).then_some(equals + 1)
+        })
+    });
+    if let Some(cut) = cut {
+        let masked: String = line[cut..]
+            .chars()
+            .map(|c| if c == ' ' { c } else { '*' })
+            .collect();
+        line.truncate(cut);
+        line.push_str(&masked);
+    }
 }
 
 /// The `[table]` header a key at `offset` belongs to, when the key starts its line (not inside an
