@@ -201,6 +201,7 @@ rejects! {
     concurrency_per_host at "7:23": ["`concurrency` is not a per-host setting"];
     secret_in_env_name at "3:13": ["`token_env` is not an environment variable name", "e.g. `K3S_TOKEN`"];
     secret_in_syntax_error at "3:32": ["invalid basic string", "token = ****"];
+    hosts_single_brackets at "3:1": ["expected a list", "write `[[hosts]]`"];
 }
 
 #[test]

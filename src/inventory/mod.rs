@@ -84,7 +84,12 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             )
         }
         None => {
-            let help = if message.starts_with("invalid type") {
+            let on_hosts_table = location
+                .as_ref()
+                .is_some_and(|l| l.source_line.trim() == "[hosts]");
+            let help = if on_hosts_table {
+                "each host is an entry of an array of tables: write `[[hosts]]` (double brackets)"
+            } else if message.starts_with("invalid type") {
                 "check the value's type: strings are quoted, lists are `[..]`, tables are `{..}` (see docs/INVENTORY.md)"
             } else if message.starts_with("missing field") {
                 "add the missing key (see docs/INVENTORY.md)"
@@ -93,11 +98,7 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             } else {
                 "the inventory must be valid TOML (https://toml.io); see docs/INVENTORY.md for the format"
             };
-            (
-                ErrorKind::Syntax,
-                message.replace("expected i64", "expected an integer"),
-                help.to_string(),
-            )
+            (ErrorKind::Syntax, plain_types(message), help.to_string())
         }
     };
     InventoryError::single(Diagnostic {
@@ -129,6 +130,16 @@ fn mask_secret_assignment(line: &mut String) {
         line.truncate(cut);
         line.push_str(&masked);
     }
+}
+
+/// serde's type names in TOML's words: a map is a table, a sequence a list.
+fn plain_types(message: &str) -> String {
+    message
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected a list `[..]`")
+        .replace("expected a map", "expected a table `{..}`")
+        .replace("type: map", "type: table")
+        .replace("type: sequence", "type: list")
 }
 
 /// The `[table]` header a key at `offset` belongs to, when the key starts its line (not inside an
