@@ -169,6 +169,7 @@ seed_host() {
   mkdir -p "$u" "$h/work" "$h/merged"
   echo "$mode" >"$h/mode"
   echo "$index" >"$h/index"
+  echo "$lower" >"$h/lower"
   upper_dir_like_lower "$u" "$lower" etc/ssh
   upper_dir_like_lower "$u" "$lower" "home/$LAB_USER/.ssh"
   mkdir -p "$u/etc/lab"
@@ -246,8 +247,12 @@ start_host() {
   rm -f "$h/stopped" "$h/ready"
   host_running "$name" && return 0
   ensure_host_net "$name"
+  # A host keeps the lower dir its disk was made on (a recipe change applies to new hosts only).
+  local lower; lower=$(cat "$h/lower" 2>/dev/null || true)
+  [[ -f "$lower/.lab-ready" ]] || { lower=$(rootfs_dir); echo "$lower" >"$h/lower"; }
+  [[ -f "$lower/.lab-ready" ]] || die "rootfs $lower is not prepared (run: scripts/lab build)"
   setsid "$LABDIR/host-supervisor.sh" "$name" "$h" "$(host_ns "$name")" "$(host_cg "$name")" \
-    "$(rootfs_dir)" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 &
+    "$lower" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 &
   disown $! 2>/dev/null || true
 }
 
@@ -592,12 +597,12 @@ lab_knob() {
     link-down) ip link set "$(host_veth "$name")" down; log "$name link down" ;;
     link-up) ip link set "$(host_veth "$name")" up; log "$name link up" ;;
     freeze|thaw)
-      local cg; cg=$(host_cg "$name") want; want=$([[ $knob == freeze ]] && echo 1 || echo 0)
+      local cg want; cg=$(host_cg "$name"); want=$([[ $knob == freeze ]] && echo 1 || echo 0)
       host_running "$name" || die "$name is not running"
       echo "$want" >"$cg/cgroup.freeze"
       local i
       for i in $(seq 100); do grep -q "frozen $want" "$cg/cgroup.events" && break; sleep 0.05; done
-      log "$name ${knob/freeze/frozen}" ;;
+      log "$name $([[ $knob == freeze ]] && echo frozen || echo thawed)" ;;
     rotate-hostkey)
       local tmp; tmp=$(mktemp -d)
       ssh-keygen -q -t ed25519 -N '' -C "root@$name" -f "$tmp/key"

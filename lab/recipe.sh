@@ -4,5 +4,5 @@ LAB_SUITE=bookworm
 LAB_VARIANT=minbase
 LAB_PACKAGES=(
   openssh-server sudo python3-minimal python3 curl ca-certificates openssl
-  iproute2 iputils-ping procps systemd systemd-sysv netcat-openbsd less
+  iproute2 iputils-ping procps systemd systemd-sysv dbus netcat-openbsd less
 )
