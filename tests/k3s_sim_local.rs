@@ -673,3 +673,83 @@ fn helmchart_manifests_are_listed_as_deployed() {
     .unwrap();
     assert_eq!(job["status"]["succeeded"], 1);
 }
+
+/// The kubectl used to prove the API is Kubernetes-shaped: $K3S_SIM_KUBECTL, else `kubectl` on
+/// PATH (Debian's `kubernetes-client` package works: v1.20, checked against this simulator).
+fn real_kubectl() -> String {
+    let kubectl = std::env::var("K3S_SIM_KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
+    let ok = Command::new(&kubectl)
+        .args(["version", "--client"])
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "prerequisite missing: a real kubectl (apt-get install kubernetes-client, or set K3S_SIM_KUBECTL)"
+    );
+    kubectl
+}
+
+#[test]
+fn real_kubectl_reads_the_simulated_api() {
+    let kubectl = real_kubectl();
+    let mirror = Mirror::start(&[]);
+    let sb = Sandbox::new("aarch64");
+    let out = sb.install(
+        &mirror,
+        "simtest-g",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_SKIP_START", "true"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let kubeconfig = sb.path("k3s.yaml");
+    let port = free_port();
+    let _procs = Procs(vec![
+        Command::new(sb.path("bin/k3s"))
+            .args(["server", "--node-name", "pi-1", "--data-dir"])
+            .arg(sb.path("srv"))
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                &port.to_string(),
+                "--write-kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ]);
+    let run = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    let table = wait_until("Ready in kubectl's table", Duration::from_secs(60), || {
+        let (ok, out) = run(&["get", "nodes"]);
+        (ok && out.contains(" Ready ")).then_some(out)
+    });
+    assert!(
+        table.contains("NAME") && table.contains("ROLES") && table.contains(PINNED),
+        "{table}"
+    );
+    assert!(table.contains("control-plane,master"), "{table}");
+    let (ok, json) = run(&["get", "nodes", "-o", "json"]);
+    assert!(ok, "{json}");
+    let list: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        list["items"][0]["status"]["nodeInfo"]["architecture"],
+        "arm64"
+    );
+    let (ok, out) = run(&["cordon", "pi-1"]);
+    assert!(ok && out.contains("node/pi-1 cordoned"), "{out}");
+    let (ok, out) = run(&["get", "nodes"]);
+    assert!(ok && out.contains("Ready,SchedulingDisabled"), "{out}");
+    let (ok, out) = run(&["get", "helmcharts", "-A"]);
+    assert!(ok && out.contains("helm-install-traefik"), "{out}");
+}
