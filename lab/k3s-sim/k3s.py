@@ -687,6 +687,10 @@ class Store:
                 log("warning", "ignoring unreadable datastore %s: %s" % (path, e))
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.ensure_namespace(ns)
+        # After a restart (e.g. an upgrade) nodes keep their last reported state until the
+        # grace period runs out, as they would in a real apiserver.
+        for name, node in self.state["nodes"].items():
+            self.heartbeats[name] = (time.time(), bool(node.get("ready")))
         self.save()
 
     def bump(self):
@@ -780,6 +784,9 @@ class Store:
             if node["password"] != hashlib.sha256(password.encode()).hexdigest():
                 return 403
             self.heartbeats[name] = (time.time(), bool(ready))
+            if node.get("ready") != bool(ready):
+                node["ready"] = bool(ready)
+                self.save()
             return 200
 
     def node_state(self, name):
