@@ -244,7 +244,7 @@ host_running() {
 start_host() {
   local name=$1
   local h; h=$(host_dir "$name")
-  rm -f "$h/stopped" "$h/ready"
+  rm -f "$h/stopped" "$h/failed"
   host_running "$name" && return 0
   ensure_host_net "$name"
   # A host keeps the lower dir its disk was made on (a recipe change applies to new hosts only).
@@ -252,7 +252,7 @@ start_host() {
   [[ -f "$lower/.lab-ready" ]] || { lower=$(rootfs_dir); echo "$lower" >"$h/lower"; }
   [[ -f "$lower/.lab-ready" ]] || die "rootfs $lower is not prepared (run: scripts/lab build)"
   setsid "$LABDIR/host-supervisor.sh" "$name" "$h" "$(host_ns "$name")" "$(host_cg "$name")" \
-    "$lower" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 &
+    "$lower" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 8>&- 9>&- &
   disown $! 2>/dev/null || true
 }
 
@@ -343,10 +343,23 @@ start_mirror() {
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then return 0; fi
   mkdir -p "$STATE/mirror"
   setsid python3 "$mirror" --listen "$BRIDGE_ADDR:$MIRROR_PORT" --state-dir "$STATE/mirror" \
-    </dev/null >>"$STATE/mirror.log" 2>&1 &
+    </dev/null >>"$STATE/mirror.log" 2>&1 8>&- 9>&- &
   echo $! >"$STATE/mirror.pid"
   disown $! 2>/dev/null || true
   log "k3s mirror on http://$BRIDGE_ADDR:$MIRROR_PORT (log: $STATE/mirror.log)"
+}
+
+# Every systemd host uses several inotify instances; the default limit (128 per uid, and all
+# hosts run as root) stops systemd from starting beyond ~25 hosts. Only ever raise limits.
+raise_kernel_limits() {
+  local key want cur
+  for kv in fs.inotify.max_user_instances=65536 fs.inotify.max_user_watches=1048576 \
+    kernel.keys.maxkeys=20000 net.core.somaxconn=4096 net.ipv4.neigh.default.gc_thresh3=16384 \
+    net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh1=4096; do
+    key=${kv%%=*} want=${kv#*=}
+    cur=$(sysctl -n "$key" 2>/dev/null) || continue
+    ((cur < want)) && sysctl -qw "$key=$want" 2>/dev/null || true
+  done
 }
 
 lab_up() {
@@ -374,6 +387,7 @@ lab_up() {
     ssh-keygen -q -t ed25519 -N '' -C "edgeops-lab-$LAB_ID" -f "$STATE/id_ed25519"
   fi
   chmod 0600 "$STATE/id_ed25519"
+  raise_kernel_limits
   ensure_bridge
   mkdir -p "$STATE/hosts" "$CG_LAB"
 
@@ -633,7 +647,7 @@ lab_knob() {
       [[ "$ms" =~ ^[0-9]+$ ]] || die "usage: delay HOST MS (added per direction)"
       kill_pidfile "$h/delay.pid"
       nsenter --net="/run/netns/$(host_ns "$name")" setsid /usr/bin/python3 "$LABDIR/delay-proxy.py" \
-        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms" </dev/null >>"$h/delay.log" 2>&1 &
+        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms" </dev/null >>"$h/delay.log" 2>&1 8>&- 9>&- &
       echo $! >"$h/delay.pid"
       disown $! 2>/dev/null || true
       local i
