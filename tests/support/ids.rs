@@ -55,7 +55,10 @@ fn id_pool() -> Vec<u8> {
         .filter_map(|s| s.trim().parse().ok())
         .filter(|n| *n <= 9)
         .collect();
-    assert!(!pool.is_empty(), "EDGEOPS_TEST_LAB_IDS={spec:?} names no lab id 0-9");
+    assert!(
+        !pool.is_empty(),
+        "EDGEOPS_TEST_LAB_IDS={spec:?} names no lab id 0-9"
+    );
     pool
 }
 
@@ -86,7 +89,11 @@ fn try_take(repo: &Path, number: u8) -> Option<LabId> {
     }
     fs::create_dir_all(&state).ok()?;
     fs::write(&marker, std::process::id().to_string()).ok()?;
-    Some(LabId { number, marker, _lock: lock })
+    Some(LabId {
+        number,
+        marker,
+        _lock: lock,
+    })
 }
 
 fn bridge_exists(number: u8) -> bool {

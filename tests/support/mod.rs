@@ -72,7 +72,12 @@ impl Lab {
     }
 
     pub fn options(n: usize) -> LabOptions {
-        LabOptions { hosts: n, sshd_only: false, pi: 0, arch: Vec::new() }
+        LabOptions {
+            hosts: n,
+            sshd_only: false,
+            pi: 0,
+            arch: Vec::new(),
+        }
     }
 
     fn start_with(opts: LabOptions) -> Lab {
@@ -80,7 +85,11 @@ impl Lab {
         let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let id = LabId::acquire(&repo);
         // From here on Drop tears the lab down, whatever happens below.
-        let mut lab = Lab { id, repo, hosts: Vec::new() };
+        let mut lab = Lab {
+            id,
+            repo,
+            hosts: Vec::new(),
+        };
         let mut args = vec!["up".to_string(), opts.hosts.to_string()];
         if opts.sshd_only {
             args.push("--sshd-only".into());
@@ -199,12 +208,19 @@ impl Lab {
     pub fn wait_for_new_boot(&self, host: &str, old: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
-            let out = self.ssh_with(host, &["-o", "ConnectTimeout=3"], "cat /proc/sys/kernel/random/boot_id");
+            let out = self.ssh_with(
+                host,
+                &["-o", "ConnectTimeout=3"],
+                "cat /proc/sys/kernel/random/boot_id",
+            );
             let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if out.status.success() && !id.is_empty() && id != old {
                 return id;
             }
-            assert!(Instant::now() < deadline, "{host} did not come back with a new boot id within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{host} did not come back with a new boot id within {within:?}"
+            );
             sleep(Duration::from_millis(300));
         }
     }
@@ -285,7 +301,8 @@ impl Lab {
 
     fn read_hosts(&self) -> Vec<Host> {
         let tsv = self.state_dir().join("hosts.tsv");
-        let text = fs::read_to_string(&tsv).unwrap_or_else(|e| panic!("read {}: {e}", tsv.display()));
+        let text =
+            fs::read_to_string(&tsv).unwrap_or_else(|e| panic!("read {}: {e}", tsv.display()));
         text.lines().map(parse_host_line).collect()
     }
 }
@@ -294,7 +311,11 @@ impl Drop for Lab {
     fn drop(&mut self) {
         let out = self.run_lab(&["down"]);
         if !out.status.success() {
-            eprintln!("lab {} teardown failed: {}", self.id(), String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "lab {} teardown failed: {}",
+                self.id(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }
@@ -321,9 +342,15 @@ fn check_prerequisites() {
     );
     for tool in ["ssh", "ip", "nsenter", "unshare"] {
         assert!(
-            Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success()),
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success()),
             "the lab tests need `{tool}` on PATH (scripts/lab build installs the host packages)"
         );
     }
-    assert!(Path::new("/proc/self/ns/net").exists(), "the lab needs network namespaces");
+    assert!(
+        Path::new("/proc/self/ns/net").exists(),
+        "the lab needs network namespaces"
+    );
 }
