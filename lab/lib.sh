@@ -333,6 +333,19 @@ inventory_path() {
   else echo "$STATE/lab.toml"; fi
 }
 
+# Start a helper daemon of this lab in its own cgroup under the lab's, so `down` reaches it by
+# cgroup even if its pid file is lost. Writes the daemon's pid to PIDFILE.
+spawn_daemon() {
+  local cg=$1 pidfile=$2 logfile=$3; shift 3
+  mkdir -p "$cg"
+  (
+    echo "$BASHPID" >"$cg/cgroup.procs"
+    exec setsid "$@"
+  ) </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+  echo $! >"$pidfile"
+  disown $! 2>/dev/null || true
+}
+
 start_mirror() {
   local mirror="$LABDIR/k3s-sim/mirror.py"
   if [[ ! -f "$mirror" ]]; then
@@ -342,10 +355,8 @@ start_mirror() {
   local pid; pid=$(cat "$STATE/mirror.pid" 2>/dev/null || true)
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then return 0; fi
   mkdir -p "$STATE/mirror"
-  setsid python3 "$mirror" --listen "$BRIDGE_ADDR:$MIRROR_PORT" --state-dir "$STATE/mirror" \
-    </dev/null >>"$STATE/mirror.log" 2>&1 8>&- 9>&- &
-  echo $! >"$STATE/mirror.pid"
-  disown $! 2>/dev/null || true
+  spawn_daemon "$CG_LAB/_mirror" "$STATE/mirror.pid" "$STATE/mirror.log" \
+    python3 "$mirror" --listen "$BRIDGE_ADDR:$MIRROR_PORT" --state-dir "$STATE/mirror"
   log "k3s mirror on http://$BRIDGE_ADDR:$MIRROR_PORT (log: $STATE/mirror.log)"
 }
 
@@ -646,10 +657,9 @@ lab_knob() {
       local ms="${1:-}"
       [[ "$ms" =~ ^[0-9]+$ ]] || die "usage: delay HOST MS (added per direction)"
       kill_pidfile "$h/delay.pid"
-      nsenter --net="/run/netns/$(host_ns "$name")" setsid /usr/bin/python3 "$LABDIR/delay-proxy.py" \
-        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms" </dev/null >>"$h/delay.log" 2>&1 8>&- 9>&- &
-      echo $! >"$h/delay.pid"
-      disown $! 2>/dev/null || true
+      spawn_daemon "$CG_LAB/_delay-$name" "$h/delay.pid" "$h/delay.log" \
+        nsenter --net="/run/netns/$(host_ns "$name")" /usr/bin/python3 "$LABDIR/delay-proxy.py" \
+        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms"
       local i
       for i in $(seq 100); do
         nsenter --net="/run/netns/$(host_ns "$name")" ss -Htln 'sport = :2222' | grep -q . && break
@@ -669,6 +679,7 @@ NFT
     undelay)
       nft_in_host "$name" delete table ip labdelay 2>/dev/null || true
       kill_pidfile "$h/delay.pid"
+      rmdir "$CG_LAB/_delay-$name" 2>/dev/null || true
       rm -f "$h/delay_ms"
       log "$name: no delay" ;;
     mirror-cut)
