@@ -362,3 +362,70 @@ fn fault_knobs_fail_install_crashloop_and_never_ready() {
         || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
     );
 }
+
+#[test]
+fn ha_servers_join_the_cluster_init_server_and_serve_agents() {
+    let lab = Lab::start(3);
+    let secret = "lab-shared-secret";
+    let out = install(
+        &lab,
+        "lab-01",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_EXEC", "server --cluster-init"),
+            ("K3S_TOKEN", secret),
+        ],
+    );
+    assert!(out.status.success(), "first server:\n{}", text(&out));
+    let first = format!("https://{}:6443", addr(&lab, "lab-01"));
+    let out = install(
+        &lab,
+        "lab-02",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_EXEC", "server"),
+            ("K3S_URL", &first),
+            ("K3S_TOKEN", secret),
+        ],
+    );
+    assert!(out.status.success(), "joining server:\n{}", text(&out));
+    let read_token =
+        |host: &str| lab.ssh_ok(host, "sudo cat /var/lib/rancher/k3s/server/node-token");
+    let token = read_token("lab-01");
+    assert!(
+        token.ends_with(&format!("::server:{secret}")),
+        "the given secret is the token's secret"
+    );
+    assert_eq!(
+        read_token("lab-02"),
+        token,
+        "joined servers share the cluster CA, hence the token"
+    );
+
+    // An agent joins through the second server.
+    let second = format!("https://{}:6443", addr(&lab, "lab-02"));
+    let out = install(
+        &lab,
+        "lab-03",
+        &[
+            ("K3S_URL", &second),
+            ("K3S_TOKEN", &token),
+            ("INSTALL_K3S_VERSION", PINNED),
+        ],
+    );
+    assert!(out.status.success(), "agent:\n{}", text(&out));
+
+    let all = wait_until(
+        "three Ready nodes seen from the second server",
+        Duration::from_secs(120),
+        || {
+            let nodes = nodes(&lab, "lab-02");
+            (nodes.len() == 3 && nodes.iter().all(|n| ready(n).0 == "True")).then_some(nodes)
+        },
+    );
+    for n in &all {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        let etcd = n["metadata"]["labels"]["node-role.kubernetes.io/etcd"] == "true";
+        assert_eq!(etcd, name != "lab-03", "{name}: etcd role on servers only");
+    }
+}
