@@ -429,3 +429,84 @@ fn ha_servers_join_the_cluster_init_server_and_serve_agents() {
         assert_eq!(etcd, name != "lab-03", "{name}: etcd role on servers only");
     }
 }
+
+fn main_pid(lab: &Lab, host: &str, unit: &str) -> String {
+    lab.ssh_ok(host, &format!("systemctl show -p MainPID --value {unit}"))
+}
+
+#[test]
+fn rerun_is_idempotent_and_a_new_version_upgrades_the_nodes() {
+    let lab = Lab::options(2).arch("aarch64").start();
+    let old = "v1.31.3+k3s1";
+    let server = [("INSTALL_K3S_VERSION", old), ("K3S_KUBECONFIG_MODE", "644")];
+    let out = install(&lab, "lab-01", &server);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = lab.ssh_ok("lab-01", "sudo cat /var/lib/rancher/k3s/server/node-token");
+    let url = format!("https://{}:6443", addr(&lab, "lab-01"));
+    let agent = |version: &str| {
+        install(
+            &lab,
+            "lab-02",
+            &[
+                ("K3S_URL", &url),
+                ("K3S_TOKEN", &token),
+                ("INSTALL_K3S_VERSION", version),
+            ],
+        )
+    };
+    let out = agent(old);
+    assert!(out.status.success(), "{}", text(&out));
+    let versions = |want: &str| {
+        let nodes = nodes(&lab, "lab-01");
+        (nodes.len() == 2
+            && nodes
+                .iter()
+                .all(|n| ready(n).0 == "True" && n["status"]["nodeInfo"]["kubeletVersion"] == want))
+        .then_some(nodes)
+    };
+    let before = wait_until(
+        "two Ready nodes on the old version",
+        Duration::from_secs(120),
+        || versions(old),
+    );
+    assert!(
+        before
+            .iter()
+            .all(|n| n["status"]["nodeInfo"]["architecture"] == "arm64")
+    );
+    // K3S_KUBECONFIG_MODE reaches the server: the login user reads the kubeconfig without sudo.
+    let table = lab.ssh_ok("lab-01", "kubectl get nodes");
+    assert!(table.contains(old), "{table}");
+
+    // Same settings again: no restart.
+    let pid = main_pid(&lab, "lab-01", "k3s");
+    let out = install(&lab, "lab-01", &server);
+    assert!(
+        text(&out).contains("No change detected so skipping service start"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(main_pid(&lab, "lab-01", "k3s"), pid);
+
+    // A new version restarts both services and the nodes report it.
+    let out = install(
+        &lab,
+        "lab-01",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("K3S_KUBECONFIG_MODE", "644"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = agent(PINNED);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until(
+        "both nodes on the new version",
+        Duration::from_secs(120),
+        || versions(PINNED),
+    );
+    assert!(
+        lab.ssh_ok("lab-02", "k3s --version")
+            .starts_with(&format!("k3s version {PINNED}"))
+    );
+}
