@@ -510,3 +510,40 @@ fn rerun_is_idempotent_and_a_new_version_upgrades_the_nodes() {
             .starts_with(&format!("k3s version {PINNED}"))
     );
 }
+
+#[test]
+fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
+    let lab = Lab::options(1).pi(1).start();
+    let host = "lab-01";
+    let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
+    assert!(
+        !out.status.success(),
+        "k3s must not start on a Pi without the memory cgroup:\n{}",
+        text(&out)
+    );
+    let journal = lab.ssh_ok(host, "sudo journalctl -u k3s --no-pager");
+    assert!(
+        journal.contains("failed to find memory cgroup"),
+        "{journal}"
+    );
+
+    lab.ssh_ok(
+        host,
+        "sudo sed -i '1 s/$/ cgroup_memory=1 cgroup_enable=memory/' /boot/firmware/cmdline.txt",
+    );
+    let before_reboot = lab.ssh(host, "sudo systemctl restart k3s");
+    assert!(
+        !before_reboot.status.success(),
+        "the flags only count after a reboot"
+    );
+
+    let old = lab.boot_id(host);
+    lab.reboot(host);
+    lab.wait_for_new_boot(host, &old, Duration::from_secs(120));
+    let node = wait_until(
+        "the Pi node Ready after the reboot",
+        Duration::from_secs(120),
+        || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
+    );
+    assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+}

@@ -1382,9 +1382,31 @@ class App:
     store = None
 
 
+def memory_cgroup_missing():
+    """A Raspberry Pi boots without the memory cgroup unless cmdline.txt enables it.
+
+    The lab shares one kernel, so the simulator models the Pi firmware: the flags count once
+    cmdline.txt has them and the host has booted since the file was written (/run/lab/boot_id
+    is written at every lab boot). /etc/k3s-sim/memory-cgroup forces the check off.
+    """
+    model = read_text("/sys/firmware/devicetree/base/model") or ""
+    if "Raspberry Pi" not in model or os.path.exists(os.path.join(SIM_CONF, "memory-cgroup")):
+        return False
+    path = next((p for p in ("/boot/firmware/cmdline.txt", "/boot/cmdline.txt") if os.path.exists(p)), None)
+    words = (read_text(path) or "").split() if path else []
+    if "cgroup_memory=1" not in words or "cgroup_enable=memory" not in words:
+        return True
+    try:
+        return os.stat(path).st_mtime > os.stat("/run/lab/boot_id").st_mtime
+    except OSError:
+        return False
+
+
 def common_start(cfg, role):
     if fault("crashloop"):
         fatal("k3s-sim fault crashloop: simulated %s crash on startup" % role)
+    if memory_cgroup_missing():
+        fatal("Error: failed to find memory cgroup (v2)")
     data_dir = cfg.get("data-dir") or "/var/lib/rancher/k3s"
     runtime_dirs = ["/run/k3s/containerd"] if data_dir == "/var/lib/rancher/k3s" else []
     for d in runtime_dirs + [os.path.join(data_dir, "agent", "images"), os.path.join(data_dir, "data")]:
