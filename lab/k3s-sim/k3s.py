@@ -1650,9 +1650,10 @@ def resource_path(resource, ns, name=None):
     return p + ("/" + name if name else "")
 
 
-def print_table(resource, items, wide, all_ns):
+def print_table(resource, items, wide, all_ns, ns):
     if not items:
-        sys.stderr.write("No resources found\n" if not all_ns else "No resources found\n")
+        where = " in %s namespace" % ns if resource in NAMESPACED and not all_ns else ""
+        sys.stderr.write("No resources found%s.\n" % where)
         return
     base, extra, rowf = TABLES[resource]
     cols = base + (extra if wide else [])
@@ -1694,6 +1695,8 @@ def jsonpath(obj, expr):
         return json.dumps(v) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v))
 
     out = ""
+    if re.search(r"\{\s*(range|end)\b", expr):
+        raise KubectlError("error: jsonpath {range} is not supported by the k3s simulator's kubectl")
     for lit, expr_ in re.findall(r"([^{]*)(?:\{([^}]*)\})?", expr):
         out += lit.replace("\\n", "\n")
         if expr_:
@@ -1787,7 +1790,7 @@ def kubectl(argv):
         elif out.startswith("jsonpath="):
             sys.stdout.write(jsonpath(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List"}, out.split("=", 1)[1].strip("'")))
         elif out in ("", "wide"):
-            print_table(resource, items, out == "wide", opts["all"])
+            print_table(resource, items, out == "wide", opts["all"], ns)
         else:
             raise KubectlError("error: unable to match a printer suitable for the output format \"%s\" (simulator)" % out)
         return 0
