@@ -11,3 +11,4 @@ pub mod commands;
 pub mod exit;
 pub mod inventory;
 pub mod logging;
+pub mod ssh;
