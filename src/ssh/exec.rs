@@ -122,21 +122,53 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The command line sent to sshd, and the stdin prefix it needs (the sudo password).
 ///
-/// sshd hands the line to the login shell; wrapping the command in `sh -c` gives every host the
-/// same POSIX shell whatever the login shell is. With a sudo password, `-k` makes sudo always read
-/// it (a cached credential would otherwise leave the password in the command's stdin) and `-p ''`
-/// keeps the prompt out of stderr.
-pub(crate) fn wire_command(command: &str, sudo: Option<&SudoMode>) -> (String, Option<Vec<u8>>) {
-    let inner = format!("sh -c {}", shell_quote(command));
+/// sshd hands the line to the login shell; `exec sh -c` gives every host the same POSIX shell
+/// whatever the login shell is, and `tag` (the `$0` of that shell) lets `kill_command` find the
+/// process later. With a sudo password, `-k` makes sudo always read it (a cached credential would
+/// otherwise leave the password in the command's stdin) and `-p ''` keeps the prompt off stderr.
+pub(crate) fn wire_command(
+    command: &str,
+    sudo: Option<&SudoMode>,
+    tag: &str,
+) -> (String, Option<Vec<u8>>) {
+    let inner = format!("sh -c {} {tag}", shell_quote(command));
     match sudo {
-        None | Some(SudoMode::None) => (inner, None),
-        Some(SudoMode::Passwordless) => (format!("sudo -n -- {inner}"), None),
+        None | Some(SudoMode::None) => (format!("exec {inner}"), None),
+        Some(SudoMode::Passwordless) => (format!("exec sudo -n -- {inner}"), None),
         Some(SudoMode::Password(password)) => {
             let mut prefix = password.expose_secret().as_bytes().to_vec();
             prefix.push(b'\n');
-            (format!("sudo -k -S -p '' -- {inner}"), Some(prefix))
+            (format!("exec sudo -k -S -p '' -- {inner}"), Some(prefix))
         }
     }
+}
+
+/// A script that stops the command started with `tag` (TERM, then KILL after a grace period):
+/// its process group and its direct children. Needed because OpenSSH ignores `signal` channel
+/// requests for root logins, and closing a channel does not stop a command that ignores its pipes.
+pub(crate) fn kill_command(tag: &str) -> String {
+    // `[e]` keeps this script's own command line from matching the pattern.
+    let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
+    format!(
+        "for sig in TERM KILL; do \
+           for p in $(pgrep -f -- '{pattern}'); do \
+             pkill -$sig -P \"$p\"; kill -$sig -- \"-$p\" \"$p\"; \
+           done 2>/dev/null; \
+           [ $sig = TERM ] && sleep 0.3; \
+         done; true"
+    )
+}
+
+/// A tag no other command of this or a concurrent run carries.
+pub(crate) fn unique_tag() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("edgeops-run-{}-{nanos:x}-{n}", std::process::id())
 }
 
 #[cfg(test)]
@@ -156,16 +188,23 @@ mod tests {
     #[test]
     fn password_goes_to_stdin_never_to_the_command_line() {
         let mode = SudoMode::Password(SecretString::from("s3cr3t"));
-        let (line, stdin) = wire_command("id -u", Some(&mode));
-        assert_eq!(line, "sudo -k -S -p '' -- sh -c 'id -u'");
+        let (line, stdin) = wire_command("id -u", Some(&mode), "edgeops-run-1");
+        assert_eq!(line, "exec sudo -k -S -p '' -- sh -c 'id -u' edgeops-run-1");
         assert!(!line.contains("s3cr3t"));
         assert_eq!(stdin.unwrap(), b"s3cr3t\n");
     }
 
     #[test]
+    fn kill_script_never_matches_itself() {
+        let script = kill_command("edgeops-run-7-ab-1");
+        assert!(!script.contains("edgeops-run-7-ab-1"));
+        assert!(script.contains("'[e]dgeops-run-7-ab-1'"));
+    }
+
+    #[test]
     fn passwordless_sudo_never_prompts() {
-        let (line, stdin) = wire_command("true", Some(&SudoMode::Passwordless));
-        assert_eq!(line, "sudo -n -- sh -c true");
+        let (line, stdin) = wire_command("true", Some(&SudoMode::Passwordless), "edgeops-run-1");
+        assert_eq!(line, "exec sudo -n -- sh -c true edgeops-run-1");
         assert!(stdin.is_none());
     }
 }

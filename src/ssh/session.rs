@@ -9,15 +9,15 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::error::{ChangedHostKey, UnknownHostKey};
-use super::exec::wire_command;
+use super::exec::{kill_command, unique_tag, wire_command};
 use super::known_hosts::{Verdict, fingerprint, host_pattern, known_hosts_line};
 use super::{
     ConnectOptions, ExecOutput, ExecRequest, Exit, HostKeyPolicy, OutputSink, SshContext, SshError,
     Stream, auth, shell_quote,
 };
 
-/// How long a cancelled or timed-out command gets between SIGTERM and the channel close.
-const SIGNAL_GRACE: Duration = Duration::from_millis(200);
+/// How long stopping a cancelled or timed-out command may take before its channel is closed anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a handshake ended early: russh's own error, or our host-key refusal (which carries the
 /// message the user needs).
@@ -232,8 +232,12 @@ impl Session {
                 })?;
         let (mut reader, writer) = channel.split();
         let writer = Arc::new(writer);
-        let (line, stdin_prefix) =
-            wire_command(&request.command, request.sudo.then_some(&self.opts.sudo));
+        let tag = unique_tag();
+        let (line, stdin_prefix) = wire_command(
+            &request.command,
+            request.sudo.then_some(&self.opts.sudo),
+            &tag,
+        );
         let exec_error = |what: &str, e: russh::Error| SshError::Exec {
             host: host.clone(),
             what: what.to_string(),
@@ -244,7 +248,12 @@ impl Session {
             .await
             .map_err(|e| exec_error("sending the command", e))?;
         // From here on, an abandoned command must not outlive us on the host.
-        let mut guard = KillOnDrop(Some(writer.clone()));
+        let mut guard = KillOnDrop(Some(Stopper {
+            link: link.clone(),
+            writer: writer.clone(),
+            tag,
+            sudo: request.sudo.then(|| self.opts.sudo.clone()),
+        }));
 
         let feed = {
             let writer = writer.clone();
@@ -332,8 +341,9 @@ impl Session {
                 Ok(out)
             }
             Err(err) => {
-                guard.disarm();
-                stop_remote(&writer).await;
+                if let Some(stopper) = guard.0.take() {
+                    stopper.stop().await;
+                }
                 Err(err)
             }
         }
@@ -399,8 +409,39 @@ impl Session {
     }
 }
 
+/// Everything needed to stop one running remote command.
+struct Stopper {
+    link: Arc<Link>,
+    writer: Arc<russh::ChannelWriteHalf<client::Msg>>,
+    tag: String,
+    sudo: Option<super::SudoMode>,
+}
+
+impl Stopper {
+    /// Signal the command (OpenSSH honours this for non-root logins), kill it by its tag on a
+    /// second channel (works for root logins and sudo too), then close its channel.
+    async fn stop(self) {
+        let _ = self.writer.signal(Sig::TERM).await;
+        if let Ok(channel) = self.link.handle.channel_open_session().await {
+            let (line, stdin) =
+                wire_command(&kill_command(&self.tag), self.sudo.as_ref(), "edgeops-stop");
+            let (mut reader, writer) = channel.split();
+            if writer.exec(true, line).await.is_ok() {
+                if let Some(stdin) = stdin {
+                    let _ = writer.data(&stdin[..]).await;
+                }
+                let _ = writer.eof().await;
+                let drain = async { while reader.wait().await.is_some() {} };
+                let _ = tokio::time::timeout(STOP_TIMEOUT, drain).await;
+            }
+        }
+        let _ = self.writer.eof().await;
+        let _ = self.writer.close().await;
+    }
+}
+
 /// If a command future is dropped mid-run (its caller gave up), still stop the remote process.
-struct KillOnDrop(Option<Arc<russh::ChannelWriteHalf<client::Msg>>>);
+struct KillOnDrop(Option<Stopper>);
 
 impl KillOnDrop {
     fn disarm(&mut self) {
@@ -410,22 +451,12 @@ impl KillOnDrop {
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(writer) = self.0.take()
+        if let Some(stopper) = self.0.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(async move { stop_remote(&writer).await });
+            runtime.spawn(stopper.stop());
         }
     }
-}
-
-/// SIGTERM the remote command (sshd signals the session's process group), then close the
-/// channel, which also closes the command's stdin/stdout.
-async fn stop_remote(writer: &russh::ChannelWriteHalf<client::Msg>) {
-    let _ = writer.signal(Sig::TERM).await;
-    tokio::time::sleep(SIGNAL_GRACE).await;
-    let _ = writer.signal(Sig::KILL).await;
-    let _ = writer.eof().await;
-    let _ = writer.close().await;
 }
 
 fn signal_name_of(sig: &Sig) -> String {
