@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod fleet;
 pub mod inventory;
 pub mod logging;
 pub mod ssh;
