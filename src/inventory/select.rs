@@ -1,0 +1,211 @@
+//! `--limit PATTERN` host selection. Comma-separated terms: exact names, globs (`pi-0*`), hostlist
+//! ranges (`pi-[01-04]`), roles (`role:server`, `servers`, `agents`), groups (`group:NAME`, `@NAME`),
+//! and `!term` to exclude. The result keeps inventory order; a term matching nothing is an error.
+
+use std::collections::HashSet;
+
+use globset::{Glob, GlobMatcher};
+
+use super::formats;
+use super::hostlist::Pattern;
+use super::model::{Host, Inventory, Role};
+
+/// Why a `--limit` pattern could not be applied. All are usage errors (exit code 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("--limit `{pattern}` has an empty term")]
+    EmptyTerm { pattern: String },
+    #[error("--limit term `{term}` matches no host{hint}")]
+    NoMatch { term: String, hint: String },
+    #[error("--limit term `{term}` is not a valid glob: {reason}")]
+    BadGlob { term: String, reason: String },
+    #[error("--limit term `{term}` is not a valid range: {reason}")]
+    BadRange { term: String, reason: String },
+    #[error("--limit term `{term}` names unknown role `{role}` (expected `server` or `agent`)")]
+    UnknownRole { term: String, role: String },
+    #[error("--limit `{pattern}` excludes every host it selects")]
+    NothingSelected { pattern: String },
+}
+
+enum Matcher {
+    Name(String),
+    Names(HashSet<String>),
+    Glob(GlobMatcher),
+    Role(Role),
+    Group(String),
+}
+
+impl Matcher {
+    fn matches(&self, host: &Host) -> bool {
+        match self {
+            Matcher::Name(name) => host.name == *name,
+            Matcher::Names(names) => names.contains(&host.name),
+            Matcher::Glob(glob) => glob.is_match(&host.name),
+            Matcher::Role(role) => host.role == *role,
+            Matcher::Group(group) => host.groups.iter().any(|g| g == group),
+        }
+    }
+}
+
+/// The hosts `pattern` selects, in inventory order; `None` selects every host.
+pub fn select<'a>(inv: &'a Inventory, pattern: Option<&str>) -> Result<Vec<&'a Host>, SelectError> {
+    let Some(pattern) = pattern else {
+        return Ok(inv.hosts.iter().collect());
+    };
+    let hosts = &inv.hosts;
+    let mut included = vec![false; hosts.len()];
+    let mut excluded = vec![false; hosts.len()];
+    let mut any_included_term = false;
+    for raw_term in split_terms(pattern) {
+        let term = raw_term.trim();
+        let (negated, body) = match term.strip_prefix('!') {
+            Some(body) => (true, body.trim()),
+            None => (false, term),
+        };
+        if body.is_empty() {
+            return Err(SelectError::EmptyTerm {
+                pattern: pattern.to_string(),
+            });
+        }
+        let matcher = matcher(term, body)?;
+        let mut matched = false;
+        for (i, host) in hosts.iter().enumerate() {
+            if matcher.matches(host) {
+                matched = true;
+                if negated {
+                    excluded[i] = true;
+                } else {
+                    included[i] = true;
+                }
+            }
+        }
+        if !matched {
+            return Err(SelectError::NoMatch {
+                term: term.to_string(),
+                hint: no_match_hint(inv, &matcher),
+            });
+        }
+        any_included_term |= !negated;
+    }
+    let selected: Vec<&Host> = hosts
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| (included[i] || !any_included_term) && !excluded[i])
+        .map(|(_, h)| h)
+        .collect();
+    if selected.is_empty() {
+        return Err(SelectError::NothingSelected {
+            pattern: pattern.to_string(),
+        });
+    }
+    Ok(selected)
+}
+
+/// Split on commas that are not inside `[..]` (hostlist ranges) or `{..}` (glob alternatives).
+fn split_terms(pattern: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let mut depth = 0i32;
+    let mut start = 0;
+    for (i, c) in pattern.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            ',' if depth <= 0 => {
+                terms.push(&pattern[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&pattern[start..]);
+    terms
+}
+
+fn matcher(term: &str, body: &str) -> Result<Matcher, SelectError> {
+    match body {
+        "servers" => return Ok(Matcher::Role(Role::Server)),
+        "agents" => return Ok(Matcher::Role(Role::Agent)),
+        _ => {}
+    }
+    if let Some(role) = body.strip_prefix("role:") {
+        return match role.trim() {
+            "server" | "servers" => Ok(Matcher::Role(Role::Server)),
+            "agent" | "agents" => Ok(Matcher::Role(Role::Agent)),
+            other => Err(SelectError::UnknownRole {
+                term: term.to_string(),
+                role: other.to_string(),
+            }),
+        };
+    }
+    if let Some(group) = body
+        .strip_prefix("group:")
+        .or_else(|| body.strip_prefix('@'))
+    {
+        let group = group.trim();
+        if group.is_empty() {
+            return Err(SelectError::EmptyTerm {
+                pattern: term.to_string(),
+            });
+        }
+        return Ok(Matcher::Group(group.to_string()));
+    }
+    if is_hostlist(body) {
+        return Pattern::parse(body)
+            .map(|p| Matcher::Names(p.expand().into_iter().collect()))
+            .map_err(|e| SelectError::BadRange {
+                term: term.to_string(),
+                reason: e.to_string(),
+            });
+    }
+    if body.contains(['*', '?', '[', ']', '{', '}']) {
+        return Glob::new(body)
+            .map(|g| Matcher::Glob(g.compile_matcher()))
+            .map_err(|e| SelectError::BadGlob {
+                term: term.to_string(),
+                reason: e.kind().to_string(),
+            });
+    }
+    Ok(Matcher::Name(body.to_string()))
+}
+
+/// Brackets holding only digits, `-` and `,` are hostlist ranges (`pi-[01-04]`); any other
+/// bracket (`pi-0[!5]`) is a glob character class.
+fn is_hostlist(body: &str) -> bool {
+    if !body.contains('[') || body.contains(['*', '?', '{']) {
+        return false;
+    }
+    let mut inside = false;
+    for c in body.chars() {
+        match c {
+            '[' => inside = true,
+            ']' => inside = false,
+            c if inside && !(c.is_ascii_digit() || c == '-' || c == ',') => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+fn no_match_hint(inv: &Inventory, matcher: &Matcher) -> String {
+    match matcher {
+        Matcher::Name(name) => formats::closest(name, inv.hosts.iter().map(|h| h.name.as_str()))
+            .map(|c| format!(" (did you mean `{c}`?)"))
+            .unwrap_or_default(),
+        Matcher::Group(_) => {
+            let mut groups: Vec<&str> = inv
+                .hosts
+                .iter()
+                .flat_map(|h| h.groups.iter().map(String::as_str))
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            if groups.is_empty() {
+                " (no host is in a group)".to_string()
+            } else {
+                format!(" (groups with hosts: {})", groups.join(", "))
+            }
+        }
+        Matcher::Role(role) => format!(" (the inventory has no {}s)", role.as_str()),
+        _ => String::new(),
+    }
+}
