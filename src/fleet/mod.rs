@@ -100,10 +100,7 @@ pub struct HostResult<T> {
 /// A host of the fleet: its live session, or why it has none.
 enum Member {
     Live(Arc<Session>),
-    Unreachable {
-        name: String,
-        error: Arc<SshError>,
-    },
+    Unreachable { name: String, error: Arc<SshError> },
 }
 
 impl Member {
@@ -254,8 +251,8 @@ impl Fleet {
 
     async fn reconnect_with_retry(&self, session: &Session) -> Result<(), HostError> {
         let opts = session.options();
-        let total = (opts.connect_timeout + self.settings.backoff)
-            * self.settings.connect_attempts.max(1);
+        let total =
+            (opts.connect_timeout + self.settings.backoff) * self.settings.connect_attempts.max(1);
         session.reconnect(total).await.map_err(HostError::Ssh)
     }
 
