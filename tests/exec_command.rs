@@ -210,7 +210,7 @@ fn ctrl_c_stops_the_remote_commands_and_exits() {
         &known,
     );
     let marker = "4713.0815";
-    let mut child = edgeops()
+    let child = edgeops()
         .args([
             "exec",
             inv.to_str().unwrap(),
