@@ -5,8 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
 use edgeops::commands::exec::{SshSetup, ssh_setup};
 use edgeops::fleet::{Fleet, FleetSettings, HostError, Silent};
@@ -39,10 +41,10 @@ fn lab(args: &[&str]) -> String {
 
 /// The lab's inventory, with the lab up (started once per test binary). The mutex serializes
 /// tests: they flip fault knobs on shared hosts.
-fn lab_inventory() -> (PathBuf, std::sync::MutexGuard<'static, ()>) {
+async fn lab_inventory() -> (PathBuf, MutexGuard<'static, ()>) {
     static UP: OnceLock<PathBuf> = OnceLock::new();
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    let guard = SERIAL.lock().await;
     let path = UP.get_or_init(|| {
         lab(&["up", &HOSTS.to_string(), "--sshd-only"]);
         let env = lab(&["env"]);
@@ -55,8 +57,8 @@ fn lab_inventory() -> (PathBuf, std::sync::MutexGuard<'static, ()>) {
     (path.clone(), guard)
 }
 
-fn setup(names: &[&str]) -> SshSetup {
-    let (inv_path, _guard) = lab_inventory();
+async fn setup(names: &[&str]) -> SshSetup {
+    let (inv_path, _guard) = lab_inventory().await;
     let inv = edgeops::inventory::load(&inv_path).expect("the lab inventory loads");
     let hosts: Vec<_> = inv
         .hosts
@@ -82,8 +84,8 @@ async fn connect(opts: ConnectOptions, ctx: SshContext) -> Session {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
-    let s = setup(&["lab-01"]);
-    let (_inv, _guard) = lab_inventory();
+    let s = setup(&["lab-01"]).await;
+    let (_inv, _guard) = lab_inventory().await;
     lab(&["sudo-password", "lab-01", "correct horse"]);
     let mut opts = target(&s, "lab-01");
 
@@ -144,7 +146,7 @@ const INIT_STARTED: &str = "cut -d' ' -f22 /proc/1/stat";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_rebooted_mid_run_is_reconnected() {
-    let s = setup(&["lab-02"]);
+    let s = setup(&["lab-02"]).await;
     let fleet = Fleet::connect_all(
         s.targets.clone(),
         s.ctx.clone(),
@@ -155,16 +157,14 @@ async fn a_host_rebooted_mid_run_is_reconnected() {
     let before = fleet
         .run("boot id", |session| async move {
             Ok(session
-                .exec(&ExecRequest::new(
-                    "cat /proc/sys/kernel/random/boot_id; echo $PPID",
-                ))
+                .exec(&ExecRequest::new(INIT_STARTED))
                 .await?
                 .stdout_lossy())
         })
         .await;
     let before = before[0].outcome.as_ref().unwrap().clone();
     {
-        let (_inv, _guard) = lab_inventory();
+        let (_inv, _guard) = lab_inventory().await;
         lab(&["reboot", "lab-02"]);
     }
     // The old connection died with the host: the next step reconnects (with retries) first.
@@ -179,7 +179,7 @@ async fn a_host_rebooted_mid_run_is_reconnected() {
     let after = fleet
         .run("again", |session| async move {
             Ok(session
-                .exec(&ExecRequest::new("echo $PPID"))
+                .exec(&ExecRequest::new(INIT_STARTED))
                 .await?
                 .stdout_lossy())
         })
@@ -194,11 +194,11 @@ async fn a_host_rebooted_mid_run_is_reconnected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_host_times_out_while_the_others_succeed() {
-    let mut s = setup(&["lab-03", "lab-04"]);
+    let mut s = setup(&["lab-03", "lab-04"]).await;
     for t in &mut s.targets {
         t.connect_timeout = Duration::from_secs(2);
     }
-    let (_inv, guard) = lab_inventory();
+    let (_inv, guard) = lab_inventory().await;
     lab(&["freeze", "lab-03"]);
     drop(guard);
     let settings = FleetSettings {
@@ -216,7 +216,7 @@ async fn a_frozen_host_times_out_while_the_others_succeed() {
         })
         .await;
     {
-        let (_inv, _guard) = lab_inventory();
+        let (_inv, _guard) = lab_inventory().await;
         lab(&["thaw", "lab-03"]);
     }
     assert_eq!(results[0].host, "lab-03");
@@ -232,9 +232,9 @@ async fn a_frozen_host_times_out_while_the_others_succeed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_behind_the_delay_proxy_still_works() {
-    let s = setup(&["lab-04"]);
+    let s = setup(&["lab-04"]).await;
     {
-        let (_inv, _guard) = lab_inventory();
+        let (_inv, _guard) = lab_inventory().await;
         lab(&["delay", "lab-04", "50"]);
     }
     let result = Session::connect(target(&s, "lab-04"), s.ctx.clone()).await;
@@ -243,7 +243,7 @@ async fn a_host_behind_the_delay_proxy_still_works() {
         Err(_) => None,
     };
     {
-        let (_inv, _guard) = lab_inventory();
+        let (_inv, _guard) = lab_inventory().await;
         lab(&["undelay", "lab-04"]);
     }
     let out = out.unwrap_or_else(|| panic!("{:?}", result.err())).unwrap();
