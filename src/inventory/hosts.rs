@@ -139,10 +139,12 @@ fn expand_entry(
     };
 
     let mut member_groups = Vec::with_capacity(raw.groups.len());
+    let mut unknown_group = false;
     for group in &raw.groups {
         match groups.get(group.get_ref()) {
             Some(layer) => member_groups.push((group, layer)),
             None => {
+                unknown_group = true;
                 let hint = formats::closest(group.get_ref(), groups.keys().map(String::as_str))
                     .map(|c| format!("did you mean `{c}`? "))
                     .unwrap_or_default();
@@ -158,10 +160,7 @@ fn expand_entry(
                     ErrorKind::UnknownGroup,
                     Some(group.span()),
                     format!("{scope} is in unknown group `{}`", group.get_ref()),
-                    format!(
-                        "{hint}define it as `[groups.{}]`; {defined}",
-                        group.get_ref()
-                    ),
+                    format!("{hint}groups are defined as `[groups.NAME]` tables; {defined}"),
                 );
             }
         }
@@ -191,6 +190,10 @@ fn expand_entry(
     extra_args.extend(raw.extra_args.iter().map(|a| a.get_ref().clone()));
 
     // Role last among the shared settings, so one run also reports label, taint and ssh mistakes.
+    // A misspelt group may be where the role was meant to come from: that error says enough.
+    if unknown_group && raw.role.is_none() {
+        return None;
+    }
     let (role, role_span) = entry_role(ctx, raw, name, &scope, &member_groups)?;
     let addresses = addresses(ctx, raw, name, &names)?;
     let node_names = match &raw.node_name {

@@ -209,3 +209,122 @@ fn no_match_hint(inv: &Inventory, matcher: &Matcher) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory() -> Inventory {
+        let text = r#"
+            [cluster]
+            name = "t"
+            ha = true
+            [ssh]
+            identity_files = []
+            [groups.edge]
+            role = "agent"
+            [groups.gpu]
+            [[hosts]]
+            name = "cp-[1-3]"
+            address = "10.0.0.[1-3]"
+            role = "server"
+            [[hosts]]
+            name = "pi-[01-08]"
+            address = "10.0.1.[1-8]"
+            groups = ["edge"]
+            [[hosts]]
+            name = "jet-1"
+            address = "10.0.2.1"
+            groups = ["edge", "gpu"]
+        "#;
+        crate::inventory::parse(text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    fn names(pattern: &str) -> Vec<String> {
+        let inv = inventory();
+        select(&inv, Some(pattern))
+            .unwrap_or_else(|e| panic!("{pattern}: {e}"))
+            .iter()
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn no_pattern_selects_everything_in_order() {
+        let inv = inventory();
+        let all = select(&inv, None).unwrap();
+        assert_eq!(all.len(), 12);
+        assert_eq!(all[0].name, "cp-1");
+        assert_eq!(all[11].name, "jet-1");
+    }
+
+    #[test]
+    fn table_of_selections() {
+        let cases: &[(&str, &[&str])] = &[
+            ("cp-2", &["cp-2"]),
+            ("jet-1,cp-1", &["cp-1", "jet-1"]),
+            ("servers", &["cp-1", "cp-2", "cp-3"]),
+            ("role:server", &["cp-1", "cp-2", "cp-3"]),
+            ("@gpu", &["jet-1"]),
+            ("group:gpu", &["jet-1"]),
+            ("pi-0[1-3]", &["pi-01", "pi-02", "pi-03"]),
+            ("pi-[01-02,07]", &["pi-01", "pi-02", "pi-07"]),
+            ("pi-*,!pi-0[2-8]", &["pi-01"]),
+            ("agents,!@gpu,!pi-[03-08]", &["pi-01", "pi-02"]),
+            ("!agents", &["cp-1", "cp-2", "cp-3"]),
+            ("cp-{1,3}", &["cp-1", "cp-3"]),
+            (" cp-1 , cp-2 ", &["cp-1", "cp-2"]),
+            ("pi-0[!2-8]", &["pi-01"]),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(names(pattern), *expected, "{pattern}");
+        }
+    }
+
+    #[test]
+    fn terms_matching_nothing_are_errors_naming_the_term() {
+        let inv = inventory();
+        let err = select(&inv, Some("cp-1,cp-9")).unwrap_err();
+        assert!(
+            matches!(&err, SelectError::NoMatch { term, .. } if term == "cp-9"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("did you mean `cp-1`"), "{err}");
+        let err = select(&inv, Some("@nope")).unwrap_err();
+        assert!(
+            err.to_string().contains("groups with hosts: edge, gpu"),
+            "{err}"
+        );
+        let err = select(&inv, Some("!zz*")).unwrap_err();
+        assert!(matches!(err, SelectError::NoMatch { .. }));
+    }
+
+    #[test]
+    fn malformed_patterns_are_errors() {
+        let inv = inventory();
+        assert!(matches!(
+            select(&inv, Some("cp-1,,cp-2")),
+            Err(SelectError::EmptyTerm { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("")),
+            Err(SelectError::EmptyTerm { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("role:boss")),
+            Err(SelectError::UnknownRole { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("pi-[08-01]")),
+            Err(SelectError::BadRange { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("pi-{01")),
+            Err(SelectError::BadGlob { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("servers,!cp-*")),
+            Err(SelectError::NothingSelected { .. })
+        ));
+    }
+}
