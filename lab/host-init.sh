@@ -11,6 +11,8 @@ mount --make-rprivate /
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$H/upper,workdir=$H/work" "$M"
 hostname "$NAME"
 ip link set lo up
+ip addr replace "$(cat "$H/address")/16" dev eth0
+ip link set eth0 up
 
 mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"

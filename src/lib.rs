@@ -8,13 +8,17 @@
 //! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
 //!   node readiness, kubeconfig.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
+//! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod fleet;
 pub mod gitlab;
 pub mod inventory;
 pub mod k3s;
 pub mod logging;
 pub mod render;
+pub mod report;
+pub mod ssh;
