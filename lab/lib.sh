@@ -652,7 +652,16 @@ lab_knob() {
       install -m 0600 "$tmp/key" "$root/etc/ssh/ssh_host_ed25519_key"
       install -m 0644 "$tmp/key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
       rm -rf "$tmp"
-      [[ -n "$(host_pid1 "$name")" ]] && reload_sshd "$name"
+      if [[ -n "$(host_pid1 "$name")" ]]; then
+        reload_sshd "$name"
+        # sshd re-executes itself on SIGHUP and briefly stops listening: wait until it serves the
+        # new key, so the next client sees the rotation and not a refused connection.
+        local want i; want=$(cut -d' ' -f2 "$root/etc/ssh/ssh_host_ed25519_key.pub")
+        for i in $(seq 50); do
+          ssh-keyscan -t ed25519 -T 2 "$(cat "$h/address")" 2>/dev/null | grep -qF "$want" && break
+          sleep 0.1
+        done
+      fi
       if [[ "${1:-}" == "--update-known-hosts" ]]; then
         cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub" >"$h/known_key"
         lock_lab; write_lab_files; flock -u 9
