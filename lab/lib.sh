@@ -323,7 +323,7 @@ pool_wait() {
 lock_lab() {
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
-  flock 9
+  flock -w 600 9 || die "lab $LAB_ID is busy: another scripts/lab holds $STATE/.lock"
 }
 
 write_lab_files() {
@@ -501,9 +501,8 @@ lab_down() {
     umount -l "$m" 2>/dev/null || true
   done
   # 5. Network: namespaces (their veth peers go with them), stray veths, the bridge.
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^edl${LAB_ID}-" || true); do
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  ip netns list 2>/dev/null | awk -v p="edl${LAB_ID}-" 'index($1, p) == 1 {print "netns del " $1}' |
+    ip -force -batch - 2>/dev/null || true
   local link
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^edl${LAB_ID}(v[0-9]+|br)$" || true); do
     ip link del "$link" 2>/dev/null || true
