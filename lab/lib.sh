@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lab/lib.sh: the functions behind scripts/lab (sourced). Naming of everything one lab id owns:
 #   bridge edl<ID>br (10.<244+ID>.0.1/16), netns edl<ID>-<host>, root-side veth edl<ID>v<index>,
 #   cgroup /sys/fs/cgroup/unified/edgeops-lab/<ID>/<host>, state lab/state/<ID>/.
@@ -59,6 +60,7 @@ base_tarball() { echo "$CACHE/base-$(base_key).tar.zst"; }
 rootfs_dir() { echo "$CACHE/rootfs-$(rootfs_key)"; }
 
 # build: debootstrap into a temp dir and cache it as a tarball keyed by the recipe hash.
+# shellcheck disable=SC2120 # `build --force` passes arguments; `up` calls it without
 lab_build() {
   need_root
   ensure_host_tools
@@ -459,9 +461,9 @@ kill_pidfile() {
 }
 
 remove_cgroup_tree() {
-  local cg=$1 try
+  local cg=$1
   [[ -d "$cg" ]] || return 0
-  for try in $(seq 100); do
+  for _ in $(seq 100); do
     local d
     while read -r d; do
       echo 0 >"$d/cgroup.freeze" 2>/dev/null || true
