@@ -33,8 +33,8 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
-log "cargo test"
-cargo test --locked --all-targets -- --test-threads="${EDGEOPS_TEST_THREADS:-4}"
+log "cargo test (benches are run by `cargo bench`, in release, not here)"
+cargo test --locked -- --test-threads="${EDGEOPS_TEST_THREADS:-4}"
 
 log "example inventories pass edgeops check"
 for inv in inventory/*.toml; do
