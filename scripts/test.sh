@@ -33,7 +33,7 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
-log "cargo test (benches are run by `cargo bench`, in release, not here)"
+log 'cargo test (benches are measured by cargo bench, in release, not here)'
 cargo test --locked -- --test-threads="${EDGEOPS_TEST_THREADS:-4}"
 
 log "example inventories pass edgeops check"
