@@ -1,21 +1,145 @@
 //! The inventory: TOML schema, defaults and overrides, hostlist ranges, validation, host selection.
+//!
+//! Two stages, as in ripgrep's flags: `raw` mirrors the TOML (unknown keys rejected, spans kept),
+//! `validate` turns it into the `model` everything else uses, with every problem located at a
+//! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
+mod error;
+mod formats;
+pub mod hostlist;
+mod hosts;
+mod layers;
 pub mod model;
+mod raw;
+pub mod select;
+mod validate;
 
+pub use error::{Diagnostic, ErrorKind, InventoryError, Location};
+pub use hosts::HostEntry;
 pub use model::*;
+pub use select::{SelectError, select};
 
 use std::path::Path;
 
-/// Anything wrong with an inventory file, rendered with file:line:column.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct InventoryError {
-    pub message: String,
-}
+use error::SourceMap;
 
 /// Read, parse and validate an inventory file.
 pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-    Err(InventoryError {
-        message: format!("{}: inventory parsing is being written", path.display()),
+    load_with_entries(path).map(|(inventory, _)| inventory)
+}
+
+/// Like [`load`], also returning the `[[hosts]]` entries as written (for summaries).
+pub fn load_with_entries(path: &Path) -> Result<(Inventory, Vec<HostEntry>), InventoryError> {
+    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, &e))?;
+    parse_with_entries(&text, path)
+}
+
+/// Parse and validate inventory text; `path` is used in messages and to resolve relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+    parse_with_entries(text, path).map(|(inventory, _)| inventory)
+}
+
+/// Like [`parse`], also returning the `[[hosts]]` entries as written.
+pub fn parse_with_entries(
+    text: &str,
+    path: &Path,
+) -> Result<(Inventory, Vec<HostEntry>), InventoryError> {
+    let raw: raw::RawInventory = toml::from_str(text).map_err(|e| syntax_error(&e, text, path))?;
+    validate::validate(raw, path, text)
+}
+
+/// Turn a toml/serde error into a located diagnostic, recognising unknown keys to suggest the
+/// closest valid one.
+fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
+    let message = err.message().trim();
+    let location = err
+        .span()
+        .map(|span| SourceMap::new(text).locate(span, false));
+    let (kind, message, help) = match parse_unknown_field(message) {
+        Some((key, expected)) => {
+            let valid: Vec<&str> = expected
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !raw::INLINE_SECRET_KEYS.contains(k))
+                .collect();
+            let hint = formats::closest(&key, valid.iter().copied())
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            let list = if valid.is_empty() {
+                "this table takes no keys".to_string()
+            } else {
+                format!("valid keys here: {}", valid.join(", "))
+            };
+            let table = err
+                .span()
+                .and_then(|span| enclosing_table(text, span.start))
+                .map(|t| format!(" in `{t}`"))
+                .unwrap_or_default();
+            (
+                ErrorKind::UnknownKey,
+                format!("unknown key `{key}`{table}"),
+                format!("{hint}{list}"),
+            )
+        }
+        None => {
+            let help = if message.starts_with("invalid type") {
+                "check the value's type: strings are quoted, lists are `[..]`, tables are `{..}` (see docs/INVENTORY.md)"
+            } else if message.starts_with("missing field") {
+                "add the missing key (see docs/INVENTORY.md)"
+            } else if message.contains("duplicate key") {
+                "each key may appear once per table"
+            } else {
+                "the inventory must be valid TOML (https://toml.io); see docs/INVENTORY.md for the format"
+            };
+            (
+                ErrorKind::Syntax,
+                message.replace("expected i64", "expected an integer"),
+                help.to_string(),
+            )
+        }
+    };
+    InventoryError::single(Diagnostic {
+        kind,
+        message,
+        path: path.to_path_buf(),
+        location,
+        help: Some(help),
     })
+}
+
+/// The `[table]` header a key at `offset` belongs to, when the key starts its line (not inside an
+/// inline table, whose keys belong to a sub-table the header does not name).
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let key_line = &text[line_start..];
+    if !text[line_start..offset].trim().is_empty() || key_line.trim_start().starts_with('[') {
+        return None;
+    }
+    let header = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('['));
+    match header {
+        Some(line) => {
+            let end = line.rfind(']')?;
+            Some(line[..=end].to_string())
+        }
+        None => None,
+    }
+}
+
+/// serde's wording: "unknown field `x`, expected one of `a`, `b`" / "expected `a`" /
+/// "there are no fields".
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let expected = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((key.to_string(), expected))
 }

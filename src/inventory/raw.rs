@@ -1,0 +1,134 @@
+//! The inventory exactly as written: serde structs mirroring the TOML, unknown keys rejected, spans
+//! kept where a later check must point at a line. Nothing outside `inventory` sees these.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Keys that would hold a secret in clear. They are accepted by the parser only so validation can
+/// reject them with a message pointing at `*_env` / `*_file`, and they are never suggested.
+pub const INLINE_SECRET_KEYS: &[&str] = &["token", "sudo_password", "passphrase", "password"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    pub cluster: Option<Spanned<RawCluster>>,
+    pub ssh: Option<Spanned<RawSsh>>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Spanned<RawGroup>>,
+    #[serde(default)]
+    pub hosts: Vec<Spanned<RawHost>>,
+    pub gitlab: Option<Spanned<RawGitLab>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+    pub token: Option<Spanned<toml::Value>>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub api_endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tls_san: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub server_args: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub agent_args: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub disable: Vec<Spanned<String>>,
+    pub install_url: Option<Spanned<String>>,
+    pub channel_url: Option<Spanned<String>>,
+    pub download_url: Option<Spanned<String>>,
+    pub ha: Option<Spanned<bool>>,
+    pub airgap: Option<Spanned<bool>>,
+    pub artifacts_dir: Option<Spanned<String>>,
+    pub kubeconfig_mode: Option<Spanned<String>>,
+}
+
+/// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSsh {
+    pub user: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub identity_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub agent: Option<Spanned<bool>>,
+    pub known_hosts: Option<Spanned<String>>,
+    pub host_key_policy: Option<Spanned<String>>,
+    pub jump: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<toml::Value>>,
+    pub command_timeout: Option<Spanned<toml::Value>>,
+    /// Only meaningful in the top-level `[ssh]`; rejected in groups and hosts.
+    pub concurrency: Option<Spanned<i64>>,
+    pub sudo: Option<Spanned<String>>,
+    pub sudo_password_env: Option<Spanned<String>>,
+    pub sudo_password: Option<Spanned<toml::Value>>,
+    pub passphrase_env: Option<Spanned<String>>,
+    pub passphrase: Option<Spanned<toml::Value>>,
+    pub password: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub ssh: Option<Spanned<RawSsh>>,
+    pub role: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub taints: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub extra_args: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub name: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
+    pub address_start: Option<Spanned<String>>,
+    pub role: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    pub node_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub taints: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub extra_args: Vec<Spanned<String>>,
+    pub ssh: Option<Spanned<RawSsh>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGitLab {
+    pub url: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub agent_name: Option<Spanned<String>>,
+    pub token: Option<Spanned<toml::Value>>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub kas_address: Option<Spanned<String>>,
+    pub templates_dir: Option<Spanned<String>>,
+    pub runner: Option<Spanned<RawRunner>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunner {
+    pub enabled: Option<bool>,
+    #[serde(rename = "type")]
+    pub runner_type: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    pub run_untagged: Option<bool>,
+    pub concurrent: Option<Spanned<i64>>,
+    pub privileged: Option<bool>,
+    pub token: Option<Spanned<toml::Value>>,
+}
