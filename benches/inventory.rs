@@ -72,7 +72,8 @@ fn main() {
     let mut hosts = 0;
     for _ in 0..ITERATIONS {
         let start = Instant::now();
-        let inventory = edgeops::inventory::parse(&text, path).expect("benchmark inventory is valid");
+        let inventory =
+            edgeops::inventory::parse(&text, path).expect("benchmark inventory is valid");
         times.push(start.elapsed());
         hosts = std::hint::black_box(inventory).hosts.len();
     }
