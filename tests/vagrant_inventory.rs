@@ -1,9 +1,10 @@
-//! scripts/vagrant-inventory: captured `vagrant ssh-config` outputs (VirtualBox, libvirt, a
-//! quoted path with a space) become the expected inventories, and `edgeops check` accepts them.
+//! scripts/vagrant-inventory: `vagrant ssh-config` outputs (VirtualBox, libvirt, a quoted path
+//! with a space, and one captured from a real `vagrant up --provider=libvirt` with Vagrant 2.3.4,
+//! see docs/VAGRANT.md) become the expected inventories, and `edgeops check` accepts them.
 //!
-//! The fixtures hold the paths of a user's checkout (`/home/alice/...`); each test moves them
-//! into a temporary folder where it creates the private keys, because `edgeops check` insists
-//! that identity files exist.
+//! The fixtures hold the paths of the checkout they came from (`/home/alice/...`); each test
+//! moves them into a temporary folder where it creates the private keys, because
+//! `edgeops check` insists that identity files exist.
 
 use std::fs;
 use std::io::Write;
@@ -15,6 +16,8 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vagr
 /// The vagrant/ folder of the checkout the fixtures were captured in.
 const ALICE_LINUX: &str = "/home/alice/src/edgeops/vagrant";
 const ALICE_MAC: &str = "/Users/Alice Doe/src/edgeops/vagrant";
+/// The vagrant/ folder of the KVM proof run (scripts/vagrant-kvm-proof) the capture comes from.
+const PROOF_RUN: &str = "/work/wt-vagrant/vagrant";
 
 fn fixture(name: &str) -> String {
     fs::read_to_string(Path::new(FIXTURES).join(name))
@@ -152,6 +155,42 @@ fn libvirt_ssh_config_becomes_the_vms_own_addresses() {
     let expected = fixture("libvirt.inventory.toml").replace(ALICE_LINUX, checkout.vagrant_dir());
     assert_eq!(inventory, expected);
     checkout.assert_check_passes("3 hosts (1 server, 2 agents)");
+}
+
+#[test]
+fn ssh_config_captured_from_a_real_libvirt_run() {
+    let checkout = Checkout::new("src/edgeops");
+    for machine in ["server", "agent-1"] {
+        checkout.create_key(machine, "libvirt");
+    }
+    let inventory = checkout.generate("libvirt-captured.ssh-config", PROOF_RUN, &[]);
+    let expected =
+        fixture("libvirt-captured.inventory.toml").replace(PROOF_RUN, checkout.vagrant_dir());
+    assert_eq!(inventory, expected);
+    checkout.assert_check_passes("2 hosts (1 server, 1 agent)");
+}
+
+#[test]
+fn other_ssh_config_keywords_and_key_value_syntax_are_accepted() {
+    let checkout = Checkout::new("src/edgeops");
+    checkout.create_key("server", "virtualbox");
+    // Newer Vagrant releases and plugins add keywords; `Keyword=value` is valid ssh_config too.
+    let input = format!(
+        "# vagrant ssh-config\nHost server\n  hostname=127.0.0.1\n  User vagrant\n  Port 2222\n  \
+         PubkeyAcceptedKeyTypes +ssh-rsa\n  HostKeyAlgorithms +ssh-rsa\n  ForwardAgent yes\n  \
+         IdentityFile {ALICE_LINUX}/.vagrant/machines/server/virtualbox/private_key\n"
+    );
+    let out = generate(
+        &input.replace(ALICE_LINUX, checkout.vagrant_dir()),
+        &["--vagrant-dir", checkout.vagrant_dir()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let parsed: toml::Table = toml::from_str(&text(&out.stdout)).unwrap();
+    let host = &parsed["hosts"][0];
+    assert_eq!(host["address"].as_str(), Some("127.0.0.1"));
+    assert_eq!(host["ssh"]["port"].as_integer(), Some(2222));
+    fs::write(&checkout.inventory, &out.stdout).unwrap();
+    checkout.assert_check_passes("1 host");
 }
 
 #[test]
