@@ -4,10 +4,14 @@
 //! - `inventory`: the TOML schema, validation with line:column errors, hostlist ranges, `--limit`.
 //! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
 //! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
+//! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
 pub mod commands;
 pub mod exit;
+pub mod fleet;
 pub mod inventory;
 pub mod logging;
+pub mod report;
+pub mod ssh;

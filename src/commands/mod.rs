@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod completions;
+pub mod exec;
 
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(_) => not_implemented("status"),
         Command::Reset(_) => not_implemented("reset"),
         Command::Upgrade(_) => not_implemented("upgrade"),
-        Command::Exec(_) => not_implemented("exec"),
+        Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(_) => not_implemented("kubeconfig"),
         Command::Render(_) => not_implemented("render"),
     }

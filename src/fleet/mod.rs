@@ -1,0 +1,317 @@
+//! Fan-out: one live session per host, opened concurrently and kept for the whole run, and
+//! async steps run over them with bounded concurrency (a sliding window, not batches), per-host
+//! timeouts, connection retries with backoff, Ctrl-C cancellation and results in host order.
+//! It knows nothing of what a step does.
+
+mod progress;
+
+pub use progress::{Event, Reporter, Silent};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::ssh::{ConnectOptions, Session, SshContext, SshError};
+
+/// How the fleet paces its work.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// Hosts worked on at once.
+    pub concurrency: usize,
+    /// Connection attempts per host (first try included) for retryable errors.
+    pub connect_attempts: u32,
+    /// Pause before the second attempt; doubled for each later one.
+    pub backoff: Duration,
+    /// Limit for one step on one host (`None`: only the commands' own timeouts apply).
+    pub step_timeout: Option<Duration>,
+    /// How long running steps get to wind down after Ctrl-C before they are abandoned.
+    pub cancel_grace: Duration,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            concurrency: 64,
+            connect_attempts: 3,
+            backoff: Duration::from_millis(500),
+            step_timeout: None,
+            cancel_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a step produced no value on a host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The host could not be connected (after retries); steps never ran on it.
+    #[error("unreachable: {0}")]
+    Unreachable(Arc<SshError>),
+    /// An SSH-level failure during the step.
+    #[error(transparent)]
+    Ssh(SshError),
+    /// The step itself failed.
+    #[error("{0:#}")]
+    Step(anyhow::Error),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What a step returns on failure: SSH errors keep their type (so callers can tell unreachable
+/// from failed), anything else is an `anyhow::Error`.
+#[derive(Debug)]
+pub enum StepError {
+    Ssh(SshError),
+    Other(anyhow::Error),
+}
+
+impl From<SshError> for StepError {
+    fn from(e: SshError) -> Self {
+        StepError::Ssh(e)
+    }
+}
+
+impl From<anyhow::Error> for StepError {
+    fn from(e: anyhow::Error) -> Self {
+        StepError::Other(e)
+    }
+}
+
+impl From<StepError> for HostError {
+    fn from(e: StepError) -> Self {
+        match e {
+            StepError::Ssh(SshError::Cancelled { .. }) => HostError::Cancelled,
+            StepError::Ssh(e) => HostError::Ssh(e),
+            StepError::Other(e) => HostError::Step(e),
+        }
+    }
+}
+
+/// One host's outcome of one step.
+#[derive(Debug)]
+pub struct HostResult<T> {
+    pub host: String,
+    pub outcome: Result<T, HostError>,
+}
+
+/// A host of the fleet: its live session, or why it has none.
+enum Member {
+    Live(Arc<Session>),
+    Unreachable { name: String, error: Arc<SshError> },
+}
+
+impl Member {
+    fn name(&self) -> &str {
+        match self {
+            Member::Live(session) => session.name(),
+            Member::Unreachable { name, .. } => name,
+        }
+    }
+}
+
+/// The hosts of a run with one session each, reused by every step.
+pub struct Fleet {
+    ctx: SshContext,
+    settings: FleetSettings,
+    reporter: Arc<dyn Reporter>,
+    members: Vec<Member>,
+}
+
+impl Fleet {
+    /// Connect to every host concurrently (bounded), retrying connection errors with backoff.
+    /// Hosts that stay unreachable are kept, so every later result still names them.
+    pub async fn connect_all(
+        targets: Vec<ConnectOptions>,
+        ctx: SshContext,
+        settings: FleetSettings,
+        reporter: Arc<dyn Reporter>,
+    ) -> Fleet {
+        reporter.event(&Event::Begin {
+            label: "connect",
+            hosts: targets.len(),
+        });
+        let connects = targets.into_iter().map(|opts| {
+            let ctx = ctx.clone();
+            let settings = &settings;
+            let reporter = &reporter;
+            async move {
+                let name = opts.name.clone();
+                let member = match connect_with_retry(opts, ctx, settings, reporter.as_ref()).await
+                {
+                    Ok(session) => Member::Live(Arc::new(session)),
+                    Err(error) => Member::Unreachable {
+                        name,
+                        error: Arc::new(error),
+                    },
+                };
+                reporter.event(&Event::Finished {
+                    host: member.name(),
+                    ok: matches!(member, Member::Live(_)),
+                });
+                member
+            }
+        });
+        let members = in_order(connects, settings.concurrency).await;
+        reporter.event(&Event::End { label: "connect" });
+        Fleet {
+            ctx,
+            settings,
+            reporter,
+            members,
+        }
+    }
+
+    /// Host names in inventory order.
+    pub fn hosts(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(Member::name)
+    }
+
+    /// The live session of `host`, if it connected.
+    pub fn session(&self, host: &str) -> Option<&Arc<Session>> {
+        self.members.iter().find_map(|m| match m {
+            Member::Live(s) if s.name() == host => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn context(&self) -> &SshContext {
+        &self.ctx
+    }
+
+    /// Run `step` on every connected host; unreachable hosts get their connect error as result.
+    /// A session found closed (the host rebooted) is reconnected first, with the same retries.
+    /// Steps are not re-run after they started: they may not be safe to repeat.
+    pub async fn run<T, F, Fut>(&self, label: &str, step: F) -> Vec<HostResult<T>>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        self.reporter.event(&Event::Begin {
+            label,
+            hosts: self.members.len(),
+        });
+        let cancel = &self.ctx.cancel;
+        let step = &step;
+        let work = self.members.iter().map(|member| async move {
+            let outcome = match member {
+                Member::Unreachable { error, .. } => Err(HostError::Unreachable(error.clone())),
+                Member::Live(_) if cancel.is_cancelled() => Err(HostError::Cancelled),
+                Member::Live(session) => self.run_one(session.clone(), step).await,
+            };
+            self.reporter.event(&Event::Finished {
+                host: member.name(),
+                ok: outcome.is_ok(),
+            });
+            HostResult {
+                host: member.name().to_string(),
+                outcome,
+            }
+        });
+        let results = in_order(work, self.settings.concurrency).await;
+        self.reporter.event(&Event::End { label });
+        results
+    }
+
+    async fn run_one<T, F, Fut>(&self, session: Arc<Session>, step: &F) -> Result<T, HostError>
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let limited = async {
+            if session.is_closed() {
+                self.reconnect_with_retry(&session).await?;
+            }
+            step(session.clone()).await.map_err(HostError::from)
+        };
+        let limited = async {
+            match self.settings.step_timeout {
+                Some(limit) => tokio::time::timeout(limit, limited)
+                    .await
+                    .unwrap_or(Err(HostError::Timeout(limit))),
+                None => limited.await,
+            }
+        };
+        tokio::pin!(limited);
+        let cancel = &self.ctx.cancel;
+        tokio::select! {
+            biased;
+            result = &mut limited => result,
+            _ = cancel.cancelled() => {
+                // Commands see the cancel themselves and stop their remote processes; give
+                // them a moment, then abandon the step (dropping it still stops its command).
+                tokio::time::timeout(self.settings.cancel_grace, &mut limited)
+                    .await
+                    .unwrap_or(Err(HostError::Cancelled))
+            }
+        }
+    }
+
+    async fn reconnect_with_retry(&self, session: &Session) -> Result<(), HostError> {
+        let opts = session.options();
+        let total =
+            (opts.connect_timeout + self.settings.backoff) * self.settings.connect_attempts.max(1);
+        session.reconnect(total).await.map_err(HostError::Ssh)
+    }
+
+    /// Close every session (concurrently). Safe to call after a cancel.
+    pub async fn close_all(&self) {
+        let closes = self.members.iter().filter_map(|m| match m {
+            Member::Live(session) => Some(session.close()),
+            Member::Unreachable { .. } => None,
+        });
+        futures::future::join_all(closes).await;
+    }
+}
+
+/// Run futures with at most `width` in flight, starting the next as soon as any finishes (a
+/// sliding window: one slow host never holds up the others), and return results in input order.
+async fn in_order<T>(work: impl Iterator<Item = impl Future<Output = T>>, width: usize) -> Vec<T> {
+    let indexed = work
+        .enumerate()
+        .map(|(i, fut)| async move { (i, fut.await) });
+    let mut done: Vec<(usize, T)> = futures::stream::iter(indexed)
+        .buffer_unordered(width.max(1))
+        .collect()
+        .await;
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, v)| v).collect()
+}
+
+async fn connect_with_retry(
+    opts: ConnectOptions,
+    ctx: SshContext,
+    settings: &FleetSettings,
+    reporter: &dyn Reporter,
+) -> Result<Session, SshError> {
+    let mut pause = settings.backoff;
+    let mut attempt = 1;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Err(SshError::Cancelled {
+                host: opts.name.clone(),
+            });
+        }
+        let result = tokio::select! {
+            result = Session::connect(opts.clone(), ctx.clone()) => result,
+            _ = ctx.cancel.cancelled() => Err(SshError::Cancelled { host: opts.name.clone() }),
+        };
+        match result {
+            Ok(session) => return Ok(session),
+            Err(error) if error.is_retryable() && attempt < settings.connect_attempts => {
+                reporter.event(&Event::Retrying {
+                    host: &opts.name,
+                    attempt,
+                    error: &error,
+                    after: pause,
+                });
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

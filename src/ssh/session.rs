@@ -1,0 +1,595 @@
+//! A live, authenticated connection to one host, reused for every command of a run (one channel
+//! per command), with host-key checking during the handshake, reconnect, and jump hosts.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::{self, Handle};
+use russh::keys::PublicKeyOrCertificate;
+use russh::{ChannelMsg, Disconnect, Sig};
+
+use super::error::{ChangedHostKey, UnknownHostKey};
+use super::exec::{kill_command, unique_tag, wire_command};
+use super::known_hosts::{Verdict, fingerprint, host_pattern, known_hosts_line};
+use super::{
+    ConnectOptions, ExecOutput, ExecRequest, Exit, HostKeyPolicy, OutputSink, SshContext, SshError,
+    Stream, auth, shell_quote,
+};
+
+/// How long stopping a cancelled or timed-out command may take before its channel is closed anyway.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a handshake ended early: russh's own error, or our host-key refusal (which carries the
+/// message the user needs).
+#[derive(Debug)]
+enum HandshakeError {
+    Protocol(russh::Error),
+    Refused(SshError),
+}
+
+impl From<russh::Error> for HandshakeError {
+    fn from(e: russh::Error) -> Self {
+        HandshakeError::Protocol(e)
+    }
+}
+
+/// The russh handler: only host-key verification is ours.
+struct Verifier {
+    ctx: SshContext,
+    name: String,
+    /// The address and port as dialled; known_hosts is keyed by them.
+    address: String,
+    port: u16,
+    policy: HostKeyPolicy,
+}
+
+impl client::Handler for Verifier {
+    type Error = HandshakeError;
+
+    async fn check_server_key(
+        &mut self,
+        offered: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match offered {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            // Host certificates are never requested (no `host_key_certificates` configured).
+            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+        };
+        let pattern = host_pattern(&self.address, self.port);
+        let key_type = key.algorithm().as_str().to_string();
+        let fp = fingerprint(key);
+        if self.policy == HostKeyPolicy::Off {
+            tracing::warn!(
+                "{}: HOST KEY NOT VERIFIED ({key_type} {fp}): host_key_policy = \"off\" lets anyone \
+                 who can intercept the connection impersonate this host",
+                self.name
+            );
+            return Ok(true);
+        }
+        let known = &self.ctx.known_hosts;
+        match known.check(&self.address, self.port, key) {
+            Verdict::Known => Ok(true),
+            Verdict::Changed { recorded_at } => Err(HandshakeError::Refused(
+                SshError::HostKeyChanged(Box::new(ChangedHostKey {
+                    host: self.name.clone(),
+                    pattern,
+                    key_type,
+                    fingerprint: fp,
+                    file: recorded_at.file.display().to_string(),
+                    line: recorded_at.line,
+                })),
+            )),
+            Verdict::Revoked { recorded_at } => {
+                Err(HandshakeError::Refused(SshError::HostKeyRevoked {
+                    host: self.name.clone(),
+                    pattern,
+                    key_type,
+                    fingerprint: fp,
+                    recorded_at: recorded_at.to_string(),
+                }))
+            }
+            Verdict::Unknown { .. } if self.policy == HostKeyPolicy::AcceptNew => {
+                // Known_hosts I/O is small and rare (once per new host); a blocking append here
+                // keeps lines whole without an async lock.
+                let file = known.learn(&self.address, self.port, key).map_err(|e| {
+                    HandshakeError::Refused(SshError::HostKeyLearn {
+                        host: self.name.clone(),
+                        reason: e.to_string(),
+                    })
+                })?;
+                tracing::warn!(
+                    "{}: learned new host key {key_type} {fp} for {pattern} into {}",
+                    self.name,
+                    file.display()
+                );
+                Ok(true)
+            }
+            Verdict::Unknown { .. } => Err(HandshakeError::Refused(SshError::HostKeyUnknown(
+                Box::new(UnknownHostKey {
+                    host: self.name.clone(),
+                    line: known_hosts_line(&self.address, self.port, key),
+                    pattern,
+                    key_type,
+                    fingerprint: fp,
+                    file: known
+                        .learn_file()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "~/.ssh/known_hosts".to_string()),
+                }),
+            ))),
+        }
+    }
+}
+
+/// One established connection, plus the jump-host connection it tunnels through (kept alive as
+/// long as the target connection is).
+struct Link {
+    handle: Handle<Verifier>,
+    _jump: Option<Handle<Verifier>>,
+}
+
+/// A live session to one host. All methods take `&self`, so one session can serve several
+/// concurrent commands (each on its own channel).
+pub struct Session {
+    opts: ConnectOptions,
+    ctx: SshContext,
+    /// Swapped by `reconnect()`; commands clone the `Arc` so a swap never cuts a running command.
+    link: Mutex<Arc<Link>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("host", &self.opts.name)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Connect, verify the host key and authenticate, all within `connect_timeout`.
+    pub async fn connect(opts: ConnectOptions, ctx: SshContext) -> Result<Session, SshError> {
+        let link = establish(&opts, &ctx).await?;
+        Ok(Session {
+            opts,
+            ctx,
+            link: Mutex::new(Arc::new(link)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.opts.name
+    }
+
+    pub fn options(&self) -> &ConnectOptions {
+        &self.opts
+    }
+
+    /// True once the transport is gone (host rebooted, network broke, or `close()`).
+    pub fn is_closed(&self) -> bool {
+        self.current().handle.is_closed()
+    }
+
+    fn current(&self) -> Arc<Link> {
+        self.link.lock().expect("session lock").clone()
+    }
+
+    /// Reconnect (after a reboot): retry until a connection succeeds or `deadline` has passed.
+    /// Refusals that retrying cannot fix (host key, auth) end the wait at once.
+    pub async fn reconnect(&self, deadline: Duration) -> Result<(), SshError> {
+        let give_up = Instant::now() + deadline;
+        let old = self.current();
+        let _ = old
+            .handle
+            .disconnect(Disconnect::ByApplication, "reconnecting", "en")
+            .await;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match establish(&self.opts, &self.ctx).await {
+                Ok(link) => {
+                    *self.link.lock().expect("session lock") = Arc::new(link);
+                    return Ok(());
+                }
+                Err(err) if err.is_retryable() && Instant::now() + pause < give_up => {
+                    tracing::debug!("{}: not back yet: {err}", self.opts.name);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Close the connection politely.
+    pub async fn close(&self) {
+        let _ = self
+            .current()
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+
+    /// Run a command, collecting its output.
+    pub async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, SshError> {
+        self.exec_streaming(request, &mut ()).await
+    }
+
+    /// Run a command, passing output chunks to `sink` as they arrive and collecting them too.
+    /// On timeout or cancellation the remote process is sent SIGTERM and its channel closed.
+    pub async fn exec_streaming(
+        &self,
+        request: &ExecRequest,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExecOutput, SshError> {
+        let host = self.opts.name.clone();
+        let link = self.current();
+        let channel =
+            link.handle
+                .channel_open_session()
+                .await
+                .map_err(|e| SshError::Disconnected {
+                    host: host.clone(),
+                    reason: format!("cannot open a channel: {e}"),
+                })?;
+        let (mut reader, writer) = channel.split();
+        let writer = Arc::new(writer);
+        let tag = unique_tag();
+        let (line, stdin_prefix) = wire_command(
+            &request.command,
+            request.sudo.then_some(&self.opts.sudo),
+            &tag,
+        );
+        let exec_error = |what: &str, e: russh::Error| SshError::Exec {
+            host: host.clone(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        };
+        writer
+            .exec(true, line)
+            .await
+            .map_err(|e| exec_error("sending the command", e))?;
+        // From here on, an abandoned command must not outlive us on the host.
+        let mut guard = KillOnDrop(Some(Stopper {
+            link: link.clone(),
+            writer: writer.clone(),
+            tag,
+            sudo: request.sudo.then(|| self.opts.sudo.clone()),
+        }));
+
+        let feed = {
+            let writer = writer.clone();
+            let mut input = stdin_prefix.unwrap_or_default();
+            if let Some(bytes) = &request.stdin {
+                input.extend_from_slice(bytes);
+            }
+            async move {
+                if !input.is_empty() {
+                    writer.data(&input[..]).await?;
+                }
+                writer.eof().await
+            }
+        };
+        let collect = async {
+            let mut out = ExecOutput {
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                exit: Exit::Unknown,
+            };
+            let mut refused = false;
+            // Pitfall: exit-status and EOF come in either order; only `None` (closed) ends it.
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        sink.output(Stream::Stdout, &data);
+                        out.stdout.extend_from_slice(&data);
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        sink.output(Stream::Stderr, &data);
+                        out.stderr.extend_from_slice(&data);
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => out.exit = Exit::Status(exit_status),
+                    ChannelMsg::ExitSignal {
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        ..
+                    } => {
+                        out.exit = Exit::Signal {
+                            name: signal_name_of(&signal_name),
+                            core_dumped,
+                            message: error_message,
+                        }
+                    }
+                    ChannelMsg::Failure => refused = true,
+                    _ => {}
+                }
+            }
+            (out, refused)
+        };
+        let timeout = request.timeout.unwrap_or(self.opts.command_timeout);
+        let cancel = self.ctx.cancel.clone();
+        let run = async {
+            let (fed, collected) = tokio::join!(feed, collect);
+            (fed, collected)
+        };
+        let outcome = tokio::select! {
+            done = tokio::time::timeout(timeout, run) => done.map_err(|_| SshError::CommandTimeout {
+                host: host.clone(),
+                after: timeout,
+            }),
+            _ = cancel.cancelled() => Err(SshError::Cancelled { host: host.clone() }),
+        };
+        match outcome {
+            Ok((fed, (out, refused))) => {
+                guard.disarm();
+                if refused {
+                    return Err(SshError::Exec {
+                        host,
+                        what: "running the command".into(),
+                        reason: "the server refused the exec request".into(),
+                    });
+                }
+                // A feed error after the command exited (it stopped reading) is not a failure.
+                if let (Err(e), Exit::Unknown) = (fed, &out.exit) {
+                    return Err(exec_error("writing stdin", e));
+                }
+                if out.exit == Exit::Unknown && self.is_closed() {
+                    return Err(SshError::Disconnected {
+                        host,
+                        reason: "the connection closed while the command ran".into(),
+                    });
+                }
+                Ok(out)
+            }
+            Err(err) => {
+                if let Some(stopper) = guard.0.take() {
+                    stopper.stop().await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Write `content` to `path` atomically (temp file in the same directory, then rename) with
+    /// `mode` and optional `owner` (`user` or `user:group`), in one round trip: a small script
+    /// reads the content from stdin. With `sudo` it can write root-owned paths.
+    pub async fn upload(
+        &self,
+        content: &[u8],
+        path: &str,
+        mode: u32,
+        owner: Option<&str>,
+        sudo: bool,
+    ) -> Result<(), SshError> {
+        let script = format!(
+            "set -e\n\
+             dest={dest}; mode={mode}; owner={owner}\n\
+             tmp=$(mktemp \"$(dirname -- \"$dest\")/.edgeops-upload.XXXXXX\")\n\
+             trap 'rm -f -- \"$tmp\"' EXIT\n\
+             cat > \"$tmp\"\n\
+             chmod \"$mode\" \"$tmp\"\n\
+             if [ -n \"$owner\" ]; then chown -- \"$owner\" \"$tmp\"; fi\n\
+             mv -f -- \"$tmp\" \"$dest\"\n\
+             trap - EXIT\n",
+            dest = shell_quote(path),
+            mode = format_args!("{mode:o}"),
+            owner = shell_quote(owner.unwrap_or("")),
+        );
+        let request = ExecRequest::new(script).sudo(sudo).stdin(content.to_vec());
+        let out = self.exec(&request).await?;
+        match out.exit {
+            Exit::Status(0) => Ok(()),
+            exit => Err(SshError::Upload {
+                host: self.opts.name.clone(),
+                path: path.to_string(),
+                status: match exit {
+                    Exit::Status(code) => code,
+                    _ => 255,
+                },
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }),
+        }
+    }
+
+    /// Upload a local file (read once here; see `upload`).
+    pub async fn upload_file(
+        &self,
+        local: &std::path::Path,
+        path: &str,
+        mode: u32,
+        owner: Option<&str>,
+        sudo: bool,
+    ) -> Result<(), SshError> {
+        let content = tokio::fs::read(local)
+            .await
+            .map_err(|e| SshError::LocalFile {
+                path: local.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        self.upload(&content, path, mode, owner, sudo).await
+    }
+}
+
+/// Everything needed to stop one running remote command.
+struct Stopper {
+    link: Arc<Link>,
+    writer: Arc<russh::ChannelWriteHalf<client::Msg>>,
+    tag: String,
+    sudo: Option<super::SudoMode>,
+}
+
+impl Stopper {
+    /// Signal the command (OpenSSH honours this for non-root logins), kill it by its tag on a
+    /// second channel (works for root logins and sudo too), then close its channel.
+    async fn stop(self) {
+        let _ = self.writer.signal(Sig::TERM).await;
+        if let Ok(channel) = self.link.handle.channel_open_session().await {
+            let (line, stdin) =
+                wire_command(&kill_command(&self.tag), self.sudo.as_ref(), "edgeops-stop");
+            let (mut reader, writer) = channel.split();
+            if writer.exec(true, line).await.is_ok() {
+                if let Some(stdin) = stdin {
+                    let _ = writer.data(&stdin[..]).await;
+                }
+                let _ = writer.eof().await;
+                let drain = async { while reader.wait().await.is_some() {} };
+                let _ = tokio::time::timeout(STOP_TIMEOUT, drain).await;
+            }
+        }
+        let _ = self.writer.eof().await;
+        let _ = self.writer.close().await;
+    }
+}
+
+/// If a command future is dropped mid-run (its caller gave up), still stop the remote process.
+struct KillOnDrop(Option<Stopper>);
+
+impl KillOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(stopper) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(stopper.stop());
+        }
+    }
+}
+
+fn signal_name_of(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(name) => name,
+    }
+    .to_string()
+}
+
+/// TCP (directly or through the jump host), handshake with host-key check, auth: within the
+/// connect timeout.
+async fn establish(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
+    let address = format!("{}:{}", opts.address, opts.port);
+    match tokio::time::timeout(opts.connect_timeout, establish_unbounded(opts, ctx)).await {
+        Ok(result) => result,
+        Err(_) => Err(SshError::ConnectTimeout {
+            host: opts.name.clone(),
+            address,
+            after: opts.connect_timeout,
+        }),
+    }
+}
+
+async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
+    let verifier = Verifier {
+        ctx: ctx.clone(),
+        name: opts.name.clone(),
+        address: opts.address.clone(),
+        port: opts.port,
+        policy: opts.host_key_policy,
+    };
+    let (mut handle, jump) = match &opts.jump {
+        None => {
+            let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+            let handle =
+                handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
+            (handle, None)
+        }
+        Some(jump) => {
+            let jump_name = format!("{} (jump host {})", opts.name, jump.address);
+            let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
+            let jump_verifier = Verifier {
+                ctx: ctx.clone(),
+                name: jump_name.clone(),
+                address: jump.address.clone(),
+                port: jump.port,
+                policy: opts.host_key_policy,
+            };
+            let mut jump_handle = handshake(
+                &jump_name,
+                &jump.address,
+                jump.port,
+                ctx,
+                stream,
+                jump_verifier,
+            )
+            .await?;
+            auth::authenticate(&mut jump_handle, &jump_name, &jump.user, &opts.credentials).await?;
+            let tunnel = jump_handle
+                .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
+                .await
+                .map_err(|e| SshError::Connect {
+                    host: opts.name.clone(),
+                    address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
+                    reason: format!("the jump host cannot open a tunnel: {e}"),
+                })?;
+            let handle = handshake(
+                &opts.name,
+                &opts.address,
+                opts.port,
+                ctx,
+                tunnel.into_stream(),
+                verifier,
+            )
+            .await?;
+            (handle, Some(jump_handle))
+        }
+    };
+    auth::authenticate(&mut handle, &opts.name, &opts.user, &opts.credentials).await?;
+    Ok(Link {
+        handle,
+        _jump: jump,
+    })
+}
+
+async fn tcp_connect(
+    name: &str,
+    address: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, SshError> {
+    let stream = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| SshError::Connect {
+            host: name.to_string(),
+            address: format!("{address}:{port}"),
+            reason: e.to_string(),
+        })?;
+    // Commands are small request/response exchanges: Nagle would only add latency.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn handshake<S>(
+    name: &str,
+    address: &str,
+    port: u16,
+    ctx: &SshContext,
+    stream: S,
+    verifier: Verifier,
+) -> Result<Handle<Verifier>, SshError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    client::connect_stream(ctx.config.clone(), stream, verifier)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Refused(refusal) => refusal,
+            HandshakeError::Protocol(e) => SshError::Connect {
+                host: name.to_string(),
+                address: format!("{address}:{port}"),
+                reason: format!("SSH handshake failed: {e}"),
+            },
+        })
+}
