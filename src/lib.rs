@@ -5,6 +5,9 @@
 //! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
 //! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
 //! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
+//! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
+//!   node readiness, kubeconfig.
+//! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
@@ -12,6 +15,8 @@ pub mod commands;
 pub mod exit;
 pub mod fleet;
 pub mod inventory;
+pub mod k3s;
 pub mod logging;
+pub mod render;
 pub mod report;
 pub mod ssh;

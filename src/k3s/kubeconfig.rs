@@ -1,0 +1,483 @@
+//! The cluster's kubeconfig: take the one k3s writes (`/etc/rancher/k3s/k3s.yaml`, everything
+//! named `default`, server `https://127.0.0.1:6443`), point it at the API endpoint, name it after
+//! the cluster, merge it into the user's kubeconfig, and write that 0600 atomically.
+//!
+//! Entries are kept as YAML mappings, not typed structs, so fields edgeops does not know
+//! (exec plugins, extensions, proxy-url...) survive a merge untouched.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigError {
+    #[error("{origin} is not a kubeconfig: {source}")]
+    Yaml {
+        origin: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{origin} does not look like a k3s kubeconfig: {reason}")]
+    NotK3s { origin: String, reason: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A kubeconfig document. `Debug` shows only entry names: user entries hold client keys.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kubeconfig {
+    #[serde(rename = "apiVersion", default = "default_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    // `Option` because kubectl writes `clusters: null` for an empty list.
+    #[serde(default)]
+    clusters: Option<Vec<NamedEntry>>,
+    #[serde(default)]
+    contexts: Option<Vec<NamedEntry>>,
+    #[serde(default)]
+    users: Option<Vec<NamedEntry>>,
+    #[serde(rename = "current-context", default)]
+    pub current_context: Option<String>,
+    /// `preferences`, `extensions` and anything else, kept as found.
+    #[serde(flatten)]
+    rest: Mapping,
+}
+
+/// `{name: ..., cluster|user|context: {...}}`; the body is kept whole.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct NamedEntry {
+    name: String,
+    #[serde(flatten)]
+    body: Mapping,
+}
+
+fn default_api_version() -> String {
+    "v1".to_owned()
+}
+
+fn default_kind() -> String {
+    "Config".to_owned()
+}
+
+impl fmt::Debug for Kubeconfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kubeconfig")
+            .field("clusters", &self.names(Section::Clusters))
+            .field("contexts", &self.names(Section::Contexts))
+            .field("users", &self.names(Section::Users))
+            .field("current_context", &self.current_context)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Section {
+    Clusters,
+    Contexts,
+    Users,
+}
+
+impl Kubeconfig {
+    /// An empty kubeconfig (what a missing or empty file means).
+    pub fn empty() -> Kubeconfig {
+        Kubeconfig {
+            api_version: default_api_version(),
+            kind: default_kind(),
+            clusters: Some(vec![]),
+            contexts: Some(vec![]),
+            users: Some(vec![]),
+            current_context: None,
+            rest: Mapping::new(),
+        }
+    }
+
+    /// Parse a kubeconfig; `origin` names it in errors (a path, or "the k3s kubeconfig of pi-01").
+    pub fn parse(text: &str, origin: &str) -> Result<Kubeconfig, KubeconfigError> {
+        if text.trim().is_empty() {
+            return Ok(Kubeconfig::empty());
+        }
+        serde_yaml_ng::from_str(text).map_err(|source| KubeconfigError::Yaml {
+            origin: origin.to_owned(),
+            source,
+        })
+    }
+
+    /// The k3s kubeconfig, renamed to `name` (cluster, user and context alike) and pointed at
+    /// `server_url` (e.g. `https://10.0.0.11:6443`). The current context becomes `name`.
+    pub fn from_k3s(
+        text: &str,
+        origin: &str,
+        name: &str,
+        server_url: &str,
+    ) -> Result<Kubeconfig, KubeconfigError> {
+        let mut config = Kubeconfig::parse(text, origin)?;
+        let not_k3s = |reason: String| KubeconfigError::NotK3s {
+            origin: origin.to_owned(),
+            reason,
+        };
+        for section in [Section::Clusters, Section::Contexts, Section::Users] {
+            let count = config.entries(section).len();
+            if count != 1 {
+                return Err(not_k3s(
+                    format!("it has {count} {section:?} (k3s writes exactly one)").to_lowercase(),
+                ));
+            }
+        }
+        let cluster = &mut config.entries_mut(Section::Clusters)[0];
+        cluster.name = name.to_owned();
+        let body = body_mut(&mut cluster.body, "cluster")
+            .ok_or_else(|| not_k3s("its cluster entry has no `cluster` mapping".to_owned()))?;
+        body.insert("server".into(), Value::String(server_url.to_owned()));
+
+        config.entries_mut(Section::Users)[0].name = name.to_owned();
+
+        let context = &mut config.entries_mut(Section::Contexts)[0];
+        context.name = name.to_owned();
+        let body = body_mut(&mut context.body, "context")
+            .ok_or_else(|| not_k3s("its context entry has no `context` mapping".to_owned()))?;
+        body.insert("cluster".into(), Value::String(name.to_owned()));
+        body.insert("user".into(), Value::String(name.to_owned()));
+
+        config.current_context = Some(name.to_owned());
+        Ok(config)
+    }
+
+    /// Merge `other` into `self`: entries with the same name are replaced, others kept, new
+    /// ones appended. The current context becomes `other`'s when `set_current`, or when `self`
+    /// had none.
+    pub fn merge(&mut self, other: &Kubeconfig, set_current: bool) {
+        for section in [Section::Clusters, Section::Contexts, Section::Users] {
+            for entry in other.entries(section).to_vec() {
+                let entries = self.entries_mut(section);
+                match entries
+                    .iter_mut()
+                    .find(|existing| existing.name == entry.name)
+                {
+                    Some(existing) => *existing = entry,
+                    None => entries.push(entry),
+                }
+            }
+        }
+        let has_current = self
+            .current_context
+            .as_deref()
+            .is_some_and(|name| !name.is_empty());
+        if (set_current || !has_current)
+            && let Some(name) = &other.current_context
+        {
+            self.current_context = Some(name.clone());
+        }
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self).expect("a kubeconfig built from YAML serialises back")
+    }
+
+    /// The server URL of cluster `name`, if present.
+    pub fn server(&self, name: &str) -> Option<&str> {
+        self.entries(Section::Clusters)
+            .iter()
+            .find(|entry| entry.name == name)?
+            .body
+            .get("cluster")?
+            .get("server")?
+            .as_str()
+    }
+
+    pub fn context_names(&self) -> Vec<&str> {
+        self.names(Section::Contexts)
+    }
+
+    fn names(&self, section: Section) -> Vec<&str> {
+        self.entries(section)
+            .iter()
+            .map(|entry| entry.name.as_str())
+            .collect()
+    }
+
+    fn entries(&self, section: Section) -> &[NamedEntry] {
+        let list = match section {
+            Section::Clusters => &self.clusters,
+            Section::Contexts => &self.contexts,
+            Section::Users => &self.users,
+        };
+        list.as_deref().unwrap_or(&[])
+    }
+
+    fn entries_mut(&mut self, section: Section) -> &mut Vec<NamedEntry> {
+        let list = match section {
+            Section::Clusters => &mut self.clusters,
+            Section::Contexts => &mut self.contexts,
+            Section::Users => &mut self.users,
+        };
+        list.get_or_insert_with(Vec::new)
+    }
+}
+
+fn body_mut<'a>(entry: &'a mut Mapping, key: &str) -> Option<&'a mut Mapping> {
+    entry.get_mut(key)?.as_mapping_mut()
+}
+
+/// Merge `new` into the kubeconfig at `path` (created if missing) and write it back 0600.
+pub fn merge_into_file(
+    path: &Path,
+    new: &Kubeconfig,
+    set_current: bool,
+) -> Result<(), KubeconfigError> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Kubeconfig::parse(&text, &path.display().to_string())?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Kubeconfig::empty(),
+        Err(source) => {
+            return Err(KubeconfigError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut merged = existing;
+    merged.merge(new, set_current);
+    write_private_atomic(path, merged.to_yaml().as_bytes())
+}
+
+/// Write `contents` to `path` with mode 0600: into a temporary file in the same folder, synced,
+/// then renamed over `path`, so a crash never leaves a half-written kubeconfig and the secret
+/// is never readable by others, not even briefly.
+pub fn write_private_atomic(path: &Path, contents: &[u8]) -> Result<(), KubeconfigError> {
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| KubeconfigError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(io("create the folder", &dir))?;
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kubeconfig".to_owned());
+    let temp = dir.join(format!(".{file_name}.edgeops-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io("create", &temp))?;
+        file.write_all(contents).map_err(io("write", &temp))?;
+        file.sync_all().map_err(io("sync", &temp))?;
+        std::fs::rename(&temp, path).map_err(io("replace", path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// As k3s writes it (certificate data shortened).
+    const K3S_YAML: &str = "\
+apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJkekNDQVIyZ0F3SUJBZ0lCQURBS0JnZ3Foa2pPUFFRREFqQWpNU0V3SHdZRFZRUUREQmhyTTNNdGMyVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENDQVRlZ0F3SUJBZ0lJYzJWeWRtVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=
+    client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUFTRUNSRVRLRVlEQVRBCi0tLS0tRU5EIEVDIFBSSVZBVEUgS0VZLS0tLS0K
+";
+
+    /// A user's existing kubeconfig: another cluster with an exec plugin, and a stale entry for
+    /// the same cluster name that the merge must replace.
+    const EXISTING: &str = "\
+apiVersion: v1
+kind: Config
+clusters:
+- name: prod
+  cluster:
+    server: https://prod.example.com:6443
+    certificate-authority-data: UFJPRC1DQQ==
+    proxy-url: socks5://localhost:1080
+- name: pi-lab
+  cluster:
+    server: https://10.0.0.99:6443
+contexts:
+- name: prod
+  context:
+    cluster: prod
+    user: prod-admin
+    namespace: apps
+- name: pi-lab
+  context:
+    cluster: pi-lab
+    user: pi-lab
+users:
+- name: prod-admin
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: aws
+      args: [eks, get-token, --cluster-name, prod]
+- name: pi-lab
+  user:
+    token: stale
+current-context: prod
+preferences:
+  colors: true
+";
+
+    fn pi_lab() -> Kubeconfig {
+        Kubeconfig::from_k3s(
+            K3S_YAML,
+            "k3s.yaml of pi-01",
+            "pi-lab",
+            "https://10.0.0.11:6443",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn renames_everything_and_points_at_the_api_endpoint() {
+        let config = pi_lab();
+        assert_eq!(config.server("pi-lab"), Some("https://10.0.0.11:6443"));
+        assert_eq!(config.context_names(), ["pi-lab"]);
+        assert_eq!(config.current_context.as_deref(), Some("pi-lab"));
+        let yaml: Value = serde_yaml_ng::from_str(&config.to_yaml()).unwrap();
+        assert_eq!(yaml["contexts"][0]["context"]["cluster"], "pi-lab");
+        assert_eq!(yaml["contexts"][0]["context"]["user"], "pi-lab");
+        assert_eq!(yaml["users"][0]["name"], "pi-lab");
+        assert!(
+            yaml["users"][0]["user"]["client-key-data"]
+                .as_str()
+                .unwrap()
+                .starts_with("LS0t")
+        );
+        assert!(
+            yaml["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .is_some()
+        );
+        assert_eq!(yaml["preferences"], Value::Mapping(Mapping::new()));
+    }
+
+    #[test]
+    fn debug_shows_names_only() {
+        let debug = format!("{:?}", pi_lab());
+        assert!(!debug.contains("LS0t"), "{debug}");
+        assert!(debug.contains("pi-lab"));
+    }
+
+    #[test]
+    fn merge_replaces_same_names_keeps_others_and_optionally_switches_context() {
+        let mut existing = Kubeconfig::parse(EXISTING, "config").unwrap();
+        existing.merge(&pi_lab(), false);
+        assert_eq!(existing.context_names(), ["prod", "pi-lab"]);
+        assert_eq!(existing.server("pi-lab"), Some("https://10.0.0.11:6443"));
+        assert_eq!(existing.current_context.as_deref(), Some("prod"));
+        let yaml: Value = serde_yaml_ng::from_str(&existing.to_yaml()).unwrap();
+        assert_eq!(
+            yaml["users"][1]["user"].get("token"),
+            None,
+            "stale user replaced"
+        );
+        assert_eq!(yaml["users"][0]["user"]["exec"]["command"], "aws");
+        assert_eq!(
+            yaml["clusters"][0]["cluster"]["proxy-url"],
+            "socks5://localhost:1080"
+        );
+        assert_eq!(yaml["contexts"][0]["context"]["namespace"], "apps");
+        assert_eq!(yaml["preferences"]["colors"], true);
+
+        existing.merge(&pi_lab(), true);
+        assert_eq!(existing.current_context.as_deref(), Some("pi-lab"));
+        assert_eq!(
+            existing.context_names(),
+            ["prod", "pi-lab"],
+            "no duplicates on re-merge"
+        );
+    }
+
+    #[test]
+    fn kubectl_style_empty_kubeconfig_takes_the_new_context_as_current() {
+        let mut empty = Kubeconfig::parse(
+            "apiVersion: v1\nclusters: null\ncontexts: null\ncurrent-context: \"\"\nkind: Config\nusers: null\n",
+            "config",
+        )
+        .unwrap();
+        empty.merge(&pi_lab(), false);
+        assert_eq!(empty.current_context.as_deref(), Some("pi-lab"));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_single_cluster_kubeconfig() {
+        let err =
+            Kubeconfig::from_k3s(EXISTING, "k3s.yaml of pi-01", "x", "https://a:6443").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "k3s.yaml of pi-01 does not look like a k3s kubeconfig: it has 2 clusters (k3s writes exactly one)"
+        );
+        let err = Kubeconfig::parse("clusters: [", "k3s.yaml of pi-01").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("k3s.yaml of pi-01 is not a kubeconfig: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn merges_into_a_file_written_0600_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".kube").join("config");
+        merge_into_file(&path, &pi_lab(), false).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let written = Kubeconfig::parse(&std::fs::read_to_string(&path).unwrap(), "x").unwrap();
+        assert_eq!(written.current_context.as_deref(), Some("pi-lab"));
+
+        // An existing, world-readable file: the merge keeps its entries and tightens the mode.
+        std::fs::write(&path, EXISTING).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        merge_into_file(&path, &pi_lab(), true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let written = Kubeconfig::parse(&std::fs::read_to_string(&path).unwrap(), "x").unwrap();
+        assert_eq!(written.context_names(), ["prod", "pi-lab"]);
+        assert_eq!(written.current_context.as_deref(), Some("pi-lab"));
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["config"], "no temporary file left behind");
+    }
+}

@@ -1,0 +1,20 @@
+//! k3s knowledge, without SSH: versions and channels, channel → version resolution, the install
+//! invocation and config file per host, join tokens, node readiness, and kubeconfig handling.
+//! Phases combine these with the fleet; nothing here opens a connection to a host.
+
+pub mod arch;
+pub mod channel;
+pub mod install;
+pub mod kubeconfig;
+pub mod nodes;
+pub mod token;
+pub mod version;
+
+#[cfg(test)]
+pub(crate) mod test_inventory;
+
+pub use arch::K3sArch;
+pub use channel::{ChannelResolver, ResolveError};
+pub use install::{InstallError, InstallSpec, Join};
+pub use token::JoinToken;
+pub use version::{Channel, K3sVersion};
