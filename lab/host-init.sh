@@ -1,0 +1,61 @@
+#!/bin/bash
+# PID 1 of a lab host, run by host-supervisor.sh inside fresh mount/UTS/IPC/PID/cgroup namespaces
+# (and the host's netns). Builds the host's filesystem view, then execs systemd or sshd chrooted.
+# Args: NAME HOSTDIR LOWER MODE(systemd|sshd)
+set -euo pipefail
+NAME="$1" H="$2" LOWER="$3" MODE="$4"
+M="$H/merged"
+
+# Nothing below may leak into the root mount namespace.
+mount --make-rprivate /
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$H/upper,workdir=$H/work" "$M"
+hostname "$NAME"
+ip link set lo up
+
+mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
+# A Pi-like host gets a device tree model under /sys/firmware (the kernel's /proc/device-tree
+# symlink cannot be added to procfs; see docs/LAB.md).
+if [[ -f "$M/etc/lab/model" ]]; then
+  mount -t tmpfs -o mode=0755,size=64k tmpfs "$M/sys/firmware"
+  mkdir -p "$M/sys/firmware/devicetree/base"
+  cp "$M/etc/lab/model" "$M/sys/firmware/devicetree/base/model"
+  [[ -f "$M/etc/lab/compatible" ]] && cp "$M/etc/lab/compatible" "$M/sys/firmware/devicetree/base/compatible"
+  mount -o remount,ro,bind "$M/sys/firmware"
+fi
+if [[ "$MODE" == systemd ]]; then
+  mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
+  mount -t tmpfs -o mode=1777,nosuid,nodev,size=256m tmpfs "$M/tmp"
+fi
+
+# A small /dev with the usual nodes and a private devpts.
+mount -t tmpfs -o mode=0755,nosuid,size=1m tmpfs "$M/dev"
+for node in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+  IFS=: read -r n ma mi <<<"$node"
+  mknod -m 0666 "$M/dev/$n" c "$ma" "$mi"
+done
+touch "$M/dev/console" && mount --bind /dev/null "$M/dev/console"
+mkdir -p "$M/dev/pts" "$M/dev/shm" "$M/dev/mqueue"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$M/dev/pts"
+ln -s pts/ptmx "$M/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev,size=64m tmpfs "$M/dev/shm"
+ln -s /proc/self/fd "$M/dev/fd"
+ln -s /proc/self/fd/0 "$M/dev/stdin"
+ln -s /proc/self/fd/1 "$M/dev/stdout"
+ln -s /proc/self/fd/2 "$M/dev/stderr"
+
+# /run: the host's boot id lives here and is also shown at the kernel's boot_id path, so a
+# client detects a lab reboot exactly like a real one.
+mount -t tmpfs -o mode=0755,nosuid,nodev,size=64m tmpfs "$M/run"
+mkdir -p "$M/run/sshd" "$M/run/lab" "$M/run/lock"
+cp "$H/boot_id" "$M/run/lab/boot_id"
+mount --bind "$M/run/lab/boot_id" "$M/proc/sys/kernel/random/boot_id"
+mount -o remount,ro,bind "$M/proc/sys/kernel/random/boot_id"
+
+cd /
+export container=lab PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if [[ "$MODE" == systemd ]]; then
+  exec chroot "$M" /sbin/init
+else
+  exec chroot "$M" /usr/sbin/sshd -D -e
+fi
