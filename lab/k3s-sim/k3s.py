@@ -1,0 +1,1851 @@
+#!/usr/bin/python3
+"""Simulated k3s "binary" for the edgeops lab (see docs/K3S-SIM.md).
+
+One file plays every role of the real k3s executable: `k3s server`, `k3s agent`, `k3s kubectl`
+(and `kubectl`/`crictl`/`ctr` through argv[0] symlinks), `k3s --version`, `k3s token`,
+`k3s check-config`. mirror.py bakes the release version and the architecture into each
+downloadable artifact by rewriting the SIM_BUILD line below, so every asset has its own hash.
+Python 3.11 stdlib only: the lab rootfs has no PyYAML, hence the small YAML subset parser.
+"""
+
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+SIM_BUILD = {"version": "v0.0.0+k3s-sim", "arch": ""}  # rewritten by mirror.py per artifact
+
+VERSION = SIM_BUILD["version"]
+# containerd and go versions shipped with each k3s release (k3s release notes).
+RUNTIMES = {
+    "v1.30": ("containerd://1.7.23-k3s2", "go1.22.9"),
+    "v1.31": ("containerd://1.7.23-k3s2", "go1.22.9"),
+    "v1.32": ("containerd://1.7.23-k3s2", "go1.23.3"),
+}
+SIM_CONF = "/etc/k3s-sim"
+HEARTBEAT_SECONDS = 2.0
+
+
+def minor_of(version):
+    return ".".join(version.split(".")[:2])
+
+
+def arch():
+    if SIM_BUILD["arch"]:
+        return SIM_BUILD["arch"]
+    m = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, "arm" if m.startswith("arm") else m)
+
+
+def now_rfc3339(t=None):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def log(level, msg):
+    sys.stderr.write('time="%s" level=%s msg="%s"\n' % (now_rfc3339(), level, msg.replace('"', '\\"')))
+    sys.stderr.flush()
+
+
+def fatal(msg, code=1):
+    log("fatal", msg)
+    sys.exit(code)
+
+
+def sim_setting(name, default):
+    """A per-host simulator setting (/etc/k3s-sim/NAME), e.g. ready-delay."""
+    try:
+        with open(os.path.join(SIM_CONF, name)) as f:
+            return f.read().strip() or default
+    except OSError:
+        return default
+
+
+def fault(knob):
+    return os.path.exists(os.path.join(SIM_CONF, "faults", knob))
+
+
+def write_file(path, data, mode=0o600):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def read_text(path, default=None):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def sd_notify(msg):
+    """Type=notify support without systemd-notify: the main PID talks to $NOTIFY_SOCKET."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        s.connect(addr)
+        s.sendall(msg.encode())
+    finally:
+        s.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# A YAML subset: block mappings/sequences, block scalars, flow collections, quoted scalars.
+# Enough for config.yaml, kubeconfigs and Kubernetes manifests as people write them.
+# ----------------------------------------------------------------------------------------------
+
+class YamlError(Exception):
+    pass
+
+
+_KEY_RE = re.compile(r"""^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s'"#\[\]{}][^:]*?)\s*:(?:\s+|$)(.*)$""")
+
+
+def _strip_comment(s):
+    quote = None
+    for i, c in enumerate(s):
+        if quote:
+            if c == quote:
+                quote = None
+        elif c in "'\"" and (i == 0 or s[i - 1] in " [{,:"):
+            quote = c
+        elif c == "#" and (i == 0 or s[i - 1] in " \t"):
+            return s[:i].rstrip()
+    return s.rstrip()
+
+
+def _scalar(s):
+    s = s.strip()
+    if s.startswith('"') and s.endswith('"') and len(s) >= 2:
+        return json.loads(s.replace("\\'", "'"))
+    if s.startswith("'") and s.endswith("'") and len(s) >= 2:
+        return s[1:-1].replace("''", "'")
+    if s in ("", "~", "null", "Null", "NULL"):
+        return None
+    if s in ("true", "True", "TRUE"):
+        return True
+    if s in ("false", "False", "FALSE"):
+        return False
+    if re.fullmatch(r"-?(0|[1-9][0-9]*)", s):
+        return int(s)
+    return s
+
+
+def _unquote_key(k):
+    v = _scalar(k)
+    return k if v is None or isinstance(v, bool) else str(v)
+
+
+class _Flow:
+    def __init__(self, s):
+        self.s, self.i = s, 0
+
+    def ws(self):
+        while self.i < len(self.s) and self.s[self.i] in " \t":
+            self.i += 1
+
+    def value(self):
+        self.ws()
+        c = self.s[self.i:self.i + 1]
+        if c == "[":
+            self.i += 1
+            out = []
+            while True:
+                self.ws()
+                if self.s[self.i:self.i + 1] == "]":
+                    self.i += 1
+                    return out
+                out.append(self.value())
+                self.ws()
+                if self.s[self.i:self.i + 1] == ",":
+                    self.i += 1
+        if c == "{":
+            self.i += 1
+            out = {}
+            while True:
+                self.ws()
+                if self.s[self.i:self.i + 1] == "}":
+                    self.i += 1
+                    return out
+                k = self.atom(":")
+                self.i += 1
+                out[_unquote_key(k)] = self.value()
+                self.ws()
+                if self.s[self.i:self.i + 1] == ",":
+                    self.i += 1
+        return _scalar(self.atom(",]}"))
+
+    def atom(self, stops):
+        self.ws()
+        start = self.i
+        if self.i < len(self.s) and self.s[self.i] in "'\"":
+            q = self.s[self.i]
+            self.i += 1
+            while self.i < len(self.s) and self.s[self.i] != q:
+                self.i += 2 if self.s[self.i] == "\\" and q == '"' else 1
+            self.i += 1
+            return self.s[start:self.i]
+        while self.i < len(self.s) and self.s[self.i] not in stops:
+            self.i += 1
+        if self.i >= len(self.s):
+            raise YamlError("unterminated flow collection: %s" % self.s)
+        return self.s[start:self.i].strip()
+
+
+class _Block:
+    def __init__(self, lines):
+        self.lines, self.i = lines, 0
+
+    def peek(self):
+        while self.i < len(self.lines):
+            s = self.lines[self.i].strip()
+            if s and not s.startswith("#"):
+                line = self.lines[self.i]
+                return len(line) - len(line.lstrip(" ")), s
+            self.i += 1
+        return None
+
+    @staticmethod
+    def is_item(s):
+        return s == "-" or s.startswith("- ")
+
+    def node(self, indent):
+        _, s = self.peek()
+        if self.is_item(s):
+            return self.seq(indent)
+        if _KEY_RE.match(s) and s[0] not in "[{":
+            return self.map(indent)
+        self.i += 1
+        return self.inline(_strip_comment(s), indent)
+
+    def seq(self, indent):
+        out = []
+        while True:
+            p = self.peek()
+            if p is None or p[0] != indent or not self.is_item(p[1]):
+                return out
+            rest = p[1][1:]
+            inner = indent + 1 + len(rest) - len(rest.lstrip(" "))
+            rest = _strip_comment(rest.strip())
+            if not rest:
+                self.i += 1
+                q = self.peek()
+                out.append(self.node(q[0]) if q and q[0] > indent else None)
+            elif (_KEY_RE.match(rest) and rest[0] not in "[{'\"") or self.is_item(rest):
+                self.lines[self.i] = " " * inner + rest
+                out.append(self.node(inner))
+            else:
+                self.i += 1
+                out.append(self.inline(rest, indent))
+
+    def map(self, indent):
+        out = {}
+        while True:
+            p = self.peek()
+            if p is None or p[0] != indent or self.is_item(p[1]):
+                return out
+            m = _KEY_RE.match(p[1])
+            if not m:
+                raise YamlError("expected 'key: value', got: %s" % p[1])
+            key, rest = _unquote_key(m.group(1)), _strip_comment(m.group(2))
+            self.i += 1
+            if rest == "":
+                q = self.peek()
+                if q and (q[0] > indent or (q[0] == indent and self.is_item(q[1]))):
+                    out[key] = self.node(q[0])
+                else:
+                    out[key] = None
+            elif rest[0] in "|>":
+                out[key] = self.block_scalar(rest, indent)
+            else:
+                out[key] = self.inline(rest, indent)
+
+    def inline(self, rest, indent):
+        if rest[0] in "[{":
+            text = rest
+            while text.count(rest[0]) > text.count("]" if rest[0] == "[" else "}") and self.i < len(self.lines):
+                text += " " + _strip_comment(self.lines[self.i].strip())
+                self.i += 1
+            return _Flow(text).value()
+        return _scalar(rest)
+
+    def block_scalar(self, header, indent):
+        body = []
+        while self.i < len(self.lines):
+            line = self.lines[self.i]
+            if line.strip() and len(line) - len(line.lstrip(" ")) <= indent:
+                break
+            body.append(line)
+            self.i += 1
+        nonblank = [l for l in body if l.strip()]
+        cut = min((len(l) - len(l.lstrip(" ")) for l in nonblank), default=0)
+        body = [l[cut:] for l in body]
+        if header[0] == ">":
+            text = re.sub(r"(?<=\S)\n(?=\S)", " ", "\n".join(body))
+        else:
+            text = "\n".join(body)
+        text = text.rstrip("\n")
+        if "-" in header:
+            return text
+        return text + "\n" if "+" not in header else "\n".join(body)
+
+
+def yaml_load_all(text):
+    docs, cur = [], []
+    for line in text.replace("\t", "    ").splitlines():
+        if line.rstrip() == "---" or line.startswith("--- "):
+            docs.append(cur)
+            cur = []
+        elif line.rstrip() != "...":
+            cur.append(line)
+    docs.append(cur)
+    out = []
+    for lines in docs:
+        b = _Block(lines)
+        p = b.peek()
+        if p is not None:
+            out.append(b.node(p[0]))
+    return out
+
+
+def yaml_load(text):
+    docs = yaml_load_all(text)
+    return docs[0] if docs else None
+
+
+def _yaml_scalar(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    s = str(v)
+    if s == "" or _scalar(s) != s or re.search(r"^[\s\-?:,\[\]{}#&*!|>'\"%@`]|: |\s#|\s$|\n", s):
+        return json.dumps(s)
+    return s
+
+
+def yaml_dump(v, indent=0):
+    pad = " " * indent
+    if isinstance(v, dict):
+        if not v:
+            return pad + "{}\n"
+        out = ""
+        for k, x in v.items():
+            if isinstance(x, (dict, list)) and x:
+                out += "%s%s:\n%s" % (pad, _yaml_scalar(k), yaml_dump(x, indent + (2 if isinstance(x, dict) else 0)))
+            else:
+                out += "%s%s: %s\n" % (pad, _yaml_scalar(k), yaml_dump(x).strip())
+        return out
+    if isinstance(v, list):
+        if not v:
+            return pad + "[]\n"
+        out = ""
+        for x in v:
+            if isinstance(x, (dict, list)) and x:
+                body = yaml_dump(x, indent + 2)
+                out += pad + "- " + body[indent + 2:]
+            else:
+                out += "%s- %s\n" % (pad, yaml_dump(x).strip())
+        return out
+    return pad + _yaml_scalar(v) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration: CLI flags, K3S_* environment and config.yaml (+ config.yaml.d), like k3s.
+# ----------------------------------------------------------------------------------------------
+
+BOOL_FLAGS = {
+    "cluster-init", "cluster-reset", "disable-network-policy", "disable-helm-controller",
+    "disable-kube-proxy", "disable-scheduler", "disable-cloud-controller", "disable-apiserver",
+    "disable-controller-manager", "disable-etcd", "secrets-encryption", "selinux", "rootless",
+    "prefer-bundled-bin", "protect-kernel-defaults", "debug", "embedded-registry", "docker",
+    "with-node-id", "etcd-expose-metrics", "etcd-disable-snapshots", "flannel-ipv6-masq",
+    "flannel-external-ip", "egress-selector-mode-disabled", "supervisor-metrics", "lb-server-port-disabled",
+}
+LIST_FLAGS = {"node-label", "node-taint", "tls-san", "disable", "kube-apiserver-arg", "kubelet-arg",
+              "kube-proxy-arg", "kube-controller-manager-arg", "kube-scheduler-arg", "node-ip",
+              "node-external-ip", "etcd-arg", "kube-cloud-controller-manager-arg"}
+SHORT_FLAGS = {"t": "token", "s": "server", "d": "data-dir", "o": "write-kubeconfig", "c": "config", "v": "v"}
+ENV_FLAGS = {
+    "K3S_TOKEN": "token", "K3S_TOKEN_FILE": "token-file", "K3S_URL": "server", "K3S_NODE_NAME": "node-name",
+    "K3S_KUBECONFIG_MODE": "write-kubeconfig-mode", "K3S_KUBECONFIG_OUTPUT": "write-kubeconfig",
+    "K3S_DATA_DIR": "data-dir", "K3S_CLUSTER_INIT": "cluster-init", "K3S_AGENT_TOKEN": "agent-token",
+    "K3S_CONFIG_FILE": "config", "K3S_DATASTORE_ENDPOINT": "datastore-endpoint",
+}
+
+
+def parse_flags(argv):
+    """CLI flags -> dict. Unknown value flags are accepted (real k3s has ~150 of them)."""
+    flags, rest, i = {}, [], 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if not a.startswith("-") or a == "-":
+            rest.append(a)
+            continue
+        name = a.lstrip("-")
+        value = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        name = SHORT_FLAGS.get(name, name) if len(name) == 1 else name
+        if value is None:
+            if name in BOOL_FLAGS:
+                value = True
+            elif i < len(argv):
+                value = argv[i]
+                i += 1
+            else:
+                fatal("flag needs an argument: -%s" % name)
+        if name in BOOL_FLAGS and isinstance(value, str):
+            value = value.lower() in ("true", "1", "yes")
+        if name in LIST_FLAGS:
+            flags.setdefault(name, []).extend(x for x in str(value).split(",") if x)
+        else:
+            flags[name] = value
+    return flags, rest
+
+
+def load_config(argv):
+    cli, rest = parse_flags(argv)
+    env = {}
+    for var, flag in ENV_FLAGS.items():
+        if os.environ.get(var):
+            v = os.environ[var]
+            env[flag] = v.lower() == "true" if flag in BOOL_FLAGS else ([v] if flag in LIST_FLAGS else v)
+    path = cli.get("config") or env.get("config") or "/etc/rancher/k3s/config.yaml"
+    files = [path] if os.path.exists(path) else []
+    dropins = path + ".d"
+    if os.path.isdir(dropins):
+        files += sorted(os.path.join(dropins, f) for f in os.listdir(dropins) if f.endswith((".yaml", ".yml")))
+    filecfg = {}
+    for f in files:
+        try:
+            doc = yaml_load(read_text(f, "")) or {}
+        except (YamlError, ValueError) as e:
+            fatal("failed to parse %s: %s" % (f, e))
+        if not isinstance(doc, dict):
+            fatal("%s: expected a mapping of flag names" % f)
+        for k, v in doc.items():
+            append = k.endswith("+")
+            k = k.rstrip("+")
+            if k in LIST_FLAGS:
+                vals = [str(x) for x in (v if isinstance(v, list) else str(v).split(","))]
+                filecfg[k] = (filecfg.get(k, []) + vals) if append else vals
+            else:
+                filecfg[k] = v
+    cfg = dict(env)
+    for src in (filecfg, cli):  # precedence: env < config file < CLI; lists accumulate
+        for k, v in src.items():
+            if k in LIST_FLAGS:
+                cfg[k] = cfg.get(k, []) + v if k in cli and k in filecfg and src is cli else v
+            else:
+                cfg[k] = v
+    if cfg.get("token-file") and not cfg.get("token"):
+        cfg["token"] = (read_text(cfg["token-file"]) or fatal("cannot read token file %s" % cfg["token-file"])).strip()
+    return cfg, rest
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokens and PKI (openssl CLI; the CA hash in the secure token is sha256 of the CA bundle bytes).
+# ----------------------------------------------------------------------------------------------
+
+def split_token(token):
+    """'K10<hash>::<user>:<secret>' -> (hash or None, secret)."""
+    m = re.fullmatch(r"K10([0-9a-f]{64})::([^:]+):(.+)", token or "")
+    if m:
+        return m.group(1), m.group(3)
+    return None, token
+
+
+def openssl(*args):
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        fatal("openssl %s failed: %s" % (args[0], r.stderr.strip()))
+
+
+def make_ca(tls):
+    os.makedirs(tls, exist_ok=True)
+    key, crt = os.path.join(tls, "server-ca.key"), os.path.join(tls, "server-ca.crt")
+    if os.path.exists(crt) and os.path.exists(key):
+        return
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-x509", "-new", "-key", key, "-sha256", "-days", "3650", "-out", crt,
+            "-subj", "/CN=k3s-server-ca@%d" % int(time.time()),
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign")
+    os.chmod(key, 0o600)
+
+
+def make_leaf(tls, name, subj, ext):
+    key, csr, crt = (os.path.join(tls, name + s) for s in (".key", ".csr", ".crt"))
+    extfile = os.path.join(tls, name + ".ext")
+    write_file(extfile, ext)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-new", "-key", key, "-out", csr, "-subj", subj)
+    openssl("x509", "-req", "-in", csr, "-CA", os.path.join(tls, "server-ca.crt"),
+            "-CAkey", os.path.join(tls, "server-ca.key"), "-CAcreateserial", "-days", "365",
+            "-sha256", "-out", crt, "-extfile", extfile)
+    os.remove(csr)
+    os.chmod(key, 0o600)
+    return crt, key
+
+
+def host_ips():
+    ips = []
+    try:
+        out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True).stdout
+        ips = re.findall(r"\binet6? ([0-9a-fA-F:.]+)/", out)
+    except OSError:
+        pass
+    return [ip for ip in ips if not ip.startswith("fe80")]
+
+
+def primary_ip():
+    for ip in host_ips():
+        if not ip.startswith("127.") and ":" not in ip:
+            return ip
+    return "127.0.0.1"
+
+
+def make_serving_cert(tls, cfg, hostname):
+    names = {"kubernetes", "kubernetes.default", "kubernetes.default.svc",
+             "kubernetes.default.svc.cluster.local", "localhost", hostname}
+    ips = {"127.0.0.1", "::1", "10.43.0.1"} | set(host_ips())
+    for san in cfg.get("tls-san", []) + cfg.get("node-ip", []) + [cfg.get("advertise-address") or ""]:
+        if not san:
+            continue
+        (ips if re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", san) else names).add(san)
+    alt = ",".join(["DNS:" + n for n in sorted(names)] + ["IP:" + i for i in sorted(ips)])
+    return make_leaf(tls, "serving-kube-apiserver", "/O=k3s/CN=k3s",
+                     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                     "extendedKeyUsage=serverAuth\nsubjectAltName=%s\n" % alt)
+
+
+def make_admin_cert(tls):
+    crt, key = os.path.join(tls, "client-admin.crt"), os.path.join(tls, "client-admin.key")
+    if os.path.exists(crt) and os.path.exists(key):
+        return crt, key
+    return make_leaf(tls, "client-admin", "/O=system:masters/CN=system:admin",
+                     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                     "extendedKeyUsage=clientAuth\n")
+
+
+def b64file(path):
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def write_kubeconfig(path, mode, tls, port):
+    ca, crt, key = (os.path.join(tls, n) for n in ("server-ca.crt", "client-admin.crt", "client-admin.key"))
+    text = (
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: %s\n"
+        "    server: https://127.0.0.1:%s\n  name: default\ncontexts:\n- context:\n    cluster: default\n"
+        "    user: default\n  name: default\ncurrent-context: default\nkind: Config\npreferences: {}\n"
+        "users:\n- name: default\n  user:\n    client-certificate-data: %s\n    client-key-data: %s\n"
+    ) % (b64file(ca), port, b64file(crt), b64file(key))
+    write_file(path, text, mode)
+
+
+# ----------------------------------------------------------------------------------------------
+# Node identity: what a kubelet would report about its host.
+# ----------------------------------------------------------------------------------------------
+
+def os_image():
+    for line in (read_text("/etc/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"
+
+
+def node_password(data_dir):
+    """Like k3s: a per-node secret in /etc/rancher/node/password, checked on re-registration."""
+    path = "/etc/rancher/node/password" if data_dir == "/var/lib/rancher/k3s" else os.path.join(data_dir, "node-password")
+    pw = (read_text(path) or "").strip()
+    if not pw:
+        pw = secrets.token_hex(16)
+        write_file(path, pw + "\n", 0o600)
+    return pw
+
+
+def node_identity(cfg, role):
+    name = cfg.get("node-name") or socket.gethostname()
+    labels = {}
+    for lab in cfg.get("node-label", []):
+        k, _, v = lab.partition("=")
+        labels[k] = v
+    taints = []
+    for t in cfg.get("node-taint", []):
+        m = re.fullmatch(r"([^=:]+)(?:=([^:]*))?:(NoSchedule|PreferNoSchedule|NoExecute)", t)
+        if not m:
+            fatal("invalid node-taint %r (want key=value:Effect)" % t)
+        taint = {"key": m.group(1), "effect": m.group(3)}
+        if m.group(2):
+            taint["value"] = m.group(2)
+        taints.append(taint)
+    ip = (cfg.get("node-ip") or [None])[0] or primary_ip()
+    runtime = RUNTIMES.get(minor_of(VERSION), ("containerd://1.7.23-k3s2", "go1.22.9"))[0]
+    return {
+        "name": name, "role": role, "labels": labels, "taints": taints, "ip": ip,
+        "arch": arch(), "version": VERSION, "osImage": os_image(), "kernel": os.uname().release,
+        "runtime": runtime, "machineID": (read_text("/etc/machine-id") or "").strip(),
+        "bootID": (read_text("/proc/sys/kernel/random/boot_id") or "").strip(),
+        "cpu": str(os.cpu_count() or 1), "nodeArgs": redact_args(sys.argv[1:]), "memory": mem_kib(),
+    }
+
+
+def redact_args(argv):
+    """k3s.io/node-args never carries secrets: token values are masked, as k3s does."""
+    out, hide = [], False
+    for a in argv:
+        name = a.lstrip("-").split("=", 1)[0]
+        if hide:
+            out.append("********")
+            hide = False
+        elif name in ("token", "t", "agent-token", "datastore-endpoint") and a.startswith("-"):
+            if "=" in a:
+                out.append(a.split("=", 1)[0] + "=********")
+            else:
+                out.append(a)
+                hide = True
+        else:
+            out.append(a)
+    return out
+
+
+def mem_kib():
+    m = re.search(r"MemTotal:\s+(\d+)", read_text("/proc/meminfo") or "")
+    return (m.group(1) if m else "4025016") + "Ki"
+
+
+class Readiness:
+    """The kubelet side of Ready: after ready-delay seconds, unless the never-ready fault is set."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.delay = float(sim_setting("ready-delay", "2"))
+
+    def ready(self):
+        return not fault("never-ready") and time.time() - self.started >= self.delay
+
+
+# ----------------------------------------------------------------------------------------------
+# The cluster store (held by the first server; joined servers proxy to it).
+# ----------------------------------------------------------------------------------------------
+
+def k8s_status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def merge_patch(target, patch):
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+class Store:
+    def __init__(self, path, cluster_init, grace):
+        self.path, self.lock, self.grace = path, threading.RLock(), grace
+        self.state = {"rv": 1, "clusterInit": cluster_init, "nodes": {}, "namespaces": {},
+                      "helmcharts": {}, "jobs": {}, "addons": {}, "created": time.time()}
+        self.heartbeats = {}
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    self.state.update(json.load(f))
+            except (OSError, ValueError) as e:
+                log("warning", "ignoring unreadable datastore %s: %s" % (path, e))
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.ensure_namespace(ns)
+        self.save()
+
+    def bump(self):
+        self.state["rv"] += 1
+        return str(self.state["rv"])
+
+    def save(self):
+        with self.lock:
+            write_file(self.path, json.dumps(self.state), 0o600)
+
+    def meta(self, name, namespace=None, labels=None):
+        m = {"name": name, "uid": str(uuid.uuid4()), "resourceVersion": self.bump(),
+             "creationTimestamp": now_rfc3339()}
+        if namespace:
+            m["namespace"] = namespace
+        if labels is not None:
+            m["labels"] = labels
+        return m
+
+    def ensure_namespace(self, name):
+        with self.lock:
+            if name not in self.state["namespaces"]:
+                self.state["namespaces"][name] = {
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": self.meta(name, labels={"kubernetes.io/metadata.name": name}),
+                    "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+                return True
+        return False
+
+    # --- nodes ---
+    def register(self, ident, password, etcd):
+        name = ident["name"]
+        pw_hash = hashlib.sha256(password.encode()).hexdigest()
+        with self.lock:
+            node = self.state["nodes"].get(name)
+            if node and node["password"] != pw_hash:
+                return None
+            labels = {
+                "beta.kubernetes.io/arch": ident["arch"], "beta.kubernetes.io/instance-type": "k3s",
+                "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": ident["arch"],
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": "k3s",
+            }
+            if ident["role"] == "server":
+                labels["node-role.kubernetes.io/control-plane"] = "true"
+                labels["node-role.kubernetes.io/master"] = "true"
+                if etcd:
+                    labels["node-role.kubernetes.io/etcd"] = "true"
+            if node is None:
+                # Labels and taints from flags apply at registration only, as in k3s.
+                labels.update(ident["labels"])
+                node = {"password": pw_hash, "obj": {
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": self.meta(name, labels=labels),
+                    "spec": {"podCIDR": "10.42.%d.0/24" % (len(self.state["nodes"]) % 256),
+                             "podCIDRs": ["10.42.%d.0/24" % (len(self.state["nodes"]) % 256)],
+                             "providerID": "k3s://" + name}}, "ready": False}
+                if ident["taints"]:
+                    node["obj"]["spec"]["taints"] = ident["taints"]
+                self.state["nodes"][name] = node
+            else:
+                node["obj"]["metadata"]["labels"].update(labels)
+                node["obj"]["metadata"]["resourceVersion"] = self.bump()
+            obj = node["obj"]
+            obj["metadata"]["annotations"] = {
+                "k3s.io/hostname": name, "k3s.io/internal-ip": ident["ip"],
+                "k3s.io/node-args": json.dumps(ident["nodeArgs"]),
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            }
+            cap = {"cpu": ident["cpu"], "ephemeral-storage": "30298176Ki", "memory": ident.get("memory", "4025016Ki"), "pods": "110"}
+            node["status"] = {
+                "addresses": [{"type": "InternalIP", "address": ident["ip"]}, {"type": "Hostname", "address": name}],
+                "allocatable": dict(cap), "capacity": cap,
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {"architecture": ident["arch"], "bootID": ident["bootID"],
+                             "containerRuntimeVersion": ident["runtime"], "kernelVersion": ident["kernel"],
+                             "kubeProxyVersion": ident["version"], "kubeletVersion": ident["version"],
+                             "machineID": ident["machineID"], "operatingSystem": "linux",
+                             "osImage": ident["osImage"], "systemUUID": ident["machineID"]},
+            }
+            self.heartbeats[name] = (time.time(), False)
+            self.save()
+            return self.node_json(name)
+
+    def heartbeat(self, name, password, ready):
+        with self.lock:
+            node = self.state["nodes"].get(name)
+            if node is None:
+                return 404
+            if node["password"] != hashlib.sha256(password.encode()).hexdigest():
+                return 403
+            self.heartbeats[name] = (time.time(), bool(ready))
+            return 200
+
+    def node_state(self, name):
+        hb = self.heartbeats.get(name)
+        if hb is None or time.time() - hb[0] > self.grace:
+            return "Unknown"
+        return "True" if hb[1] else "False"
+
+    def node_json(self, name):
+        with self.lock:
+            node = self.state["nodes"][name]
+            st = self.node_state(name)
+            if node.get("condition") != st:
+                node["condition"], node["transition"] = st, now_rfc3339()
+                node["obj"]["metadata"]["resourceVersion"] = self.bump()
+            obj = json.loads(json.dumps(node["obj"]))
+            status = json.loads(json.dumps(node.get("status", {})))
+            hb = now_rfc3339(self.heartbeats.get(name, (time.time(), False))[0])
+            conds = []
+            for ctype, ok_reason, ok_msg in (
+                    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available")):
+                if st == "Unknown":
+                    conds.append(self.cond(ctype, "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", hb, node))
+                else:
+                    conds.append(self.cond(ctype, "False", ok_reason, ok_msg, hb, node))
+            if st == "True":
+                conds.append(self.cond("Ready", "True", "KubeletReady", "kubelet is posting ready status", hb, node))
+            elif st == "False":
+                conds.append(self.cond("Ready", "False", "KubeletNotReady",
+                                       "container runtime network not ready: NetworkReady=false "
+                                       "reason:NetworkPluginNotReady message:Network plugin returns error: "
+                                       "cni plugin not initialized", hb, node))
+            else:
+                conds.append(self.cond("Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.", hb, node))
+            status["conditions"] = conds
+            obj["status"] = status
+            taints = [t for t in obj["spec"].get("taints", []) if not t["key"].startswith("node.kubernetes.io/")]
+            if st == "Unknown":
+                taints += [{"key": "node.kubernetes.io/unreachable", "effect": e, "timeAdded": node["transition"]} for e in ("NoSchedule", "NoExecute")]
+            elif st == "False":
+                taints += [{"key": "node.kubernetes.io/not-ready", "effect": e, "timeAdded": node["transition"]} for e in ("NoSchedule", "NoExecute")]
+            if obj["spec"].get("unschedulable"):
+                taints.append({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": node["transition"]})
+            if taints:
+                obj["spec"]["taints"] = taints
+            else:
+                obj["spec"].pop("taints", None)
+            return obj
+
+    @staticmethod
+    def cond(ctype, status, reason, message, hb, node):
+        return {"type": ctype, "status": status, "reason": reason, "message": message,
+                "lastHeartbeatTime": hb, "lastTransitionTime": node.get("transition", hb)}
+
+    def nodes(self):
+        with self.lock:
+            return [self.node_json(n) for n in sorted(self.state["nodes"])]
+
+    def patch_node(self, name, patch):
+        with self.lock:
+            node = self.state["nodes"].get(name)
+            if node is None:
+                return None
+            obj = node["obj"]
+            for part in ("metadata", "spec"):
+                if part in patch:
+                    allowed = {k: v for k, v in patch[part].items() if part == "spec" or k in ("labels", "annotations")}
+                    obj[part] = merge_patch(obj[part], allowed)
+            obj["metadata"]["resourceVersion"] = self.bump()
+            self.save()
+            return self.node_json(name)
+
+    def delete_node(self, name):
+        with self.lock:
+            node = self.state["nodes"].pop(name, None)
+            self.heartbeats.pop(name, None)
+            self.save()
+            return node is not None
+
+    # --- auto-deploy manifests ---
+    def apply_manifest(self, doc, source):
+        kind, meta = doc.get("kind"), doc.get("metadata") or {}
+        name = meta.get("name")
+        if not kind or not name:
+            log("warning", "skipping object without kind/name in %s" % source)
+            return
+        with self.lock:
+            if kind == "Namespace":
+                self.ensure_namespace(name)
+            elif kind == "HelmChart" and str(doc.get("apiVersion", "")).startswith("helm.cattle.io/"):
+                ns = meta.get("namespace") or "default"
+                obj = {"apiVersion": doc["apiVersion"], "kind": "HelmChart",
+                       "metadata": self.meta(name, ns, meta.get("labels") or {}),
+                       "spec": doc.get("spec") or {}, "status": {}}
+                if meta.get("annotations"):
+                    obj["metadata"]["annotations"] = meta["annotations"]
+                old = self.state["helmcharts"].get(ns + "/" + name)
+                if old:
+                    obj["metadata"]["uid"] = old["metadata"]["uid"]
+                    obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
+                self.state["helmcharts"][ns + "/" + name] = obj
+                self.deploy_chart(obj)
+            else:
+                log("info", "applied %s %s from %s" % (kind, name, source))
+            self.save()
+
+    def deploy_chart(self, chart):
+        """What the helm-controller reports: a helm-install job and the JobCreated condition."""
+        ns, name = chart["metadata"]["namespace"], chart["metadata"]["name"]
+        spec = chart["spec"]
+        target = spec.get("targetNamespace") or ns
+        job = "helm-install-" + name
+        chart["status"] = {"jobName": job, "conditions": [
+            {"type": "JobCreated", "status": "True", "reason": "Job created",
+             "message": "Applying HelmChart using Job %s/%s" % (ns, job)}]}
+        error = None
+        if not spec.get("chart") and not spec.get("chartContent"):
+            error = "chart is required"
+        elif target not in self.state["namespaces"]:
+            if spec.get("createNamespace"):
+                self.ensure_namespace(target)
+            else:
+                error = "namespaces \"%s\" not found" % target
+        ok = error is None
+        chart["status"]["conditions"].append(
+            {"type": "Failed", "status": "False" if ok else "True", "reason": "" if ok else "Error",
+             "message": "" if ok else "Error: INSTALLATION FAILED: " + error})
+        t = now_rfc3339()
+        jstatus = {"startTime": t, "succeeded": 1, "completionTime": t,
+                   "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": t}]} if ok else \
+            {"startTime": t, "failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                         "message": error, "lastTransitionTime": t}]}
+        self.state["jobs"][ns + "/" + job] = {
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": self.meta(job, ns, {"helmcharts.helm.cattle.io/chart": name}),
+            "spec": {"backoffLimit": 1000, "completions": 1, "parallelism": 1},
+            "status": jstatus}
+
+    def delete_chart(self, ns, name):
+        with self.lock:
+            obj = self.state["helmcharts"].pop(ns + "/" + name, None)
+            self.state["jobs"].pop(ns + "/helm-install-" + name, None)
+            self.save()
+            return obj
+
+
+def scan_manifests(store, mdir):
+    """k3s's deploy controller: apply every manifest, again whenever its content changes."""
+    try:
+        entries = []
+        for root, _, files in os.walk(mdir):
+            for f in files:
+                if f.endswith((".yaml", ".yml", ".json")) and not os.path.exists(os.path.join(root, f + ".skip")):
+                    entries.append(os.path.join(root, f))
+    except OSError:
+        return
+    for path in sorted(entries):
+        text = read_text(path)
+        if text is None:
+            continue
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if store.state["addons"].get(path) == digest:
+            continue
+        try:
+            docs = [json.loads(text)] if path.endswith(".json") else yaml_load_all(text)
+        except (YamlError, ValueError) as e:
+            log("error", "failed to parse manifest %s: %s" % (path, e))
+            store.state["addons"][path] = digest
+            continue
+        for doc in docs:
+            items = doc.get("items", []) if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
+            for item in items:
+                if isinstance(item, dict):
+                    store.apply_manifest(item, path)
+        with store.lock:
+            store.state["addons"][path] = digest
+            store.save()
+        log("info", "Applied manifest %s" % path)
+
+
+TRAEFIK_MANIFEST = """apiVersion: helm.cattle.io/v1
+kind: HelmChart
+metadata:
+  name: traefik-crd
+  namespace: kube-system
+spec:
+  chart: https://%{KUBERNETES_API}%/static/charts/traefik-crd-27.0.201+up27.0.2.tgz
+---
+apiVersion: helm.cattle.io/v1
+kind: HelmChart
+metadata:
+  name: traefik
+  namespace: kube-system
+spec:
+  chart: https://%{KUBERNETES_API}%/static/charts/traefik-27.0.201+up27.0.2.tgz
+  set:
+    global.systemDefaultRegistry: ""
+  valuesContent: |-
+    deployment:
+      podAnnotations:
+        prometheus.io/port: "8082"
+        prometheus.io/scrape: "true"
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Table output shared by the server (for real kubectl) and the built-in kubectl.
+# ----------------------------------------------------------------------------------------------
+
+def age(ts):
+    try:
+        secs = int(time.time() - time.mktime(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")) + time.mktime(time.gmtime(0)))
+    except (TypeError, ValueError):
+        return "<unknown>"
+    secs = max(secs, 0)
+    if secs < 120:
+        return "%ds" % secs
+    if secs < 600:
+        return "%dm%ds" % (secs // 60, secs % 60) if secs % 60 else "%dm" % (secs // 60)
+    if secs < 3 * 3600:
+        return "%dm" % (secs // 60)
+    if secs < 48 * 3600:
+        return "%dh" % (secs // 3600)
+    return "%dd" % (secs // 86400)
+
+
+def node_row(n, wide=False):
+    ready = next((c["status"] for c in n["status"].get("conditions", []) if c["type"] == "Ready"), "Unknown")
+    status = "Ready" if ready == "True" else "NotReady"
+    if n["spec"].get("unschedulable"):
+        status += ",SchedulingDisabled"
+    roles = sorted(k.split("/", 1)[1] for k in n["metadata"].get("labels", {}) if k.startswith("node-role.kubernetes.io/"))
+    row = [n["metadata"]["name"], status, ",".join(roles) or "<none>", age(n["metadata"]["creationTimestamp"]),
+           n["status"]["nodeInfo"]["kubeletVersion"]]
+    if wide:
+        ip = next((a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"), "<none>")
+        info = n["status"]["nodeInfo"]
+        row += [ip, "<none>", info["osImage"], info["kernelVersion"], info["containerRuntimeVersion"]]
+    return row
+
+
+TABLES = {
+    "nodes": (["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+              ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"], node_row),
+    "namespaces": (["NAME", "STATUS", "AGE"], [], lambda o, wide=False: [
+        o["metadata"]["name"], o["status"]["phase"], age(o["metadata"]["creationTimestamp"])]),
+    "helmcharts": (["NAME", "JOB", "CHART", "TARGETNAMESPACE", "VERSION", "REPO", "HELMVERSION", "BOOTSTRAP"], [],
+                   lambda o, wide=False: [o["metadata"]["name"], o.get("status", {}).get("jobName", ""),
+                                          o["spec"].get("chart", ""), o["spec"].get("targetNamespace", ""),
+                                          o["spec"].get("version", ""), o["spec"].get("repo", ""),
+                                          o["spec"].get("helmVersion", ""), str(o["spec"].get("bootstrap", ""))]),
+    "jobs": (["NAME", "COMPLETIONS", "DURATION", "AGE"], [], lambda o, wide=False: [
+        o["metadata"]["name"], "%d/1" % o["status"].get("succeeded", 0), "1s", age(o["metadata"]["creationTimestamp"])]),
+    "pods": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], [], lambda o, wide=False: []),
+}
+
+
+def table_json(resource, items, wide, include_object):
+    base, extra, rowf = TABLES[resource]
+    cols = base + extra
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": ""},
+            "columnDefinitions": [{"name": c.title() if c != "NAME" else "Name", "type": "string",
+                                   "format": "name" if c == "NAME" else "", "description": c,
+                                   "priority": 1 if c in extra else 0} for c in cols],
+            "rows": [{"cells": rowf(o, True), "object": o if include_object == "Object" else {
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}
+                for o in items]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The HTTPS API server.
+# ----------------------------------------------------------------------------------------------
+
+API_RESOURCES = {
+    "v1": [("nodes", "Node", False, ["no"]), ("namespaces", "Namespace", False, ["ns"]),
+           ("pods", "Pod", True, ["po"]), ("pods/eviction", "Eviction", True, [])],
+    "helm.cattle.io/v1": [("helmcharts", "HelmChart", True, []), ("helmchartconfigs", "HelmChartConfig", True, [])],
+    "batch/v1": [("jobs", "Job", True, [])],
+}
+
+
+class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, ctx, app):
+        self.ctx, self.app = ctx, app
+        self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        super().__init__(addr, handler)
+
+    def finish_request(self, request, client_address):
+        # Handshake in the worker thread, so one slow client never blocks accept().
+        request.settimeout(30)
+        try:
+            tls = self.ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        self.RequestHandlerClass(tls, client_address, self)
+
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "k3s-sim"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send_json(self, code, obj, headers=None):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_text(self, code, text, ctype="text/plain"):
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def body_json(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return None
+
+    def basic_secret(self):
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                return base64.b64decode(auth[6:]).decode().split(":", 1)[1]
+            except (ValueError, IndexError):
+                return None
+        return None
+
+    def client_cert_ok(self):
+        try:
+            return bool(self.connection.getpeercert())
+        except (AttributeError, ValueError):
+            return False
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PATCH(self):
+        self.route("PATCH")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def route(self, method):
+        app = self.server.app
+        url = urllib.parse.urlsplit(self.path)
+        path, query = url.path.rstrip("/") or "/", dict(urllib.parse.parse_qsl(url.query))
+        try:
+            if path == "/cacerts":
+                return self.send_text(200, read_text(app.ca_file), "text/plain")
+            if path in ("/ping", "/healthz", "/readyz", "/livez"):
+                return self.send_text(200, "ok" if path != "/ping" else "pong")
+            if path.startswith("/v1-k3s/"):
+                if self.basic_secret() != app.secret and not self.client_cert_ok():
+                    return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
+            elif not self.client_cert_ok():
+                return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
+            if app.upstream:
+                return self.proxy(method)
+            return self.local(method, path, query)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def proxy(self, method):
+        app = self.server.app
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
+        try:
+            status, rheaders, data = app.upstream.request(method, self.path, body, headers)
+        except OSError as e:
+            return self.send_json(503, k8s_status(503, "ServiceUnavailable", "upstream server unavailable: %s" % e))
+        self.send_response(status)
+        for k, v in rheaders:
+            if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def local(self, method, path, query):
+        app, store = self.server.app, self.server.app.store
+        parts = path.strip("/").split("/")
+        if path == "/version":
+            major, minor = VERSION.lstrip("v").split(".")[:2]
+            return self.send_json(200, {"major": major, "minor": minor, "gitVersion": VERSION,
+                                        "gitCommit": hashlib.sha1(VERSION.encode()).hexdigest(),
+                                        "gitTreeState": "clean", "buildDate": "2024-12-10T20:00:00Z",
+                                        "goVersion": RUNTIMES.get(minor_of(VERSION), ("", "go1.22.9"))[1],
+                                        "compiler": "gc", "platform": "linux/" + arch()})
+        if path == "/api":
+            return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": "%s:%d" % (primary_ip(), app.port)}]})
+        if path == "/apis":
+            groups = []
+            for gv in API_RESOURCES:
+                if "/" in gv:
+                    g, v = gv.split("/")
+                    groups.append({"name": g, "versions": [{"groupVersion": gv, "version": v}],
+                                   "preferredVersion": {"groupVersion": gv, "version": v}})
+            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        gv = "v1" if parts[0] == "api" and len(parts) == 2 else "/".join(parts[1:3]) if parts[0] == "apis" and len(parts) == 3 else None
+        if gv in API_RESOURCES:
+            return self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
+                {"name": n, "singularName": "" if "/" in n else k.lower(), "namespaced": ns, "kind": k,
+                 "verbs": ["create"] if "/" in n else ["create", "delete", "get", "list", "patch", "update", "watch"],
+                 "shortNames": sn} for n, k, ns, sn in API_RESOURCES[gv]]})
+        if path.startswith("/v1-k3s/"):
+            return self.k3s_endpoint(method, parts[1:])
+        # Resource paths: /api/v1[/namespaces/NS]/RES[/NAME] and /apis/G/V[/namespaces/NS]/RES[/NAME]
+        rest = parts[2:] if parts[0] == "api" else parts[3:]
+        ns = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            ns, rest = rest[1], rest[2:]
+        if not rest:
+            return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
+        resource, name = rest[0], (rest[1] if len(rest) > 1 else None)
+        items = self.collection(resource, ns, query)
+        if items is None:
+            return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
+        kind = {"nodes": "Node", "namespaces": "Namespace", "helmcharts": "HelmChart", "jobs": "Job", "pods": "Pod"}[resource]
+        group = {"helmcharts": "helm.cattle.io", "jobs": "batch"}.get(resource, "")
+        if name is None:
+            if method != "GET":
+                return self.send_json(405, k8s_status(405, "MethodNotAllowed", "method not allowed"))
+            if "as=Table" in self.headers.get("Accept", ""):
+                return self.send_json(200, table_json(resource, items, False, query.get("includeObject")))
+            api_version = {"helmcharts": "helm.cattle.io/v1", "jobs": "batch/v1"}.get(resource, "v1")
+            return self.send_json(200, {"kind": kind + "List", "apiVersion": api_version,
+                                        "metadata": {"resourceVersion": str(store.state["rv"])}, "items": items})
+        obj = next((o for o in items if o["metadata"]["name"] == name), None)
+        if len(rest) > 2 and rest[2] == "eviction" and method == "POST":
+            return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        if obj is None:
+            return self.send_json(404, k8s_status(404, "NotFound", '%s%s "%s" not found' % (resource, "." + group if group else "", name)))
+        if method == "GET":
+            if "as=Table" in self.headers.get("Accept", ""):
+                return self.send_json(200, table_json(resource, [obj], False, query.get("includeObject")))
+            return self.send_json(200, obj)
+        if method == "PATCH" and resource == "nodes":
+            patch = self.body_json()
+            if isinstance(patch, list):  # JSON patch: only the ops kubectl sends to nodes
+                merged = {}
+                for op in patch:
+                    keys = [k.replace("~1", "/").replace("~0", "~") for k in op.get("path", "").strip("/").split("/")]
+                    cur = merged
+                    for k in keys[:-1]:
+                        cur = cur.setdefault(k, {})
+                    cur[keys[-1]] = op.get("value") if op.get("op") != "remove" else None
+                patch = merged
+            if not isinstance(patch, dict):
+                return self.send_json(400, k8s_status(400, "BadRequest", "invalid patch"))
+            return self.send_json(200, store.patch_node(name, patch))
+        if method == "DELETE" and resource == "nodes":
+            store.delete_node(name)
+            return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                        "details": {"name": name, "kind": "nodes"}})
+        if method == "DELETE" and resource == "helmcharts":
+            return self.send_json(200, store.delete_chart(obj["metadata"]["namespace"], name))
+        return self.send_json(405, k8s_status(405, "MethodNotAllowed", "method %s not supported by the simulator on %s" % (method, resource)))
+
+    def collection(self, resource, ns, query):
+        store = self.server.app.store
+        with store.lock:
+            if resource == "nodes":
+                items = store.nodes()
+            elif resource == "namespaces":
+                items = [store.state["namespaces"][n] for n in sorted(store.state["namespaces"])]
+            elif resource in ("helmcharts", "jobs"):
+                items = [store.state[resource][k] for k in sorted(store.state[resource])]
+                items = [o for o in items if ns is None or o["metadata"]["namespace"] == ns]
+            elif resource == "pods":
+                items = []
+            else:
+                return None
+        sel = query.get("labelSelector")
+        if sel:
+            for term in sel.split(","):
+                k, _, v = term.partition("=")
+                items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v or (not v and k in (o["metadata"].get("labels") or {}))]
+        fsel = query.get("fieldSelector", "")
+        m = re.fullmatch(r"metadata\.name=(.+)", fsel)
+        if m:
+            items = [o for o in items if o["metadata"]["name"] == m.group(1)]
+        return json.loads(json.dumps(items))
+
+    def k3s_endpoint(self, method, parts):
+        app, store = self.server.app, self.server.app.store
+        if parts == ["server-bootstrap"]:
+            return self.send_json(200, {"ca_crt": read_text(app.ca_file), "ca_key": read_text(app.ca_key),
+                                        "secret": app.secret, "cluster_init": store.state["clusterInit"]})
+        if parts == ["sim", "nodes"] and method == "POST":
+            req = self.body_json() or {}
+            if req.get("ident", {}).get("role") == "server" and not store.state["clusterInit"]:
+                return self.send_json(400, k8s_status(400, "BadRequest", "this server uses sqlite; only servers started with --cluster-init can be joined"))
+            node = store.register(req["ident"], req["password"], store.state["clusterInit"])
+            if node is None:
+                return self.send_json(403, k8s_status(403, "Forbidden",
+                                      "Node password rejected, duplicate hostname or contents of '/etc/rancher/node/password' "
+                                      "may not match server node-passwd entry, try enabling a unique node name with the --with-node-id flag"))
+            return self.send_json(200, node)
+        if len(parts) == 4 and parts[:2] == ["sim", "nodes"] and parts[3] == "heartbeat":
+            req = self.body_json() or {}
+            code = store.heartbeat(parts[2], req.get("password", ""), req.get("ready"))
+            return self.send_json(code, {"code": code})
+        return self.send_json(404, k8s_status(404, "NotFound", "not found"))
+
+
+class Upstream:
+    """HTTPS client to a k3s server, trusting only the cluster CA (verified against the token)."""
+
+    def __init__(self, url, ca_file, cert=None, secret=None, user="node"):
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname, u.port or 6443
+        self.ctx = ssl.create_default_context(cafile=ca_file)
+        self.ctx.check_hostname = False  # like k3s: the token's CA hash pins the server
+        if cert:
+            self.ctx.load_cert_chain(*cert)
+        self.auth = "Basic " + base64.b64encode(("%s:%s" % (user, secret)).encode()).decode() if secret else None
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
+        try:
+            h = dict(headers or {})
+            if self.auth and "Authorization" not in h:
+                h["Authorization"] = self.auth
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                h["Content-Type"] = "application/json"
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return r.status, r.getheaders(), r.read()
+        finally:
+            conn.close()
+
+    def json(self, method, path, body=None):
+        status, _, data = self.request(method, path, body)
+        try:
+            return status, json.loads(data or b"null")
+        except ValueError:
+            return status, {"message": data.decode(errors="replace")}
+
+
+def fetch_cacerts(url, token):
+    """Download /cacerts and check it against the CA hash of a secure token (k3s does the same)."""
+    u = urllib.parse.urlsplit(url)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(u.hostname, u.port or 6443, context=ctx, timeout=10)
+    try:
+        conn.request("GET", "/cacerts")
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    if r.status != 200:
+        raise OSError("GET /cacerts: %d" % r.status)
+    want, _ = split_token(token)
+    got = hashlib.sha256(data).hexdigest()
+    if want and want != got:
+        fatal("Error: failed to validate token: token CA hash does not match the Cluster CA certificate hash: %s != %s" % (want, got))
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+# server / agent processes
+# ----------------------------------------------------------------------------------------------
+
+class App:
+    upstream = None
+    store = None
+
+
+def common_start(cfg, role):
+    if fault("crashloop"):
+        fatal("k3s-sim fault crashloop: simulated %s crash on startup" % role)
+    data_dir = cfg.get("data-dir") or "/var/lib/rancher/k3s"
+    runtime_dirs = ["/run/k3s/containerd"] if data_dir == "/var/lib/rancher/k3s" else []
+    for d in runtime_dirs + [os.path.join(data_dir, "agent", "images"), os.path.join(data_dir, "data")]:
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError:
+            pass
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log("info", "Starting k3s %s %s (simulator)" % (role, VERSION))
+    return data_dir
+
+
+def join_with_retry(url, token, what):
+    while True:
+        try:
+            return fetch_cacerts(url, token)
+        except OSError as e:
+            log("info", "Waiting to retrieve %s configuration; server is not ready: %s" % (what, e))
+            time.sleep(HEARTBEAT_SECONDS)
+
+
+def node_loop(client, ident, password, readiness, on_ready):
+    """kubelet-like registration + status heartbeats against a server."""
+    registered = False
+    while True:
+        try:
+            if not registered:
+                status, body = client.json("POST", "/v1-k3s/sim/nodes", {"ident": ident, "password": password})
+                if status == 401:
+                    fatal("Error: failed to get CA certs / join: %s: 401 Unauthorized (token is not valid)" % ident["name"])
+                if status in (400, 403):
+                    fatal("Error: %s" % body.get("message"))
+                if status != 200:
+                    raise OSError("registration returned %d" % status)
+                registered = True
+                log("info", "Node %s registered with the cluster" % ident["name"])
+                on_ready()
+            status, _ = client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
+                                    {"password": password, "ready": readiness.ready()})
+            if status == 404:
+                registered = False  # deleted: the kubelet re-creates its Node
+                continue
+            if status == 401:
+                fatal("Error: server rejected the node credentials (401 Unauthorized)")
+        except OSError as e:
+            log("warning", "Unable to reach server: %s" % e)
+        time.sleep(HEARTBEAT_SECONDS)
+
+
+def run_server(cfg):
+    data_dir = common_start(cfg, "server")
+    server_dir = os.path.join(data_dir, "server")
+    tls = os.path.join(server_dir, "tls")
+    app = App()
+    app.port = int(cfg.get("https-listen-port") or 6443)
+    app.ca_file, app.ca_key = os.path.join(tls, "server-ca.crt"), os.path.join(tls, "server-ca.key")
+    join_url = cfg.get("server")
+    token = str(cfg.get("token") or "")
+    os.makedirs(tls, exist_ok=True)
+    if join_url:
+        if not token:
+            fatal("--token is required when joining a server (--server)")
+        ca = join_with_retry(join_url, token, "server")
+        write_file(os.path.join(tls, "join-ca.crt"), ca, 0o644)
+        boot = Upstream(join_url, os.path.join(tls, "join-ca.crt"), secret=split_token(token)[1], user="server")
+        while True:
+            try:
+                status, data = boot.json("GET", "/v1-k3s/server-bootstrap")
+                break
+            except OSError as e:
+                log("info", "Waiting for server bootstrap data: %s" % e)
+                time.sleep(HEARTBEAT_SECONDS)
+        if status == 401:
+            fatal("Error: failed to get server bootstrap data from %s: 401 Unauthorized (token is not valid)" % join_url)
+        if status != 200:
+            fatal("Error: failed to get server bootstrap data: %d" % status)
+        if not data["cluster_init"]:
+            fatal("Error: server %s uses sqlite and cannot be joined; start the first server with --cluster-init" % join_url)
+        write_file(app.ca_file, data["ca_crt"], 0o644)
+        write_file(app.ca_key, data["ca_key"], 0o600)
+        app.secret = data["secret"]
+    else:
+        make_ca(tls)
+        stored = (read_text(os.path.join(server_dir, "token")) or "").strip()
+        app.secret = split_token(token)[1] if token else (split_token(stored)[1] if stored else secrets.token_hex(16))
+    with open(app.ca_file, "rb") as f:
+        ca_hash = hashlib.sha256(f.read()).hexdigest()
+    full_token = "K10%s::server:%s" % (ca_hash, app.secret)
+    for name in ("token", "node-token"):
+        write_file(os.path.join(server_dir, name), full_token + "\n", 0o600)
+    write_file(os.path.join(server_dir, "agent-token"), full_token + "\n", 0o600)
+    crt, key = make_serving_cert(tls, cfg, socket.gethostname())
+    admin = make_admin_cert(tls)
+    kc_mode = int(str(cfg.get("write-kubeconfig-mode") or "600"), 8)
+    kc_path = cfg.get("write-kubeconfig") or "/etc/rancher/k3s/k3s.yaml"
+    write_kubeconfig(kc_path, kc_mode, tls, app.port)
+    log("info", "Wrote kubeconfig %s" % kc_path)
+
+    cluster_init = bool(cfg.get("cluster-init"))
+    if join_url:
+        app.upstream = Upstream(join_url, app.ca_file, cert=admin)
+    else:
+        app.store = Store(os.path.join(server_dir, "db", "sim-state.json"), cluster_init,
+                          float(sim_setting("heartbeat-grace", "8")))
+        cluster_init = app.store.state["clusterInit"]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    ctx.load_verify_locations(app.ca_file)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    try:
+        httpd = TLSServer((cfg.get("bind-address") or "0.0.0.0", app.port), ApiHandler, ctx, app)
+    except OSError as e:
+        fatal("failed to listen on %s:%d: %s" % (cfg.get("bind-address") or "0.0.0.0", app.port, e))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    log("info", "Running kube-apiserver (simulated) on port %d" % app.port)
+
+    ident = node_identity(cfg, "server")
+    password = node_password(data_dir)
+    readiness = Readiness()
+    ready_once = threading.Event()
+
+    def notify():
+        if not ready_once.is_set():
+            ready_once.set()
+            sd_notify("READY=1")
+            log("info", "k3s is up and running")
+
+    if app.store:
+        mdir = os.path.join(server_dir, "manifests")
+        os.makedirs(mdir, exist_ok=True)
+        disabled = set(cfg.get("disable", []))
+        traefik = os.path.join(mdir, "traefik.yaml")
+        if "traefik" in disabled:
+            if os.path.exists(traefik):
+                os.remove(traefik)
+        else:
+            write_file(traefik, TRAEFIK_MANIFEST, 0o600)
+
+        def manifests():
+            while True:
+                scan_manifests(app.store, mdir)
+                time.sleep(HEARTBEAT_SECONDS)
+        threading.Thread(target=manifests, daemon=True).start()
+        if app.store.register(ident, password, cluster_init) is None:
+            fatal("Node password rejected for %s" % ident["name"])
+        notify()
+        while True:
+            app.store.heartbeat(ident["name"], password, readiness.ready())
+            time.sleep(HEARTBEAT_SECONDS)
+    client = Upstream(join_url, app.ca_file, secret=app.secret, user="server")
+    node_loop(client, ident, password, readiness, notify)
+
+
+def run_agent(cfg):
+    data_dir = common_start(cfg, "agent")
+    url, token = cfg.get("server"), str(cfg.get("token") or "")
+    if not url:
+        fatal("--server is required")
+    if not token:
+        fatal("--token is required")
+    ca = join_with_retry(url, token, "agent")
+    agent_dir = os.path.join(data_dir, "agent")
+    ca_file = os.path.join(agent_dir, "server-ca.crt")
+    write_file(ca_file, ca, 0o644)
+    client = Upstream(url, ca_file, secret=split_token(token)[1], user="node")
+    ident = node_identity(cfg, "agent")
+    node_loop(client, ident, node_password(data_dir), Readiness(), lambda: sd_notify("READY=1"))
+
+
+# ----------------------------------------------------------------------------------------------
+# kubectl (the subset edgeops and operators use)
+# ----------------------------------------------------------------------------------------------
+
+RESOURCE_ALIASES = {
+    "node": "nodes", "nodes": "nodes", "no": "nodes", "namespace": "namespaces", "namespaces": "namespaces",
+    "ns": "namespaces", "helmchart": "helmcharts", "helmcharts": "helmcharts", "helmcharts.helm.cattle.io": "helmcharts",
+    "helmchart.helm.cattle.io": "helmcharts", "job": "jobs", "jobs": "jobs", "jobs.batch": "jobs",
+    "pod": "pods", "pods": "pods", "po": "pods",
+}
+NAMESPACED = {"helmcharts", "jobs", "pods"}
+
+
+class KubectlError(Exception):
+    pass
+
+
+def kube_client(kubeconfig):
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if not path:
+        path = "/etc/rancher/k3s/k3s.yaml" if os.access("/etc/rancher/k3s/k3s.yaml", os.R_OK) else os.path.expanduser("~/.kube/config")
+    text = read_text(path)
+    if text is None:
+        if os.path.exists("/etc/rancher/k3s/k3s.yaml"):
+            raise KubectlError("error: error loading config file \"/etc/rancher/k3s/k3s.yaml\": open /etc/rancher/k3s/k3s.yaml: permission denied")
+        raise KubectlError("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+    cfg = yaml_load(text) or {}
+    ctx_name = cfg.get("current-context")
+    ctx = next((c["context"] for c in cfg.get("contexts", []) if c["name"] == ctx_name), None) or cfg["contexts"][0]["context"]
+    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
+    user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
+    tmp = os.path.join("/tmp", "k3s-sim-kubectl-%d" % os.getpid())
+    os.makedirs(tmp, mode=0o700, exist_ok=True)
+    try:
+        files = {}
+        for key in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+            p = os.path.join(tmp, key)
+            write_file(p, base64.b64decode(user.get(key) or cluster.get(key) or ""), 0o600)
+            files[key] = p
+        ctx_ssl = ssl.create_default_context(cafile=files["certificate-authority-data"])
+        ctx_ssl.load_cert_chain(files["client-certificate-data"], files["client-key-data"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    u = urllib.parse.urlsplit(cluster["server"])
+    return u.hostname, u.port or 443, ctx_ssl
+
+
+def kube_request(client, method, path, body=None, ctype="application/json"):
+    host, port, ctx = client
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=15)
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers={"Content-Type": ctype, "Accept": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+    except (OSError, ssl.SSLError) as e:
+        raise KubectlError("The connection to the server %s:%d was refused - did you specify the right host or port? (%s)" % (host, port, e))
+    finally:
+        conn.close()
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        obj = {"message": data.decode(errors="replace")}
+    if r.status >= 400:
+        raise KubectlError("Error from server (%s): %s" % (obj.get("reason", r.status), obj.get("message", "")))
+    return obj
+
+
+def resource_path(resource, ns, name=None):
+    base = {"helmcharts": "/apis/helm.cattle.io/v1", "jobs": "/apis/batch/v1"}.get(resource, "/api/v1")
+    p = base + ("/namespaces/%s" % ns if ns and resource in NAMESPACED else "") + "/" + resource
+    return p + ("/" + name if name else "")
+
+
+def print_table(resource, items, wide, all_ns):
+    if not items:
+        sys.stderr.write("No resources found\n" if not all_ns else "No resources found\n")
+        return
+    base, extra, rowf = TABLES[resource]
+    cols = base + (extra if wide else [])
+    rows = [rowf(o, wide)[:len(cols)] for o in items]
+    if all_ns and resource in NAMESPACED:
+        cols = ["NAMESPACE"] + cols
+        rows = [[o["metadata"]["namespace"]] + r for o, r in zip(items, rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(cols, *rows)]
+    for r in [cols] + rows:
+        print("   ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def jsonpath(obj, expr):
+    """A small JSONPath subset: {.a.b}, {.items[*].metadata.name}, {range}-free templates."""
+    def walk(vals, path):
+        for tok in re.findall(r"\.([^.\[\]]+)|\[(\*|\d+|\?\(@\.[^)]*\))\]", path):
+            key, idx = tok
+            nxt = []
+            for v in vals:
+                if key:
+                    if isinstance(v, dict) and key in v:
+                        nxt.append(v[key])
+                elif idx == "*":
+                    nxt.extend(v if isinstance(v, list) else list(v.values()) if isinstance(v, dict) else [])
+                elif idx.startswith("?"):
+                    m = re.fullmatch(r"\?\(@\.([\w.]+)==[\"']([^\"']*)[\"']\)", idx)
+                    for x in (v if isinstance(v, list) else []):
+                        cur = x
+                        for k in m.group(1).split(".") if m else []:
+                            cur = cur.get(k) if isinstance(cur, dict) else None
+                        if m and str(cur) == m.group(2):
+                            nxt.append(x)
+                elif isinstance(v, list) and int(idx) < len(v):
+                    nxt.append(v[int(idx)])
+            vals = nxt
+        return vals
+
+    def fmt(v):
+        return json.dumps(v) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v))
+
+    out = ""
+    for lit, expr_ in re.findall(r"([^{]*)(?:\{([^}]*)\})?", expr):
+        out += lit.replace("\\n", "\n")
+        if expr_:
+            out += " ".join(fmt(v) for v in walk([obj], expr_.strip()))
+    return out
+
+
+def kubectl(argv):
+    opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None}
+    args, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        for short, long_ in (("-n", "namespace"), ("-o", "output"), ("-l", "selector")):
+            if a == short or a == "--" + long_:
+                opts[long_] = argv[i]
+                i += 1
+                break
+            if a.startswith(short) and len(a) > 2 and not a.startswith("--"):
+                opts[long_] = a[2:]
+                break
+            if a.startswith("--%s=" % long_):
+                opts[long_] = a.split("=", 1)[1]
+                break
+        else:
+            if a in ("-A", "--all-namespaces"):
+                opts["all"] = True
+            elif a == "--kubeconfig":
+                opts["kubeconfig"] = argv[i]
+                i += 1
+            elif a.startswith("--kubeconfig="):
+                opts["kubeconfig"] = a.split("=", 1)[1]
+            elif a.startswith("--for=") or a.startswith("--timeout="):
+                opts[a[2:].split("=")[0]] = a.split("=", 1)[1]
+            elif a.startswith("-"):
+                pass  # --ignore-daemonsets, --delete-emptydir-data, --force, --request-timeout=...: accepted
+            else:
+                args.append(a)
+    if not args:
+        print("kubectl controls the Kubernetes cluster manager (k3s simulator subset: get, cordon, uncordon, drain, delete, wait, version, cluster-info)")
+        return 0
+    verb, rest = args[0], args[1:]
+    if verb == "version" and opts["output"] != "json" and "--client" in argv:
+        print("Client Version: %s" % VERSION)
+        return 0
+    client = kube_client(opts["kubeconfig"])
+    if verb == "version":
+        v = kube_request(client, "GET", "/version")
+        print("Client Version: %s\nKustomize Version: v5.4.2\nServer Version: %s" % (VERSION, v["gitVersion"]))
+        return 0
+    if verb == "cluster-info":
+        print("Kubernetes control plane is running at https://%s:%d" % (client[0], client[1]))
+        return 0
+    if verb in ("cordon", "uncordon", "drain"):
+        for name in rest:
+            kube_request(client, "PATCH", resource_path("nodes", None, name), {"spec": {"unschedulable": True if verb != "uncordon" else None}},
+                         "application/strategic-merge-patch+json")
+            print("node/%s %s" % (name, "uncordoned" if verb == "uncordon" else "cordoned"))
+            if verb == "drain":
+                print("node/%s drained" % name)
+        return 0
+    if not rest:
+        raise KubectlError("error: You must specify the type of resource to %s" % verb)
+    names = []
+    if "/" in rest[0]:
+        resource = RESOURCE_ALIASES.get(rest[0].split("/")[0])
+        names = [r.split("/", 1)[1] for r in rest]
+    else:
+        resource, names = RESOURCE_ALIASES.get(rest[0]), rest[1:]
+    if resource is None:
+        raise KubectlError('error: the server doesn\'t have a resource type "%s"' % rest[0].split("/")[0])
+    ns = None if opts["all"] else (opts["namespace"] or "default")
+    if verb == "get":
+        query = "?labelSelector=" + urllib.parse.quote(opts["selector"]) if opts["selector"] else ""
+        if names:
+            items = [kube_request(client, "GET", resource_path(resource, ns, n)) for n in names]
+        else:
+            items = kube_request(client, "GET", resource_path(resource, ns) + query)["items"]
+        out = opts["output"]
+        single = len(names) == 1
+        if out == "json":
+            print(json.dumps(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List",
+                                                      "metadata": {"resourceVersion": ""}}, indent=4))
+        elif out == "yaml":
+            sys.stdout.write(yaml_dump(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List",
+                                                                "metadata": {"resourceVersion": ""}}))
+        elif out == "name":
+            kind = {"helmcharts": "helmchart.helm.cattle.io", "jobs": "job.batch"}.get(resource, resource.rstrip("s"))
+            for o in items:
+                print("%s/%s" % (kind, o["metadata"]["name"]))
+        elif out.startswith("jsonpath="):
+            sys.stdout.write(jsonpath(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List"}, out.split("=", 1)[1].strip("'")))
+        elif out in ("", "wide"):
+            print_table(resource, items, out == "wide", opts["all"])
+        else:
+            raise KubectlError("error: unable to match a printer suitable for the output format \"%s\" (simulator)" % out)
+        return 0
+    if verb == "delete":
+        for n in names:
+            kube_request(client, "DELETE", resource_path(resource, ns, n))
+            print('%s "%s" deleted' % ({"nodes": "node", "helmcharts": "helmchart.helm.cattle.io"}.get(resource, resource), n))
+        return 0
+    if verb == "wait":
+        cond = opts.get("for", "")
+        m = re.fullmatch(r"condition=(\w+)(?:=(\w+))?", cond)
+        if not m:
+            raise KubectlError("error: --for must be condition=NAME (simulator)")
+        want = (m.group(2) or "True").lower()
+        m2 = re.fullmatch(r"(\d+)(s|m)?", opts.get("timeout", "30s"))
+        deadline = time.time() + (int(m2.group(1)) * (60 if m2 and m2.group(2) == "m" else 1) if m2 else 30)
+        while True:
+            items = [kube_request(client, "GET", resource_path(resource, ns, n)) for n in names] if names else \
+                kube_request(client, "GET", resource_path(resource, ns))["items"]
+            pending = [o for o in items if not any(c["type"].lower() == m.group(1).lower() and c["status"].lower() == want
+                                                   for c in o.get("status", {}).get("conditions", []))]
+            if not pending:
+                for o in items:
+                    print("%s/%s condition met" % (resource.rstrip("s"), o["metadata"]["name"]))
+                return 0
+            if time.time() >= deadline:
+                raise KubectlError("error: timed out waiting for the condition on %s/%s" % (resource, pending[0]["metadata"]["name"]))
+            time.sleep(1)
+    raise KubectlError('error: unknown command "%s" for "kubectl" (simulator subset)' % verb)
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point
+# ----------------------------------------------------------------------------------------------
+
+def main():
+    prog = os.path.basename(sys.argv[0])
+    argv = sys.argv[1:]
+    if prog in ("kubectl", "crictl", "ctr"):
+        argv = [prog] + argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("NAME:\n   k3s - Kubernetes, but small and simple (lab simulator)\n\nUSAGE:\n   k3s [global options] command [command options]\n\n"
+              "COMMANDS:\n   server, agent, kubectl, crictl, ctr, token, check-config")
+        return 0
+    cmd = argv[0]
+    if cmd in ("--version", "-v", "version"):
+        commit = hashlib.sha1(VERSION.encode()).hexdigest()[:8]
+        go = RUNTIMES.get(minor_of(VERSION), ("", "go1.22.9"))[1]
+        print("k3s version %s (%s)\ngo version %s" % (VERSION, commit, go))
+        return 0
+    try:
+        if cmd == "server":
+            cfg, _ = load_config(argv[1:])
+            run_server(cfg)
+        elif cmd == "agent":
+            cfg, _ = load_config(argv[1:])
+            run_agent(cfg)
+        elif cmd == "kubectl":
+            return kubectl(argv[1:])
+        elif cmd == "crictl":
+            if argv[1:2] in (["ps"], ["pods"], ["images"]):
+                print("CONTAINER           IMAGE               CREATED             STATE               NAME                ATTEMPT             POD ID              POD")
+                return 0
+            print("crictl version v1.31.0-k3s2 (simulator)")
+            return 0
+        elif cmd == "ctr":
+            print("ctr github.com/k3s-io/containerd %s (simulator)" % RUNTIMES.get(minor_of(VERSION), ("containerd://1.7.23-k3s2",))[0].split("//")[1])
+            return 0
+        elif cmd == "token":
+            path = "/var/lib/rancher/k3s/server/token"
+            tok = (read_text(path) or "").strip()
+            if not tok:
+                fatal("token not found at %s (is this a server?)" % path)
+            if argv[1:2] == ["list"]:
+                print("TOKEN     TTL       EXPIRES   USAGES    DESCRIPTION   EXTRA GROUPS")
+            return 0
+        elif cmd == "check-config":
+            print("Verifying binaries in /var/lib/rancher/k3s/data/current/bin:\n- sim: ok\n\nSTATUS: pass (simulator)")
+            return 0
+        else:
+            sys.stderr.write('Incorrect Usage: command "%s" not found (k3s simulator)\n' % cmd)
+            return 1
+    except KubectlError as e:
+        sys.stderr.write(str(e) + "\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
