@@ -3,6 +3,7 @@
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -34,7 +35,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade(_) => not_implemented("upgrade"),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(_) => not_implemented("kubeconfig"),
-        Command::Render(_) => not_implemented("render"),
+        Command::Render(args) => render::run(&global, &args),
     }
 }
 
