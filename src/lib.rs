@@ -7,6 +7,7 @@
 //! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
 //!   node readiness, kubeconfig.
+//! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
@@ -17,6 +18,7 @@ pub mod fleet;
 pub mod inventory;
 pub mod k3s;
 pub mod logging;
+pub mod phases;
 pub mod render;
 pub mod report;
 pub mod ssh;
