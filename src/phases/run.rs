@@ -232,6 +232,9 @@ impl<'a> Runner<'a> {
         }
         self.gather_facts().await;
         self.preflight();
+        if !self.first_server_alive() {
+            return Ok(());
+        }
         self.resolve_version().await?;
         self.decide_all();
         if self.options.mode == Mode::Plan {
@@ -579,20 +582,31 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn first_server(&mut self) -> bool {
+    /// A first server that is unreachable or refused stops everything else, with one message
+    /// saying so and the reason on every skipped host.
+    fn first_server_alive(&mut self) -> bool {
         let first = self.first.clone();
         let state = &self.hosts[&first];
-        if !state.alive() {
-            let why = format!(
-                "first server {first} failed ({}): nothing that depends on it was attempted",
-                state.reason.as_deref().unwrap_or("unknown reason")
-            );
-            self.message(format!(
-                "first server {first} failed: skipping the other servers, agents, kubeconfig and verify"
-            ));
-            self.skip_rest(&why);
+        if state.alive() {
+            return true;
+        }
+        let why = format!(
+            "first server {first} failed ({}): nothing that depends on it was attempted",
+            state.reason.as_deref().unwrap_or("unknown reason")
+        );
+        self.message(format!(
+            "first server {first} failed: skipping the other servers, agents, kubeconfig and verify"
+        ));
+        self.skip_rest(&why);
+        false
+    }
+
+    async fn first_server(&mut self) -> bool {
+        let first = self.first.clone();
+        if !self.first_server_alive() {
             return false;
         }
+        let state = &self.hosts[&first];
         if !state.action().changes() {
             return true;
         }
