@@ -19,13 +19,15 @@ pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 /// file. The token file (0600) and the config are written only when their content differs;
 /// `restart_on_change` restarts the service when the config changed (the installer alone would
 /// not notice: it only compares binary, unit and env file). The config hash is recorded last,
-/// only after everything succeeded, so a failed host is retried by the next run.
+/// only after everything succeeded, so a failed host is retried by the next run. The folder is
+/// created world-readable, as k3s makes it, so the facts script reads the hash without sudo.
 pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
     let unit = unit_name(spec);
     format!(
         "set -eu\n\
-         umask 077\n\
+         umask 022\n\
          mkdir -p /etc/rancher/k3s\n\
+         umask 077\n\
          IFS= read -r token || true\n\
          if [ -n \"$token\" ] && [ \"$(cat {token_file} 2>/dev/null)\" != \"$token\" ]; then\n\
          \x20 tmp=$(mktemp /etc/rancher/k3s/.edgeops-token.XXXXXX)\n\
