@@ -206,7 +206,7 @@ mod tests {
             "{BARE}k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash=00ff\n"
         );
         let facts = Facts::parse(&text);
-        assert_eq!(facts.k3s_version.unwrap().to_string(), "v1.31.4+k3s1");
+        assert_eq!(facts.k3s_version.as_ref().unwrap().to_string(), "v1.31.4+k3s1");
         assert_eq!(facts.installed_role(), Some(Role::Agent));
         assert!(facts.service(Role::Agent).unwrap().active());
         assert_eq!(facts.config_hash.as_deref(), Some("00ff"));
