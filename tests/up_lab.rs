@@ -45,7 +45,11 @@ impl Lab {
 
     fn knob(&self, args: &[&str]) {
         let out = Lab::script(&self.id, args);
-        assert!(out.status.success(), "scripts/lab {args:?}:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "scripts/lab {args:?}:\n{}",
+            text(&out)
+        );
     }
 
     fn start() -> Lab {
@@ -84,7 +88,10 @@ impl Lab {
         Command::new("ssh")
             .args(["-i", &self.env["LAB_KEY"]])
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.env["LAB_KNOWN_HOSTS"]))
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.env["LAB_KNOWN_HOSTS"]
+            ))
             .args([
                 "-o",
                 "StrictHostKeyChecking=yes",
@@ -200,8 +207,16 @@ impl Edgeops {
         let mut all = String::new();
         let runs = self.home.path().join(".local/state/edgeops/runs");
         for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
-            for run in std::fs::read_dir(cluster.path()).into_iter().flatten().flatten() {
-                for file in std::fs::read_dir(run.path()).into_iter().flatten().flatten() {
+            for run in std::fs::read_dir(cluster.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                for file in std::fs::read_dir(run.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
                     all.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
                 }
             }
@@ -252,11 +267,8 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         assert!(line.contains(PINNED), "{line}");
     }
     // Every node Ready at the pinned version, as the cluster itself reports.
-    let nodes: serde_json::Value = serde_json::from_str(&lab.ssh_ok(
-        "lab-01",
-        "sudo k3s kubectl get nodes -o json",
-    ))
-    .unwrap();
+    let nodes: serde_json::Value =
+        serde_json::from_str(&lab.ssh_ok("lab-01", "sudo k3s kubectl get nodes -o json")).unwrap();
     let items = nodes["items"].as_array().unwrap();
     assert_eq!(items.len(), 5);
     for node in items {
@@ -289,7 +301,10 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         assert!(row(&out2, host).contains("nothing to do"), "{out2}");
     }
     let after: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
-    assert_eq!(before, after, "a no-op re-run changed files or restarted services");
+    assert_eq!(
+        before, after,
+        "a no-op re-run changed files or restarted services"
+    );
 
     // Plan on the converged cluster: nothing to do anywhere.
     let plan = edgeops.run(&["plan", inv]);
@@ -308,12 +323,21 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
     assert!(secret.len() >= 16, "unexpected token shape");
     let logs = edgeops.logs();
     assert!(logs.contains("installed"), "run logs are missing:\n{logs}");
-    for (what, haystack) in [("output", format!("{out1}{out2}{plan_out}")), ("logs", logs)] {
-        assert!(!haystack.contains(&secret), "the join token appears in the {what}");
+    for (what, haystack) in [
+        ("output", format!("{out1}{out2}{plan_out}")),
+        ("logs", logs),
+    ] {
+        assert!(
+            !haystack.contains(&secret),
+            "the join token appears in the {what}"
+        );
     }
     for (host, _) in &samplers {
         let samples = lab.ssh_ok(host, "sudo cat /tmp/ps-sample.log");
-        assert!(samples.contains("sh -c"), "{host}: the ps sampler recorded nothing");
+        assert!(
+            samples.contains("sh -c"),
+            "{host}: the ps sampler recorded nothing"
+        );
         assert!(
             !samples.contains(&secret),
             "{host}: the join token appears in ps"
@@ -374,7 +398,10 @@ fn plan_on_bare_hosts_changes_nothing() {
         .collect();
     assert_eq!(before, after, "plan changed files on the hosts");
     for host in hosts {
-        lab.ssh_ok(host, "test ! -e /etc/rancher && test ! -e /usr/local/bin/k3s");
+        lab.ssh_ok(
+            host,
+            "test ! -e /etc/rancher && test ! -e /usr/local/bin/k3s",
+        );
     }
     assert!(
         !edgeops.home.path().join(".kube/config").exists(),
@@ -400,11 +427,20 @@ fn failing_agents_are_reported_while_the_rest_comes_up() {
     assert!(row(&out, "lab-09").contains("installed"), "{out}");
     assert!(row(&out, "lab-13").contains("installed"), "{out}");
     let failed = row(&out, "lab-10");
-    assert!(failed.contains("failed") && failed.contains("install-fail"), "{failed}");
+    assert!(
+        failed.contains("failed") && failed.contains("install-fail"),
+        "{failed}"
+    );
     let never = row(&out, "lab-11");
-    assert!(never.contains("failed") && never.contains("not Ready"), "{never}");
+    assert!(
+        never.contains("failed") && never.contains("not Ready"),
+        "{never}"
+    );
     let gone = row(&out, "lab-12");
-    assert!(gone.contains("failed") && gone.contains("unreachable"), "{gone}");
+    assert!(
+        gone.contains("failed") && gone.contains("unreachable"),
+        "{gone}"
+    );
 
     // The failed host is retried next run; the good ones are left alone.
     lab.knob(&["k3s-fault", "lab-10", "--clear"]);
@@ -435,7 +471,9 @@ fn dead_first_server_stops_dependent_phases() {
         "{skipped}"
     );
     assert!(
-        out.contains("first server lab-14 failed: skipping the other servers, agents, kubeconfig and verify"),
+        out.contains(
+            "first server lab-14 failed: skipping the other servers, agents, kubeconfig and verify"
+        ),
         "{out}"
     );
     lab.ssh_ok("lab-15", "test ! -e /usr/local/bin/k3s");
@@ -463,7 +501,11 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     // Wait until the first run holds the lock (the test waits for a state, not a duration).
     let mut held = false;
     for _ in 0..300 {
-        if lab.ssh("lab-16", "test -e /run/edgeops-up.lock").status.success() {
+        if lab
+            .ssh("lab-16", "test -e /run/edgeops-up.lock")
+            .status
+            .success()
+        {
             held = true;
             break;
         }
@@ -473,8 +515,14 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     let second = Edgeops::new().run(&["up", &inv]);
     let out2 = text(&second);
     assert_eq!(second.status.code(), Some(1), "{out2}");
-    assert!(out2.contains("cluster locked is locked by another `edgeops up`"), "{out2}");
-    assert!(out2.contains(" run "), "the message names the holder: {out2}");
+    assert!(
+        out2.contains("cluster locked is locked by another `edgeops up`"),
+        "{out2}"
+    );
+    assert!(
+        out2.contains(" run "),
+        "the message names the holder: {out2}"
+    );
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "first run:\n{}", text(&first));
     lab.ssh_ok("lab-16", "test ! -e /run/edgeops-up.lock");
@@ -517,7 +565,10 @@ fn kubeconfig_command_merges_under_the_cluster_context() {
     assert!(merged.contains("name: other"), "{merged}");
     assert!(merged.contains("name: solo"), "{merged}");
     assert!(merged.contains("current-context: solo"), "{merged}");
-    assert!(merged.contains(&format!("https://{}:6443", lab.addrs["lab-18"])), "{merged}");
+    assert!(
+        merged.contains(&format!("https://{}:6443", lab.addrs["lab-18"])),
+        "{merged}"
+    );
 }
 
 #[test]

@@ -37,9 +37,11 @@ fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut rows = vec![
-        ["HOST", "ROLE", "OS", "ARCH", "MEM", "K3S", "SERVICE", "CONFIG", "PROBLEM"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "HOST", "ROLE", "OS", "ARCH", "MEM", "K3S", "SERVICE", "CONFIG", "PROBLEM",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for host in &report.hosts {
         let dash = || "-".to_owned();
@@ -56,7 +58,12 @@ fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
                     .map(|s| format!("{} {}", s.unit, s.state))
                     .collect::<Vec<_>>()
                     .join(", "),
-                if f.config_hash.is_some() { "edgeops" } else { "-" }.to_owned(),
+                if f.config_hash.is_some() {
+                    "edgeops"
+                } else {
+                    "-"
+                }
+                .to_owned(),
                 host.reason.clone().unwrap_or_default(),
             ]),
             None => rows.push(vec![
@@ -75,7 +82,11 @@ fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
     write!(out, "{}", table(&rows))?;
     if !report.nodes.is_empty() {
         writeln!(out)?;
-        let mut rows = vec![["NODE", "STATUS", "ROLES", "VERSION", "ARCH"].map(String::from).to_vec()];
+        let mut rows = vec![
+            ["NODE", "STATUS", "ROLES", "VERSION", "ARCH"]
+                .map(String::from)
+                .to_vec(),
+        ];
         for node in &report.nodes {
             rows.push(vec![
                 node.name.clone(),

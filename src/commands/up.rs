@@ -75,15 +75,18 @@ pub fn run_phases(
             ctx,
             ..
         } = &prepared;
-        with_interrupt(ctx, phases::run(
-            inventory,
-            hosts.clone(),
-            targets.clone(),
-            ctx.clone(),
-            options,
-            observer,
-            log,
-        ))
+        with_interrupt(
+            ctx,
+            phases::run(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            ),
+        )
         .await
     });
     view.finish();
@@ -246,7 +249,10 @@ impl Observer for ProgressView {
 fn lines_event(event: &Progress<'_>) {
     match event {
         Progress::PhaseStart { phase, hosts } if *hosts > 0 => {
-            eprintln!("-- {phase} ({hosts} host{})", if *hosts == 1 { "" } else { "s" });
+            eprintln!(
+                "-- {phase} ({hosts} host{})",
+                if *hosts == 1 { "" } else { "s" }
+            );
         }
         Progress::PhaseStart { phase, .. } => eprintln!("-- {phase}"),
         Progress::HostDone {
@@ -273,9 +279,11 @@ impl Bars {
                 }
                 let bar = self.multi.add(ProgressBar::new(*hosts as u64));
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg:14} [{bar:30}] {pos}/{len} {elapsed}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{spinner} {msg:14} [{bar:30}] {pos}/{len} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
                 );
                 bar.set_message(phase.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));

@@ -46,7 +46,12 @@ pub struct Decision {
 }
 
 /// Decide for `host`. `Err` = refuse with a reason (never guess on a host set up differently).
-pub fn decide(host: &Host, facts: &Facts, spec: &InstallSpec, pinned: &K3sVersion) -> Result<Decision, String> {
+pub fn decide(
+    host: &Host,
+    facts: &Facts,
+    spec: &InstallSpec,
+    pinned: &K3sVersion,
+) -> Result<Decision, String> {
     let role = host.role;
     let installed_version = facts.k3s_version.as_ref();
     let Some(service) = facts.service(role) else {
@@ -74,7 +79,10 @@ pub fn decide(host: &Host, facts: &Facts, spec: &InstallSpec, pinned: &K3sVersio
         None => {
             return Ok(Decision {
                 action: Action::Install,
-                why: format!("{}.service exists but the k3s binary is missing; install {pinned}", service.unit),
+                why: format!(
+                    "{}.service exists but the k3s binary is missing; install {pinned}",
+                    service.unit
+                ),
             });
         }
         Some(v) if v != pinned => {
@@ -119,10 +127,16 @@ mod tests {
 
     fn setup() -> (Host, InstallSpec, K3sVersion) {
         let inventory = test_inventory::pi_inventory();
-        let host = inventory.hosts.iter().find(|h| h.role == crate::inventory::Role::Agent).unwrap().clone();
+        let host = inventory
+            .hosts
+            .iter()
+            .find(|h| h.role == crate::inventory::Role::Agent)
+            .unwrap()
+            .clone();
         let join = Join::for_host(&inventory, &host).unwrap();
         let version: K3sVersion = "v1.31.4+k3s1".parse().unwrap();
-        let spec = InstallSpec::new(&inventory, &host, join, &version, &Renderer::builtin()).unwrap();
+        let spec =
+            InstallSpec::new(&inventory, &host, join, &version, &Renderer::builtin()).unwrap();
         (host, spec, version)
     }
 
@@ -140,34 +154,55 @@ mod tests {
             "k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash={}\n",
             spec.config_hash
         ));
-        assert_eq!(decide(&host, &facts, &spec, &v).unwrap().action, Action::Nothing);
+        assert_eq!(
+            decide(&host, &facts, &spec, &v).unwrap().action,
+            Action::Nothing
+        );
     }
 
     #[test]
     fn changed_config_reconfigures_and_stopped_service_restarts() {
         let (host, spec, v) = setup();
-        let facts = Facts::parse("k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash=old\n");
-        assert_eq!(decide(&host, &facts, &spec, &v).unwrap().action, Action::Reconfigure);
+        let facts =
+            Facts::parse("k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash=old\n");
+        assert_eq!(
+            decide(&host, &facts, &spec, &v).unwrap().action,
+            Action::Reconfigure
+        );
         let facts = Facts::parse(&format!(
             "k3s_version=v1.31.4+k3s1\nunit_k3s-agent=failed\nconfig_hash={}\n",
             spec.config_hash
         ));
-        assert_eq!(decide(&host, &facts, &spec, &v).unwrap().action, Action::Restart);
+        assert_eq!(
+            decide(&host, &facts, &spec, &v).unwrap().action,
+            Action::Restart
+        );
     }
 
     #[test]
     fn failed_install_is_retried() {
         let (host, spec, v) = setup();
         let facts = Facts::parse("k3s_version=v1.31.4+k3s1\n");
-        assert_eq!(decide(&host, &facts, &spec, &v).unwrap().action, Action::Install);
+        assert_eq!(
+            decide(&host, &facts, &spec, &v).unwrap().action,
+            Action::Install
+        );
     }
 
     #[test]
     fn wrong_role_and_other_version_are_refused() {
         let (host, spec, v) = setup();
         let facts = Facts::parse("k3s_version=v1.31.4+k3s1\nunit_k3s=active\n");
-        assert!(decide(&host, &facts, &spec, &v).unwrap_err().contains("reset"));
+        assert!(
+            decide(&host, &facts, &spec, &v)
+                .unwrap_err()
+                .contains("reset")
+        );
         let facts = Facts::parse("k3s_version=v1.30.8+k3s1\nunit_k3s-agent=active\n");
-        assert!(decide(&host, &facts, &spec, &v).unwrap_err().contains("upgrade"));
+        assert!(
+            decide(&host, &facts, &spec, &v)
+                .unwrap_err()
+                .contains("upgrade")
+        );
     }
 }

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use crate::inventory::Role;
 use crate::k3s::install::CONFIG_HASH_PATH;
 use crate::k3s::{K3sArch, K3sVersion};
-use crate::inventory::Role;
 
 /// The script. Every probe is guarded so one missing tool never hides the other facts; values
 /// never contain newlines (each probe is cut to its first line).
@@ -124,8 +124,16 @@ impl Facts {
             .map(|(k, v)| (k.trim(), v.trim()))
             .collect();
         let text = |key: &str| map.get(key).copied().unwrap_or("").to_owned();
-        let number = |key: &str| map.get(key).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let non_empty = |key: &str| map.get(key).filter(|v| !v.is_empty()).map(|v| v.to_string());
+        let number = |key: &str| {
+            map.get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let non_empty = |key: &str| {
+            map.get(key)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.to_string())
+        };
         let machine = text("arch");
         let mut services = Vec::new();
         for (unit, role) in [("k3s", Role::Server), ("k3s-agent", Role::Agent)] {
@@ -202,11 +210,13 @@ mod tests {
 
     #[test]
     fn installed_agent_facts() {
-        let text = format!(
-            "{BARE}k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash=00ff\n"
-        );
+        let text =
+            format!("{BARE}k3s_version=v1.31.4+k3s1\nunit_k3s-agent=active\nconfig_hash=00ff\n");
         let facts = Facts::parse(&text);
-        assert_eq!(facts.k3s_version.as_ref().unwrap().to_string(), "v1.31.4+k3s1");
+        assert_eq!(
+            facts.k3s_version.as_ref().unwrap().to_string(),
+            "v1.31.4+k3s1"
+        );
         assert_eq!(facts.installed_role(), Some(Role::Agent));
         assert!(facts.service(Role::Agent).unwrap().active());
         assert_eq!(facts.config_hash.as_deref(), Some("00ff"));

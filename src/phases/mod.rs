@@ -26,9 +26,15 @@ pub use run::{KubeconfigTarget, Mode, UpOptions, fetch_kubeconfig, run, status};
 #[derive(Debug)]
 pub enum Progress<'a> {
     /// A phase begins over `hosts` hosts.
-    PhaseStart { phase: &'a str, hosts: usize },
+    PhaseStart {
+        phase: &'a str,
+        hosts: usize,
+    },
     /// A host starts its step of the phase.
-    HostStart { phase: &'a str, host: &'a str },
+    HostStart {
+        phase: &'a str,
+        host: &'a str,
+    },
     /// A host is done with the phase (`detail`: what happened, or why it failed).
     HostDone {
         phase: &'a str,
@@ -36,9 +42,13 @@ pub enum Progress<'a> {
         ok: bool,
         detail: &'a str,
     },
-    PhaseEnd { phase: &'a str },
+    PhaseEnd {
+        phase: &'a str,
+    },
     /// A warning or note worth showing while it runs.
-    Message { text: &'a str },
+    Message {
+        text: &'a str,
+    },
 }
 
 /// Receives [`Progress`]; the CLI draws it.

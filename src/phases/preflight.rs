@@ -29,7 +29,10 @@ pub fn check(hosts: &[&Host], facts: &HashMap<String, Facts>) -> HashMap<String,
     let mut by_hostname: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut by_node_name: HashMap<&str, Vec<&str>> = HashMap::new();
     for host in hosts {
-        by_node_name.entry(&host.node_name).or_default().push(&host.name);
+        by_node_name
+            .entry(&host.node_name)
+            .or_default()
+            .push(&host.name);
         let Some(f) = facts.get(&host.name) else {
             continue;
         };
@@ -53,8 +56,10 @@ pub fn check(hosts: &[&Host], facts: &HashMap<String, Facts>) -> HashMap<String,
     for (node, names) in by_node_name.iter().filter(|(_, n)| n.len() > 1) {
         for name in names {
             if let Some(v) = verdicts.get_mut(*name) {
-                v.refusals
-                    .push(format!("node name {node} is shared by {}", names.join(", ")));
+                v.refusals.push(format!(
+                    "node name {node} is shared by {}",
+                    names.join(", ")
+                ));
             }
         }
     }
@@ -92,8 +97,7 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
             "only {} MB of memory (k3s needs at least 512 MB)",
             f.memory_mb
         ));
-    } else if host.role == Role::Server && f.memory_mb > 0 && f.memory_mb < WARN_SERVER_MEMORY_MB
-    {
+    } else if host.role == Role::Server && f.memory_mb > 0 && f.memory_mb < WARN_SERVER_MEMORY_MB {
         v.warnings.push(format!(
             "{} MB of memory: a k3s server is happier with 2 GB",
             f.memory_mb
@@ -105,8 +109,10 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
             f.disk_free_mb
         ));
     } else if f.disk_free_mb < WARN_DISK_MB {
-        v.warnings
-            .push(format!("{} MB free under /var/lib: images may not fit", f.disk_free_mb));
+        v.warnings.push(format!(
+            "{} MB free under /var/lib: images may not fit",
+            f.disk_free_mb
+        ));
     }
     if f.is_pi() && !f.memory_cgroup {
         v.refusals.push(
@@ -116,9 +122,8 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
         );
     }
     if f.services.len() > 1 {
-        v.refusals.push(
-            "both k3s (server) and k3s-agent are installed: reset the host first".into(),
-        );
+        v.refusals
+            .push("both k3s (server) and k3s-agent are installed: reset the host first".into());
     }
     v
 }
@@ -132,7 +137,8 @@ mod tests {
         Facts::parse(text)
     }
 
-    const GOOD: &str = "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=yes\nuid=1000\n";
+    const GOOD: &str =
+        "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=yes\nuid=1000\n";
 
     #[test]
     fn a_good_host_passes() {
@@ -149,7 +155,14 @@ mod tests {
                     model=Raspberry Pi 4\nmemory_cgroup=no\n";
         let v = check(&[&host], &HashMap::from([("a1".to_owned(), facts(text))]));
         let reasons = v["a1"].refusals.join("\n");
-        for needle in ["mips", "init system \"sh\"", "no root", "memory", "free under", "cgroup"] {
+        for needle in [
+            "mips",
+            "init system \"sh\"",
+            "no root",
+            "memory",
+            "free under",
+            "cgroup",
+        ] {
             assert!(reasons.contains(needle), "{needle} missing in:\n{reasons}");
         }
     }
@@ -159,8 +172,14 @@ mod tests {
         let a = test_inventory::agent("a1", "10.0.0.2");
         let b = test_inventory::agent("a2", "10.0.0.3");
         let f = HashMap::from([
-            ("a1".to_owned(), facts(&format!("{GOOD}hostname=raspberrypi\n"))),
-            ("a2".to_owned(), facts(&format!("{GOOD}hostname=raspberrypi\n"))),
+            (
+                "a1".to_owned(),
+                facts(&format!("{GOOD}hostname=raspberrypi\n")),
+            ),
+            (
+                "a2".to_owned(),
+                facts(&format!("{GOOD}hostname=raspberrypi\n")),
+            ),
         ]);
         let v = check(&[&a, &b], &f);
         assert!(v["a1"].refusals[0].contains("also the hostname of a2"));

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::k3s::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
 use crate::k3s::JoinToken;
+use crate::k3s::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
 use crate::ssh::shell_quote;
 
 /// Where a server keeps the join token (k3s contract).
@@ -106,9 +106,7 @@ pub fn api_script(wait: Duration, read: ApiRead) -> String {
         token = NODE_TOKEN_PATH,
     );
     if read.token {
-        script.push_str(&format!(
-            "echo '--- token'\ncat {NODE_TOKEN_PATH}\n"
-        ));
+        script.push_str(&format!("echo '--- token'\ncat {NODE_TOKEN_PATH}\n"));
     }
     if read.kubeconfig {
         script.push_str(&format!(
@@ -178,8 +176,14 @@ pub fn lock_release_script(run_id: &str) -> String {
 pub enum LockAnswer {
     Acquired,
     /// A stale lock of `holder`, `age` seconds old, was replaced.
-    AcquiredStale { age: u64, holder: String },
-    Held { age: u64, holder: String },
+    AcquiredStale {
+        age: u64,
+        holder: String,
+    },
+    Held {
+        age: u64,
+        holder: String,
+    },
 }
 
 pub fn parse_lock_answer(stdout: &str) -> Option<LockAnswer> {
@@ -207,10 +211,14 @@ mod tests {
 
     #[test]
     fn api_output_splits_into_token_and_kubeconfig() {
-        let out = "--- token\nK10abc::server:s3cret\n--- kubeconfig\napiVersion: v1\nkind: Config\n";
+        let out =
+            "--- token\nK10abc::server:s3cret\n--- kubeconfig\napiVersion: v1\nkind: Config\n";
         let (token, kubeconfig) = parse_api_output(out);
         assert_eq!(token.as_deref(), Some("K10abc::server:s3cret"));
-        assert_eq!(kubeconfig.as_deref(), Some("apiVersion: v1\nkind: Config\n"));
+        assert_eq!(
+            kubeconfig.as_deref(),
+            Some("apiVersion: v1\nkind: Config\n")
+        );
     }
 
     #[test]

@@ -152,7 +152,8 @@ pub async fn run(
     observer: Arc<dyn Observer>,
     log: RunLog,
 ) -> anyhow::Result<RunReport> {
-    let mut runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    let mut runner =
+        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
     let result = runner.up().await;
     runner.release_lock().await;
     runner.fleet.close_all().await;
@@ -274,7 +275,8 @@ impl<'a> Runner<'a> {
             return Err("no SSH session".to_owned());
         };
         let started = Instant::now();
-        self.log.write(host, &format!("{title}: command"), &request.command);
+        self.log
+            .write(host, &format!("{title}: command"), &request.command);
         let result = session.exec(&request).await;
         *self
             .busy
@@ -312,7 +314,14 @@ impl<'a> Runner<'a> {
                         last_lines(&stderr, 3)
                     } else {
                         let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
-                        last_lines(if stderr.trim().is_empty() { &both } else { &stderr }, 3)
+                        last_lines(
+                            if stderr.trim().is_empty() {
+                                &both
+                            } else {
+                                &stderr
+                            },
+                            3,
+                        )
                     };
                     Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
                 }
@@ -493,7 +502,8 @@ impl<'a> Runner<'a> {
             .resolve(&cluster.channel_url, &channel)
             .await
             .with_context(|| format!("resolving k3s channel {channel}"))?;
-        self.observer.event(&Progress::PhaseEnd { phase: "resolve" });
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "resolve" });
         self.version = Some(version);
         self.version_source = Some(format!("channel {channel} at {}", cluster.channel_url));
         Ok(())
@@ -559,8 +569,14 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn apply_with_progress(&self, phase: &str, name: &str, token: Option<&JoinToken>) -> Result<(), String> {
-        self.observer.event(&Progress::HostStart { phase, host: name });
+    async fn apply_with_progress(
+        &self,
+        phase: &str,
+        name: &str,
+        token: Option<&JoinToken>,
+    ) -> Result<(), String> {
+        self.observer
+            .event(&Progress::HostStart { phase, host: name });
         let result = self.apply(name, token).await;
         let detail = match &result {
             Ok(()) => self.hosts[name].action().done_word().to_owned(),
@@ -631,7 +647,9 @@ impl<'a> Runner<'a> {
             phase: "first server",
             hosts: 1,
         });
-        let result = self.apply_with_progress("first server", &first, token.as_ref()).await;
+        let result = self
+            .apply_with_progress("first server", &first, token.as_ref())
+            .await;
         self.observer.event(&Progress::PhaseEnd {
             phase: "first server",
         });
@@ -666,7 +684,10 @@ impl<'a> Runner<'a> {
         let request = ExecRequest::new(script)
             .sudo(true)
             .timeout(API_WAIT + Duration::from_secs(30));
-        self.observer.event(&Progress::PhaseStart { phase: "api", hosts: 1 });
+        self.observer.event(&Progress::PhaseStart {
+            phase: "api",
+            hosts: 1,
+        });
         let result = self.step(&first, "wait for the API", request, true).await;
         self.observer.event(&Progress::PhaseEnd { phase: "api" });
         let out = match result {
@@ -733,7 +754,8 @@ impl<'a> Runner<'a> {
                 failed = Some(name);
             }
         }
-        self.observer.event(&Progress::PhaseEnd { phase: "servers" });
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "servers" });
     }
 
     async fn agents(&mut self, token: Option<&JoinToken>) {
@@ -802,20 +824,21 @@ impl<'a> Runner<'a> {
         if names.is_empty() {
             return;
         }
-        let expected: Vec<nodes::ExpectedNode> = match nodes::expected_nodes(self.inventory, Some(&version)) {
-            Ok(all) => all
-                .into_iter()
-                .filter(|node| {
-                    names
-                        .iter()
-                        .any(|n| self.hosts[n].host.node_name == node.name)
-                })
-                .collect(),
-            Err(e) => {
-                self.message(format!("verify: {e}"));
-                return;
-            }
-        };
+        let expected: Vec<nodes::ExpectedNode> =
+            match nodes::expected_nodes(self.inventory, Some(&version)) {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|node| {
+                        names
+                            .iter()
+                            .any(|n| self.hosts[n].host.node_name == node.name)
+                    })
+                    .collect(),
+                Err(e) => {
+                    self.message(format!("verify: {e}"));
+                    return;
+                }
+            };
         self.observer.event(&Progress::PhaseStart {
             phase: "verify",
             hosts: expected.len(),
@@ -838,9 +861,14 @@ impl<'a> Runner<'a> {
             let observed: Vec<NodeStatus> = match result {
                 Ok(observed) => observed,
                 Err(reason) if Instant::now() >= deadline => {
-                    self.message(format!("verify: cannot read the nodes from {first}: {reason}"));
+                    self.message(format!(
+                        "verify: cannot read the nodes from {first}: {reason}"
+                    ));
                     for name in &names {
-                        self.hosts.get_mut(name).unwrap().fail(format!("not verified: {reason}"));
+                        self.hosts
+                            .get_mut(name)
+                            .unwrap()
+                            .fail(format!("not verified: {reason}"));
                     }
                     self.observer.event(&Progress::PhaseEnd { phase: "verify" });
                     return;
@@ -854,7 +882,10 @@ impl<'a> Runner<'a> {
             for report in check.reports.iter().filter(|r| r.is_ok()) {
                 if !reported_ok.contains(&report.name) {
                     reported_ok.push(report.name.clone());
-                    if let Some(host) = names.iter().find(|n| self.hosts[*n].host.node_name == report.name) {
+                    if let Some(host) = names
+                        .iter()
+                        .find(|n| self.hosts[*n].host.node_name == report.name)
+                    {
                         self.observer.event(&Progress::HostDone {
                             phase: "verify",
                             host,
@@ -922,7 +953,10 @@ impl<'a> Runner<'a> {
             .order
             .iter()
             .map(|name| {
-                let state = self.hosts.remove(name).expect("every ordered host has a state");
+                let state = self
+                    .hosts
+                    .remove(name)
+                    .expect("every ordered host has a state");
                 let action = state.action();
                 let status = state.status.unwrap_or(if action.changes() {
                     Status::Done
@@ -946,7 +980,9 @@ impl<'a> Runner<'a> {
                 let facts = state.facts.as_ref();
                 let version = match status {
                     Status::Done => pinned.clone(),
-                    _ => facts.and_then(|f| f.k3s_version.as_ref()).map(|v| v.to_string()),
+                    _ => facts
+                        .and_then(|f| f.k3s_version.as_ref())
+                        .map(|v| v.to_string()),
                 };
                 HostReport {
                     host: name.clone(),
@@ -1106,13 +1142,21 @@ pub async fn fetch_kubeconfig(
                 &url,
             )?;
             write_private_atomic(&path, ours.to_yaml().as_bytes())?;
-            Ok(format!("wrote {} (context {})", path.display(), merge_into.context))
+            Ok(format!(
+                "wrote {} (context {})",
+                path.display(),
+                merge_into.context
+            ))
         }
         None => {
             let changed = merge_kubeconfig(inventory, &first, &text, &merge_into)?;
             Ok(format!(
                 "{} {} (context {})",
-                if changed { "merged into" } else { "already current:" },
+                if changed {
+                    "merged into"
+                } else {
+                    "already current:"
+                },
                 merge_into.path.display(),
                 merge_into.context
             ))
@@ -1139,7 +1183,8 @@ pub async fn status(
         token: None,
     };
     let log = RunLog::disabled(Default::default());
-    let mut runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    let mut runner =
+        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
     runner.gather_facts().await;
     let first = runner.first.clone();
     let installed = runner.hosts[&first]
@@ -1148,7 +1193,12 @@ pub async fn status(
         .is_some_and(|f| f.installed_role() == Some(Role::Server));
     if installed {
         match runner
-            .step(&first, "nodes", ExecRequest::new(remote::NODES_COMMAND).sudo(true), false)
+            .step(
+                &first,
+                "nodes",
+                ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                false,
+            )
             .await
             .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string()))
         {
@@ -1161,7 +1211,9 @@ pub async fn status(
             Err(reason) => runner.message(format!("{first}: cannot list nodes: {reason}")),
         }
     } else {
-        runner.message(format!("{first} (first server) has no k3s server: no cluster yet"));
+        runner.message(format!(
+            "{first} (first server) has no k3s server: no cluster yet"
+        ));
     }
     runner.fleet.close_all().await;
     let facts: HashMap<String, Facts> = runner

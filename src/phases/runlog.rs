@@ -69,7 +69,9 @@ impl RunLog {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| tracing::warn!("cannot create the run log folder {}: {e}", dir.display()))
+                .map_err(|e| {
+                    tracing::warn!("cannot create the run log folder {}: {e}", dir.display())
+                })
                 .is_ok()
         });
         RunLog { dir, redactor }
@@ -104,7 +106,11 @@ impl RunLog {
         let text = format!(
             "==== {stamp} {title}\n{}{}",
             self.redactor.redact(body),
-            if body.is_empty() || body.ends_with('\n') { "" } else { "\n" }
+            if body.is_empty() || body.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            }
         );
         let result = std::fs::OpenOptions::new()
             .create(true)
@@ -128,7 +134,13 @@ fn state_home() -> Option<PathBuf> {
 /// Names come from the inventory; keep them to one path component.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
