@@ -44,7 +44,10 @@ fn examples_pass() {
 fn pi_cluster_summary_shows_roles_and_ranges() {
     let out = stdout_of(&check(&["inventory/pi-cluster.toml"]).success());
     assert!(out.contains("3 hosts (1 server, 2 agents)"), "{out}");
-    assert!(out.contains("pi-[02-03]  (2 agents, 192.168.1.102-192.168.1.103)"), "{out}");
+    assert!(
+        out.contains("pi-[02-03]  (2 agents, 192.168.1.102-192.168.1.103)"),
+        "{out}"
+    );
     assert!(out.contains("k3s channel `stable`"), "{out}");
 }
 
@@ -52,18 +55,34 @@ fn pi_cluster_summary_shows_roles_and_ranges() {
 fn fleet_summary_shows_ranges_compactly() {
     let out = stdout_of(&check(&["inventory/fleet-200.toml"]).success());
     assert!(out.contains("200 hosts (1 server, 199 agents)"), "{out}");
-    assert!(out.contains("store-[001-160]  (160 agents, 10.100.1.1-10.100.1.160)"), "{out}");
-    assert!(out.contains("depot-[01-39]    (39 agents, 10.100.2.250-10.100.3.32)"), "{out}");
+    assert!(
+        out.contains("store-[001-160]  (160 agents, 10.100.1.1-10.100.1.160)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("depot-[01-39]    (39 agents, 10.100.2.250-10.100.3.32)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn limit_narrows_the_summary() {
     let out = stdout_of(
-        &check(&["inventory/fleet-200.toml", "--limit", "store-[001-010],servers,!store-007"])
-            .success(),
+        &check(&[
+            "inventory/fleet-200.toml",
+            "--limit",
+            "store-[001-010],servers,!store-007",
+        ])
+        .success(),
     );
-    assert!(out.contains("10 of 200 hosts selected (1 server, 9 agents)"), "{out}");
-    assert!(out.contains("store-[001-006,008-010]  (9 of 160 agents"), "{out}");
+    assert!(
+        out.contains("10 of 200 hosts selected (1 server, 9 agents)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("store-[001-006,008-010]  (9 of 160 agents"),
+        "{out}"
+    );
     assert!(!out.contains("depot"), "{out}");
 }
 
@@ -71,12 +90,22 @@ fn limit_narrows_the_summary() {
 fn limit_matching_nothing_is_a_usage_error() {
     let assert = check(&["inventory/pi-cluster.toml", "--limit", "pi-01,pi-99"]).code(2);
     let err = stderr_of(&assert);
-    assert!(err.contains("--limit term `pi-99` matches no host"), "{err}");
+    assert!(
+        err.contains("--limit term `pi-99` matches no host"),
+        "{err}"
+    );
 }
 
 #[test]
 fn json_output_lists_expanded_hosts_with_settings() {
-    let assert = check(&["inventory/ha.toml", "--output", "json", "--limit", "@workers"]).success();
+    let assert = check(&[
+        "inventory/ha.toml",
+        "--output",
+        "json",
+        "--limit",
+        "@workers",
+    ])
+    .success();
     let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     assert_eq!(json["cluster"]["name"], "edge-ha");
     assert_eq!(json["cluster"]["version"], "v1.31.4+k3s1");
@@ -85,7 +114,10 @@ fn json_output_lists_expanded_hosts_with_settings() {
     assert_eq!(json["counts"]["selected"], 5);
     let hosts = json["hosts"].as_array().unwrap();
     let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["worker-1", "worker-2", "worker-3", "worker-4", "gpu-1"]);
+    assert_eq!(
+        names,
+        ["worker-1", "worker-2", "worker-3", "worker-4", "gpu-1"]
+    );
     assert_eq!(hosts[3]["address"], "10.20.1.13");
     // gpu-1 overrides user and port; the group's zone label merges with its own.
     assert_eq!(hosts[4]["ssh"]["user"], "nvidia");
@@ -93,14 +125,20 @@ fn json_output_lists_expanded_hosts_with_settings() {
     assert_eq!(hosts[0]["ssh"]["user"], "ops");
     assert_eq!(hosts[4]["labels"]["topology.kubernetes.io/zone"], "rack-b");
     assert_eq!(hosts[4]["labels"]["example.com/accelerator"], "jetson");
-    assert_eq!(hosts[0]["ssh"]["jump"]["address"], "bastion.edge.example.com");
+    assert_eq!(
+        hosts[0]["ssh"]["jump"]["address"],
+        "bastion.edge.example.com"
+    );
     assert_eq!(hosts[0]["ssh"]["command_timeout_secs"], 900.0);
 }
 
 #[test]
 fn a_missing_file_is_bad_input() {
     let err = stderr_of(&check(&["inventory/nope.toml"]).code(2));
-    assert!(err.contains("cannot read inventory `inventory/nope.toml`"), "{err}");
+    assert!(
+        err.contains("cannot read inventory `inventory/nope.toml`"),
+        "{err}"
+    );
 }
 
 /// One test per malformed fixture: exit code 2, `file:line:col`, and every expected fragment.
@@ -174,7 +212,10 @@ fn inline_secrets_are_never_echoed() {
         let assert = check(&[&path]).code(2);
         let err = stderr_of(&assert);
         assert!(!err.contains(secret), "{fixture} leaked its secret:\n{err}");
-        assert!(err.contains("****"), "{fixture} should mask the value:\n{err}");
+        assert!(
+            err.contains("****"),
+            "{fixture} should mask the value:\n{err}"
+        );
     }
 }
 

@@ -86,20 +86,39 @@ ssh = { user = "admin", sudo = "password", sudo_password_env = "SUDO_PW" }
     );
     let (s1, a1) = (&inv.hosts[0], &inv.hosts[1]);
     assert_eq!((s1.ssh.user.as_str(), s1.ssh.port), ("pi", 2200));
-    assert_eq!(s1.ssh.sudo, Sudo::Passwordless, "non-root users default to sudo -n");
+    assert_eq!(
+        s1.ssh.sudo,
+        Sudo::Passwordless,
+        "non-root users default to sudo -n"
+    );
     assert_eq!(s1.ssh.connect_timeout, Duration::from_secs(5));
     assert_eq!(s1.ssh.jump.as_ref().unwrap().address, "bastion");
     assert_eq!(a1.role, Role::Agent, "role from group site-b");
     assert_eq!(a1.ssh.user, "admin");
     assert_eq!(a1.ssh.port, 22, "group direct overrides [ssh]");
-    assert!(a1.ssh.jump.is_none(), "jump = \"\" removes the default jump host");
+    assert!(
+        a1.ssh.jump.is_none(),
+        "jump = \"\" removes the default jump host"
+    );
     assert_eq!(a1.ssh.connect_timeout, Duration::from_secs(60));
     assert_eq!(a1.ssh.command_timeout, Duration::from_secs(3600));
-    assert_eq!(a1.ssh.sudo, Sudo::Password { env: "SUDO_PW".into() });
+    assert_eq!(
+        a1.ssh.sudo,
+        Sudo::Password {
+            env: "SUDO_PW".into()
+        }
+    );
     assert_eq!(a1.labels["tier"], "edge");
     assert_eq!(a1.labels["site"], "c", "host labels win over groups");
-    assert_eq!(a1.taints, ["edge=true:NoSchedule", "gpu:NoExecute"], "deduplicated, in order");
-    assert_eq!(a1.extra_args, ["--kubelet-arg=max-pods=20", "--node-ip=10.0.0.2"]);
+    assert_eq!(
+        a1.taints,
+        ["edge=true:NoSchedule", "gpu:NoExecute"],
+        "deduplicated, in order"
+    );
+    assert_eq!(
+        a1.extra_args,
+        ["--kubelet-arg=max-pods=20", "--node-ip=10.0.0.2"]
+    );
     assert_eq!(a1.groups, ["slow", "direct", "site-b"]);
 }
 
@@ -173,9 +192,18 @@ role = "server"
 "#;
     let path = dir.path().join("inv.toml");
     let inv = inventory::parse(text, &path).unwrap();
-    assert_eq!(inv.cluster.token, SecretSource::File(dir.path().join("token")));
-    assert_eq!(inv.hosts[0].ssh.identity_files, [dir.path().join("keys/edge.pub.example")]);
-    assert_eq!(inv.hosts[0].ssh.known_hosts, Some(dir.path().join("known_hosts")));
+    assert_eq!(
+        inv.cluster.token,
+        SecretSource::File(dir.path().join("token"))
+    );
+    assert_eq!(
+        inv.hosts[0].ssh.identity_files,
+        [dir.path().join("keys/edge.pub.example")]
+    );
+    assert_eq!(
+        inv.hosts[0].ssh.known_hosts,
+        Some(dir.path().join("known_hosts"))
+    );
 }
 
 #[test]
@@ -199,13 +227,20 @@ fn group_runner_needs_a_group() {
     );
     let err = inventory::parse(&text, Path::new("inv.toml")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::MissingKey);
-    assert!(err.to_string().contains("a group runner needs `[gitlab]` `group`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a group runner needs `[gitlab]` `group`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn errors_have_kinds_callers_can_branch_on() {
     let cases = [
-        ("[cluster]\nname = \"x\"\ntoken = \"s\"\n", ErrorKind::InlineSecret),
+        (
+            "[cluster]\nname = \"x\"\ntoken = \"s\"\n",
+            ErrorKind::InlineSecret,
+        ),
         ("[cluster]\nnmae = \"x\"\n", ErrorKind::UnknownKey),
         ("[cluster]\nname = \"x\"\n", ErrorKind::Topology),
         ("[cluster\n", ErrorKind::Syntax),
@@ -220,7 +255,9 @@ fn errors_have_kinds_callers_can_branch_on() {
 fn five_thousand_hosts_validate() {
     let mut text = String::from("[cluster]\nname = \"big\"\n[ssh]\nidentity_files = []\n");
     text.push_str("[[hosts]]\nname = \"s1\"\nrole = \"server\"\naddress = \"10.0.0.1\"\n");
-    text.push_str("[[hosts]]\nname = \"pi-[0001-4999]\"\naddress_start = \"10.1.0.1\"\nrole = \"agent\"\n");
+    text.push_str(
+        "[[hosts]]\nname = \"pi-[0001-4999]\"\naddress_start = \"10.1.0.1\"\nrole = \"agent\"\n",
+    );
     let inv = parse(&text);
     assert_eq!(inv.hosts.len(), 5000);
     assert_eq!(inv.hosts[4999].address, "10.1.19.135");

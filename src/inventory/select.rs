@@ -285,10 +285,16 @@ mod tests {
     fn terms_matching_nothing_are_errors_naming_the_term() {
         let inv = inventory();
         let err = select(&inv, Some("cp-1,cp-9")).unwrap_err();
-        assert!(matches!(&err, SelectError::NoMatch { term, .. } if term == "cp-9"), "{err}");
+        assert!(
+            matches!(&err, SelectError::NoMatch { term, .. } if term == "cp-9"),
+            "{err}"
+        );
         assert!(err.to_string().contains("did you mean `cp-1`"), "{err}");
         let err = select(&inv, Some("@nope")).unwrap_err();
-        assert!(err.to_string().contains("groups with hosts: edge, gpu"), "{err}");
+        assert!(
+            err.to_string().contains("groups with hosts: edge, gpu"),
+            "{err}"
+        );
         let err = select(&inv, Some("!zz*")).unwrap_err();
         assert!(matches!(err, SelectError::NoMatch { .. }));
     }
@@ -296,11 +302,26 @@ mod tests {
     #[test]
     fn malformed_patterns_are_errors() {
         let inv = inventory();
-        assert!(matches!(select(&inv, Some("cp-1,,cp-2")), Err(SelectError::EmptyTerm { .. })));
-        assert!(matches!(select(&inv, Some("")), Err(SelectError::EmptyTerm { .. })));
-        assert!(matches!(select(&inv, Some("role:boss")), Err(SelectError::UnknownRole { .. })));
-        assert!(matches!(select(&inv, Some("pi-[08-01]")), Err(SelectError::BadRange { .. })));
-        assert!(matches!(select(&inv, Some("pi-{01")), Err(SelectError::BadGlob { .. })));
+        assert!(matches!(
+            select(&inv, Some("cp-1,,cp-2")),
+            Err(SelectError::EmptyTerm { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("")),
+            Err(SelectError::EmptyTerm { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("role:boss")),
+            Err(SelectError::UnknownRole { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("pi-[08-01]")),
+            Err(SelectError::BadRange { .. })
+        ));
+        assert!(matches!(
+            select(&inv, Some("pi-{01")),
+            Err(SelectError::BadGlob { .. })
+        ));
         assert!(matches!(
             select(&inv, Some("servers,!cp-*")),
             Err(SelectError::NothingSelected { .. })

@@ -41,6 +41,8 @@ pub struct HostReport {
     pub warnings: Vec<String>,
     /// Time spent in remote steps on this host.
     pub seconds: f64,
+    /// Remote commands run on this host (each one SSH round trip plus its own work).
+    pub commands: u32,
     /// This host's log file in the run folder.
     pub log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -130,7 +130,8 @@ struct Runner<'a> {
     /// Host names in inventory order.
     order: Vec<String>,
     first: String,
-    busy: Mutex<HashMap<String, Duration>>,
+    /// Per host: time spent in remote commands, and how many commands (round trips) ran.
+    busy: Mutex<HashMap<String, Busy>>,
     messages: Vec<String>,
     version: Option<K3sVersion>,
     version_source: Option<String>,
@@ -278,12 +279,7 @@ impl<'a> Runner<'a> {
         self.log
             .write(host, &format!("{title}: command"), &request.command);
         let result = session.exec(&request).await;
-        *self
-            .busy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(host.to_owned())
-            .or_default() += started.elapsed();
+        record(&self.busy, host, started);
         let redactor = self.log.redactor();
         match result {
             Err(e) => {
@@ -408,11 +404,7 @@ impl<'a> Runner<'a> {
                 async move {
                     let started = Instant::now();
                     let out = session.exec(&ExecRequest::new(script)).await?;
-                    *busy
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(session.name().to_owned())
-                        .or_default() += started.elapsed();
+                    record(busy, session.name(), started);
                     let stdout = out.stdout_lossy();
                     log.write(session.name(), "facts", &stdout);
                     Ok(Facts::parse(&stdout))
@@ -998,7 +990,8 @@ impl<'a> Runner<'a> {
                     decision: state.decision.clone(),
                     reason: state.reason.clone(),
                     warnings: state.warnings.clone(),
-                    seconds: busy.get(name).map_or(0.0, |d| d.as_secs_f64()),
+                    seconds: busy.get(name).map_or(0.0, |b| b.time.as_secs_f64()),
+                    commands: busy.get(name).map_or(0, |b| b.commands),
                     log: self.log.host_file(name).map(|p| p.display().to_string()),
                     facts: None,
                 }
@@ -1033,6 +1026,20 @@ pub struct LockHeld {
     pub holder: String,
     pub age: Duration,
     pub stale_after: Duration,
+}
+
+/// Time and command count of one host's remote work.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    time: Duration,
+    commands: u32,
+}
+
+fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
+    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = map.entry(host.to_owned()).or_default();
+    entry.time += started.elapsed();
+    entry.commands += 1;
 }
 
 fn last_lines(text: &str, n: usize) -> String {
