@@ -103,6 +103,15 @@ pub struct RunReport {
     pub log_dir: Option<String>,
     /// Cluster-level notes: a dead first server, unexpected nodes, a replaced stale lock.
     pub messages: Vec<String>,
+    /// Wall time of each phase that ran, in order.
+    pub phases: Vec<PhaseTime>,
+}
+
+/// How long one phase took, start to end, over all its hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    pub phase: String,
+    pub seconds: f64,
 }
 
 impl RunReport {

@@ -21,7 +21,7 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
-use super::outcome::{HostReport, NodeRow, RunReport, Status};
+use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
 use super::runlog::RunLog;
@@ -120,10 +120,44 @@ impl Reporter for FleetEvents {
     }
 }
 
+/// Times every phase (wall clock, start to end) on its way to the real observer.
+struct PhaseClock {
+    inner: Arc<dyn Observer>,
+    running: Mutex<Vec<(String, Instant)>>,
+    done: Mutex<Vec<PhaseTime>>,
+}
+
+impl Observer for PhaseClock {
+    fn event(&self, event: &Progress<'_>) {
+        match event {
+            Progress::PhaseStart { phase, .. } => self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((phase.to_string(), Instant::now())),
+            Progress::PhaseEnd { phase } => {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = running.iter().position(|(p, _)| p == phase) {
+                    let (name, started) = running.remove(i);
+                    self.done
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(PhaseTime {
+                            phase: name,
+                            seconds: started.elapsed().as_secs_f64(),
+                        });
+                }
+            }
+            _ => {}
+        }
+        self.inner.event(event);
+    }
+}
+
 struct Runner<'a> {
     inventory: &'a Inventory,
     fleet: Fleet,
-    observer: Arc<dyn Observer>,
+    observer: Arc<PhaseClock>,
     log: RunLog,
     options: UpOptions,
     hosts: BTreeMap<String, HostState>,
@@ -174,6 +208,11 @@ impl<'a> Runner<'a> {
     ) -> anyhow::Result<Runner<'a>> {
         let first = first_server(inventory)?.name.clone();
         let order: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let observer = Arc::new(PhaseClock {
+            inner: observer,
+            running: Mutex::new(Vec::new()),
+            done: Mutex::new(Vec::new()),
+        });
         let fleet = Fleet::connect_all(
             targets,
             ctx,
@@ -1007,6 +1046,9 @@ impl<'a> Runner<'a> {
             kubeconfig: self.kubeconfig_written,
             log_dir: self.log.dir().map(|d| d.display().to_string()),
             messages: self.messages,
+            phases: std::mem::take(
+                &mut *self.observer.done.lock().unwrap_or_else(|e| e.into_inner()),
+            ),
         }
     }
 }
