@@ -115,12 +115,24 @@ impl Lab {
     /// An inventory for cluster `name`: the first host is the server (or the first `servers`
     /// hosts with HA), the rest agents.
     fn inventory(&self, dir: &Path, name: &str, hosts: &[&str], servers: usize) -> PathBuf {
+        self.inventory_with(dir, name, hosts, servers, "")
+    }
+
+    /// Like `inventory`, with extra `[cluster]` lines.
+    fn inventory_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        hosts: &[&str],
+        servers: usize,
+        cluster_extra: &str,
+    ) -> PathBuf {
         let mirror = &self.env["LAB_MIRROR_URL"];
         let mut toml = format!(
             "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
              install_url = \"{mirror}/install.sh\"\n\
              channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
+             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
              [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
              host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
             ha = servers > 1,
@@ -598,4 +610,36 @@ fn ha_three_servers_two_agents() {
     for host in hosts {
         assert!(row(&out, host).contains("nothing to do"), "{out}");
     }
+
+    // A changed agent setting rewrites the agents' config and restarts only them.
+    let servers_before: Vec<String> = hosts[..3].iter().map(|h| lab.footprint(h)).collect();
+    let agents_before: Vec<String> = hosts[3..].iter().map(|h| lab.footprint(h)).collect();
+    let changed = lab.inventory_with(
+        dir.path(),
+        "ha",
+        &hosts,
+        3,
+        "agent_args = [\"--kubelet-arg=max-pods=50\"]\n",
+    );
+    let reconf = edgeops.run(&["up", changed.to_str().unwrap(), "--ready-timeout", "90s"]);
+    let out = text(&reconf);
+    assert!(reconf.status.success(), "{out}");
+    for host in &hosts[..3] {
+        assert!(row(&out, host).contains("nothing to do"), "{out}");
+    }
+    for (host, before) in hosts[3..].iter().zip(&agents_before) {
+        assert!(row(&out, host).contains("reconfigured"), "{out}");
+        let config = lab.ssh_ok(host, "cat /etc/rancher/k3s/config.yaml");
+        assert!(config.contains("max-pods=50"), "{config}");
+        let after = lab.footprint(host);
+        let started = |f: &str| {
+            f.lines()
+                .filter(|l| l.starts_with("ActiveEnterTimestampMonotonic="))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(started(before), started(&after), "{host} was not restarted");
+    }
+    let servers_after: Vec<String> = hosts[..3].iter().map(|h| lab.footprint(h)).collect();
+    assert_eq!(servers_before, servers_after, "the servers were touched");
 }

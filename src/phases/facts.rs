@@ -1,11 +1,18 @@
 //! What a host is, gathered in one round trip: one POSIX sh script prints `key=value` lines,
 //! parsed into [`Facts`]. Runs as the login user (no sudo): everything it reads is world-readable,
 //! which is also why edgeops writes its config hash file 0644 (a hash of non-secret files).
+//!
+//! The installed version comes from a stamp edgeops writes after each install (`VERSION SIZE
+//! MTIME` of the binary) as long as the binary's size and mtime still match; only otherwise is
+//! `k3s --version` run, which costs far more than the rest of the script (it unpacks the binary's
+//! runtime check on small boards, and is a Python start in the lab's simulator).
 
 use std::collections::HashMap;
 
 use crate::inventory::Role;
 use crate::k3s::install::CONFIG_HASH_PATH;
+
+use super::remote::VERSION_STAMP_PATH;
 use crate::k3s::{K3sArch, K3sVersion};
 
 /// The script. Every probe is guarded so one missing tool never hides the other facts; values
@@ -25,7 +32,12 @@ kv init "$init"
 kv hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)"
 kv uid "$(id -u)"
 kv boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
-if [ -x /usr/local/bin/k3s ]; then kv k3s_version "$(/usr/local/bin/k3s --version 2>/dev/null | awk '{{print $3; exit}}')"; fi
+if [ -x /usr/local/bin/k3s ]; then
+  v=
+  if [ -r {stamp} ] && read -r sv ss sm <{stamp} && [ "$(stat -c '%s %Y' /usr/local/bin/k3s)" = "$ss $sm" ]; then v=$sv; fi
+  [ -n "$v" ] || v=$(/usr/local/bin/k3s --version 2>/dev/null | awk '{{print $3; exit}}')
+  kv k3s_version "$v"
+fi
 for unit in k3s k3s-agent; do
   if [ -f "/etc/systemd/system/$unit.service" ] || [ -f "/etc/init.d/$unit" ]; then
     kv "unit_$unit" "$(systemctl is-active "$unit" 2>/dev/null || echo unknown)"
@@ -44,7 +56,8 @@ if [ "$(id -u)" = 0 ]; then kv sudo yes
 elif sudo -n true 2>/dev/null; then kv sudo yes
 else kv sudo no; fi
 "#,
-        hash = CONFIG_HASH_PATH
+        hash = CONFIG_HASH_PATH,
+        stamp = VERSION_STAMP_PATH,
     )
 }
 

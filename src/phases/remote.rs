@@ -11,6 +11,9 @@ use crate::ssh::shell_quote;
 pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
 /// The k3s admin kubeconfig on a server.
 pub const K3S_KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
+/// `VERSION SIZE MTIME` of the k3s binary edgeops installed (see `facts`): saves running
+/// `k3s --version` on every run. Inside `/etc/rancher/k3s`, so the uninstall scripts remove it.
+pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
 /// The `up` lock on the first server: on tmpfs, so a reboot (which kills any run) clears it.
 pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 
@@ -49,7 +52,11 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          hash=$(mktemp /etc/rancher/k3s/.edgeops-hash.XXXXXX)\n\
          printf '%s\\n' {hash} >\"$hash\"\n\
          chmod 0644 \"$hash\"\n\
-         mv -f \"$hash\" {hash_file}\n",
+         mv -f \"$hash\" {hash_file}\n\
+         stamp=$(mktemp /etc/rancher/k3s/.edgeops-stamp.XXXXXX)\n\
+         printf '%s %s\\n' \"$(/usr/local/bin/k3s --version | awk '{{print $3; exit}}')\" \"$(stat -c '%s %Y' /usr/local/bin/k3s)\" >\"$stamp\"\n\
+         chmod 0644 \"$stamp\"\n\
+         if cmp -s \"$stamp\" {stamp_file}; then rm -f \"$stamp\"; else mv -f \"$stamp\" {stamp_file}; fi\n",
         token_file = TOKEN_FILE_PATH,
         config = CONFIG_PATH,
         installer = spec.install_script(),
@@ -57,6 +64,7 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
         unit = unit,
         hash = shell_quote(&spec.config_hash),
         hash_file = CONFIG_HASH_PATH,
+        stamp_file = VERSION_STAMP_PATH,
     )
 }
 
