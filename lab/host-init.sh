@@ -11,6 +11,8 @@ mount --make-rprivate /
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$H/upper,workdir=$H/work" "$M"
 hostname "$NAME"
 ip link set lo up
+ip addr replace "$(cat "$H/address")/16" dev eth0
+ip link set eth0 up
 
 mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
@@ -34,7 +36,9 @@ for node in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
   IFS=: read -r n ma mi <<<"$node"
   mknod -m 0666 "$M/dev/$n" c "$ma" "$mi"
 done
-touch "$M/dev/console" && mount --bind /dev/null "$M/dev/console"
+# systemd's console output goes to a per-boot file next to the host's disk.
+: >"$H/systemd-console.log"
+touch "$M/dev/console" && mount --bind "$H/systemd-console.log" "$M/dev/console"
 mkdir -p "$M/dev/pts" "$M/dev/shm" "$M/dev/mqueue"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$M/dev/pts"
 ln -s pts/ptmx "$M/dev/ptmx"

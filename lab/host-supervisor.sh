@@ -21,6 +21,7 @@ kill_cgroup() {
 
 trap 'rm -f "$H/supervisor.pid"' EXIT
 echo $$ >"$H/supervisor.pid"
+failures=0
 while [[ ! -e "$H/stopped" ]]; do
   rm -f "$H/restart"
   mkdir -p "$CG"
@@ -40,10 +41,20 @@ while [[ ! -e "$H/stopped" ]]; do
   kill_cgroup
   echo "== PID 1 ended (status $rc)" >>"$H/console.log"
   [[ -e "$H/restart" ]] && continue
+  # A boot that lasted a minute resets the failure count.
+  (($(date +%s) - $(cat "$H/started_at") > 60)) && failures=0
   case $rc in
     129) ;;                                   # SIGHUP: reboot from inside the host
     130|0) touch "$H/stopped" ;;              # SIGINT / clean exit: poweroff or halt
     137) [[ -e "$H/stopped" ]] || sleep 1 ;;  # killed from outside without `stop`: come back
-    *) echo "== unexpected exit, restarting in 2 s" >>"$H/console.log"; sleep 2 ;;
+    *)
+      failures=$((failures + 1))
+      if ((failures >= 5)); then
+        echo "== PID 1 failed $failures times in a row; giving up (see systemd-console.log)" >>"$H/console.log"
+        touch "$H/stopped" "$H/failed"
+      else
+        echo "== unexpected exit, restarting in $((2 * failures)) s" >>"$H/console.log"
+        sleep $((2 * failures))
+      fi ;;
   esac
 done

@@ -219,18 +219,33 @@ ensure_bridge() {
   ip link set "$BRIDGE" up
 }
 
+# The host's namespace and cable: a veth pair, root side on the bridge, host side eth0 (the host's
+# init script gives eth0 its address). Cheap when already there: no process is spawned.
+host_net_ok() { [[ -e "/run/netns/$(host_ns "$1")" && -e "/sys/class/net/$(host_veth "$1")" ]]; }
+
 ensure_host_net() {
   local name=$1
-  local ns veth addr; ns=$(host_ns "$name"); veth=$(host_veth "$name"); addr=$(cat "$(host_dir "$name")/address")
-  [[ -e "/run/netns/$ns" ]] && ip -n "$ns" link show eth0 >/dev/null 2>&1 && return 0
+  host_net_ok "$name" && return 0
+  local ns veth; ns=$(host_ns "$name"); veth=$(host_veth "$name")
   ip netns del "$ns" 2>/dev/null || true
   ip link del "$veth" 2>/dev/null || true
   ip netns add "$ns"
   ip link add "$veth" type veth peer name eth0 netns "$ns"
   ip link set "$veth" master "$BRIDGE" up
-  ip -n "$ns" addr add "$addr/16" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" link set lo up
+}
+
+# ensure_host_net for many hosts with one `ip -batch` (hundreds of hosts in a second or two).
+ensure_hosts_net() {
+  local name ns veth batch=""
+  for name in "$@"; do
+    host_net_ok "$name" && continue
+    ns=$(host_ns "$name"); veth=$(host_veth "$name")
+    [[ -e "/run/netns/$ns" ]] && ip netns del "$ns" 2>/dev/null
+    [[ -e "/sys/class/net/$veth" ]] && ip link del "$veth" 2>/dev/null
+    batch+="netns add $ns"$'\n'"link add $veth type veth peer name eth0 netns $ns"$'\n'"link set $veth master $BRIDGE up"$'\n'
+  done
+  [[ -n "$batch" ]] && { printf '%s' "$batch" | ip -force -batch - >&2 || true; }
+  for name in "$@"; do host_net_ok "$name" || ensure_host_net "$name"; done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -244,7 +259,7 @@ host_running() {
 start_host() {
   local name=$1
   local h; h=$(host_dir "$name")
-  rm -f "$h/stopped" "$h/ready"
+  rm -f "$h/stopped" "$h/failed"
   host_running "$name" && return 0
   ensure_host_net "$name"
   # A host keeps the lower dir its disk was made on (a recipe change applies to new hosts only).
@@ -252,7 +267,7 @@ start_host() {
   [[ -f "$lower/.lab-ready" ]] || { lower=$(rootfs_dir); echo "$lower" >"$h/lower"; }
   [[ -f "$lower/.lab-ready" ]] || die "rootfs $lower is not prepared (run: scripts/lab build)"
   setsid "$LABDIR/host-supervisor.sh" "$name" "$h" "$(host_ns "$name")" "$(host_cg "$name")" \
-    "$lower" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 &
+    "$lower" "$(cat "$h/mode")" </dev/null >>"$h/supervisor.log" 2>&1 8>&- 9>&- &
   disown $! 2>/dev/null || true
 }
 
@@ -333,6 +348,19 @@ inventory_path() {
   else echo "$STATE/lab.toml"; fi
 }
 
+# Start a helper daemon of this lab in its own cgroup under the lab's, so `down` reaches it by
+# cgroup even if its pid file is lost. Writes the daemon's pid to PIDFILE.
+spawn_daemon() {
+  local cg=$1 pidfile=$2 logfile=$3; shift 3
+  mkdir -p "$cg"
+  (
+    echo "$BASHPID" >"$cg/cgroup.procs"
+    exec setsid "$@"
+  ) </dev/null >>"$logfile" 2>&1 8>&- 9>&- &
+  echo $! >"$pidfile"
+  disown $! 2>/dev/null || true
+}
+
 start_mirror() {
   local mirror="$LABDIR/k3s-sim/mirror.py"
   if [[ ! -f "$mirror" ]]; then
@@ -342,11 +370,22 @@ start_mirror() {
   local pid; pid=$(cat "$STATE/mirror.pid" 2>/dev/null || true)
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then return 0; fi
   mkdir -p "$STATE/mirror"
-  setsid python3 "$mirror" --listen "$BRIDGE_ADDR:$MIRROR_PORT" --state-dir "$STATE/mirror" \
-    </dev/null >>"$STATE/mirror.log" 2>&1 &
-  echo $! >"$STATE/mirror.pid"
-  disown $! 2>/dev/null || true
+  spawn_daemon "$CG_LAB/_mirror" "$STATE/mirror.pid" "$STATE/mirror.log" \
+    python3 "$mirror" --listen "$BRIDGE_ADDR:$MIRROR_PORT" --state-dir "$STATE/mirror"
   log "k3s mirror on http://$BRIDGE_ADDR:$MIRROR_PORT (log: $STATE/mirror.log)"
+}
+
+# Every systemd host uses several inotify instances; the default limit (128 per uid, and all
+# hosts run as root) stops systemd from starting beyond ~25 hosts. Only ever raise limits.
+raise_kernel_limits() {
+  local key want cur
+  for kv in fs.inotify.max_user_instances=65536 fs.inotify.max_user_watches=1048576 \
+    kernel.keys.maxkeys=20000 net.core.somaxconn=4096 net.ipv4.neigh.default.gc_thresh3=16384 \
+    net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh1=4096; do
+    key=${kv%%=*} want=${kv#*=}
+    cur=$(sysctl -n "$key" 2>/dev/null) || continue
+    ((cur < want)) && sysctl -qw "$key=$want" 2>/dev/null || true
+  done
 }
 
 lab_up() {
@@ -374,6 +413,7 @@ lab_up() {
     ssh-keygen -q -t ed25519 -N '' -C "edgeops-lab-$LAB_ID" -f "$STATE/id_ed25519"
   fi
   chmod 0600 "$STATE/id_ed25519"
+  raise_kernel_limits
   ensure_bridge
   mkdir -p "$STATE/hosts" "$CG_LAB"
 
@@ -389,15 +429,17 @@ lab_up() {
   pool_wait
   ((POOL_FAILED == 0)) || die "seeding $POOL_FAILED host(s) failed"
   write_lab_files
+  ((new)) && log "seeded $new new host disk(s) at +$((SECONDS - t0)) s"
 
   local names=()
-  for ((i = 1; i <= n; i++)); do
-    name=$(host_name "$i")
-    names+=("$name")
-    host_running "$name" || pool_run start_host "$name"
+  for ((i = 1; i <= n; i++)); do names+=("$(host_name "$i")"); done
+  ensure_hosts_net "${names[@]}"
+  for name in "${names[@]}"; do
+    host_running "$name" || start_host "$name"
   done
   pool_wait
   ((POOL_FAILED == 0)) || die "starting $POOL_FAILED host(s) failed"
+  log "launched hosts at +$((SECONDS - t0)) s; waiting for them to answer"
   start_mirror
   if ((wait)); then
     wait_ready "${timeout:-$((60 + n / 2))}" "${names[@]}" || die "hosts did not come up (see $STATE/hosts/*/console.log)"
@@ -610,7 +652,16 @@ lab_knob() {
       install -m 0600 "$tmp/key" "$root/etc/ssh/ssh_host_ed25519_key"
       install -m 0644 "$tmp/key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"
       rm -rf "$tmp"
-      [[ -n "$(host_pid1 "$name")" ]] && reload_sshd "$name"
+      if [[ -n "$(host_pid1 "$name")" ]]; then
+        reload_sshd "$name"
+        # sshd re-executes itself on SIGHUP and briefly stops listening: wait until it serves the
+        # new key, so the next client sees the rotation and not a refused connection.
+        local want i; want=$(cut -d' ' -f2 "$root/etc/ssh/ssh_host_ed25519_key.pub")
+        for i in $(seq 50); do
+          ssh-keyscan -t ed25519 -T 2 "$(cat "$h/address")" 2>/dev/null | grep -qF "$want" && break
+          sleep 0.1
+        done
+      fi
       if [[ "${1:-}" == "--update-known-hosts" ]]; then
         cut -d' ' -f1,2 "$root/etc/ssh/ssh_host_ed25519_key.pub" >"$h/known_key"
         lock_lab; write_lab_files; flock -u 9
@@ -632,10 +683,9 @@ lab_knob() {
       local ms="${1:-}"
       [[ "$ms" =~ ^[0-9]+$ ]] || die "usage: delay HOST MS (added per direction)"
       kill_pidfile "$h/delay.pid"
-      nsenter --net="/run/netns/$(host_ns "$name")" setsid /usr/bin/python3 "$LABDIR/delay-proxy.py" \
-        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms" </dev/null >>"$h/delay.log" 2>&1 &
-      echo $! >"$h/delay.pid"
-      disown $! 2>/dev/null || true
+      spawn_daemon "$CG_LAB/_delay-$name" "$h/delay.pid" "$h/delay.log" \
+        nsenter --net="/run/netns/$(host_ns "$name")" /usr/bin/python3 "$LABDIR/delay-proxy.py" \
+        --listen 0.0.0.0:2222 --target 127.0.0.1:22 --delay-ms "$ms"
       local i
       for i in $(seq 100); do
         nsenter --net="/run/netns/$(host_ns "$name")" ss -Htln 'sport = :2222' | grep -q . && break
@@ -655,6 +705,7 @@ NFT
     undelay)
       nft_in_host "$name" delete table ip labdelay 2>/dev/null || true
       kill_pidfile "$h/delay.pid"
+      rmdir "$CG_LAB/_delay-$name" 2>/dev/null || true
       rm -f "$h/delay_ms"
       log "$name: no delay" ;;
     mirror-cut)

@@ -199,6 +199,9 @@ rejects! {
     disable_typo at "3:12": ["`traefic` is not a k3s component", "did you mean `traefik`?"];
     host_key_policy_typo at "5:19": ["unknown host_key_policy `accept_new`", "did you mean `accept-new`?"];
     concurrency_per_host at "7:23": ["`concurrency` is not a per-host setting"];
+    secret_in_env_name at "3:13": ["`token_env` is not an environment variable name", "e.g. `K3S_TOKEN`"];
+    secret_in_syntax_error at "3:32": ["invalid basic string", "token = ****"];
+    hosts_single_brackets at "3:1": ["expected a list", "write `[[hosts]]`"];
 }
 
 #[test]
@@ -207,6 +210,8 @@ fn inline_secrets_are_never_echoed() {
         ("inline_token", "s3cr3t-value"),
         ("inline_sudo_password", "hunter2-secret"),
         ("inline_gitlab_token", "glpat-abcdefsecret"),
+        ("secret_in_env_name", "xyzsecret"),
+        ("secret_in_syntax_error", "s3cr3t"),
     ] {
         let path = format!("tests/fixtures/inventory/bad/{fixture}.toml");
         let assert = check(&[&path]).code(2);
@@ -235,4 +240,30 @@ fn unknown_key_rendering() {
 fn inline_secret_rendering() {
     let err = stderr_of(&check(&["tests/fixtures/inventory/bad/inline_token.toml"]).code(2));
     insta::assert_snapshot!("inline_token", err);
+}
+
+#[test]
+fn tilde_expands_to_home_and_default_keys_are_found() {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    std::fs::write(ssh.join("id_ed25519"), "placeholder").unwrap();
+    std::fs::write(ssh.join("edge"), "placeholder").unwrap();
+    let inventory = home.path().join("inv.toml");
+    std::fs::write(
+        &inventory,
+        "[cluster]\nname = \"lab\"\n\n[[hosts]]\nname = \"s1\"\nrole = \"server\"\n\n\
+         [[hosts]]\nname = \"a1\"\nrole = \"agent\"\nssh = { identity_files = [\"~/.ssh/edge\"] }\n",
+    )
+    .unwrap();
+    let assert = cargo_bin_cmd!("edgeops")
+        .env("HOME", home.path())
+        .args(["check", "--output", "json"])
+        .arg(&inventory)
+        .assert()
+        .success();
+    let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let files = |i: usize| json["hosts"][i]["ssh"]["identity_files"].clone();
+    assert_eq!(files(0), serde_json::json!([ssh.join("id_ed25519")]));
+    assert_eq!(files(1), serde_json::json!([ssh.join("edge")]));
 }

@@ -1,32 +1,17 @@
 //! Lab tests of the k3s simulator (lab/k3s-sim) on lab hosts (namespaced Debian hosts with
 //! systemd and sshd, see docs/LAB.md), driven with plain ssh the way an operator would: the
 //! installer piped from the lab mirror, tokens read with sudo, kubectl on the hosts and from
-//! the workstation. Needs root and `scripts/lab`; fails with a clear reason when they are missing.
-//!
-//! All tests share one lab (id $K3S_SIM_LAB_ID, default 6, so lab 0 stays free for people) and
-//! use disjoint hosts; the last test to finish tears the lab down.
+//! the workstation. Each test owns a lab (tests/support allocates the id); root is required.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::process::{Command, Output};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::Lab;
 
 const PINNED: &str = "v1.31.4+k3s1";
-const HOSTS: usize = 7;
-const TESTS_IN_FILE: usize = 4;
-
-struct Lab {
-    id: String,
-    env: HashMap<String, String>,
-    addrs: HashMap<String, String>,
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -40,152 +25,40 @@ fn sq(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-impl Lab {
-    fn script(id: &str, args: &[&str]) -> Output {
-        Command::new(repo().join("scripts/lab"))
-            .args(args)
-            .env("EDGEOPS_LAB_ID", id)
-            .output()
-            .expect("run scripts/lab")
-    }
-
-    fn up() -> Lab {
-        let uid = Command::new("id").arg("-u").output().unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "the k3s lab tests need root (namespaces, bridges)"
-        );
-        let id = std::env::var("K3S_SIM_LAB_ID").unwrap_or_else(|_| "6".to_string());
-        let out = Lab::script(&id, &["up", &HOSTS.to_string()]);
-        assert!(
-            out.status.success(),
-            "scripts/lab up {HOSTS} failed:\n{}",
-            text(&out)
-        );
-        let env = text(&Lab::script(&id, &["env"]))
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>();
-        let status = text(&Lab::script(&id, &["status"]));
-        let addrs = status
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split_whitespace();
-                let (name, addr) = (f.next()?, f.next()?);
-                name.starts_with("lab-")
-                    .then(|| (name.to_string(), addr.to_string()))
-            })
-            .collect::<HashMap<_, _>>();
-        assert!(
-            addrs.len() >= HOSTS,
-            "lab status lists {} hosts:\n{status}",
-            addrs.len()
-        );
-        Lab { id, env, addrs }
-    }
-
-    fn addr(&self, host: &str) -> &str {
-        &self.addrs[host]
-    }
-
-    fn mirror(&self) -> &str {
-        &self.env["LAB_MIRROR_URL"]
-    }
-
-    fn ssh(&self, host: &str, cmd: &str) -> Output {
-        Command::new("ssh")
-            .args(["-i", &self.env["LAB_KEY"]])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.env["LAB_KNOWN_HOSTS"]
-            ))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=20",
-            ])
-            .arg(format!("{}@{}", self.env["LAB_USER"], self.addr(host)))
-            .arg(cmd)
-            .output()
-            .expect("run ssh")
-    }
-
-    fn ssh_ok(&self, host: &str, cmd: &str) -> String {
-        let out = self.ssh(host, cmd);
-        assert!(
-            out.status.success(),
-            "{host}: `{cmd}` failed:\n{}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// `curl -sfL MIRROR/install.sh | sudo env VARS sh -`, with the mirror as channel + release source.
-    fn install(&self, host: &str, vars: &[(&str, &str)]) -> Output {
-        let mut env = format!(
-            "INSTALL_K3S_CHANNEL_URL={} GITHUB_URL={}",
-            sq(&format!("{}/v1-release/channels", self.mirror())),
-            sq(&format!("{}/k3s-io/k3s/releases", self.mirror()))
-        );
-        for (k, v) in vars {
-            env.push_str(&format!(" {k}={}", sq(v)));
-        }
-        self.ssh(
-            host,
-            &format!(
-                "set -o pipefail 2>/dev/null; curl -sfL {}/install.sh | sudo env {env} sh -",
-                self.mirror()
-            ),
-        )
-    }
-
-    fn fault(&self, host: &str, args: &[&str]) {
-        let mut all = vec!["k3s-fault", host];
-        all.extend_from_slice(args);
-        let out = Lab::script(&self.id, &all);
-        assert!(
-            out.status.success(),
-            "scripts/lab k3s-fault {host} {args:?}: {}",
-            text(&out)
-        );
-    }
-
-    fn nodes(&self, server: &str) -> Vec<Value> {
-        let out = self.ssh(server, "sudo k3s kubectl get nodes -o json");
-        if !out.status.success() {
-            return vec![];
-        }
-        serde_json::from_slice::<Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v["items"].as_array().cloned())
-            .unwrap_or_default()
-    }
+fn mirror(lab: &Lab) -> String {
+    format!("http://{}:8080", lab.bridge_address())
 }
 
-static LAB: OnceLock<Lab> = OnceLock::new();
-static FINISHED: Mutex<usize> = Mutex::new(0);
-
-/// Shared lab for this file; dropping the lease of the last test tears the lab down.
-struct Lease(&'static Lab);
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let mut done = FINISHED.lock().unwrap_or_else(|e| e.into_inner());
-        *done += 1;
-        if *done == TESTS_IN_FILE {
-            let _ = Lab::script(&self.0.id, &["down"]);
-        }
+/// `curl -sfL MIRROR/install.sh | sudo env VARS sh -`, with the mirror as channel + release source.
+fn install(lab: &Lab, host: &str, vars: &[(&str, &str)]) -> Output {
+    let m = mirror(lab);
+    let mut env = format!(
+        "INSTALL_K3S_CHANNEL_URL={} GITHUB_URL={}",
+        sq(&format!("{m}/v1-release/channels")),
+        sq(&format!("{m}/k3s-io/k3s/releases"))
+    );
+    for (k, v) in vars {
+        env.push_str(&format!(" {k}={}", sq(v)));
     }
+    lab.ssh(
+        host,
+        &format!("set -o pipefail; curl -sfL {m}/install.sh | sudo env {env} sh -"),
+    )
 }
 
-fn lab() -> Lease {
-    Lease(LAB.get_or_init(Lab::up))
+fn nodes(lab: &Lab, server: &str) -> Vec<Value> {
+    let out = lab.ssh(server, "sudo k3s kubectl get nodes -o json");
+    if !out.status.success() {
+        return vec![];
+    }
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn addr(lab: &Lab, host: &str) -> String {
+    lab.host(host).address.clone()
 }
 
 fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -247,9 +120,8 @@ fn assert_no_k3s_left(lab: &Lab, host: &str) {
 
 #[test]
 fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
-    let lease = lab();
-    let lab = lease.0;
-    let out = lab.install("lab-01", &[("INSTALL_K3S_CHANNEL", "stable")]);
+    let lab = Lab::start(3);
+    let out = install(&lab, "lab-01", &[("INSTALL_K3S_CHANNEL", "stable")]);
     assert!(out.status.success(), "server install:\n{}", text(&out));
     assert!(
         text(&out).contains(&format!("Using {PINNED} as release")),
@@ -282,12 +154,13 @@ fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
     let kubeconfig = lab.ssh_ok("lab-01", "sudo cat /etc/rancher/k3s/k3s.yaml");
     assert!(kubeconfig.contains("server: https://127.0.0.1:6443"));
 
-    let url = format!("https://{}:6443", lab.addr("lab-01"));
+    let url = format!("https://{}:6443", addr(&lab, "lab-01"));
     std::thread::scope(|s| {
         for agent in ["lab-02", "lab-03"] {
-            let (url, token) = (&url, &token);
+            let (url, token, lab) = (&url, &token, &lab);
             s.spawn(move || {
-                let out = lab.install(
+                let out = install(
+                    lab,
                     agent,
                     &[
                         ("K3S_URL", url),
@@ -309,7 +182,7 @@ fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
     });
 
     let nodes = wait_until("three Ready nodes", Duration::from_secs(120), || {
-        let nodes = lab.nodes("lab-01");
+        let nodes = nodes(&lab, "lab-01");
         (nodes.len() == 3 && nodes.iter().all(|n| ready(n).0 == "True")).then_some(nodes)
     });
     let mut names: Vec<&str> = nodes
@@ -330,7 +203,7 @@ fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
 
     // Debian's kubectl on the workstation, with the fetched kubeconfig pointed at the server.
     let kubectl = real_kubectl();
-    let kc_path = std::env::temp_dir().join(format!("k3s-sim-lab{}-kubeconfig", lab.id));
+    let kc_path = std::env::temp_dir().join(format!("k3s-sim-lab{}-kubeconfig", lab.id()));
     std::fs::write(&kc_path, kubeconfig.replace("https://127.0.0.1:6443", &url)).unwrap();
     let out = Command::new(&kubectl)
         .arg("--kubeconfig")
@@ -349,26 +222,26 @@ fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
 
     let out = lab.ssh("lab-03", "sudo k3s-agent-uninstall.sh");
     assert!(out.status.success(), "agent uninstall:\n{}", text(&out));
-    assert_no_k3s_left(lab, "lab-03");
+    assert_no_k3s_left(&lab, "lab-03");
     let out = lab.ssh("lab-01", "sudo k3s-uninstall.sh");
     assert!(out.status.success(), "server uninstall:\n{}", text(&out));
-    assert_no_k3s_left(lab, "lab-01");
+    assert_no_k3s_left(&lab, "lab-01");
 }
 
 #[test]
 fn agent_with_wrong_token_is_refused_and_fails() {
-    let lease = lab();
-    let lab = lease.0;
-    let out = lab.install("lab-04", &[("INSTALL_K3S_VERSION", PINNED)]);
+    let lab = Lab::start(2);
+    let out = install(&lab, "lab-01", &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(out.status.success(), "server install:\n{}", text(&out));
     let token = lab
-        .ssh_ok("lab-04", "sudo cat /var/lib/rancher/k3s/server/node-token")
+        .ssh_ok("lab-01", "sudo cat /var/lib/rancher/k3s/server/node-token")
         .trim()
         .to_string();
     let wrong = format!("{}::server:0123456789abcdef0123456789abcdef", &token[..67]);
-    let url = format!("https://{}:6443", lab.addr("lab-04"));
-    let out = lab.install(
-        "lab-05",
+    let url = format!("https://{}:6443", addr(&lab, "lab-01"));
+    let out = install(
+        &lab,
+        "lab-02",
         &[
             ("K3S_URL", &url),
             ("K3S_TOKEN", &wrong),
@@ -380,28 +253,27 @@ fn agent_with_wrong_token_is_refused_and_fails() {
         "the agent must fail to start:\n{}",
         text(&out)
     );
-    let state = lab.ssh("lab-05", "systemctl is-active k3s-agent");
+    let state = lab.ssh("lab-02", "systemctl is-active k3s-agent");
     assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
-    let journal = lab.ssh_ok("lab-05", "sudo journalctl -u k3s-agent --no-pager");
+    let journal = lab.ssh_ok("lab-02", "sudo journalctl -u k3s-agent --no-pager");
     assert!(
         journal.contains("401 Unauthorized"),
         "agent journal:\n{journal}"
     );
-    let nodes = lab.nodes("lab-04");
+    let nodes = nodes(&lab, "lab-01");
     assert!(!nodes.is_empty(), "server lists its own node");
     assert!(
-        nodes.iter().all(|n| n["metadata"]["name"] != "lab-05"),
+        nodes.iter().all(|n| n["metadata"]["name"] != "lab-02"),
         "refused agent must not register"
     );
 }
 
 #[test]
 fn corrupted_artifact_fails_the_install_with_a_checksum_error() {
-    let lease = lab();
-    let lab = lease.0;
-    let corrupt = Path::new(&lab.env["LAB_STATE"]).join("mirror/corrupt");
+    let lab = Lab::start(1);
+    let corrupt = lab.state_dir().join("mirror/corrupt");
     std::fs::write(&corrupt, "v1.30.8+k3s1/k3s\n").unwrap();
-    let out = lab.install("lab-06", &[("INSTALL_K3S_VERSION", "v1.30.8+k3s1")]);
+    let out = install(&lab, "lab-01", &[("INSTALL_K3S_VERSION", "v1.30.8+k3s1")]);
     std::fs::remove_file(&corrupt).unwrap();
     assert!(!out.status.success());
     assert!(
@@ -409,46 +281,44 @@ fn corrupted_artifact_fails_the_install_with_a_checksum_error() {
         "{}",
         text(&out)
     );
-    let left = lab.ssh("lab-06", "test -e /usr/local/bin/k3s");
+    let left = lab.ssh("lab-01", "test -e /usr/local/bin/k3s");
     assert!(
         !left.status.success(),
         "corrupted binary must not be installed"
     );
-    let log = std::fs::read_to_string(Path::new(&lab.env["LAB_STATE"]).join("mirror/requests.log"))
-        .unwrap();
+    let log = std::fs::read_to_string(lab.state_dir().join("mirror/requests.log")).unwrap();
     let fetched = format!(
         "{} GET /k3s-io/k3s/releases/download/v1.30.8+k3s1/k3s 200",
-        lab.addr("lab-06")
+        addr(&lab, "lab-01")
     );
     assert!(log.contains(&fetched), "mirror log lacks `{fetched}`");
 
     // Same install with the artifact intact works.
-    let out = lab.install("lab-06", &[("INSTALL_K3S_VERSION", "v1.30.8+k3s1")]);
+    let out = install(&lab, "lab-01", &[("INSTALL_K3S_VERSION", "v1.30.8+k3s1")]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        lab.ssh_ok("lab-06", "k3s --version")
+        lab.ssh_ok("lab-01", "k3s --version")
             .starts_with("k3s version v1.30.8+k3s1")
     );
 }
 
 #[test]
 fn fault_knobs_fail_install_crashloop_and_never_ready() {
-    let lease = lab();
-    let lab = lease.0;
-    let host = "lab-07";
-    lab.fault(host, &["install-fail"]);
-    let out = lab.install(host, &[("INSTALL_K3S_VERSION", PINNED)]);
+    let lab = Lab::start(1);
+    let host = "lab-01";
+    lab.k3s_fault(host, "install-fail", "");
+    let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("k3s-sim fault install-fail"),
         "{}",
         text(&out)
     );
-    lab.fault(host, &["--clear", "install-fail"]);
+    lab.k3s_fault_clear(host);
 
-    lab.fault(host, &["crashloop"]);
-    lab.fault(host, &["slow-install", "1"]);
-    let out = lab.install(host, &[("INSTALL_K3S_VERSION", PINNED)]);
+    lab.k3s_fault(host, "crashloop", "");
+    lab.k3s_fault(host, "slow-install", "1");
+    let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(
         !out.status.success(),
         "a crashing service fails the install:\n{}",
@@ -461,21 +331,22 @@ fn fault_knobs_fail_install_crashloop_and_never_ready() {
     );
     let state = lab.ssh(host, "systemctl is-active k3s");
     assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
-    lab.fault(host, &["--clear", "crashloop"]);
-    lab.fault(host, &["--clear", "slow-install"]);
+    lab.k3s_fault_clear(host);
 
     // never-ready: the node registers and heartbeats but reports NotReady.
-    lab.fault(host, &["never-ready"]);
+    lab.k3s_fault(host, "never-ready", "");
     lab.ssh_ok(
         host,
         "echo 0 | sudo tee /etc/k3s-sim/ready-delay >/dev/null",
     );
     lab.ssh_ok(host, "sudo systemctl restart k3s");
     let first = wait_until("node registered", Duration::from_secs(60), || {
-        lab.nodes(host).into_iter().find(|n| ready(n).0 == "False")
+        nodes(&lab, host)
+            .into_iter()
+            .find(|n| ready(n).0 == "False")
     });
     let later = wait_until("a later heartbeat", Duration::from_secs(60), || {
-        lab.nodes(host)
+        nodes(&lab, host)
             .into_iter()
             .find(|n| ready(n).2 != ready(&first).2)
     });
@@ -484,10 +355,195 @@ fn fault_knobs_fail_install_crashloop_and_never_ready() {
         (status.as_str(), reason.as_str()),
         ("False", "KubeletNotReady")
     );
-    lab.fault(host, &["--clear", "never-ready"]);
+    lab.k3s_fault_clear(host);
     wait_until(
         "Ready once the fault is cleared",
         Duration::from_secs(60),
-        || lab.nodes(host).into_iter().find(|n| ready(n).0 == "True"),
+        || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
     );
+}
+
+#[test]
+fn ha_servers_join_the_cluster_init_server_and_serve_agents() {
+    let lab = Lab::start(3);
+    let secret = "lab-shared-secret";
+    let out = install(
+        &lab,
+        "lab-01",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_EXEC", "server --cluster-init"),
+            ("K3S_TOKEN", secret),
+        ],
+    );
+    assert!(out.status.success(), "first server:\n{}", text(&out));
+    let first = format!("https://{}:6443", addr(&lab, "lab-01"));
+    let out = install(
+        &lab,
+        "lab-02",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_EXEC", "server"),
+            ("K3S_URL", &first),
+            ("K3S_TOKEN", secret),
+        ],
+    );
+    assert!(out.status.success(), "joining server:\n{}", text(&out));
+    let read_token =
+        |host: &str| lab.ssh_ok(host, "sudo cat /var/lib/rancher/k3s/server/node-token");
+    let token = read_token("lab-01");
+    assert!(
+        token.ends_with(&format!("::server:{secret}")),
+        "the given secret is the token's secret"
+    );
+    assert_eq!(
+        read_token("lab-02"),
+        token,
+        "joined servers share the cluster CA, hence the token"
+    );
+
+    // An agent joins through the second server.
+    let second = format!("https://{}:6443", addr(&lab, "lab-02"));
+    let out = install(
+        &lab,
+        "lab-03",
+        &[
+            ("K3S_URL", &second),
+            ("K3S_TOKEN", &token),
+            ("INSTALL_K3S_VERSION", PINNED),
+        ],
+    );
+    assert!(out.status.success(), "agent:\n{}", text(&out));
+
+    let all = wait_until(
+        "three Ready nodes seen from the second server",
+        Duration::from_secs(120),
+        || {
+            let nodes = nodes(&lab, "lab-02");
+            (nodes.len() == 3 && nodes.iter().all(|n| ready(n).0 == "True")).then_some(nodes)
+        },
+    );
+    for n in &all {
+        let name = n["metadata"]["name"].as_str().unwrap();
+        let etcd = n["metadata"]["labels"]["node-role.kubernetes.io/etcd"] == "true";
+        assert_eq!(etcd, name != "lab-03", "{name}: etcd role on servers only");
+    }
+}
+
+fn main_pid(lab: &Lab, host: &str, unit: &str) -> String {
+    lab.ssh_ok(host, &format!("systemctl show -p MainPID --value {unit}"))
+}
+
+#[test]
+fn rerun_is_idempotent_and_a_new_version_upgrades_the_nodes() {
+    let lab = Lab::options(2).arch("aarch64").start();
+    let old = "v1.31.3+k3s1";
+    let server = [("INSTALL_K3S_VERSION", old), ("K3S_KUBECONFIG_MODE", "644")];
+    let out = install(&lab, "lab-01", &server);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = lab.ssh_ok("lab-01", "sudo cat /var/lib/rancher/k3s/server/node-token");
+    let url = format!("https://{}:6443", addr(&lab, "lab-01"));
+    let agent = |version: &str| {
+        install(
+            &lab,
+            "lab-02",
+            &[
+                ("K3S_URL", &url),
+                ("K3S_TOKEN", &token),
+                ("INSTALL_K3S_VERSION", version),
+            ],
+        )
+    };
+    let out = agent(old);
+    assert!(out.status.success(), "{}", text(&out));
+    let versions = |want: &str| {
+        let nodes = nodes(&lab, "lab-01");
+        (nodes.len() == 2
+            && nodes
+                .iter()
+                .all(|n| ready(n).0 == "True" && n["status"]["nodeInfo"]["kubeletVersion"] == want))
+        .then_some(nodes)
+    };
+    let before = wait_until(
+        "two Ready nodes on the old version",
+        Duration::from_secs(120),
+        || versions(old),
+    );
+    assert!(
+        before
+            .iter()
+            .all(|n| n["status"]["nodeInfo"]["architecture"] == "arm64")
+    );
+    // K3S_KUBECONFIG_MODE reaches the server: the login user reads the kubeconfig without sudo.
+    let table = lab.ssh_ok("lab-01", "kubectl get nodes");
+    assert!(table.contains(old), "{table}");
+
+    // Same settings again: no restart.
+    let pid = main_pid(&lab, "lab-01", "k3s");
+    let out = install(&lab, "lab-01", &server);
+    assert!(
+        text(&out).contains("No change detected so skipping service start"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(main_pid(&lab, "lab-01", "k3s"), pid);
+
+    // A new version restarts both services and the nodes report it.
+    let out = install(
+        &lab,
+        "lab-01",
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("K3S_KUBECONFIG_MODE", "644"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = agent(PINNED);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until(
+        "both nodes on the new version",
+        Duration::from_secs(120),
+        || versions(PINNED),
+    );
+    assert!(
+        lab.ssh_ok("lab-02", "k3s --version")
+            .starts_with(&format!("k3s version {PINNED}"))
+    );
+}
+
+#[test]
+fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
+    let lab = Lab::options(1).pi(1).start();
+    let host = "lab-01";
+    let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
+    assert!(
+        !out.status.success(),
+        "k3s must not start on a Pi without the memory cgroup:\n{}",
+        text(&out)
+    );
+    let journal = lab.ssh_ok(host, "sudo journalctl -u k3s --no-pager");
+    assert!(
+        journal.contains("failed to find memory cgroup"),
+        "{journal}"
+    );
+
+    lab.ssh_ok(
+        host,
+        "sudo sed -i '1 s/$/ cgroup_memory=1 cgroup_enable=memory/' /boot/firmware/cmdline.txt",
+    );
+    let before_reboot = lab.ssh(host, "sudo systemctl restart k3s");
+    assert!(
+        !before_reboot.status.success(),
+        "the flags only count after a reboot"
+    );
+
+    let old = lab.boot_id(host);
+    lab.reboot(host);
+    lab.wait_for_new_boot(host, &old, Duration::from_secs(120));
+    let node = wait_until(
+        "the Pi node Ready after the reboot",
+        Duration::from_secs(120),
+        || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
+    );
+    assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
 }

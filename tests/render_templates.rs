@@ -281,31 +281,26 @@ fn with_secrets_writes_the_join_token_0600_and_placeholders_otherwise() {
         "<k3s-join-token>\n"
     );
 
-    // The only test in this binary that touches this variable (the pi inventory's token source).
-    // SAFETY: no other thread reads or writes it.
-    unsafe { std::env::set_var("EDGEOPS_PI_LAB_TOKEN", "K10pi-lab-not-a-real-token") };
-    let err = render_bundle(
-        &pi_inventory(),
-        &RenderOptions {
-            with_secrets: true,
-            ..RenderOptions::default()
-        },
-    )
-    .unwrap_err();
+    // A file source: tests must not set environment variables while other threads read them.
+    let secrets = tempfile::tempdir().unwrap();
+    let token_source = secrets.path().join("join-token");
+    let mut inventory = pi_inventory();
+    inventory.cluster.token = inventory::SecretSource::File(token_source.clone());
+    let with_secrets = RenderOptions {
+        with_secrets: true,
+        ..RenderOptions::default()
+    };
+    std::fs::write(&token_source, "K10pi-lab-not-a-real-token\n").unwrap();
+    let err = render_bundle(&inventory, &with_secrets).unwrap_err();
     assert!(
-        format!("{err:#}")
-            .contains("the join token from environment variable EDGEOPS_PI_LAB_TOKEN is invalid"),
+        format!("{err:#}").contains(&format!(
+            "the join token from {} is invalid",
+            token_source.display()
+        )),
         "{err:#}"
     );
-    unsafe { std::env::set_var("EDGEOPS_PI_LAB_TOKEN", "pi-lab-join-secret") };
-    let bundle = render_bundle(
-        &pi_inventory(),
-        &RenderOptions {
-            with_secrets: true,
-            ..RenderOptions::default()
-        },
-    )
-    .unwrap();
+    std::fs::write(&token_source, "pi-lab-join-secret\n").unwrap();
+    let bundle = render_bundle(&inventory, &with_secrets).unwrap();
     let token_file = bundle
         .files
         .iter()
@@ -346,9 +341,19 @@ fn a_templates_dir_overrides_single_templates() {
         "gitlabUrl: {{ gitlab_url | tojson }}\nrunnerToken: {{ runner_token | tojson }}\nconcurrent: {{ concurrent * 2 }}\n",
     )
     .unwrap();
+    let typo = dir.path().join("gitlab/agent-value.yaml.j2");
+    std::fs::write(&typo, "never used").unwrap();
     let mut inventory = ha_inventory();
     inventory.gitlab.as_mut().unwrap().templates_dir = Some(dir.path().to_owned());
     let bundle = render_bundle(&inventory, &RenderOptions::default()).unwrap();
+    assert!(
+        bundle.notes.contains(&format!(
+            "{} matches no built-in template and is not used",
+            typo.display()
+        )),
+        "{:?}",
+        bundle.notes
+    );
     let values = bundle
         .files
         .iter()

@@ -204,14 +204,13 @@ download_and_verify() {
     if [ "${HASH_EXPECTED}" != "${HASH_BIN}" ]; then
         fatal "Download sha256 does not match ${HASH_EXPECTED}, got ${HASH_BIN}"
     fi
-    simulate_slow_install
     chmod 755 "${TMP_BIN}"
     info "Installing k3s to ${BIN_DIR}/k3s"
     $SUDO chown root:root "${TMP_BIN}"
     $SUDO mv -f "${TMP_BIN}" "${BIN_DIR}/k3s"
 }
 
-# --- lab fault knobs ---
+# --- lab fault knobs (files written by `scripts/lab k3s-fault`) ---
 simulate_slow_install() {
     if [ -f "${SIM_FAULTS}/slow-install" ]; then
         secs=$(cat "${SIM_FAULTS}/slow-install")
@@ -389,6 +388,7 @@ service_enable_and_start() {
     check_supervisor
     setup_env "$@"
     download_and_verify
+    simulate_slow_install
     create_symlinks
     simulate_install_failure
     create_killall

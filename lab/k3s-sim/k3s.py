@@ -687,6 +687,10 @@ class Store:
                 log("warning", "ignoring unreadable datastore %s: %s" % (path, e))
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.ensure_namespace(ns)
+        # After a restart (e.g. an upgrade) nodes keep their last reported state until the
+        # grace period runs out, as they would in a real apiserver.
+        for name, node in self.state["nodes"].items():
+            self.heartbeats[name] = (time.time(), bool(node.get("ready")))
         self.save()
 
     def bump(self):
@@ -780,6 +784,9 @@ class Store:
             if node["password"] != hashlib.sha256(password.encode()).hexdigest():
                 return 403
             self.heartbeats[name] = (time.time(), bool(ready))
+            if node.get("ready") != bool(ready):
+                node["ready"] = bool(ready)
+                self.save()
             return 200
 
     def node_state(self, name):
@@ -1375,9 +1382,31 @@ class App:
     store = None
 
 
+def memory_cgroup_missing():
+    """A Raspberry Pi boots without the memory cgroup unless cmdline.txt enables it.
+
+    The lab shares one kernel, so the simulator models the Pi firmware: the flags count once
+    cmdline.txt has them and the host has booted since the file was written (/run/lab/boot_id
+    is written at every lab boot). /etc/k3s-sim/memory-cgroup forces the check off.
+    """
+    model = read_text("/sys/firmware/devicetree/base/model") or ""
+    if "Raspberry Pi" not in model or os.path.exists(os.path.join(SIM_CONF, "memory-cgroup")):
+        return False
+    path = next((p for p in ("/boot/firmware/cmdline.txt", "/boot/cmdline.txt") if os.path.exists(p)), None)
+    words = (read_text(path) or "").split() if path else []
+    if "cgroup_memory=1" not in words or "cgroup_enable=memory" not in words:
+        return True
+    try:
+        return os.stat(path).st_mtime > os.stat("/run/lab/boot_id").st_mtime
+    except OSError:
+        return False
+
+
 def common_start(cfg, role):
     if fault("crashloop"):
         fatal("k3s-sim fault crashloop: simulated %s crash on startup" % role)
+    if memory_cgroup_missing():
+        fatal("Error: failed to find memory cgroup (v2)")
     data_dir = cfg.get("data-dir") or "/var/lib/rancher/k3s"
     runtime_dirs = ["/run/k3s/containerd"] if data_dir == "/var/lib/rancher/k3s" else []
     for d in runtime_dirs + [os.path.join(data_dir, "agent", "images"), os.path.join(data_dir, "data")]:
@@ -1621,9 +1650,10 @@ def resource_path(resource, ns, name=None):
     return p + ("/" + name if name else "")
 
 
-def print_table(resource, items, wide, all_ns):
+def print_table(resource, items, wide, all_ns, ns):
     if not items:
-        sys.stderr.write("No resources found\n" if not all_ns else "No resources found\n")
+        where = " in %s namespace" % ns if resource in NAMESPACED and not all_ns else ""
+        sys.stderr.write("No resources found%s.\n" % where)
         return
     base, extra, rowf = TABLES[resource]
     cols = base + (extra if wide else [])
@@ -1665,6 +1695,8 @@ def jsonpath(obj, expr):
         return json.dumps(v) if isinstance(v, (dict, list)) else ("true" if v is True else "false" if v is False else str(v))
 
     out = ""
+    if re.search(r"\{\s*(range|end)\b", expr):
+        raise KubectlError("error: jsonpath {range} is not supported by the k3s simulator's kubectl")
     for lit, expr_ in re.findall(r"([^{]*)(?:\{([^}]*)\})?", expr):
         out += lit.replace("\\n", "\n")
         if expr_:
@@ -1758,7 +1790,7 @@ def kubectl(argv):
         elif out.startswith("jsonpath="):
             sys.stdout.write(jsonpath(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List"}, out.split("=", 1)[1].strip("'")))
         elif out in ("", "wide"):
-            print_table(resource, items, out == "wide", opts["all"])
+            print_table(resource, items, out == "wide", opts["all"], ns)
         else:
             raise KubectlError("error: unable to match a printer suitable for the output format \"%s\" (simulator)" % out)
         return 0

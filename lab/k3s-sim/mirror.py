@@ -6,7 +6,8 @@ Serves, on one address only:
   /v1-release/channels                          channel list (JSON shaped like update.k3s.io)
   /v1-release/channels/<name>                   302 to /k3s-io/k3s/releases/tag/<version>
   /k3s-io/k3s/releases/tag/<version>            a small release page (what the redirect lands on)
-  /k3s-io/k3s/releases/download/<version>/<asset>   k3s, k3s-arm64, k3s-armhf, sha256sum-*.txt
+  /k3s-io/k3s/releases/download/<version>/<asset>   k3s, k3s-arm64, k3s-armhf, sha256sum-*.txt,
+                                                k3s-airgap-images-<arch>.tar.gz, k3s-images.txt
 Artifacts are (re)built into STATE_DIR from k3s.py when the sources change. Every request is
 appended to STATE_DIR/requests.log. An asset listed in STATE_DIR/corrupt (lines VERSION/ASSET,
 re-read on every request) or given with --corrupt is served with altered bytes, so its checksum
@@ -15,13 +16,16 @@ Python 3.11 stdlib only.
 """
 
 import argparse
+import gzip
 import hashlib
 import http.server
+import io
 import json
 import os
 import shutil
 import socketserver
 import sys
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -51,6 +55,28 @@ def sources_digest():
     return h.hexdigest()
 
 
+def image_list(version):
+    """The images a k3s release pulls (k3s-images.txt), enough to make an air-gap bundle look right."""
+    return "".join("docker.io/rancher/%s\n" % i for i in (
+        "klipper-helm:v0.9.3-build20241008", "klipper-lb:v0.4.9", "local-path-provisioner:v0.0.30",
+        "mirrored-coredns-coredns:1.12.0", "mirrored-library-busybox:1.36.1",
+        "mirrored-library-traefik:2.11.10", "mirrored-metrics-server:v0.7.2", "mirrored-pause:3.6"))
+
+
+def airgap_images(version, arch):
+    """A small, valid tar.gz standing in for k3s-airgap-images-ARCH.tar.gz (deterministic bytes)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        data = ("# k3s lab mirror: air-gap images of %s (%s)\n" % (version, arch) + image_list(version)).encode()
+        info = tarfile.TarInfo("manifest.txt")
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
 def build(state_dir):
     """Write the release tree unless it already matches the current sources."""
     digest = sources_digest()
@@ -70,12 +96,19 @@ def build(state_dir):
     for version in VERSIONS:
         vdir = os.path.join(releases, version)
         os.makedirs(vdir)
+        with open(os.path.join(vdir, "k3s-images.txt"), "w") as f:
+            f.write(image_list(version))
         for arch, (asset, sumfile) in ARCHES.items():
             body = template.replace(MARKER, 'SIM_BUILD = {"version": %s, "arch": %s}' % (json.dumps(version), json.dumps(arch)))
             with open(os.path.join(vdir, asset), "w") as f:
                 f.write(body)
             os.chmod(os.path.join(vdir, asset), 0o755)
+            images = airgap_images(version, arch)
+            image_asset = "k3s-airgap-images-%s.tar.gz" % arch
+            with open(os.path.join(vdir, image_asset), "wb") as f:
+                f.write(images)
             with open(os.path.join(vdir, sumfile), "w") as f:
+                f.write("%s  %s\n" % (hashlib.sha256(images).hexdigest(), image_asset))
                 f.write("%s  %s\n" % (hashlib.sha256(body.encode()).hexdigest(), asset))
     shutil.copyfile(os.path.join(HERE, "install.sh"), os.path.join(state_dir, "install.sh"))
     with open(stamp, "w") as f:

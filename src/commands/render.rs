@@ -105,7 +105,16 @@ pub fn run(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
 pub fn render_bundle(inventory: &Inventory, options: &RenderOptions) -> anyhow::Result<Bundle> {
     let renderer = renderer_for(inventory)?;
     let mut files = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = renderer
+        .unknown_overrides()
+        .iter()
+        .map(|path| {
+            format!(
+                "{} matches no built-in template and is not used",
+                path.display()
+            )
+        })
+        .collect();
 
     let pinned = match &inventory.cluster.version {
         Some(version) => Some(version.parse::<K3sVersion>().context("[cluster] version")?),

@@ -197,6 +197,11 @@ impl Fleet {
         let step = &step;
         let work = self.members.iter().map(|member| async move {
             let outcome = match member {
+                Member::Unreachable { error, .. }
+                    if matches!(**error, SshError::Cancelled { .. }) =>
+                {
+                    Err(HostError::Cancelled)
+                }
                 Member::Unreachable { error, .. } => Err(HostError::Unreachable(error.clone())),
                 Member::Live(_) if cancel.is_cancelled() => Err(HostError::Cancelled),
                 Member::Live(session) => self.run_one(session.clone(), step).await,

@@ -254,23 +254,94 @@ pub fn ipv4_run(start: Ipv4Addr, count: usize) -> Result<Vec<String>, String> {
 }
 
 /// Fold names back into compact hostlist form, keeping their order: `pi-01,pi-02,pi-03,pi-07`
-/// becomes `pi-[01-03,07]`. Names are grouped while consecutive names share prefix, suffix and
-/// digit width.
+/// becomes `pi-[01-03,07]`. Consecutive names fold together while they share prefix, suffix and
+/// digit width; anything else is written as is.
 pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
-    struct Group<'a> {
-        prefix: &'a str,
-        suffix: &'a str,
-        width: usize,
-        runs: Vec<(u64, u64)>,
-    }
-    let mut groups: Vec<Group> = Vec::new();
     let mut out: Vec<String> = Vec::new();
-    let flush = |group: Group, out: &mut Vec<String>| {
-        let numbers: Vec<String> = group
+    let mut current: Option<FoldRun<'_>> = None;
+    for name in names {
+        let name = name.as_ref();
+        let Some(numbered) = split_last_number(name) else {
+            if let Some(run) = current.take() {
+                out.push(run.render());
+            }
+            out.push(name.to_string());
+            continue;
+        };
+        match &mut current {
+            Some(run) if run.accepts(&numbered) => run.push(numbered.number),
+            _ => {
+                if let Some(run) = current.take() {
+                    out.push(run.render());
+                }
+                current = Some(FoldRun::new(numbered));
+            }
+        }
+    }
+    if let Some(run) = current {
+        out.push(run.render());
+    }
+    out.join(",")
+}
+
+/// A name split at its last number: `pi-07b` → (`pi-`, 7 written with width 2, `b`).
+struct Numbered<'a> {
+    prefix: &'a str,
+    suffix: &'a str,
+    number: u64,
+    /// Digits as written; padded numbers only fold with the same width.
+    digits: usize,
+    padded: bool,
+}
+
+/// Names being folded into one `prefix[runs]suffix`.
+struct FoldRun<'a> {
+    prefix: &'a str,
+    suffix: &'a str,
+    /// Zero-padding width, 0 when unpadded.
+    width: usize,
+    runs: Vec<(u64, u64)>,
+}
+
+impl<'a> FoldRun<'a> {
+    fn new(first: Numbered<'a>) -> Self {
+        FoldRun {
+            prefix: first.prefix,
+            suffix: first.suffix,
+            width: if first.padded { first.digits } else { 0 },
+            runs: vec![(first.number, first.number)],
+        }
+    }
+
+    fn accepts(&self, next: &Numbered) -> bool {
+        let width_fits = if self.width == 0 {
+            !next.padded
+        } else {
+            next.digits == self.width
+        };
+        self.prefix == next.prefix && self.suffix == next.suffix && width_fits
+    }
+
+    fn push(&mut self, number: u64) {
+        let last = self.runs.last_mut().expect("a run has a first number");
+        if number == last.1 + 1 {
+            last.1 = number;
+        } else {
+            self.runs.push((number, number));
+        }
+    }
+
+    fn render(&self) -> String {
+        let w = self.width;
+        if let [(a, b)] = self.runs[..]
+            && a == b
+        {
+            return format!("{}{a:0w$}{}", self.prefix, self.suffix);
+        }
+        let runs: Vec<String> = self
             .runs
             .iter()
             .map(|&(a, b)| {
-                let w = group.width;
                 if a == b {
                     format!("{a:0w$}")
                 } else {
@@ -278,78 +349,26 @@ pub fn fold<S: AsRef<str>>(names: &[S]) -> String {
                 }
             })
             .collect();
-        let single = group.runs.len() == 1 && group.runs[0].0 == group.runs[0].1;
-        if single {
-            out.push(format!("{}{}{}", group.prefix, numbers[0], group.suffix));
-        } else {
-            out.push(format!(
-                "{}[{}]{}",
-                group.prefix,
-                numbers.join(","),
-                group.suffix
-            ));
-        }
-    };
-    for name in names {
-        let name = name.as_ref();
-        let Some((prefix, digits, suffix)) = split_last_number(name) else {
-            if let Some(group) = groups.pop() {
-                flush(group, &mut out);
-            }
-            out.push(name.to_string());
-            continue;
-        };
-        let Ok(n) = digits.parse::<u64>() else {
-            out.push(name.to_string());
-            continue;
-        };
-        // Unpadded numbers fold with any width; padded ones only with the same width.
-        let width = if digits.len() > 1 && digits.starts_with('0') {
-            digits.len()
-        } else {
-            0
-        };
-        if let Some(group) = groups.last_mut() {
-            let same_width = group.width == width
-                || (width == 0 && digits.len() == group.width)
-                || (group.width == 0 && width == 0);
-            if group.prefix == prefix && group.suffix == suffix && same_width {
-                let last = group.runs.last_mut().expect("groups have a run");
-                if n == last.1 + 1 {
-                    last.1 = n;
-                } else {
-                    group.runs.push((n, n));
-                }
-                continue;
-            }
-            let done = groups.pop().expect("just checked");
-            flush(done, &mut out);
-        }
-        groups.push(Group {
-            prefix,
-            suffix,
-            width,
-            runs: vec![(n, n)],
-        });
+        format!("{}[{}]{}", self.prefix, runs.join(","), self.suffix)
     }
-    if let Some(group) = groups.pop() {
-        flush(group, &mut out);
-    }
-    out.join(",")
 }
 
-/// Split `pi-07b` into (`pi-`, `07`, `b`) at the last run of digits.
-fn split_last_number(name: &str) -> Option<(&str, &str, &str)> {
+/// Split a name at its last run of digits; `None` when it has none (or too many to be a number).
+fn split_last_number(name: &str) -> Option<Numbered<'_>> {
     let bytes = name.as_bytes();
     let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
     let start = bytes[..end]
         .iter()
         .rposition(|b| !b.is_ascii_digit())
         .map_or(0, |i| i + 1);
-    if end - start > 18 {
-        return None;
-    }
-    Some((&name[..start], &name[start..end], &name[end..]))
+    let digits = &name[start..end];
+    Some(Numbered {
+        prefix: &name[..start],
+        suffix: &name[end..],
+        number: digits.parse().ok().filter(|_| digits.len() <= 18)?,
+        digits: digits.len(),
+        padded: digits.len() > 1 && digits.starts_with('0'),
+    })
 }
 
 #[cfg(test)]
@@ -426,5 +445,7 @@ mod tests {
         assert_eq!(fold(&["a", "n1", "n2", "b"]), "a,n[1-2],b");
         assert_eq!(fold(&["n9", "n10", "n11"]), "n[9-11]");
         assert_eq!(fold::<&str>(&[]), "");
+        assert_eq!(fold(&["pi-09", "pi-10", "pi-1"]), "pi-[09-10],pi-1");
+        assert_eq!(fold(&["n1", "n3", "x", "n4"]), "n[1,3],x,n4");
     }
 }

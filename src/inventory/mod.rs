@@ -52,9 +52,11 @@ pub fn parse_with_entries(
 /// closest valid one.
 fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
     let message = err.message().trim();
-    let location = err
-        .span()
-        .map(|span| SourceMap::new(text).locate(span, false));
+    let location = err.span().map(|span| {
+        let mut location = SourceMap::new(text).locate(span, false);
+        mask_secret_assignment(&mut location.source_line);
+        location
+    });
     let (kind, message, help) = match parse_unknown_field(message) {
         Some((key, expected)) => {
             let valid: Vec<&str> = expected
@@ -82,7 +84,12 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             )
         }
         None => {
-            let help = if message.starts_with("invalid type") {
+            let on_hosts_table = location
+                .as_ref()
+                .is_some_and(|l| l.source_line.trim() == "[hosts]");
+            let help = if on_hosts_table {
+                "each host is an entry of an array of tables: write `[[hosts]]` (double brackets)"
+            } else if message.starts_with("invalid type") {
                 "check the value's type: strings are quoted, lists are `[..]`, tables are `{..}` (see docs/INVENTORY.md)"
             } else if message.starts_with("missing field") {
                 "add the missing key (see docs/INVENTORY.md)"
@@ -91,11 +98,7 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             } else {
                 "the inventory must be valid TOML (https://toml.io); see docs/INVENTORY.md for the format"
             };
-            (
-                ErrorKind::Syntax,
-                message.replace("expected i64", "expected an integer"),
-                help.to_string(),
-            )
+            (ErrorKind::Syntax, plain_types(message), help.to_string())
         }
     };
     InventoryError::single(Diagnostic {
@@ -105,6 +108,38 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
         location,
         help: Some(help),
     })
+}
+
+/// A syntax error on a line such as `token = "abc` must not echo the secret: everything after
+/// the `=` of a secret-looking key (also inside an inline table) is masked.
+fn mask_secret_assignment(line: &mut String) {
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"';
+    let cut = raw::INLINE_SECRET_KEYS.iter().find_map(|key| {
+        line.match_indices(key).find_map(|(at, _)| {
+            let before_ok = !line[..at].chars().next_back().is_some_and(is_key_char);
+            let after = line[at + key.len()..].trim_start_matches(['"', ' ']);
+            let equals = line.len() - after.len();
+            (before_ok && after.starts_with('=')).then_some(equals + 1)
+        })
+    });
+    if let Some(cut) = cut {
+        let masked: String = line[cut..]
+            .chars()
+            .map(|c| if c == ' ' { c } else { '*' })
+            .collect();
+        line.truncate(cut);
+        line.push_str(&masked);
+    }
+}
+
+/// serde's type names in TOML's words: a map is a table, a sequence a list.
+fn plain_types(message: &str) -> String {
+    message
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected a list `[..]`")
+        .replace("expected a map", "expected a table `{..}`")
+        .replace("type: map", "type: table")
+        .replace("type: sequence", "type: list")
 }
 
 /// The `[table]` header a key at `offset` belongs to, when the key starts its line (not inside an

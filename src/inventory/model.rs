@@ -20,7 +20,8 @@ pub struct Inventory {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
     pub name: String,
-    /// Exactly one of channel / version is the source of the version; `version` wins when both.
+    /// The channel to resolve (default `stable`) unless `version` pins a release; the inventory
+    /// rejects setting both, so when `version` is `Some` this is just the default.
     pub channel: String,
     pub version: Option<String>,
     pub token: SecretSource,

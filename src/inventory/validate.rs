@@ -74,6 +74,17 @@ impl<'a> Ctx<'a> {
         self.push(ErrorKind::InlineSecret, Some(span), message, help, true);
     }
 
+    /// Like `report`, masking the spanned text: for values that may be a misplaced secret.
+    pub(super) fn report_masked(
+        &mut self,
+        kind: ErrorKind,
+        span: Range<usize>,
+        message: String,
+        help: String,
+    ) {
+        self.push(kind, Some(span), message, help, true);
+    }
+
     pub(super) fn invalid(&mut self, kind: ErrorKind, span: Range<usize>, invalid: Invalid) {
         self.report(kind, Some(span), invalid.message, invalid.help);
     }
@@ -179,13 +190,17 @@ pub(super) fn validate(
     if let Some(cluster) = cluster.as_ref().filter(|_| all_entries_valid) {
         topology(&mut ctx, cluster, cluster_span, &hosts, &entries);
     }
-    let gitlab = raw
-        .gitlab
-        .map(|g| gitlab(&mut ctx, g, cluster.as_ref().map(|c| c.name.as_str())));
+    let gitlab = raw.gitlab.map(|g| {
+        gitlab(
+            &mut ctx,
+            g,
+            cluster.as_ref().map(|c| c.cluster.name.as_str()),
+        )
+    });
 
     let inventory = cluster.map(|cluster| Inventory {
         path: path.to_path_buf(),
-        cluster: cluster.0,
+        cluster: cluster.cluster,
         concurrency,
         hosts,
         gitlab: gitlab.flatten(),
@@ -193,17 +208,13 @@ pub(super) fn validate(
     ctx.finish(inventory).map(|inv| (inv, entries))
 }
 
-/// The validated cluster and the span of `ha` (for topology messages).
-pub(super) struct ClusterAndHa(Cluster, Option<Range<usize>>);
-
-impl std::ops::Deref for ClusterAndHa {
-    type Target = Cluster;
-    fn deref(&self) -> &Cluster {
-        &self.0
-    }
+/// The validated cluster, and where `ha` was set so topology errors can point at it.
+struct ValidCluster {
+    cluster: Cluster,
+    ha_span: Option<Range<usize>>,
 }
 
-fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ClusterAndHa> {
+fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidCluster> {
     let Some(raw) = raw else {
         ctx.report(
             ErrorKind::MissingKey,
@@ -366,7 +377,10 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ClusterAnd
         artifacts_dir,
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
     };
-    Some(ClusterAndHa(cluster, raw.ha.as_ref().map(|h| h.span())))
+    Some(ValidCluster {
+        cluster,
+        ha_span: raw.ha.as_ref().map(|h| h.span()),
+    })
 }
 
 fn check_address(ctx: &mut Ctx, field: &str, value: &Spanned<String>) {
@@ -390,10 +404,11 @@ pub(super) fn check_env_name(ctx: &mut Ctx, field: &str, value: &Spanned<String>
         && !name.as_bytes()[0].is_ascii_digit()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !ok {
-        ctx.report(
+        // Not echoed: a value that is not a variable name may be the secret itself.
+        ctx.report_masked(
             ErrorKind::InvalidValue,
-            Some(value.span()),
-            format!("`{field}` `{name}` is not an environment variable name"),
+            value.span(),
+            format!("`{field}` is not an environment variable name"),
             format!("`{field}` names the variable that holds the secret (letters, digits, `_`), e.g. `K3S_TOKEN`; the secret itself never goes in the inventory"),
         );
     }
@@ -447,7 +462,7 @@ fn secret_source(
 /// Server count against `ha`: at least one server; HA needs an odd count ≥ 3; without HA, one.
 fn topology(
     ctx: &mut Ctx,
-    cluster: &ClusterAndHa,
+    cluster: &ValidCluster,
     cluster_span: Option<Range<usize>>,
     hosts: &[super::model::Host],
     entries: &[HostEntry],
@@ -474,11 +489,11 @@ fn topology(
         );
         return;
     }
-    if cluster.ha {
+    if cluster.cluster.ha {
         if servers < 3 || servers % 2 == 0 {
             ctx.report(
                 ErrorKind::Topology,
-                cluster.1.clone(),
+                cluster.ha_span.clone(),
                 format!("`ha = true` needs an odd number of servers, at least 3; this inventory has {servers}"),
                 "embedded etcd keeps quorum with 3 or 5 servers: add or remove a server, or set `ha = false` for a single server",
             );

@@ -412,15 +412,8 @@ const MERGED_LIST_KEYS: &[&str] = &["tls-san", "node-label", "node-taint", "disa
 
 /// Other repeatable flags: rendered as lists even when given once.
 fn is_list_key(key: &str) -> bool {
-    key.ends_with("-arg")
-        || matches!(
-            key,
-            "node-ip"
-                | "node-external-ip"
-                | "kube-apiserver-arg"
-                | "etcd-arg"
-                | "disable-helm-controller-arg"
-        )
+    // `kubelet-arg`, `kube-apiserver-arg`, `etcd-arg`, ... and the address lists.
+    key.ends_with("-arg") || matches!(key, "node-ip" | "node-external-ip")
 }
 
 fn config_context(
@@ -568,6 +561,7 @@ fn parse_args(host: &str, args: &[String]) -> Result<Vec<(String, Option<String>
 mod tests {
     use super::*;
     use crate::k3s::test_inventory::{agent, ha_inventory, pi_inventory};
+    use std::path::Path;
 
     fn v(text: &str) -> K3sVersion {
         text.parse().unwrap()
@@ -723,6 +717,63 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success(), "sh -n rejected:\n{script}");
+    }
+
+    #[test]
+    fn the_download_script_runs_the_downloaded_installer_with_the_env_then_removes_it() {
+        assert!(
+            std::process::Command::new("curl")
+                .arg("--version")
+                .output()
+                .is_ok(),
+            "this test needs curl (it downloads the fake installer from a file:// URL)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-install.sh");
+        // The fake installer records what the real one would read, and where it ran from.
+        std::fs::write(
+            &fake,
+            "printf '%s\\n' \"$INSTALL_K3S_VERSION\" \"$INSTALL_K3S_EXEC\" \"$K3S_URL\" \"$K3S_TOKEN_FILE\" > \"$OUT\"\n\
+             printf '%s' \"$0\" > \"$OUT.self\"\n",
+        )
+        .unwrap();
+        let mut inventory = pi_inventory();
+        inventory.cluster.install_url = format!("file://{}", fake.display());
+        let script = spec(&inventory, "pi-02").install_script();
+        let out = dir.path().join("seen");
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("OUT", &out)
+            .env("TMPDIR", dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "script failed:\n{script}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            format!("v1.31.4+k3s1\nagent\nhttps://10.0.0.11:6443\n{TOKEN_FILE_PATH}\n")
+        );
+        let downloaded = std::fs::read_to_string(dir.path().join("seen.self")).unwrap();
+        assert!(
+            downloaded.starts_with(dir.path().to_str().unwrap()),
+            "{downloaded}"
+        );
+        assert!(
+            !Path::new(&downloaded).exists(),
+            "the downloaded installer is removed"
+        );
+
+        // A failing download fails the script before anything runs.
+        inventory.cluster.install_url = format!("file://{}/missing.sh", dir.path().display());
+        std::fs::remove_file(&out).unwrap();
+        let script = spec(&inventory, "pi-02").install_script();
+        let status = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("OUT", &out)
+            .env("TMPDIR", dir.path())
+            .status()
+            .unwrap();
+        assert!(!status.success());
+        assert!(!out.exists());
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum TokenError {
     Random(String),
 }
 
+/// Where a k3s server keeps the secure join token (also `.../server/token`).
+pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
+
 /// The join token. Never printed: `Debug` and `Display` show `[redacted]`.
 #[derive(Clone)]
 pub struct JoinToken(SecretString);
@@ -64,6 +67,18 @@ impl JoinToken {
             check_secure(rest)?;
         }
         Ok(JoinToken(SecretString::from(text.to_owned())))
+    }
+
+    /// The token read back from a server's `NODE_TOKEN_PATH` (surrounding whitespace and the
+    /// final newline trimmed). It must be the secure format: k3s always writes that.
+    pub fn from_node_token(contents: &str) -> Result<JoinToken, TokenError> {
+        let token = JoinToken::parse(contents.trim())?;
+        if !token.is_secure() {
+            return Err(TokenError::MalformedSecure(
+                "a server's node-token file always holds the secure format",
+            ));
+        }
+        Ok(token)
     }
 
     /// A fresh short token: 32 bytes from the operating system's CSPRNG, hex-encoded.
@@ -139,10 +154,20 @@ pub fn read_secret(
     source: &SecretSource,
     what: &'static str,
 ) -> Result<Option<SecretString>, TokenError> {
+    read_secret_with(source, what, |var| std::env::var(var))
+}
+
+/// `read_secret` with the environment lookup passed in (tests must not mutate the process
+/// environment while other threads read it).
+pub fn read_secret_with(
+    source: &SecretSource,
+    what: &'static str,
+    env: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<Option<SecretString>, TokenError> {
     match source {
         SecretSource::Generate => Ok(None),
         SecretSource::Env(var) => {
-            let value = std::env::var(var).map_err(|err| match err {
+            let value = env(var).map_err(|err| match err {
                 std::env::VarError::NotPresent => TokenError::EnvMissing {
                     var: var.clone(),
                     what,
@@ -184,7 +209,15 @@ fn read_secret_file(path: &Path, what: &'static str) -> Result<SecretString, Tok
 /// The join token from the inventory's `[cluster] token` source, validated; `None` when the
 /// inventory asks edgeops to generate it (or read it back from the first server).
 pub fn read_join_token(source: &SecretSource) -> Result<Option<JoinToken>, TokenError> {
-    let Some(secret) = read_secret(source, "k3s join token")? else {
+    read_join_token_with(source, |var| std::env::var(var))
+}
+
+/// `read_join_token` with the environment lookup passed in.
+pub fn read_join_token_with(
+    source: &SecretSource,
+    env: impl Fn(&str) -> Result<String, std::env::VarError>,
+) -> Result<Option<JoinToken>, TokenError> {
+    let Some(secret) = read_secret_with(source, "k3s join token", env)? else {
         return Ok(None);
     };
     let origin = match source {
@@ -250,6 +283,14 @@ mod tests {
     }
 
     #[test]
+    fn node_token_files_are_trimmed_and_must_be_secure() {
+        let contents = format!("K10{CA_HASH}::server:5e0c2f1d9b\n");
+        let token = JoinToken::from_node_token(&contents).unwrap();
+        assert_eq!(token.file_contents(), contents);
+        assert!(JoinToken::from_node_token("short-one\n").is_err());
+    }
+
+    #[test]
     fn generated_tokens_are_64_hex_digits_and_differ() {
         let a = JoinToken::generate().unwrap();
         let b = JoinToken::generate().unwrap();
@@ -311,22 +352,37 @@ mod tests {
 
     #[test]
     fn reads_from_an_env_var_and_names_the_var_on_errors() {
-        // Names unique to this test: the process environment is shared by parallel tests.
-        let var = "EDGEOPS_TEST_TOKEN_READS_FROM_ENV";
-        let missing = "EDGEOPS_TEST_TOKEN_NEVER_SET";
-        // SAFETY: no other test touches these variables, and this test sets them only once.
-        unsafe { std::env::set_var(var, " tok-en\n") };
-        let token = read_join_token(&SecretSource::Env(var.into()))
-            .unwrap()
-            .unwrap();
-        assert_eq!(token.expose(), "tok-en");
-        let err = read_join_token(&SecretSource::Env(missing.into())).unwrap_err();
+        let env = |var: &str| match var {
+            "EDGEOPS_TOKEN" => Ok(" tok-en\n".to_owned()),
+            "EDGEOPS_BLANK" => Ok("  ".to_owned()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let read = |var: &str| read_join_token_with(&SecretSource::Env(var.into()), env);
+        assert_eq!(read("EDGEOPS_TOKEN").unwrap().unwrap().expose(), "tok-en");
         assert_eq!(
-            err.to_string(),
-            format!(
-                "environment variable {missing} is not set (it should hold the k3s join token)"
-            )
+            read("EDGEOPS_MISSING").unwrap_err().to_string(),
+            "environment variable EDGEOPS_MISSING is not set (it should hold the k3s join token)"
+        );
+        assert_eq!(
+            read("EDGEOPS_BLANK").unwrap_err().to_string(),
+            "environment variable EDGEOPS_BLANK is empty (it should hold the k3s join token)"
         );
         assert!(read_join_token(&SecretSource::Generate).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_real_environment_is_read() {
+        // PATH is set in every environment tests run in; a variable nobody sets is not.
+        let path = read_secret(&SecretSource::Env("PATH".into()), "test value").unwrap();
+        assert_eq!(
+            path.unwrap().expose_secret(),
+            std::env::var("PATH").unwrap().trim()
+        );
+        let err = read_secret(
+            &SecretSource::Env("EDGEOPS_TEST_NEVER_SET_ANYWHERE".into()),
+            "test value",
+        )
+        .unwrap_err();
+        assert!(matches!(err, TokenError::EnvMissing { .. }));
     }
 }

@@ -29,6 +29,20 @@ pub struct K3sVersion {
 }
 
 impl K3sVersion {
+    /// The version in the output of `k3s --version` (`k3s version v1.31.4+k3s1 (a1b2c3d4)` then
+    /// a `go version ...` line): what the facts phase reads from an installed node.
+    pub fn from_k3s_version_output(output: &str) -> Result<K3sVersion, VersionError> {
+        let tag = output
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("k3s version "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .ok_or_else(|| VersionError {
+                input: output.trim().to_owned(),
+                reason: "no `k3s version vX.Y.Z+k3sN` line",
+            })?;
+        tag.parse()
+    }
+
     /// The `vMAJOR.MINOR` channel this release belongs to.
     pub fn minor_channel(&self) -> Channel {
         Channel::Minor {
@@ -224,6 +238,19 @@ mod tests {
         assert_eq!(rc.to_string(), "v1.32.0-rc2+k3s1");
         // Kubelet versions of non-k3s nodes and tags written without the `v` still parse.
         assert_eq!(v("1.30.2").to_string(), "v1.30.2");
+    }
+
+    #[test]
+    fn reads_the_version_from_k3s_version_output() {
+        let output = "k3s version v1.31.4+k3s1 (a4c5612e)\ngo version go1.22.9\n";
+        assert_eq!(
+            K3sVersion::from_k3s_version_output(output)
+                .unwrap()
+                .to_string(),
+            "v1.31.4+k3s1"
+        );
+        let err = K3sVersion::from_k3s_version_output("sh: k3s: not found\n").unwrap_err();
+        assert_eq!(err.reason, "no `k3s version vX.Y.Z+k3sN` line");
     }
 
     #[test]

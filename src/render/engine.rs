@@ -109,6 +109,37 @@ impl Renderer {
         }
     }
 
+    /// Template files in the override folder that match no built-in template: likely typos, since
+    /// nothing would ever render them.
+    pub fn unknown_overrides(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.overrides else {
+            return Vec::new();
+        };
+        let mut unknown = Vec::new();
+        let mut pending = vec![dir.clone()];
+        while let Some(folder) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "j2") {
+                    let relative = path.strip_prefix(dir).unwrap_or(&path);
+                    let known = BUILTIN_TEMPLATES
+                        .iter()
+                        .any(|(name, _)| Path::new(name) == relative);
+                    if !known {
+                        unknown.push(path);
+                    }
+                }
+            }
+        }
+        unknown.sort();
+        unknown
+    }
+
     fn override_path(&self, name: &str) -> Option<PathBuf> {
         let path = self.overrides.as_ref()?.join(name);
         path.is_file().then_some(path)
@@ -251,6 +282,24 @@ mod tests {
     }
 
     #[test]
+    fn syntax_errors_in_overrides_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("gitlab")).unwrap();
+        let path = dir.path().join(GITLAB_AGENT_VALUES);
+        std::fs::write(&path, "config:\n  token: x\n{% if %}\n").unwrap();
+        let renderer = Renderer::with_overrides(dir.path()).unwrap();
+        let err = renderer
+            .render(GITLAB_AGENT_VALUES, &json!({}))
+            .unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}:3: syntax error", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn overrides_replace_single_files_and_others_stay_built_in() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("gitlab")).unwrap();
@@ -271,6 +320,13 @@ mod tests {
         assert_eq!(
             renderer.origin(K3S_CONFIG),
             "templates/k3s/config.yaml.j2 (built-in)"
+        );
+        assert!(renderer.unknown_overrides().is_empty());
+        std::fs::write(dir.path().join("gitlab/runner-value.yaml.j2"), "typo").unwrap();
+        std::fs::write(dir.path().join("README.md"), "not a template").unwrap();
+        assert_eq!(
+            renderer.unknown_overrides(),
+            [dir.path().join("gitlab/runner-value.yaml.j2")]
         );
     }
 

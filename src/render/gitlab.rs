@@ -322,6 +322,31 @@ mod tests {
     }
 
     #[test]
+    fn user_access_is_rendered_when_given() {
+        let gitlab = pi_inventory().gitlab.unwrap();
+        let files = render_gitlab(
+            &Renderer::builtin(),
+            "pi-lab",
+            &gitlab,
+            &GitLabTokens::default(),
+            &ClusterFacts::default(),
+            Some(UserAccess {
+                access_as: "agent".into(),
+                projects: vec!["edge-team/dashboards".into()],
+                groups: vec![],
+            }),
+        )
+        .unwrap();
+        let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&files.agent_config).unwrap();
+        let access: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "{access_as: {agent: {}}, projects: [{id: edge-team/dashboards}]}",
+        )
+        .unwrap();
+        assert_eq!(config["user_access"], access);
+        assert_eq!(config["ci_access"]["groups"][0]["id"], "edge-team");
+    }
+
+    #[test]
     fn disabled_runner_renders_no_runner_files() {
         let mut gitlab = pi_inventory().gitlab.unwrap();
         gitlab.runner.enabled = false;

@@ -269,9 +269,12 @@ impl KnownHosts {
             .create(true)
             .append(true)
             .open(&file)?;
-        let needs_newline = std::fs::read(&file)
-            .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
-            .unwrap_or(false);
+        // Only the first append of a run can meet a file without a final newline: after it, the
+        // file ends with one of our lines (and this lock is held for every append).
+        let needs_newline = learned.is_empty()
+            && std::fs::read(&file)
+                .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
+                .unwrap_or(false);
         let mut line = String::new();
         if needs_newline {
             line.push('\n');

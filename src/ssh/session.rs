@@ -222,14 +222,22 @@ impl Session {
     ) -> Result<ExecOutput, SshError> {
         let host = self.opts.name.clone();
         let link = self.current();
-        let channel =
-            link.handle
-                .channel_open_session()
-                .await
-                .map_err(|e| SshError::Disconnected {
+        let channel = link.handle.channel_open_session().await.map_err(|e| {
+            if link.handle.is_closed() {
+                SshError::Disconnected {
                     host: host.clone(),
                     reason: format!("cannot open a channel: {e}"),
-                })?;
+                }
+            } else {
+                // The connection is fine but the server said no, most often because of sshd's
+                // MaxSessions (10 concurrent channels per connection by default).
+                SshError::Exec {
+                    host: host.clone(),
+                    what: "opening a channel".into(),
+                    reason: format!("{e} (too many concurrent commands? see sshd MaxSessions)"),
+                }
+            }
+        })?;
         let (mut reader, writer) = channel.split();
         let writer = Arc::new(writer);
         let tag = unique_tag();

@@ -1,0 +1,251 @@
+//! ssh and fleet against the lab's real hosts (network namespaces with their own sshd, user `pi`
+//! with sudo): sudo with a password, sudo upload to a root-owned path, a host rebooted mid-run
+//! is reconnected, a frozen host times out while the others succeed, a host behind the delay
+//! proxy. Needs root and `scripts/lab`; the lab id is EDGEOPS_LAB_ID (default 8).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+use edgeops::commands::exec::{SshSetup, ssh_setup};
+use edgeops::fleet::{Fleet, FleetSettings, HostError, Silent};
+use edgeops::ssh::{ConnectOptions, ExecRequest, Session, SshContext, SshError, SudoMode};
+use secrecy::SecretString;
+
+const HOSTS: usize = 4;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lab_id() -> String {
+    std::env::var("EDGEOPS_LAB_ID").unwrap_or_else(|_| "8".into())
+}
+
+fn lab(args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts/lab"))
+        .args(args)
+        .env("EDGEOPS_LAB_ID", lab_id())
+        .output()
+        .expect("scripts/lab must exist (the lab is part of this repository)");
+    assert!(
+        out.status.success(),
+        "scripts/lab {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lab's inventory, with the lab up (started once per test binary). The mutex serializes
+/// tests: they flip fault knobs on shared hosts.
+async fn lab_inventory() -> (PathBuf, MutexGuard<'static, ()>) {
+    static UP: OnceLock<PathBuf> = OnceLock::new();
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    let guard = SERIAL.lock().await;
+    let path = UP.get_or_init(|| {
+        lab(&["up", &HOSTS.to_string(), "--sshd-only"]);
+        let env = lab(&["env"]);
+        let line = env
+            .lines()
+            .find_map(|l| l.strip_prefix("LAB_INVENTORY="))
+            .expect("scripts/lab env prints LAB_INVENTORY");
+        PathBuf::from(line)
+    });
+    (path.clone(), guard)
+}
+
+async fn setup(names: &[&str]) -> SshSetup {
+    let (inv_path, _guard) = lab_inventory().await;
+    let inv = edgeops::inventory::load(&inv_path).expect("the lab inventory loads");
+    let hosts: Vec<_> = inv
+        .hosts
+        .iter()
+        .filter(|h| names.contains(&h.name.as_str()))
+        .collect();
+    assert_eq!(hosts.len(), names.len(), "lab hosts {names:?}");
+    ssh_setup(&hosts, false).unwrap()
+}
+
+fn target(setup: &SshSetup, name: &str) -> ConnectOptions {
+    setup
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap()
+        .clone()
+}
+
+async fn connect(opts: ConnectOptions, ctx: SshContext) -> Session {
+    Session::connect(opts, ctx).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
+    let s = setup(&["lab-01"]).await;
+    let (_inv, _guard) = lab_inventory().await;
+    lab(&["sudo-password", "lab-01", "correct horse"]);
+    let mut opts = target(&s, "lab-01");
+
+    opts.sudo = SudoMode::Passwordless;
+    let session = connect(opts.clone(), s.ctx.clone()).await;
+    let out = session
+        .exec(&ExecRequest::new("id -u").sudo(true))
+        .await
+        .unwrap();
+    assert!(
+        !out.success(),
+        "sudo -n must fail when a password is required"
+    );
+
+    opts.sudo = SudoMode::Password(SecretString::from("correct horse"));
+    let session = connect(opts.clone(), s.ctx.clone()).await;
+    let out = session
+        .exec(
+            &ExecRequest::new("id -u; ps -eo args | grep -c '[c]orrect horse' || true").sudo(true),
+        )
+        .await
+        .unwrap();
+    assert!(out.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Root, and the password appears on no command line.
+    assert_eq!(out.stdout_lossy(), "0\n0\n");
+
+    session
+        .upload(
+            b"token: s3cret\n",
+            "/etc/edgeops-test.conf",
+            0o600,
+            Some("root:root"),
+            true,
+        )
+        .await
+        .unwrap();
+    let out = session
+        .exec(
+            &ExecRequest::new("stat -c '%a %U' /etc/edgeops-test.conf; cat /etc/edgeops-test.conf")
+                .sudo(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_lossy(), "600 root\ntoken: s3cret\n");
+
+    opts.sudo = SudoMode::Password(SecretString::from("wrong"));
+    let session = connect(opts, s.ctx.clone()).await;
+    let out = session
+        .exec(&ExecRequest::new("id -u").sudo(true))
+        .await
+        .unwrap();
+    assert!(!out.success(), "a wrong sudo password must fail");
+    lab(&["sudo-nopasswd", "lab-01"]);
+}
+
+/// When the host's PID 1 started (clock ticks since the machine booted): changes on reboot.
+const INIT_STARTED: &str = "cut -d' ' -f22 /proc/1/stat";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_rebooted_mid_run_is_reconnected() {
+    let s = setup(&["lab-02"]).await;
+    let fleet = Fleet::connect_all(
+        s.targets.clone(),
+        s.ctx.clone(),
+        FleetSettings::default(),
+        Arc::new(Silent),
+    )
+    .await;
+    let before = fleet
+        .run("boot id", |session| async move {
+            Ok(session
+                .exec(&ExecRequest::new(INIT_STARTED))
+                .await?
+                .stdout_lossy())
+        })
+        .await;
+    let before = before[0].outcome.as_ref().unwrap().clone();
+    {
+        let (_inv, _guard) = lab_inventory().await;
+        lab(&["reboot", "lab-02"]);
+    }
+    // The old connection died with the host: the next step reconnects (with retries) first.
+    let session = fleet.session("lab-02").unwrap().clone();
+    for _ in 0..200 {
+        if session.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(session.is_closed(), "the reboot must drop the connection");
+    let after = fleet
+        .run("again", |session| async move {
+            Ok(session
+                .exec(&ExecRequest::new(INIT_STARTED))
+                .await?
+                .stdout_lossy())
+        })
+        .await;
+    let after = after[0].outcome.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        &before, after,
+        "the host's init restarted between the two steps"
+    );
+    fleet.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_host_times_out_while_the_others_succeed() {
+    let mut s = setup(&["lab-03", "lab-04"]).await;
+    for t in &mut s.targets {
+        t.connect_timeout = Duration::from_secs(2);
+    }
+    let (_inv, guard) = lab_inventory().await;
+    lab(&["freeze", "lab-03"]);
+    drop(guard);
+    let settings = FleetSettings {
+        connect_attempts: 2,
+        ..Default::default()
+    };
+    let fleet =
+        Fleet::connect_all(s.targets.clone(), s.ctx.clone(), settings, Arc::new(Silent)).await;
+    let results = fleet
+        .run("uname", |session| async move {
+            Ok(session
+                .exec(&ExecRequest::new("uname -n"))
+                .await?
+                .stdout_lossy())
+        })
+        .await;
+    {
+        let (_inv, _guard) = lab_inventory().await;
+        lab(&["thaw", "lab-03"]);
+    }
+    assert_eq!(results[0].host, "lab-03");
+    match &results[0].outcome {
+        Err(HostError::Unreachable(e)) => {
+            assert!(matches!(**e, SshError::ConnectTimeout { .. }), "{e}")
+        }
+        other => panic!("lab-03 should time out: {other:?}"),
+    }
+    assert_eq!(results[1].outcome.as_ref().unwrap(), "lab-04\n");
+    fleet.close_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_behind_the_delay_proxy_still_works() {
+    let s = setup(&["lab-04"]).await;
+    {
+        let (_inv, _guard) = lab_inventory().await;
+        lab(&["delay", "lab-04", "50"]);
+    }
+    let result = Session::connect(target(&s, "lab-04"), s.ctx.clone()).await;
+    let out = match &result {
+        Ok(session) => Some(session.exec(&ExecRequest::new("uname -n")).await),
+        Err(_) => None,
+    };
+    {
+        let (_inv, _guard) = lab_inventory().await;
+        lab(&["undelay", "lab-04"]);
+    }
+    let out = out.unwrap_or_else(|| panic!("{:?}", result.err())).unwrap();
+    assert_eq!(out.stdout_lossy(), "lab-04\n");
+}
