@@ -2,8 +2,8 @@
 //! systemd and sshd, see scripts/lab) and the k3s simulator (docs/K3S-SIM.md). Needs root and
 //! `scripts/lab`; fails with a clear reason when they are missing.
 //!
-//! All tests share one lab (id `$UP_LAB_ID`, default 9) and use disjoint hosts, each test its
-//! own cluster; the last test to finish tears the lab down. What "no change" means is checked
+//! All tests share one lab (its id allocated by `tests/support`) and use disjoint hosts, each
+//! test its own cluster; the last test to finish tears the lab down. What "no change" means is checked
 //! on the hosts (file inodes and mtimes, service start times), never only in the output.
 
 use std::collections::HashMap;
@@ -16,14 +16,14 @@ const HOSTS: usize = 23;
 const TESTS_IN_FILE: usize = 7;
 const PINNED: &str = "v1.31.4+k3s1";
 
-struct Lab {
-    id: String,
-    env: HashMap<String, String>,
-    addrs: HashMap<String, String>,
-}
+mod support;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// The shared lab (from `tests/support`, which allocates a lab id no other test uses) and what
+/// these tests need from it.
+struct Lab {
+    inner: support::Lab,
+    addrs: HashMap<String, String>,
+    user: String,
 }
 
 fn text(out: &Output) -> String {
@@ -35,16 +35,8 @@ fn text(out: &Output) -> String {
 }
 
 impl Lab {
-    fn script(id: &str, args: &[&str]) -> Output {
-        Command::new(repo().join("scripts/lab"))
-            .args(args)
-            .env("EDGEOPS_LAB_ID", id)
-            .output()
-            .expect("run scripts/lab")
-    }
-
     fn knob(&self, args: &[&str]) {
-        let out = Lab::script(&self.id, args);
+        let out = self.inner.run_lab(args);
         assert!(
             out.status.success(),
             "scripts/lab {args:?}:\n{}",
@@ -53,57 +45,23 @@ impl Lab {
     }
 
     fn start() -> Lab {
-        let uid = Command::new("id").arg("-u").output().expect("run id");
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "the up lab tests need root (scripts/lab makes namespaces and bridges)"
-        );
-        let id = std::env::var("UP_LAB_ID").unwrap_or_else(|_| "9".to_string());
-        let out = Lab::script(&id, &["up", &HOSTS.to_string()]);
-        assert!(
-            out.status.success(),
-            "scripts/lab up {HOSTS} failed:\n{}",
-            text(&out)
-        );
-        let env: HashMap<String, String> = text(&Lab::script(&id, &["env"]))
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let tsv = std::fs::read_to_string(Path::new(&env["LAB_STATE"]).join("hosts.tsv"))
-            .expect("lab hosts.tsv");
-        let addrs = tsv
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                Some((f.next()?.to_string(), f.next()?.to_string()))
-            })
+        let inner = support::Lab::start(HOSTS);
+        let addrs = inner
+            .hosts()
+            .iter()
+            .map(|h| (h.name.clone(), h.address.clone()))
             .collect::<HashMap<_, _>>();
+        let user = inner.hosts()[0].user.clone();
         assert!(addrs.len() >= HOSTS, "lab lists {} hosts", addrs.len());
-        Lab { id, env, addrs }
+        Lab { inner, addrs, user }
+    }
+
+    fn mirror(&self) -> String {
+        format!("http://{}:8080", self.inner.bridge_address())
     }
 
     fn ssh(&self, host: &str, cmd: &str) -> Output {
-        Command::new("ssh")
-            .args(["-i", &self.env["LAB_KEY"]])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.env["LAB_KNOWN_HOSTS"]
-            ))
-            .args([
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=20",
-            ])
-            .arg(format!("{}@{}", self.env["LAB_USER"], self.addrs[host]))
-            .arg(cmd)
-            .output()
-            .expect("run ssh")
+        self.inner.ssh(host, cmd)
     }
 
     fn ssh_ok(&self, host: &str, cmd: &str) -> String {
@@ -127,7 +85,7 @@ impl Lab {
         servers: usize,
         cluster_extra: &str,
     ) -> PathBuf {
-        let mirror = &self.env["LAB_MIRROR_URL"];
+        let mirror = self.mirror();
         let mut toml = format!(
             "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
              install_url = \"{mirror}/install.sh\"\n\
@@ -136,9 +94,9 @@ impl Lab {
              [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
              host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
             ha = servers > 1,
-            user = self.env["LAB_USER"],
-            key = self.env["LAB_KEY"],
-            kh = self.env["LAB_KNOWN_HOSTS"],
+            user = self.user,
+            key = self.inner.key_path().display(),
+            kh = self.inner.known_hosts_path().display(),
         );
         for (i, host) in hosts.iter().enumerate() {
             let role = if i < servers { "server" } else { "agent" };
@@ -188,7 +146,7 @@ impl Drop for Finish {
             && let Some(lab) = LAB.get()
             && std::env::var_os("UP_LAB_KEEP").is_none()
         {
-            Lab::script(&lab.id, &["down"]);
+            lab.inner.run_lab(&["down"]);
         }
     }
 }
