@@ -45,7 +45,9 @@ impl Lab {
     }
 
     fn start() -> Lab {
-        let inner = support::Lab::start(HOSTS);
+        // lab-01 and lab-02 look like Raspberry Pis (aarch64, a model, cmdline.txt without the
+        // memory cgroup flags): `up` must enable the cgroup and reboot them before installing.
+        let inner = support::Lab::options(HOSTS).pi(2).start();
         let addrs = inner
             .hosts()
             .iter()
@@ -228,9 +230,36 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         })
         .collect();
 
+    let boots: Vec<String> = ["lab-01", "lab-02"]
+        .iter()
+        .map(|h| lab.ssh_ok(h, "cat /proc/sys/kernel/random/boot_id"))
+        .collect();
+    let plan = edgeops.run(&["plan", inv]);
+    let plan_bare = text(&plan);
+    assert!(
+        row(&plan_bare, "lab-02")
+            .contains("enable the memory cgroup in /boot/firmware/cmdline.txt and reboot"),
+        "{plan_bare}"
+    );
     let first = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out1 = text(&first);
     assert!(first.status.success(), "up failed:\n{out1}");
+    // The Pis got the cgroup flags on their single cmdline.txt line and were rebooted; the
+    // other hosts were not.
+    for (host, boot) in ["lab-01", "lab-02"].iter().zip(&boots) {
+        let cmdline = lab.ssh_ok(host, "cat /boot/firmware/cmdline.txt");
+        assert_eq!(cmdline.lines().count(), 1, "{cmdline}");
+        assert!(
+            cmdline.contains(" cgroup_memory=1 cgroup_enable=memory"),
+            "{cmdline}"
+        );
+        assert_ne!(
+            &lab.ssh_ok(host, "cat /proc/sys/kernel/random/boot_id"),
+            boot,
+            "{host} not rebooted"
+        );
+        assert!(row(&out1, host).contains("arm64"), "{out1}");
+    }
     for host in hosts {
         let line = row(&out1, host);
         assert!(line.contains("installed"), "{line}");

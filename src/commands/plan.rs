@@ -5,8 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, InventoryArg};
-use crate::phases::Mode;
+use crate::phases::{Mode, Reboot};
 
 pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
-    super::up::run_phases(global, &args.inventory, Mode::Plan, Duration::ZERO)
+    super::up::run_phases(
+        global,
+        &args.inventory,
+        Mode::Plan,
+        Duration::ZERO,
+        Reboot::AllAtOnce,
+    )
 }

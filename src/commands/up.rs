@@ -14,12 +14,11 @@ use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
 use crate::inventory::{self, Host, Inventory};
-use crate::k3s::JoinToken;
 use crate::k3s::install::first_server;
 use crate::k3s::token::read_join_token;
 use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{
-    self, KubeconfigTarget, Mode, Observer, Progress, Quiet, RunReport, Status, UpOptions,
+    self, KubeconfigTarget, Mode, Observer, Progress, Quiet, Reboot, RunReport, Status, UpOptions,
 };
 use crate::ssh::{ConnectOptions, SshContext};
 
@@ -28,7 +27,14 @@ pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
 pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run { Mode::Plan } else { Mode::Up };
-    run_phases(global, &args.inventory, mode, args.ready_timeout)
+    let reboot = if args.no_reboot {
+        Reboot::Never
+    } else if args.serial {
+        Reboot::Serial
+    } else {
+        Reboot::AllAtOnce
+    };
+    run_phases(global, &args.inventory, mode, args.ready_timeout, reboot)
 }
 
 /// `up` and `plan`: the same phases, `plan` stopping after the decisions.
@@ -37,6 +43,7 @@ pub fn run_phases(
     path: &std::path::Path,
     mode: Mode,
     ready_timeout: Duration,
+    reboot: Reboot,
 ) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
     let token = read_join_token(&prepared.inventory.cluster.token)
@@ -62,7 +69,8 @@ pub fn run_phases(
         kubeconfig,
         lock_stale_after: LOCK_STALE_AFTER,
         fleet: prepared.fleet_settings.clone(),
-        token: token.map(|t: JoinToken| t),
+        token,
+        reboot,
     };
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();

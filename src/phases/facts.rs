@@ -50,7 +50,12 @@ if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then cg=yes
 elif awk '$1=="memory" && $4=="1" {{f=1}} END {{exit !f}}' /proc/cgroups 2>/dev/null; then cg=yes
 else cg=no; fi
 kv memory_cgroup "$cg"
-kv cmdline_cgroup "$(grep -o 'cgroup_enable=memory' /proc/cmdline 2>/dev/null)"
+for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
+  [ -f "$f" ] || continue
+  kv cmdline_file "$f"
+  if grep -qw cgroup_memory=1 "$f" && grep -qw cgroup_enable=memory "$f"; then kv cmdline_flags yes; else kv cmdline_flags no; fi
+  break
+done
 kv disk_kb "$(df -Pk /var/lib 2>/dev/null | awk 'NR==2 {{print $4}}')"
 if [ "$(id -u)" = 0 ]; then kv sudo yes
 elif sudo -n true 2>/dev/null; then kv sudo yes
@@ -104,7 +109,10 @@ pub struct Facts {
     /// Device-tree model (`Raspberry Pi 4 Model B Rev 1.5`), if any.
     pub model: Option<String>,
     pub memory_cgroup: bool,
-    pub cmdline_cgroup: bool,
+    /// The Pi firmware's kernel command line file (`/boot/firmware/cmdline.txt`), if any.
+    pub cmdline_file: Option<String>,
+    /// That file already asks for the memory cgroup (`cgroup_memory=1 cgroup_enable=memory`).
+    pub cmdline_flags: bool,
     pub disk_free_mb: u64,
     /// Root works: the login user is root, or `sudo -n true` succeeded.
     pub sudo: bool,
@@ -173,7 +181,8 @@ impl Facts {
             config_hash: non_empty("config_hash"),
             model: non_empty("model"),
             memory_cgroup: text("memory_cgroup") == "yes",
-            cmdline_cgroup: !text("cmdline_cgroup").is_empty(),
+            cmdline_file: non_empty("cmdline_file"),
+            cmdline_flags: text("cmdline_flags") == "yes",
             disk_free_mb: number("disk_kb") / 1024,
             sudo: text("sudo") == "yes",
         }
@@ -193,6 +202,12 @@ impl Facts {
         }
     }
 
+    /// A Raspberry Pi whose kernel lacks the memory cgroup k3s needs, or whose cmdline.txt
+    /// does not ask for it (the flags count only after a reboot).
+    pub fn pi_needs_cgroup(&self) -> bool {
+        self.is_pi() && (!self.cmdline_flags || !self.memory_cgroup)
+    }
+
     pub fn is_pi(&self) -> bool {
         self.model
             .as_deref()
@@ -206,7 +221,7 @@ mod tests {
 
     const BARE: &str = "os=Debian GNU/Linux 12 (bookworm)\narch=aarch64\nkernel=6.1.0\n\
         mem_kb=3884096\ninit=systemd\nhostname=pi-01\nuid=1000\nboot_id=abc\nmodel=Raspberry Pi 4 Model B Rev 1.5\n\
-        memory_cgroup=no\ncmdline_cgroup=\ndisk_kb=20480000\nsudo=yes\n";
+        memory_cgroup=no\ncmdline_file=/boot/firmware/cmdline.txt\ncmdline_flags=no\ndisk_kb=20480000\nsudo=yes\n";
 
     #[test]
     fn bare_pi_facts() {
@@ -216,6 +231,11 @@ mod tests {
         assert_eq!(facts.disk_free_mb, 20000);
         assert!(facts.is_pi());
         assert!(!facts.memory_cgroup);
+        assert!(facts.pi_needs_cgroup());
+        assert_eq!(
+            facts.cmdline_file.as_deref(),
+            Some("/boot/firmware/cmdline.txt")
+        );
         assert!(facts.sudo);
         assert_eq!(facts.installed_role(), None);
         assert_eq!(facts.config_hash, None);

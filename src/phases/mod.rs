@@ -1,5 +1,6 @@
 //! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
-//! in one round trip per host, preflight, resolve one version, lock, first server, other
+//! in one round trip per host, preflight, resolve one version, lock, Pi cgroups (edit
+//! cmdline.txt, reboot, reconnect), first server, other
 //! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
 //! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
 //! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
@@ -20,7 +21,7 @@ mod run;
 pub mod runlog;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
-pub use run::{KubeconfigTarget, Mode, UpOptions, fetch_kubeconfig, run, status};
+pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
 
 /// Something the phases report while they work. Cheap, and called from many hosts at once.
 #[derive(Debug)]

@@ -114,10 +114,10 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
             f.disk_free_mb
         ));
     }
-    if f.is_pi() && !f.memory_cgroup {
+    if f.pi_needs_cgroup() && f.cmdline_file.is_none() {
         v.refusals.push(
-            "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
-             to /boot/firmware/cmdline.txt and reboot (k3s does not start without it)"
+            "Raspberry Pi without the memory cgroup and without /boot/firmware/cmdline.txt or \
+             /boot/cmdline.txt to enable it in (k3s does not start without it)"
                 .into(),
         );
     }

@@ -90,6 +90,32 @@ pub fn restart_script(unit: &str) -> String {
     format!("systemctl restart {unit}")
 }
 
+/// Add the memory cgroup flags to a Raspberry Pi's `cmdline.txt` and reboot it (sudo). The file
+/// must stay one line: only its first line is kept, with the missing flags appended. A backup of
+/// the original is kept next to it once. The reboot is started in the background so the command
+/// itself returns before sshd goes away.
+pub fn pi_cgroup_script(cmdline_file: &str) -> String {
+    format!(
+        "set -eu\n\
+         f={file}\n\
+         [ -e \"$f.edgeops-orig\" ] || cp -p \"$f\" \"$f.edgeops-orig\"\n\
+         line=$(head -n 1 \"$f\")\n\
+         for w in cgroup_memory=1 cgroup_enable=memory; do\n\
+         \x20 case \" $line \" in *\" $w \"*) ;; *) line=\"$line $w\" ;; esac\n\
+         done\n\
+         tmp=$(mktemp \"$f.XXXXXX\")\n\
+         printf '%s\\n' \"$line\" >\"$tmp\"\n\
+         mv -f \"$tmp\" \"$f\"\n\
+         sync\n\
+         echo \"edgeops: $f: $line\"\n\
+         nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &\n",
+        file = shell_quote(cmdline_file),
+    )
+}
+
+/// The kernel's boot id: it changes at every boot.
+pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+
 /// What to read from the first server once its API answers.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiRead {

@@ -53,7 +53,23 @@ pub struct UpOptions {
     pub fleet: FleetSettings,
     /// Join token from the inventory (already read and validated), if it names one.
     pub token: Option<JoinToken>,
+    /// What to do with Raspberry Pis that need the memory cgroup enabled.
+    pub reboot: Reboot,
 }
+
+/// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    /// Edit and reboot them all at once (the default).
+    AllAtOnce,
+    /// One at a time (`--serial`).
+    Serial,
+    /// Never (`--no-reboot`): such hosts fail with the reason.
+    Never,
+}
+
+/// How long a rebooting Pi may take to answer SSH again.
+const REBOOT_WAIT: Duration = Duration::from_secs(300);
 
 /// The first server needs this long at most to bring its API up after an install.
 const API_WAIT: Duration = Duration::from_secs(180);
@@ -284,6 +300,7 @@ impl<'a> Runner<'a> {
             }
             return Ok(());
         }
+        self.pi_cgroups().await?;
         if !self.first_server().await {
             return Ok(());
         }
@@ -566,7 +583,16 @@ impl<'a> Runner<'a> {
             };
             let facts = state.facts.as_ref().expect("alive hosts have facts");
             match decide(&state.host, facts, &spec, &version) {
-                Ok(decision) => state.decision = Some(decision),
+                Ok(mut decision) => {
+                    if facts.pi_needs_cgroup() {
+                        decision.why = format!(
+                            "enable the memory cgroup in {} and reboot; {}",
+                            facts.cmdline_file.as_deref().unwrap_or("cmdline.txt"),
+                            decision.why
+                        );
+                    }
+                    state.decision = Some(decision);
+                }
                 Err(reason) => state.fail(reason),
             }
             state.spec = Some(spec);
@@ -627,6 +653,135 @@ impl<'a> Runner<'a> {
         for state in self.hosts.values_mut() {
             state.skip(why);
         }
+    }
+
+    /// Raspberry Pis without the memory cgroup: add the flags to cmdline.txt, reboot, wait for
+    /// the new boot (a new boot id) on the same session, reconnected. All at once unless
+    /// `--serial`; with `--no-reboot` such hosts fail with the reason instead.
+    async fn pi_cgroups(&mut self) -> anyhow::Result<()> {
+        let pis: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive() && s.facts.as_ref().is_some_and(Facts::pi_needs_cgroup)
+            })
+            .cloned()
+            .collect();
+        if pis.is_empty() {
+            return Ok(());
+        }
+        if self.options.reboot == Reboot::Never {
+            for name in pis {
+                let file = self.hosts[&name]
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.cmdline_file.clone())
+                    .unwrap_or_default();
+                self.hosts.get_mut(&name).unwrap().fail(format!(
+                    "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
+                     to {file} and reboot (--no-reboot was given)"
+                ));
+            }
+            return Ok(());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "pi cgroups",
+            hosts: pis.len(),
+        });
+        let width = match self.options.reboot {
+            Reboot::Serial => 1,
+            _ => self.options.fleet.concurrency.max(1),
+        };
+        let this = &*self;
+        let results: Vec<(String, Result<(), String>)> = futures::stream::iter(pis)
+            .map(|name| async move {
+                this.observer.event(&Progress::HostStart {
+                    phase: "pi cgroups",
+                    host: &name,
+                });
+                let result = this.enable_cgroup_and_reboot(&name).await;
+                let detail = match &result {
+                    Ok(()) => "memory cgroup enabled, rebooted".to_owned(),
+                    Err(reason) => reason.clone(),
+                };
+                this.observer.event(&Progress::HostDone {
+                    phase: "pi cgroups",
+                    host: &name,
+                    ok: result.is_ok(),
+                    detail: &detail,
+                });
+                (name, result)
+            })
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        self.observer.event(&Progress::PhaseEnd {
+            phase: "pi cgroups",
+        });
+        let mut first_rebooted = false;
+        for (name, result) in results {
+            match result {
+                Ok(()) => first_rebooted |= name == self.first,
+                Err(reason) => self.hosts.get_mut(&name).unwrap().fail(reason),
+            }
+        }
+        // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
+        if first_rebooted && self.locked {
+            self.locked = false;
+            self.lock().await?;
+        }
+        Ok(())
+    }
+
+    async fn enable_cgroup_and_reboot(&self, name: &str) -> Result<(), String> {
+        let facts = self.hosts[name]
+            .facts
+            .as_ref()
+            .expect("alive hosts have facts");
+        let file = facts.cmdline_file.clone().unwrap_or_default();
+        let old_boot = facts.boot_id.clone();
+        let script = remote::pi_cgroup_script(&file);
+        self.step(
+            name,
+            "enable the memory cgroup",
+            ExecRequest::new(script).sudo(true),
+            false,
+        )
+        .await?;
+        let session = self
+            .fleet
+            .session(name)
+            .ok_or_else(|| "no SSH session".to_owned())?;
+        let deadline = Instant::now() + REBOOT_WAIT;
+        let mut last_error = String::from("no answer");
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if session.is_closed()
+                && let Err(e) = session.reconnect(deadline - Instant::now()).await
+            {
+                last_error = e.to_string();
+                continue;
+            }
+            let request =
+                ExecRequest::new(remote::BOOT_ID_COMMAND).timeout(Duration::from_secs(10));
+            match session.exec(&request).await {
+                Ok(out) if out.success() => {
+                    let boot = out.stdout_lossy().trim().to_owned();
+                    if !boot.is_empty() && boot != old_boot {
+                        self.log
+                            .write(name, "rebooted", &format!("new boot id {boot}\n"));
+                        return Ok(());
+                    }
+                }
+                Ok(out) => last_error = format!("boot id check: {}", out.exit),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(format!(
+            "rebooted for the memory cgroup but did not come back within {} ({last_error})",
+            humantime::format_duration(REBOOT_WAIT)
+        ))
     }
 
     /// A first server that is unreachable or refused stops everything else, with one message
@@ -1230,6 +1385,7 @@ pub async fn status(
         lock_stale_after: Duration::ZERO,
         fleet: fleet_settings,
         token: None,
+        reboot: Reboot::Never,
     };
     let log = RunLog::disabled(Default::default());
     let mut runner =
