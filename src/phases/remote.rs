@@ -91,7 +91,8 @@ pub fn restart_script(unit: &str) -> String {
 }
 
 /// Add the memory cgroup flags to a Raspberry Pi's `cmdline.txt` and reboot it (sudo). The file
-/// must stay one line: only its first line is kept, with the missing flags appended. A backup of
+/// must stay one line: only its first line is kept, with the missing flags appended; it stays
+/// world-readable (0644, as the image ships it) so the facts script can check it without sudo. A backup of
 /// the original is kept next to it once. The reboot is started in the background so the command
 /// itself returns before sshd goes away.
 pub fn pi_cgroup_script(cmdline_file: &str) -> String {
@@ -105,6 +106,7 @@ pub fn pi_cgroup_script(cmdline_file: &str) -> String {
          done\n\
          tmp=$(mktemp \"$f.XXXXXX\")\n\
          printf '%s\\n' \"$line\" >\"$tmp\"\n\
+         chmod 0644 \"$tmp\"\n\
          mv -f \"$tmp\" \"$f\"\n\
          sync\n\
          echo \"edgeops: $f: $line\"\n\
