@@ -278,6 +278,13 @@ impl<'a> Runner<'a> {
         })
     }
 
+    /// The state of a host of this run (names only ever come from `self.order`).
+    fn state_mut(&mut self, name: &str) -> &mut HostState {
+        self.hosts
+            .get_mut(name)
+            .expect("every host of the run has a state")
+    }
+
     fn message(&mut self, text: String) {
         self.observer.event(&Progress::Message { text: &text });
         self.messages.push(text);
@@ -678,7 +685,7 @@ impl<'a> Runner<'a> {
                     .as_ref()
                     .and_then(|f| f.cmdline_file.clone())
                     .unwrap_or_default();
-                self.hosts.get_mut(&name).unwrap().fail(format!(
+                self.state_mut(&name).fail(format!(
                     "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
                      to {file} and reboot (--no-reboot was given)"
                 ));
@@ -723,7 +730,7 @@ impl<'a> Runner<'a> {
         for (name, result) in results {
             match result {
                 Ok(()) => first_rebooted |= name == self.first,
-                Err(reason) => self.hosts.get_mut(&name).unwrap().fail(reason),
+                Err(reason) => self.state_mut(&name).fail(reason),
             }
         }
         // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
@@ -819,7 +826,7 @@ impl<'a> Runner<'a> {
             (None, Action::Install) => match JoinToken::generate() {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    self.hosts.get_mut(&first).unwrap().fail(e.to_string());
+                    self.state_mut(&first).fail(e.to_string());
                     self.skip_rest("no join token");
                     return false;
                 }
@@ -842,7 +849,7 @@ impl<'a> Runner<'a> {
         match result {
             Ok(()) => true,
             Err(reason) => {
-                self.hosts.get_mut(&first).unwrap().fail(reason.clone());
+                self.state_mut(&first).fail(reason.clone());
                 self.message(format!(
                     "first server {first} failed: skipping the other servers, agents, kubeconfig and verify"
                 ));
@@ -879,7 +886,7 @@ impl<'a> Runner<'a> {
         let out = match result {
             Ok(out) => out,
             Err(reason) => {
-                self.hosts.get_mut(&first).unwrap().fail(reason.clone());
+                self.state_mut(&first).fail(reason.clone());
                 self.message(format!(
                     "first server {first}: its API did not come up: skipping the other servers, agents, kubeconfig and verify"
                 ));
@@ -930,13 +937,13 @@ impl<'a> Runner<'a> {
         let mut failed: Option<String> = None;
         for name in servers {
             if let Some(prev) = &failed {
-                self.hosts.get_mut(&name).unwrap().skip(format!(
+                self.state_mut(&name).skip(format!(
                     "server {prev} failed to join; servers join one at a time, so this one waited"
                 ));
                 continue;
             }
             if let Err(reason) = self.apply_with_progress("servers", &name, token).await {
-                self.hosts.get_mut(&name).unwrap().fail(reason);
+                self.state_mut(&name).fail(reason);
                 failed = Some(name);
             }
         }
@@ -973,7 +980,7 @@ impl<'a> Runner<'a> {
         self.observer.event(&Progress::PhaseEnd { phase: "agents" });
         for (name, result) in results {
             if let Err(reason) = result {
-                self.hosts.get_mut(&name).unwrap().fail(reason);
+                self.state_mut(&name).fail(reason);
             }
         }
     }
@@ -1051,10 +1058,7 @@ impl<'a> Runner<'a> {
                         "verify: cannot read the nodes from {first}: {reason}"
                     ));
                     for name in &names {
-                        self.hosts
-                            .get_mut(name)
-                            .unwrap()
-                            .fail(format!("not verified: {reason}"));
+                        self.state_mut(name).fail(format!("not verified: {reason}"));
                     }
                     self.observer.event(&Progress::PhaseEnd { phase: "verify" });
                     return;
@@ -1107,7 +1111,7 @@ impl<'a> Runner<'a> {
                     ok: false,
                     detail: &reason,
                 });
-                self.hosts.get_mut(name).unwrap().fail(reason);
+                self.state_mut(name).fail(reason);
             }
         }
         if !check.unexpected.is_empty() {
