@@ -9,11 +9,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 const HOSTS: usize = 23;
-const TESTS_IN_FILE: usize = 7;
 const PINNED: &str = "v1.31.4+k3s1";
 
 mod support;
@@ -132,24 +130,24 @@ impl Lab {
 
 static LAB: OnceLock<Lab> = OnceLock::new();
 static START: Mutex<()> = Mutex::new(());
-static DONE: AtomicUsize = AtomicUsize::new(0);
 
-/// The shared lab, started by the first test; the guard tears it down after the last test.
-fn lab() -> (&'static Lab, Finish) {
+/// The shared lab, started by the first test. Statics are never dropped, so the lab is torn
+/// down by an exit handler when the test binary ends (however many tests a filter selected).
+fn lab() -> &'static Lab {
     let _once = START.lock().unwrap_or_else(|e| e.into_inner());
-    (LAB.get_or_init(Lab::start), Finish)
+    LAB.get_or_init(|| {
+        let lab = Lab::start();
+        if std::env::var_os("UP_LAB_KEEP").is_none() {
+            // SAFETY: registers a plain `extern "C"` function; it only runs at process exit.
+            unsafe { libc::atexit(teardown) };
+        }
+        lab
+    })
 }
 
-struct Finish;
-
-impl Drop for Finish {
-    fn drop(&mut self) {
-        if DONE.fetch_add(1, Ordering::SeqCst) + 1 == TESTS_IN_FILE
-            && let Some(lab) = LAB.get()
-            && std::env::var_os("UP_LAB_KEEP").is_none()
-        {
-            lab.inner.run_lab(&["down"]);
-        }
+extern "C" fn teardown() {
+    if let Some(lab) = LAB.get() {
+        lab.inner.run_lab(&["down"]);
     }
 }
 
@@ -210,7 +208,7 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn bare_to_ready_then_noop_then_join_one_agent() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     // lab-03 is the server; lab-01 and lab-02 are the Pi agents.
     let hosts = ["lab-03", "lab-01", "lab-02", "lab-04", "lab-05"];
@@ -374,7 +372,7 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
 
 #[test]
 fn plan_on_bare_hosts_changes_nothing() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-07", "lab-08"];
     let inventory = lab.inventory(dir.path(), "planned", &hosts, 1);
@@ -412,7 +410,7 @@ fn plan_on_bare_hosts_changes_nothing() {
 
 #[test]
 fn failing_agents_are_reported_while_the_rest_comes_up() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     // lab-10: install fails; lab-11: never Ready; lab-12: unreachable; lab-13: fine.
     lab.knob(&["k3s-fault", "lab-10", "install-fail"]);
@@ -456,7 +454,7 @@ fn failing_agents_are_reported_while_the_rest_comes_up() {
 
 #[test]
 fn dead_first_server_stops_dependent_phases() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     lab.knob(&["stop", "lab-14"]);
     let hosts = ["lab-14", "lab-15"];
@@ -483,7 +481,7 @@ fn dead_first_server_stops_dependent_phases() {
 
 #[test]
 fn a_second_up_refuses_while_the_first_holds_the_lock() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-16", "lab-17"];
     let inventory = lab.inventory(dir.path(), "locked", &hosts, 1);
@@ -543,7 +541,7 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
 
 #[test]
 fn kubeconfig_command_merges_under_the_cluster_context() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-18"];
     let inventory = lab.inventory(dir.path(), "solo", &hosts, 1);
@@ -574,7 +572,7 @@ fn kubeconfig_command_merges_under_the_cluster_context() {
 
 #[test]
 fn ha_three_servers_two_agents() {
-    let (lab, _finish) = lab();
+    let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-19", "lab-20", "lab-21", "lab-22", "lab-23"];
     let inventory = lab.inventory(dir.path(), "ha", &hosts, 3);
