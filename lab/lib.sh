@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lab/lib.sh: the functions behind scripts/lab (sourced). Naming of everything one lab id owns:
 #   bridge edl<ID>br (10.<244+ID>.0.1/16), netns edl<ID>-<host>, root-side veth edl<ID>v<index>,
 #   cgroup /sys/fs/cgroup/unified/edgeops-lab/<ID>/<host>, state lab/state/<ID>/.
@@ -59,6 +60,7 @@ base_tarball() { echo "$CACHE/base-$(base_key).tar.zst"; }
 rootfs_dir() { echo "$CACHE/rootfs-$(rootfs_key)"; }
 
 # build: debootstrap into a temp dir and cache it as a tarball keyed by the recipe hash.
+# shellcheck disable=SC2120 # `build --force` passes arguments; `up` calls it without
 lab_build() {
   need_root
   ensure_host_tools
@@ -323,7 +325,7 @@ pool_wait() {
 lock_lab() {
   mkdir -p "$STATE"
   exec 9>"$STATE/.lock"
-  flock 9
+  flock -w 600 9 || die "lab $LAB_ID is busy: another scripts/lab holds $STATE/.lock"
 }
 
 write_lab_files() {
@@ -459,9 +461,9 @@ kill_pidfile() {
 }
 
 remove_cgroup_tree() {
-  local cg=$1 try
+  local cg=$1
   [[ -d "$cg" ]] || return 0
-  for try in $(seq 100); do
+  for _ in $(seq 100); do
     local d
     while read -r d; do
       echo 0 >"$d/cgroup.freeze" 2>/dev/null || true
@@ -501,9 +503,8 @@ lab_down() {
     umount -l "$m" 2>/dev/null || true
   done
   # 5. Network: namespaces (their veth peers go with them), stray veths, the bridge.
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^edl${LAB_ID}-" || true); do
-    ip netns del "$ns" 2>/dev/null || true
-  done
+  ip netns list 2>/dev/null | awk -v p="edl${LAB_ID}-" 'index($1, p) == 1 {print "netns del " $1}' |
+    ip -force -batch - 2>/dev/null || true
   local link
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^edl${LAB_ID}(v[0-9]+|br)$" || true); do
     ip link del "$link" 2>/dev/null || true

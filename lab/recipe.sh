@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The rootfs recipe: sourced by scripts/lab. Changing anything here changes the cache key
 # (the whole file is hashed), so the next `scripts/lab build` rebuilds the base tarball.
 LAB_SUITE=bookworm

@@ -1,65 +1,28 @@
 //! ssh and fleet against the lab's real hosts (network namespaces with their own sshd, user `pi`
 //! with sudo): sudo with a password, sudo upload to a root-owned path, a host rebooted mid-run
 //! is reconnected, a frozen host times out while the others succeed, a host behind the delay
-//! proxy. Needs root and `scripts/lab`; the lab id is EDGEOPS_LAB_ID (default 8).
+//! proxy. Each test owns a lab (tests/support `Lab`), torn down when the test ends.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+mod support;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
 
 use edgeops::commands::exec::{SshSetup, ssh_setup};
 use edgeops::fleet::{Fleet, FleetSettings, HostError, Silent};
 use edgeops::ssh::{ConnectOptions, ExecRequest, Session, SshContext, SshError, SudoMode};
 use secrecy::SecretString;
+use support::Lab;
 
-const HOSTS: usize = 4;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// A lab of `n` sshd-only hosts (its own lab id; torn down when dropped).
+fn lab(n: usize) -> Lab {
+    Lab::options(n).sshd_only().start()
 }
 
-fn lab_id() -> String {
-    std::env::var("EDGEOPS_LAB_ID").unwrap_or_else(|_| "8".into())
-}
-
-fn lab(args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts/lab"))
-        .args(args)
-        .env("EDGEOPS_LAB_ID", lab_id())
-        .output()
-        .expect("scripts/lab must exist (the lab is part of this repository)");
-    assert!(
-        out.status.success(),
-        "scripts/lab {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The lab's inventory, with the lab up (started once per test binary). The mutex serializes
-/// tests: they flip fault knobs on shared hosts.
-async fn lab_inventory() -> (PathBuf, MutexGuard<'static, ()>) {
-    static UP: OnceLock<PathBuf> = OnceLock::new();
-    static SERIAL: Mutex<()> = Mutex::const_new(());
-    let guard = SERIAL.lock().await;
-    let path = UP.get_or_init(|| {
-        lab(&["up", &HOSTS.to_string(), "--sshd-only"]);
-        let env = lab(&["env"]);
-        let line = env
-            .lines()
-            .find_map(|l| l.strip_prefix("LAB_INVENTORY="))
-            .expect("scripts/lab env prints LAB_INVENTORY");
-        PathBuf::from(line)
-    });
-    (path.clone(), guard)
-}
-
-async fn setup(names: &[&str]) -> SshSetup {
-    let (inv_path, _guard) = lab_inventory().await;
-    let inv = edgeops::inventory::load(&inv_path).expect("the lab inventory loads");
+/// The SSH setup edgeops would build from the lab's inventory, for `names`.
+fn setup(inventory: &Path, names: &[&str]) -> SshSetup {
+    let inv = edgeops::inventory::load(inventory).expect("the lab inventory loads");
     let hosts: Vec<_> = inv
         .hosts
         .iter()
@@ -84,9 +47,9 @@ async fn connect(opts: ConnectOptions, ctx: SshContext) -> Session {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
-    let s = setup(&["lab-01"]).await;
-    let (_inv, _guard) = lab_inventory().await;
-    lab(&["sudo-password", "lab-01", "correct horse"]);
+    let lab = lab(1);
+    let s = setup(&lab.inventory_path(), &["lab-01"]);
+    lab.sudo_password("lab-01", "correct horse");
     let mut opts = target(&s, "lab-01");
 
     opts.sudo = SudoMode::Passwordless;
@@ -138,7 +101,6 @@ async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
         .await
         .unwrap();
     assert!(!out.success(), "a wrong sudo password must fail");
-    lab(&["sudo-nopasswd", "lab-01"]);
 }
 
 /// When the host's PID 1 started (clock ticks since the machine booted): changes on reboot.
@@ -146,7 +108,8 @@ const INIT_STARTED: &str = "cut -d' ' -f22 /proc/1/stat";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_rebooted_mid_run_is_reconnected() {
-    let s = setup(&["lab-02"]).await;
+    let lab = lab(1);
+    let s = setup(&lab.inventory_path(), &["lab-01"]);
     let fleet = Fleet::connect_all(
         s.targets.clone(),
         s.ctx.clone(),
@@ -163,12 +126,9 @@ async fn a_host_rebooted_mid_run_is_reconnected() {
         })
         .await;
     let before = before[0].outcome.as_ref().unwrap().clone();
-    {
-        let (_inv, _guard) = lab_inventory().await;
-        lab(&["reboot", "lab-02"]);
-    }
+    lab.reboot("lab-01");
     // The old connection died with the host: the next step reconnects (with retries) first.
-    let session = fleet.session("lab-02").unwrap().clone();
+    let session = fleet.session("lab-01").unwrap().clone();
     for _ in 0..200 {
         if session.is_closed() {
             break;
@@ -194,13 +154,12 @@ async fn a_host_rebooted_mid_run_is_reconnected() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_host_times_out_while_the_others_succeed() {
-    let mut s = setup(&["lab-03", "lab-04"]).await;
+    let lab = lab(2);
+    let mut s = setup(&lab.inventory_path(), &["lab-01", "lab-02"]);
     for t in &mut s.targets {
         t.connect_timeout = Duration::from_secs(2);
     }
-    let (_inv, guard) = lab_inventory().await;
-    lab(&["freeze", "lab-03"]);
-    drop(guard);
+    lab.freeze("lab-01");
     let settings = FleetSettings {
         connect_attempts: 2,
         ..Default::default()
@@ -215,37 +174,28 @@ async fn a_frozen_host_times_out_while_the_others_succeed() {
                 .stdout_lossy())
         })
         .await;
-    {
-        let (_inv, _guard) = lab_inventory().await;
-        lab(&["thaw", "lab-03"]);
-    }
-    assert_eq!(results[0].host, "lab-03");
+    lab.thaw("lab-01");
+    assert_eq!(results[0].host, "lab-01");
     match &results[0].outcome {
         Err(HostError::Unreachable(e)) => {
             assert!(matches!(**e, SshError::ConnectTimeout { .. }), "{e}")
         }
-        other => panic!("lab-03 should time out: {other:?}"),
+        other => panic!("lab-01 should time out: {other:?}"),
     }
-    assert_eq!(results[1].outcome.as_ref().unwrap(), "lab-04\n");
+    assert_eq!(results[1].outcome.as_ref().unwrap(), "lab-02\n");
     fleet.close_all().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_behind_the_delay_proxy_still_works() {
-    let s = setup(&["lab-04"]).await;
-    {
-        let (_inv, _guard) = lab_inventory().await;
-        lab(&["delay", "lab-04", "50"]);
-    }
-    let result = Session::connect(target(&s, "lab-04"), s.ctx.clone()).await;
+    let lab = lab(1);
+    let s = setup(&lab.inventory_path(), &["lab-01"]);
+    lab.delay("lab-01", 50);
+    let result = Session::connect(target(&s, "lab-01"), s.ctx.clone()).await;
     let out = match &result {
         Ok(session) => Some(session.exec(&ExecRequest::new("uname -n")).await),
         Err(_) => None,
     };
-    {
-        let (_inv, _guard) = lab_inventory().await;
-        lab(&["undelay", "lab-04"]);
-    }
     let out = out.unwrap_or_else(|| panic!("{:?}", result.err())).unwrap();
-    assert_eq!(out.stdout_lossy(), "lab-04\n");
+    assert_eq!(out.stdout_lossy(), "lab-01\n");
 }
