@@ -5,8 +5,10 @@
 //! - `ssh`: one host's session (russh): host keys, auth, exec, sudo, upload, reconnect, jump host.
 //! - `fleet`: one async step over many hosts with bounded concurrency, timeouts, retries, progress.
 //! - `gitlab`: the GitLab REST client (agents, agent tokens, runners, repository files).
+//! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
 //!   node readiness, kubeconfig.
+//! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
 //! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
@@ -19,6 +21,7 @@ pub mod gitlab;
 pub mod inventory;
 pub mod k3s;
 pub mod logging;
+pub mod phases;
 pub mod render;
 pub mod report;
 pub mod ssh;

@@ -3,7 +3,11 @@
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod kubeconfig;
+pub mod plan;
 pub mod render;
+pub mod status;
+pub mod up;
 
 use std::process::ExitCode;
 
@@ -28,13 +32,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&global, &args),
         Command::Completions(args) => completions::run(&args),
-        Command::Up(_) => not_implemented("up"),
-        Command::Plan(_) => not_implemented("plan"),
-        Command::Status(_) => not_implemented("status"),
+        Command::Up(args) => up::run(&global, &args),
+        Command::Plan(args) => plan::run(&global, &args),
+        Command::Status(args) => status::run(&global, &args),
         Command::Reset(_) => not_implemented("reset"),
         Command::Upgrade(_) => not_implemented("upgrade"),
         Command::Exec(args) => exec::run(&global, &args),
-        Command::Kubeconfig(_) => not_implemented("kubeconfig"),
+        Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
     }
 }

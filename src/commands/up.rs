@@ -1,0 +1,502 @@
+//! `edgeops up INVENTORY`: every host to a Ready k3s cluster (idempotent), with live progress
+//! and a per-host table at the end. Also the wiring `plan`, `status` and `kubeconfig` share:
+//! inventory → selected hosts → SSH targets, the progress view, and the tables.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
+use crate::exit::Failure;
+use crate::fleet::FleetSettings;
+use crate::inventory::{self, Host, Inventory};
+use crate::k3s::install::first_server;
+use crate::k3s::token::read_join_token;
+use crate::phases::runlog::{Redactor, RunLog};
+use crate::phases::{
+    self, KubeconfigTarget, Mode, Observer, Progress, Quiet, Reboot, RunReport, Status, UpOptions,
+};
+use crate::ssh::{ConnectOptions, SshContext};
+
+/// A lock left by a run that died is taken over after this long.
+pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let mode = if args.dry_run { Mode::Plan } else { Mode::Up };
+    let reboot = if args.no_reboot {
+        Reboot::Never
+    } else if args.serial {
+        Reboot::Serial
+    } else {
+        Reboot::AllAtOnce
+    };
+    run_phases(global, &args.inventory, mode, args.ready_timeout, reboot)
+}
+
+/// `up` and `plan`: the same phases, `plan` stopping after the decisions.
+pub fn run_phases(
+    global: &GlobalArgs,
+    path: &std::path::Path,
+    mode: Mode,
+    ready_timeout: Duration,
+    reboot: Reboot,
+) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(global, path, mode == Mode::Up)?;
+    let token = read_join_token(&prepared.inventory.cluster.token)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let redactor = Redactor::default();
+    if let Some(token) = &token {
+        redactor.add(token.expose());
+    }
+    let log = match mode {
+        Mode::Up => RunLog::create(&prepared.inventory.cluster.name, redactor),
+        Mode::Plan => RunLog::disabled(redactor),
+    };
+    let kubeconfig = match mode {
+        Mode::Up => Some(KubeconfigTarget {
+            path: default_kubeconfig_path()?,
+            context: prepared.inventory.cluster.name.clone(),
+        }),
+        Mode::Plan => None,
+    };
+    let options = UpOptions {
+        mode,
+        ready_timeout,
+        kubeconfig,
+        lock_stale_after: LOCK_STALE_AFTER,
+        fleet: prepared.fleet_settings.clone(),
+        token,
+        reboot,
+    };
+    let view = ProgressView::new(global);
+    let observer: Arc<dyn Observer> = view.clone();
+    let runtime = super::runtime()?;
+    let report = runtime.block_on(async {
+        let Prepared {
+            inventory,
+            hosts,
+            targets,
+            ctx,
+            ..
+        } = &prepared;
+        with_interrupt(
+            ctx,
+            phases::run(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            ),
+        )
+        .await
+    });
+    view.finish();
+    let report = report?;
+    print_report(global, &report)?;
+    outcome(&report)
+}
+
+/// The exit code for a finished run: 0 when every host is fine, else 1 (after the table).
+pub fn outcome(report: &RunReport) -> anyhow::Result<ExitCode> {
+    let failed = report.failed_hosts();
+    if failed == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::HostsFailed {
+            failed,
+            total: report.hosts.len(),
+        }
+        .into())
+    }
+}
+
+/// Ctrl-C cancels the fleet's commands; the run then reports what it got.
+pub async fn with_interrupt<T>(ctx: &SshContext, work: impl Future<Output = T>) -> T {
+    let cancel = ctx.cancel.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: stopping remote commands and closing sessions");
+            cancel.cancel();
+        }
+    });
+    let result = work.await;
+    interrupt.abort();
+    result
+}
+
+/// The inventory, the hosts to work on and how to reach them.
+pub struct Prepared {
+    pub inventory: Inventory,
+    /// The selection in inventory order, plus the first server when `--limit` left it out.
+    pub hosts: Vec<Host>,
+    pub targets: Vec<ConnectOptions>,
+    pub ctx: SshContext,
+    pub fleet_settings: FleetSettings,
+}
+
+pub fn prepare(
+    global: &GlobalArgs,
+    path: &std::path::Path,
+    need_sudo: bool,
+) -> anyhow::Result<Prepared> {
+    let inventory = inventory::load(path)?;
+    let first = first_server(&inventory)
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .name
+        .clone();
+    let selected: Vec<String> = inventory::select(&inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let hosts: Vec<Host> = inventory
+        .hosts
+        .iter()
+        .filter(|h| h.name == first || selected.contains(&h.name))
+        .cloned()
+        .collect();
+    let refs: Vec<&Host> = hosts.iter().collect();
+    let setup = super::exec::ssh_setup(&refs, need_sudo)?;
+    let fleet_settings = FleetSettings {
+        concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
+        ..Default::default()
+    };
+    Ok(Prepared {
+        targets: setup.targets,
+        ctx: setup.ctx,
+        inventory,
+        hosts,
+        fleet_settings,
+    })
+}
+
+/// `$KUBECONFIG`'s first file, else `~/.kube/config` (where kubectl looks).
+pub fn default_kubeconfig_path() -> anyhow::Result<PathBuf> {
+    if let Some(list) = std::env::var_os("KUBECONFIG")
+        && let Some(first) = std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
+    {
+        return Ok(first);
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| anyhow::anyhow!("HOME is not set: cannot find ~/.kube/config"))?;
+    Ok(PathBuf::from(home).join(".kube/config"))
+}
+
+// ---- progress ----------------------------------------------------------------------------
+
+/// Live progress on stderr: with a terminal, indicatif bars (one per phase with host counts, a
+/// spinner per host at work, failures printed as they happen); without one, plain lines for
+/// per-host results. Nothing in `--quiet` or JSON mode.
+pub struct ProgressView {
+    mode: ViewMode,
+}
+
+enum ViewMode {
+    Off,
+    Lines,
+    Bars(Bars),
+}
+
+struct Bars {
+    multi: MultiProgress,
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    phase: Option<ProgressBar>,
+    hosts: Vec<(String, ProgressBar)>,
+}
+
+impl ProgressView {
+    pub fn new(global: &GlobalArgs) -> Arc<ProgressView> {
+        let mode = if global.quiet || global.output == OutputFormat::Json {
+            ViewMode::Off
+        } else if std::io::stderr().is_terminal() && global.verbose == 0 {
+            ViewMode::Bars(Bars {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                state: Mutex::new(BarState::default()),
+            })
+        } else {
+            ViewMode::Lines
+        };
+        Arc::new(ProgressView { mode })
+    }
+
+    pub fn finish(&self) {
+        if let ViewMode::Bars(bars) = &self.mode {
+            let mut state = bars.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(bar) = state.phase.take() {
+                bar.finish_and_clear();
+            }
+            for (_, bar) in state.hosts.drain(..) {
+                bar.finish_and_clear();
+            }
+            let _ = bars.multi.clear();
+        }
+    }
+}
+
+impl Observer for ProgressView {
+    fn event(&self, event: &Progress<'_>) {
+        match &self.mode {
+            ViewMode::Off => {}
+            ViewMode::Lines => lines_event(event),
+            ViewMode::Bars(bars) => bars.event(event),
+        }
+    }
+}
+
+fn lines_event(event: &Progress<'_>) {
+    match event {
+        Progress::PhaseStart { phase, hosts } if *hosts > 0 => {
+            eprintln!(
+                "-- {phase} ({hosts} host{})",
+                if *hosts == 1 { "" } else { "s" }
+            );
+        }
+        Progress::PhaseStart { phase, .. } => eprintln!("-- {phase}"),
+        Progress::HostDone {
+            host, ok, detail, ..
+        } if !detail.is_empty() => {
+            if *ok {
+                eprintln!("   {host}: {detail}");
+            } else {
+                eprintln!("   {host}: FAILED: {detail}");
+            }
+        }
+        Progress::Message { text } => eprintln!("   {text}"),
+        _ => {}
+    }
+}
+
+impl Bars {
+    fn event(&self, event: &Progress<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Progress::PhaseStart { phase, hosts } => {
+                if let Some(old) = state.phase.take() {
+                    old.finish_and_clear();
+                }
+                let bar = self.multi.add(ProgressBar::new(*hosts as u64));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {msg:14} [{bar:30}] {pos}/{len} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_message(phase.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                state.phase = Some(bar);
+            }
+            Progress::HostStart { phase, host } => {
+                let spinner = self.multi.add(ProgressBar::new_spinner());
+                spinner.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                spinner.set_message(format!("{host}: {phase}"));
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                state.hosts.push((host.to_string(), spinner));
+            }
+            Progress::HostDone {
+                host, ok, detail, ..
+            } => {
+                if let Some(i) = state.hosts.iter().position(|(h, _)| h == host) {
+                    let (_, spinner) = state.hosts.remove(i);
+                    spinner.finish_and_clear();
+                    self.multi.remove(&spinner);
+                }
+                if let Some(bar) = &state.phase {
+                    bar.inc(1);
+                }
+                if !ok {
+                    let why = if detail.is_empty() { "failed" } else { detail };
+                    let _ = self.multi.println(format!("✗ {host}: {why}"));
+                }
+            }
+            Progress::PhaseEnd { .. } => {
+                if let Some(bar) = state.phase.take() {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+            }
+            Progress::Message { text } => {
+                let _ = self.multi.println(format!("  {text}"));
+            }
+        }
+    }
+}
+
+/// For commands without live progress.
+pub fn quiet() -> Arc<dyn Observer> {
+    Arc::new(Quiet)
+}
+
+// ---- tables ------------------------------------------------------------------------------
+
+/// The final report: a table per host, the node table, notes; or JSON.
+pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if global.output == OutputFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    if let Some(version) = &report.version {
+        writeln!(
+            out,
+            "cluster {}: k3s {version}{}",
+            report.cluster,
+            report
+                .version_source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        )?;
+    }
+    let mut rows = vec![vec![
+        "HOST".to_owned(),
+        "ROLE".into(),
+        "ARCH".into(),
+        "VERSION".into(),
+        if report.dry_run { "PLAN" } else { "RESULT" }.into(),
+        "TIME".into(),
+        "REASON".into(),
+    ]];
+    for host in &report.hosts {
+        let reason = match host.status {
+            Status::Failed | Status::Skipped => host.reason.clone().unwrap_or_default(),
+            Status::Planned => host
+                .decision
+                .as_ref()
+                .map(|d| d.why.clone())
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        rows.push(vec![
+            host.host.clone(),
+            host.role.to_owned(),
+            host.arch.clone().unwrap_or_else(|| "-".into()),
+            host.version.clone().unwrap_or_else(|| "-".into()),
+            host.result.clone(),
+            format!("{:.1}s", host.seconds),
+            reason,
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    if !report.nodes.is_empty() {
+        writeln!(out)?;
+        let mut rows = vec![vec![
+            "NODE".to_owned(),
+            "STATUS".into(),
+            "ROLES".into(),
+            "VERSION".into(),
+            "ARCH".into(),
+            "PROBLEMS".into(),
+        ]];
+        for node in &report.nodes {
+            rows.push(vec![
+                node.name.clone(),
+                node.ready.clone(),
+                node.roles.clone(),
+                node.version.clone(),
+                node.arch.clone(),
+                node.problems.join("; "),
+            ]);
+        }
+        write!(out, "{}", table(&rows))?;
+    }
+    for message in &report.messages {
+        writeln!(out, "note: {message}")?;
+    }
+    if let Some(kubeconfig) = &report.kubeconfig {
+        writeln!(out, "kubeconfig: {kubeconfig}")?;
+    }
+    if let Some(dir) = &report.log_dir {
+        writeln!(out, "logs: {dir}")?;
+    }
+    let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
+    let summary = if report.dry_run {
+        format!(
+            "{} host(s): {} would change, {} nothing to do, {} refused or unreachable",
+            report.hosts.len(),
+            report
+                .hosts
+                .iter()
+                .filter(|h| h.status == Status::Planned
+                    && h.decision.as_ref().is_some_and(|d| d.action.changes()))
+                .count(),
+            report
+                .hosts
+                .iter()
+                .filter(|h| h.status == Status::Planned
+                    && h.decision.as_ref().is_none_or(|d| !d.action.changes()))
+                .count(),
+            count(Status::Failed) + count(Status::Skipped),
+        )
+    } else {
+        format!(
+            "{} host(s): {} changed, {} nothing to do, {} failed, {} skipped",
+            report.hosts.len(),
+            count(Status::Done),
+            count(Status::Unchanged),
+            count(Status::Failed),
+            count(Status::Skipped)
+        )
+    };
+    writeln!(out, "{summary}")?;
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let rows = vec![
+            vec!["HOST".into(), "RESULT".into(), "REASON".into()],
+            vec!["lab-01".into(), "installed".into(), "".into()],
+            vec!["x".into(), "failed".into(), "boom".into()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "HOST    RESULT     REASON\nlab-01  installed\nx       failed     boom\n"
+        );
+    }
+}

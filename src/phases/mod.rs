@@ -1,0 +1,65 @@
+//! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
+//! in one round trip per host, preflight, resolve one version, lock, Pi cgroups (edit
+//! cmdline.txt, reboot, reconnect), first server, other
+//! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
+//! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
+//! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
+//!
+//! - `facts`: the one-round-trip facts script and its parser.
+//! - `preflight`: refusals and warnings from facts.
+//! - `decide`: the per-host action (the idempotency rule).
+//! - `remote`: the scripts each step runs on a host (secrets on stdin only).
+//! - `runlog`: the per-host 0600 logs of a run, redacted.
+//! - `run`: the orchestration; `outcome`: the per-host and cluster results.
+
+pub mod decide;
+pub mod facts;
+pub mod outcome;
+pub mod preflight;
+pub mod remote;
+mod run;
+pub mod runlog;
+
+pub use outcome::{HostReport, NodeRow, RunReport, Status};
+pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
+
+/// Something the phases report while they work. Cheap, and called from many hosts at once.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// A phase begins over `hosts` hosts.
+    PhaseStart {
+        phase: &'a str,
+        hosts: usize,
+    },
+    /// A host starts its step of the phase.
+    HostStart {
+        phase: &'a str,
+        host: &'a str,
+    },
+    /// A host is done with the phase (`detail`: what happened, or why it failed).
+    HostDone {
+        phase: &'a str,
+        host: &'a str,
+        ok: bool,
+        detail: &'a str,
+    },
+    PhaseEnd {
+        phase: &'a str,
+    },
+    /// A warning or note worth showing while it runs.
+    Message {
+        text: &'a str,
+    },
+}
+
+/// Receives [`Progress`]; the CLI draws it.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: &Progress<'_>);
+}
+
+/// Observes nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn event(&self, _: &Progress<'_>) {}
+}

@@ -1,0 +1,279 @@
+//! The shell scripts `up` runs on hosts, each built so one step costs one round trip, and the
+//! parsing of what they print. Secrets only ever travel on stdin: no script text holds one.
+
+use std::time::Duration;
+
+use crate::k3s::JoinToken;
+use crate::k3s::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
+use crate::ssh::shell_quote;
+
+/// Where a server keeps the join token (k3s contract).
+pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
+/// The k3s admin kubeconfig on a server.
+pub const K3S_KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
+/// `VERSION SIZE MTIME` of the k3s binary edgeops installed (see `facts`): saves running
+/// `k3s --version` on every run. Inside `/etc/rancher/k3s`, so the uninstall scripts remove it.
+pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
+/// The `up` lock on the first server: on tmpfs, so a reboot (which kills any run) clears it.
+pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
+
+/// Install (or re-install with a changed config) in one round trip, run with sudo.
+/// stdin: the join token on the first line (empty: keep the token file as is), then the config
+/// file. The token file (0600) and the config are written only when their content differs;
+/// `restart_on_change` restarts the service when the config changed (the installer alone would
+/// not notice: it only compares binary, unit and env file). The config hash is recorded last,
+/// only after everything succeeded, so a failed host is retried by the next run. The folder is
+/// created world-readable, as k3s makes it, so the facts script reads the hash without sudo.
+pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
+    let unit = unit_name(spec);
+    format!(
+        "set -eu\n\
+         umask 022\n\
+         mkdir -p /etc/rancher/k3s\n\
+         umask 077\n\
+         IFS= read -r token || true\n\
+         if [ -n \"$token\" ] && [ \"$(cat {token_file} 2>/dev/null)\" != \"$token\" ]; then\n\
+         \x20 tmp=$(mktemp /etc/rancher/k3s/.edgeops-token.XXXXXX)\n\
+         \x20 printf '%s\\n' \"$token\" >\"$tmp\"\n\
+         \x20 mv -f \"$tmp\" {token_file}\n\
+         \x20 echo 'edgeops: token file written'\n\
+         fi\n\
+         unset token\n\
+         cfg=$(mktemp /etc/rancher/k3s/.edgeops-config.XXXXXX)\n\
+         cat >\"$cfg\"\n\
+         chmod 0644 \"$cfg\"\n\
+         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; changed=0\n\
+         else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
+         (\n{installer})\n\
+         if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\
+         \x20 echo 'edgeops: config changed, restarting {unit}'\n\
+         \x20 systemctl restart {unit}\n\
+         fi\n\
+         hash=$(mktemp /etc/rancher/k3s/.edgeops-hash.XXXXXX)\n\
+         printf '%s\\n' {hash} >\"$hash\"\n\
+         chmod 0644 \"$hash\"\n\
+         mv -f \"$hash\" {hash_file}\n\
+         stamp=$(mktemp /etc/rancher/k3s/.edgeops-stamp.XXXXXX)\n\
+         printf '%s %s\\n' \"$(/usr/local/bin/k3s --version | awk '{{print $3; exit}}')\" \"$(stat -c '%s %Y' /usr/local/bin/k3s)\" >\"$stamp\"\n\
+         chmod 0644 \"$stamp\"\n\
+         if cmp -s \"$stamp\" {stamp_file}; then rm -f \"$stamp\"; else mv -f \"$stamp\" {stamp_file}; fi\n",
+        token_file = TOKEN_FILE_PATH,
+        config = CONFIG_PATH,
+        installer = spec.install_script(),
+        restart = u8::from(restart_on_change),
+        unit = unit,
+        hash = shell_quote(&spec.config_hash),
+        hash_file = CONFIG_HASH_PATH,
+        stamp_file = VERSION_STAMP_PATH,
+    )
+}
+
+/// stdin for [`install_bundle`]: never part of a command line, so never in `ps`.
+pub fn install_stdin(token: Option<&JoinToken>, spec: &InstallSpec) -> Vec<u8> {
+    let mut bytes = match token {
+        Some(token) => token.file_contents().into_bytes(),
+        None => b"\n".to_vec(),
+    };
+    bytes.extend_from_slice(spec.config_yaml.as_bytes());
+    bytes
+}
+
+pub fn unit_name(spec: &InstallSpec) -> &'static str {
+    match spec.role {
+        crate::inventory::Role::Server => "k3s",
+        crate::inventory::Role::Agent => "k3s-agent",
+    }
+}
+
+/// Restart a service whose config is current but which is not running.
+pub fn restart_script(unit: &str) -> String {
+    format!("systemctl restart {unit}")
+}
+
+/// Add the memory cgroup flags to a Raspberry Pi's `cmdline.txt` and reboot it (sudo). The file
+/// must stay one line: only its first line is kept, with the missing flags appended; it stays
+/// world-readable (0644, as the image ships it) so the facts script can check it without sudo. A backup of
+/// the original is kept next to it once. The reboot is started in the background so the command
+/// itself returns before sshd goes away.
+pub fn pi_cgroup_script(cmdline_file: &str) -> String {
+    format!(
+        "set -eu\n\
+         f={file}\n\
+         [ -e \"$f.edgeops-orig\" ] || cp -p \"$f\" \"$f.edgeops-orig\"\n\
+         line=$(head -n 1 \"$f\")\n\
+         for w in cgroup_memory=1 cgroup_enable=memory; do\n\
+         \x20 case \" $line \" in *\" $w \"*) ;; *) line=\"$line $w\" ;; esac\n\
+         done\n\
+         tmp=$(mktemp \"$f.XXXXXX\")\n\
+         printf '%s\\n' \"$line\" >\"$tmp\"\n\
+         chmod 0644 \"$tmp\"\n\
+         mv -f \"$tmp\" \"$f\"\n\
+         sync\n\
+         echo \"edgeops: $f: $line\"\n\
+         nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &\n",
+        file = shell_quote(cmdline_file),
+    )
+}
+
+/// The kernel's boot id: it changes at every boot.
+pub const BOOT_ID_COMMAND: &str = "cat /proc/sys/kernel/random/boot_id";
+
+/// What to read from the first server once its API answers.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRead {
+    pub token: bool,
+    pub kubeconfig: bool,
+}
+
+/// Wait (on the server, no round trip per try) until the API answers, then print the requested
+/// files between markers. Run with sudo. Exit 3 = the API did not come up in time.
+pub fn api_script(wait: Duration, read: ApiRead) -> String {
+    let mut script = format!(
+        "deadline=$(( $(date +%s) + {secs} ))\n\
+         until [ -s {token} ] && k3s kubectl get nodes -o name >/dev/null 2>&1; do\n\
+         \x20 if [ \"$(date +%s)\" -ge \"$deadline\" ]; then\n\
+         \x20   echo \"edgeops: the k3s API did not answer within {secs}s\" >&2\n\
+         \x20   systemctl is-active k3s >&2 || true\n\
+         \x20   exit 3\n\
+         \x20 fi\n\
+         \x20 sleep 1\n\
+         done\n",
+        secs = wait.as_secs().max(1),
+        token = NODE_TOKEN_PATH,
+    );
+    if read.token {
+        script.push_str(&format!("echo '--- token'\ncat {NODE_TOKEN_PATH}\n"));
+    }
+    if read.kubeconfig {
+        script.push_str(&format!(
+            "echo '--- kubeconfig'\ncat {K3S_KUBECONFIG_PATH}\n"
+        ));
+    }
+    script
+}
+
+/// Split [`api_script`] output into its token and kubeconfig parts.
+pub fn parse_api_output(stdout: &str) -> (Option<String>, Option<String>) {
+    let mut token = None;
+    let mut kubeconfig = None;
+    let mut current: Option<&mut Option<String>> = None;
+    for line in stdout.split_inclusive('\n') {
+        match line.trim_end() {
+            "--- token" => current = Some(&mut token),
+            "--- kubeconfig" => current = Some(&mut kubeconfig),
+            _ => {
+                if let Some(slot) = current.as_deref_mut() {
+                    slot.get_or_insert_with(String::new).push_str(line);
+                }
+            }
+        }
+    }
+    (token.map(|t| t.trim().to_owned()), kubeconfig)
+}
+
+/// The node list, read on the first server (sudo: the admin kubeconfig is 0600).
+pub const NODES_COMMAND: &str = "k3s kubectl get nodes -o json";
+
+/// Take the lock, or say who holds it: prints `acquired`, `acquired-stale AGE HOLDER` or
+/// `held AGE HOLDER`. Creation is atomic (`set -C` = O_EXCL), so two runs cannot both win.
+pub fn lock_acquire_script(owner: &str, stale_after: Duration) -> String {
+    format!(
+        "f={lock}; me={owner}; stale={stale}\n\
+         take() {{ ( set -C; printf '%s %s\\n' \"$(date +%s)\" \"$me\" >\"$f\" ) 2>/dev/null; }}\n\
+         if take; then echo acquired; exit 0; fi\n\
+         read -r t holder <\"$f\" || true\n\
+         age=$(( $(date +%s) - ${{t:-0}} ))\n\
+         if [ \"$age\" -ge \"$stale\" ]; then\n\
+         \x20 rm -f \"$f\"\n\
+         \x20 if take; then echo \"acquired-stale $age $holder\"; exit 0; fi\n\
+         \x20 read -r t holder <\"$f\" || true; age=$(( $(date +%s) - ${{t:-0}} ))\n\
+         fi\n\
+         echo \"held $age $holder\"\n",
+        lock = LOCK_PATH,
+        owner = shell_quote(owner),
+        stale = stale_after.as_secs(),
+    )
+}
+
+/// Remove the lock only if this run holds it (`run ID` is part of the owner text).
+pub fn lock_release_script(run_id: &str) -> String {
+    format!(
+        "f={LOCK_PATH}\n\
+         if read -r t holder <\"$f\" 2>/dev/null; then\n\
+         \x20 case \"$holder\" in *{pat}*) rm -f \"$f\" ;; esac\n\
+         fi\n\
+         true\n",
+        pat = shell_quote(&format!("run {run_id}")),
+    )
+}
+
+/// What [`lock_acquire_script`] printed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LockAnswer {
+    Acquired,
+    /// A stale lock of `holder`, `age` seconds old, was replaced.
+    AcquiredStale {
+        age: u64,
+        holder: String,
+    },
+    Held {
+        age: u64,
+        holder: String,
+    },
+}
+
+pub fn parse_lock_answer(stdout: &str) -> Option<LockAnswer> {
+    let line = stdout.lines().next()?.trim();
+    let mut parts = line.splitn(3, ' ');
+    let word = parts.next()?;
+    match word {
+        "acquired" => Some(LockAnswer::Acquired),
+        "acquired-stale" | "held" => {
+            let age = parts.next()?.parse().unwrap_or(0);
+            let holder = parts.next().unwrap_or("an unknown run").to_owned();
+            Some(if word == "held" {
+                LockAnswer::Held { age, holder }
+            } else {
+                LockAnswer::AcquiredStale { age, holder }
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_output_splits_into_token_and_kubeconfig() {
+        let out =
+            "--- token\nK10abc::server:s3cret\n--- kubeconfig\napiVersion: v1\nkind: Config\n";
+        let (token, kubeconfig) = parse_api_output(out);
+        assert_eq!(token.as_deref(), Some("K10abc::server:s3cret"));
+        assert_eq!(
+            kubeconfig.as_deref(),
+            Some("apiVersion: v1\nkind: Config\n")
+        );
+    }
+
+    #[test]
+    fn lock_answers() {
+        assert_eq!(parse_lock_answer("acquired\n"), Some(LockAnswer::Acquired));
+        assert_eq!(
+            parse_lock_answer("held 12 alice@ws pid 7 run ab12\n"),
+            Some(LockAnswer::Held {
+                age: 12,
+                holder: "alice@ws pid 7 run ab12".into()
+            })
+        );
+        assert_eq!(parse_lock_answer("garbage"), None);
+    }
+
+    #[test]
+    fn lock_scripts_quote_the_owner() {
+        let script = lock_acquire_script("bob@ws pid 1 run x'y", Duration::from_secs(60));
+        assert!(script.contains(r"me='bob@ws pid 1 run x'\''y'"));
+        assert!(script.contains("stale=60"));
+    }
+}

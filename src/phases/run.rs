@@ -1,0 +1,1444 @@
+//! The orchestration of `up` / `plan` / `status` over one fleet: phases in order, per-host state
+//! between them, and a [`RunReport`] at the end. One failing host never hides the others; a dead
+//! first server stops only what depends on it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+
+use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
+use crate::inventory::{Host, Inventory, Role};
+use crate::k3s::install::{InstallSpec, Join, api_endpoint, first_server, server_url};
+use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
+use crate::k3s::nodes::{self, NodeStatus};
+use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sVersion};
+use crate::render::Renderer;
+use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
+
+use super::decide::{Action, Decision, decide};
+use super::facts::{self, Facts};
+use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
+use super::preflight;
+use super::remote::{self, ApiRead, LockAnswer};
+use super::runlog::RunLog;
+use super::{Observer, Progress};
+
+/// `up` changes hosts; `plan` only decides; `status` only reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Up,
+    Plan,
+}
+
+/// Where `up` merges the cluster's kubeconfig.
+#[derive(Debug, Clone)]
+pub struct KubeconfigTarget {
+    pub path: PathBuf,
+    pub context: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub mode: Mode,
+    /// How long verify waits for every node to be Ready.
+    pub ready_timeout: Duration,
+    /// `None`: leave the user's kubeconfig alone.
+    pub kubeconfig: Option<KubeconfigTarget>,
+    /// A lock older than this is taken over (its run is presumed dead).
+    pub lock_stale_after: Duration,
+    pub fleet: FleetSettings,
+    /// Join token from the inventory (already read and validated), if it names one.
+    pub token: Option<JoinToken>,
+    /// What to do with Raspberry Pis that need the memory cgroup enabled.
+    pub reboot: Reboot,
+}
+
+/// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reboot {
+    /// Edit and reboot them all at once (the default).
+    AllAtOnce,
+    /// One at a time (`--serial`).
+    Serial,
+    /// Never (`--no-reboot`): such hosts fail with the reason.
+    Never,
+}
+
+/// How long a rebooting Pi may take to answer SSH again.
+const REBOOT_WAIT: Duration = Duration::from_secs(300);
+
+/// The first server needs this long at most to bring its API up after an install.
+const API_WAIT: Duration = Duration::from_secs(180);
+/// An install downloads a ~70 MB binary over an edge link: give it room.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// Pause between node polls during verify.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// One host's state between phases.
+struct HostState {
+    host: Host,
+    facts: Option<Facts>,
+    warnings: Vec<String>,
+    spec: Option<InstallSpec>,
+    decision: Option<Decision>,
+    /// Final status once known; `None` while work remains.
+    status: Option<Status>,
+    reason: Option<String>,
+}
+
+impl HostState {
+    fn alive(&self) -> bool {
+        self.status.is_none()
+    }
+
+    fn fail(&mut self, reason: impl Into<String>) {
+        self.status = Some(Status::Failed);
+        self.reason = Some(reason.into());
+    }
+
+    fn skip(&mut self, reason: impl Into<String>) {
+        if self.status.is_none() {
+            self.status = Some(Status::Skipped);
+            self.reason = Some(reason.into());
+        }
+    }
+
+    fn action(&self) -> Action {
+        self.decision
+            .as_ref()
+            .map_or(Action::Nothing, |d| d.action.clone())
+    }
+}
+
+/// Feeds fleet events (connect, facts) to the phases' observer.
+struct FleetEvents(Arc<dyn Observer>);
+
+impl Reporter for FleetEvents {
+    fn event(&self, event: &Event<'_>) {
+        match event {
+            Event::Begin { label, hosts } => self.0.event(&Progress::PhaseStart {
+                phase: label,
+                hosts: *hosts,
+            }),
+            Event::Finished { host, ok } => self.0.event(&Progress::HostDone {
+                phase: "",
+                host,
+                ok: *ok,
+                detail: "",
+            }),
+            Event::End { label } => self.0.event(&Progress::PhaseEnd { phase: label }),
+            Event::Retrying { .. } => {}
+        }
+    }
+}
+
+/// Times every phase (wall clock, start to end) on its way to the real observer.
+struct PhaseClock {
+    inner: Arc<dyn Observer>,
+    running: Mutex<Vec<(String, Instant)>>,
+    done: Mutex<Vec<PhaseTime>>,
+}
+
+impl Observer for PhaseClock {
+    fn event(&self, event: &Progress<'_>) {
+        match event {
+            Progress::PhaseStart { phase, .. } => self
+                .running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((phase.to_string(), Instant::now())),
+            Progress::PhaseEnd { phase } => {
+                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = running.iter().position(|(p, _)| p == phase) {
+                    let (name, started) = running.remove(i);
+                    self.done
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(PhaseTime {
+                            phase: name,
+                            seconds: started.elapsed().as_secs_f64(),
+                        });
+                }
+            }
+            _ => {}
+        }
+        self.inner.event(event);
+    }
+}
+
+struct Runner<'a> {
+    inventory: &'a Inventory,
+    fleet: Fleet,
+    observer: Arc<PhaseClock>,
+    log: RunLog,
+    options: UpOptions,
+    hosts: BTreeMap<String, HostState>,
+    /// Host names in inventory order.
+    order: Vec<String>,
+    first: String,
+    /// Per host: time spent in remote commands, and how many commands (round trips) ran.
+    busy: Mutex<HashMap<String, Busy>>,
+    messages: Vec<String>,
+    version: Option<K3sVersion>,
+    version_source: Option<String>,
+    nodes: Vec<NodeRow>,
+    kubeconfig_written: Option<String>,
+    run_id: String,
+    /// This run holds the lock on the first server.
+    locked: bool,
+}
+
+/// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`
+/// left it out, since everything depends on it).
+pub async fn run(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    targets: Vec<ConnectOptions>,
+    ctx: SshContext,
+    options: UpOptions,
+    observer: Arc<dyn Observer>,
+    log: RunLog,
+) -> anyhow::Result<RunReport> {
+    let mut runner =
+        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    let result = runner.up().await;
+    runner.release_lock().await;
+    runner.fleet.close_all().await;
+    result?;
+    Ok(runner.report())
+}
+
+impl<'a> Runner<'a> {
+    async fn connect(
+        inventory: &'a Inventory,
+        hosts: Vec<Host>,
+        targets: Vec<ConnectOptions>,
+        ctx: SshContext,
+        options: UpOptions,
+        observer: Arc<dyn Observer>,
+        log: RunLog,
+    ) -> anyhow::Result<Runner<'a>> {
+        let first = first_server(inventory)?.name.clone();
+        let order: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let observer = Arc::new(PhaseClock {
+            inner: observer,
+            running: Mutex::new(Vec::new()),
+            done: Mutex::new(Vec::new()),
+        });
+        let fleet = Fleet::connect_all(
+            targets,
+            ctx,
+            options.fleet.clone(),
+            Arc::new(FleetEvents(observer.clone())),
+        )
+        .await;
+        let states = hosts
+            .into_iter()
+            .map(|host| {
+                (
+                    host.name.clone(),
+                    HostState {
+                        host,
+                        facts: None,
+                        warnings: Vec::new(),
+                        spec: None,
+                        decision: None,
+                        status: None,
+                        reason: None,
+                    },
+                )
+            })
+            .collect();
+        let run_id = {
+            let mut bytes = [0u8; 6];
+            getrandom::fill(&mut bytes).unwrap_or_default();
+            hex::encode(bytes)
+        };
+        Ok(Runner {
+            inventory,
+            fleet,
+            observer,
+            log,
+            options,
+            hosts: states,
+            order,
+            first,
+            busy: Mutex::new(HashMap::new()),
+            messages: Vec::new(),
+            version: None,
+            version_source: None,
+            nodes: Vec::new(),
+            kubeconfig_written: None,
+            run_id,
+            locked: false,
+        })
+    }
+
+    /// The state of a host of this run (names only ever come from `self.order`).
+    fn state_mut(&mut self, name: &str) -> &mut HostState {
+        self.hosts
+            .get_mut(name)
+            .expect("every host of the run has a state")
+    }
+
+    fn message(&mut self, text: String) {
+        self.observer.event(&Progress::Message { text: &text });
+        self.messages.push(text);
+    }
+
+    async fn up(&mut self) -> anyhow::Result<()> {
+        if self.options.mode == Mode::Up {
+            self.lock().await?;
+        }
+        self.gather_facts().await;
+        self.preflight();
+        if !self.first_server_alive() {
+            return Ok(());
+        }
+        self.resolve_version().await?;
+        self.decide_all();
+        if self.options.mode == Mode::Plan {
+            for state in self.hosts.values_mut().filter(|s| s.alive()) {
+                state.status = Some(Status::Planned);
+            }
+            return Ok(());
+        }
+        self.pi_cgroups().await?;
+        if !self.first_server().await {
+            return Ok(());
+        }
+        let Some((token, kubeconfig)) = self.read_from_api().await else {
+            return Ok(());
+        };
+        self.other_servers(token.as_ref()).await;
+        self.agents(token.as_ref()).await;
+        if let Some(text) = kubeconfig {
+            self.merge_kubeconfig(&text);
+        }
+        self.verify().await;
+        Ok(())
+    }
+
+    // ---- steps on one host -------------------------------------------------------------
+
+    /// Run one request on `host`, logging the command and its full output (redacted) to the
+    /// host's log, and turning a non-zero exit into a reason. `secret_output`: the output holds
+    /// secrets (token, kubeconfig) and is not logged at all.
+    async fn step(
+        &self,
+        host: &str,
+        title: &str,
+        request: ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        let Some(session) = self.fleet.session(host) else {
+            return Err("no SSH session".to_owned());
+        };
+        let started = Instant::now();
+        self.log
+            .write(host, &format!("{title}: command"), &request.command);
+        let result = session.exec(&request).await;
+        record(&self.busy, host, started);
+        let redactor = self.log.redactor();
+        match result {
+            Err(e) => {
+                let reason = redactor.redact(&format!("{title}: {e}"));
+                self.log.write(host, &format!("{title}: error"), &reason);
+                Err(reason)
+            }
+            Ok(out) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if secret_output {
+                    self.log.write(
+                        host,
+                        &format!("{title}: {} (output holds secrets, not logged)", out.exit),
+                        &stderr,
+                    );
+                } else {
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    self.log.write(
+                        host,
+                        &format!("{title}: {}", out.exit),
+                        &format!("--- stdout\n{stdout}--- stderr\n{stderr}"),
+                    );
+                }
+                if out.success() {
+                    Ok(out)
+                } else {
+                    let tail = if secret_output {
+                        last_lines(&stderr, 3)
+                    } else {
+                        let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
+                        last_lines(
+                            if stderr.trim().is_empty() {
+                                &both
+                            } else {
+                                &stderr
+                            },
+                            3,
+                        )
+                    };
+                    Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
+                }
+            }
+        }
+    }
+
+    // ---- lock ----------------------------------------------------------------------------
+
+    async fn lock(&mut self) -> anyhow::Result<()> {
+        if self.fleet.session(&self.first).is_none() {
+            // Unreachable: facts will say so and nothing will be attempted.
+            return Ok(());
+        }
+        let owner = format!(
+            "{}@{} pid {} run {}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            local_hostname(),
+            std::process::id(),
+            self.run_id
+        );
+        let script = remote::lock_acquire_script(&owner, self.options.lock_stale_after);
+        let first = self.first.clone();
+        let out = self
+            .step(&first, "lock", ExecRequest::new(script).sudo(true), false)
+            .await
+            .map_err(|reason| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
+        match remote::parse_lock_answer(&out.stdout_lossy()) {
+            Some(LockAnswer::Acquired) => {
+                self.locked = true;
+                Ok(())
+            }
+            Some(LockAnswer::AcquiredStale { age, holder }) => {
+                self.locked = true;
+                self.message(format!(
+                    "took over a stale lock on {first} ({holder}, {} old)",
+                    humantime::format_duration(Duration::from_secs(age))
+                ));
+                Ok(())
+            }
+            Some(LockAnswer::Held { age, holder }) => Err(LockHeld {
+                cluster: self.inventory.cluster.name.clone(),
+                host: first,
+                holder,
+                age: Duration::from_secs(age),
+                stale_after: self.options.lock_stale_after,
+            }
+            .into()),
+            None => anyhow::bail!(
+                "{first}: the lock script answered {:?}",
+                out.stdout_lossy().trim()
+            ),
+        }
+    }
+
+    async fn release_lock(&mut self) {
+        if !self.locked {
+            return;
+        }
+        let first = self.first.clone();
+        let script = remote::lock_release_script(&self.run_id);
+        if let Err(reason) = self
+            .step(&first, "unlock", ExecRequest::new(script).sudo(true), false)
+            .await
+        {
+            self.message(format!(
+                "{first}: could not release the up lock ({reason}); it expires after {}",
+                humantime::format_duration(self.options.lock_stale_after)
+            ));
+        }
+        self.locked = false;
+    }
+
+    // ---- facts and preflight ---------------------------------------------------------------
+
+    async fn gather_facts(&mut self) {
+        let script = facts::script();
+        let log = &self.log;
+        let busy = &self.busy;
+        let results = self
+            .fleet
+            .run("facts", |session| {
+                let script = script.clone();
+                async move {
+                    let started = Instant::now();
+                    let out = session.exec(&ExecRequest::new(script)).await?;
+                    record(busy, session.name(), started);
+                    let stdout = out.stdout_lossy();
+                    log.write(session.name(), "facts", &stdout);
+                    Ok(Facts::parse(&stdout))
+                }
+            })
+            .await;
+        for result in results {
+            let Some(state) = self.hosts.get_mut(&result.host) else {
+                continue;
+            };
+            match result.outcome {
+                Ok(facts) => state.facts = Some(facts),
+                Err(e) => {
+                    self.log.write(&result.host, "facts: error", &e.to_string());
+                    state.fail(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn preflight(&mut self) {
+        let hosts: Vec<&Host> = self.hosts.values().map(|s| &s.host).collect();
+        let facts: HashMap<String, Facts> = self
+            .hosts
+            .values()
+            .filter_map(|s| Some((s.host.name.clone(), s.facts.clone()?)))
+            .collect();
+        let verdicts = preflight::check(&hosts, &facts);
+        for (name, verdict) in verdicts {
+            let Some(state) = self.hosts.get_mut(&name) else {
+                continue;
+            };
+            state.warnings.extend(verdict.warnings);
+            if !verdict.refusals.is_empty() && state.alive() {
+                state.fail(format!("preflight: {}", verdict.refusals.join("; ")));
+            }
+        }
+        let mut notes = Vec::new();
+        for name in &self.order {
+            for warning in &self.hosts[name].warnings {
+                notes.push(format!("{name}: warning: {warning}"));
+            }
+        }
+        for note in notes {
+            self.message(note);
+        }
+    }
+
+    /// One version for every node: the inventory's pin; else, when the cluster exists, the
+    /// version its first server runs (a channel that moved on must not split the cluster);
+    /// else the channel, resolved once.
+    async fn resolve_version(&mut self) -> anyhow::Result<()> {
+        let cluster = &self.inventory.cluster;
+        if let Some(version) = &cluster.version {
+            self.version = Some(
+                version
+                    .parse()
+                    .with_context(|| format!("[cluster] version {version:?}"))?,
+            );
+            self.version_source = Some("pinned in the inventory".into());
+            return Ok(());
+        }
+        let running = self.hosts[&self.first]
+            .facts
+            .as_ref()
+            .filter(|f| f.installed_role() == Some(Role::Server))
+            .and_then(|f| f.k3s_version.clone());
+        if let Some(version) = running {
+            self.version = Some(version);
+            self.version_source = Some(format!("running on {}", self.first));
+            return Ok(());
+        }
+        if !self.hosts[&self.first].alive() {
+            // Nothing can be installed without the first server; no need to ask the channel.
+            return Ok(());
+        }
+        let channel: Channel = cluster
+            .channel
+            .parse()
+            .map_err(|e| anyhow::anyhow!("[cluster] channel {:?}: {e}", cluster.channel))?;
+        self.observer.event(&Progress::PhaseStart {
+            phase: "resolve",
+            hosts: 0,
+        });
+        let resolver = ChannelResolver::new(Duration::from_secs(30))?;
+        let version = resolver
+            .resolve(&cluster.channel_url, &channel)
+            .await
+            .with_context(|| format!("resolving k3s channel {channel}"))?;
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "resolve" });
+        self.version = Some(version);
+        self.version_source = Some(format!("channel {channel} at {}", cluster.channel_url));
+        Ok(())
+    }
+
+    fn decide_all(&mut self) {
+        let Some(version) = self.version.clone() else {
+            return;
+        };
+        let renderer = match renderer_for(self.inventory) {
+            Ok(r) => r,
+            Err(e) => {
+                for state in self.hosts.values_mut().filter(|s| s.alive()) {
+                    state.fail(format!("templates: {e:#}"));
+                }
+                return;
+            }
+        };
+        for state in self.hosts.values_mut().filter(|s| s.alive()) {
+            let spec = Join::for_host(self.inventory, &state.host).and_then(|join| {
+                InstallSpec::new(self.inventory, &state.host, join, &version, &renderer)
+            });
+            let spec = match spec {
+                Ok(spec) => spec,
+                Err(e) => {
+                    state.fail(e.to_string());
+                    continue;
+                }
+            };
+            let facts = state.facts.as_ref().expect("alive hosts have facts");
+            match decide(&state.host, facts, &spec, &version) {
+                Ok(mut decision) => {
+                    if facts.pi_needs_cgroup() {
+                        decision.why = format!(
+                            "enable the memory cgroup in {} and reboot; {}",
+                            facts.cmdline_file.as_deref().unwrap_or("cmdline.txt"),
+                            decision.why
+                        );
+                    }
+                    state.decision = Some(decision);
+                }
+                Err(reason) => state.fail(reason),
+            }
+            state.spec = Some(spec);
+        }
+    }
+
+    // ---- install phases ------------------------------------------------------------------------
+
+    /// Install / reconfigure / restart one host as decided. Returns the reason on failure.
+    async fn apply(&self, name: &str, token: Option<&JoinToken>) -> Result<(), String> {
+        let state = &self.hosts[name];
+        let spec = state.spec.as_ref().expect("decided hosts have a spec");
+        match state.action() {
+            Action::Nothing => Ok(()),
+            Action::Restart => {
+                let script = remote::restart_script(remote::unit_name(spec));
+                self.step(name, "restart", ExecRequest::new(script).sudo(true), false)
+                    .await
+                    .map(drop)
+            }
+            action @ (Action::Install | Action::Reconfigure) => {
+                let script = remote::install_bundle(spec, action == Action::Reconfigure);
+                let request = ExecRequest::new(script)
+                    .sudo(true)
+                    .stdin(remote::install_stdin(token, spec))
+                    .timeout(INSTALL_TIMEOUT);
+                self.step(name, action.done_word(), request, false)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
+    async fn apply_with_progress(
+        &self,
+        phase: &str,
+        name: &str,
+        token: Option<&JoinToken>,
+    ) -> Result<(), String> {
+        self.observer
+            .event(&Progress::HostStart { phase, host: name });
+        let result = self.apply(name, token).await;
+        let detail = match &result {
+            Ok(()) => self.hosts[name].action().done_word().to_owned(),
+            Err(reason) => reason.clone(),
+        };
+        self.observer.event(&Progress::HostDone {
+            phase,
+            host: name,
+            ok: result.is_ok(),
+            detail: &detail,
+        });
+        result
+    }
+
+    /// Skip every host still waiting, because `why`.
+    fn skip_rest(&mut self, why: &str) {
+        for state in self.hosts.values_mut() {
+            state.skip(why);
+        }
+    }
+
+    /// Raspberry Pis without the memory cgroup: add the flags to cmdline.txt, reboot, wait for
+    /// the new boot (a new boot id) on the same session, reconnected. All at once unless
+    /// `--serial`; with `--no-reboot` such hosts fail with the reason instead.
+    async fn pi_cgroups(&mut self) -> anyhow::Result<()> {
+        let pis: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive() && s.facts.as_ref().is_some_and(Facts::pi_needs_cgroup)
+            })
+            .cloned()
+            .collect();
+        if pis.is_empty() {
+            return Ok(());
+        }
+        if self.options.reboot == Reboot::Never {
+            for name in pis {
+                let file = self.hosts[&name]
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.cmdline_file.clone())
+                    .unwrap_or_default();
+                self.state_mut(&name).fail(format!(
+                    "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
+                     to {file} and reboot (--no-reboot was given)"
+                ));
+            }
+            return Ok(());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "pi cgroups",
+            hosts: pis.len(),
+        });
+        let width = match self.options.reboot {
+            Reboot::Serial => 1,
+            _ => self.options.fleet.concurrency.max(1),
+        };
+        let this = &*self;
+        let results: Vec<(String, Result<(), String>)> = futures::stream::iter(pis)
+            .map(|name| async move {
+                this.observer.event(&Progress::HostStart {
+                    phase: "pi cgroups",
+                    host: &name,
+                });
+                let result = this.enable_cgroup_and_reboot(&name).await;
+                let detail = match &result {
+                    Ok(()) => "memory cgroup enabled, rebooted".to_owned(),
+                    Err(reason) => reason.clone(),
+                };
+                this.observer.event(&Progress::HostDone {
+                    phase: "pi cgroups",
+                    host: &name,
+                    ok: result.is_ok(),
+                    detail: &detail,
+                });
+                (name, result)
+            })
+            .buffer_unordered(width)
+            .collect()
+            .await;
+        self.observer.event(&Progress::PhaseEnd {
+            phase: "pi cgroups",
+        });
+        let mut first_rebooted = false;
+        for (name, result) in results {
+            match result {
+                Ok(()) => first_rebooted |= name == self.first,
+                Err(reason) => self.state_mut(&name).fail(reason),
+            }
+        }
+        // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
+        if first_rebooted && self.locked {
+            self.locked = false;
+            self.lock().await?;
+        }
+        Ok(())
+    }
+
+    async fn enable_cgroup_and_reboot(&self, name: &str) -> Result<(), String> {
+        let facts = self.hosts[name]
+            .facts
+            .as_ref()
+            .expect("alive hosts have facts");
+        let file = facts.cmdline_file.clone().unwrap_or_default();
+        let old_boot = facts.boot_id.clone();
+        let script = remote::pi_cgroup_script(&file);
+        self.step(
+            name,
+            "enable the memory cgroup",
+            ExecRequest::new(script).sudo(true),
+            false,
+        )
+        .await?;
+        let session = self
+            .fleet
+            .session(name)
+            .ok_or_else(|| "no SSH session".to_owned())?;
+        let deadline = Instant::now() + REBOOT_WAIT;
+        let mut last_error = String::from("no answer");
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if session.is_closed()
+                && let Err(e) = session.reconnect(deadline - Instant::now()).await
+            {
+                last_error = e.to_string();
+                continue;
+            }
+            let request =
+                ExecRequest::new(remote::BOOT_ID_COMMAND).timeout(Duration::from_secs(10));
+            match session.exec(&request).await {
+                Ok(out) if out.success() => {
+                    let boot = out.stdout_lossy().trim().to_owned();
+                    if !boot.is_empty() && boot != old_boot {
+                        self.log
+                            .write(name, "rebooted", &format!("new boot id {boot}\n"));
+                        return Ok(());
+                    }
+                }
+                Ok(out) => last_error = format!("boot id check: {}", out.exit),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(format!(
+            "rebooted for the memory cgroup but did not come back within {} ({last_error})",
+            humantime::format_duration(REBOOT_WAIT)
+        ))
+    }
+
+    /// A first server that is unreachable or refused stops everything else, with one message
+    /// saying so and the reason on every skipped host.
+    fn first_server_alive(&mut self) -> bool {
+        let first = self.first.clone();
+        let state = &self.hosts[&first];
+        if state.alive() {
+            return true;
+        }
+        let why = format!(
+            "first server {first} failed ({}): nothing that depends on it was attempted",
+            state.reason.as_deref().unwrap_or("unknown reason")
+        );
+        self.message(format!(
+            "first server {first} failed: skipping the other servers, agents, kubeconfig and verify"
+        ));
+        self.skip_rest(&why);
+        false
+    }
+
+    async fn first_server(&mut self) -> bool {
+        let first = self.first.clone();
+        if !self.first_server_alive() {
+            return false;
+        }
+        let state = &self.hosts[&first];
+        if !state.action().changes() {
+            return true;
+        }
+        // The first server gets the inventory's token, or a fresh one on a first install (k3s
+        // would make one up, but then it is never in a file we control).
+        let token = match (&self.options.token, state.action()) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Action::Install) => match JoinToken::generate() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.state_mut(&first).fail(e.to_string());
+                    self.skip_rest("no join token");
+                    return false;
+                }
+            },
+            (None, _) => None,
+        };
+        if let Some(token) = &token {
+            self.log.redactor().add(token.expose());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "first server",
+            hosts: 1,
+        });
+        let result = self
+            .apply_with_progress("first server", &first, token.as_ref())
+            .await;
+        self.observer.event(&Progress::PhaseEnd {
+            phase: "first server",
+        });
+        match result {
+            Ok(()) => true,
+            Err(reason) => {
+                self.state_mut(&first).fail(reason.clone());
+                self.message(format!(
+                    "first server {first} failed: skipping the other servers, agents, kubeconfig and verify"
+                ));
+                self.skip_rest(&format!(
+                    "first server {first} failed ({reason}): nothing that depends on it was attempted"
+                ));
+                false
+            }
+        }
+    }
+
+    /// Wait for the first server's API; read the join token (when a joiner must install and the
+    /// inventory has none) and the kubeconfig (when wanted), in one round trip.
+    async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
+        let first = self.first.clone();
+        let joiner_installs = self
+            .hosts
+            .values()
+            .any(|s| s.alive() && s.host.name != first && s.action() == Action::Install);
+        let read = ApiRead {
+            token: joiner_installs && self.options.token.is_none(),
+            kubeconfig: self.options.kubeconfig.is_some(),
+        };
+        let script = remote::api_script(API_WAIT, read);
+        let request = ExecRequest::new(script)
+            .sudo(true)
+            .timeout(API_WAIT + Duration::from_secs(30));
+        self.observer.event(&Progress::PhaseStart {
+            phase: "api",
+            hosts: 1,
+        });
+        let result = self.step(&first, "wait for the API", request, true).await;
+        self.observer.event(&Progress::PhaseEnd { phase: "api" });
+        let out = match result {
+            Ok(out) => out,
+            Err(reason) => {
+                self.state_mut(&first).fail(reason.clone());
+                self.message(format!(
+                    "first server {first}: its API did not come up: skipping the other servers, agents, kubeconfig and verify"
+                ));
+                self.skip_rest(&format!(
+                    "first server {first}'s API did not come up ({reason}): nothing that depends on it was attempted"
+                ));
+                return None;
+            }
+        };
+        let (token_text, kubeconfig) = remote::parse_api_output(&out.stdout_lossy());
+        let token = match (&self.options.token, token_text) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(text)) => match JoinToken::parse(&text) {
+                Ok(token) => {
+                    self.log.redactor().add(token.expose());
+                    Some(token)
+                }
+                Err(e) => {
+                    let reason = format!("the node-token on {first} is unusable: {e}");
+                    self.skip_rest(&reason);
+                    return None;
+                }
+            },
+            (None, None) => None,
+        };
+        Some((token, kubeconfig))
+    }
+
+    async fn other_servers(&mut self, token: Option<&JoinToken>) {
+        let servers: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| **n != self.first)
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive() && s.host.role == Role::Server && s.action().changes()
+            })
+            .cloned()
+            .collect();
+        if servers.is_empty() {
+            return;
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "servers",
+            hosts: servers.len(),
+        });
+        // One at a time: etcd must keep quorum while members join.
+        let mut failed: Option<String> = None;
+        for name in servers {
+            if let Some(prev) = &failed {
+                self.state_mut(&name).skip(format!(
+                    "server {prev} failed to join; servers join one at a time, so this one waited"
+                ));
+                continue;
+            }
+            if let Err(reason) = self.apply_with_progress("servers", &name, token).await {
+                self.state_mut(&name).fail(reason);
+                failed = Some(name);
+            }
+        }
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "servers" });
+    }
+
+    async fn agents(&mut self, token: Option<&JoinToken>) {
+        let agents: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive() && s.host.role == Role::Agent && s.action().changes()
+            })
+            .cloned()
+            .collect();
+        if agents.is_empty() {
+            return;
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "agents",
+            hosts: agents.len(),
+        });
+        let this = &*self;
+        let results: Vec<(String, Result<(), String>)> = futures::stream::iter(agents)
+            .map(|name| async move {
+                let result = this.apply_with_progress("agents", &name, token).await;
+                (name, result)
+            })
+            .buffer_unordered(self.options.fleet.concurrency.max(1))
+            .collect()
+            .await;
+        self.observer.event(&Progress::PhaseEnd { phase: "agents" });
+        for (name, result) in results {
+            if let Err(reason) = result {
+                self.state_mut(&name).fail(reason);
+            }
+        }
+    }
+
+    // ---- kubeconfig and verify -------------------------------------------------------------
+
+    fn merge_kubeconfig(&mut self, text: &str) {
+        let Some(target) = self.options.kubeconfig.clone() else {
+            return;
+        };
+        match merge_kubeconfig(self.inventory, &self.first, text, &target) {
+            Ok(changed) => {
+                self.kubeconfig_written = Some(format!(
+                    "{} (context {}{})",
+                    target.path.display(),
+                    target.context,
+                    if changed { "" } else { ", unchanged" }
+                ));
+            }
+            Err(e) => self.message(format!("kubeconfig: {e:#}")),
+        }
+    }
+
+    async fn verify(&mut self) {
+        let Some(version) = self.version.clone() else {
+            return;
+        };
+        let names: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| self.hosts[*n].alive())
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let expected: Vec<nodes::ExpectedNode> =
+            match nodes::expected_nodes(self.inventory, Some(&version)) {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|node| {
+                        names
+                            .iter()
+                            .any(|n| self.hosts[n].host.node_name == node.name)
+                    })
+                    .collect(),
+                Err(e) => {
+                    self.message(format!("verify: {e}"));
+                    return;
+                }
+            };
+        self.observer.event(&Progress::PhaseStart {
+            phase: "verify",
+            hosts: expected.len(),
+        });
+        let first = self.first.clone();
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let mut reported_ok: Vec<String> = Vec::new();
+        let (check, observed) = loop {
+            let result = self
+                .step(
+                    &first,
+                    "nodes",
+                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                    false,
+                )
+                .await
+                .and_then(|out| {
+                    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
+                });
+            let observed: Vec<NodeStatus> = match result {
+                Ok(observed) => observed,
+                Err(reason) if Instant::now() >= deadline => {
+                    self.message(format!(
+                        "verify: cannot read the nodes from {first}: {reason}"
+                    ));
+                    for name in &names {
+                        self.state_mut(name).fail(format!("not verified: {reason}"));
+                    }
+                    self.observer.event(&Progress::PhaseEnd { phase: "verify" });
+                    return;
+                }
+                Err(_) => {
+                    tokio::time::sleep(POLL_EVERY).await;
+                    continue;
+                }
+            };
+            let check = nodes::check_nodes(&expected, &observed);
+            for report in check.reports.iter().filter(|r| r.is_ok()) {
+                if !reported_ok.contains(&report.name) {
+                    reported_ok.push(report.name.clone());
+                    if let Some(host) = names
+                        .iter()
+                        .find(|n| self.hosts[*n].host.node_name == report.name)
+                    {
+                        self.observer.event(&Progress::HostDone {
+                            phase: "verify",
+                            host,
+                            ok: true,
+                            detail: "Ready",
+                        });
+                    }
+                }
+            }
+            if check.all_ok() || Instant::now() >= deadline {
+                break (check, observed);
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        };
+        self.observer.event(&Progress::PhaseEnd { phase: "verify" });
+        for report in &check.reports {
+            let Some(name) = names
+                .iter()
+                .find(|n| self.hosts[*n].host.node_name == report.name)
+            else {
+                continue;
+            };
+            if !report.is_ok() {
+                let reason = format!(
+                    "node {} after {}: {}",
+                    report.name,
+                    humantime::format_duration(self.options.ready_timeout),
+                    report.problems.join("; ")
+                );
+                self.observer.event(&Progress::HostDone {
+                    phase: "verify",
+                    host: name,
+                    ok: false,
+                    detail: &reason,
+                });
+                self.state_mut(name).fail(reason);
+            }
+        }
+        if !check.unexpected.is_empty() {
+            self.message(format!(
+                "nodes not in the inventory: {} (left alone)",
+                check.unexpected.join(", ")
+            ));
+        }
+        self.nodes = observed
+            .iter()
+            .map(|node| {
+                let problems = check
+                    .reports
+                    .iter()
+                    .find(|r| r.name == node.name)
+                    .map(|r| r.problems.clone())
+                    .unwrap_or_default();
+                NodeRow::from_status(node, problems)
+            })
+            .collect();
+    }
+
+    // ---- report ------------------------------------------------------------------------------
+
+    fn report(mut self) -> RunReport {
+        let busy = std::mem::take(&mut *self.busy.lock().unwrap_or_else(|e| e.into_inner()));
+        let pinned = self.version.as_ref().map(|v| v.to_string());
+        let hosts = self
+            .order
+            .iter()
+            .map(|name| {
+                let state = self
+                    .hosts
+                    .remove(name)
+                    .expect("every ordered host has a state");
+                let action = state.action();
+                let status = state.status.unwrap_or(if action.changes() {
+                    Status::Done
+                } else {
+                    Status::Unchanged
+                });
+                let result = match status {
+                    Status::Done | Status::Unchanged => action.done_word().to_owned(),
+                    Status::Planned => match &state.decision {
+                        Some(d) => match d.action {
+                            Action::Nothing => "nothing to do".to_owned(),
+                            Action::Install => "would install".to_owned(),
+                            Action::Reconfigure => "would reconfigure".to_owned(),
+                            Action::Restart => "would restart".to_owned(),
+                        },
+                        None => "nothing to do".to_owned(),
+                    },
+                    Status::Failed => "failed".to_owned(),
+                    Status::Skipped => "skipped".to_owned(),
+                };
+                let facts = state.facts.as_ref();
+                let version = match status {
+                    Status::Done => pinned.clone(),
+                    _ => facts
+                        .and_then(|f| f.k3s_version.as_ref())
+                        .map(|v| v.to_string()),
+                };
+                HostReport {
+                    host: name.clone(),
+                    role: state.host.role.as_str(),
+                    arch: facts.map(|f| {
+                        f.arch
+                            .map(|a| a.as_str().to_owned())
+                            .unwrap_or_else(|| f.machine.clone())
+                    }),
+                    version,
+                    status,
+                    result,
+                    decision: state.decision.clone(),
+                    reason: state.reason.clone(),
+                    warnings: state.warnings.clone(),
+                    seconds: busy.get(name).map_or(0.0, |b| b.time.as_secs_f64()),
+                    commands: busy.get(name).map_or(0, |b| b.commands),
+                    log: self.log.host_file(name).map(|p| p.display().to_string()),
+                    facts: None,
+                }
+            })
+            .collect();
+        RunReport {
+            cluster: self.inventory.cluster.name.clone(),
+            version: pinned,
+            version_source: self.version_source.clone(),
+            dry_run: self.options.mode == Mode::Plan,
+            hosts,
+            nodes: self.nodes,
+            kubeconfig: self.kubeconfig_written,
+            log_dir: self.log.dir().map(|d| d.display().to_string()),
+            messages: self.messages,
+            phases: std::mem::take(
+                &mut *self.observer.done.lock().unwrap_or_else(|e| e.into_inner()),
+            ),
+        }
+    }
+}
+
+/// Another `up` holds the cluster's lock.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cluster {cluster} is locked by another `edgeops up`: {holder}, since {} ago (lock file {lock} on {host}); \
+     wait for it to finish, or remove the file if that run died (locks older than {} are taken over)",
+    humantime::format_duration(*age),
+    humantime::format_duration(*stale_after),
+    lock = remote::LOCK_PATH
+)]
+pub struct LockHeld {
+    pub cluster: String,
+    pub host: String,
+    pub holder: String,
+    pub age: Duration,
+    pub stale_after: Duration,
+}
+
+/// Time and command count of one host's remote work.
+#[derive(Debug, Default, Clone, Copy)]
+struct Busy {
+    time: Duration,
+    commands: u32,
+}
+
+fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
+    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = map.entry(host.to_owned()).or_default();
+    entry.time += started.elapsed();
+    entry.commands += 1;
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join(" | ")
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The renderer with `[gitlab] templates_dir` overrides, like `edgeops render` uses.
+fn renderer_for(inventory: &Inventory) -> anyhow::Result<Renderer> {
+    let Some(dir) = inventory
+        .gitlab
+        .as_ref()
+        .and_then(|gitlab| gitlab.templates_dir.as_ref())
+    else {
+        return Ok(Renderer::builtin());
+    };
+    let dir = match inventory.path.parent() {
+        Some(base) if dir.is_relative() => base.join(dir),
+        _ => dir.clone(),
+    };
+    Ok(Renderer::with_overrides(&dir)?)
+}
+
+/// Rewrite the k3s kubeconfig for the API endpoint and merge it into `target` (0600). Writes
+/// only when the merged file differs. Returns whether it wrote.
+fn merge_kubeconfig(
+    inventory: &Inventory,
+    first: &str,
+    text: &str,
+    target: &KubeconfigTarget,
+) -> anyhow::Result<bool> {
+    let url = server_url(api_endpoint(inventory)?);
+    let ours = Kubeconfig::from_k3s(
+        text,
+        &format!("the k3s kubeconfig of {first}"),
+        &target.context,
+        &url,
+    )?;
+    let existing_text = match std::fs::read_to_string(&target.path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", target.path.display())),
+    };
+    let mut merged = match &existing_text {
+        Some(t) => Kubeconfig::parse(t, &target.path.display().to_string())?,
+        None => Kubeconfig::empty(),
+    };
+    merged.merge(&ours, true);
+    let yaml = merged.to_yaml();
+    if existing_text.as_deref() == Some(yaml.as_str()) {
+        return Ok(false);
+    }
+    if let Some(dir) = target.path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_private_atomic(&target.path, yaml.as_bytes())?;
+    Ok(true)
+}
+
+/// `edgeops kubeconfig`: fetch the first server's kubeconfig and merge it (or write it alone to
+/// `out`). One round trip on one host.
+pub async fn fetch_kubeconfig(
+    inventory: &Inventory,
+    target: ConnectOptions,
+    ctx: SshContext,
+    merge_into: KubeconfigTarget,
+    out: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let first = target.name.clone();
+    let session = crate::ssh::Session::connect(target, ctx)
+        .await
+        .with_context(|| format!("connecting to the first server {first}"))?;
+    let script = remote::api_script(
+        Duration::from_secs(10),
+        ApiRead {
+            token: false,
+            kubeconfig: true,
+        },
+    );
+    let result = session.exec(&ExecRequest::new(script).sudo(true)).await;
+    session.close().await;
+    let out_text = result.with_context(|| format!("{first}: reading the kubeconfig"))?;
+    if !out_text.success() {
+        anyhow::bail!(
+            "{first}: cannot read {} ({}): {}",
+            remote::K3S_KUBECONFIG_PATH,
+            out_text.exit,
+            last_lines(&String::from_utf8_lossy(&out_text.stderr), 3)
+        );
+    }
+    let (_, text) = remote::parse_api_output(&out_text.stdout_lossy());
+    let text = text.ok_or_else(|| anyhow::anyhow!("{first}: no kubeconfig in the answer"))?;
+    match out {
+        Some(path) => {
+            let url = server_url(api_endpoint(inventory)?);
+            let ours = Kubeconfig::from_k3s(
+                &text,
+                &format!("the k3s kubeconfig of {first}"),
+                &merge_into.context,
+                &url,
+            )?;
+            write_private_atomic(&path, ours.to_yaml().as_bytes())?;
+            Ok(format!(
+                "wrote {} (context {})",
+                path.display(),
+                merge_into.context
+            ))
+        }
+        None => {
+            let changed = merge_kubeconfig(inventory, &first, &text, &merge_into)?;
+            Ok(format!(
+                "{} {} (context {})",
+                if changed {
+                    "merged into"
+                } else {
+                    "already current:"
+                },
+                merge_into.path.display(),
+                merge_into.context
+            ))
+        }
+    }
+}
+
+/// `edgeops status`: facts of every host and the node table from the first server. Changes
+/// nothing.
+pub async fn status(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    targets: Vec<ConnectOptions>,
+    ctx: SshContext,
+    fleet_settings: FleetSettings,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<RunReport> {
+    let options = UpOptions {
+        mode: Mode::Plan,
+        ready_timeout: Duration::ZERO,
+        kubeconfig: None,
+        lock_stale_after: Duration::ZERO,
+        fleet: fleet_settings,
+        token: None,
+        reboot: Reboot::Never,
+    };
+    let log = RunLog::disabled(Default::default());
+    let mut runner =
+        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    runner.gather_facts().await;
+    let first = runner.first.clone();
+    let installed = runner.hosts[&first]
+        .facts
+        .as_ref()
+        .is_some_and(|f| f.installed_role() == Some(Role::Server));
+    if installed {
+        match runner
+            .step(
+                &first,
+                "nodes",
+                ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                false,
+            )
+            .await
+            .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string()))
+        {
+            Ok(observed) => {
+                runner.nodes = observed
+                    .iter()
+                    .map(|n| NodeRow::from_status(n, Vec::new()))
+                    .collect();
+            }
+            Err(reason) => runner.message(format!("{first}: cannot list nodes: {reason}")),
+        }
+    } else {
+        runner.message(format!(
+            "{first} (first server) has no k3s server: no cluster yet"
+        ));
+    }
+    runner.fleet.close_all().await;
+    let facts: HashMap<String, Facts> = runner
+        .hosts
+        .values()
+        .filter_map(|s| Some((s.host.name.clone(), s.facts.clone()?)))
+        .collect();
+    let mut report = runner.report();
+    for host in &mut report.hosts {
+        host.facts = facts.get(&host.host).cloned();
+        if host.status == Status::Unchanged {
+            host.result = match facts.get(&host.host).and_then(|f| f.services.first()) {
+                Some(s) => format!("{} {}", s.unit, s.state),
+                None => "no k3s".to_owned(),
+            };
+        }
+    }
+    Ok(report)
+}
