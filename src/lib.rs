@@ -10,7 +10,6 @@
 //!   node readiness, kubeconfig.
 //! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
-//! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod cli;
