@@ -9,7 +9,7 @@ log() { printf '\n==> %s\n' "$*"; }
 
 need_pkgs=()
 for pair in sshd:openssh-server ssh:openssh-client debootstrap:debootstrap ip:iproute2 \
-            nsenter:util-linux curl:curl kubectl:kubernetes-client python3:python3; do
+            nsenter:util-linux sudo:sudo curl:curl kubectl:kubernetes-client python3:python3; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need_pkgs+=("${pair#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
