@@ -123,6 +123,12 @@ pub struct UpgradeArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// How long each node may take to be Ready at the new version.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub ready_timeout: std::time::Duration,
+    /// How long `kubectl drain` may take per node (with --drain).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@ pub mod plan;
 pub mod render;
 pub mod status;
 pub mod up;
+pub mod upgrade;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&global, &args),
         Command::Status(args) => status::run(&global, &args),
         Command::Reset(_) => not_implemented("reset"),
-        Command::Upgrade(_) => not_implemented("upgrade"),
+        Command::Upgrade(args) => upgrade::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),

@@ -20,6 +20,9 @@ pub enum Action {
     Reconfigure,
     /// Config is current but the service is not running: restart it.
     Restart,
+    /// Installed at an older version than the run pins (the inventory's version was raised):
+    /// re-run the installer at the pinned version; servers one at a time.
+    Upgrade,
 }
 
 impl Action {
@@ -30,6 +33,7 @@ impl Action {
             Action::Install => "installed",
             Action::Reconfigure => "reconfigured",
             Action::Restart => "restarted",
+            Action::Upgrade => "upgraded",
         }
     }
 
@@ -85,9 +89,16 @@ pub fn decide(
                 ),
             });
         }
+        Some(v) if v < pinned => {
+            return Ok(Decision {
+                action: Action::Upgrade,
+                why: format!("runs k3s {v}; upgrade to {pinned}"),
+            });
+        }
         Some(v) if v != pinned => {
             return Err(format!(
-                "runs k3s {v}, the run pins {pinned}: `up` never changes versions, use `edgeops upgrade`"
+                "runs k3s {v}, newer than the pinned {pinned}: `up` never downgrades; \
+                 `edgeops upgrade --version {pinned} --force` does"
             ));
         }
         Some(_) => {}
@@ -190,7 +201,7 @@ mod tests {
     }
 
     #[test]
-    fn wrong_role_and_other_version_are_refused() {
+    fn wrong_role_and_newer_version_are_refused() {
         let (host, spec, v) = setup();
         let facts = Facts::parse("k3s_version=v1.31.4+k3s1\nunit_k3s=active\n");
         assert!(
@@ -198,11 +209,20 @@ mod tests {
                 .unwrap_err()
                 .contains("reset")
         );
-        let facts = Facts::parse("k3s_version=v1.30.8+k3s1\nunit_k3s-agent=active\n");
+        let facts = Facts::parse("k3s_version=v1.32.0+k3s1\nunit_k3s-agent=active\n");
         assert!(
             decide(&host, &facts, &spec, &v)
                 .unwrap_err()
-                .contains("upgrade")
+                .contains("never downgrades")
         );
+    }
+
+    #[test]
+    fn older_version_upgrades() {
+        let (host, spec, v) = setup();
+        let facts = Facts::parse("k3s_version=v1.30.8+k3s1\nunit_k3s-agent=active\n");
+        let d = decide(&host, &facts, &spec, &v).unwrap();
+        assert_eq!(d.action, Action::Upgrade);
+        assert!(d.why.contains("v1.30.8+k3s1"), "{}", d.why);
     }
 }

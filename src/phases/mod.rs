@@ -11,6 +11,7 @@
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
+//! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
 
 pub mod decide;
 pub mod facts;
@@ -19,6 +20,8 @@ pub mod preflight;
 pub mod remote;
 mod run;
 pub mod runlog;
+pub mod upgrade;
+pub mod upgrade_plan;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
 pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};

@@ -115,7 +115,7 @@ impl HostState {
 }
 
 /// Feeds fleet events (connect, facts) to the phases' observer.
-struct FleetEvents(Arc<dyn Observer>);
+pub(super) struct FleetEvents(pub(super) Arc<dyn Observer>);
 
 impl Reporter for FleetEvents {
     fn event(&self, event: &Event<'_>) {
@@ -620,8 +620,8 @@ impl<'a> Runner<'a> {
                     .await
                     .map(drop)
             }
-            action @ (Action::Install | Action::Reconfigure) => {
-                let script = remote::install_bundle(spec, action == Action::Reconfigure);
+            action @ (Action::Install | Action::Reconfigure | Action::Upgrade) => {
+                let script = remote::install_bundle(spec, action != Action::Install);
                 let request = ExecRequest::new(script)
                     .sudo(true)
                     .stdin(remote::install_stdin(token, spec))
@@ -840,9 +840,12 @@ impl<'a> Runner<'a> {
             phase: "first server",
             hosts: 1,
         });
-        let result = self
+        let mut result = self
             .apply_with_progress("first server", &first, token.as_ref())
             .await;
+        if result.is_ok() && self.hosts[&first].action() == Action::Upgrade {
+            result = self.wait_upgraded(&first).await;
+        }
         self.observer.event(&Progress::PhaseEnd {
             phase: "first server",
         });
@@ -942,13 +945,28 @@ impl<'a> Runner<'a> {
                 ));
                 continue;
             }
-            if let Err(reason) = self.apply_with_progress("servers", &name, token).await {
+            let mut result = self.apply_with_progress("servers", &name, token).await;
+            if result.is_ok() && self.hosts[&name].action() == Action::Upgrade {
+                // An upgraded server is Ready at the new version before the next one goes.
+                result = self.wait_upgraded(&name).await;
+            }
+            if let Err(reason) = result {
                 self.state_mut(&name).fail(reason);
                 failed = Some(name);
             }
         }
         self.observer
             .event(&Progress::PhaseEnd { phase: "servers" });
+    }
+
+    /// Wait (through the first server) until `name`'s node is Ready at the pinned version.
+    async fn wait_upgraded(&self, name: &str) -> Result<(), String> {
+        let (Some(session), Some(version)) = (self.fleet.session(&self.first), &self.version)
+        else {
+            return Ok(());
+        };
+        let node = &self.hosts[name].host.node_name;
+        super::upgrade::wait_node_version(session, node, version, self.options.ready_timeout).await
     }
 
     async fn agents(&mut self, token: Option<&JoinToken>) {
@@ -1161,6 +1179,7 @@ impl<'a> Runner<'a> {
                             Action::Install => "would install".to_owned(),
                             Action::Reconfigure => "would reconfigure".to_owned(),
                             Action::Restart => "would restart".to_owned(),
+                            Action::Upgrade => "would upgrade".to_owned(),
                         },
                         None => "nothing to do".to_owned(),
                     },
@@ -1256,7 +1275,7 @@ fn local_hostname() -> String {
 }
 
 /// The renderer with `[gitlab] templates_dir` overrides, like `edgeops render` uses.
-fn renderer_for(inventory: &Inventory) -> anyhow::Result<Renderer> {
+pub(super) fn renderer_for(inventory: &Inventory) -> anyhow::Result<Renderer> {
     let Some(dir) = inventory
         .gitlab
         .as_ref()

@@ -1,0 +1,254 @@
+//! `edgeops upgrade INVENTORY --version V | --channel C`: a rolling k3s upgrade (servers one at
+//! a time, then agents in batches), with the same progress view as `up` and a per-host table
+//! (`FROM → TO`) or JSON at the end. Exit codes as `up`: 0, 1 some host failed, 2 bad input or a
+//! refused downgrade (nothing changed).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{GlobalArgs, OutputFormat, UpgradeArgs};
+use crate::exit::Failure;
+use crate::inventory;
+use crate::k3s::token::read_join_token;
+use crate::k3s::{Channel, K3sVersion};
+use crate::phases::runlog::{Redactor, RunLog};
+use crate::phases::upgrade::{self, Target, UpgradeError, UpgradeOptions, UpgradeReport};
+use crate::phases::{Observer, Status};
+
+use super::up::{LOCK_STALE_AFTER, Prepared, ProgressView, prepare, table, with_interrupt};
+
+pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let target = target(args)?;
+    if args.batch_size == 0 {
+        return Err(Failure::Usage("--batch-size must be at least 1".into()).into());
+    }
+    let prepared = prepare(global, &args.inventory, true)?;
+    let selected: Vec<String> = inventory::select(&prepared.inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let token = read_join_token(&prepared.inventory.cluster.token)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let redactor = Redactor::default();
+    if let Some(token) = &token {
+        redactor.add(token.expose());
+    }
+    let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
+    let options = UpgradeOptions {
+        target,
+        batch_size: args.batch_size,
+        drain: args.drain,
+        drain_timeout: args.drain_timeout,
+        force: args.force,
+        ready_timeout: args.ready_timeout,
+        lock_stale_after: LOCK_STALE_AFTER,
+        fleet: prepared.fleet_settings.clone(),
+        token,
+        selected,
+    };
+    let view = ProgressView::new(global);
+    let observer: Arc<dyn Observer> = view.clone();
+    let runtime = super::runtime()?;
+    let report = runtime.block_on(async {
+        let Prepared {
+            inventory,
+            hosts,
+            targets,
+            ctx,
+            ..
+        } = &prepared;
+        with_interrupt(
+            ctx,
+            upgrade::upgrade(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            ),
+        )
+        .await
+    });
+    view.finish();
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            // A refused downgrade is bad input: nothing was changed (exit 2).
+            if let Some(refused @ UpgradeError::Downgrade { .. }) = e.downcast_ref::<UpgradeError>()
+            {
+                return Err(Failure::Usage(refused.to_string()).into());
+            }
+            return Err(e);
+        }
+    };
+    print_report(global, &report)?;
+    let failed = report.failed_hosts();
+    if failed == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::HostsFailed {
+            failed,
+            total: report.hosts.len(),
+        }
+        .into())
+    }
+}
+
+/// `--version` or `--channel` (exactly one), parsed; a bad one is bad input (exit 2).
+fn target(args: &UpgradeArgs) -> anyhow::Result<Target> {
+    match (&args.version, &args.channel) {
+        (Some(version), None) => Ok(Target::Version(
+            version
+                .parse::<K3sVersion>()
+                .map_err(|e| Failure::Usage(format!("--version: {e}")))?,
+        )),
+        (None, Some(channel)) => Ok(Target::Channel(
+            channel
+                .parse::<Channel>()
+                .map_err(|e| Failure::Usage(format!("--channel: {e}")))?,
+        )),
+        _ => Err(Failure::Usage(
+            "give the target: --version V (e.g. v1.31.4+k3s1) or --channel C (e.g. stable, v1.31)"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+/// The per-host table (`FROM → TO`), the node table, notes and a summary line; or JSON.
+pub fn print_report(global: &GlobalArgs, report: &UpgradeReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if global.output == OutputFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    write!(out, "{}", render_text(report))?;
+    Ok(())
+}
+
+fn render_text(report: &UpgradeReport) -> String {
+    let mut text = String::new();
+    if let Some(target) = &report.target {
+        text.push_str(&format!(
+            "cluster {}: upgrade to k3s {target}{}\n",
+            report.cluster,
+            report
+                .target_source
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ));
+    }
+    let mut rows = vec![vec![
+        "HOST".to_owned(),
+        "ROLE".into(),
+        "FROM".into(),
+        "TO".into(),
+        "RESULT".into(),
+        "TIME".into(),
+        "REASON".into(),
+    ]];
+    for host in &report.hosts {
+        rows.push(vec![
+            host.host.clone(),
+            host.role.to_owned(),
+            host.from.clone().unwrap_or_else(|| "-".into()),
+            host.to.clone().unwrap_or_else(|| "-".into()),
+            host.result.clone(),
+            format!("{:.1}s", host.seconds),
+            host.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    text.push_str(&table(&rows));
+    if !report.nodes.is_empty() {
+        text.push('\n');
+        let mut rows = vec![vec![
+            "NODE".to_owned(),
+            "STATUS".into(),
+            "ROLES".into(),
+            "VERSION".into(),
+            "ARCH".into(),
+        ]];
+        for node in &report.nodes {
+            rows.push(vec![
+                node.name.clone(),
+                node.ready.clone(),
+                node.roles.clone(),
+                node.version.clone(),
+                node.arch.clone(),
+            ]);
+        }
+        text.push_str(&table(&rows));
+    }
+    for message in &report.messages {
+        text.push_str(&format!("note: {message}\n"));
+    }
+    if let Some(dir) = &report.log_dir {
+        text.push_str(&format!("logs: {dir}\n"));
+    }
+    let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
+    text.push_str(&format!(
+        "{} host(s): {} upgraded, {} already at the target, {} failed, {} skipped\n",
+        report.hosts.len(),
+        count(Status::Done),
+        count(Status::Unchanged),
+        count(Status::Failed),
+        count(Status::Skipped)
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phases::upgrade::UpgradeHost;
+
+    #[test]
+    fn table_shows_from_to_result_and_reason() {
+        let host = |name: &str, status, result: &str, reason: Option<&str>| UpgradeHost {
+            host: name.into(),
+            role: "agent",
+            from: Some("v1.30.8+k3s1".into()),
+            to: Some(
+                if status == Status::Done {
+                    "v1.31.4+k3s1"
+                } else {
+                    "v1.30.8+k3s1"
+                }
+                .into(),
+            ),
+            status,
+            result: result.into(),
+            reason: reason.map(str::to_owned),
+            seconds: 1.0,
+            log: None,
+        };
+        let report = UpgradeReport {
+            cluster: "lab".into(),
+            target: Some("v1.31.4+k3s1".into()),
+            target_source: Some("--version".into()),
+            hosts: vec![
+                host("lab-01", Status::Done, "upgraded", None),
+                host("lab-02", Status::Failed, "failed", Some("boom")),
+            ],
+            nodes: Vec::new(),
+            messages: Vec::new(),
+            log_dir: None,
+        };
+        let text = render_text(&report);
+        assert!(
+            text.contains("upgrade to k3s v1.31.4+k3s1 (--version)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lab-01  agent  v1.30.8+k3s1  v1.31.4+k3s1  upgraded"),
+            "{text}"
+        );
+        assert!(text.contains("failed    1.0s  boom"), "{text}");
+        assert!(text.contains("2 host(s): 1 upgraded, 0 already at the target, 1 failed"));
+    }
+}
