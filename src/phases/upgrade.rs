@@ -283,6 +283,13 @@ impl Upgrader<'_> {
         let target = self.target.clone().expect("resolved above");
         self.decide(&target, &observed)?;
         self.roll(&target).await;
+        if let Some(pinned) = &self.inventory.cluster.version
+            && *pinned != target.to_string()
+        {
+            self.message(format!(
+                "the inventory pins version = \"{pinned}\": set it to \"{target}\" so `edgeops up` keeps this version"
+            ));
+        }
         if let Ok(observed) = self.read_nodes().await {
             self.nodes = observed
                 .iter()
