@@ -52,6 +52,8 @@ pub enum Command {
     /// Uninstall k3s and edgeops's files from the hosts (agents first, then servers).
     Reset(ResetArgs),
     /// Rolling k3s upgrade: servers one at a time, then agents in batches.
+    // `--version` is the target here, not the program's version.
+    #[command(disable_version_flag = true)]
     Upgrade(UpgradeArgs),
     /// Run a command on the selected hosts at once, like pdsh.
     Exec(ExecArgs),

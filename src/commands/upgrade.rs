@@ -208,6 +208,43 @@ mod tests {
     use crate::phases::upgrade::UpgradeHost;
 
     #[test]
+    fn the_command_line_parses_version_as_the_target() {
+        use clap::{CommandFactory, Parser};
+        // Every subcommand's arguments are unique (the program's own `--version` is not
+        // propagated into `upgrade`, whose `--version` is the target).
+        crate::cli::Cli::command().debug_assert();
+        let cli = crate::cli::Cli::try_parse_from([
+            "edgeops",
+            "upgrade",
+            "inv.toml",
+            "--version",
+            "v1.31.4+k3s1",
+        ])
+        .unwrap();
+        let crate::cli::Command::Upgrade(args) = cli.command else {
+            panic!("not upgrade");
+        };
+        assert!(
+            matches!(target(&args).unwrap(), Target::Version(v) if v.to_string() == "v1.31.4+k3s1")
+        );
+        let both = crate::cli::Cli::try_parse_from([
+            "edgeops",
+            "upgrade",
+            "inv.toml",
+            "--version",
+            "v1.31.4+k3s1",
+            "--channel",
+            "stable",
+        ]);
+        assert!(both.is_err(), "--version and --channel conflict");
+        let cli = crate::cli::Cli::try_parse_from(["edgeops", "upgrade", "inv.toml"]).unwrap();
+        let crate::cli::Command::Upgrade(args) = cli.command else {
+            panic!("not upgrade");
+        };
+        assert!(target(&args).is_err(), "a target is required");
+    }
+
+    #[test]
     fn table_shows_from_to_result_and_reason() {
         let host = |name: &str, status, result: &str, reason: Option<&str>| UpgradeHost {
             host: name.into(),
