@@ -572,44 +572,55 @@ impl Upgrader<'_> {
     async fn roll(&mut self, target: &K3sVersion) {
         let selected: Vec<&Host> = self.order.iter().map(|n| &self.hosts[n].host).collect();
         let (servers, batches) = rolling_order(selected, &self.first, self.options.batch_size);
-        let servers: Vec<String> = servers.into_iter().filter(|n| self.pending(n)).collect();
-        if !servers.is_empty() {
+        let todo = servers.iter().filter(|n| self.pending(n)).count();
+        if todo > 0 {
             self.observer.event(&Progress::PhaseStart {
                 phase: "servers",
-                hosts: servers.len(),
+                hosts: todo,
             });
-            let mut failed: Option<String> = None;
-            for name in servers {
-                if let Some(prev) = &failed {
-                    let why = format!(
-                        "server {prev} failed to upgrade; servers go one at a time, so this one was not attempted"
-                    );
-                    self.state_mut(&name)
-                        .finish(Status::Skipped, "skipped", Some(why));
-                    continue;
-                }
-                let result = self.upgrade_one("servers", &name, target).await;
-                if self.record(&name, target, result).is_err() {
-                    failed = Some(name);
-                }
+        }
+        // A server that failed before the roll (unreachable, refused) counts as the first
+        // failed one: the servers after it would upgrade with one member already down.
+        let mut failed: Option<String> = None;
+        for name in servers {
+            if self.hosts[&name].status == Some(Status::Failed) {
+                failed.get_or_insert(name);
+                continue;
             }
+            if !self.pending(&name) {
+                continue;
+            }
+            if let Some(prev) = &failed {
+                let why = format!(
+                    "server {prev} failed; servers go one at a time, so this one was not attempted"
+                );
+                self.state_mut(&name)
+                    .finish(Status::Skipped, "skipped", Some(why));
+                continue;
+            }
+            let result = self.upgrade_one("servers", &name, target).await;
+            if self.record(&name, target, result).is_err() {
+                failed = Some(name);
+            }
+        }
+        if todo > 0 {
             self.observer
                 .event(&Progress::PhaseEnd { phase: "servers" });
-            if let Some(prev) = failed {
-                self.message(format!(
-                    "server {prev} failed to upgrade: the later servers and all agents were not attempted"
-                ));
-                let why = format!(
-                    "server {prev} failed to upgrade; agents go after every server, so this one was not attempted"
-                );
-                for name in self.order.clone() {
-                    if self.pending(&name) {
-                        self.state_mut(&name)
-                            .finish(Status::Skipped, "skipped", Some(why.clone()));
-                    }
+        }
+        if let Some(prev) = failed {
+            self.message(format!(
+                "server {prev} failed: the later servers and all agents were not attempted"
+            ));
+            let why = format!(
+                "server {prev} failed; agents go after every server, so this one was not attempted"
+            );
+            for name in self.order.clone() {
+                if self.pending(&name) {
+                    self.state_mut(&name)
+                        .finish(Status::Skipped, "skipped", Some(why.clone()));
                 }
-                return;
             }
+            return;
         }
         let batches: Vec<Vec<String>> = batches
             .into_iter()
@@ -721,7 +732,21 @@ impl Upgrader<'_> {
             .spec
             .as_ref()
             .ok_or_else(|| "no install spec".to_owned())?;
-        let request = ExecRequest::new(remote::install_bundle(spec, true))
+        let mut script = remote::install_bundle(spec, true);
+        let binary = self.hosts[name]
+            .facts
+            .as_ref()
+            .and_then(|f| f.k3s_version.as_ref());
+        if binary == Some(target) {
+            // An earlier install replaced the binary but failed before restarting the service:
+            // the installer sees nothing to change and would leave the old process running.
+            let unit = remote::unit_name(spec);
+            script.push_str(&format!(
+                "echo 'edgeops: the binary is already {target}; restarting {unit}'\n\
+                 systemctl restart {unit}\n"
+            ));
+        }
+        let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(remote::install_stdin(self.options.token.as_ref(), spec))
             .timeout(INSTALL_TIMEOUT);
