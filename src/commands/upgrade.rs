@@ -77,8 +77,10 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
     let report = match report {
         Ok(report) => report,
         Err(e) => {
-            // A refused downgrade is bad input: nothing was changed (exit 2).
-            if let Some(refused @ UpgradeError::Downgrade { .. }) = e.downcast_ref::<UpgradeError>()
+            // A refused downgrade or version skew is bad input: nothing was changed (exit 2).
+            if let Some(
+                refused @ (UpgradeError::Downgrade { .. } | UpgradeError::ServersBehind { .. }),
+            ) = e.downcast_ref::<UpgradeError>()
             {
                 return Err(Failure::Usage(refused.to_string()).into());
             }

@@ -23,7 +23,9 @@ use super::facts::{self, Facts};
 use super::outcome::{NodeRow, Status};
 use super::remote::{self, LockAnswer};
 use super::runlog::RunLog;
-use super::upgrade_plan::{HostNeed, Need, decide_upgrade, downgrades, rolling_order};
+use super::upgrade_plan::{
+    HostNeed, Need, decide_upgrade, downgrades, rolling_order, servers_left_behind,
+};
 use super::{Observer, Progress};
 
 /// An install downloads a ~70 MB binary over an edge link: give it room (as `up` does).
@@ -84,6 +86,15 @@ pub enum UpgradeError {
         holder: String,
         age: Duration,
         stale_after: Duration,
+    },
+    #[error(
+        "refusing to upgrade to {target} without {}: agents must not run a newer k3s than the servers \
+         (upgrade the servers too, or pass --force)",
+        servers.iter().map(|(n, v)| format!("server {n} ({v})")).collect::<Vec<_>>().join(", ")
+    )]
+    ServersBehind {
+        target: K3sVersion,
+        servers: Vec<(String, K3sVersion)>,
     },
     #[error("{host}: cannot take the cluster lock: {reason}")]
     Lock { host: String, reason: String },
@@ -535,6 +546,28 @@ impl Upgrader<'_> {
                 (Need::Upgrade, Ok(spec)) => state.spec = Some(spec),
             }
             state.need = Some(need);
+        }
+        if let Ok(list) = observed
+            && !self.options.force
+        {
+            let nodes: Vec<(String, K3sVersion, bool)> = list
+                .iter()
+                .filter_map(|n| {
+                    let server = n
+                        .roles
+                        .iter()
+                        .any(|r| r == "control-plane" || r == "master");
+                    Some((n.name.clone(), n.kubelet_version.parse().ok()?, server))
+                })
+                .collect();
+            let in_run: Vec<String> = self.order.iter().map(|n| self.node_name(n)).collect();
+            let behind = servers_left_behind(&nodes, &in_run, target);
+            if !behind.is_empty() {
+                return Err(UpgradeError::ServersBehind {
+                    target: target.clone(),
+                    servers: behind,
+                });
+            }
         }
         let needs: Vec<(&str, &HostNeed)> = self
             .order
