@@ -428,6 +428,27 @@ fn a_failing_agent_is_reported_while_the_other_agents_upgrade() {
     let nodes = lab.nodes("lab-06");
     assert_eq!(nodes["lab-08"].0, V131);
     assert!(!nodes["lab-08"].2, "uncordoned once upgraded");
+
+    // -o json: the same report as a document.
+    let json = edgeops.run(&["upgrade", inv, "--version", V131, "-o", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["target"], V131);
+    let hosts = report["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 4);
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["status"] == "unchanged" && h["from"] == V131 && h["to"] == V131),
+        "{report}"
+    );
+
+    // Agents alone never overtake the server (--limit left it out): refused, exit 2.
+    let skew = edgeops.run(&["upgrade", inv, "--limit", "agents", "--version", V132]);
+    let all = text(&skew);
+    assert_eq!(skew.status.code(), Some(2), "{all}");
+    assert!(all.contains(&format!("server lab-06 ({V131})")), "{all}");
+    assert!(lab.nodes("lab-06").values().all(|(v, _, _)| v == V131));
 }
 
 #[test]
