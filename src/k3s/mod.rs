@@ -2,6 +2,7 @@
 //! invocation and config file per host, join tokens, node readiness, and kubeconfig handling.
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
+pub mod airgap;
 pub mod arch;
 pub mod channel;
 pub mod install;
