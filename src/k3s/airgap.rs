@@ -251,11 +251,11 @@ pub async fn prepare(
         };
         match image_arch(&name) {
             Some(arch) => {
-                if let Some(a) = per_arch.iter_mut().find(|a| a.arch == arch) {
-                    if !a.images.iter().any(|i| i.name == artifact.name) {
-                        prep.verify_listed_image(&artifact, arch)?;
-                        a.images.push(artifact);
-                    }
+                if let Some(a) = per_arch.iter_mut().find(|a| a.arch == arch)
+                    && !a.images.iter().any(|i| i.name == artifact.name)
+                {
+                    prep.verify_listed_image(&artifact, arch)?;
+                    a.images.push(artifact);
                 }
             }
             None => {
