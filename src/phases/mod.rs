@@ -7,7 +7,7 @@
 //!
 //! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
 //! - `facts`: the one-round-trip facts script and its parser.
-//! - `preflight`: refusals and warnings from facts.
+//! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
@@ -15,6 +15,7 @@
 
 pub mod airgap;
 pub mod decide;
+pub mod distro;
 pub mod facts;
 pub mod outcome;
 pub mod preflight;
