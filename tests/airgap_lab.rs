@@ -1,7 +1,8 @@
 //! Air-gapped `edgeops up` against the lab (scripts/lab) and the k3s simulator's mirror: hosts
 //! whose route to the mirror is cut (`scripts/lab mirror-cut`) get the install script and the
 //! binary of their architecture from the workstation cache, uploaded only when they lack them;
-//! a corrupted cached binary is refused before anything is installed. Needs root.
+//! a corrupted cached binary, or a download that does not match its checksum, is refused before
+//! anything is installed. Needs root.
 //!
 //! Both tests share one lab (id from `tests/support`) on disjoint hosts, each with its own
 //! cluster and its own cache (a private HOME and XDG_CACHE_HOME).
@@ -16,6 +17,8 @@ const HOSTS: usize = 6;
 const PINNED: &str = "v1.31.4+k3s1";
 /// The corrupted-cache test's version (its downloads stay apart from PINNED's in the mirror log).
 const OTHER: &str = "v1.31.3+k3s1";
+/// The damaged-download test's version (the mirror corrupts only its arm64 binary).
+const DAMAGED: &str = "v1.30.8+k3s1";
 
 fn text(out: &Output) -> String {
     format!(
@@ -274,6 +277,44 @@ fn a_corrupted_cached_binary_is_refused_and_nothing_is_installed() {
         );
         assert!(!out.status.success(), "{host} got something installed");
     }
+}
+
+#[test]
+fn a_download_that_does_not_match_its_checksum_is_discarded() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let edgeops = Edgeops::new();
+    // The mirror serves this version's arm64 binary with extra bytes (lab-06 is aarch64).
+    std::fs::write(
+        lab.state_dir().join("mirror/corrupt"),
+        format!("{DAMAGED}/k3s-arm64\n"),
+    )
+    .unwrap();
+    let inv = inventory_at(lab, dir.path(), "damaged", &["lab-06"], DAMAGED);
+    let refused = edgeops.run(&["up", inv.to_str().unwrap()]);
+    let out = text(&refused);
+    assert!(
+        !refused.status.success(),
+        "a damaged download was used:\n{out}"
+    );
+    assert!(
+        out.contains("/download/v1.30.8%2Bk3s1/k3s-arm64: sha256 does not match"),
+        "{out}"
+    );
+    // Nothing of it is kept in the cache, and the host got nothing.
+    let cached = edgeops.cache().join("edgeops/k3s").join(DAMAGED);
+    assert!(cached.join("sha256sum-arm64.txt").is_file());
+    let leftovers: Vec<String> = std::fs::read_dir(&cached)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("k3s-arm64"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let out = lab.ssh(
+        "lab-06",
+        "test -e /usr/local/bin/k3s || test -e /usr/local/share/edgeops",
+    );
+    assert!(!out.status.success(), "lab-06 got something installed");
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
