@@ -59,24 +59,21 @@ fn mirror(lab: &support::Lab) -> String {
     format!("http://{}:8080", lab.bridge_address())
 }
 
-/// An air-gapped inventory: the first host the server, the others agents, version pinned.
-fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str]) -> PathBuf {
-    inventory_at(lab, dir, name, hosts, PINNED)
-}
-
-fn inventory_at(
+/// An air-gapped inventory at `version`: the first host the server, the others agents.
+fn inventory(
     lab: &support::Lab,
     dir: &Path,
     name: &str,
     hosts: &[&str],
     version: &str,
+    cluster_extra: &str,
 ) -> PathBuf {
     let mirror = mirror(lab);
     let mut toml = format!(
         "[cluster]\nname = \"{name}\"\nversion = \"{version}\"\nairgap = true\n\
          install_url = \"{mirror}/install.sh\"\n\
          channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
+         download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
          [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
          host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
         user = lab.hosts()[0].user,
@@ -154,7 +151,21 @@ fn airgapped_one_server_three_agents_from_the_workstation_cache() {
         assert_eq!(lab.ssh_ok(host, &probe), "113", "{host} reaches the mirror");
     }
     let dir = tempfile::tempdir().unwrap();
-    let inv = inventory(lab, dir.path(), "gap", &hosts);
+    // Image tarballs: one for every host, one only for the aarch64 hosts.
+    std::fs::write(dir.path().join("app-images.tar"), "images for all\n").unwrap();
+    std::fs::write(
+        dir.path().join("k3s-airgap-images-arm64.tar.zst"),
+        "arm64 images\n",
+    )
+    .unwrap();
+    let inv = inventory(
+        lab,
+        dir.path(),
+        "gap",
+        &hosts,
+        PINNED,
+        "images = [\"app-images.tar\", \"k3s-airgap-images-arm64.tar.zst\"]",
+    );
     let inv = inv.to_str().unwrap();
     let edgeops = Edgeops::new();
 
@@ -183,6 +194,23 @@ fn airgapped_one_server_three_agents_from_the_workstation_cache() {
             _ => "amd64",
         };
         assert_eq!(node["metadata"]["labels"]["kubernetes.io/arch"], want);
+    }
+
+    // Images: the common tarball everywhere, the arm64 one only on aarch64 hosts.
+    for host in hosts {
+        let listing = lab.ssh_ok(host, "sudo ls /var/lib/rancher/k3s/agent/images");
+        let want = match lab.host(host).arch.as_deref() {
+            Some("aarch64") => "app-images.tar\nk3s-airgap-images-arm64.tar.zst",
+            _ => "app-images.tar",
+        };
+        assert_eq!(listing, want, "{host}");
+        assert_eq!(
+            lab.ssh_ok(
+                host,
+                "sudo cat /var/lib/rancher/k3s/agent/images/app-images.tar"
+            ),
+            "images for all"
+        );
     }
 
     // The workstation fetched each asset once into the cache, verified.
@@ -236,7 +264,7 @@ fn a_corrupted_cached_binary_is_refused_and_nothing_is_installed() {
     let edgeops = Edgeops::new();
     // Fill the cache: a one-host cluster on lab-05 (x86_64), at another version than the other
     // test so the mirror's request log tells them apart; then wipe lab-05 again.
-    let inv = inventory_at(lab, dir.path(), "fill", &["lab-05"], OTHER);
+    let inv = inventory(lab, dir.path(), "fill", &["lab-05"], OTHER, "");
     let out = edgeops.run(&["up", inv.to_str().unwrap(), "--ready-timeout", "90s"]);
     assert!(out.status.success(), "{}", text(&out));
     lab.ssh_ok(
@@ -254,7 +282,7 @@ fn a_corrupted_cached_binary_is_refused_and_nothing_is_installed() {
     std::fs::write(&binary, &bytes).unwrap();
     let actual = sha256_hex(&bytes);
 
-    let inv = inventory_at(lab, dir.path(), "bad", &["lab-05", "lab-06"], OTHER);
+    let inv = inventory(lab, dir.path(), "bad", &["lab-05", "lab-06"], OTHER, "");
     let refused = edgeops.run(&["up", inv.to_str().unwrap()]);
     let out = text(&refused);
     assert!(
@@ -290,7 +318,7 @@ fn a_download_that_does_not_match_its_checksum_is_discarded() {
         format!("{DAMAGED}/k3s-arm64\n"),
     )
     .unwrap();
-    let inv = inventory_at(lab, dir.path(), "damaged", &["lab-06"], DAMAGED);
+    let inv = inventory(lab, dir.path(), "damaged", &["lab-06"], DAMAGED, "");
     let refused = edgeops.run(&["up", inv.to_str().unwrap()]);
     let out = text(&refused);
     assert!(

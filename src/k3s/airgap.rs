@@ -487,7 +487,7 @@ impl Fetcher {
             return Err(failed(format!("the server answered {}", response.status())));
         }
         let part = PartFile::create(dest)?;
-        let mut file = part.file.try_clone().map_err(|e| io_error(&part.path, e))?;
+        let mut file = &part.file;
         let mut hasher = Sha256::new();
         while let Some(chunk) = response
             .chunk()
