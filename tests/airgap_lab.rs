@@ -285,8 +285,9 @@ fn a_corrupted_cached_binary_is_refused_and_nothing_is_installed() {
     let inv = inventory(lab, dir.path(), "bad", &["lab-05", "lab-06"], OTHER, "");
     let refused = edgeops.run(&["up", inv.to_str().unwrap()]);
     let out = text(&refused);
-    assert!(
-        !refused.status.success(),
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
         "a corrupted cache was used:\n{out}"
     );
     assert!(
@@ -321,8 +322,9 @@ fn a_download_that_does_not_match_its_checksum_is_discarded() {
     let inv = inventory(lab, dir.path(), "damaged", &["lab-06"], DAMAGED, "");
     let refused = edgeops.run(&["up", inv.to_str().unwrap()]);
     let out = text(&refused);
-    assert!(
-        !refused.status.success(),
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
         "a damaged download was used:\n{out}"
     );
     assert!(
