@@ -5,14 +5,17 @@
 //! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
 //! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
 //!
+//! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
 //! - `facts`: the one-round-trip facts script and its parser.
-//! - `preflight`: refusals and warnings from facts.
+//! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
 
+pub mod airgap;
 pub mod decide;
+pub mod distro;
 pub mod facts;
 pub mod outcome;
 pub mod preflight;

@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
 use crate::inventory::{Host, Inventory, Role};
+use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, api_endpoint, first_server, server_url};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::k3s::nodes::{self, NodeStatus};
@@ -19,6 +20,7 @@ use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sVersion};
 use crate::render::Renderer;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
+use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
@@ -75,6 +77,8 @@ const REBOOT_WAIT: Duration = Duration::from_secs(300);
 const API_WAIT: Duration = Duration::from_secs(180);
 /// An install downloads a ~70 MB binary over an edge link: give it room.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// Air-gap uploads in flight at once, fleet-wide (each holds its file in memory).
+const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
@@ -308,6 +312,7 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         self.pi_cgroups().await?;
+        self.airgap().await?;
         if !self.first_server().await {
             return Ok(());
         }
@@ -789,6 +794,123 @@ impl<'a> Runner<'a> {
             "rebooted for the memory cgroup but did not come back within {} ({last_error})",
             humantime::format_duration(REBOOT_WAIT)
         ))
+    }
+
+    /// Air-gapped clusters: fetch and verify the release once on the workstation (any mismatch
+    /// stops the run before anything is installed), then give each host that installs what it
+    /// lacks, verified on the host (`phases::airgap`). Checks at full width; at most
+    /// `AIRGAP_UPLOADS` uploads at once (each holds a file in memory).
+    async fn airgap(&mut self) -> anyhow::Result<()> {
+        let Some(version) = self
+            .version
+            .clone()
+            .filter(|_| self.inventory.cluster.airgap)
+        else {
+            return Ok(());
+        };
+        let names: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive() && matches!(s.action(), Action::Install | Action::Reconfigure)
+            })
+            .cloned()
+            .collect();
+        let mut arches = Vec::new();
+        for name in &names {
+            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "artifacts",
+            hosts: 0,
+        });
+        let sources = k3s_airgap::Sources::from_cluster(&self.inventory.cluster)?;
+        let artifacts = k3s_airgap::prepare(&sources, &version, &arches)
+            .await
+            .context("air-gap artifacts")?;
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "artifacts" });
+        if !artifacts.downloaded.is_empty() {
+            self.message(format!(
+                "downloaded {} into {}",
+                artifacts.downloaded.join(", "),
+                artifacts.origin
+            ));
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "upload",
+            hosts: names.len(),
+        });
+        let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
+        let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
+        let results: Vec<(String, Result<usize, String>)> = futures::stream::iter(names)
+            .map(|name| async move {
+                this.observer.event(&Progress::HostStart {
+                    phase: "upload",
+                    host: &name,
+                });
+                let result = this.deliver(&name, artifacts, uploads).await;
+                let detail = match &result {
+                    Ok(0) => "artifacts already there".to_owned(),
+                    Ok(n) => format!("{n} files uploaded and verified"),
+                    Err(reason) => reason.clone(),
+                };
+                this.observer.event(&Progress::HostDone {
+                    phase: "upload",
+                    host: &name,
+                    ok: result.is_ok(),
+                    detail: &detail,
+                });
+                (name, result)
+            })
+            .buffer_unordered(self.options.fleet.concurrency.max(1))
+            .collect()
+            .await;
+        self.observer.event(&Progress::PhaseEnd { phase: "upload" });
+        for (name, result) in results {
+            if let Err(reason) = result {
+                self.state_mut(&name).fail(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// One host: hash what it has (one round trip), upload each missing file. The number of
+    /// files uploaded.
+    async fn deliver(
+        &self,
+        name: &str,
+        artifacts: &k3s_airgap::Artifacts,
+        uploads: &tokio::sync::Semaphore,
+    ) -> Result<usize, String> {
+        let arch = self.hosts[name].facts.as_ref().and_then(|f| f.arch);
+        let list = arch
+            .and_then(|arch| airgap::uploads(artifacts, arch))
+            .ok_or_else(|| "air-gap: no k3s binary prepared for this architecture".to_owned())?;
+        let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
+        let out = self.step(name, "air-gap check", check, false).await?;
+        let missing = airgap::missing(&list, &out.stdout_lossy());
+        for upload in &missing {
+            let _permit = uploads.acquire().await.map_err(|e| e.to_string())?;
+            let bytes = tokio::fs::read(&upload.local)
+                .await
+                .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
+            let request = ExecRequest::new(airgap::put_script(upload))
+                .sudo(true)
+                .stdin(bytes)
+                .timeout(INSTALL_TIMEOUT);
+            self.step(name, &format!("upload {}", upload.remote), request, false)
+                .await?;
+        }
+        Ok(missing.len())
     }
 
     /// A first server that is unreachable or refused stops everything else, with one message
