@@ -101,7 +101,10 @@ fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
     }
     if let Some(gitlab) = &report.gitlab {
         writeln!(out)?;
-        write!(out, "{}", super::up::gitlab_table(gitlab))?;
+        write!(out, "{}", super::up::gitlab_rows(gitlab))?;
+        if let Some(reason) = &gitlab.reason {
+            writeln!(out, "note: gitlab: {reason}")?;
+        }
     }
     for message in &report.messages {
         writeln!(out, "note: {message}")?;

@@ -533,24 +533,7 @@ pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<(
 /// The GitLab phase as a table (`GITLAB` rows: what in GitLab or on the first server, and what
 /// became of it), then its outcome line.
 pub fn gitlab_table(gitlab: &GitLabReport) -> String {
-    let mut rows = vec![
-        ["GITLAB", "NAME", "RESULT", "DETAIL"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for row in &gitlab.rows {
-        rows.push(vec![
-            row.item.clone(),
-            row.name.clone(),
-            row.result.clone(),
-            row.detail.clone(),
-        ]);
-    }
-    let mut text = if gitlab.rows.is_empty() {
-        String::new()
-    } else {
-        table(&rows)
-    };
+    let mut text = gitlab_rows(gitlab);
     let word = match gitlab.status {
         Status::Done => "changed",
         Status::Unchanged => "nothing to do",
@@ -569,6 +552,28 @@ pub fn gitlab_table(gitlab: &GitLabReport) -> String {
         gitlab.seconds
     ));
     text
+}
+
+/// Only the rows of [`gitlab_table`] (empty when there are none).
+pub fn gitlab_rows(gitlab: &GitLabReport) -> String {
+    let mut rows = vec![
+        ["GITLAB", "NAME", "RESULT", "DETAIL"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for row in &gitlab.rows {
+        rows.push(vec![
+            row.item.clone(),
+            row.name.clone(),
+            row.result.clone(),
+            row.detail.clone(),
+        ]);
+    }
+    if gitlab.rows.is_empty() {
+        String::new()
+    } else {
+        table(&rows)
+    }
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
