@@ -360,3 +360,32 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
     assert!(!listing.contains(".edgeops-upload"), "{listing}");
     drop(double);
 }
+
+#[test]
+fn up_without_the_gitlab_token_is_bad_input_and_touches_no_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("no-token.toml");
+    // TEST-NET-1 (RFC 5737): nothing answers there; a run that tried to connect would end in
+    // exit 1 (unreachable), not 2.
+    std::fs::write(
+        &inventory,
+        format!(
+            "[cluster]\nname = \"notoken\"\n\n[ssh]\nuser = \"pi\"\nagent = true\n\n\
+             [[hosts]]\nname = \"s1\"\naddress = \"192.0.2.1\"\nrole = \"server\"\n\n\
+             [gitlab]\nurl = \"https://gitlab.example.com\"\nproject = \"{PROJECT}\"\n\
+             token_env = \"{TOKEN_ENV}\"\n"
+        ),
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .args(["up", inventory.to_str().unwrap()])
+        .env("HOME", home.path())
+        .env_remove(TOKEN_ENV)
+        .output()
+        .expect("run edgeops");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr.contains(TOKEN_ENV), "{stderr}");
+    assert!(stderr.contains("GitLab API token"), "{stderr}");
+}
