@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gitlab_double::{GitLabDouble, Role};
+use gitlab_double::{Fault, GitLabDouble, Role};
 
 const API_TOKEN: &str = "glpat-LABTEST-0123456789abcdefXYZ";
 const TOKEN_ENV: &str = "EDGEOPS_TEST_GITLAB_TOKEN";
@@ -321,6 +321,29 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
             .unwrap()
             .contains(&new_runner_secret),
         "the rotated runner token is not what the cluster deployed"
+    );
+
+    // GitLab refusing fails the run (exit 1) with GitLab's answer, hosts untouched and fine.
+    let settled = footprint(&lab, &server);
+    double.fail_next(
+        "GET",
+        "/cluster_agents",
+        1,
+        Fault::Status {
+            status: 403,
+            body: serde_json::json!({ "message": "403 Forbidden" }),
+        },
+    );
+    let refused = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out4 = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out4}");
+    assert!(out4.contains("the GitLab phase failed"), "{out4}");
+    assert!(out4.contains("403 Forbidden"), "{out4}");
+    assert!(out4.contains("0 failed"), "hosts must stay fine:\n{out4}");
+    assert_eq!(
+        footprint(&lab, &server),
+        settled,
+        "a refused run wrote on the host"
     );
 
     // No token anywhere it could leak: output, run logs, the server's process list.
