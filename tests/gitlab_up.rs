@@ -291,6 +291,13 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
         assert!(line.contains("deployed"), "{line}");
     }
 
+    let json = edgeops.run(&["status", inv, "--output", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status JSON");
+    let rows = report["gitlab"]["rows"].as_array().expect("gitlab rows");
+    assert_eq!(rows.len(), 2, "{report}");
+    assert!(rows.iter().all(|r| r["result"] == "deployed"), "{report}");
+
     // Rotation: new tokens, same agent and runner, old agent token revoked, manifests rewritten.
     double.clear_log();
     let rotated = edgeops.run(&["up", inv, "--rotate-tokens", "--ready-timeout", "90s"]);
@@ -354,6 +361,10 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
     assert!(
         logs.contains("gitlab: look"),
         "run logs are missing:\n{logs}"
+    );
+    assert!(
+        logs.contains("chart gitlab-runner: deployed"),
+        "the GitLab outcome is not in the run log:\n{logs}"
     );
     // The double keeps a runner's current token only: add the one rotation replaced.
     let mut secrets = issued_secrets(&double);

@@ -403,6 +403,16 @@ pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
         ),
         Err(reason) => (Status::Failed, Some(cx.log.redactor().redact(&reason))),
     };
+    // The host log says what happened in GitLab too, so a run can be read back in one place.
+    let summary: String = rows
+        .iter()
+        .map(|r| format!("{} {}: {} {}\n", r.item, r.name, r.result, r.detail))
+        .collect();
+    cx.log.write(
+        cx.first,
+        &format!("gitlab: {}", reason.as_deref().unwrap_or("done")),
+        &summary,
+    );
     let detail = reason.clone().unwrap_or_else(|| {
         if status == Status::Done {
             "agent and runner deployed".to_owned()
