@@ -608,6 +608,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gitlab_table_shows_rows_then_the_outcome_with_its_reason() {
+        let report = GitLabReport {
+            status: Status::Failed,
+            reason: Some("charts not deployed after 5m: gitlab-runner missing".into()),
+            rows: vec![crate::phases::gitlab::GitLabRow {
+                item: "chart".into(),
+                name: "gitlab-runner".into(),
+                result: "missing".into(),
+                detail: String::new(),
+            }],
+            commands: 3,
+            seconds: 1.25,
+        };
+        assert_eq!(
+            gitlab_table(&report),
+            "GITLAB  NAME           RESULT   DETAIL\n\
+             chart   gitlab-runner  missing\n\
+             gitlab: FAILED: charts not deployed after 5m: gitlab-runner missing \
+             (3 command(s) on the first server, 1.2s)\n"
+        );
+        let skipped = GitLabReport::skipped("the cluster did not come up");
+        assert_eq!(gitlab_rows(&skipped), "");
+        assert!(skipped.is_failure());
+    }
+
+    #[test]
     fn table_aligns_columns() {
         let rows = vec![
             vec!["HOST".into(), "RESULT".into(), "REASON".into()],

@@ -1,5 +1,6 @@
 //! k3s knowledge, without SSH: versions and channels, channel → version resolution, the install
-//! invocation and config file per host, join tokens, node readiness, auto-deploy HelmChart states, and kubeconfig handling.
+//! invocation and config file per host, join tokens, node readiness, auto-deploy HelmChart
+//! states, and kubeconfig handling.
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
 pub mod arch;
