@@ -354,8 +354,12 @@ impl<'a> Runner<'a> {
         }
         let session = self.fleet.session(&first).cloned();
         let (true, Some(session)) = (first_ok, session) else {
+            let why = self.hosts[&first]
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no running k3s server".to_owned());
             self.gitlab = Some(GitLabReport::skipped(format!(
-                "the first server {first} has no running k3s server"
+                "the first server {first} failed ({why}): the charts need it"
             )));
             return;
         };
