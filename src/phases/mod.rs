@@ -11,12 +11,16 @@
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
+//! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
+//!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
 
 pub mod airgap;
 pub mod decide;
 pub mod distro;
 pub mod facts;
+pub mod gitlab;
+pub mod gitlab_tokens;
 pub mod outcome;
 pub mod preflight;
 pub mod remote;

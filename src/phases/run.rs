@@ -23,6 +23,7 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
+use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, PhaseContext};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
@@ -57,6 +58,8 @@ pub struct UpOptions {
     pub token: Option<JoinToken>,
     /// What to do with Raspberry Pis that need the memory cgroup enabled.
     pub reboot: Reboot,
+    /// The GitLab phase's token and flags; `None` when the inventory has no `[gitlab]`.
+    pub gitlab: Option<GitLabSetup>,
 }
 
 /// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
@@ -194,6 +197,8 @@ struct Runner<'a> {
     run_id: String,
     /// This run holds the lock on the first server.
     locked: bool,
+    /// What the GitLab phase did, would do or found; `None` when it did not run.
+    gitlab: Option<GitLabReport>,
 }
 
 /// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`
@@ -279,6 +284,7 @@ impl<'a> Runner<'a> {
             kubeconfig_written: None,
             run_id,
             locked: false,
+            gitlab: None,
         })
     }
 
@@ -309,6 +315,7 @@ impl<'a> Runner<'a> {
             for state in self.hosts.values_mut().filter(|s| s.alive()) {
                 state.status = Some(Status::Planned);
             }
+            self.gitlab_phase(GitLabStep::Plan).await;
             return Ok(());
         }
         self.pi_cgroups().await?;
@@ -325,7 +332,92 @@ impl<'a> Runner<'a> {
             self.merge_kubeconfig(&text);
         }
         self.verify().await;
+        self.gitlab_phase(GitLabStep::Up).await;
         Ok(())
+    }
+
+    /// The GitLab phase (see `phases::gitlab`), when the inventory has `[gitlab]`. On `up` it
+    /// runs once the first server is up (other hosts failing does not stop it: the charts only
+    /// need the first server).
+    async fn gitlab_phase(&mut self, step: GitLabStep) {
+        let Some(gitlab) = &self.inventory.gitlab else {
+            return;
+        };
+        let first = self.first.clone();
+        let first_ok = match step {
+            GitLabStep::Status => self.hosts[&first]
+                .facts
+                .as_ref()
+                .is_some_and(|f| f.installed_role() == Some(Role::Server)),
+            _ => self.hosts[&first]
+                .status
+                .is_none_or(|s| s == Status::Planned),
+        };
+        if !first_ok && step == GitLabStep::Status {
+            // No cluster yet, as the messages already say: nothing to report, nothing failed.
+            return;
+        }
+        let session = self.fleet.session(&first).cloned();
+        let (true, Some(session)) = (first_ok, session) else {
+            let why = self.hosts[&first]
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no running k3s server".to_owned());
+            self.gitlab = Some(GitLabReport::skipped(format!(
+                "the first server {first} failed ({why}): the charts need it"
+            )));
+            return;
+        };
+        let renderer = match renderer_for(self.inventory) {
+            Ok(renderer) => renderer,
+            Err(e) => {
+                self.gitlab = Some(GitLabReport::skipped(format!("templates: {e:#}")));
+                return;
+            }
+        };
+        let cx = PhaseContext {
+            inventory: self.inventory,
+            gitlab,
+            renderer: &renderer,
+            first: &first,
+            session,
+            log: &self.log,
+            observer: self.observer.as_ref(),
+            node_arch: self.node_arch(),
+        };
+        let setup = self.options.gitlab.clone();
+        let report = match (step, setup) {
+            (GitLabStep::Up, Some(setup)) => gitlab_phase::up(&cx, &setup).await,
+            (GitLabStep::Plan, setup) => {
+                gitlab_phase::plan(&cx, setup.is_some_and(|s| s.rotate_tokens)).await
+            }
+            (GitLabStep::Status, _) => gitlab_phase::status(&cx).await,
+            (GitLabStep::Up, None) => {
+                GitLabReport::skipped("no GitLab API token was given to this run")
+            }
+        };
+        self.gitlab = Some(report);
+    }
+
+    /// The `kubernetes.io/arch` every agent shares (servers when there are no agents), for the
+    /// runner's node selector; `None` when they differ or are unknown.
+    fn node_arch(&self) -> Option<String> {
+        let arch_of = |role: Role| -> Vec<Option<&'static str>> {
+            self.hosts
+                .values()
+                .filter(|s| s.host.role == role)
+                .map(|s| s.facts.as_ref().and_then(|f| f.arch).map(|a| a.as_str()))
+                .collect()
+        };
+        let mut archs = arch_of(Role::Agent);
+        if archs.is_empty() {
+            archs = arch_of(Role::Server);
+        }
+        let first = (*archs.first()?)?;
+        archs
+            .iter()
+            .all(|a| *a == Some(first))
+            .then(|| first.to_owned())
     }
 
     // ---- steps on one host -------------------------------------------------------------
@@ -1327,11 +1419,24 @@ impl<'a> Runner<'a> {
             kubeconfig: self.kubeconfig_written,
             log_dir: self.log.dir().map(|d| d.display().to_string()),
             messages: self.messages,
+            gitlab: self.gitlab.or_else(|| {
+                // `up` with `[gitlab]` that stopped before the phase: say so, and fail the run.
+                (self.options.mode == Mode::Up && self.options.gitlab.is_some())
+                    .then(|| GitLabReport::skipped("the cluster did not come up"))
+            }),
             phases: std::mem::take(
                 &mut *self.observer.done.lock().unwrap_or_else(|e| e.into_inner()),
             ),
         }
     }
+}
+
+/// Which half of the GitLab phase a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GitLabStep {
+    Up,
+    Plan,
+    Status,
 }
 
 /// Another `up` holds the cluster's lock.
@@ -1512,6 +1617,7 @@ pub async fn status(
         fleet: fleet_settings,
         token: None,
         reboot: Reboot::Never,
+        gitlab: None,
     };
     let log = RunLog::disabled(Default::default());
     let mut runner =
@@ -1546,6 +1652,7 @@ pub async fn status(
             "{first} (first server) has no k3s server: no cluster yet"
         ));
     }
+    runner.gitlab_phase(GitLabStep::Status).await;
     runner.fleet.close_all().await;
     let facts: HashMap<String, Facts> = runner
         .hosts
