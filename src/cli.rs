@@ -86,10 +86,12 @@ pub struct UpArgs {
     /// Reboot Raspberry Pis one at a time instead of all at once.
     #[arg(long)]
     pub serial: bool,
-    /// Create new GitLab agent and runner tokens even if ones are stored on the server.
+    /// Issue new GitLab agent and runner tokens even if working ones are stored on the first
+    /// server (edgeops' older agent tokens are revoked, the runner's token is reset).
     #[arg(long)]
     pub rotate_tokens: bool,
-    /// How long to wait for every node to be Ready.
+    /// How long to wait for every node to be Ready (and, with `[gitlab]`, for the GitLab
+    /// charts to report deployed).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub ready_timeout: std::time::Duration,
 }

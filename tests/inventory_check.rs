@@ -190,6 +190,9 @@ rejects! {
     bad_port at "7:16": ["port 0 is out of range", "1-65535"];
     bad_jump at "5:8": ["jump host `ops@bastion:99999` has a port outside 1-65535", "`user@host:port`"];
     gitlab_url_not_http at "10:7": ["`gitlab.example.com` is not an http(s) URL", "https://"];
+    airgap_image_missing at "4:11": ["images file", "images/missing.tar.zst` does not exist"];
+    artifacts_dir_without_airgap at "4:17": ["`artifacts_dir` is set but `airgap = false`"];
+    images_without_airgap at "3:11": ["not an image tarball", "`images` is set but the cluster is not air-gapped"];
     missing_role at "5:8": ["host `pi-01` has no role", "role = \"agent\""];
     bad_role at "6:8": ["unknown role `master`", "`server`"];
     syntax_error at "2:12": ["invalid basic string", "valid TOML"];

@@ -305,3 +305,46 @@ fn unusable_input_fails_with_a_reason_and_no_inventory() {
         assert!(out.stdout.is_empty(), "no partial inventory for {input:?}");
     }
 }
+
+#[test]
+fn mirror_option_points_installer_channels_and_downloads_at_one_mirror() {
+    let checkout = Checkout::new("src/edgeops");
+    for machine in THREE_MACHINES {
+        checkout.create_key(machine, "libvirt");
+    }
+    // A trailing slash is not doubled; the layout is lab/k3s-sim/mirror.py's (docs/K3S-SIM.md).
+    let inventory = checkout.generate(
+        "libvirt.ssh-config",
+        ALICE_LINUX,
+        &["--mirror", "http://192.168.56.1:8080/"],
+    );
+    let parsed: toml::Table = toml::from_str(&inventory).unwrap();
+    let cluster = &parsed["cluster"];
+    assert_eq!(
+        cluster["install_url"].as_str(),
+        Some("http://192.168.56.1:8080/install.sh")
+    );
+    assert_eq!(
+        cluster["channel_url"].as_str(),
+        Some("http://192.168.56.1:8080/v1-release/channels")
+    );
+    assert_eq!(
+        cluster["download_url"].as_str(),
+        Some("http://192.168.56.1:8080/k3s-io/k3s/releases")
+    );
+    checkout.assert_check_passes("3 hosts (1 server, 2 agents)");
+
+    // Without --mirror: no URL keys (edgeops's defaults, get.k3s.io and GitHub).
+    let plain = checkout.generate("libvirt.ssh-config", ALICE_LINUX, &[]);
+    assert!(!plain.contains("_url"), "{plain}");
+
+    for bad in ["ftp://mirror", "192.168.56.1:8080", "http://a b"] {
+        let out = generate("", &["--mirror", bad]);
+        assert_eq!(out.status.code(), Some(2), "--mirror {bad}");
+        assert!(
+            text(&out.stderr).contains("is not an http(s) URL"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}

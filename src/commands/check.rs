@@ -257,6 +257,7 @@ impl<'a> Summary<'a> {
                 "ha": c.ha,
                 "airgap": c.airgap,
                 "artifacts_dir": c.artifacts_dir,
+                "images": c.images,
                 "kubeconfig_mode": c.kubeconfig_mode,
             },
             "concurrency": inv.concurrency,

@@ -162,7 +162,6 @@ async fn fan_out(
         }
     });
 
-    let fleet = Fleet::connect_all(targets, ctx, settings, reporter).await;
     let stream_live = text && !args.group;
     let request = ExecRequest {
         command,
@@ -171,8 +170,9 @@ async fn fan_out(
         timeout: args.timeout,
     };
     let bar = report::bar_of(&progress);
-    let results = fleet
-        .run("exec", |session| {
+    // Each host runs the command as soon as its own connection is up (no connect barrier).
+    let (fleet, results) =
+        Fleet::connect_and_run(targets, ctx, settings, reporter, "exec", |session| {
             let request = &request;
             let bar = bar.clone();
             async move {

@@ -1,5 +1,6 @@
 //! `edgeops status INVENTORY`: facts per host (OS, arch, k3s version and service state, whether
-//! edgeops's config is recorded) and the cluster's node readiness table; changes nothing.
+//! edgeops's config is recorded), the cluster's node readiness table and, with `[gitlab]`, the
+//! GitLab charts' state; changes nothing.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -97,6 +98,13 @@ fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
             ]);
         }
         write!(out, "{}", table(&rows))?;
+    }
+    if let Some(gitlab) = &report.gitlab {
+        writeln!(out)?;
+        write!(out, "{}", super::up::gitlab_rows(gitlab))?;
+        if let Some(reason) = &gitlab.reason {
+            writeln!(out, "note: gitlab: {reason}")?;
+        }
     }
     for message in &report.messages {
         writeln!(out, "note: {message}")?;

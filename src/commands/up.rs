@@ -13,14 +13,17 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
+use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Host, Inventory};
 use crate::k3s::install::first_server;
-use crate::k3s::token::read_join_token;
+use crate::k3s::token::{read_join_token, read_secret};
+use crate::phases::gitlab::{GitLabReport, GitLabSetup};
 use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{
     self, KubeconfigTarget, Mode, Observer, Progress, Quiet, Reboot, RunReport, Status, UpOptions,
 };
 use crate::ssh::{ConnectOptions, SshContext};
+use secrecy::ExposeSecret;
 
 /// A lock left by a run that died is taken over after this long.
 pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
@@ -34,7 +37,14 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         Reboot::AllAtOnce
     };
-    run_phases(global, &args.inventory, mode, args.ready_timeout, reboot)
+    run_phases_with(
+        global,
+        &args.inventory,
+        mode,
+        args.ready_timeout,
+        reboot,
+        args.rotate_tokens,
+    )
 }
 
 /// `up` and `plan`: the same phases, `plan` stopping after the decisions.
@@ -45,12 +55,28 @@ pub fn run_phases(
     ready_timeout: Duration,
     reboot: Reboot,
 ) -> anyhow::Result<ExitCode> {
+    run_phases_with(global, path, mode, ready_timeout, reboot, false)
+}
+
+/// `run_phases`, with `--rotate-tokens` for the GitLab phase.
+fn run_phases_with(
+    global: &GlobalArgs,
+    path: &std::path::Path,
+    mode: Mode,
+    ready_timeout: Duration,
+    reboot: Reboot,
+    rotate_tokens: bool,
+) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
     let token = read_join_token(&prepared.inventory.cluster.token)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let redactor = Redactor::default();
     if let Some(token) = &token {
         redactor.add(token.expose());
+    }
+    let gitlab = gitlab_setup(&prepared.inventory, mode, ready_timeout, rotate_tokens)?;
+    if let Some(token) = gitlab.as_ref().and_then(|g| g.api_token.as_ref()) {
+        redactor.add(token.expose_secret());
     }
     let log = match mode {
         Mode::Up => RunLog::create(&prepared.inventory.cluster.name, redactor),
@@ -71,6 +97,7 @@ pub fn run_phases(
         fleet: prepared.fleet_settings.clone(),
         token,
         reboot,
+        gitlab,
     };
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();
@@ -103,9 +130,52 @@ pub fn run_phases(
     outcome(&report)
 }
 
-/// The exit code for a finished run: 0 when every host is fine, else 1 (after the table).
+/// What the GitLab phase needs, read before any host is touched: a missing API token is bad
+/// input (exit 2). `plan` calls no GitLab endpoint, so it needs no token.
+fn gitlab_setup(
+    inventory: &Inventory,
+    mode: Mode,
+    deploy_timeout: Duration,
+    rotate_tokens: bool,
+) -> anyhow::Result<Option<GitLabSetup>> {
+    let Some(gitlab) = &inventory.gitlab else {
+        return Ok(None);
+    };
+    let api_token = match mode {
+        Mode::Plan => None,
+        Mode::Up => Some(
+            read_secret(&gitlab.token, "GitLab API token")
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .ok_or_else(|| {
+                    Failure::Usage("[gitlab] names no token_env or token_file".to_owned())
+                })?,
+        ),
+    };
+    Ok(Some(GitLabSetup {
+        api_token,
+        rotate_tokens,
+        deploy_timeout,
+        client: ClientOptions::default(),
+    }))
+}
+
+/// The exit code for a finished run: 0 when every host (and the GitLab phase) is fine, else 1
+/// (after the table).
 pub fn outcome(report: &RunReport) -> anyhow::Result<ExitCode> {
     let failed = report.failed_hosts();
+    if let (0, Some(gitlab)) = (failed, &report.gitlab)
+        && gitlab.is_failure()
+    {
+        anyhow::bail!(
+            "the GitLab phase {}: {}",
+            if gitlab.status == Status::Skipped {
+                "was skipped"
+            } else {
+                "failed"
+            },
+            gitlab.reason.as_deref().unwrap_or("see the GitLab table")
+        );
+    }
     if failed == 0 {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -414,6 +484,10 @@ pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<(
         }
         write!(out, "{}", table(&rows))?;
     }
+    if let Some(gitlab) = &report.gitlab {
+        writeln!(out)?;
+        write!(out, "{}", gitlab_table(gitlab))?;
+    }
     for message in &report.messages {
         writeln!(out, "note: {message}")?;
     }
@@ -456,6 +530,52 @@ pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<(
     Ok(())
 }
 
+/// The GitLab phase as a table (`GITLAB` rows: what in GitLab or on the first server, and what
+/// became of it), then its outcome line.
+pub fn gitlab_table(gitlab: &GitLabReport) -> String {
+    let mut text = gitlab_rows(gitlab);
+    let word = match gitlab.status {
+        Status::Done => "changed",
+        Status::Unchanged => "nothing to do",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+        Status::Planned => "planned",
+    };
+    text.push_str(&format!(
+        "gitlab: {word}{} ({} command(s) on the first server, {:.1}s)\n",
+        gitlab
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        gitlab.commands,
+        gitlab.seconds
+    ));
+    text
+}
+
+/// Only the rows of [`gitlab_table`] (empty when there are none).
+pub fn gitlab_rows(gitlab: &GitLabReport) -> String {
+    let mut rows = vec![
+        ["GITLAB", "NAME", "RESULT", "DETAIL"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for row in &gitlab.rows {
+        rows.push(vec![
+            row.item.clone(),
+            row.name.clone(),
+            row.result.clone(),
+            row.detail.clone(),
+        ]);
+    }
+    if gitlab.rows.is_empty() {
+        String::new()
+    } else {
+        table(&rows)
+    }
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -486,6 +606,32 @@ pub fn table(rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gitlab_table_shows_rows_then_the_outcome_with_its_reason() {
+        let report = GitLabReport {
+            status: Status::Failed,
+            reason: Some("charts not deployed after 5m: gitlab-runner missing".into()),
+            rows: vec![crate::phases::gitlab::GitLabRow {
+                item: "chart".into(),
+                name: "gitlab-runner".into(),
+                result: "missing".into(),
+                detail: String::new(),
+            }],
+            commands: 3,
+            seconds: 1.25,
+        };
+        assert_eq!(
+            gitlab_table(&report),
+            "GITLAB  NAME           RESULT   DETAIL\n\
+             chart   gitlab-runner  missing\n\
+             gitlab: FAILED: charts not deployed after 5m: gitlab-runner missing \
+             (3 command(s) on the first server, 1.2s)\n"
+        );
+        let skipped = GitLabReport::skipped("the cluster did not come up");
+        assert_eq!(gitlab_rows(&skipped), "");
+        assert!(skipped.is_failure());
+    }
 
     #[test]
     fn table_aligns_columns() {

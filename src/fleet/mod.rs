@@ -164,6 +164,84 @@ impl Fleet {
         }
     }
 
+    /// Connect to every host and run `step` on each as soon as its own connection is up, in
+    /// one window: no host waits for the slowest handshake before its command starts. That
+    /// matters under latency, where a connect-all barrier makes every host's sshd do the same
+    /// expensive step in the same round trip. For one-shot commands (`exec`); the returned
+    /// fleet keeps the sessions for more steps and for `close_all`.
+    pub async fn connect_and_run<T, F, Fut>(
+        targets: Vec<ConnectOptions>,
+        ctx: SshContext,
+        settings: FleetSettings,
+        reporter: Arc<dyn Reporter>,
+        label: &str,
+        step: F,
+    ) -> (Fleet, Vec<HostResult<T>>)
+    where
+        F: Fn(Arc<Session>) -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        reporter.event(&Event::Begin {
+            label,
+            hosts: targets.len(),
+        });
+        let step = &step;
+        let work =
+            targets.into_iter().map(|opts| {
+                let ctx = ctx.clone();
+                let settings = &settings;
+                let reporter = &reporter;
+                async move {
+                    let name = opts.name.clone();
+                    let (member, outcome) =
+                        match connect_with_retry(opts, ctx.clone(), settings, reporter.as_ref())
+                            .await
+                        {
+                            Ok(session) => {
+                                let session = Arc::new(session);
+                                let outcome = if ctx.cancel.is_cancelled() {
+                                    Err(HostError::Cancelled)
+                                } else {
+                                    run_step(&ctx, settings, session.clone(), step).await
+                                };
+                                (Member::Live(session), outcome)
+                            }
+                            Err(error) => {
+                                let error = Arc::new(error);
+                                let outcome = if matches!(*error, SshError::Cancelled { .. }) {
+                                    Err(HostError::Cancelled)
+                                } else {
+                                    Err(HostError::Unreachable(error.clone()))
+                                };
+                                (Member::Unreachable { name, error }, outcome)
+                            }
+                        };
+                    reporter.event(&Event::Finished {
+                        host: member.name(),
+                        ok: outcome.is_ok(),
+                    });
+                    let result = HostResult {
+                        host: member.name().to_string(),
+                        outcome,
+                    };
+                    (member, result)
+                }
+            });
+        let (members, results): (Vec<Member>, Vec<HostResult<T>>) =
+            in_order(work, settings.concurrency)
+                .await
+                .into_iter()
+                .unzip();
+        reporter.event(&Event::End { label });
+        let fleet = Fleet {
+            ctx,
+            settings,
+            reporter,
+            members,
+        };
+        (fleet, results)
+    }
+
     /// Host names in inventory order.
     pub fn hosts(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(Member::name)
@@ -225,40 +303,7 @@ impl Fleet {
         F: Fn(Arc<Session>) -> Fut,
         Fut: Future<Output = Result<T, StepError>>,
     {
-        let limited = async {
-            if session.is_closed() {
-                self.reconnect_with_retry(&session).await?;
-            }
-            step(session.clone()).await.map_err(HostError::from)
-        };
-        let limited = async {
-            match self.settings.step_timeout {
-                Some(limit) => tokio::time::timeout(limit, limited)
-                    .await
-                    .unwrap_or(Err(HostError::Timeout(limit))),
-                None => limited.await,
-            }
-        };
-        tokio::pin!(limited);
-        let cancel = &self.ctx.cancel;
-        tokio::select! {
-            biased;
-            result = &mut limited => result,
-            _ = cancel.cancelled() => {
-                // Commands see the cancel themselves and stop their remote processes; give
-                // them a moment, then abandon the step (dropping it still stops its command).
-                tokio::time::timeout(self.settings.cancel_grace, &mut limited)
-                    .await
-                    .unwrap_or(Err(HostError::Cancelled))
-            }
-        }
-    }
-
-    async fn reconnect_with_retry(&self, session: &Session) -> Result<(), HostError> {
-        let opts = session.options();
-        let total =
-            (opts.connect_timeout + self.settings.backoff) * self.settings.connect_attempts.max(1);
-        session.reconnect(total).await.map_err(HostError::Ssh)
+        run_step(&self.ctx, &self.settings, session, step).await
     }
 
     /// Close every session (concurrently). Safe to call after a cancel.
@@ -269,6 +314,56 @@ impl Fleet {
         });
         futures::future::join_all(closes).await;
     }
+}
+
+/// One step on one live session: reconnect first if the host went away (a reboot), apply the
+/// step timeout, and on Ctrl-C give the step a grace period to stop its remote command.
+async fn run_step<T, F, Fut>(
+    ctx: &SshContext,
+    settings: &FleetSettings,
+    session: Arc<Session>,
+    step: &F,
+) -> Result<T, HostError>
+where
+    F: Fn(Arc<Session>) -> Fut,
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    let limited = async {
+        if session.is_closed() {
+            reconnect_with_retry(settings, &session).await?;
+        }
+        step(session.clone()).await.map_err(HostError::from)
+    };
+    let limited = async {
+        match settings.step_timeout {
+            Some(limit) => tokio::time::timeout(limit, limited)
+                .await
+                .unwrap_or(Err(HostError::Timeout(limit))),
+            None => limited.await,
+        }
+    };
+    tokio::pin!(limited);
+    let cancel = &ctx.cancel;
+    tokio::select! {
+        biased;
+        result = &mut limited => result,
+        _ = cancel.cancelled() => {
+            // Commands see the cancel themselves and stop their remote processes; give
+            // them a moment, then abandon the step (dropping it still stops its command).
+            tokio::time::timeout(settings.cancel_grace, &mut limited)
+                .await
+                .unwrap_or(Err(HostError::Cancelled))
+        }
+    }
+}
+
+async fn reconnect_with_retry(
+    settings: &FleetSettings,
+    session: &Session,
+) -> Result<(), HostError> {
+    let opts = session.options();
+    let total = (opts.connect_timeout + settings.backoff) * settings.connect_attempts.max(1);
+    session.reconnect(total).await.map_err(HostError::Ssh)
 }
 
 /// Run futures with at most `width` in flight, starting the next as soon as any finishes (a

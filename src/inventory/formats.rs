@@ -289,6 +289,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// File name endings of the image tarballs k3s imports from `agent/images/` (the compressions
+/// its containerd import handles: none, gzip, bzip2, lz4, zstd).
+pub const IMAGE_TARBALL_SUFFIXES: &[&str] = &[
+    ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.lz4", ".tar.zst", ".tzst",
+];
+
+/// `name` (a file name or path) ends like an image tarball k3s imports.
+pub fn is_image_tarball(name: &str) -> bool {
+    IMAGE_TARBALL_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

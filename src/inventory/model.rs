@@ -39,9 +39,16 @@ pub struct Cluster {
     /// Release download base (`GITHUB_URL`), for mirrored sites; `None` = the installer's default.
     pub download_url: Option<String>,
     pub ha: bool,
+    /// Hosts cannot download: edgeops fetches the install script, binaries and checksums once
+    /// on the workstation (or takes them from `artifacts_dir`) and uploads them. Set by
+    /// `airgap = true` or by giving `artifacts_dir`.
     pub airgap: bool,
-    /// Workstation folder with pre-downloaded artifacts for air-gapped installs.
+    /// Workstation folder with pre-downloaded artifacts for air-gapped installs (release asset
+    /// names: `install.sh`, `k3s`, `k3s-arm64`, `sha256sum-amd64.txt`, image tarballs).
     pub artifacts_dir: Option<PathBuf>,
+    /// Image tarballs uploaded to every host's `/var/lib/rancher/k3s/agent/images/` in
+    /// air-gapped installs (a `k3s-airgap-images-ARCH.*` file only to hosts of that arch).
+    pub images: Vec<PathBuf>,
     /// `write-kubeconfig-mode` on servers.
     pub kubeconfig_mode: Option<String>,
 }

@@ -46,6 +46,8 @@ pub struct RawCluster {
     pub ha: Option<Spanned<bool>>,
     pub airgap: Option<Spanned<bool>>,
     pub artifacts_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub images: Vec<Spanned<String>>,
     pub kubeconfig_mode: Option<Spanned<String>>,
 }
 

@@ -318,7 +318,6 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
     let channel_url = url(ctx, &raw.channel_url).unwrap_or_else(|| DEFAULT_CHANNEL_URL.into());
     let download_url = url(ctx, &raw.download_url);
 
-    let airgap = raw.airgap.as_ref().is_some_and(|a| *a.get_ref());
     let artifacts_dir = raw.artifacts_dir.as_ref().map(|dir| {
         let path = ctx.resolve_path(dir.get_ref());
         if !path.is_dir() {
@@ -331,14 +330,50 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         }
         path
     });
-    if let (Some(flag), None) = (&raw.airgap, &artifacts_dir)
-        && airgap
+    // `artifacts_dir` alone means air-gapped; `airgap = true` alone downloads on the workstation.
+    let airgap = raw
+        .airgap
+        .as_ref()
+        .map_or(artifacts_dir.is_some(), |a| *a.get_ref());
+    if let (Some(flag), Some(dir)) = (&raw.airgap, &raw.artifacts_dir)
+        && !*flag.get_ref()
     {
         ctx.report(
-            ErrorKind::MissingKey,
-            Some(flag.span()),
-            "`airgap = true` needs `artifacts_dir`",
-            "set `artifacts_dir = \"path\"` to the folder with the pre-downloaded k3s artifacts",
+            ErrorKind::Conflict,
+            Some(dir.span()),
+            "`artifacts_dir` is set but `airgap = false`",
+            "artifacts are only used by air-gapped installs: remove `airgap = false`, or remove `artifacts_dir`",
+        );
+    }
+    let images = raw
+        .images
+        .iter()
+        .map(|image| {
+            let path = ctx.resolve_path(image.get_ref());
+            if !path.is_file() {
+                ctx.report(
+                    ErrorKind::MissingFile,
+                    Some(image.span()),
+                    format!("images file `{}` does not exist", path.display()),
+                    "list image tarballs (e.g. k3s-airgap-images-arm64.tar.zst) that exist on the workstation (relative paths start at the inventory's folder)",
+                );
+            } else if !formats::is_image_tarball(image.get_ref()) {
+                ctx.report(
+                    ErrorKind::InvalidValue,
+                    Some(image.span()),
+                    format!("images file `{}` is not an image tarball", path.display()),
+                    format!("k3s imports {} files", formats::IMAGE_TARBALL_SUFFIXES.join(", ")),
+                );
+            }
+            path
+        })
+        .collect::<Vec<_>>();
+    if let (Some(first), false) = (raw.images.first(), airgap) {
+        ctx.report(
+            ErrorKind::Conflict,
+            Some(first.span()),
+            "`images` is set but the cluster is not air-gapped",
+            "image tarballs are uploaded by air-gapped installs only: set `airgap = true` (or `artifacts_dir`)",
         );
     }
 
@@ -375,6 +410,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         ha: raw.ha.as_ref().is_some_and(|h| *h.get_ref()),
         airgap,
         artifacts_dir,
+        images,
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
     };
     Some(ValidCluster {

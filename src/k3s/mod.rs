@@ -1,9 +1,13 @@
 //! k3s knowledge, without SSH: versions and channels, channel → version resolution, the install
-//! invocation and config file per host, join tokens, node readiness, and kubeconfig handling.
+//! invocation and config file per host, air-gap artifacts (fetched, verified, cached on the
+//! workstation), join tokens, node readiness, auto-deploy HelmChart states, and kubeconfig
+//! handling.
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
+pub mod airgap;
 pub mod arch;
 pub mod channel;
+pub mod helmcharts;
 pub mod install;
 pub mod kubeconfig;
 pub mod nodes;

@@ -68,6 +68,7 @@ fn cluster(name: &str) -> Cluster {
         ha: false,
         airgap: false,
         artifacts_dir: None,
+        images: Vec::new(),
         kubeconfig_mode: None,
     }
 }

@@ -56,6 +56,17 @@ for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
   if grep -qw cgroup_memory=1 "$f" && grep -qw cgroup_enable=memory "$f"; then kv cmdline_flags yes; else kv cmdline_flags no; fi
   break
 done
+kv os_id "$( (. /etc/os-release && echo "$ID") 2>/dev/null)"
+k=$(uname -r 2>/dev/null)
+if [ -d /sys/module/vxlan ]; then vx=yes
+elif [ -r "/lib/modules/$k/modules.dep" ]; then
+  if grep -qs '/vxlan\.ko' "/lib/modules/$k/modules.dep" "/lib/modules/$k/modules.builtin"; then vx=yes; else vx=no; fi
+else vx=unknown; fi
+kv vxlan "$vx"
+command -v iptables >/dev/null 2>&1 && kv iptables "$(iptables --version 2>/dev/null)"
+kv firewalld "$(systemctl is-active firewalld 2>/dev/null)"
+grep -qsx 'ENABLED=yes' /etc/ufw/ufw.conf && kv ufw enabled
+kv nm_cloud_setup "$(systemctl is-enabled nm-cloud-setup.service 2>/dev/null)"
 kv disk_kb "$(df -Pk /var/lib 2>/dev/null | awk 'NR==2 {{print $4}}')"
 if [ "$(id -u)" = 0 ]; then kv sudo yes
 elif sudo -n true 2>/dev/null; then kv sudo yes
@@ -116,6 +127,19 @@ pub struct Facts {
     pub disk_free_mb: u64,
     /// Root works: the login user is root, or `sudo -n true` succeeded.
     pub sudo: bool,
+    /// `ID` of /etc/os-release (`debian`, `ubuntu`, `raspbian`, `rhel`, ...).
+    pub os_id: String,
+    /// The kernel has or can load the vxlan module (flannel's default backend); `None` when
+    /// the host has no module list to tell.
+    pub vxlan: Option<bool>,
+    /// `iptables --version` of the host's own iptables, if installed.
+    pub iptables: Option<String>,
+    /// `systemctl is-active firewalld` says active.
+    pub firewalld_active: bool,
+    /// `/etc/ufw/ufw.conf` has `ENABLED=yes`.
+    pub ufw_enabled: bool,
+    /// NetworkManager's `nm-cloud-setup.service` is enabled (k3s requires it off).
+    pub nm_cloud_setup: bool,
 }
 
 fn ser_role<S: serde::Serializer>(role: &Role, s: S) -> Result<S::Ok, S::Error> {
@@ -185,6 +209,16 @@ impl Facts {
             cmdline_flags: text("cmdline_flags") == "yes",
             disk_free_mb: number("disk_kb") / 1024,
             sudo: text("sudo") == "yes",
+            os_id: text("os_id"),
+            vxlan: match text("vxlan").as_str() {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            },
+            iptables: non_empty("iptables"),
+            firewalld_active: text("firewalld") == "active",
+            ufw_enabled: text("ufw") == "enabled",
+            nm_cloud_setup: text("nm_cloud_setup") == "enabled",
         }
     }
 

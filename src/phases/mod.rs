@@ -5,16 +5,23 @@
 //! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
 //! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
 //!
+//! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
 //! - `facts`: the one-round-trip facts script and its parser.
-//! - `preflight`: refusals and warnings from facts.
+//! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
+//! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
+//!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
 
+pub mod airgap;
 pub mod decide;
+pub mod distro;
 pub mod facts;
+pub mod gitlab;
+pub mod gitlab_tokens;
 pub mod outcome;
 pub mod preflight;
 pub mod remote;

@@ -105,6 +105,9 @@ pub struct RunReport {
     pub messages: Vec<String>,
     /// Wall time of each phase that ran, in order.
     pub phases: Vec<PhaseTime>,
+    /// The GitLab phase, when the inventory has `[gitlab]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<super::gitlab::GitLabReport>,
 }
 
 /// How long one phase took, start to end, over all its hosts.

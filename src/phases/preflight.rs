@@ -125,6 +125,7 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
         v.refusals
             .push("both k3s (server) and k3s-agent are installed: reset the host first".into());
     }
+    super::distro::check(f, &mut v);
     v
 }
 

@@ -12,6 +12,7 @@ use futures::StreamExt;
 
 use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
 use crate::inventory::{Host, Inventory, Role};
+use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, api_endpoint, first_server, server_url};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::k3s::nodes::{self, NodeStatus};
@@ -19,8 +20,10 @@ use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sVersion};
 use crate::render::Renderer;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
+use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
+use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, PhaseContext};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
@@ -55,6 +58,8 @@ pub struct UpOptions {
     pub token: Option<JoinToken>,
     /// What to do with Raspberry Pis that need the memory cgroup enabled.
     pub reboot: Reboot,
+    /// The GitLab phase's token and flags; `None` when the inventory has no `[gitlab]`.
+    pub gitlab: Option<GitLabSetup>,
 }
 
 /// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
@@ -75,6 +80,8 @@ const REBOOT_WAIT: Duration = Duration::from_secs(300);
 const API_WAIT: Duration = Duration::from_secs(180);
 /// An install downloads a ~70 MB binary over an edge link: give it room.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// Air-gap uploads in flight at once, fleet-wide (each holds its file in memory).
+const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
@@ -190,6 +197,8 @@ struct Runner<'a> {
     run_id: String,
     /// This run holds the lock on the first server.
     locked: bool,
+    /// What the GitLab phase did, would do or found; `None` when it did not run.
+    gitlab: Option<GitLabReport>,
 }
 
 /// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`
@@ -275,6 +284,7 @@ impl<'a> Runner<'a> {
             kubeconfig_written: None,
             run_id,
             locked: false,
+            gitlab: None,
         })
     }
 
@@ -305,9 +315,11 @@ impl<'a> Runner<'a> {
             for state in self.hosts.values_mut().filter(|s| s.alive()) {
                 state.status = Some(Status::Planned);
             }
+            self.gitlab_phase(GitLabStep::Plan).await;
             return Ok(());
         }
         self.pi_cgroups().await?;
+        self.airgap().await?;
         if !self.first_server().await {
             return Ok(());
         }
@@ -320,7 +332,92 @@ impl<'a> Runner<'a> {
             self.merge_kubeconfig(&text);
         }
         self.verify().await;
+        self.gitlab_phase(GitLabStep::Up).await;
         Ok(())
+    }
+
+    /// The GitLab phase (see `phases::gitlab`), when the inventory has `[gitlab]`. On `up` it
+    /// runs once the first server is up (other hosts failing does not stop it: the charts only
+    /// need the first server).
+    async fn gitlab_phase(&mut self, step: GitLabStep) {
+        let Some(gitlab) = &self.inventory.gitlab else {
+            return;
+        };
+        let first = self.first.clone();
+        let first_ok = match step {
+            GitLabStep::Status => self.hosts[&first]
+                .facts
+                .as_ref()
+                .is_some_and(|f| f.installed_role() == Some(Role::Server)),
+            _ => self.hosts[&first]
+                .status
+                .is_none_or(|s| s == Status::Planned),
+        };
+        if !first_ok && step == GitLabStep::Status {
+            // No cluster yet, as the messages already say: nothing to report, nothing failed.
+            return;
+        }
+        let session = self.fleet.session(&first).cloned();
+        let (true, Some(session)) = (first_ok, session) else {
+            let why = self.hosts[&first]
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no running k3s server".to_owned());
+            self.gitlab = Some(GitLabReport::skipped(format!(
+                "the first server {first} failed ({why}): the charts need it"
+            )));
+            return;
+        };
+        let renderer = match renderer_for(self.inventory) {
+            Ok(renderer) => renderer,
+            Err(e) => {
+                self.gitlab = Some(GitLabReport::skipped(format!("templates: {e:#}")));
+                return;
+            }
+        };
+        let cx = PhaseContext {
+            inventory: self.inventory,
+            gitlab,
+            renderer: &renderer,
+            first: &first,
+            session,
+            log: &self.log,
+            observer: self.observer.as_ref(),
+            node_arch: self.node_arch(),
+        };
+        let setup = self.options.gitlab.clone();
+        let report = match (step, setup) {
+            (GitLabStep::Up, Some(setup)) => gitlab_phase::up(&cx, &setup).await,
+            (GitLabStep::Plan, setup) => {
+                gitlab_phase::plan(&cx, setup.is_some_and(|s| s.rotate_tokens)).await
+            }
+            (GitLabStep::Status, _) => gitlab_phase::status(&cx).await,
+            (GitLabStep::Up, None) => {
+                GitLabReport::skipped("no GitLab API token was given to this run")
+            }
+        };
+        self.gitlab = Some(report);
+    }
+
+    /// The `kubernetes.io/arch` every agent shares (servers when there are no agents), for the
+    /// runner's node selector; `None` when they differ or are unknown.
+    fn node_arch(&self) -> Option<String> {
+        let arch_of = |role: Role| -> Vec<Option<&'static str>> {
+            self.hosts
+                .values()
+                .filter(|s| s.host.role == role)
+                .map(|s| s.facts.as_ref().and_then(|f| f.arch).map(|a| a.as_str()))
+                .collect()
+        };
+        let mut archs = arch_of(Role::Agent);
+        if archs.is_empty() {
+            archs = arch_of(Role::Server);
+        }
+        let first = (*archs.first()?)?;
+        archs
+            .iter()
+            .all(|a| *a == Some(first))
+            .then(|| first.to_owned())
     }
 
     // ---- steps on one host -------------------------------------------------------------
@@ -621,7 +718,10 @@ impl<'a> Runner<'a> {
                     .map(drop)
             }
             action @ (Action::Install | Action::Reconfigure | Action::Upgrade) => {
-                let script = remote::install_bundle(spec, action != Action::Install);
+                let script = match action {
+                    Action::Upgrade => super::upgrade::upgrade_script(spec),
+                    _ => remote::install_bundle(spec, action == Action::Reconfigure),
+                };
                 let request = ExecRequest::new(script)
                     .sudo(true)
                     .stdin(remote::install_stdin(token, spec))
@@ -789,6 +889,127 @@ impl<'a> Runner<'a> {
             "rebooted for the memory cgroup but did not come back within {} ({last_error})",
             humantime::format_duration(REBOOT_WAIT)
         ))
+    }
+
+    /// Air-gapped clusters: fetch and verify the release once on the workstation (any mismatch
+    /// stops the run before anything is installed), then give each host that installs what it
+    /// lacks, verified on the host (`phases::airgap`). Checks at full width; at most
+    /// `AIRGAP_UPLOADS` uploads at once (each holds a file in memory).
+    async fn airgap(&mut self) -> anyhow::Result<()> {
+        let Some(version) = self
+            .version
+            .clone()
+            .filter(|_| self.inventory.cluster.airgap)
+        else {
+            return Ok(());
+        };
+        let names: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive()
+                    && matches!(
+                        s.action(),
+                        Action::Install | Action::Reconfigure | Action::Upgrade
+                    )
+            })
+            .cloned()
+            .collect();
+        let mut arches = Vec::new();
+        for name in &names {
+            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "artifacts",
+            hosts: 0,
+        });
+        let sources = k3s_airgap::Sources::from_cluster(&self.inventory.cluster)?;
+        let artifacts = k3s_airgap::prepare(&sources, &version, &arches)
+            .await
+            .context("air-gap artifacts")?;
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "artifacts" });
+        if !artifacts.downloaded.is_empty() {
+            self.message(format!(
+                "downloaded {} into {}",
+                artifacts.downloaded.join(", "),
+                artifacts.origin
+            ));
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "upload",
+            hosts: names.len(),
+        });
+        let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
+        let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
+        let results: Vec<(String, Result<usize, String>)> = futures::stream::iter(names)
+            .map(|name| async move {
+                this.observer.event(&Progress::HostStart {
+                    phase: "upload",
+                    host: &name,
+                });
+                let result = this.deliver(&name, artifacts, uploads).await;
+                let detail = match &result {
+                    Ok(0) => "artifacts already there".to_owned(),
+                    Ok(n) => format!("{n} files uploaded and verified"),
+                    Err(reason) => reason.clone(),
+                };
+                this.observer.event(&Progress::HostDone {
+                    phase: "upload",
+                    host: &name,
+                    ok: result.is_ok(),
+                    detail: &detail,
+                });
+                (name, result)
+            })
+            .buffer_unordered(self.options.fleet.concurrency.max(1))
+            .collect()
+            .await;
+        self.observer.event(&Progress::PhaseEnd { phase: "upload" });
+        for (name, result) in results {
+            if let Err(reason) = result {
+                self.state_mut(&name).fail(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// One host: hash what it has (one round trip), upload each missing file. The number of
+    /// files uploaded.
+    async fn deliver(
+        &self,
+        name: &str,
+        artifacts: &k3s_airgap::Artifacts,
+        uploads: &tokio::sync::Semaphore,
+    ) -> Result<usize, String> {
+        let arch = self.hosts[name].facts.as_ref().and_then(|f| f.arch);
+        let list = arch
+            .and_then(|arch| airgap::uploads(artifacts, arch))
+            .ok_or_else(|| "air-gap: no k3s binary prepared for this architecture".to_owned())?;
+        let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
+        let out = self.step(name, "air-gap check", check, false).await?;
+        let missing = airgap::missing(&list, &out.stdout_lossy());
+        for upload in &missing {
+            let _permit = uploads.acquire().await.map_err(|e| e.to_string())?;
+            let bytes = tokio::fs::read(&upload.local)
+                .await
+                .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
+            let request = ExecRequest::new(airgap::put_script(upload))
+                .sudo(true)
+                .stdin(bytes)
+                .timeout(INSTALL_TIMEOUT);
+            self.step(name, &format!("upload {}", upload.remote), request, false)
+                .await?;
+        }
+        Ok(missing.len())
     }
 
     /// A first server that is unreachable or refused stops everything else, with one message
@@ -1224,11 +1445,24 @@ impl<'a> Runner<'a> {
             kubeconfig: self.kubeconfig_written,
             log_dir: self.log.dir().map(|d| d.display().to_string()),
             messages: self.messages,
+            gitlab: self.gitlab.or_else(|| {
+                // `up` with `[gitlab]` that stopped before the phase: say so, and fail the run.
+                (self.options.mode == Mode::Up && self.options.gitlab.is_some())
+                    .then(|| GitLabReport::skipped("the cluster did not come up"))
+            }),
             phases: std::mem::take(
                 &mut *self.observer.done.lock().unwrap_or_else(|e| e.into_inner()),
             ),
         }
     }
+}
+
+/// Which half of the GitLab phase a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GitLabStep {
+    Up,
+    Plan,
+    Status,
 }
 
 /// Another `up` holds the cluster's lock.
@@ -1409,6 +1643,7 @@ pub async fn status(
         fleet: fleet_settings,
         token: None,
         reboot: Reboot::Never,
+        gitlab: None,
     };
     let log = RunLog::disabled(Default::default());
     let mut runner =
@@ -1443,6 +1678,7 @@ pub async fn status(
             "{first} (first server) has no k3s server: no cluster yet"
         ));
     }
+    runner.gitlab_phase(GitLabStep::Status).await;
     runner.fleet.close_all().await;
     let facts: HashMap<String, Facts> = runner
         .hosts

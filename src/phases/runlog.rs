@@ -41,8 +41,47 @@ impl Redactor {
                 out = out.replace(secret.as_str(), "[redacted]");
             }
         }
-        out
+        redact_gitlab_tokens(&out)
     }
+}
+
+/// Prefixes GitLab puts on its tokens (personal/project/group access, agent, runner
+/// authentication, deploy, trigger, CI job tokens), from GitLab's token overview.
+const GITLAB_TOKEN_PREFIXES: [&str; 7] = [
+    "glpat-", "glagent-", "glrt-", "gldt-", "glptt-", "glcbt-", "glsoat-",
+];
+
+/// Shortest token body after a prefix that counts as a token (real ones are 20+ characters), so
+/// prose such as "glrt-..." in a message stays readable.
+const MIN_GITLAB_TOKEN_BODY: usize = 8;
+
+/// Defence in depth: a GitLab token the run never learnt (a stale one in a file, one echoed by
+/// a tool) is still redacted, by its prefix.
+fn redact_gitlab_tokens(text: &str) -> String {
+    if !text.contains("gl") {
+        return text.to_owned();
+    }
+    let is_body = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while let Some(at) = rest.find("gl") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        for prefix in GITLAB_TOKEN_PREFIXES {
+            if let Some(after) = from.strip_prefix(prefix) {
+                let body = after.find(|c: char| !is_body(c)).unwrap_or(after.len());
+                if body >= MIN_GITLAB_TOKEN_BODY {
+                    out.push_str("[redacted]");
+                    rest = &after[body..];
+                    continue 'scan;
+                }
+            }
+        }
+        out.push_str("gl");
+        rest = &from[2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where this run's host logs go. Logging never fails a run: a write error is reported once
@@ -155,6 +194,20 @@ mod tests {
         assert_eq!(
             r.redact("token K10aaaa::server:supersecretvalue and supersecretvalue"),
             "token [redacted] and [redacted]"
+        );
+    }
+
+    #[test]
+    fn gitlab_tokens_are_redacted_by_prefix_even_when_unknown() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("runnerToken: glrt-t1_AbCdEf0123456789 agent=glagent-xyzXYZ0123456789abc."),
+            "runnerToken: [redacted] agent=[redacted]."
+        );
+        // Short mentions in prose and other words starting with "gl" stay.
+        assert_eq!(
+            r.redact("the glrt-... token, global glory"),
+            "the glrt-... token, global glory"
         );
     }
 

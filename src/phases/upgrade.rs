@@ -9,16 +9,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::fleet::{Fleet, FleetSettings};
 use crate::inventory::{Host, Inventory};
+use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, first_server};
 use crate::k3s::nodes::{self, ConditionStatus, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sVersion};
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, Session, SshContext, shell_quote};
 
+use super::airgap;
 use super::facts::{self, Facts};
 use super::outcome::{NodeRow, Status};
 use super::remote::{self, LockAnswer};
@@ -187,6 +190,8 @@ struct Upgrader<'a> {
     nodes: Vec<NodeRow>,
     run_id: String,
     locked: bool,
+    /// Air-gapped clusters: the target release, verified on the workstation.
+    artifacts: Option<k3s_airgap::Artifacts>,
 }
 
 /// Run `edgeops upgrade` over `hosts` (the selection plus the first server).
@@ -247,6 +252,7 @@ pub async fn upgrade(
         nodes: Vec::new(),
         run_id: hex::encode(bytes),
         locked: false,
+        artifacts: None,
     };
     let result = upgrader.run().await;
     upgrader.release_lock().await;
@@ -293,6 +299,7 @@ impl Upgrader<'_> {
         self.resolve().await?;
         let target = self.target.clone().expect("resolved above");
         self.decide(&target, &observed)?;
+        self.prepare_airgap(&target).await?;
         self.roll(&target).await;
         if let Some(pinned) = &self.inventory.cluster.version
             && *pinned != target.to_string()
@@ -594,6 +601,72 @@ impl Upgrader<'_> {
         Ok(())
     }
 
+    /// Air-gapped clusters: fetch and verify the target release once on the workstation, for
+    /// the architectures of the hosts to upgrade (a mismatch stops the run before any change).
+    async fn prepare_airgap(&mut self, target: &K3sVersion) -> anyhow::Result<()> {
+        if !self.inventory.cluster.airgap {
+            return Ok(());
+        }
+        let mut arches = Vec::new();
+        for name in self.order.iter().filter(|n| self.pending(n)) {
+            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
+        }
+        if arches.is_empty() {
+            return Ok(());
+        }
+        self.observer.event(&Progress::PhaseStart {
+            phase: "artifacts",
+            hosts: 0,
+        });
+        let sources = k3s_airgap::Sources::from_cluster(&self.inventory.cluster)?;
+        let artifacts = k3s_airgap::prepare(&sources, target, &arches)
+            .await
+            .context("air-gap artifacts")?;
+        self.observer
+            .event(&Progress::PhaseEnd { phase: "artifacts" });
+        if !artifacts.downloaded.is_empty() {
+            self.message(format!(
+                "downloaded {} into {}",
+                artifacts.downloaded.join(", "),
+                artifacts.origin
+            ));
+        }
+        self.artifacts = Some(artifacts);
+        Ok(())
+    }
+
+    /// Air-gapped: give `name` the target's files it lacks (checked, then each uploaded and
+    /// verified on the host), as `up` does, right before its install.
+    async fn deliver(&self, name: &str) -> Result<(), String> {
+        let Some(artifacts) = &self.artifacts else {
+            return Ok(());
+        };
+        let list = self.hosts[name]
+            .facts
+            .as_ref()
+            .and_then(|f| f.arch)
+            .and_then(|arch| airgap::uploads(artifacts, arch))
+            .ok_or_else(|| "air-gap: no k3s binary prepared for this architecture".to_owned())?;
+        let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
+        let out = self.step(name, name, "air-gap check", check).await?;
+        for upload in airgap::missing(&list, &out.stdout_lossy()) {
+            let bytes = tokio::fs::read(&upload.local)
+                .await
+                .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
+            let request = ExecRequest::new(airgap::put_script(upload))
+                .sudo(true)
+                .stdin(bytes)
+                .timeout(INSTALL_TIMEOUT);
+            self.step(name, name, &format!("upload {}", upload.remote), request)
+                .await?;
+        }
+        Ok(())
+    }
+
     // ---- the roll ---------------------------------------------------------------------------------
 
     fn pending(&self, name: &str) -> bool {
@@ -761,24 +834,12 @@ impl Upgrader<'_> {
                 reason
             }
         };
+        self.deliver(name).await.map_err(left_cordoned)?;
         let spec = self.hosts[name]
             .spec
             .as_ref()
             .ok_or_else(|| "no install spec".to_owned())?;
-        let mut script = remote::install_bundle(spec, true);
-        let binary = self.hosts[name]
-            .facts
-            .as_ref()
-            .and_then(|f| f.k3s_version.as_ref());
-        if binary == Some(target) {
-            // An earlier install replaced the binary but failed before restarting the service:
-            // the installer sees nothing to change and would leave the old process running.
-            let unit = remote::unit_name(spec);
-            script.push_str(&format!(
-                "echo 'edgeops: the binary is already {target}; restarting {unit}'\n\
-                 systemctl restart {unit}\n"
-            ));
-        }
+        let script = upgrade_script(spec);
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(remote::install_stdin(self.options.token.as_ref(), spec))
@@ -863,6 +924,24 @@ fn status_word(status: Status) -> &'static str {
     }
 }
 
+/// The install bundle of `up` at the spec's (new) version, then a restart of the service
+/// unless the installer restarted it. The installer restarts only when the binary, unit or env
+/// file changed during its run; it does not when the binary was already in place: put there
+/// by an earlier install that failed before its restart, or by the air-gap upload (the k3s
+/// docs' air-gap upgrade also ends with a restart). The main PID tells.
+pub fn upgrade_script(spec: &InstallSpec) -> String {
+    let unit = remote::unit_name(spec);
+    format!(
+        "pid_before=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         {bundle}         pid_after=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         if [ \"$pid_after\" = \"$pid_before\" ]; then\n\
+         \x20 echo 'edgeops: the installer left {unit} running as it was; restarting it'\n\
+         \x20 systemctl restart {unit}\n\
+         fi\n",
+        bundle = remote::install_bundle(spec, true),
+    )
+}
+
 /// Poll the node list on `api` (the first server) until node `node` is Ready and reports
 /// `version`, or `timeout`. The API may be away for a moment (the first server restarting):
 /// failed reads are retried until the deadline. Also used by `up` when it upgrades servers.
@@ -924,6 +1003,30 @@ fn local_hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_upgrade_script_restarts_only_a_service_the_installer_left_alone() {
+        let inventory = crate::k3s::test_inventory::pi_inventory();
+        let host = inventory.hosts[1].clone();
+        let join = Join::for_host(&inventory, &host).unwrap();
+        let version: K3sVersion = "v1.31.4+k3s1".parse().unwrap();
+        let spec = InstallSpec::new(
+            &inventory,
+            &host,
+            join,
+            &version,
+            &crate::render::Renderer::builtin(),
+        )
+        .unwrap();
+        let unit = remote::unit_name(&spec);
+        let script = upgrade_script(&spec);
+        assert!(script.starts_with(&format!(
+            "pid_before=$(systemctl show -p MainPID --value {unit}"
+        )));
+        assert!(script.contains("INSTALL_K3S_VERSION=v1.31.4+k3s1"));
+        assert!(script.contains("if [ \"$pid_after\" = \"$pid_before\" ]; then"));
+        assert!(script.trim_end().ends_with("fi"));
+    }
 
     #[test]
     fn downgrade_refusal_names_hosts_and_versions() {

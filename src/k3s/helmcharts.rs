@@ -1,0 +1,270 @@
+//! k3s auto-deploy HelmCharts as the cluster reports them: where the manifests go, the one
+//! command that lists the charts and namespaces, and the per-chart state (deployed / pending /
+//! failed / missing) read from `kubectl get helmcharts -A -o json` (helm.cattle.io/v1: the helm
+//! controller sets `status.jobName` and the `JobCreated` / `Failed` conditions,
+//! https://docs.k3s.io/helm).
+
+use serde::Deserialize;
+
+/// Every manifest in this folder of a server is applied, and re-applied on change (k3s contract).
+pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
+
+/// Marker between the two JSON documents [`CHARTS_COMMAND`] prints.
+const NAMESPACES_MARKER: &str = "--- namespaces";
+
+/// Lists the HelmCharts and the namespaces in one round trip (run with sudo on a server: the
+/// admin kubeconfig is 0600). The chart list holds the values, tokens included: never log it.
+pub const CHARTS_COMMAND: &str = "k3s kubectl get helmcharts -A -o json && echo '--- namespaces' \
+     && k3s kubectl get namespaces -o json";
+
+/// Where one chart stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartState {
+    /// The helm job was created, did not fail, and the target namespace exists.
+    Deployed,
+    /// Known to the cluster but not there yet; the text says what is awaited.
+    Pending(String),
+    /// The helm controller reports the install failed; its message.
+    Failed(String),
+    /// No HelmChart of that name: the manifest was not applied (yet).
+    Missing,
+}
+
+impl ChartState {
+    /// One word for tables: `deployed`, `pending`, `failed`, `missing`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Self::Deployed => "deployed",
+            Self::Pending(_) => "pending",
+            Self::Failed(_) => "failed",
+            Self::Missing => "missing",
+        }
+    }
+
+    /// Why it is not deployed (empty when it is).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Deployed => String::new(),
+            Self::Pending(why) | Self::Failed(why) => why.clone(),
+            Self::Missing => {
+                format!("no HelmChart in the cluster (manifest not applied from {MANIFESTS_DIR})")
+            }
+        }
+    }
+}
+
+/// The charts and namespaces of a cluster, as [`CHARTS_COMMAND`] printed them.
+#[derive(Debug, Clone, Default)]
+pub struct ChartListing {
+    charts: Vec<HelmChart>,
+    namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct List<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Meta {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Named {
+    metadata: Meta,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct HelmChart {
+    metadata: Meta,
+    #[serde(default)]
+    spec: Spec,
+    #[serde(default)]
+    status: Status,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    #[serde(default)]
+    target_namespace: Option<String>,
+    #[serde(default)]
+    values_content: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    job_name: Option<String>,
+    #[serde(default)]
+    conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Condition {
+    #[serde(rename = "type")]
+    kind: String,
+    status: String,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The listing could not be read. Its text never quotes the JSON: the chart values hold tokens.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChartListError {
+    #[error("the output has no `{NAMESPACES_MARKER}` part")]
+    NoNamespaces,
+    #[error("cannot parse the {what} list: {reason}")]
+    Parse { what: &'static str, reason: String },
+}
+
+impl ChartListing {
+    /// Parse [`CHARTS_COMMAND`]'s output.
+    pub fn parse(stdout: &str) -> Result<ChartListing, ChartListError> {
+        let (charts, namespaces) = stdout
+            .split_once(&format!("\n{NAMESPACES_MARKER}\n"))
+            .ok_or(ChartListError::NoNamespaces)?;
+        // serde_json's messages name a line and column, never the content around it.
+        let charts: List<HelmChart> =
+            serde_json::from_str(charts).map_err(|e| ChartListError::Parse {
+                what: "HelmChart",
+                reason: e.to_string(),
+            })?;
+        let namespaces: List<Named> =
+            serde_json::from_str(namespaces).map_err(|e| ChartListError::Parse {
+                what: "namespace",
+                reason: e.to_string(),
+            })?;
+        Ok(ChartListing {
+            charts: charts.items,
+            namespaces: namespaces
+                .items
+                .into_iter()
+                .map(|n| n.metadata.name)
+                .collect(),
+        })
+    }
+
+    fn find(&self, namespace: &str, name: &str) -> Option<&HelmChart> {
+        self.charts.iter().find(|chart| {
+            chart.metadata.name == name
+                && chart.metadata.namespace.as_deref().unwrap_or("default") == namespace
+        })
+    }
+
+    /// The `spec.valuesContent` the cluster holds for a chart, to tell whether it applied the
+    /// manifest just written (holds secrets: compare, never print).
+    pub fn values_content(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.find(namespace, name)?.spec.values_content.as_deref()
+    }
+
+    /// The state of chart `name` in `namespace` (HelmCharts live in kube-system).
+    pub fn state(&self, namespace: &str, name: &str) -> ChartState {
+        let Some(chart) = self.find(namespace, name) else {
+            return ChartState::Missing;
+        };
+        let condition = |kind: &str| chart.status.conditions.iter().find(|c| c.kind == kind);
+        if let Some(failed) = condition("Failed").filter(|c| c.status == "True") {
+            return ChartState::Failed(
+                failed
+                    .message
+                    .clone()
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| "the helm install job failed".to_owned()),
+            );
+        }
+        let job_created = chart.status.job_name.is_some()
+            && condition("JobCreated").is_some_and(|c| c.status == "True");
+        if !job_created {
+            return ChartState::Pending("the helm controller has not created its job yet".into());
+        }
+        if condition("Failed").is_none_or(|c| c.status != "False") {
+            return ChartState::Pending("the helm install job has not finished".into());
+        }
+        let target = chart.spec.target_namespace.as_deref().unwrap_or(namespace);
+        if !self.namespaces.iter().any(|ns| ns == target) {
+            return ChartState::Pending(format!("namespace {target} does not exist yet"));
+        }
+        ChartState::Deployed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(charts: &str, namespaces: &[&str]) -> ChartListing {
+        let ns: Vec<String> = namespaces
+            .iter()
+            .map(|n| format!(r#"{{"metadata":{{"name":"{n}"}}}}"#))
+            .collect();
+        let text = format!(
+            "{{\"items\":[{charts}]}}\n--- namespaces\n{{\"items\":[{}]}}\n",
+            ns.join(",")
+        );
+        ChartListing::parse(&text)
+            .map_err(|e| e.to_string())
+            .unwrap()
+    }
+
+    const DEPLOYED: &str = r#"{"metadata":{"name":"gitlab-runner","namespace":"kube-system"},
+        "spec":{"targetNamespace":"gitlab-runner","valuesContent":"x: 1\n"},
+        "status":{"jobName":"helm-install-gitlab-runner","conditions":[
+          {"type":"JobCreated","status":"True"},{"type":"Failed","status":"False","message":""}]}}"#;
+
+    #[test]
+    fn deployed_needs_job_no_failure_and_namespace() {
+        let l = listing(DEPLOYED, &["kube-system", "gitlab-runner"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-runner"),
+            ChartState::Deployed
+        );
+        assert_eq!(
+            l.values_content("kube-system", "gitlab-runner"),
+            Some("x: 1\n")
+        );
+        let l = listing(DEPLOYED, &["kube-system"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-runner"),
+            ChartState::Pending("namespace gitlab-runner does not exist yet".into())
+        );
+    }
+
+    #[test]
+    fn missing_pending_and_failed() {
+        let l = listing(DEPLOYED, &["gitlab-runner"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-agent-x"),
+            ChartState::Missing
+        );
+        assert_eq!(l.state("default", "gitlab-runner"), ChartState::Missing);
+        let pending =
+            r#"{"metadata":{"name":"a","namespace":"kube-system"},"spec":{},"status":{}}"#;
+        let l = listing(pending, &["kube-system"]);
+        assert_eq!(l.state("kube-system", "a").word(), "pending");
+        let failed = r#"{"metadata":{"name":"a","namespace":"kube-system"},"spec":{},
+            "status":{"jobName":"helm-install-a","conditions":[{"type":"JobCreated","status":"True"},
+            {"type":"Failed","status":"True","message":"Error: INSTALLATION FAILED: boom"}]}}"#;
+        let l = listing(failed, &["kube-system"]);
+        assert_eq!(
+            l.state("kube-system", "a"),
+            ChartState::Failed("Error: INSTALLATION FAILED: boom".into())
+        );
+    }
+
+    #[test]
+    fn errors_never_quote_the_json() {
+        let err = ChartListing::parse("{\"items\":[{\"secret\": glrt-abc}]}\n--- namespaces\n{}")
+            .unwrap_err();
+        assert!(!err.to_string().contains("glrt-abc"), "{err}");
+        assert!(matches!(
+            ChartListing::parse("{}"),
+            Err(ChartListError::NoNamespaces)
+        ));
+    }
+}

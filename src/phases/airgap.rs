@@ -1,0 +1,192 @@
+//! The host side of air-gapped installs: which files a host needs (the install script, the k3s
+//! binary of its architecture, image tarballs), one script that hashes what the host already
+//! has, and one per missing file that receives it on stdin, checks its sha256 on the host and
+//! only then moves it into place. Both run with sudo; no host ever reaches the mirror.
+
+use std::path::PathBuf;
+
+use crate::k3s::K3sArch;
+use crate::k3s::airgap::{Artifact, Artifacts};
+use crate::k3s::install::AIRGAP_INSTALLER_PATH;
+use crate::ssh::shell_quote;
+
+/// Where the installer expects the binary with `INSTALL_K3S_SKIP_DOWNLOAD=true`.
+pub const BINARY_PATH: &str = "/usr/local/bin/k3s";
+/// k3s imports every tarball found here at start (k3s air-gap contract).
+pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
+
+/// One file a host must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// Verified file on the workstation.
+    pub local: PathBuf,
+    /// Absolute path on the host.
+    pub remote: String,
+    /// Hex sha256 the host's copy must have.
+    pub sha256: String,
+    pub mode: u32,
+}
+
+impl Upload {
+    fn of(artifact: &Artifact, remote: String, mode: u32) -> Upload {
+        Upload {
+            local: artifact.path.clone(),
+            remote,
+            sha256: artifact.sha256.clone(),
+            mode,
+        }
+    }
+}
+
+/// What a host of `arch` needs: installer, binary, that arch's images and the common ones.
+/// `None` when the artifacts hold nothing for `arch`.
+pub fn uploads(artifacts: &Artifacts, arch: K3sArch) -> Option<Vec<Upload>> {
+    let per_arch = artifacts.for_arch(arch)?;
+    let mut list = vec![
+        Upload::of(
+            &artifacts.install_script,
+            AIRGAP_INSTALLER_PATH.to_owned(),
+            0o755,
+        ),
+        Upload::of(&per_arch.binary, BINARY_PATH.to_owned(), 0o755),
+    ];
+    for image in per_arch.images.iter().chain(&artifacts.images) {
+        list.push(Upload::of(
+            image,
+            format!("{IMAGES_DIR}/{}", image.name),
+            0o644,
+        ));
+    }
+    Some(list)
+}
+
+/// Prints `HASH  PATH` for each file the host has, nothing for the others (one round trip).
+pub fn check_script(uploads: &[Upload]) -> String {
+    let paths: Vec<String> = uploads.iter().map(|u| shell_quote(&u.remote)).collect();
+    format!(
+        "for f in {}; do\n\
+         \x20 if [ -f \"$f\" ]; then sha256sum \"$f\"; fi\n\
+         done\n",
+        paths.join(" ")
+    )
+}
+
+/// The uploads the host lacks, or holds with other content, from `check_script`'s output.
+pub fn missing<'a>(uploads: &'a [Upload], output: &str) -> Vec<&'a Upload> {
+    uploads
+        .iter()
+        .filter(|u| {
+            !output.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some(u.sha256.as_str()) && words.next() == Some(u.remote.as_str())
+            })
+        })
+        .collect()
+}
+
+/// Receive one file on stdin into a temporary file next to its place, refuse it unless its
+/// sha256 on the host is the expected one, then set mode and owner and rename it into place
+/// (so a half-written or damaged file never sits at the path the installer or k3s reads).
+pub fn put_script(upload: &Upload) -> String {
+    format!(
+        "set -eu\n\
+         umask 022\n\
+         dest={dest}; want={want}\n\
+         dir=$(dirname \"$dest\")\n\
+         mkdir -p \"$dir\"\n\
+         tmp=$(mktemp \"$dir/.edgeops-upload.XXXXXX\")\n\
+         trap 'rm -f \"$tmp\"' EXIT\n\
+         cat >\"$tmp\"\n\
+         got=$(sha256sum \"$tmp\" | awk '{{print $1}}')\n\
+         if [ \"$got\" != \"$want\" ]; then\n\
+         \x20 echo \"edgeops: $dest: sha256 on the host is $got after the upload, expected $want\" >&2\n\
+         \x20 exit 4\n\
+         fi\n\
+         chmod {mode:o} \"$tmp\"\n\
+         chown 0:0 \"$tmp\"\n\
+         mv -f \"$tmp\" \"$dest\"\n\
+         trap - EXIT\n\
+         echo \"edgeops: $dest uploaded and verified\"\n",
+        dest = shell_quote(&upload.remote),
+        want = shell_quote(&upload.sha256),
+        mode = upload.mode,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::airgap::ArchArtifacts;
+
+    fn artifact(name: &str, hash: char) -> Artifact {
+        Artifact {
+            name: name.into(),
+            path: PathBuf::from(format!("/cache/{name}")),
+            sha256: hash.to_string().repeat(64),
+        }
+    }
+
+    fn artifacts() -> Artifacts {
+        Artifacts {
+            install_script: artifact("install.sh", 'a'),
+            arches: vec![ArchArtifacts {
+                arch: K3sArch::Arm64,
+                binary: artifact("k3s-arm64", 'b'),
+                images: vec![artifact("k3s-airgap-images-arm64.tar.zst", 'c')],
+            }],
+            images: vec![artifact("app.tar", 'd')],
+            origin: "test".into(),
+            downloaded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_host_gets_its_arch_binary_and_all_images() {
+        let list = uploads(&artifacts(), K3sArch::Arm64).unwrap();
+        let remotes: Vec<&str> = list.iter().map(|u| u.remote.as_str()).collect();
+        assert_eq!(
+            remotes,
+            [
+                AIRGAP_INSTALLER_PATH,
+                "/usr/local/bin/k3s",
+                "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst",
+                "/var/lib/rancher/k3s/agent/images/app.tar",
+            ]
+        );
+        assert_eq!(list[1].local, PathBuf::from("/cache/k3s-arm64"));
+        assert!(uploads(&artifacts(), K3sArch::Amd64).is_none());
+    }
+
+    #[test]
+    fn only_absent_or_different_files_are_missing() {
+        let list = uploads(&artifacts(), K3sArch::Arm64).unwrap();
+        let output = format!(
+            "{}  {AIRGAP_INSTALLER_PATH}\n{}  /usr/local/bin/k3s\n{}  /var/lib/rancher/k3s/agent/images/app.tar\n",
+            "a".repeat(64),
+            "0".repeat(64),
+            "d".repeat(64),
+        );
+        let missing: Vec<&str> = missing(&list, &output)
+            .iter()
+            .map(|u| u.remote.as_str())
+            .collect();
+        assert_eq!(
+            missing,
+            [
+                "/usr/local/bin/k3s",
+                "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"
+            ]
+        );
+    }
+
+    #[test]
+    fn put_checks_the_hash_before_the_rename() {
+        let list = uploads(&artifacts(), K3sArch::Arm64).unwrap();
+        let script = put_script(&list[1]);
+        let check = script.find("sha256sum").unwrap();
+        let rename = script.find("mv -f").unwrap();
+        assert!(check < rename);
+        assert!(script.contains("chmod 755"));
+        assert!(script.contains(&"b".repeat(64)));
+    }
+}

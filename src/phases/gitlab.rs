@@ -1,0 +1,924 @@
+//! The GitLab phase of `up` (and its read-only halves for `plan` and `status`): once the cluster
+//! is up, register the agent and runner in GitLab (reusing the tokens kept on the first server),
+//! write the gitlab-agent and gitlab-runner HelmChart manifests into the first server's
+//! auto-deploy folder only when they changed, and wait until k3s reports both charts deployed.
+//! Its result is a [`GitLabReport`] of its own, beside the per-host rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::gitlab::{
+    ClientOptions, ExistingTokens, FileChange, GitLabClient, IssuedToken, Outcome, PathOrId,
+    RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource, sha256_hex,
+};
+use crate::inventory::{GitLab, Inventory, RunnerType};
+use crate::k3s::helmcharts::{CHARTS_COMMAND, ChartListing, ChartState, MANIFESTS_DIR};
+use crate::render::Renderer;
+use crate::render::gitlab::{
+    ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
+};
+use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
+
+use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
+use super::outcome::Status;
+use super::runlog::RunLog;
+use super::{Observer, Progress};
+
+/// The phase's name in progress events and the report.
+pub const PHASE: &str = "gitlab";
+
+/// Namespace k3s's helm controller watches for HelmCharts (the templates put them there).
+const HELMCHART_NAMESPACE: &str = "kube-system";
+
+/// Mode and owner of every file this phase writes: the manifests and the tokens file hold tokens.
+const SECRET_MODE: u32 = 0o600;
+const SECRET_OWNER: &str = "root:root";
+/// How `stat -c '%a %U:%G'` shows a file written with [`SECRET_MODE`] and [`SECRET_OWNER`].
+const SECRET_STAT: &str = "600 root:root";
+
+/// Pause between two looks at the charts.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// What `up` needs for the GitLab phase beyond the inventory.
+#[derive(Debug, Clone)]
+pub struct GitLabSetup {
+    /// The API token (`[gitlab] token_env` / `token_file`); `None` for `plan`, which calls no
+    /// GitLab endpoint.
+    pub api_token: Option<SecretString>,
+    /// Issue new agent and runner tokens even when stored ones work.
+    pub rotate_tokens: bool,
+    /// How long to wait for the charts to report deployed.
+    pub deploy_timeout: Duration,
+    pub client: ClientOptions,
+}
+
+/// What the GitLab phase did (or would do, or found), for the report and `--output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GitLabReport {
+    /// `done` (something created or written), `unchanged`, `failed`, `skipped`, `planned`.
+    pub status: Status,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+    pub rows: Vec<GitLabRow>,
+    /// Remote commands run on the first server for this phase.
+    pub commands: u32,
+    pub seconds: f64,
+}
+
+impl GitLabReport {
+    pub fn is_failure(&self) -> bool {
+        matches!(self.status, Status::Failed | Status::Skipped)
+    }
+
+    /// Not attempted because `why` (the first server failed).
+    pub fn skipped(why: impl Into<String>) -> GitLabReport {
+        GitLabReport {
+            status: Status::Skipped,
+            reason: Some(why.into()),
+            rows: Vec::new(),
+            commands: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// One line of the GitLab table: a thing in GitLab or on the first server, and what became of it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GitLabRow {
+    /// `agent`, `runner token`, `manifest`, `chart`, ...
+    pub item: String,
+    /// Which one: the agent's name, a file path, a chart name.
+    pub name: String,
+    /// `created`, `found`, `reused`, `written`, `unchanged`, `deployed`, `would create`, ...
+    pub result: String,
+    /// More about it (ids, why it is pending); never a secret.
+    pub detail: String,
+}
+
+impl GitLabRow {
+    fn new(item: &str, name: impl Into<String>, result: impl Into<String>) -> GitLabRow {
+        GitLabRow {
+            item: item.to_owned(),
+            name: name.into(),
+            result: result.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> GitLabRow {
+        self.detail = detail.into();
+        self
+    }
+}
+
+/// What the phase works with: the first server's session and the run's log and observer.
+pub struct PhaseContext<'a> {
+    pub inventory: &'a Inventory,
+    pub gitlab: &'a GitLab,
+    pub renderer: &'a Renderer,
+    pub first: &'a str,
+    pub session: Arc<Session>,
+    pub log: &'a RunLog,
+    pub observer: &'a dyn Observer,
+    /// The nodes' common architecture, for the runner's node selector.
+    pub node_arch: Option<String>,
+}
+
+/// A HelmChart manifest edgeops owns in the auto-deploy folder.
+struct Manifest {
+    /// HelmChart name (in kube-system).
+    chart: String,
+    path: String,
+    content: String,
+}
+
+/// One file on the first server as the look script saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RemoteFile {
+    sha256: String,
+    /// `600 root:root`
+    stat: String,
+}
+
+/// What the first server holds for the phase, read in one round trip.
+#[derive(Debug, Default)]
+struct HostLook {
+    files: Vec<(String, Option<RemoteFile>)>,
+    tokens_text: String,
+}
+
+impl HostLook {
+    fn file(&self, path: &str) -> Option<&RemoteFile> {
+        self.files
+            .iter()
+            .find(|(p, _)| p == path)
+            .and_then(|(_, f)| f.as_ref())
+    }
+
+    /// Whether `content` is already at `path`, private and root-owned.
+    fn holds(&self, path: &str, content: &str) -> bool {
+        self.file(path)
+            .is_some_and(|f| f.sha256 == sha256_hex(content.as_bytes()) && f.stat == SECRET_STAT)
+    }
+}
+
+/// The phase's own round trips on the first server, logged like every other step.
+struct Remote<'a> {
+    cx: &'a PhaseContext<'a>,
+    commands: u32,
+}
+
+impl Remote<'_> {
+    async fn exec(
+        &mut self,
+        title: &str,
+        request: ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        let host = self.cx.first;
+        self.commands += 1;
+        self.cx
+            .log
+            .write(host, &format!("{title}: command"), &request.command);
+        let redactor = self.cx.log.redactor();
+        let out = self
+            .cx
+            .session
+            .exec(&request)
+            .await
+            .map_err(|e| redactor.redact(&format!("{title}: {e}")))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if secret_output {
+            self.cx.log.write(
+                host,
+                &format!("{title}: {} (output holds secrets, not logged)", out.exit),
+                &stderr,
+            );
+        } else {
+            self.cx.log.write(
+                host,
+                &format!("{title}: {}", out.exit),
+                &format!("--- stdout\n{}--- stderr\n{stderr}", out.stdout_lossy()),
+            );
+        }
+        if out.success() {
+            Ok(out)
+        } else {
+            let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+            Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
+        }
+    }
+
+    /// Write `content` to `path` atomically, 0600 root:root; the content travels on stdin.
+    async fn upload(&mut self, path: &str, content: &str) -> Result<(), String> {
+        self.commands += 1;
+        self.cx.log.write(
+            self.cx.first,
+            &format!("upload {path} (0600 root:root; content holds secrets, not logged)"),
+            "",
+        );
+        self.cx
+            .session
+            .upload(
+                content.as_bytes(),
+                path,
+                SECRET_MODE,
+                Some(SECRET_OWNER),
+                true,
+            )
+            .await
+            .map_err(|e| self.cx.log.redactor().redact(&e.to_string()))
+    }
+
+    /// Hash, mode and owner of each of `paths`, and the tokens file, in one round trip. With
+    /// `create_dir` the manifests folder is made when missing (never on a converged server).
+    async fn look(&mut self, paths: &[&str], create_dir: bool) -> Result<HostLook, String> {
+        let mut script = String::from("set -u\n");
+        if create_dir {
+            script.push_str(&format!(
+                "[ -d {MANIFESTS_DIR} ] || {{ umask 022; mkdir -p {MANIFESTS_DIR}; }}\n"
+            ));
+        }
+        script.push_str(&format!(
+            "for f in {}; do\n\
+             \x20 if [ -f \"$f\" ]; then\n\
+             \x20   echo \"file $f $(sha256sum <\"$f\" | cut -d' ' -f1) $(stat -c '%a %U:%G' \"$f\")\"\n\
+             \x20 else echo \"file $f -\"; fi\n\
+             done\n\
+             echo '--- tokens'\n\
+             cat {TOKENS_PATH} 2>/dev/null || true\n",
+            paths
+                .iter()
+                .map(|p| shell_quote(p))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ));
+        let out = self
+            .exec("gitlab: look", ExecRequest::new(script).sudo(true), true)
+            .await?;
+        Ok(parse_look(&out.stdout_lossy()))
+    }
+
+    async fn charts(&mut self) -> Result<ChartListing, String> {
+        let out = self
+            .exec(
+                "gitlab: charts",
+                ExecRequest::new(CHARTS_COMMAND).sudo(true),
+                true,
+            )
+            .await?;
+        ChartListing::parse(&out.stdout_lossy()).map_err(|e| format!("charts: {e}"))
+    }
+}
+
+fn parse_look(stdout: &str) -> HostLook {
+    let (files, tokens) = stdout.split_once("--- tokens\n").unwrap_or((stdout, ""));
+    let files = files
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.strip_prefix("file ")?.splitn(3, ' ');
+            let path = parts.next()?.to_owned();
+            let file = match (parts.next()?, parts.next()) {
+                ("-", _) | (_, None) => None,
+                (sha256, Some(stat)) => Some(RemoteFile {
+                    sha256: sha256.to_owned(),
+                    stat: stat.trim().to_owned(),
+                }),
+            };
+            Some((path, file))
+        })
+        .collect();
+    HostLook {
+        files,
+        tokens_text: tokens.to_owned(),
+    }
+}
+
+/// The runner edgeops wants in GitLab for this inventory; `None` when disabled.
+pub fn runner_spec(cluster: &str, gitlab: &GitLab) -> Option<RunnerSpec> {
+    let settings = &gitlab.runner;
+    if !settings.enabled {
+        return None;
+    }
+    let scope = match settings.runner_type {
+        RunnerType::Instance => RunnerScope::Instance,
+        // The inventory refuses a group runner without `group`; fall back to the project.
+        RunnerType::Group => match &gitlab.group {
+            Some(group) => RunnerScope::Group(PathOrId::parse(group)),
+            None => RunnerScope::Project(PathOrId::parse(&gitlab.project)),
+        },
+        RunnerType::Project => RunnerScope::Project(PathOrId::parse(&gitlab.project)),
+    };
+    Some(RunnerSpec {
+        // A project runner stays with its project; group and instance runners are shared.
+        locked: matches!(scope, RunnerScope::Project(_)),
+        scope,
+        description: format!("edgeops:{cluster}"),
+        tags: settings.tags.clone(),
+        run_untagged: settings.run_untagged,
+    })
+}
+
+fn owner_of(gitlab: &GitLab) -> TokenOwner {
+    TokenOwner {
+        gitlab_url: gitlab.url.trim_end_matches('/').to_owned(),
+        project: gitlab.project.clone(),
+        agent_name: gitlab.agent_name.clone(),
+    }
+}
+
+fn manifests(gitlab: &GitLab, files: &GitLabFiles) -> Vec<Manifest> {
+    let agent = agent_release(&gitlab.agent_name);
+    let mut list = vec![Manifest {
+        path: format!("{MANIFESTS_DIR}/{agent}.yaml"),
+        chart: agent,
+        content: files.agent_helmchart.clone(),
+    }];
+    if let Some(runner) = &files.runner {
+        list.push(Manifest {
+            chart: RUNNER_RELEASE.to_owned(),
+            path: format!("{MANIFESTS_DIR}/{RUNNER_RELEASE}.yaml"),
+            content: runner.helmchart.clone(),
+        });
+    }
+    list
+}
+
+/// The chart names edgeops deploys for `gitlab` (HelmCharts in kube-system).
+pub fn chart_names(gitlab: &GitLab) -> Vec<String> {
+    let mut names = vec![agent_release(&gitlab.agent_name)];
+    if gitlab.runner.enabled {
+        names.push(RUNNER_RELEASE.to_owned());
+    }
+    names
+}
+
+/// `spec.valuesContent` of a rendered manifest, to recognise it once the cluster applied it.
+fn manifest_values(content: &str) -> Option<String> {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(content).ok()?;
+    Some(doc["spec"]["valuesContent"].as_str()?.trim().to_owned())
+}
+
+fn token_word(token: &IssuedToken) -> &'static str {
+    match token.source {
+        TokenSource::Reused => "reused",
+        TokenSource::Created => "created",
+        TokenSource::Rotated => "rotated",
+    }
+}
+
+fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Found => "found",
+        Outcome::Created => "created",
+    }
+}
+
+/// The GitLab phase of `up`.
+pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
+    let started = Instant::now();
+    cx.observer.event(&Progress::PhaseStart {
+        phase: PHASE,
+        hosts: 1,
+    });
+    cx.observer.event(&Progress::HostStart {
+        phase: PHASE,
+        host: cx.first,
+    });
+    let mut remote = Remote { cx, commands: 0 };
+    let mut rows = Vec::new();
+    let result = converge(&mut remote, setup, &mut rows).await;
+    let (status, reason) = match result {
+        Ok(changed) => (
+            if changed {
+                Status::Done
+            } else {
+                Status::Unchanged
+            },
+            None,
+        ),
+        Err(reason) => (Status::Failed, Some(cx.log.redactor().redact(&reason))),
+    };
+    // The host log says what happened in GitLab too, so a run can be read back in one place.
+    let summary: String = rows
+        .iter()
+        .map(|r| format!("{} {}: {} {}\n", r.item, r.name, r.result, r.detail))
+        .collect();
+    cx.log.write(
+        cx.first,
+        &format!("gitlab: {}", reason.as_deref().unwrap_or("done")),
+        &summary,
+    );
+    let detail = reason.clone().unwrap_or_else(|| {
+        if status == Status::Done {
+            "agent and runner deployed".to_owned()
+        } else {
+            "nothing to do".to_owned()
+        }
+    });
+    cx.observer.event(&Progress::HostDone {
+        phase: PHASE,
+        host: cx.first,
+        ok: reason.is_none(),
+        detail: &detail,
+    });
+    cx.observer.event(&Progress::PhaseEnd { phase: PHASE });
+    GitLabReport {
+        status,
+        reason,
+        rows,
+        commands: remote.commands,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Register, write what changed, wait for the charts. `Ok(true)` when anything was created or
+/// written; each step leaves its row, so a failure shows how far it got.
+async fn converge(
+    remote: &mut Remote<'_>,
+    setup: &GitLabSetup,
+    rows: &mut Vec<GitLabRow>,
+) -> Result<bool, String> {
+    let cx = remote.cx;
+    let gitlab = cx.gitlab;
+    let cluster = &cx.inventory.cluster.name;
+    let redactor = cx.log.redactor();
+    let api_token = setup
+        .api_token
+        .clone()
+        .ok_or_else(|| "no GitLab API token".to_owned())?;
+    redactor.add(api_token.expose_secret());
+
+    let chart_names = chart_names(gitlab);
+    let paths: Vec<String> = chart_names
+        .iter()
+        .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
+        .chain([TOKENS_PATH.to_owned()])
+        .collect();
+    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let look = remote.look(&path_refs, true).await?;
+    let owner = owner_of(gitlab);
+    let stored = StoredTokens::parse(&look.tokens_text).and_then(|s| s.for_owner(&owner));
+    if let Some(stored) = &stored {
+        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
+            redactor.add(token.expose_secret());
+        }
+    }
+
+    // The agent config holds no token: render it first, it is committed during registration.
+    let facts = ClusterFacts {
+        node_arch: cx.node_arch.clone(),
+    };
+    let config = render_gitlab(
+        cx.renderer,
+        cluster,
+        gitlab,
+        &GitLabTokens::default(),
+        &facts,
+        None,
+    )
+    .map_err(|e| format!("templates: {e}"))?;
+    let client = GitLabClient::new(&gitlab.url, api_token, setup.client.clone())
+        .map_err(|e| e.to_string())?;
+    let request = RegisterRequest {
+        project: PathOrId::parse(&gitlab.project),
+        agent_name: gitlab.agent_name.clone(),
+        agent_config: Some(config.agent_config.clone()),
+        runner: runner_spec(cluster, gitlab),
+        existing: ExistingTokens {
+            agent: stored.as_ref().and_then(|s| s.agent.clone()),
+            runner: stored.as_ref().and_then(|s| s.runner.clone()),
+        },
+        rotate_tokens: setup.rotate_tokens,
+    };
+    let registration = client
+        .register(&request)
+        .await
+        .map_err(|e| format!("GitLab: {e}"))?;
+    redactor.add(registration.agent_token.token.expose_secret());
+    if let Some(runner) = &registration.runner {
+        redactor.add(runner.token.token.expose_secret());
+    }
+    let mut changed = registration_rows(&registration, gitlab, cluster, rows);
+
+    // Keep the tokens before anything uses them: GitLab will not show them again.
+    let tokens = StoredTokens {
+        owner,
+        agent: Some(registration.agent_token.token.clone()),
+        runner: registration.runner.as_ref().map(|r| r.token.token.clone()),
+    };
+    let tokens_text = tokens.to_file();
+    if look.holds(TOKENS_PATH, &tokens_text) {
+        rows.push(GitLabRow::new("tokens file", TOKENS_PATH, "unchanged"));
+    } else {
+        remote.upload(TOKENS_PATH, &tokens_text).await?;
+        rows.push(GitLabRow::new("tokens file", TOKENS_PATH, "written").detail("0600 root"));
+        changed = true;
+    }
+
+    let files = render_gitlab(
+        cx.renderer,
+        cluster,
+        gitlab,
+        &GitLabTokens {
+            agent: tokens.agent.clone(),
+            runner: tokens.runner.clone(),
+        },
+        &facts,
+        None,
+    )
+    .map_err(|e| format!("templates: {e}"))?;
+    let manifests = manifests(gitlab, &files);
+    // Charts whose manifest this run wrote: the cluster must show the new values before they
+    // count as deployed (the old ones would report deployed right away).
+    let mut fresh: Vec<(String, String)> = Vec::new();
+    for manifest in &manifests {
+        if look.holds(&manifest.path, &manifest.content) {
+            rows.push(GitLabRow::new("manifest", &manifest.path, "unchanged"));
+            continue;
+        }
+        remote.upload(&manifest.path, &manifest.content).await?;
+        rows.push(GitLabRow::new("manifest", &manifest.path, "written").detail("0600 root"));
+        changed = true;
+        if let Some(values) = manifest_values(&manifest.content) {
+            fresh.push((manifest.chart.clone(), values));
+        }
+    }
+
+    wait_for_charts(remote, &chart_names, &fresh, setup.deploy_timeout, rows).await?;
+    Ok(changed)
+}
+
+/// Rows for what registration found and made; whether it changed anything in GitLab.
+fn registration_rows(
+    registration: &Registration,
+    gitlab: &GitLab,
+    cluster: &str,
+    rows: &mut Vec<GitLabRow>,
+) -> bool {
+    let mut changed = false;
+    if let Some(change) = registration.agent_config {
+        changed |= change.changed();
+        rows.push(
+            GitLabRow::new(
+                "agent config",
+                crate::gitlab::agent_config_path(&gitlab.agent_name),
+                match change {
+                    FileChange::Created => "committed",
+                    FileChange::Updated => "updated",
+                    FileChange::Unchanged => "unchanged",
+                },
+            )
+            .detail(format!("{} on {}", gitlab.project, registration.branch)),
+        );
+    }
+    changed |= registration.agent_outcome == Outcome::Created;
+    rows.push(
+        GitLabRow::new(
+            "agent",
+            &registration.agent.name,
+            outcome_word(registration.agent_outcome),
+        )
+        .detail(format!("id {}", registration.agent.id)),
+    );
+    changed |= registration.agent_token.is_new();
+    let revoked = &registration.revoked_agent_tokens;
+    rows.push(
+        GitLabRow::new(
+            "agent token",
+            crate::gitlab::AGENT_TOKEN_NAME,
+            token_word(&registration.agent_token),
+        )
+        .detail(if revoked.is_empty() {
+            String::new()
+        } else {
+            format!("revoked old token(s) {revoked:?}")
+        }),
+    );
+    if let Some(runner) = &registration.runner {
+        changed |= runner.outcome == Outcome::Created || runner.settings_updated;
+        let mut detail = format!("id {}", runner.runner_id);
+        if runner.settings_updated {
+            detail.push_str(", tags/flags updated");
+        }
+        if !runner.duplicates.is_empty() {
+            detail.push_str(&format!(
+                ", other runners with this description left alone: {:?}",
+                runner.duplicates
+            ));
+        }
+        rows.push(
+            GitLabRow::new(
+                "runner",
+                format!("edgeops:{cluster}"),
+                outcome_word(runner.outcome),
+            )
+            .detail(detail),
+        );
+        changed |= runner.token.is_new();
+        rows.push(GitLabRow::new(
+            "runner token",
+            format!("edgeops:{cluster}"),
+            token_word(&runner.token),
+        ));
+    }
+    changed
+}
+
+/// Poll the charts until every one is deployed (and, when just written, shows its new values),
+/// or `timeout` passes; a chart the helm controller reports failed fails at once.
+async fn wait_for_charts(
+    remote: &mut Remote<'_>,
+    charts: &[String],
+    fresh: &[(String, String)],
+    timeout: Duration,
+    rows: &mut Vec<GitLabRow>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let states = loop {
+        let states: Vec<(String, ChartState)> = match remote.charts().await {
+            Ok(listing) => charts
+                .iter()
+                .map(|name| {
+                    let mut state = listing.state(HELMCHART_NAMESPACE, name);
+                    let stale = fresh.iter().any(|(chart, values)| {
+                        chart == name
+                            && listing
+                                .values_content(HELMCHART_NAMESPACE, name)
+                                .is_none_or(|v| v.trim() != values)
+                    });
+                    if stale && state != ChartState::Missing {
+                        state = ChartState::Pending(
+                            "k3s has not applied the new manifest yet".to_owned(),
+                        );
+                    }
+                    (name.clone(), state)
+                })
+                .collect(),
+            Err(reason) if Instant::now() >= deadline => {
+                return Err(format!("cannot read the HelmCharts: {reason}"));
+            }
+            Err(_) => {
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            }
+        };
+        let failed = states
+            .iter()
+            .any(|(_, s)| matches!(s, ChartState::Failed(_)));
+        let all_deployed = states.iter().all(|(_, s)| *s == ChartState::Deployed);
+        if all_deployed || failed || Instant::now() >= deadline {
+            break states;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    };
+    let mut problems = Vec::new();
+    for (name, state) in &states {
+        rows.push(GitLabRow::new("chart", name, state.word()).detail(state.detail()));
+        if *state != ChartState::Deployed {
+            problems.push(format!("{name} {}: {}", state.word(), state.detail()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let waited = if states
+            .iter()
+            .any(|(_, s)| matches!(s, ChartState::Failed(_)))
+        {
+            String::new()
+        } else {
+            format!(" after {}", humantime::format_duration(timeout))
+        };
+        Err(format!(
+            "charts not deployed{waited}: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// `plan` / `up --dry-run`: what the GitLab phase would do, from the first server's files;
+/// calls no GitLab endpoint at all (so needs no API token) and changes nothing.
+pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
+    let started = Instant::now();
+    let mut remote = Remote { cx, commands: 0 };
+    let gitlab = cx.gitlab;
+    let cluster = &cx.inventory.cluster.name;
+    let chart_names = chart_names(gitlab);
+    let paths: Vec<String> = chart_names
+        .iter()
+        .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
+        .chain([TOKENS_PATH.to_owned()])
+        .collect();
+    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (look, look_error) = match remote.look(&path_refs, false).await {
+        Ok(look) => (look, None),
+        Err(reason) => (HostLook::default(), Some(reason)),
+    };
+    let stored =
+        StoredTokens::parse(&look.tokens_text).and_then(|s| s.for_owner(&owner_of(gitlab)));
+    if let Some(stored) = &stored {
+        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
+            cx.log.redactor().add(token.expose_secret());
+        }
+    }
+    let mut rows = vec![
+        GitLabRow::new(
+            "agent config",
+            crate::gitlab::agent_config_path(&gitlab.agent_name),
+            "would commit if changed",
+        )
+        .detail(format!("{} on its default branch", gitlab.project)),
+        GitLabRow::new("agent", &gitlab.agent_name, "would find or register")
+            .detail(format!("project {}", gitlab.project)),
+    ];
+    let token_plan = |stored: Option<&SecretString>| match (stored, rotate_tokens) {
+        (Some(_), false) => "would reuse the stored token",
+        (Some(_), true) => "would rotate",
+        (None, _) => "would create",
+    };
+    rows.push(GitLabRow::new(
+        "agent token",
+        crate::gitlab::AGENT_TOKEN_NAME,
+        token_plan(stored.as_ref().and_then(|s| s.agent.as_ref())),
+    ));
+    if let Some(spec) = runner_spec(cluster, gitlab) {
+        rows.push(
+            GitLabRow::new("runner", &spec.description, "would find or create").detail(format!(
+                "{}, tags [{}]",
+                spec.scope.runner_type(),
+                spec.tags.join(", ")
+            )),
+        );
+        rows.push(GitLabRow::new(
+            "runner token",
+            &spec.description,
+            token_plan(stored.as_ref().and_then(|s| s.runner.as_ref())),
+        ));
+    }
+    // With the stored tokens the manifests can be rendered exactly as `up` would write them.
+    let reusable = stored.as_ref().filter(|s| {
+        !rotate_tokens && s.agent.is_some() && (s.runner.is_some() || !gitlab.runner.enabled)
+    });
+    let rendered = reusable.and_then(|s| {
+        render_gitlab(
+            cx.renderer,
+            cluster,
+            gitlab,
+            &GitLabTokens {
+                agent: s.agent.clone(),
+                runner: s.runner.clone(),
+            },
+            &ClusterFacts {
+                node_arch: cx.node_arch.clone(),
+            },
+            None,
+        )
+        .ok()
+    });
+    match &rendered {
+        Some(files) => {
+            for manifest in manifests(gitlab, files) {
+                let result = if look.holds(&manifest.path, &manifest.content) {
+                    "unchanged"
+                } else {
+                    "would write"
+                };
+                rows.push(GitLabRow::new("manifest", &manifest.path, result));
+            }
+        }
+        None => {
+            for name in &chart_names {
+                rows.push(
+                    GitLabRow::new(
+                        "manifest",
+                        format!("{MANIFESTS_DIR}/{name}.yaml"),
+                        "would write",
+                    )
+                    .detail("with the tokens GitLab issues"),
+                );
+            }
+        }
+    }
+    for name in &chart_names {
+        rows.push(GitLabRow::new("chart", name, "would wait until deployed"));
+    }
+    GitLabReport {
+        status: Status::Planned,
+        reason: look_error.map(|e| format!("cannot read the first server's GitLab files: {e}")),
+        rows,
+        commands: remote.commands,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// `status`: each chart's state as the cluster reports it. Changes nothing.
+pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
+    let started = Instant::now();
+    let mut remote = Remote { cx, commands: 0 };
+    let names = chart_names(cx.gitlab);
+    let (rows, reason) = match remote.charts().await {
+        Ok(listing) => (
+            names
+                .iter()
+                .map(|name| {
+                    let state = listing.state(HELMCHART_NAMESPACE, name);
+                    GitLabRow::new("chart", name, state.word()).detail(state.detail())
+                })
+                .collect(),
+            None,
+        ),
+        Err(reason) => (Vec::new(), Some(reason)),
+    };
+    let all_deployed = reason.is_none() && rows.iter().all(|r| r.result == "deployed");
+    GitLabReport {
+        status: if all_deployed {
+            Status::Unchanged
+        } else {
+            Status::Planned
+        },
+        reason,
+        rows,
+        commands: remote.commands,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::test_inventory::{ha_inventory, pi_inventory};
+
+    #[test]
+    fn look_output_is_parsed_per_file() {
+        let look = parse_look(
+            "file /m/a.yaml 0123abcd 600 root:root\nfile /m/b.yaml -\n--- tokens\nproject=x\n",
+        );
+        assert_eq!(
+            look.file("/m/a.yaml"),
+            Some(&RemoteFile {
+                sha256: "0123abcd".into(),
+                stat: "600 root:root".into()
+            })
+        );
+        assert_eq!(look.file("/m/b.yaml"), None);
+        assert_eq!(look.tokens_text, "project=x\n");
+    }
+
+    #[test]
+    fn a_file_is_held_only_with_the_same_content_mode_and_owner() {
+        let hash = sha256_hex(b"x: 1\n");
+        let look = parse_look(&format!(
+            "file /a {hash} 600 root:root\nfile /b {hash} 644 root:root\n--- tokens\n"
+        ));
+        assert!(look.holds("/a", "x: 1\n"));
+        assert!(!look.holds("/a", "x: 2\n"));
+        assert!(
+            !look.holds("/b", "x: 1\n"),
+            "a world-readable copy is rewritten"
+        );
+        assert!(!look.holds("/c", "x: 1\n"));
+    }
+
+    #[test]
+    fn runner_spec_follows_the_inventory() {
+        let inventory = pi_inventory();
+        let gitlab = inventory.gitlab.as_ref().unwrap();
+        let spec = runner_spec("pi-lab", gitlab).unwrap();
+        assert_eq!(spec.description, "edgeops:pi-lab");
+        assert_eq!(spec.tags, gitlab.runner.tags);
+        let mut off = gitlab.clone();
+        off.runner.enabled = false;
+        assert!(runner_spec("pi-lab", &off).is_none());
+        assert_eq!(chart_names(&off), vec!["gitlab-agent-pi-lab".to_owned()]);
+        let ha = ha_inventory();
+        let names = chart_names(ha.gitlab.as_ref().unwrap());
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
+    fn manifest_values_are_read_back_from_the_rendered_manifest() {
+        let inventory = pi_inventory();
+        let gitlab = inventory.gitlab.as_ref().unwrap();
+        let files = render_gitlab(
+            &Renderer::builtin(),
+            "pi-lab",
+            gitlab,
+            &GitLabTokens {
+                agent: Some(SecretString::from("glagent-0123456789abcdef")),
+                runner: Some(SecretString::from("glrt-0123456789abcdef")),
+            },
+            &ClusterFacts::default(),
+            None,
+        )
+        .unwrap();
+        let list = manifests(gitlab, &files);
+        let values = manifest_values(&list[0].content).unwrap();
+        assert_eq!(values, files.agent_values.trim());
+        assert!(list[0].path.starts_with(MANIFESTS_DIR));
+    }
+}
