@@ -15,7 +15,7 @@ use std::sync::{Mutex, OnceLock};
 
 mod support;
 
-const HOSTS: usize = 13;
+const HOSTS: usize = 15;
 const V130: &str = "v1.30.8+k3s1";
 const V1313: &str = "v1.31.3+k3s1";
 const V131: &str = "v1.31.4+k3s1";
@@ -90,13 +90,26 @@ impl Lab {
         servers: usize,
         version: &str,
     ) -> PathBuf {
+        self.inventory_with(dir, name, hosts, servers, version, "")
+    }
+
+    /// Like `inventory`, with extra `[cluster]` lines.
+    fn inventory_with(
+        &self,
+        dir: &Path,
+        name: &str,
+        hosts: &[&str],
+        servers: usize,
+        version: &str,
+        cluster_extra: &str,
+    ) -> PathBuf {
         let mirror = format!("http://{}:8080", self.inner.bridge_address());
         let user = &self.inner.hosts()[0].user;
         let mut toml = format!(
             "[cluster]\nname = \"{name}\"\nversion = \"{version}\"\nha = {ha}\n\
              install_url = \"{mirror}/install.sh\"\n\
              channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
+             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
              [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
              host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
             ha = servers > 1,
@@ -200,6 +213,7 @@ impl Edgeops {
             .env("HOME", self.home.path())
             .env_remove("KUBECONFIG")
             .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME")
             .output()
             .expect("run edgeops")
     }
@@ -514,4 +528,36 @@ fn raising_the_pinned_version_makes_up_upgrade_servers_one_at_a_time() {
         assert_eq!(nodes[host].0, V131, "{host}: {nodes:?}");
     }
     lab.knob(&["k3s-fault", "lab-11", "--clear"]);
+}
+
+#[test]
+fn an_air_gapped_cluster_upgrades_from_the_workstation_cache() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-14", "lab-15"];
+    // The hosts cannot reach the mirror: every file comes from the workstation.
+    for host in hosts {
+        lab.knob(&["mirror-cut", host]);
+    }
+    let inventory = lab.inventory_with(dir.path(), "dark", &hosts, 1, V1313, "airgap = true");
+    let inv = inventory.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", inv, "--ready-timeout", "120s"]);
+    let out = edgeops.ok(&["upgrade", inv, "--version", V131, "--ready-timeout", "120s"]);
+    for host in hosts {
+        let line = row(&out, host);
+        assert!(
+            line.contains("upgraded") && line.contains(V1313) && line.contains(V131),
+            "{line}"
+        );
+        assert!(
+            lab.ssh_ok(host, "k3s --version").contains(V131),
+            "{host} binary"
+        );
+    }
+    let nodes = lab.nodes("lab-14");
+    assert!(
+        nodes.values().all(|(v, r, _)| v == V131 && r == "True"),
+        "{nodes:?}"
+    );
 }
