@@ -478,21 +478,35 @@ fn raising_the_pinned_version_makes_up_upgrade_servers_one_at_a_time() {
     let new = lab.inventory(dir.path(), "pinned", &hosts, 3, V131);
     let plan = edgeops.ok(&["plan", new.to_str().unwrap()]);
     assert!(row(&plan, "lab-11").contains("would upgrade"), "{plan}");
-    let out = edgeops.ok(&["up", new.to_str().unwrap(), "--ready-timeout", "120s"]);
-    for host in hosts {
+    // The agent's installer fails after replacing the binary: it is reported, the servers are
+    // upgraded.
+    lab.knob(&["k3s-fault", "lab-13", "install-fail"]);
+    let run = edgeops.run(&["up", new.to_str().unwrap(), "--ready-timeout", "60s"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    for host in servers {
         let line = row(&out, host);
         assert!(line.contains("upgraded") && line.contains(V131), "{line}");
+    }
+    assert!(row(&out, "lab-13").contains("install-fail"), "{out}");
+    let windows: Vec<(&str, (String, String))> = servers
+        .iter()
+        .map(|h| (*h, lab.restart_window(h, "k3s")))
+        .collect();
+    assert_one_at_a_time(&windows);
+    // Fixed, the next `up` finishes it: the binary is already new, the service still ran the
+    // old one and is restarted.
+    lab.knob(&["k3s-fault", "lab-13", "--clear"]);
+    let out = edgeops.ok(&["up", new.to_str().unwrap(), "--ready-timeout", "120s"]);
+    assert!(row(&out, "lab-13").contains("reconfigured"), "{out}");
+    for host in servers {
+        assert!(row(&out, host).contains("nothing to do"), "{out}");
     }
     let nodes = lab.nodes("lab-10");
     assert!(
         nodes.values().all(|(v, r, _)| v == V131 && r == "True"),
         "{nodes:?}"
     );
-    let windows: Vec<(&str, (String, String))> = servers
-        .iter()
-        .map(|h| (*h, lab.restart_window(h, "k3s")))
-        .collect();
-    assert_one_at_a_time(&windows);
     let out = edgeops.ok(&["up", new.to_str().unwrap()]);
     for host in hosts {
         assert!(row(&out, host).contains("nothing to do"), "{out}");

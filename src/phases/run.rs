@@ -718,9 +718,11 @@ impl<'a> Runner<'a> {
                     .map(drop)
             }
             action @ (Action::Install | Action::Reconfigure | Action::Upgrade) => {
+                // Upgrade and reconfigure end with the service restarted, also when the
+                // installer found the binary already in place (a failed earlier upgrade).
                 let script = match action {
-                    Action::Upgrade => super::upgrade::upgrade_script(spec),
-                    _ => remote::install_bundle(spec, action == Action::Reconfigure),
+                    Action::Install => remote::install_bundle(spec, false),
+                    _ => super::upgrade::upgrade_script(spec),
                 };
                 let request = ExecRequest::new(script)
                     .sudo(true)
