@@ -109,7 +109,7 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
     };
     writeln!(err, "reset plan ({what}):")?;
     let mut rows = vec![
-        ["PHASE", "HOST", "ROLE", "K3S", "UNINSTALL", "WIPES"]
+        ["HOST", "PHASE", "ROLE", "K3S", "UNINSTALL", "WIPES"]
             .map(String::from)
             .to_vec(),
     ];
@@ -123,8 +123,8 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
             ),
         };
         rows.push(vec![
-            plan.phase.to_owned(),
             plan.host.clone(),
+            plan.phase.to_owned(),
             plan.role.to_owned(),
             k3s,
             method,
@@ -182,8 +182,8 @@ fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()>
     )?;
     let mut rows = vec![
         [
-            "PHASE",
             "HOST",
+            "PHASE",
             "ROLE",
             "K3S",
             "RESULT",
@@ -199,8 +199,8 @@ fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()>
             _ => host.method.clone().unwrap_or_default(),
         };
         rows.push(vec![
-            host.phase.to_owned(),
             host.host.clone(),
+            host.phase.to_owned(),
             host.role.to_owned(),
             host.installed.clone(),
             host.result.clone(),

@@ -438,6 +438,25 @@ mod tests {
     }
 
     #[test]
+    fn scripts_are_valid_posix_sh() {
+        for script in [
+            survey_script(),
+            uninstall_script("r1"),
+            delete_nodes_script(&["n1".into()]),
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &script])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
     fn scripts_never_match_themselves() {
         // The process patterns must not find the script's own `sh -c` command line.
         for script in [survey_script(), uninstall_script("r1")] {
