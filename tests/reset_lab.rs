@@ -159,7 +159,14 @@ fn lab() -> &'static Lab {
 
 extern "C" fn teardown() {
     if let Some(lab) = LAB.get() {
-        lab.inner.run_lab(&["down"]);
+        let out = lab.inner.run_lab(&["down"]);
+        if !out.status.success() {
+            eprintln!("lab {} teardown failed:\n{}", lab.inner.id(), text(&out));
+        }
+        // The lab id's owner marker: the static never drops its `LabId`, and a marker left
+        // behind would let a later run of this worktree tear down whichever lab (of another
+        // worktree) holds that id by then.
+        let _ = std::fs::remove_file(lab.inner.state_dir().join(".test-owner"));
     }
 }
 
@@ -232,7 +239,10 @@ fn reset_a_cluster_agents_first_then_up_again() {
         );
     }
     let kc = std::fs::read_to_string(edgeops.kubeconfig()).unwrap();
-    assert!(kc.contains("name: wipe") && kc.contains("name: other"), "{kc}");
+    assert!(
+        kc.contains("name: wipe") && kc.contains("name: other"),
+        "{kc}"
+    );
 
     // Without --yes and without a terminal: refused, exit 2, nothing changed.
     let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
@@ -255,11 +265,17 @@ fn reset_a_cluster_agents_first_then_up_again() {
     assert!(reset.status.success(), "reset failed:\n{}", text(&reset));
     for host in ["lab-02", "lab-03", "lab-04"] {
         let line = row(&out, host);
-        assert!(line.contains("agents") && line.contains(" reset "), "{line}");
+        assert!(
+            line.contains("agents") && line.contains(" reset "),
+            "{line}"
+        );
         assert!(line.contains("k3s-agent-uninstall.sh"), "{line}");
     }
     let first = row(&out, "lab-01");
-    assert!(first.contains("first server") && first.contains(" reset "), "{first}");
+    assert!(
+        first.contains("first server") && first.contains(" reset "),
+        "{first}"
+    );
     assert!(first.contains("k3s-uninstall.sh"), "{first}");
     // The report lists hosts in execution order: the agents, then the first server.
     let order = report_order(&out, &hosts);
@@ -326,7 +342,11 @@ fn reset_a_cluster_agents_first_then_up_again() {
         "{report}"
     );
     for host in hosts {
-        assert_eq!(lab.journal(host).len(), 2, "{host}: the second reset ran an uninstall");
+        assert_eq!(
+            lab.journal(host).len(),
+            2,
+            "{host}: the second reset ran an uninstall"
+        );
     }
 
     // up brings a Ready cluster back.
@@ -340,7 +360,10 @@ fn reset_a_cluster_agents_first_then_up_again() {
     assert_eq!(nodes.len(), 4, "{nodes:?}");
     assert!(nodes.iter().all(|(_, ready)| ready == "True"), "{nodes:?}");
     let kc = std::fs::read_to_string(edgeops.kubeconfig()).unwrap();
-    assert!(kc.contains("name: wipe") && kc.contains("name: other"), "{kc}");
+    assert!(
+        kc.contains("name: wipe") && kc.contains("name: other"),
+        "{kc}"
+    );
 }
 
 #[test]
@@ -365,7 +388,11 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     assert_eq!(locked.status.code(), Some(1), "{out}");
     assert!(out.contains("alice@ws pid 7 run feed"), "{out}");
     for host in hosts {
-        assert_eq!(before[host], lab.footprint(host), "{host} changed under a held lock");
+        assert_eq!(
+            before[host],
+            lab.footprint(host),
+            "{host} changed under a held lock"
+        );
     }
     lab.ssh_ok("lab-05", "sudo rm /run/edgeops-up.lock");
 
@@ -389,7 +416,10 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     let names: Vec<String> = lab.nodes("lab-05").into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["lab-05", "lab-06"]);
     let kc = std::fs::read_to_string(edgeops.kubeconfig()).unwrap();
-    assert!(kc.contains("name: part"), "a partial reset removed the context");
+    assert!(
+        kc.contains("name: part"),
+        "a partial reset removed the context"
+    );
 
     // k3s without its uninstall script: removed explicitly (units, processes, files).
     lab.ssh_ok("lab-06", "sudo rm /usr/local/bin/k3s-agent-uninstall.sh");
@@ -399,7 +429,11 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     assert!(row(&out, "lab-06").contains("no uninstall script"), "{out}");
     let traces = lab.k3s_traces("lab-06");
     assert!(traces.is_empty(), "lab-06 after reset:\n{traces}");
-    assert_eq!(before["lab-05"], lab.footprint("lab-05"), "the server was touched");
+    assert_eq!(
+        before["lab-05"],
+        lab.footprint("lab-05"),
+        "the server was touched"
+    );
 
     // Both boards rejoin under their names.
     let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
