@@ -193,6 +193,33 @@ impl Edgeops {
             .expect("run edgeops")
     }
 
+    /// Like `run`, on a pseudo-terminal (util-linux `script`), typing `input`.
+    fn run_on_tty(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let command = std::iter::once(env!("CARGO_BIN_EXE_edgeops"))
+            .chain(args.iter().copied())
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("HOME", self.home.path())
+            .env_remove("KUBECONFIG")
+            .env_remove("XDG_STATE_HOME")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run script (util-linux)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     fn kubeconfig(&self) -> PathBuf {
         self.home.path().join(".kube/config")
     }
@@ -395,6 +422,29 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
         );
     }
     lab.ssh_ok("lab-05", "sudo rm /run/edgeops-up.lock");
+
+    // On a terminal it shows the plan and asks; anything but y/yes cancels: exit 2, nothing
+    // changed, the lock it held released.
+    let asked = edgeops.run_on_tty(&["reset", inv], "n\n");
+    let out = text(&asked);
+    assert_eq!(asked.status.code(), Some(2), "{out}");
+    assert!(out.contains("Reset 3 host(s)?"), "{out}");
+    assert!(
+        out.contains("k3s-agent-uninstall.sh"),
+        "the plan was not shown: {out}"
+    );
+    assert!(
+        out.contains("reset cancelled: nothing was changed"),
+        "{out}"
+    );
+    for host in hosts {
+        assert_eq!(
+            before[host],
+            lab.footprint(host),
+            "{host} changed by a cancelled reset"
+        );
+    }
+    lab.ssh_ok("lab-05", "test ! -e /run/edgeops-up.lock");
 
     // The first server alone would orphan the agents: refused before any host is touched.
     let orphan = edgeops.run(&["reset", inv, "--limit", "lab-05", "--yes"]);
