@@ -76,7 +76,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
         print_plan(&reset)?;
     }
     let must_ask = !reset.nothing_to_do() || reset.scope() == Scope::Hosts;
-    if must_ask && !args.yes && !confirm(&reset)? {
+    if must_ask && !args.yes && !confirm(&runtime, &reset)? {
         runtime.block_on(reset.abort());
         return Err(Failure::Usage("reset cancelled: nothing was changed".to_owned()).into());
     }
@@ -148,21 +148,35 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ask on the terminal. Only `y` or `yes` goes ahead.
-fn confirm(reset: &Reset) -> anyhow::Result<bool> {
+/// Ask on the terminal. Only `y` or `yes` goes ahead; Ctrl-C or end of input is a no (the
+/// runtime's Ctrl-C handler is installed by now, so the read must race it, not block it).
+fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<bool> {
     let hosts = reset.plan().len();
-    let mut err = std::io::stderr().lock();
-    write!(
-        err,
-        "Reset {hosts} host(s)? k3s and its data will be deleted and cannot be restored. [y/N] "
-    )?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    {
+        let mut err = std::io::stderr().lock();
+        write!(
+            err,
+            "Reset {hosts} host(s)? k3s and its data will be deleted and cannot be restored. [y/N] "
+        )?;
+        err.flush()?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain thread: left blocked on stdin after Ctrl-C, it does not hold up the exit.
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        let _ = tx.send(answer);
+    });
+    let answer = runtime.block_on(async {
+        tokio::select! {
+            answer = rx => answer.ok(),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    if answer.is_none() {
+        eprintln!();
+    }
+    Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
 }
 
 fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
