@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 mod support;
 
-const HOSTS: usize = 7;
+const HOSTS: usize = 11;
 
 struct Lab {
     inner: support::Lab,
@@ -50,20 +50,26 @@ impl Lab {
 
     /// An inventory for cluster `name`: the first host is the server, the rest agents.
     fn inventory(&self, dir: &Path, name: &str, hosts: &[&str]) -> PathBuf {
+        self.inventory_ha(dir, name, hosts, 1)
+    }
+
+    /// The first `servers` hosts are servers (HA with embedded etcd when more than one).
+    fn inventory_ha(&self, dir: &Path, name: &str, hosts: &[&str], servers: usize) -> PathBuf {
         let mirror = format!("http://{}:8080", self.inner.bridge_address());
         let mut toml = format!(
-            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\n\
+            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
              install_url = \"{mirror}/install.sh\"\n\
              channel_url = \"{mirror}/v1-release/channels\"\n\
              download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
              [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
              host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
+            ha = servers > 1,
             user = self.user,
             key = self.inner.key_path().display(),
             kh = self.inner.known_hosts_path().display(),
         );
         for (i, host) in hosts.iter().enumerate() {
-            let role = if i == 0 { "server" } else { "agent" };
+            let role = if i < servers { "server" } else { "agent" };
             toml.push_str(&format!(
                 "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
                 self.addrs[*host]
@@ -139,6 +145,25 @@ impl Lab {
             Some((time.parse().ok()?, message.to_owned()))
         })
         .collect()
+    }
+
+    /// When the (one) uninstall on `host` began and ended, as the host's journal says.
+    fn uninstall_span(&self, host: &str) -> (f64, f64) {
+        let journal = self.journal(host);
+        let at = |suffix: &str| -> Vec<f64> {
+            journal
+                .iter()
+                .filter(|(_, m)| m.ends_with(suffix))
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        let (start, end) = (at(": removing k3s"), at(": k3s removed"));
+        assert_eq!(
+            (start.len(), end.len()),
+            (1, 1),
+            "{host}: one reset recorded: {journal:?}"
+        );
+        (start[0], end[0])
     }
 }
 
@@ -316,28 +341,9 @@ fn reset_a_cluster_agents_first_then_up_again() {
     }
     // The execution order as the hosts recorded it: every agent finished before the server
     // began (all lab hosts share one clock).
-    let span = |host: &str| {
-        let journal = lab.journal(host);
-        let start: Vec<f64> = journal
-            .iter()
-            .filter(|(_, m)| m.ends_with(": removing k3s"))
-            .map(|(t, _)| *t)
-            .collect();
-        let end: Vec<f64> = journal
-            .iter()
-            .filter(|(_, m)| m.ends_with(": k3s removed"))
-            .map(|(t, _)| *t)
-            .collect();
-        assert_eq!(
-            (start.len(), end.len()),
-            (1, 1),
-            "{host}: one reset recorded: {journal:?}"
-        );
-        (start[0], end[0])
-    };
-    let (server_start, _) = span("lab-01");
+    let (server_start, _) = lab.uninstall_span("lab-01");
     for agent in ["lab-02", "lab-03", "lab-04"] {
-        let (_, agent_end) = span(agent);
+        let (_, agent_end) = lab.uninstall_span(agent);
         assert!(
             agent_end <= server_start,
             "{agent} finished its uninstall ({agent_end}) after the server's began ({server_start})"
@@ -495,4 +501,46 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     let nodes = lab.nodes("lab-05");
     assert_eq!(nodes.len(), 3, "{nodes:?}");
     assert!(nodes.iter().all(|(_, ready)| ready == "True"), "{nodes:?}");
+}
+
+#[test]
+fn reset_ha_servers_one_at_a_time_the_first_last() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-08", "lab-09", "lab-10", "lab-11"];
+    let inventory = lab.inventory_ha(dir.path(), "trio", &hosts, 3);
+    let inv = inventory.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+
+    let reset = edgeops.run(&["reset", inv, "--yes"]);
+    let out = String::from_utf8_lossy(&reset.stdout).to_string();
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert_eq!(
+        report_order(&out, &hosts),
+        ["lab-11", "lab-09", "lab-10", "lab-08"],
+        "{out}"
+    );
+    assert!(row(&out, "lab-09").contains("servers"), "{out}");
+    assert!(row(&out, "lab-08").contains("first server"), "{out}");
+    for host in hosts {
+        let traces = lab.k3s_traces(host);
+        assert!(traces.is_empty(), "{host} after reset:\n{traces}");
+    }
+    // As the hosts saw it: the agent, then each joined server alone, the first server last.
+    let spans: Vec<(f64, f64)> = ["lab-11", "lab-09", "lab-10", "lab-08"]
+        .iter()
+        .map(|h| lab.uninstall_span(h))
+        .collect();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "an uninstall began before the previous one ended: {spans:?}"
+        );
+    }
+    assert!(
+        !edgeops.kubeconfig().exists(),
+        "the kubeconfig only held this cluster"
+    );
 }
