@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock};
 
 mod support;
 
-const HOSTS: usize = 11;
+const HOSTS: usize = 14;
 
 struct Lab {
     inner: support::Lab,
@@ -543,4 +543,45 @@ fn reset_ha_servers_one_at_a_time_the_first_last() {
         !edgeops.kubeconfig().exists(),
         "the kubeconfig only held this cluster"
     );
+}
+
+#[test]
+fn an_unreachable_agent_fails_alone_and_is_reset_later() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-12", "lab-13", "lab-14"];
+    let inventory = lab.inventory(dir.path(), "gone", &hosts);
+    let inv = inventory.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    assert!(up.status.success(), "up failed:\n{}", text(&up));
+
+    // Its link goes down (a board off the network; k3s still runs on it).
+    lab.inner.link_down("lab-14");
+    let reset = edgeops.run(&["reset", inv, "--yes"]);
+    let out = String::from_utf8_lossy(&reset.stdout).to_string();
+    assert_eq!(reset.status.code(), Some(1), "{}", text(&reset));
+    let gone = row(&out, "lab-14");
+    assert!(
+        gone.contains("failed") && gone.contains("unreachable"),
+        "{gone}"
+    );
+    assert!(row(&out, "lab-13").contains(" reset "), "{out}");
+    assert!(row(&out, "lab-12").contains(" reset "), "{out}");
+    for host in ["lab-12", "lab-13"] {
+        let traces = lab.k3s_traces(host);
+        assert!(traces.is_empty(), "{host} after reset:\n{traces}");
+    }
+    assert!(out.contains("1 failed"), "{out}");
+
+    // Back online: the next reset finishes it; the others are already clean.
+    lab.inner.link_up("lab-14");
+    let again = edgeops.run(&["reset", inv, "--yes"]);
+    let out = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(row(&out, "lab-14").contains(" reset "), "{out}");
+    assert!(row(&out, "lab-13").contains("already clean"), "{out}");
+    assert!(row(&out, "lab-12").contains("already clean"), "{out}");
+    let traces = lab.k3s_traces("lab-14");
+    assert!(traces.is_empty(), "lab-14 after reset:\n{traces}");
 }
