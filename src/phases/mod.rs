@@ -11,7 +11,8 @@
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
-//! - `reset` / `reset_remote`: `edgeops reset` (uninstall, agents first) and its host scripts.
+//! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
+//!   host scripts and its report.
 
 pub mod decide;
 pub mod facts;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod preflight;
 pub mod remote;
 pub mod reset;
+pub mod reset_outcome;
 pub mod reset_remote;
 mod run;
 pub mod runlog;
