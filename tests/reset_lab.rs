@@ -482,7 +482,10 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     let by_hand = edgeops.run(&["reset", inv, "--limit", "lab-06", "--yes"]);
     let out = String::from_utf8_lossy(&by_hand.stdout).to_string();
     assert!(by_hand.status.success(), "{}", text(&by_hand));
-    assert!(row(&out, "lab-06").contains("no uninstall script"), "{out}");
+    assert!(
+        row(&out, "lab-06").contains("no uninstall script: k3s-killall.sh"),
+        "{out}"
+    );
     let traces = lab.k3s_traces("lab-06");
     assert!(traces.is_empty(), "lab-06 after reset:\n{traces}");
     assert_eq!(

@@ -88,8 +88,9 @@ pub fn survey_script() -> String {
 /// 1. the uninstall scripts the installer placed, agent's first (a host with both units keeps
 ///    the binary until the last one ran), each run with `sh`;
 /// 2. whatever k3s still left (no script, a failed script, files the scripts keep such as
-///    `/etc/rancher/node`): stop and disable the units and remove their files, stop (TERM, then
-///    KILL) k3s processes, unmount k3s mounts, delete the CNI interfaces k3s makes, remove the
+///    `/etc/rancher/node`): the installer's `k3s-killall.sh` when k3s still runs and it is
+///    there, then explicitly: stop and disable the units and remove their files, stop (TERM,
+///    then KILL) k3s processes, unmount k3s mounts, delete the CNI interfaces k3s makes, remove the
 ///    binaries and links, k3s's folders and edgeops's files;
 /// 3. the survey again: anything left is printed `remaining=...` and the script exits 1.
 ///
@@ -111,6 +112,14 @@ pub fn uninstall_script(run_id: &str) -> String {
          \x20   if sh \"$s\" </dev/null >&2; then echo \"used=$s\"; else echo \"script_failed=$s $?\"; fi\n\
          \x20 done\n\
          done\n\
+         if [ -n \"$(k3s_pids)\" ] || [ -e /etc/systemd/system/k3s.service ] || [ -e /etc/systemd/system/k3s-agent.service ]; then\n\
+         \x20 for d in $dirs; do\n\
+         \x20   [ -f \"$d/k3s-killall.sh\" ] || continue\n\
+         \x20   echo \"fallback=ran $d/k3s-killall.sh\"\n\
+         \x20   sh \"$d/k3s-killall.sh\" </dev/null >&2 || true\n\
+         \x20   break\n\
+         \x20 done\n\
+         fi\n\
          reload=0\n\
          for u in k3s-agent k3s; do\n\
          \x20 f=/etc/systemd/system/$u.service\n\
@@ -356,14 +365,19 @@ impl UninstallOutput {
             parts.push(format!("{} failed", scripts(&self.script_failed)));
         }
         if !self.fallback.is_empty() || self.used.is_empty() {
-            parts.push(
+            let killall = self
+                .fallback
+                .iter()
+                .any(|f| f.starts_with("ran ") && f.ends_with("k3s-killall.sh"));
+            parts.push(format!(
+                "{}: {}units stopped, processes killed, files removed",
                 if self.used.is_empty() && self.script_failed.is_empty() {
-                    "no uninstall script: units stopped, processes killed, files removed"
+                    "no uninstall script"
                 } else {
-                    "finished by hand: units stopped, processes killed, files removed"
-                }
-                .to_owned(),
-            );
+                    "finished by hand"
+                },
+                if killall { "k3s-killall.sh, " } else { "" }
+            ));
         }
         parts.join("; ")
     }
@@ -429,7 +443,17 @@ mod tests {
         assert_eq!(ok.removed, ["/etc/rancher/node"]);
         let by_hand =
             UninstallOutput::parse("fallback=stop and disable k3s\nremoved=/usr/local/bin/k3s\n");
-        assert!(by_hand.method().starts_with("no uninstall script"));
+        assert_eq!(
+            by_hand.method(),
+            "no uninstall script: units stopped, processes killed, files removed"
+        );
+        let killall = UninstallOutput::parse(
+            "fallback=ran /usr/local/bin/k3s-killall.sh\nremoved=/usr/local/bin/k3s\n",
+        );
+        assert_eq!(
+            killall.method(),
+            "no uninstall script: k3s-killall.sh, units stopped, processes killed, files removed"
+        );
         let failed = UninstallOutput::parse(
             "script_failed=/opt/bin/k3s-uninstall.sh 1\nfallback=stop k3s processes 12\nremaining=bin=/opt/bin/k3s\n",
         );
