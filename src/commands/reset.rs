@@ -70,6 +70,10 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     ));
     view.finish();
     let reset = surveyed?;
+    if prepared.ctx.cancel.is_cancelled() {
+        runtime.block_on(reset.abort());
+        return Err(Failure::Usage("reset interrupted: nothing was changed".to_owned()).into());
+    }
 
     let show_plan = !global.quiet && global.output == OutputFormat::Text;
     if show_plan || !args.yes {
