@@ -6,6 +6,7 @@ pub mod exec;
 pub mod kubeconfig;
 pub mod plan;
 pub mod render;
+pub mod reset;
 pub mod status;
 pub mod up;
 
@@ -35,7 +36,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(&global, &args),
         Command::Plan(args) => plan::run(&global, &args),
         Command::Status(args) => status::run(&global, &args),
-        Command::Reset(_) => not_implemented("reset"),
+        Command::Reset(args) => reset::run(&global, &args),
         Command::Upgrade(_) => not_implemented("upgrade"),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
