@@ -184,14 +184,7 @@ fn lab() -> &'static Lab {
 
 extern "C" fn teardown() {
     if let Some(lab) = LAB.get() {
-        let out = lab.inner.run_lab(&["down"]);
-        if !out.status.success() {
-            eprintln!("lab {} teardown failed:\n{}", lab.inner.id(), text(&out));
-        }
-        // The lab id's owner marker: the static never drops its `LabId`, and a marker left
-        // behind would let a later run of this worktree tear down whichever lab (of another
-        // worktree) holds that id by then.
-        let _ = std::fs::remove_file(lab.inner.state_dir().join(".test-owner"));
+        lab.inner.down_at_exit();
     }
 }
 
