@@ -51,7 +51,7 @@ fn lab() -> &'static support::Lab {
 
 extern "C" fn teardown() {
     if let Some(lab) = LAB.get() {
-        lab.run_lab(&["down"]);
+        lab.down_at_exit();
     }
 }
 

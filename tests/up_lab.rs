@@ -147,7 +147,7 @@ fn lab() -> &'static Lab {
 
 extern "C" fn teardown() {
     if let Some(lab) = LAB.get() {
-        lab.inner.run_lab(&["down"]);
+        lab.inner.down_at_exit();
     }
 }
 

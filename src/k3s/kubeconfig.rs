@@ -179,6 +179,38 @@ impl Kubeconfig {
         }
     }
 
+    /// Remove the cluster, context and user named `name` (what [`Kubeconfig::from_k3s`] adds);
+    /// entries of other names stay. A current context of that name is cleared (`""`, as kubectl
+    /// leaves it). Returns whether anything was removed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let mut removed = false;
+        for section in [Section::Clusters, Section::Contexts, Section::Users] {
+            let entries = self.entries_mut(section);
+            let before = entries.len();
+            entries.retain(|entry| entry.name != name);
+            removed |= entries.len() != before;
+        }
+        if self.current_context.as_deref() == Some(name) {
+            self.current_context = Some(String::new());
+            removed = true;
+        }
+        removed
+    }
+
+    /// No cluster, context or user, and nothing else but `apiVersion`, `kind`, an empty current
+    /// context and empty `preferences`: a file holding this carries no information.
+    pub fn is_empty(&self) -> bool {
+        let no_entries = [Section::Clusters, Section::Contexts, Section::Users]
+            .into_iter()
+            .all(|section| self.entries(section).is_empty());
+        let no_current = self.current_context.as_deref().is_none_or(str::is_empty);
+        let no_rest = self.rest.iter().all(|(key, value)| {
+            key.as_str() == Some("preferences")
+                && (value.is_null() || value.as_mapping().is_some_and(Mapping::is_empty))
+        });
+        no_entries && no_current && no_rest
+    }
+
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self).expect("a kubeconfig built from YAML serialises back")
     }
@@ -426,6 +458,28 @@ preferences:
             ["prod", "pi-lab"],
             "no duplicates on re-merge"
         );
+    }
+
+    #[test]
+    fn remove_takes_out_only_the_named_entries() {
+        let mut existing = Kubeconfig::parse(EXISTING, "config").unwrap();
+        existing.merge(&pi_lab(), true);
+        assert!(existing.remove("pi-lab"));
+        assert_eq!(existing.context_names(), ["prod"]);
+        assert_eq!(existing.server("pi-lab"), None);
+        assert_eq!(existing.current_context.as_deref(), Some(""));
+        let yaml: Value = serde_yaml_ng::from_str(&existing.to_yaml()).unwrap();
+        assert_eq!(yaml["users"].as_sequence().unwrap().len(), 1);
+        assert_eq!(yaml["users"][0]["user"]["exec"]["command"], "aws");
+        assert_eq!(yaml["preferences"]["colors"], true);
+        assert!(!existing.is_empty());
+        assert!(!existing.remove("pi-lab"), "a second removal finds nothing");
+
+        let mut ours = Kubeconfig::empty();
+        ours.merge(&pi_lab(), true);
+        assert!(!ours.is_empty());
+        assert!(ours.remove("pi-lab"));
+        assert!(ours.is_empty(), "{:?}", ours);
     }
 
     #[test]

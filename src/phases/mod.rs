@@ -14,6 +14,8 @@
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
+//! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
+//!   host scripts and its report.
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
 
 pub mod airgap;
@@ -25,6 +27,9 @@ pub mod gitlab_tokens;
 pub mod outcome;
 pub mod preflight;
 pub mod remote;
+pub mod reset;
+pub mod reset_outcome;
+pub mod reset_remote;
 mod run;
 pub mod runlog;
 pub mod upgrade;

@@ -42,6 +42,15 @@ impl LabId {
     }
 }
 
+impl LabId {
+    /// Forget the owner marker now, for labs held in statics (never dropped) and torn down at
+    /// exit: a marker left behind would let a later run of this checkout tear down whichever
+    /// lab (of another checkout) holds the id by then.
+    pub fn release_marker(&self) {
+        let _ = fs::remove_file(&self.marker);
+    }
+}
+
 impl Drop for LabId {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.marker);

@@ -307,6 +307,22 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// Tear the lab down from an exit handler (labs shared through a static are never dropped)
+    /// and give up the lab id's owner marker.
+    pub fn down_at_exit(&self) {
+        let out = self.run_lab(&["down"]);
+        if !out.status.success() {
+            eprintln!(
+                "lab {} teardown failed: {}",
+                self.id(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.id.release_marker();
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let out = self.run_lab(&["down"]);

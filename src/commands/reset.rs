@@ -1,0 +1,249 @@
+//! `edgeops reset INVENTORY [--limit] [--yes]`: show what will be wiped per host, ask on a
+//! terminal (refuse without one unless `--yes`), uninstall k3s agents first, servers after, the
+//! first server last, and report per host (table or JSON). The work is in `phases::reset`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
+use crate::exit::Failure;
+use crate::inventory;
+use crate::k3s::token::read_join_token;
+use crate::phases::reset::{KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope};
+use crate::phases::runlog::{Redactor, RunLog};
+use crate::phases::{Observer, Status};
+
+use super::up::{
+    LOCK_STALE_AFTER, ProgressView, default_kubeconfig_path, prepare, table, with_interrupt,
+};
+
+pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be refused offline is refused before any host is contacted.
+    let inventory = inventory::load(&args.inventory)?;
+    let selected: Vec<String> = inventory::select(&inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let scope = scope(&inventory, &selected).map_err(|e| Failure::Usage(e.to_string()))?;
+    let interactive = std::io::stdin().is_terminal();
+    if !args.yes && !interactive {
+        return Err(Failure::Usage(
+            "refusing to reset without confirmation: stdin is not a terminal, so edgeops cannot \
+             ask; pass --yes to reset non-interactively (nothing was changed)"
+                .to_owned(),
+        )
+        .into());
+    }
+
+    let prepared = prepare(global, &args.inventory, true)?;
+    let redactor = Redactor::default();
+    // The join token is never needed here; it is only registered so that it can never leak.
+    if let Ok(Some(token)) = read_join_token(&prepared.inventory.cluster.token) {
+        redactor.add(token.expose());
+    }
+    let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
+    let options = ResetOptions {
+        fleet: prepared.fleet_settings.clone(),
+        lock_stale_after: LOCK_STALE_AFTER,
+        kubeconfig: KubeconfigEntry {
+            path: default_kubeconfig_path()?,
+            context: prepared.inventory.cluster.name.clone(),
+        },
+    };
+    let view = ProgressView::new(global);
+    let observer: std::sync::Arc<dyn Observer> = view.clone();
+    let runtime = super::runtime()?;
+    let surveyed = runtime.block_on(with_interrupt(
+        &prepared.ctx,
+        Reset::survey(
+            &prepared.inventory,
+            scope,
+            &selected,
+            prepared.hosts.clone(),
+            prepared.targets.clone(),
+            prepared.ctx.clone(),
+            options,
+            observer,
+            log,
+        ),
+    ));
+    view.finish();
+    let reset = surveyed?;
+    if prepared.ctx.cancel.is_cancelled() {
+        runtime.block_on(reset.abort());
+        return Err(Failure::Usage("reset interrupted: nothing was changed".to_owned()).into());
+    }
+
+    let show_plan = !global.quiet && global.output == OutputFormat::Text;
+    if show_plan || !args.yes {
+        print_plan(&reset)?;
+    }
+    let must_ask = !reset.nothing_to_do() || reset.scope() == Scope::Hosts;
+    if must_ask && !args.yes && !confirm(&runtime, &reset)? {
+        runtime.block_on(reset.abort());
+        return Err(Failure::Usage("reset cancelled: nothing was changed".to_owned()).into());
+    }
+
+    let report = runtime.block_on(with_interrupt(&prepared.ctx, reset.execute()));
+    view.finish();
+    print_report(global, &report)?;
+    let failed = report.failed_hosts();
+    if failed > 0 {
+        return Err(Failure::HostsFailed {
+            failed,
+            total: report.hosts.len(),
+        }
+        .into());
+    }
+    if report.failed {
+        anyhow::bail!("the hosts are reset, but the kubeconfig could not be updated (see above)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What will be wiped, per host in execution order, on stderr (stdout keeps the report).
+fn print_plan(reset: &Reset) -> anyhow::Result<()> {
+    let mut err = std::io::stderr().lock();
+    let what = match reset.scope() {
+        Scope::Cluster => "the whole cluster: agents, then servers, the first server last",
+        Scope::Hosts => {
+            "these hosts leave the cluster, which stays; their Node objects are deleted"
+        }
+    };
+    writeln!(err, "reset plan ({what}):")?;
+    let mut rows = vec![
+        ["HOST", "PHASE", "ROLE", "K3S", "UNINSTALL", "WIPES"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for plan in reset.plan() {
+        let (k3s, method, wipes) = match (&plan.found, &plan.error) {
+            (Some(found), _) => (found.installed(), found.method(), found.wipes()),
+            (None, error) => (
+                "?".to_owned(),
+                "-".to_owned(),
+                format!("cannot tell: {}", error.as_deref().unwrap_or("no answer")),
+            ),
+        };
+        rows.push(vec![
+            plan.host.clone(),
+            plan.phase.to_owned(),
+            plan.role.to_owned(),
+            k3s,
+            method,
+            wipes,
+        ]);
+    }
+    write!(err, "{}", table(&rows))?;
+    match reset.kubeconfig_to_remove() {
+        Ok(Some(entry)) => writeln!(
+            err,
+            "kubeconfig: context {} (its cluster and user too) will be removed from {}",
+            entry.context,
+            entry.path.display()
+        )?,
+        Ok(None) if reset.scope() == Scope::Cluster => {
+            writeln!(err, "kubeconfig: nothing of this cluster in it")?
+        }
+        Ok(None) => writeln!(err, "kubeconfig: left alone (the cluster stays)")?,
+        Err(e) => writeln!(err, "kubeconfig: cannot read it: {e:#}")?,
+    }
+    Ok(())
+}
+
+/// Ask on the terminal. Only `y` or `yes` goes ahead; Ctrl-C or end of input is a no (the
+/// runtime's Ctrl-C handler is installed by now, so the read must race it, not block it).
+fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<bool> {
+    let hosts = reset.plan().len();
+    {
+        let mut err = std::io::stderr().lock();
+        write!(
+            err,
+            "Reset {hosts} host(s)? k3s and its data will be deleted and cannot be restored. [y/N] "
+        )?;
+        err.flush()?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain thread: left blocked on stdin after Ctrl-C, it does not hold up the exit.
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        let _ = tx.send(answer);
+    });
+    let answer = runtime.block_on(async {
+        tokio::select! {
+            answer = rx => answer.ok(),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    if answer.is_none() {
+        eprintln!();
+    }
+    Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+}
+
+fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if global.output == OutputFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "cluster {}: reset {}",
+        report.cluster,
+        match report.scope {
+            Scope::Cluster => "of the whole cluster",
+            Scope::Hosts => "of the selected hosts (the cluster stays)",
+        }
+    )?;
+    let mut rows = vec![
+        [
+            "HOST",
+            "PHASE",
+            "ROLE",
+            "K3S",
+            "RESULT",
+            "TIME",
+            "HOW / REASON",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for host in &report.hosts {
+        let how = match host.status {
+            Status::Failed | Status::Skipped => host.reason.clone().unwrap_or_default(),
+            _ => host.method.clone().unwrap_or_default(),
+        };
+        rows.push(vec![
+            host.host.clone(),
+            host.phase.to_owned(),
+            host.role.to_owned(),
+            host.installed.clone(),
+            host.result.clone(),
+            format!("{:.1}s", host.seconds),
+            how,
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    for message in &report.messages {
+        writeln!(out, "note: {message}")?;
+    }
+    if let Some(kubeconfig) = &report.kubeconfig {
+        writeln!(out, "kubeconfig: {kubeconfig}")?;
+    }
+    if let Some(dir) = &report.log_dir {
+        writeln!(out, "logs: {dir}")?;
+    }
+    let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
+    writeln!(
+        out,
+        "{} host(s): {} reset, {} already clean, {} failed",
+        report.hosts.len(),
+        count(Status::Done),
+        count(Status::Unchanged),
+        count(Status::Failed) + count(Status::Skipped),
+    )?;
+    Ok(())
+}
