@@ -124,7 +124,7 @@ pub struct UpgradeArgs {
     /// Allow going to an older version.
     #[arg(long)]
     pub force: bool,
-    /// Do not ask for confirmation.
+    /// Accepted for scripts; `upgrade` never asks (a downgrade needs --force instead).
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// How long each node may take to be Ready at the new version.
