@@ -124,9 +124,6 @@ pub struct UpgradeArgs {
     /// Allow going to an older version.
     #[arg(long)]
     pub force: bool,
-    /// Accepted for scripts; `upgrade` never asks (a downgrade needs --force instead).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// How long each node may take to be Ready at the new version.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub ready_timeout: std::time::Duration,

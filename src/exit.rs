@@ -5,8 +5,6 @@ use std::process::ExitCode;
 /// Failures that decide the exit code on their own.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    #[error("`edgeops {0}` is not implemented yet")]
-    NotImplemented(&'static str),
     /// Bad flags or arguments that clap cannot see (e.g. a `--limit` matching nothing).
     #[error("{0}")]
     Usage(String),
@@ -19,7 +17,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_HOSTS_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
-/// Bad input (inventory, usage, not implemented) is 2: nothing was attempted. Anything else is 1.
+/// Bad input (inventory, usage) is 2: nothing was attempted. Anything else is 1.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     if err
         .downcast_ref::<crate::inventory::InventoryError>()
@@ -28,9 +26,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     match err.downcast_ref::<Failure>() {
-        Some(Failure::NotImplemented(_)) | Some(Failure::Usage(_)) => {
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
+        Some(Failure::Usage(_)) => ExitCode::from(EXIT_BAD_INPUT),
         Some(Failure::HostsFailed { .. }) => ExitCode::from(EXIT_HOSTS_FAILED),
         None => ExitCode::from(EXIT_HOSTS_FAILED),
     }
