@@ -9,7 +9,8 @@
 //! - `facts`: the one-round-trip facts script and its parser.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
-//! - `remote`: the scripts each step runs on a host (secrets on stdin only).
+//! - `remote`: the scripts each step runs on a host (secrets on stdin only); `fold`: the `up`
+//!   lock taken and released inside the first server's other round trips.
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
@@ -21,6 +22,7 @@ pub mod airgap;
 pub mod decide;
 pub mod distro;
 pub mod facts;
+pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
 pub mod outcome;

@@ -23,6 +23,7 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
+use super::fold;
 use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, PhaseContext};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
@@ -84,6 +85,8 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How long releasing the lock on its own may take, also after Ctrl-C.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One host's state between phases.
 struct HostState {
@@ -197,6 +200,8 @@ struct Runner<'a> {
     run_id: String,
     /// This run holds the lock on the first server.
     locked: bool,
+    /// The node list read along with the API (see `read_from_api`), for verify's first look.
+    prefetched_nodes: Option<String>,
     /// What the GitLab phase did, would do or found; `None` when it did not run.
     gitlab: Option<GitLabReport>,
 }
@@ -284,6 +289,7 @@ impl<'a> Runner<'a> {
             kubeconfig_written: None,
             run_id,
             locked: false,
+            prefetched_nodes: None,
             gitlab: None,
         })
     }
@@ -302,9 +308,10 @@ impl<'a> Runner<'a> {
 
     async fn up(&mut self) -> anyhow::Result<()> {
         if self.options.mode == Mode::Up {
-            self.lock().await?;
+            self.facts_and_lock().await?;
+        } else {
+            self.gather_facts().await;
         }
-        self.gather_facts().await;
         self.preflight();
         if !self.first_server_alive() {
             return Ok(());
@@ -432,13 +439,50 @@ impl<'a> Runner<'a> {
         request: ExecRequest,
         secret_output: bool,
     ) -> Result<ExecOutput, String> {
+        let out = self
+            .exec_logged(host, title, &request, secret_output)
+            .await?;
+        self.exit_checked(title, out, secret_output)
+    }
+
+    /// Like [`Self::step`], and, while this run holds the lock, release it in the same exec
+    /// (see `fold::then_release`): for the last command of the run on the first server.
+    async fn step_releasing(
+        &mut self,
+        host: &str,
+        title: &str,
+        mut request: ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        if !self.locked || host != self.first {
+            return self.step(host, title, request, secret_output).await;
+        }
+        request.command = fold::then_release(&request.command, &self.run_id);
+        let mut out = self
+            .exec_logged(host, title, &request, secret_output)
+            .await?;
+        if fold::take_released(&mut out.stdout) {
+            self.locked = false;
+        }
+        self.exit_checked(title, out, secret_output)
+    }
+
+    /// Run `request` on `host` and log it; `Err` only when it did not run to an end
+    /// (connection, timeout, Ctrl-C).
+    async fn exec_logged(
+        &self,
+        host: &str,
+        title: &str,
+        request: &ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
         let Some(session) = self.fleet.session(host) else {
             return Err("no SSH session".to_owned());
         };
         let started = Instant::now();
         self.log
             .write(host, &format!("{title}: command"), &request.command);
-        let result = session.exec(&request).await;
+        let result = session.exec(request).await;
         record(&self.busy, host, started);
         let redactor = self.log.redactor();
         match result {
@@ -463,49 +507,92 @@ impl<'a> Runner<'a> {
                         &format!("--- stdout\n{stdout}--- stderr\n{stderr}"),
                     );
                 }
-                if out.success() {
-                    Ok(out)
-                } else {
-                    let tail = if secret_output {
-                        last_lines(&stderr, 3)
-                    } else {
-                        let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
-                        last_lines(
-                            if stderr.trim().is_empty() {
-                                &both
-                            } else {
-                                &stderr
-                            },
-                            3,
-                        )
-                    };
-                    Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
-                }
+                Ok(out)
             }
         }
     }
 
+    /// A non-zero exit turned into a reason (the last lines of stderr, redacted).
+    fn exit_checked(
+        &self,
+        title: &str,
+        out: ExecOutput,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        if out.success() {
+            return Ok(out);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail = if secret_output {
+            last_lines(&stderr, 3)
+        } else {
+            let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
+            last_lines(
+                if stderr.trim().is_empty() {
+                    &both
+                } else {
+                    &stderr
+                },
+                3,
+            )
+        };
+        Err(self
+            .log
+            .redactor()
+            .redact(&format!("{title} failed ({}): {tail}", out.exit)))
+    }
+
     // ---- lock ----------------------------------------------------------------------------
 
-    async fn lock(&mut self) -> anyhow::Result<()> {
-        if self.fleet.session(&self.first).is_none() {
-            // Unreachable: facts will say so and nothing will be attempted.
-            return Ok(());
-        }
-        let owner = format!(
+    /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID`.
+    fn lock_owner(&self) -> String {
+        format!(
             "{}@{} pid {} run {}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             local_hostname(),
             std::process::id(),
             self.run_id
-        );
-        let script = remote::lock_acquire_script(&owner, self.options.lock_stale_after);
+        )
+    }
+
+    /// The facts of every host, the first server's in the same exec as taking the lock (one
+    /// round trip instead of two; `fold::facts_with_lock`). Fails when another run holds the
+    /// lock or the lock could not be taken.
+    async fn facts_and_lock(&mut self) -> anyhow::Result<()> {
+        let lock = LockRequest {
+            host: self.first.clone(),
+            script: fold::facts_with_lock(
+                &facts::script(),
+                &self.lock_owner(),
+                self.options.lock_stale_after,
+            ),
+            reply: Mutex::new(None),
+        };
+        self.gather(Some(&lock)).await;
+        let Some((out, answer)) = lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+            // Unreachable (or its facts failed): facts say so and nothing will be attempted.
+            return Ok(());
+        };
+        self.lock_answered(out, answer)
+    }
+
+    /// Take the lock in a round trip of its own: only after the first server rebooted (the
+    /// lock is on tmpfs), when there is no other command to fold it into.
+    async fn lock(&mut self) -> anyhow::Result<()> {
         let first = self.first.clone();
+        let script = remote::lock_acquire_script(&self.lock_owner(), self.options.lock_stale_after);
         let out = self
-            .step(&first, "lock", ExecRequest::new(script).sudo(true), false)
+            .exec_logged(&first, "lock", &ExecRequest::new(script).sudo(true), false)
             .await
             .map_err(|reason| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
-        match remote::parse_lock_answer(&out.stdout_lossy()) {
+        let answer = remote::parse_lock_answer(&out.stdout_lossy());
+        self.lock_answered(out, answer)
+    }
+
+    /// Act on the lock script's answer (`out`: the whole exec, for the reason when none).
+    fn lock_answered(&mut self, out: ExecOutput, answer: Option<LockAnswer>) -> anyhow::Result<()> {
+        let first = self.first.clone();
+        match answer {
             Some(LockAnswer::Acquired) => {
                 self.locked = true;
                 Ok(())
@@ -526,10 +613,15 @@ impl<'a> Runner<'a> {
                 stale_after: self.options.lock_stale_after,
             }
             .into()),
-            None => anyhow::bail!(
-                "{first}: the lock script answered {:?}",
-                out.stdout_lossy().trim()
-            ),
+            None => {
+                // The script never got to the lock (sudo refused, most often): as before the
+                // fold, the run stops here.
+                let reason = self
+                    .exit_checked("lock", out, false)
+                    .err()
+                    .unwrap_or_else(|| "the lock script gave no answer".to_owned());
+                anyhow::bail!("{first}: cannot take the up lock: {reason}")
+            }
         }
     }
 
@@ -539,10 +631,12 @@ impl<'a> Runner<'a> {
         }
         let first = self.first.clone();
         let script = remote::lock_release_script(&self.run_id);
-        if let Err(reason) = self
-            .step(&first, "unlock", ExecRequest::new(script).sudo(true), false)
-            .await
-        {
+        // Also after Ctrl-C: the unlock is quick, and a lock left behind blocks the next run.
+        let request = ExecRequest::new(script)
+            .sudo(true)
+            .ignore_cancel(true)
+            .timeout(UNLOCK_TIMEOUT);
+        if let Err(reason) = self.step(&first, "unlock", request, false).await {
             self.message(format!(
                 "{first}: could not release the up lock ({reason}); it expires after {}",
                 humantime::format_duration(self.options.lock_stale_after)
@@ -554,6 +648,12 @@ impl<'a> Runner<'a> {
     // ---- facts and preflight ---------------------------------------------------------------
 
     async fn gather_facts(&mut self) {
+        self.gather(None).await;
+    }
+
+    /// One facts round trip per host; `lock`: the first server runs the facts-and-lock script
+    /// instead, its raw output and lock answer kept in `lock.reply`.
+    async fn gather(&mut self, lock: Option<&LockRequest>) {
         let script = facts::script();
         let log = &self.log;
         let busy = &self.busy;
@@ -563,11 +663,35 @@ impl<'a> Runner<'a> {
                 let script = script.clone();
                 async move {
                     let started = Instant::now();
-                    let out = session.exec(&ExecRequest::new(script)).await?;
-                    record(busy, session.name(), started);
+                    let host = session.name();
+                    let Some(lock) = lock.filter(|l| l.host == host) else {
+                        let out = session.exec(&ExecRequest::new(script)).await?;
+                        record(busy, host, started);
+                        let stdout = out.stdout_lossy();
+                        log.write(host, "facts", &stdout);
+                        return Ok(Facts::parse(&stdout));
+                    };
+                    let request = ExecRequest::new(lock.script.clone()).sudo(true);
+                    let out = session.exec(&request).await?;
+                    record(busy, host, started);
                     let stdout = out.stdout_lossy();
-                    log.write(session.name(), "facts", &stdout);
-                    Ok(Facts::parse(&stdout))
+                    let (answer, facts_text) = fold::split_facts_with_lock(&stdout);
+                    let lock_text = stdout
+                        .split_once(facts_text)
+                        .map_or(stdout.as_str(), |(lock, _)| lock)
+                        .to_owned();
+                    log.write(
+                        host,
+                        &format!("lock (with the facts): {}", out.exit),
+                        &format!(
+                            "--- stdout\n{lock_text}--- stderr\n{}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ),
+                    );
+                    log.write(host, "facts", facts_text);
+                    let facts = Facts::parse(facts_text);
+                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some((out, answer));
+                    Ok(facts)
                 }
             })
             .await;
@@ -1075,19 +1199,37 @@ impl<'a> Runner<'a> {
         }
     }
 
+    /// Whether the GitLab phase will run commands on the first server after verify (so the
+    /// lock must be held until it is done).
+    fn gitlab_follows(&self) -> bool {
+        self.options.mode == Mode::Up
+            && self.inventory.gitlab.is_some()
+            && self.options.gitlab.is_some()
+    }
+
     /// Wait for the first server's API; read the join token (when a joiner must install and the
-    /// inventory has none) and the kubeconfig (when wanted), in one round trip.
+    /// inventory has none) and the kubeconfig (when wanted), in one round trip. When no other
+    /// host has anything to do, the same exec also reads the node list for verify's first look
+    /// and (without a GitLab phase after verify) releases the lock: nothing changes on any
+    /// host after it.
     async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
         let first = self.first.clone();
         let joiner_installs = self
             .hosts
             .values()
             .any(|s| s.alive() && s.host.name != first && s.action() == Action::Install);
+        let joiner_changes = self
+            .hosts
+            .values()
+            .any(|s| s.alive() && s.host.name != first && s.action().changes());
         let read = ApiRead {
             token: joiner_installs && self.options.token.is_none(),
             kubeconfig: self.options.kubeconfig.is_some(),
         };
-        let script = remote::api_script(API_WAIT, read);
+        let mut script = remote::api_script(API_WAIT, read);
+        if !joiner_changes {
+            script = fold::api_with_nodes(&script);
+        }
         let request = ExecRequest::new(script)
             .sudo(true)
             .timeout(API_WAIT + Duration::from_secs(30));
@@ -1095,7 +1237,12 @@ impl<'a> Runner<'a> {
             phase: "api",
             hosts: 1,
         });
-        let result = self.step(&first, "wait for the API", request, true).await;
+        let result = if !joiner_changes && !self.gitlab_follows() {
+            self.step_releasing(&first, "wait for the API", request, true)
+                .await
+        } else {
+            self.step(&first, "wait for the API", request, true).await
+        };
         self.observer.event(&Progress::PhaseEnd { phase: "api" });
         let out = match result {
             Ok(out) => out,
@@ -1110,7 +1257,14 @@ impl<'a> Runner<'a> {
                 return None;
             }
         };
-        let (token_text, kubeconfig) = remote::parse_api_output(&out.stdout_lossy());
+        let stdout = out.stdout_lossy();
+        let (api_text, nodes_text) = fold::split_nodes(&stdout);
+        if let Some(nodes_text) = nodes_text {
+            self.log
+                .write(&first, "nodes (read with the API)", nodes_text);
+            self.prefetched_nodes = Some(nodes_text.to_owned());
+        }
+        let (token_text, kubeconfig) = remote::parse_api_output(api_text);
         let token = match (&self.options.token, token_text) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(text)) => match JoinToken::parse(&text) {
@@ -1253,21 +1407,29 @@ impl<'a> Runner<'a> {
         let first = self.first.clone();
         let deadline = Instant::now() + self.options.ready_timeout;
         let mut reported_ok: Vec<String> = Vec::new();
+        // Nothing after verify changes a host unless the GitLab phase follows: the first poll
+        // carries the lock's release.
+        let release = !self.gitlab_follows();
         let (check, observed) = loop {
-            let result = self
-                .step(
-                    &first,
-                    "nodes",
-                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
-                    false,
-                )
-                .await
-                .and_then(|out| {
-                    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
-                });
+            let result = match self.prefetched_nodes.take() {
+                Some(text) => Ok(text),
+                None => {
+                    let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
+                    if release {
+                        self.step_releasing(&first, "nodes", request, false).await
+                    } else {
+                        self.step(&first, "nodes", request, false).await
+                    }
+                    .map(|out| out.stdout_lossy())
+                }
+            };
+            // After Ctrl-C, polling on until the deadline would only keep the user waiting.
+            let give_up = Instant::now() >= deadline || self.fleet.context().cancel.is_cancelled();
+            let result = result
+                .and_then(|text| nodes::parse_nodes(&text).map_err(|e| format!("nodes: {e}")));
             let observed: Vec<NodeStatus> = match result {
                 Ok(observed) => observed,
-                Err(reason) if Instant::now() >= deadline => {
+                Err(reason) if give_up => {
                     self.message(format!(
                         "verify: cannot read the nodes from {first}: {reason}"
                     ));
@@ -1299,7 +1461,7 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            if check.all_ok() || Instant::now() >= deadline {
+            if check.all_ok() || give_up {
                 break (check, observed);
             }
             tokio::time::sleep(POLL_EVERY).await;
@@ -1454,6 +1616,13 @@ pub struct LockHeld {
     pub holder: String,
     pub age: Duration,
     pub stale_after: Duration,
+}
+
+/// The first server's facts-and-lock exec during the facts phase, and what it answered.
+struct LockRequest {
+    host: String,
+    script: String,
+    reply: Mutex<Option<(ExecOutput, Option<LockAnswer>)>>,
 }
 
 /// Time and command count of one host's remote work.
