@@ -195,6 +195,47 @@ impl Edgeops {
     }
 }
 
+impl Edgeops {
+    /// The run log folders so far.
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let runs = self.home.path().join(".local/state/edgeops/runs");
+        let mut dirs = Vec::new();
+        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+            for run in std::fs::read_dir(cluster.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                dirs.push(run.path());
+            }
+        }
+        dirs
+    }
+
+    /// The one run folder not in `before`.
+    fn new_run_dir(&self, before: &[PathBuf]) -> PathBuf {
+        let new: Vec<PathBuf> = self
+            .run_dirs()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect();
+        assert_eq!(new.len(), 1, "expected one new run folder: {new:?}");
+        new.into_iter().next().unwrap()
+    }
+}
+
+/// The remote commands a run's log records for `host`: one `facts` section per facts exec
+/// (the first server's lock rides in it), one `TITLE: command` section per other exec.
+fn commands_in_log(run_dir: &Path, host: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(run_dir.join(format!("{host}.log"))).unwrap_or_default();
+    log.lines()
+        .filter_map(|line| line.strip_prefix("==== "))
+        .filter_map(|line| line.split_once(' ').map(|(_, title)| title))
+        .filter(|title| *title == "facts" || title.ends_with(": command"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The table line of `host` in `up`/`plan` output.
 fn row<'a>(out: &'a str, host: &str) -> &'a str {
     out.lines()
@@ -241,9 +282,16 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
             .contains("enable the memory cgroup in /boot/firmware/cmdline.txt and reboot"),
         "{plan_bare}"
     );
+    let runs_before = edgeops.run_dirs();
     let first = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out1 = text(&first);
     assert!(first.status.success(), "up failed:\n{out1}");
+    // A bare agent: facts, install. (The first server's count depends on how many node polls
+    // verify needs, so it is only checked on the re-run below.)
+    let bare_run = edgeops.new_run_dir(&runs_before);
+    let agent = commands_in_log(&bare_run, "lab-04");
+    assert_eq!(agent.len(), 2, "bare agent lab-04 ran {agent:?}");
+    lab.ssh_ok("lab-03", "test ! -e /run/edgeops-up.lock");
     // The Pis got the cgroup flags on their single cmdline.txt line and were rebooted; the
     // other hosts were not.
     for (host, boot) in ["lab-01", "lab-02"].iter().zip(&boots) {
@@ -293,9 +341,27 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
 
     // Re-run: nothing to do, and nothing on the hosts changed.
     let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    let runs_before = edgeops.run_dirs();
     let second = edgeops.run(&["up", inv]);
     let out2 = text(&second);
     assert!(second.status.success(), "re-run failed:\n{out2}");
+    // Round trips of a re-run, from its log: the first server takes the lock with its facts
+    // and reads the API and the nodes while releasing it; an agent only gathers facts.
+    let rerun = edgeops.new_run_dir(&runs_before);
+    let server = commands_in_log(&rerun, "lab-03");
+    assert_eq!(
+        server,
+        ["facts", "wait for the API: command"],
+        "re-run commands on the first server lab-03"
+    );
+    for agent in ["lab-01", "lab-04"] {
+        assert_eq!(
+            commands_in_log(&rerun, agent),
+            ["facts"],
+            "re-run commands on agent {agent}"
+        );
+    }
+    lab.ssh_ok("lab-03", "test ! -e /run/edgeops-up.lock");
     for host in hosts {
         assert!(row(&out2, host).contains("nothing to do"), "{out2}");
     }
