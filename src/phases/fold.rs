@@ -15,6 +15,8 @@ const LOCK_MARK: &str = "--- edgeops-lock";
 const FACTS_MARK: &str = "--- edgeops-facts";
 /// The last stdout line of a script built by [`then_release`], once the release part ran.
 pub const RELEASED_MARK: &str = "--- edgeops-unlocked";
+/// Marks where the API read starts in [`then_api`] output.
+pub const API_MARK: &str = "--- edgeops-api";
 /// Marks the node list appended to the API read by [`api_with_nodes`].
 pub const NODES_MARK: &str = "--- nodes";
 
@@ -83,6 +85,27 @@ pub fn split_nodes(stdout: &str) -> (&str, Option<&str>) {
         Some(at) => (&stdout[..=at], Some(&stdout[at + 1 + mark.len()..])),
         None => (stdout, None),
     }
+}
+
+/// `own` (the first server's install or restart), then, only if it succeeded, the API read,
+/// in one script: the API wait starts on the host the moment the install ends, without a round
+/// trip back to the workstation. A failed `own` ends the script with its status before
+/// [`API_MARK`], so the two failures stay apart.
+pub fn then_api(own: &str, api_script: &str) -> String {
+    // Not `( own ) || exit`: on the left of `||` the shell ignores `set -e` inside `own`.
+    format!("(\n{own}\n)\nrc=$?\n[ \"$rc\" = 0 ] || exit \"$rc\"\necho '{API_MARK}'\n{api_script}")
+}
+
+/// Split [`then_api`] output: what `own` printed, and the API read's output when it ran.
+pub fn split_api(stdout: &str) -> (&str, Option<&str>) {
+    let mut offset = 0;
+    for line in stdout.split_inclusive('\n') {
+        if line.trim_end() == API_MARK {
+            return (&stdout[..offset], Some(&stdout[offset + line.len()..]));
+        }
+        offset += line.len();
+    }
+    (stdout, None)
 }
 
 /// The text after the line `mark` (which must be a whole line).
@@ -179,6 +202,35 @@ mod tests {
         assert!(path.exists());
         assert!(take_released(&mut out.into_bytes()));
         assert!(!take_released(&mut b"no mark\n".to_vec()));
+    }
+
+    #[test]
+    fn the_api_read_runs_only_after_the_install_succeeded() {
+        let (out, rc) = sh(&then_api(
+            "echo installed",
+            "echo '--- kubeconfig'\necho k\n",
+        ));
+        assert_eq!(rc, 0);
+        assert_eq!(
+            split_api(&out),
+            ("installed\n", Some("--- kubeconfig\nk\n"))
+        );
+        let (out, rc) = sh(&then_api(
+            "set -eu\necho half\nfalse\necho never",
+            "echo api\n",
+        ));
+        assert_eq!(rc, 1);
+        assert_eq!(split_api(&out), ("half\n", None));
+        // Under `then_release` too (a subshell in a subshell), `set -e` still stops `own`.
+        let (out, rc) = sh(&then_release(
+            &then_api("set -e\nfalse\necho never", "echo api\n"),
+            "r1",
+        ));
+        assert_eq!(rc, 1);
+        assert_eq!(split_api(&out).1, None);
+        assert!(!out.contains("never"));
+        let (out, rc) = sh(&then_api("true", "exit 3\n"));
+        assert_eq!((rc, split_api(&out)), (3, ("", Some(""))));
     }
 
     #[test]

@@ -85,6 +85,8 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+/// The step that waits for the first server's API and reads from it.
+const API_TITLE: &str = "wait for the API";
 /// How long releasing the lock on its own may take, also after Ctrl-C.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -202,6 +204,8 @@ struct Runner<'a> {
     locked: bool,
     /// The node list read along with the API (see `read_from_api`), for verify's first look.
     prefetched_nodes: Option<String>,
+    /// The API read's stdout, or why it failed, when the first server's install did it.
+    api_answer: Option<Result<String, String>>,
     /// What the GitLab phase did, would do or found; `None` when it did not run.
     gitlab: Option<GitLabReport>,
 }
@@ -290,6 +294,7 @@ impl<'a> Runner<'a> {
             run_id,
             locked: false,
             prefetched_nodes: None,
+            api_answer: None,
             gitlab: None,
         })
     }
@@ -451,11 +456,28 @@ impl<'a> Runner<'a> {
         &mut self,
         host: &str,
         title: &str,
-        mut request: ExecRequest,
+        request: ExecRequest,
         secret_output: bool,
     ) -> Result<ExecOutput, String> {
-        if !self.locked || host != self.first {
-            return self.step(host, title, request, secret_output).await;
+        let out = self
+            .exec_releasing(host, title, request, secret_output, true)
+            .await?;
+        self.exit_checked(title, out, secret_output)
+    }
+
+    /// [`Self::exec_logged`], carrying the lock's release when `release`, this run holds the
+    /// lock and `host` is the first server. The lock counts as released only once the
+    /// release part reported that it ran.
+    async fn exec_releasing(
+        &mut self,
+        host: &str,
+        title: &str,
+        mut request: ExecRequest,
+        secret_output: bool,
+        release: bool,
+    ) -> Result<ExecOutput, String> {
+        if !(release && self.locked && host == self.first) {
+            return self.exec_logged(host, title, &request, secret_output).await;
         }
         request.command = fold::then_release(&request.command, &self.run_id);
         let mut out = self
@@ -464,7 +486,7 @@ impl<'a> Runner<'a> {
         if fold::take_released(&mut out.stdout) {
             self.locked = false;
         }
-        self.exit_checked(title, out, secret_output)
+        Ok(out)
     }
 
     /// Run `request` on `host` and log it; `Err` only when it did not run to an end
@@ -1178,9 +1200,7 @@ impl<'a> Runner<'a> {
             phase: "first server",
             hosts: 1,
         });
-        let result = self
-            .apply_with_progress("first server", &first, token.as_ref())
-            .await;
+        let result = self.apply_first_with_api(token.as_ref()).await;
         self.observer.event(&Progress::PhaseEnd {
             phase: "first server",
         });
@@ -1207,21 +1227,20 @@ impl<'a> Runner<'a> {
             && self.options.gitlab.is_some()
     }
 
-    /// Wait for the first server's API; read the join token (when a joiner must install and the
-    /// inventory has none) and the kubeconfig (when wanted), in one round trip. When no other
-    /// host has anything to do, the same exec also reads the node list for verify's first look
-    /// and (without a GitLab phase after verify) releases the lock: nothing changes on any
-    /// host after it.
-    async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
-        let first = self.first.clone();
+    /// The API read: wait for the first server's API; read the join token (when a joiner must
+    /// install and the inventory has none) and the kubeconfig (when wanted). When no other host
+    /// has anything to do, it also reads the node list for verify's first look and (without a
+    /// GitLab phase after verify) releases the lock: nothing changes on any host after it.
+    fn api_plan(&self) -> ApiPlan {
+        let first = &self.first;
         let joiner_installs = self
             .hosts
             .values()
-            .any(|s| s.alive() && s.host.name != first && s.action() == Action::Install);
+            .any(|s| s.alive() && s.host.name != *first && s.action() == Action::Install);
         let joiner_changes = self
             .hosts
             .values()
-            .any(|s| s.alive() && s.host.name != first && s.action().changes());
+            .any(|s| s.alive() && s.host.name != *first && s.action().changes());
         let read = ApiRead {
             token: joiner_installs && self.options.token.is_none(),
             kubeconfig: self.options.kubeconfig.is_some(),
@@ -1230,22 +1249,117 @@ impl<'a> Runner<'a> {
         if !joiner_changes {
             script = fold::api_with_nodes(&script);
         }
-        let request = ExecRequest::new(script)
-            .sudo(true)
-            .timeout(API_WAIT + Duration::from_secs(30));
-        self.observer.event(&Progress::PhaseStart {
-            phase: "api",
-            hosts: 1,
-        });
-        let result = if !joiner_changes && !self.gitlab_follows() {
-            self.step_releasing(&first, "wait for the API", request, true)
-                .await
-        } else {
-            self.step(&first, "wait for the API", request, true).await
+        ApiPlan {
+            script,
+            release: !joiner_changes && !self.gitlab_follows(),
+        }
+    }
+
+    /// Install / reconfigure / restart the first server and read from its API in the same exec
+    /// (`fold::then_api`): the API answer is kept for `read_from_api`. The install's own output
+    /// is logged; the API part holds secrets and is not.
+    async fn apply_first_with_api(&mut self, token: Option<&JoinToken>) -> Result<(), String> {
+        let first = self.first.clone();
+        let state = &self.hosts[&first];
+        let spec = state.spec.as_ref().expect("decided hosts have a spec");
+        let action = state.action();
+        let (title, mut request) = match action {
+            Action::Nothing => return Ok(()),
+            Action::Restart => (
+                "restart",
+                ExecRequest::new(remote::restart_script(remote::unit_name(spec))),
+            ),
+            Action::Install | Action::Reconfigure => (
+                action.done_word(),
+                ExecRequest::new(remote::install_bundle(spec, action == Action::Reconfigure))
+                    .stdin(remote::install_stdin(token, spec)),
+            ),
         };
-        self.observer.event(&Progress::PhaseEnd { phase: "api" });
-        let out = match result {
-            Ok(out) => out,
+        let api = self.api_plan();
+        request.command = fold::then_api(&request.command, &api.script);
+        let request = request
+            .sudo(true)
+            .timeout(INSTALL_TIMEOUT + API_WAIT + Duration::from_secs(30));
+        self.observer.event(&Progress::HostStart {
+            phase: "first server",
+            host: &first,
+        });
+        let full_title = format!("{title}, then wait for the API");
+        let result = match self
+            .exec_releasing(&first, &full_title, request, true, api.release)
+            .await
+        {
+            Err(reason) => Err(reason),
+            Ok(out) => {
+                let stdout = out.stdout_lossy();
+                let (own, api_text) = fold::split_api(&stdout);
+                self.log.write(
+                    &first,
+                    &format!("{title}: stdout (before the API read)"),
+                    own,
+                );
+                match api_text {
+                    // The install (or restart) failed: the API part never ran.
+                    None => {
+                        let own_out = ExecOutput {
+                            stdout: own.as_bytes().to_vec(),
+                            stderr: out.stderr.clone(),
+                            exit: out.exit.clone(),
+                        };
+                        match self.exit_checked(title, own_out, false) {
+                            Ok(_) => Err(format!("{title}: the script ended before the API read")),
+                            Err(reason) => Err(reason),
+                        }
+                    }
+                    Some(api_text) => {
+                        let api_text = api_text.to_owned();
+                        self.api_answer =
+                            Some(self.exit_checked(API_TITLE, out, true).map(|_| api_text));
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let detail = match &result {
+            Ok(()) => action.done_word().to_owned(),
+            Err(reason) => reason.clone(),
+        };
+        self.observer.event(&Progress::HostDone {
+            phase: "first server",
+            host: &first,
+            ok: result.is_ok(),
+            detail: &detail,
+        });
+        result
+    }
+
+    /// Wait for the first server's API and read from it (see [`Self::api_plan`]); unless the
+    /// first server's install already did.
+    async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
+        let first = self.first.clone();
+        let result = match self.api_answer.take() {
+            // Already read in the first server's install exec.
+            Some(answer) => answer,
+            None => {
+                let api = self.api_plan();
+                let request = ExecRequest::new(api.script)
+                    .sudo(true)
+                    .timeout(API_WAIT + Duration::from_secs(30));
+                self.observer.event(&Progress::PhaseStart {
+                    phase: "api",
+                    hosts: 1,
+                });
+                let result = if api.release {
+                    self.step_releasing(&first, API_TITLE, request, true).await
+                } else {
+                    self.step(&first, API_TITLE, request, true).await
+                };
+                self.observer.event(&Progress::PhaseEnd { phase: "api" });
+                result.map(|out| out.stdout_lossy())
+            }
+        };
+        let stdout = match result {
+            Ok(stdout) => stdout,
             Err(reason) => {
                 self.state_mut(&first).fail(reason.clone());
                 self.message(format!(
@@ -1257,7 +1371,6 @@ impl<'a> Runner<'a> {
                 return None;
             }
         };
-        let stdout = out.stdout_lossy();
         let (api_text, nodes_text) = fold::split_nodes(&stdout);
         if let Some(nodes_text) = nodes_text {
             self.log
@@ -1616,6 +1729,12 @@ pub struct LockHeld {
     pub holder: String,
     pub age: Duration,
     pub stale_after: Duration,
+}
+
+/// What the API read runs, and whether it carries the lock's release.
+struct ApiPlan {
+    script: String,
+    release: bool,
 }
 
 /// The first server's facts-and-lock exec during the facts phase, and what it answered.
