@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
 use super::fold;
-use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, PhaseContext};
+use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, LockRelease, PhaseContext};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
@@ -387,6 +388,7 @@ impl<'a> Runner<'a> {
                 return;
             }
         };
+        let released = AtomicBool::new(false);
         let cx = PhaseContext {
             inventory: self.inventory,
             gitlab,
@@ -396,6 +398,10 @@ impl<'a> Runner<'a> {
             log: &self.log,
             observer: self.observer.as_ref(),
             node_arch: self.node_arch(),
+            lock_release: (step == GitLabStep::Up && self.locked).then_some(LockRelease {
+                run_id: &self.run_id,
+                released: &released,
+            }),
         };
         let setup = self.options.gitlab.clone();
         let report = match (step, setup) {
@@ -408,6 +414,9 @@ impl<'a> Runner<'a> {
                 GitLabReport::skipped("no GitLab API token was given to this run")
             }
         };
+        if released.load(Ordering::SeqCst) {
+            self.locked = false;
+        }
         self.gitlab = Some(report);
     }
 
