@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
-const HOSTS: usize = 23;
+const HOSTS: usize = 24;
 const PINNED: &str = "v1.31.4+k3s1";
 
 mod support;
@@ -603,6 +603,47 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     assert!(third.status.success(), "{out3}");
     assert!(out3.contains("took over a stale lock"), "{out3}");
     assert!(out3.contains("ghost@nowhere"), "{out3}");
+
+    // Ctrl-C while an agent installs: the run stops and still gives the lock back.
+    let hosts3 = ["lab-16", "lab-17", "lab-24"];
+    let inventory3 = lab.inventory(dir.path(), "locked", &hosts3, 1);
+    lab.knob(&["k3s-fault", "lab-24", "slow-install", "45"]);
+    let home = Edgeops::new();
+    let interrupted = Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .args(["up", inventory3.to_str().unwrap(), "--ready-timeout", "60s"])
+        .env("HOME", home.home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("XDG_STATE_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut installing = false;
+    for _ in 0..600 {
+        if lab.ssh("lab-24", "pgrep -fx 'sleep 45'").status.success() {
+            installing = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(installing, "lab-24's install never started");
+    lab.ssh_ok("lab-16", "test -e /run/edgeops-up.lock");
+    let sent = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let interrupted = interrupted.wait_with_output().unwrap();
+    let out4 = text(&interrupted);
+    assert!(!interrupted.status.success(), "{out4}");
+    assert!(out4.contains("interrupted"), "{out4}");
+    assert!(
+        lab.ssh("lab-16", "test ! -e /run/edgeops-up.lock")
+            .status
+            .success(),
+        "the lock outlived the interrupted run:\n{out4}"
+    );
+    lab.knob(&["k3s-fault", "lab-24", "--clear"]);
 }
 
 #[test]

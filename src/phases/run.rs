@@ -600,11 +600,17 @@ impl<'a> Runner<'a> {
             reply: Mutex::new(None),
         };
         self.gather(Some(&lock)).await;
-        let Some((out, answer)) = lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+        match lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok((out, answer))) => self.lock_answered(out, answer),
+            Some(Err(())) if self.fleet.context().cancel.is_cancelled() => {
+                // Ctrl-C during the exec: the lock may be taken without the answer having
+                // come back. The release only removes a lock of this run, so try it.
+                self.locked = true;
+                Ok(())
+            }
             // Unreachable (or its facts failed): facts say so and nothing will be attempted.
-            return Ok(());
-        };
-        self.lock_answered(out, answer)
+            _ => Ok(()),
+        }
     }
 
     /// Take the lock in a round trip of its own: only after the first server rebooted (the
@@ -703,7 +709,13 @@ impl<'a> Runner<'a> {
                         return Ok(Facts::parse(&stdout));
                     };
                     let request = ExecRequest::new(lock.script.clone()).sudo(true);
-                    let out = session.exec(&request).await?;
+                    let out = match session.exec(&request).await {
+                        Ok(out) => out,
+                        Err(e) => {
+                            *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(()));
+                            return Err(e.into());
+                        }
+                    };
                     record(busy, host, started);
                     let stdout = out.stdout_lossy();
                     let (answer, facts_text) = fold::split_facts_with_lock(&stdout);
@@ -721,7 +733,7 @@ impl<'a> Runner<'a> {
                     );
                     log.write(host, "facts", facts_text);
                     let facts = Facts::parse(facts_text);
-                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some((out, answer));
+                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok((out, answer)));
                     Ok(facts)
                 }
             })
@@ -1750,7 +1762,9 @@ struct ApiPlan {
 struct LockRequest {
     host: String,
     script: String,
-    reply: Mutex<Option<(ExecOutput, Option<LockAnswer>)>>,
+    /// `Err`: the exec did not come back (connection, timeout, Ctrl-C).
+    #[allow(clippy::type_complexity)]
+    reply: Mutex<Option<Result<(ExecOutput, Option<LockAnswer>), ()>>>,
 }
 
 /// Time and command count of one host's remote work.
