@@ -108,6 +108,24 @@ pub fn split_api(stdout: &str) -> (&str, Option<&str>) {
     (stdout, None)
 }
 
+/// `status`: the facts, then the node list when a k3s server unit is there (whatever `kubectl`
+/// says: a list that does not parse is asked for again on its own, for the reason), in one
+/// script run with sudo (the admin kubeconfig is 0600).
+pub fn facts_with_nodes(facts_script: &str) -> String {
+    format!(
+        "echo '{FACTS_MARK}'\n(\n{facts_script})\n\
+         if [ -f /etc/systemd/system/k3s.service ]; then\n\
+         echo '{NODES_MARK}'\n{} 2>/dev/null || true\nfi\n",
+        remote::NODES_COMMAND
+    )
+}
+
+/// Split [`facts_with_nodes`] output: the facts and the node list (when read); `None` when
+/// the script never ran (sudo refused).
+pub fn split_facts_with_nodes(stdout: &str) -> Option<(&str, Option<&str>)> {
+    Some(split_nodes(after_line(stdout, FACTS_MARK)?))
+}
+
 /// The text after the line `mark` (which must be a whole line).
 fn after_line<'a>(text: &'a str, mark: &str) -> Option<&'a str> {
     let mut offset = 0;
@@ -231,6 +249,24 @@ mod tests {
         assert!(!out.contains("never"));
         let (out, rc) = sh(&then_api("true", "exit 3\n"));
         assert_eq!((rc, split_api(&out)), (3, ("", Some(""))));
+    }
+
+    #[test]
+    fn status_reads_facts_and_nodes_in_one_script() {
+        let script = facts_with_nodes("echo arch=x\n");
+        assert!(script.contains("k3s kubectl get nodes -o json"));
+        let (out, rc) = sh(&script);
+        assert_eq!(rc, 0);
+        // No k3s unit here (or in the test's sandbox): facts only.
+        if !std::path::Path::new("/etc/systemd/system/k3s.service").exists() {
+            assert_eq!(split_facts_with_nodes(&out), Some(("arch=x\n", None)));
+        }
+        let out = "--- edgeops-facts\narch=x\n--- nodes\n{}\n";
+        assert_eq!(
+            split_facts_with_nodes(out),
+            Some(("arch=x\n", Some("{}\n")))
+        );
+        assert_eq!(split_facts_with_nodes(""), None);
     }
 
     #[test]

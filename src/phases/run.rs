@@ -590,18 +590,22 @@ impl<'a> Runner<'a> {
     /// round trip instead of two; `fold::facts_with_lock`). Fails when another run holds the
     /// lock or the lock could not be taken.
     async fn facts_and_lock(&mut self) -> anyhow::Result<()> {
-        let lock = LockRequest {
+        let lock = FirstFacts {
             host: self.first.clone(),
             script: fold::facts_with_lock(
                 &facts::script(),
                 &self.lock_owner(),
                 self.options.lock_stale_after,
             ),
+            with_lock: true,
             reply: Mutex::new(None),
         };
         self.gather(Some(&lock)).await;
         match lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            Some(Ok((out, answer))) => self.lock_answered(out, answer),
+            Some(Ok(out)) => {
+                let answer = fold::split_facts_with_lock(&out.stdout_lossy()).0;
+                self.lock_answered(out, answer)
+            }
             Some(Err(())) if self.fleet.context().cancel.is_cancelled() => {
                 // Ctrl-C during the exec: the lock may be taken without the answer having
                 // come back. The release only removes a lock of this run, so try it.
@@ -688,9 +692,9 @@ impl<'a> Runner<'a> {
         self.gather(None).await;
     }
 
-    /// One facts round trip per host; `lock`: the first server runs the facts-and-lock script
-    /// instead, its raw output and lock answer kept in `lock.reply`.
-    async fn gather(&mut self, lock: Option<&LockRequest>) {
+    /// One facts round trip per host; `lock`: the first server runs that script instead (with
+    /// sudo), its whole output kept in `lock.reply`.
+    async fn gather(&mut self, lock: Option<&FirstFacts>) {
         let script = facts::script();
         let log = &self.log;
         let busy = &self.busy;
@@ -718,22 +722,26 @@ impl<'a> Runner<'a> {
                     };
                     record(busy, host, started);
                     let stdout = out.stdout_lossy();
-                    let (answer, facts_text) = fold::split_facts_with_lock(&stdout);
-                    let lock_text = stdout
-                        .split_once(facts_text)
-                        .map_or(stdout.as_str(), |(lock, _)| lock)
-                        .to_owned();
-                    log.write(
-                        host,
-                        &format!("lock (with the facts): {}", out.exit),
-                        &format!(
-                            "--- stdout\n{lock_text}--- stderr\n{}",
-                            String::from_utf8_lossy(&out.stderr)
-                        ),
-                    );
+                    let facts_text = if lock.with_lock {
+                        let facts_text = fold::split_facts_with_lock(&stdout).1;
+                        let lock_text = stdout
+                            .split_once(facts_text)
+                            .map_or(stdout.as_str(), |(lock, _)| lock);
+                        log.write(
+                            host,
+                            &format!("lock (with the facts): {}", out.exit),
+                            &format!(
+                                "--- stdout\n{lock_text}--- stderr\n{}",
+                                String::from_utf8_lossy(&out.stderr)
+                            ),
+                        );
+                        facts_text
+                    } else {
+                        fold::split_facts_with_nodes(&stdout).map_or("", |(facts, _)| facts)
+                    };
                     log.write(host, "facts", facts_text);
                     let facts = Facts::parse(facts_text);
-                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok((out, answer)));
+                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(out));
                     Ok(facts)
                 }
             })
@@ -1758,13 +1766,15 @@ struct ApiPlan {
     release: bool,
 }
 
-/// The first server's facts-and-lock exec during the facts phase, and what it answered.
-struct LockRequest {
+/// The first server's facts exec when it carries more (the lock on `up`, the node list on
+/// `status`): run with sudo; its whole output is kept for the caller.
+struct FirstFacts {
     host: String,
     script: String,
+    /// The script is `fold::facts_with_lock` (else `fold::facts_with_nodes`).
+    with_lock: bool,
     /// `Err`: the exec did not come back (connection, timeout, Ctrl-C).
-    #[allow(clippy::type_complexity)]
-    reply: Mutex<Option<Result<(ExecOutput, Option<LockAnswer>), ()>>>,
+    reply: Mutex<Option<Result<ExecOutput, ()>>>,
 }
 
 /// Time and command count of one host's remote work.
@@ -1933,23 +1943,59 @@ pub async fn status(
     let log = RunLog::disabled(Default::default());
     let mut runner =
         Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    runner.gather_facts().await;
+    // The first server's facts and node list in one exec (with sudo, for the admin kubeconfig).
     let first = runner.first.clone();
+    let first_facts = FirstFacts {
+        host: first.clone(),
+        script: fold::facts_with_nodes(&facts::script()),
+        with_lock: false,
+        reply: Mutex::new(None),
+    };
+    runner.gather(Some(&first_facts)).await;
+    let mut nodes_read = None;
+    if let Some(Ok(out)) = first_facts
+        .reply
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        match fold::split_facts_with_nodes(&out.stdout_lossy()) {
+            Some((_, nodes_text)) => {
+                nodes_read = nodes_text.and_then(|text| nodes::parse_nodes(text).ok());
+            }
+            None => {
+                // sudo refused before the script ran: the facts need no root, so ask again
+                // without it, as `up` would (its preflight then names the sudo problem).
+                let facts = runner
+                    .step(&first, "facts", ExecRequest::new(facts::script()), false)
+                    .await
+                    .map(|out| Facts::parse(&out.stdout_lossy()));
+                let state = runner.state_mut(&first);
+                match facts {
+                    Ok(facts) => state.facts = Some(facts),
+                    Err(reason) => state.fail(reason),
+                }
+            }
+        }
+    }
     let installed = runner.hosts[&first]
         .facts
         .as_ref()
         .is_some_and(|f| f.installed_role() == Some(Role::Server));
     if installed {
-        match runner
-            .step(
-                &first,
-                "nodes",
-                ExecRequest::new(remote::NODES_COMMAND).sudo(true),
-                false,
-            )
-            .await
-            .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string()))
-        {
+        let observed = match nodes_read {
+            Some(observed) => Ok(observed),
+            // Not read with the facts: ask on its own, for the reason if it fails again.
+            None => runner
+                .step(
+                    &first,
+                    "nodes",
+                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                    false,
+                )
+                .await
+                .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())),
+        };
+        match observed {
             Ok(observed) => {
                 runner.nodes = observed
                     .iter()
