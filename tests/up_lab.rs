@@ -434,6 +434,20 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         6,
         "{status_out}"
     );
+    // status reads the first server's facts and nodes in one exec, an agent's facts in one.
+    let json = edgeops.run(&["status", inventory6.to_str().unwrap(), "-o", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status JSON");
+    let commands = |host: &str| {
+        report["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == host)
+            .map(|h| h["commands"].clone())
+    };
+    assert_eq!(commands("lab-03"), Some(1.into()), "{report}");
+    assert_eq!(commands("lab-06"), Some(1.into()), "{report}");
 }
 
 #[test]
