@@ -1,5 +1,6 @@
 //! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
-//! in one round trip per host, preflight, resolve one version, lock, Pi cgroups (edit
+//! in one round trip per host (the first server's also takes the lock), preflight, resolve one
+//! version, Pi cgroups (edit
 //! cmdline.txt, reboot, reconnect), first server, other
 //! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
 //! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
