@@ -47,6 +47,22 @@ impl Edgeops {
     }
 
     /// Every run log file's text.
+    /// The run log folders so far.
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let runs = self.home.path().join(".local/state/edgeops/runs");
+        let mut dirs = Vec::new();
+        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+            for run in std::fs::read_dir(cluster.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                dirs.push(run.path());
+            }
+        }
+        dirs
+    }
+
     fn logs(&self) -> String {
         fn walk(dir: &Path, all: &mut String) {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -252,9 +268,36 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
 
     // Re-run: nothing created in GitLab, nothing written on the host.
     double.clear_log();
+    let runs_before = edgeops.run_dirs();
     let second = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out2 = text(&second);
     assert!(second.status.success(), "re-run failed:\n{out2}");
+    // The re-run's round trips on the first server, from its log: the lock rides in the facts
+    // exec and its release in the (only) chart poll, after the phase's last possible write.
+    let rerun: Vec<PathBuf> = edgeops
+        .run_dirs()
+        .into_iter()
+        .filter(|d| !runs_before.contains(d))
+        .collect();
+    assert_eq!(rerun.len(), 1, "{rerun:?}");
+    let log = std::fs::read_to_string(rerun[0].join(format!("{server}.log"))).unwrap();
+    let commands: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.strip_prefix("==== "))
+        .filter_map(|line| line.split_once(' ').map(|(_, title)| title))
+        .filter(|title| *title == "facts" || title.ends_with(": command"))
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "facts",
+            "wait for the API: command",
+            "gitlab: look: command",
+            "gitlab: charts: command"
+        ],
+        "re-run commands on the first server"
+    );
+    lab.ssh_ok(&server, "test ! -e /run/edgeops-up.lock");
     assert_eq!(mutations(&double), Vec::<String>::new(), "{out2}");
     assert!(
         !double.log().is_empty(),

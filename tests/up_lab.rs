@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
-const HOSTS: usize = 23;
+const HOSTS: usize = 24;
 const PINNED: &str = "v1.31.4+k3s1";
 
 mod support;
@@ -195,6 +195,47 @@ impl Edgeops {
     }
 }
 
+impl Edgeops {
+    /// The run log folders so far.
+    fn run_dirs(&self) -> Vec<PathBuf> {
+        let runs = self.home.path().join(".local/state/edgeops/runs");
+        let mut dirs = Vec::new();
+        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
+            for run in std::fs::read_dir(cluster.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                dirs.push(run.path());
+            }
+        }
+        dirs
+    }
+
+    /// The one run folder not in `before`.
+    fn new_run_dir(&self, before: &[PathBuf]) -> PathBuf {
+        let new: Vec<PathBuf> = self
+            .run_dirs()
+            .into_iter()
+            .filter(|d| !before.contains(d))
+            .collect();
+        assert_eq!(new.len(), 1, "expected one new run folder: {new:?}");
+        new.into_iter().next().unwrap()
+    }
+}
+
+/// The remote commands a run's log records for `host`: one `facts` section per facts exec
+/// (the first server's lock rides in it), one `TITLE: command` section per other exec.
+fn commands_in_log(run_dir: &Path, host: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(run_dir.join(format!("{host}.log"))).unwrap_or_default();
+    log.lines()
+        .filter_map(|line| line.strip_prefix("==== "))
+        .filter_map(|line| line.split_once(' ').map(|(_, title)| title))
+        .filter(|title| *title == "facts" || title.ends_with(": command"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The table line of `host` in `up`/`plan` output.
 fn row<'a>(out: &'a str, host: &str) -> &'a str {
     out.lines()
@@ -241,9 +282,16 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
             .contains("enable the memory cgroup in /boot/firmware/cmdline.txt and reboot"),
         "{plan_bare}"
     );
+    let runs_before = edgeops.run_dirs();
     let first = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out1 = text(&first);
     assert!(first.status.success(), "up failed:\n{out1}");
+    // A bare agent: facts, install. (The first server's count depends on how many node polls
+    // verify needs, so it is only checked on the re-run below.)
+    let bare_run = edgeops.new_run_dir(&runs_before);
+    let agent = commands_in_log(&bare_run, "lab-04");
+    assert_eq!(agent.len(), 2, "bare agent lab-04 ran {agent:?}");
+    lab.ssh_ok("lab-03", "test ! -e /run/edgeops-up.lock");
     // The Pis got the cgroup flags on their single cmdline.txt line and were rebooted; the
     // other hosts were not.
     for (host, boot) in ["lab-01", "lab-02"].iter().zip(&boots) {
@@ -293,9 +341,27 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
 
     // Re-run: nothing to do, and nothing on the hosts changed.
     let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    let runs_before = edgeops.run_dirs();
     let second = edgeops.run(&["up", inv]);
     let out2 = text(&second);
     assert!(second.status.success(), "re-run failed:\n{out2}");
+    // Round trips of a re-run, from its log: the first server takes the lock with its facts
+    // and reads the API and the nodes while releasing it; an agent only gathers facts.
+    let rerun = edgeops.new_run_dir(&runs_before);
+    let server = commands_in_log(&rerun, "lab-03");
+    assert_eq!(
+        server,
+        ["facts", "wait for the API: command"],
+        "re-run commands on the first server lab-03"
+    );
+    for agent in ["lab-01", "lab-04"] {
+        assert_eq!(
+            commands_in_log(&rerun, agent),
+            ["facts"],
+            "re-run commands on agent {agent}"
+        );
+    }
+    lab.ssh_ok("lab-03", "test ! -e /run/edgeops-up.lock");
     for host in hosts {
         assert!(row(&out2, host).contains("nothing to do"), "{out2}");
     }
@@ -368,6 +434,20 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         6,
         "{status_out}"
     );
+    // status reads the first server's facts and nodes in one exec, an agent's facts in one.
+    let json = edgeops.run(&["status", inventory6.to_str().unwrap(), "-o", "json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status JSON");
+    let commands = |host: &str| {
+        report["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["host"] == host)
+            .map(|h| h["commands"].clone())
+    };
+    assert_eq!(commands("lab-03"), Some(1.into()), "{report}");
+    assert_eq!(commands("lab-06"), Some(1.into()), "{report}");
 }
 
 #[test]
@@ -537,6 +617,47 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     assert!(third.status.success(), "{out3}");
     assert!(out3.contains("took over a stale lock"), "{out3}");
     assert!(out3.contains("ghost@nowhere"), "{out3}");
+
+    // Ctrl-C while an agent installs: the run stops and still gives the lock back.
+    let hosts3 = ["lab-16", "lab-17", "lab-24"];
+    let inventory3 = lab.inventory(dir.path(), "locked", &hosts3, 1);
+    lab.knob(&["k3s-fault", "lab-24", "slow-install", "45"]);
+    let home = Edgeops::new();
+    let interrupted = Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .args(["up", inventory3.to_str().unwrap(), "--ready-timeout", "60s"])
+        .env("HOME", home.home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("XDG_STATE_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut installing = false;
+    for _ in 0..600 {
+        if lab.ssh("lab-24", "pgrep -fx 'sleep 45'").status.success() {
+            installing = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(installing, "lab-24's install never started");
+    lab.ssh_ok("lab-16", "test -e /run/edgeops-up.lock");
+    let sent = Command::new("kill")
+        .args(["-INT", &interrupted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let interrupted = interrupted.wait_with_output().unwrap();
+    let out4 = text(&interrupted);
+    assert!(!interrupted.status.success(), "{out4}");
+    assert!(out4.contains("interrupted"), "{out4}");
+    assert!(
+        lab.ssh("lab-16", "test ! -e /run/edgeops-up.lock")
+            .status
+            .success(),
+        "the lock outlived the interrupted run:\n{out4}"
+    );
+    lab.knob(&["k3s-fault", "lab-24", "--clear"]);
 }
 
 #[test]

@@ -168,6 +168,7 @@ async fn fan_out(
         sudo: args.sudo,
         stdin: None,
         timeout: args.timeout,
+        ignore_cancel: false,
     };
     let bar = report::bar_of(&progress);
     // Each host runs the command as soon as its own connection is up (no connect barrier).

@@ -30,7 +30,7 @@ elif command -v openrc-run >/dev/null 2>&1 || [ -x /sbin/openrc-run ]; then init
 else init="other:$(cat /proc/1/comm 2>/dev/null)"; fi
 kv init "$init"
 kv hostname "$(cat /proc/sys/kernel/hostname 2>/dev/null || hostname)"
-kv uid "$(id -u)"
+kv uid "${{SUDO_UID:-$(id -u)}}"
 kv boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 if [ -x /usr/local/bin/k3s ]; then
   v=

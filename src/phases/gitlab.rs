@@ -5,6 +5,7 @@
 //! Its result is a [`GitLabReport`] of its own, beside the per-host rows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +23,7 @@ use crate::render::gitlab::{
 };
 use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
 
+use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::outcome::Status;
 use super::runlog::RunLog;
@@ -125,6 +127,16 @@ pub struct PhaseContext<'a> {
     pub observer: &'a dyn Observer,
     /// The nodes' common architecture, for the runner's node selector.
     pub node_arch: Option<String>,
+    /// `up` only: release the run's lock with the first chart poll (after the last write).
+    pub lock_release: Option<LockRelease<'a>>,
+}
+
+/// The `up` lock to release with the phase's first read-only command after its writes
+/// (`fold::then_release`), so it costs no round trip of its own.
+pub struct LockRelease<'a> {
+    pub run_id: &'a str,
+    /// Set once the release ran on the host.
+    pub released: &'a AtomicBool,
 }
 
 /// A HelmChart manifest edgeops owns in the auto-deploy folder.
@@ -169,27 +181,42 @@ impl HostLook {
 struct Remote<'a> {
     cx: &'a PhaseContext<'a>,
     commands: u32,
+    /// The writes are done: the next command may carry the lock's release.
+    release_armed: bool,
 }
 
 impl Remote<'_> {
     async fn exec(
         &mut self,
         title: &str,
-        request: ExecRequest,
+        mut request: ExecRequest,
         secret_output: bool,
     ) -> Result<ExecOutput, String> {
         let host = self.cx.first;
         self.commands += 1;
+        let release = self
+            .cx
+            .lock_release
+            .as_ref()
+            .filter(|r| self.release_armed && !r.released.load(Ordering::SeqCst));
+        if let Some(release) = release {
+            request.command = fold::then_release(&request.command, release.run_id);
+        }
         self.cx
             .log
             .write(host, &format!("{title}: command"), &request.command);
         let redactor = self.cx.log.redactor();
-        let out = self
+        let mut out = self
             .cx
             .session
             .exec(&request)
             .await
             .map_err(|e| redactor.redact(&format!("{title}: {e}")))?;
+        if let Some(release) = release
+            && fold::take_released(&mut out.stdout)
+        {
+            release.released.store(true, Ordering::SeqCst);
+        }
         let stderr = String::from_utf8_lossy(&out.stderr);
         if secret_output {
             self.cx.log.write(
@@ -389,7 +416,11 @@ pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
         phase: PHASE,
         host: cx.first,
     });
-    let mut remote = Remote { cx, commands: 0 };
+    let mut remote = Remote {
+        cx,
+        commands: 0,
+        release_armed: false,
+    };
     let mut rows = Vec::new();
     let result = converge(&mut remote, setup, &mut rows).await;
     let (status, reason) = match result {
@@ -549,6 +580,8 @@ async fn converge(
         }
     }
 
+    // Nothing is written after this point: the first chart poll releases the `up` lock.
+    remote.release_armed = true;
     wait_for_charts(remote, &chart_names, &fresh, setup.deploy_timeout, rows).await?;
     Ok(changed)
 }
@@ -705,7 +738,11 @@ async fn wait_for_charts(
 /// calls no GitLab endpoint at all (so needs no API token) and changes nothing.
 pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
     let started = Instant::now();
-    let mut remote = Remote { cx, commands: 0 };
+    let mut remote = Remote {
+        cx,
+        commands: 0,
+        release_armed: false,
+    };
     let gitlab = cx.gitlab;
     let cluster = &cx.inventory.cluster.name;
     let chart_names = chart_names(gitlab);
@@ -819,7 +856,11 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
 /// `status`: each chart's state as the cluster reports it. Changes nothing.
 pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
     let started = Instant::now();
-    let mut remote = Remote { cx, commands: 0 };
+    let mut remote = Remote {
+        cx,
+        commands: 0,
+        release_armed: false,
+    };
     let names = chart_names(cx.gitlab);
     let (rows, reason) = match remote.charts().await {
         Ok(listing) => (

@@ -1,5 +1,6 @@
 //! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
-//! in one round trip per host, preflight, resolve one version, lock, Pi cgroups (edit
+//! in one round trip per host (the first server's also takes the lock), preflight, resolve one
+//! version, Pi cgroups (edit
 //! cmdline.txt, reboot, reconnect), first server, other
 //! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
 //! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
@@ -9,7 +10,8 @@
 //! - `facts`: the one-round-trip facts script and its parser.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
-//! - `remote`: the scripts each step runs on a host (secrets on stdin only).
+//! - `remote`: the scripts each step runs on a host (secrets on stdin only); `fold`: the `up`
+//!   lock taken and released inside the first server's other round trips.
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
@@ -22,6 +24,7 @@ pub mod airgap;
 pub mod decide;
 pub mod distro;
 pub mod facts;
+pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
 pub mod outcome;

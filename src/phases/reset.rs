@@ -103,6 +103,9 @@ struct Busy {
     commands: u32,
 }
 
+/// How long releasing the lock may take, also after Ctrl-C.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A reset between its survey and its execution: sessions open, the lock held.
 pub struct Reset {
     cluster: String,
@@ -607,7 +610,15 @@ impl Reset {
         let first = self.first.clone();
         let script = remote::lock_release_script(&self.run_id);
         if let Err((reason, _)) = self
-            .step(&first, "unlock", ExecRequest::new(script).sudo(true))
+            .step(
+                &first,
+                "unlock",
+                // A cancelled reset still gives the lock back (the unlock is quick).
+                ExecRequest::new(script)
+                    .sudo(true)
+                    .ignore_cancel(true)
+                    .timeout(UNLOCK_TIMEOUT),
+            )
             .await
         {
             self.message(format!(

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
-use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, PhaseContext};
+use super::fold;
+use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, LockRelease, PhaseContext};
 use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
@@ -84,6 +86,10 @@ const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
 const POLL_EVERY: Duration = Duration::from_secs(2);
+/// The step that waits for the first server's API and reads from it.
+const API_TITLE: &str = "wait for the API";
+/// How long releasing the lock on its own may take, also after Ctrl-C.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One host's state between phases.
 struct HostState {
@@ -197,6 +203,10 @@ struct Runner<'a> {
     run_id: String,
     /// This run holds the lock on the first server.
     locked: bool,
+    /// The node list read along with the API (see `read_from_api`), for verify's first look.
+    prefetched_nodes: Option<String>,
+    /// The API read's stdout, or why it failed, when the first server's install did it.
+    api_answer: Option<Result<String, String>>,
     /// What the GitLab phase did, would do or found; `None` when it did not run.
     gitlab: Option<GitLabReport>,
 }
@@ -284,6 +294,8 @@ impl<'a> Runner<'a> {
             kubeconfig_written: None,
             run_id,
             locked: false,
+            prefetched_nodes: None,
+            api_answer: None,
             gitlab: None,
         })
     }
@@ -302,9 +314,10 @@ impl<'a> Runner<'a> {
 
     async fn up(&mut self) -> anyhow::Result<()> {
         if self.options.mode == Mode::Up {
-            self.lock().await?;
+            self.facts_and_lock().await?;
+        } else {
+            self.gather_facts().await;
         }
-        self.gather_facts().await;
         self.preflight();
         if !self.first_server_alive() {
             return Ok(());
@@ -375,6 +388,7 @@ impl<'a> Runner<'a> {
                 return;
             }
         };
+        let released = AtomicBool::new(false);
         let cx = PhaseContext {
             inventory: self.inventory,
             gitlab,
@@ -384,6 +398,10 @@ impl<'a> Runner<'a> {
             log: &self.log,
             observer: self.observer.as_ref(),
             node_arch: self.node_arch(),
+            lock_release: (step == GitLabStep::Up && self.locked).then_some(LockRelease {
+                run_id: &self.run_id,
+                released: &released,
+            }),
         };
         let setup = self.options.gitlab.clone();
         let report = match (step, setup) {
@@ -396,6 +414,9 @@ impl<'a> Runner<'a> {
                 GitLabReport::skipped("no GitLab API token was given to this run")
             }
         };
+        if released.load(Ordering::SeqCst) {
+            self.locked = false;
+        }
         self.gitlab = Some(report);
     }
 
@@ -432,13 +453,67 @@ impl<'a> Runner<'a> {
         request: ExecRequest,
         secret_output: bool,
     ) -> Result<ExecOutput, String> {
+        let out = self
+            .exec_logged(host, title, &request, secret_output)
+            .await?;
+        self.exit_checked(title, out, secret_output)
+    }
+
+    /// Like [`Self::step`], and, while this run holds the lock, release it in the same exec
+    /// (see `fold::then_release`): for the last command of the run on the first server.
+    async fn step_releasing(
+        &mut self,
+        host: &str,
+        title: &str,
+        request: ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        let out = self
+            .exec_releasing(host, title, request, secret_output, true)
+            .await?;
+        self.exit_checked(title, out, secret_output)
+    }
+
+    /// [`Self::exec_logged`], carrying the lock's release when `release`, this run holds the
+    /// lock and `host` is the first server. The lock counts as released only once the
+    /// release part reported that it ran.
+    async fn exec_releasing(
+        &mut self,
+        host: &str,
+        title: &str,
+        mut request: ExecRequest,
+        secret_output: bool,
+        release: bool,
+    ) -> Result<ExecOutput, String> {
+        if !(release && self.locked && host == self.first) {
+            return self.exec_logged(host, title, &request, secret_output).await;
+        }
+        request.command = fold::then_release(&request.command, &self.run_id);
+        let mut out = self
+            .exec_logged(host, title, &request, secret_output)
+            .await?;
+        if fold::take_released(&mut out.stdout) {
+            self.locked = false;
+        }
+        Ok(out)
+    }
+
+    /// Run `request` on `host` and log it; `Err` only when it did not run to an end
+    /// (connection, timeout, Ctrl-C).
+    async fn exec_logged(
+        &self,
+        host: &str,
+        title: &str,
+        request: &ExecRequest,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
         let Some(session) = self.fleet.session(host) else {
             return Err("no SSH session".to_owned());
         };
         let started = Instant::now();
         self.log
             .write(host, &format!("{title}: command"), &request.command);
-        let result = session.exec(&request).await;
+        let result = session.exec(request).await;
         record(&self.busy, host, started);
         let redactor = self.log.redactor();
         match result {
@@ -463,49 +538,102 @@ impl<'a> Runner<'a> {
                         &format!("--- stdout\n{stdout}--- stderr\n{stderr}"),
                     );
                 }
-                if out.success() {
-                    Ok(out)
-                } else {
-                    let tail = if secret_output {
-                        last_lines(&stderr, 3)
-                    } else {
-                        let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
-                        last_lines(
-                            if stderr.trim().is_empty() {
-                                &both
-                            } else {
-                                &stderr
-                            },
-                            3,
-                        )
-                    };
-                    Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
-                }
+                Ok(out)
             }
         }
     }
 
+    /// A non-zero exit turned into a reason (the last lines of stderr, redacted).
+    fn exit_checked(
+        &self,
+        title: &str,
+        out: ExecOutput,
+        secret_output: bool,
+    ) -> Result<ExecOutput, String> {
+        if out.success() {
+            return Ok(out);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail = if secret_output {
+            last_lines(&stderr, 3)
+        } else {
+            let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr);
+            last_lines(
+                if stderr.trim().is_empty() {
+                    &both
+                } else {
+                    &stderr
+                },
+                3,
+            )
+        };
+        Err(self
+            .log
+            .redactor()
+            .redact(&format!("{title} failed ({}): {tail}", out.exit)))
+    }
+
     // ---- lock ----------------------------------------------------------------------------
 
-    async fn lock(&mut self) -> anyhow::Result<()> {
-        if self.fleet.session(&self.first).is_none() {
-            // Unreachable: facts will say so and nothing will be attempted.
-            return Ok(());
-        }
-        let owner = format!(
+    /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID`.
+    fn lock_owner(&self) -> String {
+        format!(
             "{}@{} pid {} run {}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             local_hostname(),
             std::process::id(),
             self.run_id
-        );
-        let script = remote::lock_acquire_script(&owner, self.options.lock_stale_after);
+        )
+    }
+
+    /// The facts of every host, the first server's in the same exec as taking the lock (one
+    /// round trip instead of two; `fold::facts_with_lock`). Fails when another run holds the
+    /// lock or the lock could not be taken.
+    async fn facts_and_lock(&mut self) -> anyhow::Result<()> {
+        let lock = FirstFacts {
+            host: self.first.clone(),
+            script: fold::facts_with_lock(
+                &facts::script(),
+                &self.lock_owner(),
+                self.options.lock_stale_after,
+            ),
+            with_lock: true,
+            reply: Mutex::new(None),
+        };
+        self.gather(Some(&lock)).await;
+        match lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(out)) => {
+                let answer = fold::split_facts_with_lock(&out.stdout_lossy()).0;
+                self.lock_answered(out, answer)
+            }
+            Some(Err(())) if self.fleet.context().cancel.is_cancelled() => {
+                // Ctrl-C during the exec: the lock may be taken without the answer having
+                // come back. The release only removes a lock of this run, so try it.
+                self.locked = true;
+                Ok(())
+            }
+            // Unreachable (or its facts failed): facts say so and nothing will be attempted.
+            _ => Ok(()),
+        }
+    }
+
+    /// Take the lock in a round trip of its own: only after the first server rebooted (the
+    /// lock is on tmpfs), when there is no other command to fold it into.
+    async fn lock(&mut self) -> anyhow::Result<()> {
         let first = self.first.clone();
+        let script = remote::lock_acquire_script(&self.lock_owner(), self.options.lock_stale_after);
         let out = self
-            .step(&first, "lock", ExecRequest::new(script).sudo(true), false)
+            .exec_logged(&first, "lock", &ExecRequest::new(script).sudo(true), false)
             .await
             .map_err(|reason| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
-        match remote::parse_lock_answer(&out.stdout_lossy()) {
+        let answer = remote::parse_lock_answer(&out.stdout_lossy());
+        self.lock_answered(out, answer)
+    }
+
+    /// Act on the lock script's answer (`out`: the whole exec, for the reason when none).
+    fn lock_answered(&mut self, out: ExecOutput, answer: Option<LockAnswer>) -> anyhow::Result<()> {
+        let first = self.first.clone();
+        match answer {
             Some(LockAnswer::Acquired) => {
                 self.locked = true;
                 Ok(())
@@ -526,10 +654,15 @@ impl<'a> Runner<'a> {
                 stale_after: self.options.lock_stale_after,
             }
             .into()),
-            None => anyhow::bail!(
-                "{first}: the lock script answered {:?}",
-                out.stdout_lossy().trim()
-            ),
+            None => {
+                // The script never got to the lock (sudo refused, most often): as before the
+                // fold, the run stops here.
+                let reason = self
+                    .exit_checked("lock", out, false)
+                    .err()
+                    .unwrap_or_else(|| "the lock script gave no answer".to_owned());
+                anyhow::bail!("{first}: cannot take the up lock: {reason}")
+            }
         }
     }
 
@@ -539,10 +672,12 @@ impl<'a> Runner<'a> {
         }
         let first = self.first.clone();
         let script = remote::lock_release_script(&self.run_id);
-        if let Err(reason) = self
-            .step(&first, "unlock", ExecRequest::new(script).sudo(true), false)
-            .await
-        {
+        // Also after Ctrl-C: the unlock is quick, and a lock left behind blocks the next run.
+        let request = ExecRequest::new(script)
+            .sudo(true)
+            .ignore_cancel(true)
+            .timeout(UNLOCK_TIMEOUT);
+        if let Err(reason) = self.step(&first, "unlock", request, false).await {
             self.message(format!(
                 "{first}: could not release the up lock ({reason}); it expires after {}",
                 humantime::format_duration(self.options.lock_stale_after)
@@ -554,6 +689,12 @@ impl<'a> Runner<'a> {
     // ---- facts and preflight ---------------------------------------------------------------
 
     async fn gather_facts(&mut self) {
+        self.gather(None).await;
+    }
+
+    /// One facts round trip per host; `lock`: the first server runs that script instead (with
+    /// sudo), its whole output kept in `lock.reply`.
+    async fn gather(&mut self, lock: Option<&FirstFacts>) {
         let script = facts::script();
         let log = &self.log;
         let busy = &self.busy;
@@ -563,11 +704,45 @@ impl<'a> Runner<'a> {
                 let script = script.clone();
                 async move {
                     let started = Instant::now();
-                    let out = session.exec(&ExecRequest::new(script)).await?;
-                    record(busy, session.name(), started);
+                    let host = session.name();
+                    let Some(lock) = lock.filter(|l| l.host == host) else {
+                        let out = session.exec(&ExecRequest::new(script)).await?;
+                        record(busy, host, started);
+                        let stdout = out.stdout_lossy();
+                        log.write(host, "facts", &stdout);
+                        return Ok(Facts::parse(&stdout));
+                    };
+                    let request = ExecRequest::new(lock.script.clone()).sudo(true);
+                    let out = match session.exec(&request).await {
+                        Ok(out) => out,
+                        Err(e) => {
+                            *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(()));
+                            return Err(e.into());
+                        }
+                    };
+                    record(busy, host, started);
                     let stdout = out.stdout_lossy();
-                    log.write(session.name(), "facts", &stdout);
-                    Ok(Facts::parse(&stdout))
+                    let facts_text = if lock.with_lock {
+                        let facts_text = fold::split_facts_with_lock(&stdout).1;
+                        let lock_text = stdout
+                            .split_once(facts_text)
+                            .map_or(stdout.as_str(), |(lock, _)| lock);
+                        log.write(
+                            host,
+                            &format!("lock (with the facts): {}", out.exit),
+                            &format!(
+                                "--- stdout\n{lock_text}--- stderr\n{}",
+                                String::from_utf8_lossy(&out.stderr)
+                            ),
+                        );
+                        facts_text
+                    } else {
+                        fold::split_facts_with_nodes(&stdout).map_or("", |(facts, _)| facts)
+                    };
+                    log.write(host, "facts", facts_text);
+                    let facts = Facts::parse(facts_text);
+                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(out));
+                    Ok(facts)
                 }
             })
             .await;
@@ -1063,9 +1238,7 @@ impl<'a> Runner<'a> {
             phase: "first server",
             hosts: 1,
         });
-        let mut result = self
-            .apply_with_progress("first server", &first, token.as_ref())
-            .await;
+        let mut result = self.apply_first_with_api(token.as_ref()).await;
         if result.is_ok() && self.hosts[&first].action() == Action::Upgrade {
             result = self.wait_upgraded(&first).await;
         }
@@ -1087,30 +1260,154 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Wait for the first server's API; read the join token (when a joiner must install and the
-    /// inventory has none) and the kubeconfig (when wanted), in one round trip.
-    async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
-        let first = self.first.clone();
+    /// Whether the GitLab phase will run commands on the first server after verify (so the
+    /// lock must be held until it is done).
+    fn gitlab_follows(&self) -> bool {
+        self.options.mode == Mode::Up
+            && self.inventory.gitlab.is_some()
+            && self.options.gitlab.is_some()
+    }
+
+    /// The API read: wait for the first server's API; read the join token (when a joiner must
+    /// install and the inventory has none) and the kubeconfig (when wanted). When no other host
+    /// has anything to do, it also reads the node list for verify's first look and (without a
+    /// GitLab phase after verify) releases the lock: nothing changes on any host after it.
+    fn api_plan(&self) -> ApiPlan {
+        let first = &self.first;
         let joiner_installs = self
             .hosts
             .values()
-            .any(|s| s.alive() && s.host.name != first && s.action() == Action::Install);
+            .any(|s| s.alive() && s.host.name != *first && s.action() == Action::Install);
+        let joiner_changes = self
+            .hosts
+            .values()
+            .any(|s| s.alive() && s.host.name != *first && s.action().changes());
         let read = ApiRead {
             token: joiner_installs && self.options.token.is_none(),
             kubeconfig: self.options.kubeconfig.is_some(),
         };
-        let script = remote::api_script(API_WAIT, read);
-        let request = ExecRequest::new(script)
+        let mut script = remote::api_script(API_WAIT, read);
+        if !joiner_changes {
+            script = fold::api_with_nodes(&script);
+        }
+        ApiPlan {
+            script,
+            release: !joiner_changes && !self.gitlab_follows(),
+        }
+    }
+
+    /// Install / reconfigure / restart the first server and read from its API in the same exec
+    /// (`fold::then_api`): the API answer is kept for `read_from_api`. The install's own output
+    /// is logged; the API part holds secrets and is not.
+    async fn apply_first_with_api(&mut self, token: Option<&JoinToken>) -> Result<(), String> {
+        let first = self.first.clone();
+        let state = &self.hosts[&first];
+        let spec = state.spec.as_ref().expect("decided hosts have a spec");
+        let action = state.action();
+        let (title, mut request) = match action {
+            Action::Nothing => return Ok(()),
+            Action::Restart => (
+                "restart",
+                ExecRequest::new(remote::restart_script(remote::unit_name(spec))),
+            ),
+            Action::Install | Action::Reconfigure | Action::Upgrade => {
+                // As in `apply`: upgrade and reconfigure end with the service restarted, also
+                // when the installer found the binary already in place.
+                let script = match action {
+                    Action::Install => remote::install_bundle(spec, false),
+                    _ => super::upgrade::upgrade_script(spec),
+                };
+                (
+                    action.done_word(),
+                    ExecRequest::new(script).stdin(remote::install_stdin(token, spec)),
+                )
+            }
+        };
+        let api = self.api_plan();
+        request.command = fold::then_api(&request.command, &api.script);
+        let request = request
             .sudo(true)
-            .timeout(API_WAIT + Duration::from_secs(30));
-        self.observer.event(&Progress::PhaseStart {
-            phase: "api",
-            hosts: 1,
+            .timeout(INSTALL_TIMEOUT + API_WAIT + Duration::from_secs(30));
+        self.observer.event(&Progress::HostStart {
+            phase: "first server",
+            host: &first,
         });
-        let result = self.step(&first, "wait for the API", request, true).await;
-        self.observer.event(&Progress::PhaseEnd { phase: "api" });
-        let out = match result {
-            Ok(out) => out,
+        let full_title = format!("{title}, then wait for the API");
+        let result = match self
+            .exec_releasing(&first, &full_title, request, true, api.release)
+            .await
+        {
+            Err(reason) => Err(reason),
+            Ok(out) => {
+                let stdout = out.stdout_lossy();
+                let (own, api_text) = fold::split_api(&stdout);
+                self.log.write(
+                    &first,
+                    &format!("{title}: stdout (before the API read)"),
+                    own,
+                );
+                match api_text {
+                    // The install (or restart) failed: the API part never ran.
+                    None => {
+                        let own_out = ExecOutput {
+                            stdout: own.as_bytes().to_vec(),
+                            stderr: out.stderr.clone(),
+                            exit: out.exit.clone(),
+                        };
+                        match self.exit_checked(title, own_out, false) {
+                            Ok(_) => Err(format!("{title}: the script ended before the API read")),
+                            Err(reason) => Err(reason),
+                        }
+                    }
+                    Some(api_text) => {
+                        let api_text = api_text.to_owned();
+                        self.api_answer =
+                            Some(self.exit_checked(API_TITLE, out, true).map(|_| api_text));
+                        Ok(())
+                    }
+                }
+            }
+        };
+        let detail = match &result {
+            Ok(()) => action.done_word().to_owned(),
+            Err(reason) => reason.clone(),
+        };
+        self.observer.event(&Progress::HostDone {
+            phase: "first server",
+            host: &first,
+            ok: result.is_ok(),
+            detail: &detail,
+        });
+        result
+    }
+
+    /// Wait for the first server's API and read from it (see [`Self::api_plan`]); unless the
+    /// first server's install already did.
+    async fn read_from_api(&mut self) -> Option<(Option<JoinToken>, Option<String>)> {
+        let first = self.first.clone();
+        let result = match self.api_answer.take() {
+            // Already read in the first server's install exec.
+            Some(answer) => answer,
+            None => {
+                let api = self.api_plan();
+                let request = ExecRequest::new(api.script)
+                    .sudo(true)
+                    .timeout(API_WAIT + Duration::from_secs(30));
+                self.observer.event(&Progress::PhaseStart {
+                    phase: "api",
+                    hosts: 1,
+                });
+                let result = if api.release {
+                    self.step_releasing(&first, API_TITLE, request, true).await
+                } else {
+                    self.step(&first, API_TITLE, request, true).await
+                };
+                self.observer.event(&Progress::PhaseEnd { phase: "api" });
+                result.map(|out| out.stdout_lossy())
+            }
+        };
+        let stdout = match result {
+            Ok(stdout) => stdout,
             Err(reason) => {
                 self.state_mut(&first).fail(reason.clone());
                 self.message(format!(
@@ -1122,7 +1419,13 @@ impl<'a> Runner<'a> {
                 return None;
             }
         };
-        let (token_text, kubeconfig) = remote::parse_api_output(&out.stdout_lossy());
+        let (api_text, nodes_text) = fold::split_nodes(&stdout);
+        if let Some(nodes_text) = nodes_text {
+            self.log
+                .write(&first, "nodes (read with the API)", nodes_text);
+            self.prefetched_nodes = Some(nodes_text.to_owned());
+        }
+        let (token_text, kubeconfig) = remote::parse_api_output(api_text);
         let token = match (&self.options.token, token_text) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(text)) => match JoinToken::parse(&text) {
@@ -1280,21 +1583,29 @@ impl<'a> Runner<'a> {
         let first = self.first.clone();
         let deadline = Instant::now() + self.options.ready_timeout;
         let mut reported_ok: Vec<String> = Vec::new();
+        // Nothing after verify changes a host unless the GitLab phase follows: the first poll
+        // carries the lock's release.
+        let release = !self.gitlab_follows();
         let (check, observed) = loop {
-            let result = self
-                .step(
-                    &first,
-                    "nodes",
-                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
-                    false,
-                )
-                .await
-                .and_then(|out| {
-                    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
-                });
+            let result = match self.prefetched_nodes.take() {
+                Some(text) => Ok(text),
+                None => {
+                    let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
+                    if release {
+                        self.step_releasing(&first, "nodes", request, false).await
+                    } else {
+                        self.step(&first, "nodes", request, false).await
+                    }
+                    .map(|out| out.stdout_lossy())
+                }
+            };
+            // After Ctrl-C, polling on until the deadline would only keep the user waiting.
+            let give_up = Instant::now() >= deadline || self.fleet.context().cancel.is_cancelled();
+            let result = result
+                .and_then(|text| nodes::parse_nodes(&text).map_err(|e| format!("nodes: {e}")));
             let observed: Vec<NodeStatus> = match result {
                 Ok(observed) => observed,
-                Err(reason) if Instant::now() >= deadline => {
+                Err(reason) if give_up => {
                     self.message(format!(
                         "verify: cannot read the nodes from {first}: {reason}"
                     ));
@@ -1326,7 +1637,7 @@ impl<'a> Runner<'a> {
                     }
                 }
             }
-            if check.all_ok() || Instant::now() >= deadline {
+            if check.all_ok() || give_up {
                 break (check, observed);
             }
             tokio::time::sleep(POLL_EVERY).await;
@@ -1482,6 +1793,23 @@ pub struct LockHeld {
     pub holder: String,
     pub age: Duration,
     pub stale_after: Duration,
+}
+
+/// What the API read runs, and whether it carries the lock's release.
+struct ApiPlan {
+    script: String,
+    release: bool,
+}
+
+/// The first server's facts exec when it carries more (the lock on `up`, the node list on
+/// `status`): run with sudo; its whole output is kept for the caller.
+struct FirstFacts {
+    host: String,
+    script: String,
+    /// The script is `fold::facts_with_lock` (else `fold::facts_with_nodes`).
+    with_lock: bool,
+    /// `Err`: the exec did not come back (connection, timeout, Ctrl-C).
+    reply: Mutex<Option<Result<ExecOutput, ()>>>,
 }
 
 /// Time and command count of one host's remote work.
@@ -1650,23 +1978,59 @@ pub async fn status(
     let log = RunLog::disabled(Default::default());
     let mut runner =
         Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    runner.gather_facts().await;
+    // The first server's facts and node list in one exec (with sudo, for the admin kubeconfig).
     let first = runner.first.clone();
+    let first_facts = FirstFacts {
+        host: first.clone(),
+        script: fold::facts_with_nodes(&facts::script()),
+        with_lock: false,
+        reply: Mutex::new(None),
+    };
+    runner.gather(Some(&first_facts)).await;
+    let mut nodes_read = None;
+    if let Some(Ok(out)) = first_facts
+        .reply
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        match fold::split_facts_with_nodes(&out.stdout_lossy()) {
+            Some((_, nodes_text)) => {
+                nodes_read = nodes_text.and_then(|text| nodes::parse_nodes(text).ok());
+            }
+            None => {
+                // sudo refused before the script ran: the facts need no root, so ask again
+                // without it, as `up` would (its preflight then names the sudo problem).
+                let facts = runner
+                    .step(&first, "facts", ExecRequest::new(facts::script()), false)
+                    .await
+                    .map(|out| Facts::parse(&out.stdout_lossy()));
+                let state = runner.state_mut(&first);
+                match facts {
+                    Ok(facts) => state.facts = Some(facts),
+                    Err(reason) => state.fail(reason),
+                }
+            }
+        }
+    }
     let installed = runner.hosts[&first]
         .facts
         .as_ref()
         .is_some_and(|f| f.installed_role() == Some(Role::Server));
     if installed {
-        match runner
-            .step(
-                &first,
-                "nodes",
-                ExecRequest::new(remote::NODES_COMMAND).sudo(true),
-                false,
-            )
-            .await
-            .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string()))
-        {
+        let observed = match nodes_read {
+            Some(observed) => Ok(observed),
+            // Not read with the facts: ask on its own, for the reason if it fails again.
+            None => runner
+                .step(
+                    &first,
+                    "nodes",
+                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                    false,
+                )
+                .await
+                .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())),
+        };
+        match observed {
             Ok(observed) => {
                 runner.nodes = observed
                     .iter()

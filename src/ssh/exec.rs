@@ -18,6 +18,9 @@ pub struct ExecRequest {
     pub stdin: Option<Vec<u8>>,
     /// Overrides the host's command timeout.
     pub timeout: Option<Duration>,
+    /// Run even after the run was cancelled (Ctrl-C): for the short clean-up a cancelled run
+    /// still owes the host, such as releasing its lock. Its timeout still applies.
+    pub ignore_cancel: bool,
 }
 
 impl ExecRequest {
@@ -40,6 +43,11 @@ impl ExecRequest {
 
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    pub fn ignore_cancel(mut self, ignore: bool) -> Self {
+        self.ignore_cancel = ignore;
         self
     }
 }

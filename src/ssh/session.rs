@@ -324,7 +324,9 @@ impl Session {
                 host: host.clone(),
                 after: timeout,
             }),
-            _ = cancel.cancelled() => Err(SshError::Cancelled { host: host.clone() }),
+            _ = cancel.cancelled(), if !request.ignore_cancel => {
+                Err(SshError::Cancelled { host: host.clone() })
+            }
         };
         match outcome {
             Ok((fed, (out, refused))) => {
