@@ -595,7 +595,7 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     let out2 = text(&second);
     assert_eq!(second.status.code(), Some(1), "{out2}");
     assert!(
-        out2.contains("cluster locked is locked by another `edgeops up`"),
+        out2.contains("cluster locked is locked by another edgeops run"),
         "{out2}"
     );
     assert!(

@@ -12,6 +12,7 @@
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `remote`: the scripts each step runs on a host (secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
+//! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
@@ -27,6 +28,7 @@ pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
+pub mod lock;
 pub mod outcome;
 pub mod preflight;
 pub mod remote;

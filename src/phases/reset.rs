@@ -24,7 +24,7 @@ use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
 use super::outcome::Status;
-use super::remote::{self, LockAnswer};
+use super::remote;
 pub use super::reset_outcome::{HostPlan, ResetHost, ResetReport, Scope};
 use super::reset_remote::{self as scripts, Survey, UninstallOutput};
 use super::runlog::RunLog;
@@ -43,21 +43,8 @@ pub enum ResetError {
         outside.join(", ")
     )]
     FirstServerWithoutTheRest { first: String, outside: Vec<String> },
-    #[error(
-        "cluster {cluster} is locked by another edgeops run: {holder}, since {} ago (lock file {lock} \
-         on {host}); wait for it to finish, or remove the file if that run died (locks older than {} \
-         are taken over)",
-        humantime::format_duration(*age),
-        humantime::format_duration(*stale_after),
-        lock = remote::LOCK_PATH
-    )]
-    Locked {
-        cluster: String,
-        host: String,
-        holder: String,
-        age: Duration,
-        stale_after: Duration,
-    },
+    #[error(transparent)]
+    Locked(super::lock::LockHeld),
 }
 
 /// Decide the scope of a reset of `selected` (names), or refuse (see the module doc).
@@ -576,26 +563,20 @@ impl Reset {
             .await
             .map_err(|(reason, _)| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
         match remote::parse_lock_answer(&out.stdout_lossy()) {
-            Some(LockAnswer::Acquired) => {
+            Some(answer) => {
+                let note = super::lock::settle(
+                    answer,
+                    &self.cluster,
+                    &first,
+                    self.options.lock_stale_after,
+                )
+                .map_err(ResetError::Locked)?;
                 self.locked = true;
+                if let Some(note) = note {
+                    self.message(note);
+                }
                 Ok(())
             }
-            Some(LockAnswer::AcquiredStale { age, holder }) => {
-                self.locked = true;
-                self.message(format!(
-                    "took over a stale lock on {first} ({holder}, {} old)",
-                    humantime::format_duration(Duration::from_secs(age))
-                ));
-                Ok(())
-            }
-            Some(LockAnswer::Held { age, holder }) => Err(ResetError::Locked {
-                cluster: self.cluster.clone(),
-                host: first,
-                holder,
-                age: Duration::from_secs(age),
-                stale_after: self.options.lock_stale_after,
-            }
-            .into()),
             None => anyhow::bail!(
                 "{first}: the lock script answered {:?}",
                 out.stdout_lossy().trim()

@@ -634,26 +634,19 @@ impl<'a> Runner<'a> {
     fn lock_answered(&mut self, out: ExecOutput, answer: Option<LockAnswer>) -> anyhow::Result<()> {
         let first = self.first.clone();
         match answer {
-            Some(LockAnswer::Acquired) => {
+            Some(answer) => {
+                let note = super::lock::settle(
+                    answer,
+                    &self.inventory.cluster.name,
+                    &first,
+                    self.options.lock_stale_after,
+                )?;
                 self.locked = true;
+                if let Some(note) = note {
+                    self.message(note);
+                }
                 Ok(())
             }
-            Some(LockAnswer::AcquiredStale { age, holder }) => {
-                self.locked = true;
-                self.message(format!(
-                    "took over a stale lock on {first} ({holder}, {} old)",
-                    humantime::format_duration(Duration::from_secs(age))
-                ));
-                Ok(())
-            }
-            Some(LockAnswer::Held { age, holder }) => Err(LockHeld {
-                cluster: self.inventory.cluster.name.clone(),
-                host: first,
-                holder,
-                age: Duration::from_secs(age),
-                stale_after: self.options.lock_stale_after,
-            }
-            .into()),
             None => {
                 // The script never got to the lock (sudo refused, most often): as before the
                 // fold, the run stops here.
@@ -1776,23 +1769,6 @@ enum GitLabStep {
     Up,
     Plan,
     Status,
-}
-
-/// Another `up` holds the cluster's lock.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cluster {cluster} is locked by another `edgeops up`: {holder}, since {} ago (lock file {lock} on {host}); \
-     wait for it to finish, or remove the file if that run died (locks older than {} are taken over)",
-    humantime::format_duration(*age),
-    humantime::format_duration(*stale_after),
-    lock = remote::LOCK_PATH
-)]
-pub struct LockHeld {
-    pub cluster: String,
-    pub host: String,
-    pub holder: String,
-    pub age: Duration,
-    pub stale_after: Duration,
 }
 
 /// What the API read runs, and whether it carries the lock's release.

@@ -24,7 +24,7 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, Session, SshContext, s
 use super::airgap;
 use super::facts::{self, Facts};
 use super::outcome::{NodeRow, Status};
-use super::remote::{self, LockAnswer};
+use super::remote;
 use super::runlog::RunLog;
 use super::upgrade_plan::{
     HostNeed, Need, decide_upgrade, downgrades, rolling_order, servers_left_behind,
@@ -76,20 +76,8 @@ pub enum UpgradeError {
         target: K3sVersion,
         hosts: Vec<(String, K3sVersion)>,
     },
-    #[error(
-        "cluster {cluster} is locked by another edgeops run: {holder}, since {} ago (lock file {lock} on {host}); \
-         wait for it to finish, or remove the file if that run died (locks older than {} are taken over)",
-        humantime::format_duration(*age),
-        humantime::format_duration(*stale_after),
-        lock = remote::LOCK_PATH
-    )]
-    Locked {
-        cluster: String,
-        host: String,
-        holder: String,
-        age: Duration,
-        stale_after: Duration,
-    },
+    #[error(transparent)]
+    Locked(super::lock::LockHeld),
     #[error(
         "refusing to upgrade to {target} without {}: agents must not run a newer k3s than the servers \
          (upgrade the servers too, or pass --force)",
@@ -381,25 +369,20 @@ impl Upgrader<'_> {
                 reason,
             })?;
         match remote::parse_lock_answer(&out.stdout_lossy()) {
-            Some(LockAnswer::Acquired) => {
+            Some(answer) => {
+                let note = super::lock::settle(
+                    answer,
+                    &self.inventory.cluster.name,
+                    &first,
+                    self.options.lock_stale_after,
+                )
+                .map_err(UpgradeError::Locked)?;
                 self.locked = true;
+                if let Some(note) = note {
+                    self.message(note);
+                }
                 Ok(())
             }
-            Some(LockAnswer::AcquiredStale { age, holder }) => {
-                self.locked = true;
-                self.message(format!(
-                    "took over a stale lock on {first} ({holder}, {} old)",
-                    humantime::format_duration(Duration::from_secs(age))
-                ));
-                Ok(())
-            }
-            Some(LockAnswer::Held { age, holder }) => Err(UpgradeError::Locked {
-                cluster: self.inventory.cluster.name.clone(),
-                host: first,
-                holder,
-                age: Duration::from_secs(age),
-                stale_after: self.options.lock_stale_after,
-            }),
             None => Err(UpgradeError::Lock {
                 host: first,
                 reason: format!("the lock script answered {:?}", out.stdout_lossy().trim()),

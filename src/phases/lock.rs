@@ -1,0 +1,92 @@
+//! The cluster lock's meaning for a run that takes it (`up`, `reset`, `upgrade`): taken, taken
+//! over from a stale holder (with a note to show), or held by another run (an error naming it).
+//! The scripts that take and release it live in `remote`; this module only interprets the answer.
+
+use std::time::Duration;
+
+use super::remote::{self, LockAnswer};
+
+/// Another edgeops run (`up`, `reset` or `upgrade`) holds the cluster's lock.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cluster {cluster} is locked by another edgeops run: {holder}, since {} ago (lock file {lock} on {host}); \
+     wait for it to finish, or remove the file if that run died (locks older than {} are taken over)",
+    humantime::format_duration(*age),
+    humantime::format_duration(*stale_after),
+    lock = remote::LOCK_PATH
+)]
+pub struct LockHeld {
+    pub cluster: String,
+    pub host: String,
+    pub holder: String,
+    pub age: Duration,
+    pub stale_after: Duration,
+}
+
+/// Settle the lock script's answer on `host`: `Ok(None)` taken, `Ok(Some(note))` taken over from
+/// a stale holder (the note says whose and how old), `Err` held by a live run.
+pub fn settle(
+    answer: LockAnswer,
+    cluster: &str,
+    host: &str,
+    stale_after: Duration,
+) -> Result<Option<String>, LockHeld> {
+    match answer {
+        LockAnswer::Acquired => Ok(None),
+        LockAnswer::AcquiredStale { age, holder } => Ok(Some(format!(
+            "took over a stale lock on {host} ({holder}, {} old)",
+            humantime::format_duration(Duration::from_secs(age))
+        ))),
+        LockAnswer::Held { age, holder } => Err(LockHeld {
+            cluster: cluster.to_string(),
+            host: host.to_string(),
+            holder,
+            age: Duration::from_secs(age),
+            stale_after,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STALE: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn acquired_is_taken_without_a_note() {
+        assert!(matches!(
+            settle(LockAnswer::Acquired, "c", "srv", STALE),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn a_stale_lock_taken_over_names_its_holder_and_age() {
+        let answer = LockAnswer::AcquiredStale {
+            age: 3600,
+            holder: "ws up 7".into(),
+        };
+        let note = settle(answer, "c", "srv", STALE).unwrap().unwrap();
+        assert_eq!(note, "took over a stale lock on srv (ws up 7, 1h old)");
+    }
+
+    #[test]
+    fn a_held_lock_names_cluster_holder_host_and_file() {
+        let answer = LockAnswer::Held {
+            age: 65,
+            holder: "ws reset 9".into(),
+        };
+        let message = settle(answer, "pi-lab", "pi-01", STALE)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("cluster pi-lab is locked by another edgeops run: ws reset 9"),
+            "{message}"
+        );
+        assert!(message.contains("1m 5s ago"), "{message}");
+        assert!(message.contains(remote::LOCK_PATH), "{message}");
+        assert!(message.contains("on pi-01"), "{message}");
+        assert!(message.contains("older than 30m"), "{message}");
+    }
+}
