@@ -169,6 +169,28 @@ fn airgapped_one_server_three_agents_from_the_workstation_cache() {
     let inv = inv.to_str().unwrap();
     let edgeops = Edgeops::new();
 
+    // `plan` says where the release would come from, and neither downloads nor touches a host.
+    let planned = edgeops.run(&["plan", inv]);
+    let plan_out = text(&planned);
+    assert!(planned.status.success(), "plan failed:\n{plan_out}");
+    assert!(
+        plan_out.contains(&format!(
+            "air-gapped: 4 host(s) would get k3s {PINNED} from the workstation"
+        )),
+        "{plan_out}"
+    );
+    assert!(plan_out.contains("amd64 to fetch"), "{plan_out}");
+    assert!(plan_out.contains("arm64 to fetch"), "{plan_out}");
+    assert!(
+        downloads(lab).is_empty(),
+        "plan downloaded: {:?}",
+        downloads(lab)
+    );
+    assert!(
+        !edgeops.cache().join("edgeops/k3s").join(PINNED).exists(),
+        "plan filled the cache"
+    );
+
     let first = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out1 = text(&first);
     assert!(first.status.success(), "air-gapped up failed:\n{out1}");

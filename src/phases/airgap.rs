@@ -190,3 +190,41 @@ mod tests {
         assert!(script.contains(&"b".repeat(64)));
     }
 }
+
+/// What `plan` says of an air-gapped cluster: where the release of each architecture would come
+/// from (`cached`: already verified on the workstation) and that hosts get only what they lack.
+pub fn plan_note(version: &str, hosts: usize, origin: &str, arches: &[(K3sArch, bool)]) -> String {
+    let per_arch: Vec<String> = arches
+        .iter()
+        .map(|(arch, cached)| {
+            let state = if *cached { "cached" } else { "to fetch" };
+            format!("{} {state}", arch.as_str())
+        })
+        .collect();
+    format!(
+        "air-gapped: {hosts} host(s) would get k3s {version} from the workstation ({origin}: {}); \
+         each host is sent only the files it lacks, verified on the host",
+        per_arch.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod plan_note_tests {
+    use super::*;
+
+    #[test]
+    fn plan_note_names_version_origin_and_each_arch_state() {
+        let note = plan_note(
+            "v1.31.4+k3s1",
+            3,
+            "cache /root/.cache/edgeops/k3s/v1.31.4+k3s1",
+            &[(K3sArch::Amd64, true), (K3sArch::Arm64, false)],
+        );
+        assert_eq!(
+            note,
+            "air-gapped: 3 host(s) would get k3s v1.31.4+k3s1 from the workstation \
+             (cache /root/.cache/edgeops/k3s/v1.31.4+k3s1: amd64 cached, arm64 to fetch); \
+             each host is sent only the files it lacks, verified on the host"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, api_endpoint, first_server, server_url};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::k3s::nodes::{self, NodeStatus};
-use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sVersion};
+use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
 use crate::render::Renderer;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
@@ -325,6 +325,7 @@ impl<'a> Runner<'a> {
         self.resolve_version().await?;
         self.decide_all();
         if self.options.mode == Mode::Plan {
+            self.plan_airgap();
             for state in self.hosts.values_mut().filter(|s| s.alive()) {
                 state.status = Some(Status::Planned);
             }
@@ -1061,6 +1062,76 @@ impl<'a> Runner<'a> {
         ))
     }
 
+    /// `plan` on an air-gapped cluster: say where the release would come from, reading only the
+    /// workstation's cache (no download, no host touched).
+    fn plan_airgap(&mut self) {
+        let Some(version) = self
+            .version
+            .clone()
+            .filter(|_| self.inventory.cluster.airgap)
+        else {
+            return;
+        };
+        let names = self.airgap_hosts();
+        if names.is_empty() {
+            return;
+        }
+        let (origin, dir) = match &self.inventory.cluster.artifacts_dir {
+            Some(dir) => (
+                format!("artifacts_dir {}", dir.display()),
+                Some(dir.clone()),
+            ),
+            None => match k3s_airgap::cache_root() {
+                Ok(root) => {
+                    let dir = root.join(version.to_string());
+                    (format!("cache {}", dir.display()), Some(dir))
+                }
+                Err(e) => (format!("no cache folder: {e}"), None),
+            },
+        };
+        let arches: Vec<(K3sArch, bool)> = self
+            .airgap_arches(&names)
+            .into_iter()
+            .map(|arch| {
+                let cached = dir.as_ref().is_some_and(|d| {
+                    d.join(arch.binary_asset()).is_file() && d.join(arch.checksum_asset()).is_file()
+                });
+                (arch, cached)
+            })
+            .collect();
+        let note = airgap::plan_note(&version.to_string(), names.len(), &origin, &arches);
+        self.message(note);
+    }
+
+    /// Live hosts that will run the installer (and so need the release on an air-gapped site).
+    fn airgap_hosts(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive()
+                    && matches!(
+                        s.action(),
+                        Action::Install | Action::Reconfigure | Action::Upgrade
+                    )
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The architectures of `names`, each once, in host order.
+    fn airgap_arches(&self, names: &[String]) -> Vec<K3sArch> {
+        let mut arches = Vec::new();
+        for name in names {
+            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
+        }
+        arches
+    }
+
     /// Air-gapped clusters: fetch and verify the release once on the workstation (any mismatch
     /// stops the run before anything is installed), then give each host that installs what it
     /// lacks, verified on the host (`phases::airgap`). Checks at full width; at most
@@ -1073,27 +1144,8 @@ impl<'a> Runner<'a> {
         else {
             return Ok(());
         };
-        let names: Vec<String> = self
-            .order
-            .iter()
-            .filter(|n| {
-                let s = &self.hosts[*n];
-                s.alive()
-                    && matches!(
-                        s.action(),
-                        Action::Install | Action::Reconfigure | Action::Upgrade
-                    )
-            })
-            .cloned()
-            .collect();
-        let mut arches = Vec::new();
-        for name in &names {
-            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
-                && !arches.contains(&arch)
-            {
-                arches.push(arch);
-            }
-        }
+        let names = self.airgap_hosts();
+        let arches = self.airgap_arches(&names);
         if names.is_empty() {
             return Ok(());
         }
