@@ -47,7 +47,7 @@ pub enum Command {
     Up(UpArgs),
     /// Show what `up` would do on each host, from live facts; changes nothing.
     Plan(InventoryArg),
-    /// Facts and node readiness per host; changes nothing.
+    /// Facts, k3s service and config state, node readiness, and GitLab charts; changes nothing.
     Status(InventoryArg),
     /// Uninstall k3s and edgeops's files from the hosts (agents first, then servers).
     Reset(ResetArgs),

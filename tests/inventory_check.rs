@@ -270,3 +270,24 @@ fn tilde_expands_to_home_and_default_keys_are_found() {
     assert_eq!(files(0), serde_json::json!([ssh.join("id_ed25519")]));
     assert_eq!(files(1), serde_json::json!([ssh.join("edge")]));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // `edgeops check -o json | head -1`: the read end is closed before edgeops writes, so its
+    // write fails with EPIPE; that must neither panic nor be reported as an error.
+    let home = tempfile::tempdir().expect("temp home");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("HOME", home.path())
+        .args(["check", "inventory/fleet-200.toml", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run edgeops");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for edgeops");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -18,10 +19,11 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
     let selected = inventory::select(&inventory, global.limit.as_deref())
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let summary = Summary::new(&inventory, &entries, &selected, global.limit.as_deref());
+    let mut out = std::io::stdout().lock();
     match global.output {
-        OutputFormat::Json => println!("{:#}", summary.json()),
-        OutputFormat::Text if global.quiet => println!("{}", summary.headline()),
-        OutputFormat::Text => print!("{}", summary.text()),
+        OutputFormat::Json => writeln!(out, "{:#}", summary.json())?,
+        OutputFormat::Text if global.quiet => writeln!(out, "{}", summary.headline())?,
+        OutputFormat::Text => write!(out, "{}", summary.text())?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! endpoint, and merge it into the user's kubeconfig under a context named after the cluster
 //! (0600), or write it alone with `--out`. Touches nothing on hosts; one round trip.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, KubeconfigArgs};
@@ -38,6 +39,6 @@ pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCod
         merge_into,
         args.out.clone(),
     ))?;
-    println!("{message}");
+    writeln!(std::io::stdout().lock(), "{message}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,9 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = dispatch(cli);
     match result {
         Ok(code) => code,
+        // A reader that stopped early (`edgeops check -o json | head -1`) is not an error of
+        // ours: stop quietly, as `cat` or `grep` would.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             exit_code_for(&err)
@@ -43,6 +46,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A multi-threaded runtime for the commands that talk to hosts.

@@ -7,6 +7,7 @@
 //! `up` registers them, so they stay placeholders here.
 
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -81,19 +82,21 @@ pub fn run(global: &GlobalArgs, args: &RenderArgs) -> anyhow::Result<ExitCode> {
     };
     let bundle = render_bundle(&inventory, &options)?;
     write_bundle(&bundle, &args.out)?;
+    let mut out = std::io::stdout().lock();
     match global.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&bundle)?),
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&bundle)?)?,
         OutputFormat::Text => {
             for file in &bundle.files {
                 let from = file.template.as_deref().unwrap_or("generated");
                 let secret = if file.secret { ", secret, 0600" } else { "" };
-                println!(
+                writeln!(
+                    out,
                     "wrote {} ({from}{secret})",
                     args.out.join(&file.path).display()
-                );
+                )?;
             }
             for note in &bundle.notes {
-                println!("note: {note}");
+                writeln!(out, "note: {note}")?;
             }
         }
     }
