@@ -379,10 +379,10 @@ impl Reset {
                 // Under the lock still, so no `up` registers again while this removes.
                 if let Some(setup) = &self.options.gitlab {
                     gitlab = Some(if first_ok {
-                        self.phase_start("gitlab", 1);
-                        let report = super::reset_gitlab::run(setup).await;
-                        self.phase_end("gitlab");
-                        report
+                        self.observer.event(&Progress::Message {
+                            text: "gitlab: removing the cluster's runner, agent and agent config",
+                        });
+                        super::reset_gitlab::run(setup).await
                     } else {
                         GitLabReport::skipped(format!(
                             "first server {} was not reset: the cluster's agent and runner are                              left in GitLab; re-run `reset --gitlab` once it is",
