@@ -1085,3 +1085,31 @@ async fn deregister_reports_403_per_item_with_what_is_needed_and_goes_on() {
     assert!(message.contains("deleting a runner needs"), "{message}");
     assert!(!message.contains(TOKEN) && !message.contains("glpat-READONLY-2"));
 }
+
+#[tokio::test]
+async fn an_agent_deleted_between_lookup_and_delete_is_already_gone() {
+    let (double, client, project_id) = seeded().await;
+    double.add_agent(project_id, AGENT);
+    double.fail_next(
+        "DELETE",
+        "/cluster_agents/",
+        1,
+        Fault::Status {
+            status: 404,
+            body: json!({ "message": "404 Not found" }),
+        },
+    );
+    let mut request = deregister_request();
+    request.runner = None;
+    let removed = client.deregister(&request).await;
+    let agent = removed
+        .iter()
+        .find(|r| r.item == "agent")
+        .expect("agent row");
+    assert!(
+        matches!(agent.outcome, Ok(Removal::AlreadyGone)),
+        "{agent:?}"
+    );
+    let tokens = removed.iter().find(|r| r.item == "agent token").unwrap();
+    assert_eq!(tokens.detail, "none active");
+}

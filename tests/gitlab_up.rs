@@ -625,3 +625,26 @@ fn reset_gitlab_removes_the_cluster_from_gitlab_then_says_already_gone() {
     }
     drop(double);
 }
+
+#[test]
+fn reset_gitlab_without_a_gitlab_section_is_bad_input_and_touches_no_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("no-gitlab.toml");
+    // TEST-NET-1 (RFC 5737): a run that tried to connect would end in exit 1, not 2.
+    std::fs::write(
+        &inventory,
+        "[cluster]\nname = \"nogitlab\"\n\n[ssh]\nuser = \"pi\"\nagent = true\n\n\
+         [[hosts]]\nname = \"s1\"\naddress = \"192.0.2.1\"\nrole = \"server\"\n",
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .args(["reset", inventory.to_str().unwrap(), "--yes", "--gitlab"])
+        .env("HOME", home.path())
+        .output()
+        .expect("run edgeops");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr.contains("no [gitlab] section"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+}
