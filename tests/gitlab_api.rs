@@ -900,7 +900,7 @@ fn deregister_request() -> DeregisterRequest {
 
 #[tokio::test]
 async fn delete_runner_agent_and_file_answer_204_then_404_is_already_gone() {
-    let (double, client, project_id) = seeded().await;
+    let (double, client, _) = seeded().await;
     let registration = client
         .register(&request(ExistingTokens::default(), false))
         .await
@@ -959,7 +959,6 @@ async fn delete_runner_agent_and_file_answer_204_then_404_is_already_gone() {
     assert_eq!(double.commits(), commits + 1);
     let logged = double.log();
     assert_eq!(logged.len(), 1, "{logged:?}");
-    let _ = project_id;
 }
 
 #[tokio::test]

@@ -133,3 +133,44 @@ pub async fn run(setup: &GitLabReset) -> GitLabReport {
         seconds: started.elapsed().as_secs_f64(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::test_inventory::pi_inventory;
+
+    #[test]
+    fn the_plan_names_the_runner_agent_and_config_but_no_token() {
+        let inventory = pi_inventory();
+        let gitlab = inventory.gitlab.as_ref().unwrap();
+        let setup = GitLabReset::new(
+            "pi-lab",
+            gitlab,
+            SecretString::from("glpat-NEVER-SHOWN"),
+            ClientOptions::default(),
+        );
+        let plan = setup.plan().join("\n");
+        assert!(plan.contains("runner edgeops:pi-lab (group_type"), "{plan}");
+        assert!(
+            plan.contains(&format!("agent {}", gitlab.agent_name)),
+            "{plan}"
+        );
+        assert!(
+            plan.contains(&agent_config_path(&gitlab.agent_name)),
+            "{plan}"
+        );
+        assert!(!plan.contains("glpat-NEVER-SHOWN"));
+        assert!(!format!("{setup:?}").contains("glpat-NEVER-SHOWN"));
+
+        let mut off = gitlab.clone();
+        off.runner.enabled = false;
+        let setup = GitLabReset::new(
+            "pi-lab",
+            &off,
+            SecretString::from("x"),
+            ClientOptions::default(),
+        );
+        assert!(setup.request.runner.is_none());
+        assert!(!setup.plan().join("\n").contains("runner"));
+    }
+}
