@@ -103,6 +103,11 @@ pub struct ResetArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Also remove the cluster's GitLab side once the hosts are wiped: the runner edgeops
+    /// created, the agent's tokens, the agent, and its config file in the repository. Needs a
+    /// `[gitlab]` section and a whole-cluster reset (no --limit).
+    #[arg(long)]
+    pub gitlab: bool,
 }
 
 #[derive(Debug, Clone, Args)]

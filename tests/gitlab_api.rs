@@ -7,8 +7,9 @@ mod gitlab_double;
 use std::time::Duration;
 
 use edgeops::gitlab::{
-    ClientOptions, ExistingTokens, FileChange, GitLabClient, GitLabError, Outcome, ProjectRef,
-    RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource,
+    ClientOptions, DeregisterRequest, ExistingTokens, FileChange, GitLabClient, GitLabError,
+    Outcome, ProjectRef, RegisterRequest, Registration, Removal, RunnerScope, RunnerSpec,
+    TokenSource,
 };
 use gitlab_double::{Fault, GitLabDouble, Role};
 use secrecy::{ExposeSecret, SecretString};
@@ -884,4 +885,230 @@ async fn tokens_never_appear_in_errors_or_debug_output() {
         let line = format!("{} {:?}", logged.path, logged.query);
         assert!(!line.contains(TOKEN), "token in URL: {line}");
     }
+}
+
+fn deregister_request() -> DeregisterRequest {
+    DeregisterRequest {
+        project: ProjectRef::parse(PROJECT),
+        agent_name: AGENT.to_owned(),
+        runner: Some((
+            RunnerScope::Project(ProjectRef::parse(PROJECT)),
+            "edgeops:pi-lab".to_owned(),
+        )),
+    }
+}
+
+#[tokio::test]
+async fn delete_runner_agent_and_file_answer_204_then_404_is_already_gone() {
+    let (double, client, _) = seeded().await;
+    let registration = client
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("register");
+    let runner_id = registration.runner.as_ref().unwrap().runner_id;
+    let project = ProjectRef::parse(PROJECT);
+    let commits = double.commits();
+
+    client
+        .delete_runner(runner_id)
+        .await
+        .expect("delete runner");
+    assert!(double.state().runners.is_empty());
+    let again = client.delete_runner(runner_id).await.expect_err("gone");
+    assert!(matches!(again, GitLabError::NotFound { .. }), "{again:?}");
+    assert!(
+        again.to_string().contains("404 Runner Not Found"),
+        "{again}"
+    );
+
+    client
+        .delete_agent(&project, registration.agent.id)
+        .await
+        .expect("delete agent");
+    {
+        let state = double.state();
+        assert!(state.agents.is_empty());
+        assert!(
+            state.agent_tokens.is_empty(),
+            "GitLab drops an agent's tokens with it"
+        );
+    }
+    let again = client
+        .delete_agent(&project, registration.agent.id)
+        .await
+        .expect_err("gone");
+    assert!(matches!(again, GitLabError::NotFound { .. }), "{again:?}");
+
+    assert!(
+        client
+            .delete_file(&project, CONFIG_PATH, "main", "edgeops: remove")
+            .await
+            .expect("delete file")
+    );
+    assert_eq!(double.commits(), commits + 1, "one commit for the deletion");
+    assert!(double.state().projects[0].files.is_empty());
+    // Absent: looked up, no DELETE sent, no commit.
+    double.clear_log();
+    assert!(
+        !client
+            .delete_file(&project, CONFIG_PATH, "main", "edgeops: remove")
+            .await
+            .expect("absent file")
+    );
+    assert!(double.requests_with_method("DELETE").is_empty());
+    assert_eq!(double.commits(), commits + 1);
+    let logged = double.log();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+}
+
+#[tokio::test]
+async fn a_file_deleted_between_lookup_and_delete_is_already_gone() {
+    let (double, client, project_id) = seeded().await;
+    double.add_file(project_id, "main", CONFIG_PATH, CONFIG);
+    double.fail_next(
+        "DELETE",
+        "/repository/files/",
+        1,
+        Fault::Status {
+            status: 400,
+            body: json!({ "message": "A file with this name doesn't exist" }),
+        },
+    );
+    let deleted = client
+        .delete_file(&ProjectRef::parse(PROJECT), CONFIG_PATH, "main", "m")
+        .await
+        .expect("taken as gone");
+    assert!(!deleted);
+}
+
+#[tokio::test]
+async fn deregister_removes_everything_then_says_already_gone() {
+    let (double, client, project_id) = seeded().await;
+    client
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("register");
+    // A second active token, as after a rotation made by hand: revoked too.
+    let agent_id = double.state().agents[0].id;
+    client
+        .create_agent_token(&ProjectRef::parse(PROJECT), agent_id, "by-hand", "")
+        .await
+        .expect("second token");
+
+    let removed = client.deregister(&deregister_request()).await;
+    let summary: Vec<(&str, Removal)> = removed
+        .iter()
+        .map(|r| (r.item, *r.outcome.as_ref().expect("no failure")))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("runner", Removal::Deleted),
+            ("agent token", Removal::Deleted),
+            ("agent token", Removal::Deleted),
+            ("agent", Removal::Deleted),
+            ("agent config", Removal::Deleted),
+        ]
+    );
+    {
+        let state = double.state();
+        assert!(state.runners.is_empty());
+        assert!(state.agents.is_empty());
+        assert!(state.agent_tokens.is_empty());
+        let project = state.projects.iter().find(|p| p.id == project_id).unwrap();
+        assert!(project.files.is_empty());
+    }
+
+    double.clear_log();
+    let again = client.deregister(&deregister_request()).await;
+    assert!(
+        again
+            .iter()
+            .all(|r| matches!(r.outcome, Ok(Removal::AlreadyGone))),
+        "{again:?}"
+    );
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(mutations(&double).is_empty(), "{:?}", mutations(&double));
+}
+
+#[tokio::test]
+async fn deregister_reports_403_per_item_with_what_is_needed_and_goes_on() {
+    let (double, maintainer, _) = seeded().await;
+    maintainer
+        .register(&request(ExistingTokens::default(), false))
+        .await
+        .expect("register");
+    double.add_token("glpat-DEVELOPER-2", &["api"], Role::Developer);
+
+    let removed = client(&double, "glpat-DEVELOPER-2")
+        .deregister(&deregister_request())
+        .await;
+    // A Developer cannot list a project's runners nor manage its agent; every item was tried.
+    let failed: Vec<String> = removed
+        .iter()
+        .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{} {e}", r.item)))
+        .collect();
+    assert!(
+        failed.iter().any(|m| m.starts_with(
+            "runner GET /projects/edge%2Ffleet/runners: GitLab answered 403 Forbidden"
+        )),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|m| m.contains("agent token")
+            && m.contains(
+                "needs a token with scope `api` whose user has at least the Maintainer role"
+            )),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(
+            |m| m.starts_with("agent DELETE /projects/edge%2Ffleet/cluster_agents/")
+                && m.contains("deleting an agent needs")
+        ),
+        "{failed:?}"
+    );
+    assert_eq!(double.state().agents.len(), 1, "nothing deleted");
+    assert_eq!(double.state().runners.len(), 1);
+
+    // Scope: a read_api token is told which scope it lacks.
+    double.add_token("glpat-READONLY-2", &["read_api"], Role::Maintainer);
+    let runner_id = double.state().runners[0].id;
+    let error = client(&double, "glpat-READONLY-2")
+        .delete_runner(runner_id)
+        .await
+        .expect_err("read_api cannot delete");
+    assert!(matches!(error, GitLabError::Forbidden { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("the token lacks scope `api`"), "{message}");
+    assert!(message.contains("deleting a runner needs"), "{message}");
+    assert!(!message.contains(TOKEN) && !message.contains("glpat-READONLY-2"));
+}
+
+#[tokio::test]
+async fn an_agent_deleted_between_lookup_and_delete_is_already_gone() {
+    let (double, client, project_id) = seeded().await;
+    double.add_agent(project_id, AGENT);
+    double.fail_next(
+        "DELETE",
+        "/cluster_agents/",
+        1,
+        Fault::Status {
+            status: 404,
+            body: json!({ "message": "404 Not found" }),
+        },
+    );
+    let mut request = deregister_request();
+    request.runner = None;
+    let removed = client.deregister(&request).await;
+    let agent = removed
+        .iter()
+        .find(|r| r.item == "agent")
+        .expect("agent row");
+    assert!(
+        matches!(agent.outcome, Ok(Removal::AlreadyGone)),
+        "{agent:?}"
+    );
+    let tokens = removed.iter().find(|r| r.item == "agent token").unwrap();
+    assert_eq!(tokens.detail, "none active");
 }

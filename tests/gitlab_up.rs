@@ -466,3 +466,185 @@ fn up_without_the_gitlab_token_is_bad_input_and_touches_no_host() {
     assert!(stderr.contains(TOKEN_ENV), "{stderr}");
     assert!(stderr.contains("GitLab API token"), "{stderr}");
 }
+
+/// Whether the host holds k3s or edgeops' GitLab files (empty when clean).
+fn traces(lab: &support::Lab, host: &str) -> String {
+    lab.ssh_ok(
+        host,
+        &format!(
+            "sudo sh -c 'for p in /usr/local/bin/k3s /etc/rancher /var/lib/rancher {TOKENS_FILE} \
+             {AGENT_MANIFEST} {RUNNER_MANIFEST}; do [ -e \"$p\" ] && echo \"file $p\"; done; \
+             for p in $(pgrep -f \"[k]3s (server|agent)\"); do echo \"process $p\"; done; true'"
+        ),
+    )
+}
+
+#[test]
+fn reset_gitlab_removes_the_cluster_from_gitlab_then_says_already_gone() {
+    let lab = support::Lab::options(2).start();
+    let hosts: Vec<String> = lab.hosts().iter().map(|h| h.name.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let double = runtime.block_on(GitLabDouble::start());
+    double.add_token(API_TOKEN, &["api"], Role::Maintainer);
+    let project_id = double.add_project(PROJECT, Some("main"));
+    let dir = tempfile::tempdir().unwrap();
+    let inv_path = inventory(&lab, dir.path(), &double.url());
+    let inv = inv_path.to_str().unwrap();
+    let edgeops = Edgeops {
+        home: tempfile::tempdir().unwrap(),
+    };
+    let config_key = (
+        "main".to_owned(),
+        format!(".gitlab/agents/{CLUSTER}/config.yaml"),
+    );
+
+    // Refused before anything is touched: --gitlab with --limit (a cluster that stays).
+    let limited = edgeops.run(&["reset", inv, "--gitlab", "--yes", "--limit", &hosts[1]]);
+    let limited_out = text(&limited);
+    assert_eq!(limited.status.code(), Some(2), "{limited_out}");
+    assert!(
+        limited_out.contains("--gitlab needs a whole-cluster reset"),
+        "{limited_out}"
+    );
+    assert!(double.log().is_empty(), "GitLab was called: {limited_out}");
+
+    let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let up_out = text(&up);
+    assert!(up.status.success(), "up failed:\n{up_out}");
+    {
+        let state = double.state();
+        assert_eq!(state.agents.len(), 1);
+        assert_eq!(state.runners.len(), 1);
+        assert_eq!(state.agent_tokens.iter().filter(|t| t.active).count(), 1);
+        assert!(state.projects[0].files.contains_key(&config_key));
+    }
+    let secrets = issued_secrets(&double);
+    let commits = double.commits();
+
+    // Refused again once the cluster is up; it still stands, GitLab untouched.
+    double.clear_log();
+    let limited = edgeops.run(&["reset", inv, "--gitlab", "--yes", "--limit", &hosts[1]]);
+    assert_eq!(limited.status.code(), Some(2), "{}", text(&limited));
+    assert!(!traces(&lab, &hosts[1]).is_empty(), "the agent was reset");
+    assert!(double.log().is_empty());
+
+    // The plan names what leaves GitLab; the reset removes it all, hosts clean.
+    let reset = edgeops.run(&["reset", inv, "--yes", "--gitlab"]);
+    let out = text(&reset);
+    assert!(reset.status.success(), "reset --gitlab failed:\n{out}");
+    assert!(
+        out.contains("gitlab: once the first server is reset, will remove from"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("runner edgeops:{CLUSTER}")), "{out}");
+    {
+        let state = double.state();
+        assert!(state.agents.is_empty(), "{out}");
+        assert!(state.runners.is_empty(), "{out}");
+        assert!(
+            state.agent_tokens.iter().all(|t| !t.active),
+            "an agent token is still active"
+        );
+        let project = state.projects.iter().find(|p| p.id == project_id).unwrap();
+        assert!(!project.files.contains_key(&config_key), "config file kept");
+    }
+    assert_eq!(
+        double.commits(),
+        commits + 1,
+        "one commit deletes the config"
+    );
+    for row in ["runner", "agent token", "agent ", "agent config"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row:\n{out}"));
+        assert!(line.contains("deleted"), "{line}");
+    }
+    assert!(
+        out.contains("gitlab: 4 deleted, 0 already gone, 0 failed"),
+        "{out}"
+    );
+    for host in &hosts {
+        let left = traces(&lab, host);
+        assert!(left.is_empty(), "{host} after reset:\n{left}");
+    }
+
+    // Again, as JSON: hosts already clean, GitLab already gone, nothing changed in GitLab.
+    double.clear_log();
+    let again = edgeops.run(&["reset", inv, "--yes", "--gitlab", "--output", "json"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).expect("reset JSON");
+    let rows = report["gitlab"]["rows"].as_array().expect("gitlab rows");
+    assert!(!rows.is_empty(), "{report}");
+    assert!(
+        rows.iter().all(|r| r["result"] == "already gone"),
+        "{report}"
+    );
+    assert_eq!(report["gitlab"]["status"], "unchanged", "{report}");
+    for host in report["hosts"].as_array().unwrap() {
+        assert_eq!(host["result"], "already clean", "{host}");
+    }
+    assert_eq!(mutations(&double), Vec::<String>::new());
+
+    // A GitLab failure: exit 1, host rows still reported.
+    double.fail_next(
+        "GET",
+        "/cluster_agents",
+        1,
+        Fault::Status {
+            status: 403,
+            body: serde_json::json!({ "message": "403 Forbidden" }),
+        },
+    );
+    let refused = edgeops.run(&["reset", inv, "--yes", "--gitlab"]);
+    let refused_out = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{refused_out}");
+    assert!(refused_out.contains("403 Forbidden"), "{refused_out}");
+    assert!(refused_out.contains("already clean"), "{refused_out}");
+    assert!(
+        refused_out.contains("GitLab was not cleaned up"),
+        "{refused_out}"
+    );
+
+    // No token in output or run logs.
+    let logs = edgeops.logs();
+    for secret in &secrets {
+        for (what, haystack) in [
+            ("output", format!("{up_out}{out}{refused_out}")),
+            ("logs", logs.clone()),
+        ] {
+            assert!(
+                !haystack.contains(secret.as_str()),
+                "a token appeared in the {what}"
+            );
+        }
+    }
+    drop(double);
+}
+
+#[test]
+fn reset_gitlab_without_a_gitlab_section_is_bad_input_and_touches_no_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("no-gitlab.toml");
+    // TEST-NET-1 (RFC 5737): a run that tried to connect would end in exit 1, not 2.
+    std::fs::write(
+        &inventory,
+        "[cluster]\nname = \"nogitlab\"\n\n[ssh]\nuser = \"pi\"\nagent = true\n\n\
+         [[hosts]]\nname = \"s1\"\naddress = \"192.0.2.1\"\nrole = \"server\"\n",
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeops"))
+        .args(["reset", inventory.to_str().unwrap(), "--yes", "--gitlab"])
+        .env("HOME", home.path())
+        .output()
+        .expect("run edgeops");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr.contains("no [gitlab] section"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+}

@@ -1,20 +1,28 @@
-//! `edgeops reset INVENTORY [--limit] [--yes]`: show what will be wiped per host, ask on a
-//! terminal (refuse without one unless `--yes`), uninstall k3s agents first, servers after, the
-//! first server last, and report per host (table or JSON). The work is in `phases::reset`.
+//! `edgeops reset INVENTORY [--limit] [--yes] [--gitlab]`: show what will be wiped per host (and,
+//! with `--gitlab`, removed from GitLab), ask on a terminal (refuse without one unless `--yes`),
+//! uninstall k3s agents first, servers after, the first server last, then deregister the
+//! cluster from GitLab if asked, and report per host (table or JSON). The work is in
+//! `phases::reset`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
+use secrecy::ExposeSecret;
+
 use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
 use crate::exit::Failure;
-use crate::inventory;
-use crate::k3s::token::read_join_token;
-use crate::phases::reset::{KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope};
+use crate::gitlab::ClientOptions;
+use crate::inventory::{self, Inventory};
+use crate::k3s::token::{read_join_token, read_secret};
+use crate::phases::reset::{
+    GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
+};
 use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{Observer, Status};
 
 use super::up::{
-    LOCK_STALE_AFTER, ProgressView, default_kubeconfig_path, prepare, table, with_interrupt,
+    LOCK_STALE_AFTER, ProgressView, default_kubeconfig_path, gitlab_rows, prepare, table,
+    with_interrupt,
 };
 
 pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
@@ -26,6 +34,11 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
         .map(|h| h.name.clone())
         .collect();
     let scope = scope(&inventory, &selected).map_err(|e| Failure::Usage(e.to_string()))?;
+    let gitlab = if args.gitlab {
+        Some(gitlab_reset(&inventory, scope)?)
+    } else {
+        None
+    };
     let interactive = std::io::stdin().is_terminal();
     if !args.yes && !interactive {
         return Err(Failure::Usage(
@@ -42,6 +55,9 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     if let Ok(Some(token)) = read_join_token(&prepared.inventory.cluster.token) {
         redactor.add(token.expose());
     }
+    if let Some(gitlab) = &gitlab {
+        redactor.add(gitlab.api_token.expose_secret());
+    }
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
     let options = ResetOptions {
         fleet: prepared.fleet_settings.clone(),
@@ -50,6 +66,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
             path: default_kubeconfig_path()?,
             context: prepared.inventory.cluster.name.clone(),
         },
+        gitlab,
     };
     let view = ProgressView::new(global);
     let observer: std::sync::Arc<dyn Observer> = view.clone();
@@ -99,7 +116,42 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     if report.failed {
         anyhow::bail!("the hosts are reset, but the kubeconfig could not be updated (see above)");
     }
+    if let Some(gitlab) = report.gitlab.as_ref().filter(|g| g.is_failure()) {
+        anyhow::bail!(
+            "the hosts are reset, but GitLab was not cleaned up: {}",
+            gitlab.reason.as_deref().unwrap_or("see the GitLab table")
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--gitlab`, checked offline before anything is touched: it needs a `[gitlab]` section, a
+/// whole-cluster reset (removing the agent under a cluster that stays would cut it off GitLab),
+/// and the API token.
+fn gitlab_reset(inventory: &Inventory, scope: Scope) -> anyhow::Result<GitLabReset> {
+    let Some(gitlab) = &inventory.gitlab else {
+        return Err(Failure::Usage(
+            "--gitlab removes the cluster's agent and runner from GitLab, but the inventory has              no [gitlab] section: drop --gitlab (nothing was changed)"
+                .to_owned(),
+        )
+        .into());
+    };
+    if scope != Scope::Cluster {
+        return Err(Failure::Usage(
+            "--gitlab needs a whole-cluster reset: the selected hosts leave a cluster that stays,              and its GitLab agent and runner stay with it; drop --limit to reset the whole              cluster, or drop --gitlab (nothing was changed)"
+                .to_owned(),
+        )
+        .into());
+    }
+    let token = read_secret(&gitlab.token, "GitLab API token")
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .ok_or_else(|| Failure::Usage("[gitlab] names no token_env or token_file".to_owned()))?;
+    Ok(GitLabReset::new(
+        &inventory.cluster.name,
+        gitlab,
+        token,
+        ClientOptions::default(),
+    ))
 }
 
 /// What will be wiped, per host in execution order, on stderr (stdout keeps the report).
@@ -149,6 +201,16 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
         Ok(None) => writeln!(err, "kubeconfig: left alone (the cluster stays)")?,
         Err(e) => writeln!(err, "kubeconfig: cannot read it: {e:#}")?,
     }
+    if let Some(gitlab) = reset.gitlab() {
+        writeln!(
+            err,
+            "gitlab: once the first server is reset, will remove from {}:",
+            gitlab.url
+        )?;
+        for line in gitlab.plan() {
+            writeln!(err, "  - {line}")?;
+        }
+    }
     Ok(())
 }
 
@@ -160,7 +222,12 @@ fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<b
         let mut err = std::io::stderr().lock();
         write!(
             err,
-            "Reset {hosts} host(s)? k3s and its data will be deleted and cannot be restored. [y/N] "
+            "Reset {hosts} host(s){}? k3s and its data will be deleted and cannot be restored. [y/N] ",
+            if reset.gitlab().is_some() {
+                " and remove the cluster from GitLab"
+            } else {
+                ""
+            }
         )?;
         err.flush()?;
     }
@@ -232,6 +299,28 @@ fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()>
     }
     if let Some(kubeconfig) = &report.kubeconfig {
         writeln!(out, "kubeconfig: {kubeconfig}")?;
+    }
+    if let Some(gitlab) = &report.gitlab {
+        write!(out, "{}", gitlab_rows(gitlab))?;
+        let count = |word: &str| gitlab.rows.iter().filter(|r| r.result == word).count();
+        let summary = match gitlab.status {
+            Status::Skipped => "skipped".to_owned(),
+            _ => format!(
+                "{} deleted, {} already gone, {} failed",
+                count("deleted"),
+                count("already gone"),
+                count("failed")
+            ),
+        };
+        writeln!(
+            out,
+            "gitlab: {summary}{}",
+            gitlab
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )?;
     }
     if let Some(dir) = &report.log_dir {
         writeln!(out, "logs: {dir}")?;

@@ -4,7 +4,8 @@
 //! Fields follow GitLab's Agents API, <https://docs.gitlab.com/ee/api/cluster_agents.html>:
 //! list/register `GET|POST /projects/:id/cluster_agents` (`id`, `name`, `config_project`), tokens
 //! `GET|POST /projects/:id/cluster_agents/:agent_id/tokens` (`name`, `description` → `id`,
-//! `token`, `status`), revoke `DELETE .../tokens/:token_id`. An agent holds at most two active
+//! `token`, `status`), revoke `DELETE .../tokens/:token_id`, delete the agent
+//! `DELETE /projects/:id/cluster_agents/:agent_id` (204; 404 once gone). An agent holds at most two active
 //! tokens at a time.
 
 use reqwest::Method;
@@ -192,6 +193,21 @@ impl GitLabClient {
             ..project_context(project, "revoking an agent token", "Maintainer")
         };
         let path = format!("{}/{token_id}", tokens_path(project, agent_id));
+        self.send(&Call::new(Method::DELETE, path, context)).await?;
+        Ok(())
+    }
+
+    /// Delete agent `agent_id` from `project` (GitLab drops its tokens with it).
+    pub async fn delete_agent(
+        &self,
+        project: &ProjectRef,
+        agent_id: u64,
+    ) -> Result<(), GitLabError> {
+        let context = ErrorContext {
+            subject: format!("agent {agent_id} of project {project}"),
+            ..project_context(project, "deleting an agent", "Maintainer")
+        };
+        let path = format!("{}/{agent_id}", agents_path(project));
         self.send(&Call::new(Method::DELETE, path, context)).await?;
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! Fields follow GitLab's Repository files API,
 //! <https://docs.gitlab.com/ee/api/repository_files.html>: `GET /projects/:id/repository/files/
 //! :file_path?ref=BRANCH` → `content` (base64), `content_sha256`, `last_commit_id`; `POST`
-//! (create) and `PUT` (update) with `branch`, `content`, `commit_message`; and the Projects API,
+//! (create) and `PUT` (update) with `branch`, `content`, `commit_message`; `DELETE` with `branch`,
+//! `commit_message` (204; 400 "A file with this name doesn't exist" when absent); and the Projects API,
 //! <https://docs.gitlab.com/ee/api/projects.html>: `GET /projects/:id` → `id`, `default_branch`.
 
 use reqwest::Method;
@@ -189,6 +190,37 @@ impl GitLabClient {
         }
     }
 
+    /// Delete `file_path` on `branch` as one commit. `Ok(false)` when there was no such file
+    /// (looked up first, so an absent file makes no commit; a file deleted in between is taken as
+    /// gone too).
+    pub async fn delete_file(
+        &self,
+        project: &ProjectRef,
+        file_path: &str,
+        branch: &str,
+        commit_message: &str,
+    ) -> Result<bool, GitLabError> {
+        if self.get_file(project, file_path, branch).await?.is_none() {
+            return Ok(false);
+        }
+        let context = project_context(
+            project,
+            "deleting a repository file",
+            "scope `api`",
+            "Developer",
+        );
+        let call = Call::new(Method::DELETE, files_path(project, file_path), context).body(json!({
+            "branch": branch,
+            "commit_message": commit_message,
+        }));
+        match self.send(&call).await {
+            Ok(_) => Ok(true),
+            Err(GitLabError::Rejected { answer, .. }) if is_absent_on_write(&answer) => Ok(false),
+            Err(GitLabError::NotFound { answer, .. }) if is_missing_file(&answer) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn write_file(
         &self,
         method: Method,
@@ -227,6 +259,11 @@ fn files_path(project: &ProjectRef, file_path: &str) -> String {
 /// "404 Branch Not Found"/"404 Commit Not Found" otherwise; only the first means "create it".
 fn is_missing_file(answer: &str) -> bool {
     answer.to_ascii_lowercase().contains("file not found")
+}
+
+/// GitLab's 400 for a write to a file that is not there.
+fn is_absent_on_write(answer: &str) -> bool {
+    answer.to_ascii_lowercase().contains("doesn't exist")
 }
 
 #[cfg(test)]

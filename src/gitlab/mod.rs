@@ -6,10 +6,12 @@
 //! - `error`: [`GitLabError`], one variant per kind of answer callers branch on.
 //! - `agents`, `runners`, `files`: one module per API area.
 //! - `register`: find-or-create everything, reusing or rotating tokens.
+//! - `deregister`: remove all of it again (`reset --gitlab`), each item deleted or already gone.
 //! - `kas`: the agent server address for the gitlab-agent chart, from the instance URL.
 
 mod agents;
 mod client;
+mod deregister;
 mod error;
 mod files;
 mod kas;
@@ -20,6 +22,7 @@ pub use agents::{Agent, AgentTokenInfo, MAX_ACTIVE_AGENT_TOKENS, NewAgentToken, 
 pub use client::{
     ClientOptions, GitLabClient, GroupRef, PathOrId, ProjectRef, encode_component, retry_delay,
 };
+pub use deregister::{DeregisterRequest, Removal, Removed};
 pub use error::{GitLabError, RequestLabel};
 pub use files::{FileChange, Project, RepoFile, sha256_hex};
 pub use kas::kas_address;

@@ -33,6 +33,7 @@ pub mod outcome;
 pub mod preflight;
 pub mod remote;
 pub mod reset;
+pub mod reset_gitlab;
 pub mod reset_outcome;
 pub mod reset_remote;
 mod run;

@@ -23,8 +23,10 @@ use crate::k3s::install::first_server;
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
+use super::gitlab::GitLabReport;
 use super::outcome::Status;
 use super::remote;
+pub use super::reset_gitlab::GitLabReset;
 pub use super::reset_outcome::{HostPlan, ResetHost, ResetReport, Scope};
 use super::reset_remote::{self as scripts, Survey, UninstallOutput};
 use super::runlog::RunLog;
@@ -82,6 +84,9 @@ pub struct ResetOptions {
     pub lock_stale_after: Duration,
     /// The user's kubeconfig and the cluster's context in it.
     pub kubeconfig: KubeconfigEntry,
+    /// `--gitlab` (scope `Cluster` only): what to remove from GitLab once the first server is
+    /// reset.
+    pub gitlab: Option<GitLabReset>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -275,11 +280,19 @@ impl Reset {
         Ok(copy.remove(&entry.context).then_some(entry))
     }
 
-    /// Nothing to uninstall on any reachable selected host, and no kubeconfig entry.
+    /// What `--gitlab` will remove from GitLab, when asked for.
+    pub fn gitlab(&self) -> Option<&GitLabReset> {
+        self.options.gitlab.as_ref()
+    }
+
+    /// Nothing to uninstall on any reachable selected host, no kubeconfig entry, and no
+    /// `--gitlab` (which may always have something to remove).
     pub fn nothing_to_do(&self) -> bool {
-        self.plans
-            .iter()
-            .all(|p| p.found.as_ref().is_none_or(Survey::is_clean))
+        self.options.gitlab.is_none()
+            && self
+                .plans
+                .iter()
+                .all(|p| p.found.as_ref().is_none_or(Survey::is_clean))
             && self.kubeconfig_to_remove().ok().flatten().is_none()
     }
 
@@ -340,6 +353,7 @@ impl Reset {
 
         let mut failed = false;
         let mut kubeconfig = None;
+        let mut gitlab = None;
         match self.scope {
             Scope::Hosts => self.delete_nodes(&outcomes).await,
             Scope::Cluster => {
@@ -362,11 +376,27 @@ impl Reset {
                         self.options.kubeconfig.path.display()
                     ));
                 }
+                // Under the lock still, so no `up` registers again while this removes.
+                if let Some(setup) = &self.options.gitlab {
+                    gitlab = Some(if first_ok {
+                        self.observer.event(&Progress::Message {
+                            text: "gitlab: removing the cluster's runner, agent and agent config",
+                        });
+                        super::reset_gitlab::run(setup).await
+                    } else {
+                        GitLabReport::skipped(format!(
+                            "first server {} was not reset: the cluster's agent and runner are                              left in GitLab; re-run `reset --gitlab` once it is",
+                            self.first
+                        ))
+                    });
+                }
             }
         }
         self.release_lock().await;
         self.fleet.close_all().await;
-        self.report(outcomes, kubeconfig, failed)
+        let mut report = self.report(outcomes, kubeconfig, failed);
+        report.gitlab = gitlab;
+        report
     }
 
     // ---- steps ---------------------------------------------------------------------------
@@ -662,6 +692,7 @@ impl Reset {
             log_dir: self.log.dir().map(|d| d.display().to_string()),
             messages: std::mem::take(&mut self.messages),
             failed,
+            gitlab: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::gitlab::GitLabReport;
 use super::outcome::Status;
 use super::reset_remote::Survey;
 
@@ -59,6 +60,8 @@ pub struct ResetReport {
     pub messages: Vec<String>,
     /// Something outside the host rows failed (the kubeconfig could not be written).
     pub failed: bool,
+    /// `--gitlab`: what was removed from GitLab, item by item; `None` without `--gitlab`.
+    pub gitlab: Option<GitLabReport>,
 }
 
 impl ResetReport {

@@ -146,6 +146,15 @@ fn route(state: &mut State, request: &Request) -> Served {
             token.active = false;
             Ok(Response::empty(204))
         }
+        // GitLab answers 204 and drops the agent's tokens with it; an unknown id is a 404.
+        ("DELETE", ["projects", project, "cluster_agents", agent]) => {
+            scope(&grant, WRITE)?;
+            let agent_id = find_agent(state, project, agent)?;
+            role(&grant, Role::Maintainer)?;
+            state.agents.retain(|a| a.id != agent_id);
+            state.agent_tokens.retain(|t| t.agent_id != agent_id);
+            Ok(Response::empty(204))
+        }
         ("POST", ["user", "runners"]) => {
             scope(&grant, CREATE_RUNNER)?;
             create_runner(state, &grant, &body)
@@ -224,6 +233,12 @@ fn route(state: &mut State, request: &Request) -> Served {
             let index = find_project(state, project)?;
             role(&grant, Role::Developer)?;
             write_file(&mut state.projects[index], method == "POST", path, &body)
+        }
+        ("DELETE", ["projects", project, "repository", "files", path]) => {
+            scope(&grant, WRITE)?;
+            let index = find_project(state, project)?;
+            role(&grant, Role::Developer)?;
+            delete_file(&mut state.projects[index], path, &body)
         }
         _ => Err(Response::json(404, json!({ "error": "404 Not Found" }))),
     }
@@ -605,6 +620,30 @@ fn write_file(project: &mut ProjectState, create: bool, path: &str, body: &Value
         if create { 201 } else { 200 },
         json!({ "file_path": path, "branch": branch }),
     ))
+}
+
+/// GitLab's `DELETE .../repository/files/:path`: 204 with a commit; 400 when the file is absent.
+fn delete_file(project: &mut ProjectState, path: &str, body: &Value) -> Served {
+    let field = |name: &str| {
+        body[name]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| bad_request(json!({ "error": format!("{name} is missing") })))
+    };
+    let branch = field("branch")?;
+    field("commit_message")?;
+    if !branch_exists(project, &branch) {
+        return Err(bad_request(json!({
+            "message": "You can only create or edit files when you are on a branch"
+        })));
+    }
+    if project.files.remove(&(branch, path.to_owned())).is_none() {
+        return Err(bad_request(
+            json!({ "message": "A file with this name doesn't exist" }),
+        ));
+    }
+    project.commits += 1;
+    Ok(Response::empty(204))
 }
 
 /// Standard base64 with padding, as GitLab encodes file content.
