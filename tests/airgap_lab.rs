@@ -8,10 +8,12 @@
 //! cluster and its own cache (a private HOME and XDG_CACHE_HOME).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 
 mod support;
+
+use support::Edgeops;
 
 const HOSTS: usize = 6;
 const PINNED: &str = "v1.31.4+k3s1";
@@ -90,34 +92,6 @@ fn inventory(
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-/// A run of edgeops with a private HOME and cache.
-struct Edgeops {
-    home: tempfile::TempDir,
-}
-
-impl Edgeops {
-    fn new() -> Edgeops {
-        Edgeops {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn cache(&self) -> PathBuf {
-        self.home.path().join("cache")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgeops"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.cache())
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .output()
-            .expect("run edgeops")
-    }
 }
 
 /// Mirror requests for release downloads of `PINNED` so far (from its request log).

@@ -7,6 +7,8 @@
 mod gitlab_double;
 mod support;
 
+use support::Edgeops;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,60 +29,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// edgeops runs with a private HOME (kubeconfig, run logs) and the GitLab token in its env.
-struct Edgeops {
-    home: tempfile::TempDir,
-}
-
-impl Edgeops {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgeops"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env(TOKEN_ENV, API_TOKEN)
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .output()
-            .expect("run edgeops")
-    }
-
-    /// Every run log file's text.
-    /// The run log folders so far.
-    fn run_dirs(&self) -> Vec<PathBuf> {
-        let runs = self.home.path().join(".local/state/edgeops/runs");
-        let mut dirs = Vec::new();
-        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
-            for run in std::fs::read_dir(cluster.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                dirs.push(run.path());
-            }
-        }
-        dirs
-    }
-
-    fn logs(&self) -> String {
-        fn walk(dir: &Path, all: &mut String) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, all);
-                } else {
-                    all.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
-                }
-            }
-        }
-        let mut all = String::new();
-        walk(
-            &self.home.path().join(".local/state/edgeops/runs"),
-            &mut all,
-        );
-        all
-    }
 }
 
 fn inventory(lab: &support::Lab, dir: &Path, gitlab_url: &str) -> PathBuf {
@@ -181,9 +129,7 @@ fn up_registers_deploys_both_charts_then_reruns_without_writes() {
     let dir = tempfile::tempdir().unwrap();
     let inv_path = inventory(&lab, dir.path(), &double.url());
     let inv = inv_path.to_str().unwrap();
-    let edgeops = Edgeops {
-        home: tempfile::tempdir().unwrap(),
-    };
+    let edgeops = Edgeops::new().with_env(TOKEN_ENV, API_TOKEN);
 
     // Watch the server's process list for the whole test: no token may appear on a command line.
     let sampler = lab.ssh_ok(
@@ -494,9 +440,7 @@ fn reset_gitlab_removes_the_cluster_from_gitlab_then_says_already_gone() {
     let dir = tempfile::tempdir().unwrap();
     let inv_path = inventory(&lab, dir.path(), &double.url());
     let inv = inv_path.to_str().unwrap();
-    let edgeops = Edgeops {
-        home: tempfile::tempdir().unwrap(),
-    };
+    let edgeops = Edgeops::new().with_env(TOKEN_ENV, API_TOKEN);
     let config_key = (
         "main".to_owned(),
         format!(".gitlab/agents/{CLUSTER}/config.yaml"),

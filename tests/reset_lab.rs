@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 
 mod support;
+
+use support::Edgeops;
 
 const HOSTS: usize = 14;
 
@@ -185,61 +187,6 @@ fn lab() -> &'static Lab {
 extern "C" fn teardown() {
     if let Some(lab) = LAB.get() {
         lab.inner.down_at_exit();
-    }
-}
-
-/// Runs of edgeops with a private HOME (kubeconfig, run logs), stdin not a terminal.
-struct Edgeops {
-    home: tempfile::TempDir,
-}
-
-impl Edgeops {
-    fn new() -> Edgeops {
-        Edgeops {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgeops"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run edgeops")
-    }
-
-    /// Like `run`, on a pseudo-terminal (util-linux `script`), typing `input`.
-    fn run_on_tty(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let command = std::iter::once(env!("CARGO_BIN_EXE_edgeops"))
-            .chain(args.iter().copied())
-            .map(|a| format!("'{a}'"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut child = Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run script (util-linux)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.home.path().join(".kube/config")
     }
 }
 

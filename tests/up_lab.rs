@@ -16,6 +16,8 @@ const PINNED: &str = "v1.31.4+k3s1";
 
 mod support;
 
+use support::Edgeops;
+
 /// The shared lab (from `tests/support`, which allocates a lab id no other test uses) and what
 /// these tests need from it.
 struct Lab {
@@ -151,79 +153,6 @@ extern "C" fn teardown() {
     }
 }
 
-/// A run of edgeops with a private HOME (kubeconfig, run logs).
-struct Edgeops {
-    home: tempfile::TempDir,
-}
-
-impl Edgeops {
-    fn new() -> Edgeops {
-        Edgeops {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgeops"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .output()
-            .expect("run edgeops")
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        let runs = self.home.path().join(".local/state/edgeops/runs");
-        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
-            for run in std::fs::read_dir(cluster.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                for file in std::fs::read_dir(run.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                {
-                    all.push_str(&std::fs::read_to_string(file.path()).unwrap_or_default());
-                }
-            }
-        }
-        all
-    }
-}
-
-impl Edgeops {
-    /// The run log folders so far.
-    fn run_dirs(&self) -> Vec<PathBuf> {
-        let runs = self.home.path().join(".local/state/edgeops/runs");
-        let mut dirs = Vec::new();
-        for cluster in std::fs::read_dir(&runs).into_iter().flatten().flatten() {
-            for run in std::fs::read_dir(cluster.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                dirs.push(run.path());
-            }
-        }
-        dirs
-    }
-
-    /// The one run folder not in `before`.
-    fn new_run_dir(&self, before: &[PathBuf]) -> PathBuf {
-        let new: Vec<PathBuf> = self
-            .run_dirs()
-            .into_iter()
-            .filter(|d| !before.contains(d))
-            .collect();
-        assert_eq!(new.len(), 1, "expected one new run folder: {new:?}");
-        new.into_iter().next().unwrap()
-    }
-}
-
 /// The remote commands a run's log records for `host`: one `facts` section per facts exec
 /// (the first server's lock rides in it), one `TITLE: command` section per other exec.
 fn commands_in_log(run_dir: &Path, host: &str) -> Vec<String> {
@@ -329,7 +258,7 @@ fn bare_to_ready_then_noop_then_join_one_agent() {
         assert_eq!(ready["status"], "True", "{node}");
     }
     // The kubeconfig was merged under the cluster's name, 0600, pointing at the server.
-    let kubeconfig = edgeops.home.path().join(".kube/config");
+    let kubeconfig = edgeops.home().join(".kube/config");
     let text_kc = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(text_kc.contains("name: five"), "{text_kc}");
     assert!(text_kc.contains(&format!("https://{}:6443", lab.addrs["lab-03"])));
@@ -483,7 +412,7 @@ fn plan_on_bare_hosts_changes_nothing() {
         );
     }
     assert!(
-        !edgeops.home.path().join(".kube/config").exists(),
+        !edgeops.home().join(".kube/config").exists(),
         "plan wrote a kubeconfig"
     );
 }
@@ -569,10 +498,8 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     // Keep the first run busy on the agent's install.
     lab.knob(&["k3s-fault", "lab-17", "slow-install", "6"]);
     let first_home = Edgeops::new();
-    let first = Command::new(env!("CARGO_BIN_EXE_edgeops"))
-        .args(["up", &inv, "--ready-timeout", "60s"])
-        .env("HOME", first_home.home.path())
-        .env_remove("KUBECONFIG")
+    let first = first_home
+        .command(&["up", &inv, "--ready-timeout", "60s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -623,11 +550,8 @@ fn a_second_up_refuses_while_the_first_holds_the_lock() {
     let inventory3 = lab.inventory(dir.path(), "locked", &hosts3, 1);
     lab.knob(&["k3s-fault", "lab-24", "slow-install", "45"]);
     let home = Edgeops::new();
-    let interrupted = Command::new(env!("CARGO_BIN_EXE_edgeops"))
-        .args(["up", inventory3.to_str().unwrap(), "--ready-timeout", "60s"])
-        .env("HOME", home.home.path())
-        .env_remove("KUBECONFIG")
-        .env_remove("XDG_STATE_HOME")
+    let interrupted = home
+        .command(&["up", inventory3.to_str().unwrap(), "--ready-timeout", "60s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 
 mod support;
+
+use support::Edgeops;
 
 const HOSTS: usize = 15;
 const V130: &str = "v1.30.8+k3s1";
@@ -192,37 +194,6 @@ impl Lab {
              /etc/systemd/system/k3s*.service* 2>/dev/null; \
              systemctl show -p ActiveEnterTimestampMonotonic -p MainPID k3s k3s-agent 2>/dev/null'",
         )
-    }
-}
-
-/// A run of edgeops with a private HOME (kubeconfig, run logs).
-struct Edgeops {
-    home: tempfile::TempDir,
-}
-
-impl Edgeops {
-    fn new() -> Edgeops {
-        Edgeops {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_edgeops"))
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("KUBECONFIG")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("XDG_CACHE_HOME")
-            .output()
-            .expect("run edgeops")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let all = text(&out);
-        assert!(out.status.success(), "edgeops {args:?} failed:\n{all}");
-        all
     }
 }
 

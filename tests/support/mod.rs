@@ -4,6 +4,7 @@
 //! Use from a test crate with `mod support;` and `let lab = support::Lab::start(3);`.
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+mod edgeops;
 mod ids;
 
 use std::fs;
@@ -12,6 +13,8 @@ use std::process::{Command, Output};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // only the crates that run edgeops use it
+pub use edgeops::Edgeops;
 pub use ids::LabId;
 
 /// One host of a running lab, as a client reaches it.
