@@ -139,7 +139,7 @@ impl Reset {
             targets,
             ctx,
             options.fleet.clone(),
-            Arc::new(FleetEvents(observer.clone())),
+            Arc::new(super::run::FleetEvents(observer.clone())),
         )
         .await;
         let run_id = {
@@ -722,29 +722,6 @@ impl Outcome {
             method: None,
             removed: Vec::new(),
             reason: Some(reason),
-        }
-    }
-}
-
-/// Feeds fleet events (connect, survey) to the observer.
-struct FleetEvents(Arc<dyn Observer>);
-
-impl crate::fleet::Reporter for FleetEvents {
-    fn event(&self, event: &crate::fleet::Event<'_>) {
-        use crate::fleet::Event;
-        match event {
-            Event::Begin { label, hosts } => self.0.event(&Progress::PhaseStart {
-                phase: label,
-                hosts: *hosts,
-            }),
-            Event::Finished { host, ok } => self.0.event(&Progress::HostDone {
-                phase: "",
-                host,
-                ok: *ok,
-                detail: "",
-            }),
-            Event::End { label } => self.0.event(&Progress::PhaseEnd { phase: label }),
-            Event::Retrying { .. } => {}
         }
     }
 }

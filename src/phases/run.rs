@@ -127,7 +127,7 @@ impl HostState {
     }
 }
 
-/// Feeds fleet events (connect, facts) to the phases' observer.
+/// Feeds fleet events (connect, facts, survey) to the phases' observer (up, reset, upgrade).
 pub(super) struct FleetEvents(pub(super) Arc<dyn Observer>);
 
 impl Reporter for FleetEvents {
