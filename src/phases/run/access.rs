@@ -1,0 +1,216 @@
+//! The read-only uses of a connected fleet besides `up`: `edgeops kubeconfig` (fetch, point at
+//! the API endpoint, merge) and `edgeops status` (facts, services, nodes, GitLab charts).
+
+use super::*;
+use crate::k3s::install::{api_endpoint, server_url};
+use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
+
+/// Rewrite the k3s kubeconfig for the API endpoint and merge it into `target` (0600). Writes
+/// only when the merged file differs. Returns whether it wrote.
+pub(super) fn merge_kubeconfig(
+    inventory: &Inventory,
+    first: &str,
+    text: &str,
+    target: &KubeconfigTarget,
+) -> anyhow::Result<bool> {
+    let url = server_url(api_endpoint(inventory)?);
+    let ours = Kubeconfig::from_k3s(
+        text,
+        &format!("the k3s kubeconfig of {first}"),
+        &target.context,
+        &url,
+    )?;
+    let existing_text = match std::fs::read_to_string(&target.path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", target.path.display())),
+    };
+    let mut merged = match &existing_text {
+        Some(t) => Kubeconfig::parse(t, &target.path.display().to_string())?,
+        None => Kubeconfig::empty(),
+    };
+    merged.merge(&ours, true);
+    let yaml = merged.to_yaml();
+    if existing_text.as_deref() == Some(yaml.as_str()) {
+        return Ok(false);
+    }
+    if let Some(dir) = target.path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_private_atomic(&target.path, yaml.as_bytes())?;
+    Ok(true)
+}
+
+/// `edgeops kubeconfig`: fetch the first server's kubeconfig and merge it (or write it alone to
+/// `out`). One round trip on one host.
+pub async fn fetch_kubeconfig(
+    inventory: &Inventory,
+    target: ConnectOptions,
+    ctx: SshContext,
+    merge_into: KubeconfigTarget,
+    out: Option<PathBuf>,
+) -> anyhow::Result<String> {
+    let first = target.name.clone();
+    let session = crate::ssh::Session::connect(target, ctx)
+        .await
+        .with_context(|| format!("connecting to the first server {first}"))?;
+    let script = remote::api_script(
+        Duration::from_secs(10),
+        ApiRead {
+            token: false,
+            kubeconfig: true,
+        },
+    );
+    let result = session.exec(&ExecRequest::new(script).sudo(true)).await;
+    session.close().await;
+    let out_text = result.with_context(|| format!("{first}: reading the kubeconfig"))?;
+    if !out_text.success() {
+        anyhow::bail!(
+            "{first}: cannot read {} ({}): {}",
+            remote::K3S_KUBECONFIG_PATH,
+            out_text.exit,
+            last_lines(&String::from_utf8_lossy(&out_text.stderr), 3)
+        );
+    }
+    let (_, text) = remote::parse_api_output(&out_text.stdout_lossy());
+    let text = text.ok_or_else(|| anyhow::anyhow!("{first}: no kubeconfig in the answer"))?;
+    match out {
+        Some(path) => {
+            let url = server_url(api_endpoint(inventory)?);
+            let ours = Kubeconfig::from_k3s(
+                &text,
+                &format!("the k3s kubeconfig of {first}"),
+                &merge_into.context,
+                &url,
+            )?;
+            write_private_atomic(&path, ours.to_yaml().as_bytes())?;
+            Ok(format!(
+                "wrote {} (context {})",
+                path.display(),
+                merge_into.context
+            ))
+        }
+        None => {
+            let changed = merge_kubeconfig(inventory, &first, &text, &merge_into)?;
+            Ok(format!(
+                "{} {} (context {})",
+                if changed {
+                    "merged into"
+                } else {
+                    "already current:"
+                },
+                merge_into.path.display(),
+                merge_into.context
+            ))
+        }
+    }
+}
+
+/// `edgeops status`: facts of every host and the node table from the first server. Changes
+/// nothing.
+pub async fn status(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    targets: Vec<ConnectOptions>,
+    ctx: SshContext,
+    fleet_settings: FleetSettings,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<RunReport> {
+    let options = UpOptions {
+        mode: Mode::Plan,
+        ready_timeout: Duration::ZERO,
+        kubeconfig: None,
+        lock_stale_after: Duration::ZERO,
+        fleet: fleet_settings,
+        token: None,
+        reboot: Reboot::Never,
+        gitlab: None,
+    };
+    let log = RunLog::disabled(Default::default());
+    let mut runner =
+        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    // The first server's facts and node list in one exec (with sudo, for the admin kubeconfig).
+    let first = runner.first.clone();
+    let first_facts = FirstFacts {
+        host: first.clone(),
+        script: fold::facts_with_nodes(&facts::script()),
+        with_lock: false,
+        reply: Mutex::new(None),
+    };
+    runner.gather(Some(&first_facts)).await;
+    let mut nodes_read = None;
+    if let Some(Ok(out)) = first_facts
+        .reply
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        match fold::split_facts_with_nodes(&out.stdout_lossy()) {
+            Some((_, nodes_text)) => {
+                nodes_read = nodes_text.and_then(|text| nodes::parse_nodes(text).ok());
+            }
+            None => {
+                // sudo refused before the script ran: the facts need no root, so ask again
+                // without it, as `up` would (its preflight then names the sudo problem).
+                let facts = runner
+                    .step(&first, "facts", ExecRequest::new(facts::script()), false)
+                    .await
+                    .map(|out| Facts::parse(&out.stdout_lossy()));
+                let state = runner.state_mut(&first);
+                match facts {
+                    Ok(facts) => state.facts = Some(facts),
+                    Err(reason) => state.fail(reason),
+                }
+            }
+        }
+    }
+    let installed = runner.hosts[&first]
+        .facts
+        .as_ref()
+        .is_some_and(|f| f.installed_role() == Some(Role::Server));
+    if installed {
+        let observed = match nodes_read {
+            Some(observed) => Ok(observed),
+            // Not read with the facts: ask on its own, for the reason if it fails again.
+            None => runner
+                .step(
+                    &first,
+                    "nodes",
+                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
+                    false,
+                )
+                .await
+                .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())),
+        };
+        match observed {
+            Ok(observed) => {
+                runner.nodes = observed
+                    .iter()
+                    .map(|n| NodeRow::from_status(n, Vec::new()))
+                    .collect();
+            }
+            Err(reason) => runner.message(format!("{first}: cannot list nodes: {reason}")),
+        }
+    } else {
+        runner.message(format!(
+            "{first} (first server) has no k3s server: no cluster yet"
+        ));
+    }
+    runner.gitlab_phase(GitLabStep::Status).await;
+    runner.fleet.close_all().await;
+    let facts: HashMap<String, Facts> = runner
+        .hosts
+        .values()
+        .filter_map(|s| Some((s.host.name.clone(), s.facts.clone()?)))
+        .collect();
+    let mut report = runner.report();
+    for host in &mut report.hosts {
+        host.facts = facts.get(&host.host).cloned();
+        if host.status == Status::Unchanged {
+            host.result = match facts.get(&host.host).and_then(|f| f.services.first()) {
+                Some(s) => format!("{} {}", s.unit, s.state),
+                None => "no k3s".to_owned(),
+            };
+        }
+    }
+    Ok(report)
+}

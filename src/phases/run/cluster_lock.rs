@@ -1,0 +1,114 @@
+//! `up`'s cluster lock on the first server: taken inside the first server's facts exec (or on
+//! its own after a reboot), released with the run's last read-only command or on its own.
+
+use super::*;
+
+impl Runner<'_> {
+    /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID`.
+    pub(super) fn lock_owner(&self) -> String {
+        format!(
+            "{}@{} pid {} run {}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            local_hostname(),
+            std::process::id(),
+            self.run_id
+        )
+    }
+
+    /// The facts of every host, the first server's in the same exec as taking the lock (one
+    /// round trip instead of two; `fold::facts_with_lock`). Fails when another run holds the
+    /// lock or the lock could not be taken.
+    pub(super) async fn facts_and_lock(&mut self) -> anyhow::Result<()> {
+        let lock = FirstFacts {
+            host: self.first.clone(),
+            script: fold::facts_with_lock(
+                &facts::script(),
+                &self.lock_owner(),
+                self.options.lock_stale_after,
+            ),
+            with_lock: true,
+            reply: Mutex::new(None),
+        };
+        self.gather(Some(&lock)).await;
+        match lock.reply.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(out)) => {
+                let answer = fold::split_facts_with_lock(&out.stdout_lossy()).0;
+                self.lock_answered(out, answer)
+            }
+            Some(Err(())) if self.fleet.context().cancel.is_cancelled() => {
+                // Ctrl-C during the exec: the lock may be taken without the answer having
+                // come back. The release only removes a lock of this run, so try it.
+                self.locked = true;
+                Ok(())
+            }
+            // Unreachable (or its facts failed): facts say so and nothing will be attempted.
+            _ => Ok(()),
+        }
+    }
+
+    /// Take the lock in a round trip of its own: only after the first server rebooted (the
+    /// lock is on tmpfs), when there is no other command to fold it into.
+    pub(super) async fn lock(&mut self) -> anyhow::Result<()> {
+        let first = self.first.clone();
+        let script = remote::lock_acquire_script(&self.lock_owner(), self.options.lock_stale_after);
+        let out = self
+            .exec_logged(&first, "lock", &ExecRequest::new(script).sudo(true), false)
+            .await
+            .map_err(|reason| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
+        let answer = remote::parse_lock_answer(&out.stdout_lossy());
+        self.lock_answered(out, answer)
+    }
+
+    /// Act on the lock script's answer (`out`: the whole exec, for the reason when none).
+    pub(super) fn lock_answered(
+        &mut self,
+        out: ExecOutput,
+        answer: Option<LockAnswer>,
+    ) -> anyhow::Result<()> {
+        let first = self.first.clone();
+        match answer {
+            Some(answer) => {
+                let note = crate::phases::lock::settle(
+                    answer,
+                    &self.inventory.cluster.name,
+                    &first,
+                    self.options.lock_stale_after,
+                )?;
+                self.locked = true;
+                if let Some(note) = note {
+                    self.message(note);
+                }
+                Ok(())
+            }
+            None => {
+                // The script never got to the lock (sudo refused, most often): as before the
+                // fold, the run stops here.
+                let reason = self
+                    .exit_checked("lock", out, false)
+                    .err()
+                    .unwrap_or_else(|| "the lock script gave no answer".to_owned());
+                anyhow::bail!("{first}: cannot take the up lock: {reason}")
+            }
+        }
+    }
+
+    pub(super) async fn release_lock(&mut self) {
+        if !self.locked {
+            return;
+        }
+        let first = self.first.clone();
+        let script = remote::lock_release_script(&self.run_id);
+        // Also after Ctrl-C: the unlock is quick, and a lock left behind blocks the next run.
+        let request = ExecRequest::new(script)
+            .sudo(true)
+            .ignore_cancel(true)
+            .timeout(UNLOCK_TIMEOUT);
+        if let Err(reason) = self.step(&first, "unlock", request, false).await {
+            self.message(format!(
+                "{first}: could not release the up lock ({reason}); it expires after {}",
+                humantime::format_duration(self.options.lock_stale_after)
+            ));
+        }
+        self.locked = false;
+    }
+}
