@@ -23,6 +23,34 @@ pub struct LockHeld {
     pub stale_after: Duration,
 }
 
+/// A fresh id for one run: the lock's owner names it, and only that run may release the lock.
+pub fn new_run_id() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap_or_default();
+    hex::encode(bytes)
+}
+
+/// The lock's owner text, `user@workstation pid N run ID` plus what holds it (`(edgeops reset)`),
+/// which is what a refused run is told.
+pub fn owner(run_id: &str, tag: Option<&str>) -> String {
+    let mut owner = format!(
+        "{}@{} pid {} run {run_id}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        local_hostname(),
+        std::process::id(),
+    );
+    if let Some(tag) = tag {
+        owner.push_str(&format!(" ({tag})"));
+    }
+    owner
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// Settle the lock script's answer on `host`: `Ok(None)` taken, `Ok(Some(note))` taken over from
 /// a stale holder (the note says whose and how old), `Err` held by a live run.
 pub fn settle(
@@ -52,6 +80,21 @@ mod tests {
     use super::*;
 
     const STALE: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn owner_names_the_run_and_what_holds_the_lock() {
+        let id = new_run_id();
+        assert_eq!(id.len(), 12);
+        let plain = owner(&id, None);
+        assert!(
+            plain.ends_with(&format!(" pid {} run {id}", std::process::id())),
+            "{plain}"
+        );
+        assert_eq!(
+            owner(&id, Some("edgeops reset")),
+            format!("{plain} (edgeops reset)")
+        );
+    }
 
     #[test]
     fn acquired_is_taken_without_a_note() {

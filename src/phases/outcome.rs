@@ -1,5 +1,10 @@
 //! What a run of `up`, `plan` or `status` found and did, per host and for the cluster: plain
-//! data, serialisable for `--output json`; the CLI draws the tables.
+//! data, serialisable for `--output json`; the CLI draws the tables. Also what each host's
+//! remote work cost (time, commands) and the short reason taken from a command's output.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -121,4 +126,25 @@ impl RunReport {
     pub fn failed_hosts(&self) -> usize {
         self.hosts.iter().filter(|h| h.is_failure()).count()
     }
+}
+
+/// Time and command count of one host's remote work (the report's TIME and round trips).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Busy {
+    pub(crate) time: Duration,
+    pub(crate) commands: u32,
+}
+
+/// Count one remote command on `host` that started at `started`.
+pub(crate) fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
+    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = map.entry(host.to_owned()).or_default();
+    entry.time += started.elapsed();
+    entry.commands += 1;
+}
+
+/// The last `n` non-empty lines of a command's output, on one line: the reason a report shows.
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
 }

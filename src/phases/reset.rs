@@ -24,7 +24,7 @@ use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
 use super::gitlab::GitLabReport;
-use super::outcome::Status;
+use super::outcome::{Busy, Status, last_lines, record};
 use super::remote;
 pub use super::reset_gitlab::GitLabReset;
 pub use super::reset_outcome::{HostPlan, ResetHost, ResetReport, Scope};
@@ -89,12 +89,6 @@ pub struct ResetOptions {
     pub gitlab: Option<GitLabReset>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Busy {
-    time: Duration,
-    commands: u32,
-}
-
 /// How long releasing the lock may take, also after Ctrl-C.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -142,11 +136,7 @@ impl Reset {
             Arc::new(super::run::FleetEvents(observer.clone())),
         )
         .await;
-        let run_id = {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes).unwrap_or_default();
-            hex::encode(bytes)
-        };
+        let run_id = super::lock::new_run_id();
         let mut reset = Reset {
             cluster: inventory.cluster.name.clone(),
             scope,
@@ -580,13 +570,7 @@ impl Reset {
             ));
             return Ok(());
         }
-        let owner = format!(
-            "{}@{} pid {} run {} (edgeops reset)",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-            local_hostname(),
-            std::process::id(),
-            self.run_id
-        );
+        let owner = super::lock::owner(&self.run_id, Some("edgeops reset"));
         let script = remote::lock_acquire_script(&owner, self.options.lock_stale_after);
         let out = self
             .step(&first, "lock", ExecRequest::new(script).sudo(true))
@@ -762,24 +746,6 @@ pub fn remove_kubeconfig(entry: &KubeconfigEntry) -> anyhow::Result<String> {
         "{path}: context {} removed (other contexts kept)",
         entry.context
     ))
-}
-
-fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
-    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
-    let entry = map.entry(host.to_owned()).or_default();
-    entry.time += started.elapsed();
-    entry.commands += 1;
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, Session, SshContext, s
 
 use super::airgap;
 use super::facts::{self, Facts};
-use super::outcome::{NodeRow, Status};
+use super::outcome::{NodeRow, Status, last_lines};
 use super::remote;
 use super::runlog::RunLog;
 use super::upgrade_plan::{
@@ -222,8 +222,6 @@ pub async fn upgrade(
             )
         })
         .collect();
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap_or_default();
     let mut upgrader = Upgrader {
         inventory,
         fleet,
@@ -238,7 +236,7 @@ pub async fn upgrade(
         target: None,
         target_source: None,
         nodes: Vec::new(),
-        run_id: hex::encode(bytes),
+        run_id: super::lock::new_run_id(),
         locked: false,
         artifacts: None,
     };
@@ -352,13 +350,7 @@ impl Upgrader<'_> {
     // ---- lock (the same file and script as `up`) ----------------------------------------------
 
     async fn lock(&mut self) -> Result<(), UpgradeError> {
-        let owner = format!(
-            "{}@{} pid {} run {} (upgrade)",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-            local_hostname(),
-            std::process::id(),
-            self.run_id
-        );
+        let owner = super::lock::owner(&self.run_id, Some("upgrade"));
         let first = self.first.clone();
         let script = remote::lock_acquire_script(&owner, self.options.lock_stale_after);
         let out = self
@@ -970,17 +962,6 @@ pub async fn wait_node_version(
         }
         tokio::time::sleep(POLL_EVERY).await;
     }
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 #[cfg(test)]

@@ -6,13 +6,7 @@ use super::*;
 impl Runner<'_> {
     /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID`.
     pub(super) fn lock_owner(&self) -> String {
-        format!(
-            "{}@{} pid {} run {}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-            local_hostname(),
-            std::process::id(),
-            self.run_id
-        )
+        crate::phases::lock::owner(&self.run_id, None)
     }
 
     /// The facts of every host, the first server's in the same exec as taking the lock (one

@@ -38,7 +38,7 @@ use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
 use super::fold;
 use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, LockRelease, PhaseContext};
-use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
+use super::outcome::{Busy, HostReport, NodeRow, PhaseTime, RunReport, Status, last_lines, record};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
 use super::runlog::RunLog;
@@ -284,11 +284,7 @@ impl<'a> Runner<'a> {
                 )
             })
             .collect();
-        let run_id = {
-            let mut bytes = [0u8; 6];
-            getrandom::fill(&mut bytes).unwrap_or_default();
-            hex::encode(bytes)
-        };
+        let run_id = super::lock::new_run_id();
         Ok(Runner {
             inventory,
             fleet,
@@ -1305,32 +1301,6 @@ struct FirstFacts {
     with_lock: bool,
     /// `Err`: the exec did not come back (connection, timeout, Ctrl-C).
     reply: Mutex<Option<Result<ExecOutput, ()>>>,
-}
-
-/// Time and command count of one host's remote work.
-#[derive(Debug, Default, Clone, Copy)]
-struct Busy {
-    time: Duration,
-    commands: u32,
-}
-
-fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
-    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
-    let entry = map.entry(host.to_owned()).or_default();
-    entry.time += started.elapsed();
-    entry.commands += 1;
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..].join(" | ")
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// The renderer with `[gitlab] templates_dir` overrides, like `edgeops render` uses.
