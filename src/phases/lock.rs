@@ -5,6 +5,19 @@
 use std::time::Duration;
 
 use super::remote::{self, LockAnswer};
+use crate::ssh::ExecRequest;
+
+/// How long releasing the lock may take, also after Ctrl-C.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The command that gives `run_id`'s lock back. It runs also after Ctrl-C: the unlock is quick,
+/// and a lock left behind blocks the next run until it goes stale.
+pub fn release_request(run_id: &str) -> ExecRequest {
+    ExecRequest::new(remote::lock_release_script(run_id))
+        .sudo(true)
+        .ignore_cancel(true)
+        .timeout(UNLOCK_TIMEOUT)
+}
 
 /// Another edgeops run (`up`, `reset` or `upgrade`) holds the cluster's lock.
 #[derive(Debug, thiserror::Error)]

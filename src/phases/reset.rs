@@ -89,9 +89,6 @@ pub struct ResetOptions {
     pub gitlab: Option<GitLabReset>,
 }
 
-/// How long releasing the lock may take, also after Ctrl-C.
-const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// A reset between its survey and its execution: sessions open, the lock held.
 pub struct Reset {
     cluster: String,
@@ -603,19 +600,8 @@ impl Reset {
             return;
         }
         let first = self.first.clone();
-        let script = remote::lock_release_script(&self.run_id);
-        if let Err((reason, _)) = self
-            .step(
-                &first,
-                "unlock",
-                // A cancelled reset still gives the lock back (the unlock is quick).
-                ExecRequest::new(script)
-                    .sudo(true)
-                    .ignore_cancel(true)
-                    .timeout(UNLOCK_TIMEOUT),
-            )
-            .await
-        {
+        let request = super::lock::release_request(&self.run_id);
+        if let Err((reason, _)) = self.step(&first, "unlock", request).await {
             self.message(format!(
                 "{first}: could not release the up lock ({reason}); it expires after {}",
                 humantime::format_duration(self.options.lock_stale_after)

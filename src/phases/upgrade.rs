@@ -387,16 +387,8 @@ impl Upgrader<'_> {
             return;
         }
         let first = self.first.clone();
-        let script = remote::lock_release_script(&self.run_id);
-        if let Err(reason) = self
-            .step(
-                &first,
-                &first,
-                "unlock",
-                ExecRequest::new(script).sudo(true),
-            )
-            .await
-        {
+        let request = super::lock::release_request(&self.run_id);
+        if let Err(reason) = self.step(&first, &first, "unlock", request).await {
             self.message(format!(
                 "{first}: could not release the lock ({reason}); it expires after {}",
                 humantime::format_duration(self.options.lock_stale_after)

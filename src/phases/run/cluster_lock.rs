@@ -91,12 +91,7 @@ impl Runner<'_> {
             return;
         }
         let first = self.first.clone();
-        let script = remote::lock_release_script(&self.run_id);
-        // Also after Ctrl-C: the unlock is quick, and a lock left behind blocks the next run.
-        let request = ExecRequest::new(script)
-            .sudo(true)
-            .ignore_cancel(true)
-            .timeout(UNLOCK_TIMEOUT);
+        let request = crate::phases::lock::release_request(&self.run_id);
         if let Err(reason) = self.step(&first, "unlock", request, false).await {
             self.message(format!(
                 "{first}: could not release the up lock ({reason}); it expires after {}",

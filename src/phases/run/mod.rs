@@ -100,8 +100,6 @@ const AIRGAP_UPLOADS: usize = 4;
 const POLL_EVERY: Duration = Duration::from_secs(2);
 /// The step that waits for the first server's API and reads from it.
 const API_TITLE: &str = "wait for the API";
-/// How long releasing the lock on its own may take, also after Ctrl-C.
-const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One host's state between phases.
 struct HostState {
