@@ -20,12 +20,12 @@ use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::kubeconfig::write_private_atomic;
 use crate::k3s::token::read_join_token;
 use crate::k3s::{Channel, K3sVersion};
-use crate::render::Renderer;
 use crate::render::engine::{
     GITLAB_AGENT_CONFIG, GITLAB_AGENT_VALUES, GITLAB_HELMCHART_AGENT, GITLAB_HELMCHART_RUNNER,
     GITLAB_RUNNER_VALUES, K3S_CONFIG,
 };
 use crate::render::gitlab::{ClusterFacts, GitLabTokens, render_gitlab};
+use crate::render::renderer_for;
 
 /// Stands in for the join token in `k3s/token` without `--with-secrets`.
 pub const JOIN_TOKEN_PLACEHOLDER: &str = "<k3s-join-token>";
@@ -227,23 +227,6 @@ pub fn render_bundle(inventory: &Inventory, options: &RenderOptions) -> anyhow::
         }
     }
     Ok(Bundle { files, notes })
-}
-
-/// The renderer with `[gitlab] templates_dir` overrides (relative paths are relative to the
-/// inventory file).
-fn renderer_for(inventory: &Inventory) -> anyhow::Result<Renderer> {
-    let Some(dir) = inventory
-        .gitlab
-        .as_ref()
-        .and_then(|gitlab| gitlab.templates_dir.as_ref())
-    else {
-        return Ok(Renderer::builtin());
-    };
-    let dir = match inventory.path.parent() {
-        Some(base) if dir.is_relative() => base.join(dir),
-        _ => dir.clone(),
-    };
-    Ok(Renderer::with_overrides(&dir)?)
 }
 
 fn join_token_file(

@@ -6,3 +6,19 @@ pub mod engine;
 pub mod gitlab;
 
 pub use engine::{RenderError, Renderer};
+
+use crate::inventory::Inventory;
+
+/// The renderer with the inventory's `[gitlab] templates_dir` overrides, for `render`, `up` and
+/// `upgrade` alike. The folder was resolved against the inventory's folder once, at load, so it
+/// is used as it is here.
+pub fn renderer_for(inventory: &Inventory) -> Result<Renderer, RenderError> {
+    match inventory
+        .gitlab
+        .as_ref()
+        .and_then(|gitlab| gitlab.templates_dir.as_deref())
+    {
+        Some(dir) => Renderer::with_overrides(dir),
+        None => Ok(Renderer::builtin()),
+    }
+}

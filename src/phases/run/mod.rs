@@ -30,7 +30,7 @@ use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, first_server};
 use crate::k3s::nodes::{self, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
-use crate::render::Renderer;
+pub(super) use crate::render::renderer_for;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
 use super::airgap;
@@ -1299,20 +1299,4 @@ struct FirstFacts {
     with_lock: bool,
     /// `Err`: the exec did not come back (connection, timeout, Ctrl-C).
     reply: Mutex<Option<Result<ExecOutput, ()>>>,
-}
-
-/// The renderer with `[gitlab] templates_dir` overrides, like `edgeops render` uses.
-pub(super) fn renderer_for(inventory: &Inventory) -> anyhow::Result<Renderer> {
-    let Some(dir) = inventory
-        .gitlab
-        .as_ref()
-        .and_then(|gitlab| gitlab.templates_dir.as_ref())
-    else {
-        return Ok(Renderer::builtin());
-    };
-    let dir = match inventory.path.parent() {
-        Some(base) if dir.is_relative() => base.join(dir),
-        _ => dir.clone(),
-    };
-    Ok(Renderer::with_overrides(&dir)?)
 }
