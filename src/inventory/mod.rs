@@ -12,12 +12,14 @@ mod layers;
 pub mod model;
 mod raw;
 pub mod select;
+mod source;
 mod validate;
 
 pub use error::{Diagnostic, ErrorKind, InventoryError, Location};
 pub use hosts::HostEntry;
 pub use model::*;
 pub use select::{SelectError, select};
+pub use source::MAX_INVENTORY_BYTES;
 
 use std::path::Path;
 
@@ -30,7 +32,7 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 
 /// Like [`load`], also returning the `[[hosts]]` entries as written (for summaries).
 pub fn load_with_entries(path: &Path) -> Result<(Inventory, Vec<HostEntry>), InventoryError> {
-    let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, &e))?;
+    let text = source::read_inventory(path)?;
     parse_with_entries(&text, path)
 }
 
@@ -52,7 +54,14 @@ pub fn parse_with_entries(
 /// closest valid one.
 fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
     let message = err.message().trim();
-    let location = err.span().map(|span| {
+    // toml reports a too-long dotted key (`a.b.c...`, its recursion limit) without a span.
+    let span = err.span().or_else(|| {
+        message
+            .contains("recursion")
+            .then(|| deepest_key(text))
+            .flatten()
+    });
+    let location = span.clone().map(|span| {
         let mut location = SourceMap::new(text).locate(span, false);
         mask_secret_assignment(&mut location.source_line);
         location
@@ -72,8 +81,8 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
             } else {
                 format!("valid keys here: {}", valid.join(", "))
             };
-            let table = err
-                .span()
+            let table = span
+                .clone()
                 .and_then(|span| enclosing_table(text, span.start))
                 .map(|t| format!(" in `{t}`"))
                 .unwrap_or_default();
@@ -93,10 +102,17 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
                 "check the value's type: strings are quoted, lists are `[..]`, tables are `{..}` (see docs/INVENTORY.md)"
             } else if message.starts_with("missing field") {
                 "add the missing key (see docs/INVENTORY.md)"
+            } else if message.contains("recursion") {
+                "tables, lists and dotted keys are nested too deeply: an inventory needs at most a few levels (see docs/INVENTORY.md)"
             } else if message.contains("duplicate key") {
                 "each key may appear once per table"
             } else {
                 "the inventory must be valid TOML (https://toml.io); see docs/INVENTORY.md for the format"
+            };
+            let message = if message == "recursion limit" {
+                "a key with too many dotted parts (toml's recursion limit)"
+            } else {
+                message
             };
             (ErrorKind::Syntax, plain_types(message), help.to_string())
         }
@@ -130,6 +146,37 @@ fn mask_secret_assignment(line: &mut String) {
         line.truncate(cut);
         line.push_str(&masked);
     }
+}
+
+/// The span of the key with the most dotted parts (a `[table.header]` or a `dotted.key =`), for
+/// errors toml reports without a place. Dots inside quotes do not count.
+fn deepest_key(text: &str) -> Option<std::ops::Range<usize>> {
+    let mut deepest: Option<(usize, std::ops::Range<usize>)> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset + (line.len() - line.trim_start().len());
+        offset += line.len();
+        let key = line.trim_start().trim_start_matches('[');
+        let mut quote = None;
+        let mut dots = 0;
+        let mut key_len = 0;
+        for (i, c) in key.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '.') => dots += 1,
+                (None, '=' | ']' | '#' | '\n') => break,
+                _ => {}
+            }
+            key_len = i + c.len_utf8();
+        }
+        if dots > deepest.as_ref().map_or(0, |(d, _)| *d) {
+            let end = start + (line.trim_start().len() - key.len()) + key_len;
+            deepest = Some((dots, start..end.min(text.len())));
+        }
+    }
+    deepest.map(|(_, span)| span)
 }
 
 /// serde's type names in TOML's words: a map is a table, a sequence a list.
