@@ -2,8 +2,9 @@
 //! named `default`, server `https://127.0.0.1:6443`), point it at the API endpoint, name it after
 //! the cluster, merge it into the user's kubeconfig, and write that 0600 atomically.
 //!
-//! Entries are kept as YAML mappings, not typed structs, so fields edgeops does not know
-//! (exec plugins, extensions, proxy-url...) survive a merge untouched.
+//! Entries of the user's own kubeconfig are kept as YAML mappings, not typed structs, so fields
+//! edgeops does not know (exec plugins, extensions, proxy-url...) survive a merge untouched. The
+//! k3s.yaml from a host is the opposite: untrusted, reduced to its credentials (`k3s_yaml`).
 
 use std::fmt;
 use std::io::Write;
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
+
+use crate::k3s::k3s_yaml::{UserCredential, read_k3s_yaml};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
@@ -23,6 +26,14 @@ pub enum KubeconfigError {
     },
     #[error("{origin} does not look like a k3s kubeconfig: {reason}")]
     NotK3s { origin: String, reason: String },
+    /// The k3s.yaml read back from a host holds something k3s does not write.
+    #[error(
+        "{origin}: {refused}; nothing was merged (a server's kubeconfig may only carry what k3s writes)"
+    )]
+    Untrusted {
+        origin: String,
+        refused: crate::k3s::k3s_yaml::Refused,
+    },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -114,42 +125,71 @@ impl Kubeconfig {
 
     /// The k3s kubeconfig, renamed to `name` (cluster, user and context alike) and pointed at
     /// `server_url` (e.g. `https://10.0.0.11:6443`). The current context becomes `name`.
+    ///
+    /// The text comes from a host and is untrusted: only the credentials k3s writes are taken
+    /// from it (see [`read_k3s_yaml`]); anything else refuses the whole file, naming the field.
     pub fn from_k3s(
         text: &str,
         origin: &str,
         name: &str,
         server_url: &str,
     ) -> Result<Kubeconfig, KubeconfigError> {
-        let mut config = Kubeconfig::parse(text, origin)?;
-        let not_k3s = |reason: String| KubeconfigError::NotK3s {
-            origin: origin.to_owned(),
-            reason,
-        };
+        let parsed = Kubeconfig::parse(text, origin)?;
         for section in [Section::Clusters, Section::Contexts, Section::Users] {
-            let count = config.entries(section).len();
+            let count = parsed.entries(section).len();
             if count != 1 {
-                return Err(not_k3s(
-                    format!("it has {count} {section:?} (k3s writes exactly one)").to_lowercase(),
-                ));
+                return Err(KubeconfigError::NotK3s {
+                    origin: origin.to_owned(),
+                    reason: format!("it has {count} {section:?} (k3s writes exactly one)")
+                        .to_lowercase(),
+                });
             }
         }
-        let cluster = &mut config.entries_mut(Section::Clusters)[0];
-        cluster.name = name.to_owned();
-        let body = body_mut(&mut cluster.body, "cluster")
-            .ok_or_else(|| not_k3s("its cluster entry has no `cluster` mapping".to_owned()))?;
-        body.insert("server".into(), Value::String(server_url.to_owned()));
-
-        config.entries_mut(Section::Users)[0].name = name.to_owned();
-
-        let context = &mut config.entries_mut(Section::Contexts)[0];
-        context.name = name.to_owned();
-        let body = body_mut(&mut context.body, "context")
-            .ok_or_else(|| not_k3s("its context entry has no `context` mapping".to_owned()))?;
-        body.insert("cluster".into(), Value::String(name.to_owned()));
-        body.insert("user".into(), Value::String(name.to_owned()));
-
-        config.current_context = Some(name.to_owned());
-        Ok(config)
+        let credentials = read_k3s_yaml(text).map_err(|refused| KubeconfigError::Untrusted {
+            origin: origin.to_owned(),
+            refused,
+        })?;
+        let mut cluster = Mapping::new();
+        cluster.insert(
+            "certificate-authority-data".into(),
+            credentials.ca_data.into(),
+        );
+        cluster.insert("server".into(), server_url.into());
+        let mut context = Mapping::new();
+        context.insert("cluster".into(), name.into());
+        context.insert("user".into(), name.into());
+        let mut user = Mapping::new();
+        match credentials.user {
+            UserCredential::ClientCertificate {
+                cert_data,
+                key_data,
+            } => {
+                user.insert("client-certificate-data".into(), cert_data.into());
+                user.insert("client-key-data".into(), key_data.into());
+            }
+            UserCredential::Token(token) => {
+                user.insert("token".into(), token.into());
+            }
+        }
+        let entry = |key: &str, body: Mapping| {
+            let mut entry = Mapping::new();
+            entry.insert(key.into(), Value::Mapping(body));
+            NamedEntry {
+                name: name.to_owned(),
+                body: entry,
+            }
+        };
+        let mut rest = Mapping::new();
+        rest.insert("preferences".into(), Value::Mapping(Mapping::new()));
+        Ok(Kubeconfig {
+            api_version: default_api_version(),
+            kind: default_kind(),
+            clusters: Some(vec![entry("cluster", cluster)]),
+            contexts: Some(vec![entry("context", context)]),
+            users: Some(vec![entry("user", user)]),
+            current_context: Some(name.to_owned()),
+            rest,
+        })
     }
 
     /// Merge `other` into `self`: entries with the same name are replaced, others kept, new
@@ -254,10 +294,6 @@ impl Kubeconfig {
         };
         list.get_or_insert_with(Vec::new)
     }
-}
-
-fn body_mut<'a>(entry: &'a mut Mapping, key: &str) -> Option<&'a mut Mapping> {
-    entry.get_mut(key)?.as_mapping_mut()
 }
 
 /// Merge `new` into the kubeconfig at `path` (created if missing) and write it back 0600.
@@ -491,6 +527,32 @@ preferences:
         .unwrap();
         empty.merge(&pi_lab(), false);
         assert_eq!(empty.current_context.as_deref(), Some("pi-lab"));
+    }
+
+    #[test]
+    fn a_poisoned_k3s_yaml_is_refused_naming_the_host_and_the_field() {
+        let poisoned = K3S_YAML.replace(
+            "  user:\n",
+            "  user:\n    exec: {command: /bin/sh, args: [-c, touch /tmp/pwned]}\n",
+        );
+        let err = Kubeconfig::from_k3s(
+            &poisoned,
+            "the k3s kubeconfig of pi-01",
+            "x",
+            "https://a:6443",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("the k3s kubeconfig of pi-01: refused `users[0].user.exec`: a credential plugin would run a command"),
+            "{text}"
+        );
+        assert!(text.contains("nothing was merged"), "{text}");
+        // A server address of the host's choosing never survives: edgeops's own is used.
+        let elsewhere = K3S_YAML.replace("https://127.0.0.1:6443", "https://evil.example:6443");
+        let config = Kubeconfig::from_k3s(&elsewhere, "k3s.yaml", "x", "https://a:6443").unwrap();
+        assert_eq!(config.server("x"), Some("https://a:6443"));
+        assert!(!config.to_yaml().contains("evil"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod channel;
 pub mod helmcharts;
 pub mod install;
+pub mod k3s_yaml;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod token;
