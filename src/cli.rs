@@ -61,6 +61,8 @@ pub enum Command {
     Kubeconfig(KubeconfigArgs),
     /// Render the k3s and GitLab templates to a folder without touching hosts or GitLab.
     Render(RenderArgs),
+    /// Show who holds the cluster lock on the first server and remove it after confirmation.
+    Unlock(UnlockArgs),
     /// Validate an inventory offline and summarise it.
     Check(InventoryArg),
     /// Print shell completions.
@@ -168,6 +170,15 @@ pub struct KubeconfigArgs {
     /// Context name (default: the cluster name).
     #[arg(long)]
     pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnlockArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Remove the lock without asking (needed when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Args)]

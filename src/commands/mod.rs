@@ -8,6 +8,7 @@ pub mod plan;
 pub mod render;
 pub mod reset;
 pub mod status;
+pub mod unlock;
 pub mod up;
 pub mod upgrade;
 
@@ -45,6 +46,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
+        Command::Unlock(args) => unlock::run(&global, &args),
     }
 }
 

@@ -21,8 +21,7 @@ use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{Observer, Status};
 
 use super::up::{
-    LOCK_STALE_AFTER, ProgressView, default_kubeconfig_path, gitlab_rows, prepare, table,
-    with_interrupt,
+    ProgressView, default_kubeconfig_path, gitlab_rows, prepare, table, with_interrupt,
 };
 
 pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
@@ -61,7 +60,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
     let options = ResetOptions {
         fleet: prepared.fleet_settings.clone(),
-        lock_stale_after: LOCK_STALE_AFTER,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
         kubeconfig: KubeconfigEntry {
             path: default_kubeconfig_path()?,
             context: prepared.inventory.cluster.name.clone(),

@@ -25,9 +25,6 @@ use crate::phases::{
 use crate::ssh::{ConnectOptions, SshContext};
 use secrecy::ExposeSecret;
 
-/// A lock left by a run that died is taken over after this long.
-pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-
 pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let mode = if args.dry_run { Mode::Plan } else { Mode::Up };
     let reboot = if args.no_reboot {
@@ -93,7 +90,7 @@ fn run_phases_with(
         mode,
         ready_timeout,
         kubeconfig,
-        lock_stale_after: LOCK_STALE_AFTER,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
         fleet: prepared.fleet_settings.clone(),
         token,
         reboot,

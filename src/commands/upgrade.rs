@@ -16,7 +16,7 @@ use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::upgrade::{self, Target, UpgradeError, UpgradeOptions, UpgradeReport};
 use crate::phases::{Observer, Status};
 
-use super::up::{LOCK_STALE_AFTER, Prepared, ProgressView, prepare, table, with_interrupt};
+use super::up::{Prepared, ProgressView, prepare, table, with_interrupt};
 
 pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
     let target = target(args)?;
@@ -43,7 +43,7 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
         drain_timeout: args.drain_timeout,
         force: args.force,
         ready_timeout: args.ready_timeout,
-        lock_stale_after: LOCK_STALE_AFTER,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
         fleet: prepared.fleet_settings.clone(),
         token,
         selected,

@@ -51,7 +51,13 @@ pub struct Cluster {
     pub images: Vec<PathBuf>,
     /// `write-kubeconfig-mode` on servers.
     pub kubeconfig_mode: Option<String>,
+    /// Age after which the cluster lock of a run that never released it is taken over
+    /// (`lock_expiry`, default [`DEFAULT_LOCK_EXPIRY`]).
+    pub lock_expiry: std::time::Duration,
 }
+
+/// How long a cluster lock holds when its run never releases it (a crash, a lost workstation).
+pub const DEFAULT_LOCK_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Where a secret comes from. Secrets are never inline in the inventory.
 #[derive(Debug, Clone, PartialEq)]

@@ -390,6 +390,27 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         }
     }
 
+    let lock_expiry = match &raw.lock_expiry {
+        None => super::model::DEFAULT_LOCK_EXPIRY,
+        Some(value) => match formats::duration(value.get_ref()) {
+            Ok(expiry) if !expiry.is_zero() => expiry,
+            Ok(_) => {
+                ctx.report(
+                    ErrorKind::InvalidValue,
+                    Some(value.span()),
+                    "lock_expiry: `0s` would let every run take the lock from a running one",
+                    "give an age such as `\"10m\"` (the default is 30m)",
+                );
+                super::model::DEFAULT_LOCK_EXPIRY
+            }
+            Err(mut e) => {
+                e.message = format!("lock_expiry: {}", e.message);
+                ctx.invalid(ErrorKind::InvalidValue, value.span(), e);
+                super::model::DEFAULT_LOCK_EXPIRY
+            }
+        },
+    };
+
     let string_list = |list: &[Spanned<String>]| list.iter().map(|s| s.get_ref().clone()).collect();
     let cluster = Cluster {
         name,
@@ -412,6 +433,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         artifacts_dir,
         images,
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
+        lock_expiry,
     };
     Some(ValidCluster {
         cluster,

@@ -70,6 +70,7 @@ fn cluster(name: &str) -> Cluster {
         artifacts_dir: None,
         images: Vec::new(),
         kubeconfig_mode: None,
+        lock_expiry: crate::inventory::DEFAULT_LOCK_EXPIRY,
     }
 }
 

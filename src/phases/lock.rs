@@ -23,7 +23,8 @@ pub fn release_request(run_id: &str) -> ExecRequest {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "cluster {cluster} is locked by another edgeops run: {holder}, since {} ago (lock file {lock} on {host}); \
-     wait for it to finish, or remove the file if that run died (locks older than {} are taken over)",
+     wait for it to finish, or if that run died, `edgeops unlock INVENTORY` removes the lock \
+     (locks older than {} are taken over: `lock_expiry` in [cluster])",
     humantime::format_duration(*age),
     humantime::format_duration(*stale_after),
     lock = remote::LOCK_PATH
@@ -34,6 +35,78 @@ pub struct LockHeld {
     pub holder: String,
     pub age: Duration,
     pub stale_after: Duration,
+}
+
+/// Read the lock as it is: `none`, or `now EPOCH` then the lock file's line (`EPOCH OWNER`).
+pub fn read_script() -> String {
+    format!(
+        "f={lock}\nif [ -e \"$f\" ]; then echo \"now $(date +%s)\"; head -n 1 \"$f\"; else echo none; fi\n",
+        lock = remote::LOCK_PATH
+    )
+}
+
+/// Remove the lock only if it still holds `line` (the one shown to the user): prints `removed`,
+/// `gone` (no lock any more) or `changed LINE` (another run took it meanwhile).
+pub fn remove_script(line: &str) -> String {
+    format!(
+        "f={lock}; want={want}\n\
+         read -r t h <\"$f\" 2>/dev/null || {{ echo gone; exit 0; }}\n\
+         if [ \"$t $h\" = \"$want\" ]; then rm -f \"$f\" && echo removed; else echo \"changed $t $h\"; fi\n",
+        lock = remote::LOCK_PATH,
+        want = crate::ssh::shell_quote(line),
+    )
+}
+
+/// The lock file's line, taken apart: `EPOCH user@host pid N run ID (command)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockLine {
+    /// The whole line, for the compare-and-remove.
+    pub line: String,
+    pub since_epoch: u64,
+    /// `user@host`, as the holder wrote it.
+    pub who: String,
+    pub host: Option<String>,
+    pub pid: Option<u32>,
+    pub run_id: Option<String>,
+    pub command: Option<String>,
+}
+
+impl LockLine {
+    pub fn parse(line: &str) -> Option<LockLine> {
+        let line = line.trim_end();
+        let (epoch, owner) = line.split_once(' ')?;
+        let since_epoch = epoch.parse().ok()?;
+        let words: Vec<&str> = owner.split(' ').collect();
+        let after = |key: &str| {
+            words
+                .iter()
+                .position(|w| *w == key)
+                .and_then(|i| words.get(i + 1))
+                .map(|w| w.to_string())
+        };
+        let who = words.first().copied().unwrap_or_default().to_owned();
+        let command = owner
+            .rfind(" (")
+            .filter(|_| owner.ends_with(')'))
+            .map(|i| owner[i + 2..owner.len() - 1].to_owned());
+        Some(LockLine {
+            line: line.to_owned(),
+            since_epoch,
+            host: who.split_once('@').map(|(_, host)| host.to_owned()),
+            who,
+            pid: after("pid").and_then(|p| p.parse().ok()),
+            run_id: after("run"),
+            command,
+        })
+    }
+
+    /// Whether its holder ran on this workstation and its pid runs no edgeops here any more.
+    pub fn holder_is_gone(&self, here: &Workstation) -> bool {
+        self.host.as_deref() == Some(here.hostname.as_str())
+            && self
+                .pid
+                .is_some_and(|pid| !here.edgeops_pids.contains(&pid))
+    }
 }
 
 /// A fresh id for one run: the lock's owner names it, and only that run may release the lock.
@@ -58,7 +131,47 @@ pub fn owner(run_id: &str, tag: Option<&str>) -> String {
     owner
 }
 
-fn local_hostname() -> String {
+/// What the lock script needs to know of this workstation to tell a holder that is gone: its
+/// hostname (as owner texts name it) and the pids that run edgeops here now.
+#[derive(Debug, Clone)]
+pub struct Workstation {
+    pub hostname: String,
+    pub edgeops_pids: Vec<u32>,
+}
+
+impl Workstation {
+    pub fn current() -> Workstation {
+        Workstation {
+            hostname: local_hostname(),
+            edgeops_pids: edgeops_pids(),
+        }
+    }
+}
+
+/// Processes named `edgeops` on this machine (this one included). A holder pid not among them
+/// runs no edgeops: it exited, or the pid now belongs to another program.
+fn edgeops_pids() -> Vec<u32> {
+    let mut pids = vec![std::process::id()];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == "edgeops" && !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub(crate) fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())
@@ -76,6 +189,10 @@ pub fn settle(
         LockAnswer::Acquired => Ok(None),
         LockAnswer::AcquiredStale { age, holder } => Ok(Some(format!(
             "took over a stale lock on {host} ({holder}, {} old)",
+            humantime::format_duration(Duration::from_secs(age))
+        ))),
+        LockAnswer::AcquiredFromGone { age, holder } => Ok(Some(format!(
+            "warning: took over the lock on {host} of a run that is gone ({holder}, {} old: its pid runs no edgeops on this workstation any more)",
             humantime::format_duration(Duration::from_secs(age))
         ))),
         LockAnswer::Held { age, holder } => Err(LockHeld {
@@ -107,6 +224,33 @@ mod tests {
             owner(&id, Some("edgeops reset")),
             format!("{plain} (edgeops reset)")
         );
+    }
+
+    #[test]
+    fn lock_lines_are_taken_apart() {
+        let line =
+            LockLine::parse("1700000000 bob@ws-1 pid 77 run ab12 (edgeops reset)\n").unwrap();
+        assert_eq!(
+            line.line,
+            "1700000000 bob@ws-1 pid 77 run ab12 (edgeops reset)"
+        );
+        assert_eq!(line.since_epoch, 1_700_000_000);
+        assert_eq!(line.who, "bob@ws-1");
+        assert_eq!(line.host.as_deref(), Some("ws-1"));
+        assert_eq!(line.pid, Some(77));
+        assert_eq!(line.run_id.as_deref(), Some("ab12"));
+        assert_eq!(line.command.as_deref(), Some("edgeops reset"));
+        let here = Workstation {
+            hostname: "ws-1".into(),
+            edgeops_pids: vec![1, 2],
+        };
+        assert!(line.holder_is_gone(&here));
+        let elsewhere = Workstation {
+            hostname: "ws-2".into(),
+            edgeops_pids: vec![],
+        };
+        assert!(!line.holder_is_gone(&elsewhere));
+        assert_eq!(LockLine::parse("garbage"), None);
     }
 
     #[test]

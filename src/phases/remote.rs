@@ -174,24 +174,53 @@ pub fn parse_api_output(stdout: &str) -> (Option<String>, Option<String>) {
 /// The node list, read on the first server (sudo: the admin kubeconfig is 0600).
 pub const NODES_COMMAND: &str = "k3s kubectl get nodes -o json";
 
-/// Take the lock, or say who holds it: prints `acquired`, `acquired-stale AGE HOLDER` or
-/// `held AGE HOLDER`. Creation is atomic (`set -C` = O_EXCL), so two runs cannot both win.
+/// Take the lock, or say who holds it: prints `acquired`, `acquired-stale AGE HOLDER`,
+/// `acquired-gone AGE HOLDER` or `held AGE HOLDER`. Creation is atomic (`set -C` = O_EXCL), so two
+/// runs cannot both win. A lock is taken over when it is older than `stale_after`, or when its
+/// holder ran on this workstation and its pid runs no edgeops any more (`gone`).
 pub fn lock_acquire_script(owner: &str, stale_after: Duration) -> String {
+    lock_acquire_script_for(
+        owner,
+        stale_after,
+        &crate::phases::lock::Workstation::current(),
+    )
+}
+
+fn lock_acquire_script_for(
+    owner: &str,
+    stale_after: Duration,
+    workstation: &crate::phases::lock::Workstation,
+) -> String {
+    let live: Vec<String> = workstation
+        .edgeops_pids
+        .iter()
+        .map(u32::to_string)
+        .collect();
     format!(
-        "f={lock}; me={owner}; stale={stale}\n\
+        "f={lock}; me={owner}; stale={stale}; ws={ws}; live={live}\n\
          take() {{ ( set -C; printf '%s %s\\n' \"$(date +%s)\" \"$me\" >\"$f\" ) 2>/dev/null; }}\n\
          if take; then echo acquired; exit 0; fi\n\
          read -r t holder <\"$f\" || true\n\
          age=$(( $(date +%s) - ${{t:-0}} ))\n\
-         if [ \"$age\" -ge \"$stale\" ]; then\n\
-         \x20 rm -f \"$f\"\n\
-         \x20 if take; then echo \"acquired-stale $age $holder\"; exit 0; fi\n\
+         gone=\n\
+         case \"$holder\" in *@\"$ws pid \"*)\n\
+         \x20 p=${{holder#*@\"$ws pid \"}}; p=${{p%% *}}\n\
+         \x20 case \"$p\" in ''|*[!0-9]*) ;; *) case \" $live \" in *\" $p \"*) ;; *) gone=1 ;; esac ;; esac ;;\n\
+         esac\n\
+         if [ \"$age\" -ge \"$stale\" ] || [ -n \"$gone\" ]; then\n\
+         \x20 read -r t2 h2 <\"$f\" 2>/dev/null && [ \"$t2 $h2\" = \"$t $holder\" ] && rm -f \"$f\"\n\
+         \x20 if take; then\n\
+         \x20   if [ -n \"$gone\" ]; then echo \"acquired-gone $age $holder\"; else echo \"acquired-stale $age $holder\"; fi\n\
+         \x20   exit 0\n\
+         \x20 fi\n\
          \x20 read -r t holder <\"$f\" || true; age=$(( $(date +%s) - ${{t:-0}} ))\n\
          fi\n\
          echo \"held $age $holder\"\n",
         lock = LOCK_PATH,
         owner = shell_quote(owner),
         stale = stale_after.as_secs(),
+        ws = shell_quote(&workstation.hostname),
+        live = shell_quote(&live.join(" ")),
     )
 }
 
@@ -216,6 +245,11 @@ pub enum LockAnswer {
         age: u64,
         holder: String,
     },
+    /// The lock of `holder`, whose process is gone from this workstation, was replaced.
+    AcquiredFromGone {
+        age: u64,
+        holder: String,
+    },
     Held {
         age: u64,
         holder: String,
@@ -228,13 +262,13 @@ pub fn parse_lock_answer(stdout: &str) -> Option<LockAnswer> {
     let word = parts.next()?;
     match word {
         "acquired" => Some(LockAnswer::Acquired),
-        "acquired-stale" | "held" => {
+        "acquired-stale" | "acquired-gone" | "held" => {
             let age = parts.next()?.parse().unwrap_or(0);
             let holder = parts.next().unwrap_or("an unknown run").to_owned();
-            Some(if word == "held" {
-                LockAnswer::Held { age, holder }
-            } else {
-                LockAnswer::AcquiredStale { age, holder }
+            Some(match word {
+                "held" => LockAnswer::Held { age, holder },
+                "acquired-gone" => LockAnswer::AcquiredFromGone { age, holder },
+                _ => LockAnswer::AcquiredStale { age, holder },
             })
         }
         _ => None,
@@ -268,6 +302,71 @@ mod tests {
             })
         );
         assert_eq!(parse_lock_answer("garbage"), None);
+    }
+
+    /// Runs the acquire script for real, on a private lock path.
+    fn acquire_locally(
+        lock: &std::path::Path,
+        owner: &str,
+        workstation: &crate::phases::lock::Workstation,
+    ) -> Option<LockAnswer> {
+        let script = lock_acquire_script_for(owner, Duration::from_secs(600), workstation)
+            .replace(LOCK_PATH, lock.to_str().unwrap());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        parse_lock_answer(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    #[test]
+    fn a_lock_whose_holder_is_gone_from_this_workstation_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let here = crate::phases::lock::Workstation {
+            hostname: "ws-1".into(),
+            edgeops_pids: vec![100, 4242],
+        };
+        let write = |holder: &str| {
+            std::fs::write(
+                &lock,
+                format!(
+                    "{} {holder}\n",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                ),
+            )
+            .unwrap()
+        };
+        // Its pid still runs edgeops here: held.
+        write("bob@ws-1 pid 4242 run aa (edgeops up)");
+        assert!(matches!(
+            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
+            Some(LockAnswer::Held { .. })
+        ));
+        // Same pid, another workstation (`ws-10` is not `ws-1`): not ours to judge, held.
+        write("bob@ws-10 pid 77 run aa");
+        assert!(matches!(
+            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
+            Some(LockAnswer::Held { .. })
+        ));
+        // Gone: taken over, and said so with the old holder.
+        write("bob@ws-1 pid 77 run aa (edgeops reset)");
+        assert_eq!(
+            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
+            Some(LockAnswer::AcquiredFromGone {
+                age: 0,
+                holder: "bob@ws-1 pid 77 run aa (edgeops reset)".into()
+            })
+        );
+        assert!(
+            std::fs::read_to_string(&lock)
+                .unwrap()
+                .ends_with(" me@ws-1 pid 1 run bb\n")
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use super::*;
 
 impl Runner<'_> {
-    /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID`.
+    /// `EPOCH`-less owner text of this run's lock: `user@workstation pid N run ID (edgeops up)`.
     pub(super) fn lock_owner(&self) -> String {
-        crate::phases::lock::owner(&self.run_id, None)
+        crate::phases::lock::owner(&self.run_id, Some("edgeops up"))
     }
 
     /// The facts of every host, the first server's in the same exec as taking the lock (one
@@ -94,7 +94,7 @@ impl Runner<'_> {
         let request = crate::phases::lock::release_request(&self.run_id);
         if let Err(reason) = self.step(&first, "unlock", request, false).await {
             self.message(format!(
-                "{first}: could not release the up lock ({reason}); it expires after {}",
+                "{first}: could not release the up lock ({reason}); it expires after {} (or: edgeops unlock INVENTORY)",
                 humantime::format_duration(self.options.lock_stale_after)
             ));
         }
