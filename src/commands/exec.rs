@@ -154,13 +154,7 @@ async fn fan_out(
         ..Default::default()
     };
 
-    let cancel = ctx.cancel.clone();
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping remote commands and closing sessions");
-            cancel.cancel();
-        }
-    });
+    let interrupt = super::interrupt::spawn_watch(ctx.cancel.clone());
 
     let stream_live = text && !args.group;
     let request = ExecRequest {

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod interrupt;
 pub mod kubeconfig;
 pub mod plan;
 pub mod render;

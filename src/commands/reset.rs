@@ -215,6 +215,17 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
 
 /// Ask on the terminal. Only `y` or `yes` goes ahead; Ctrl-C or end of input is a no (the
 /// runtime's Ctrl-C handler is installed by now, so the read must race it, not block it).
+/// Any termination signal while the prompt waits (without listeners, SIGTERM would kill the
+/// process before `abort` cleans up).
+async fn interrupted() {
+    match super::interrupt::Interrupts::new() {
+        Ok(mut interrupts) => {
+            interrupts.next().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
 fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<bool> {
     let hosts = reset.plan().len();
     {
@@ -240,7 +251,7 @@ fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<b
     let answer = runtime.block_on(async {
         tokio::select! {
             answer = rx => answer.ok(),
-            _ = tokio::signal::ctrl_c() => None,
+            _ = interrupted() => None,
         }
     });
     if answer.is_none() {

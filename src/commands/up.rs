@@ -184,18 +184,10 @@ pub fn outcome(report: &RunReport) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Ctrl-C cancels the fleet's commands; the run then reports what it got.
+/// Ctrl-C, SIGTERM or SIGHUP cancels the fleet's commands; the run then reports what it got
+/// (a second signal exits at once: `interrupt`).
 pub async fn with_interrupt<T>(ctx: &SshContext, work: impl Future<Output = T>) -> T {
-    let cancel = ctx.cancel.clone();
-    let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: stopping remote commands and closing sessions");
-            cancel.cancel();
-        }
-    });
-    let result = work.await;
-    interrupt.abort();
-    result
+    super::interrupt::with_interrupt(&ctx.cancel, work).await
 }
 
 /// The inventory, the hosts to work on and how to reach them.

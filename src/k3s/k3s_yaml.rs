@@ -187,7 +187,7 @@ fn base64_field(map: &Mapping, prefix: &str, key: &str) -> Result<Option<String>
 
 fn is_base64(data: &str) -> bool {
     !data.is_empty()
-        && data.len() % 4 == 0
+        && data.len().is_multiple_of(4)
         && data
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
