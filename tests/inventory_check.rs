@@ -250,8 +250,15 @@ fn tilde_expands_to_home_and_default_keys_are_found() {
     let home = tempfile::tempdir().unwrap();
     let ssh = home.path().join(".ssh");
     std::fs::create_dir(&ssh).unwrap();
-    std::fs::write(ssh.join("id_ed25519"), "placeholder").unwrap();
-    std::fs::write(ssh.join("edge"), "placeholder").unwrap();
+    // Real keys: `check` parses identity files (a placeholder is not a key).
+    for name in ["id_ed25519", "edge"] {
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(ssh.join(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
     let inventory = home.path().join("inv.toml");
     std::fs::write(
         &inventory,

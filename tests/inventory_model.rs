@@ -177,7 +177,13 @@ role = "agent"
 fn relative_paths_start_at_the_inventory_folder() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("keys")).unwrap();
-    std::fs::write(dir.path().join("keys/edge.pub.example"), "not a key").unwrap();
+    // A real private key under an odd name: identity files are parsed at load.
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(dir.path().join("keys/edge.pub.example"))
+        .status()
+        .unwrap();
+    assert!(made.success());
     std::fs::write(dir.path().join("token"), "t").unwrap();
     let text = r#"
 [cluster]

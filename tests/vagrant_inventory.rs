@@ -90,11 +90,13 @@ impl Checkout {
             .join(machine)
             .join(provider);
         fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join("private_key"),
-            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
-        )
-        .unwrap();
+        // A real key, as Vagrant makes: `check` parses identity files.
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("private_key"))
+            .status()
+            .unwrap();
+        assert!(made.success());
     }
 
     /// Runs the generator on a fixture moved into this checkout, writes inventory/vagrant.toml.

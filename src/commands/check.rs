@@ -18,7 +18,13 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
     let (inventory, entries) = inventory::load_with_entries(&args.inventory)?;
     let selected = inventory::select(&inventory, global.limit.as_deref())
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    let notes = offline_file_checks(&inventory)?;
     let summary = Summary::new(&inventory, &entries, &selected, global.limit.as_deref());
+    if !global.quiet {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+    }
     let mut out = std::io::stdout().lock();
     match global.output {
         OutputFormat::Json => writeln!(out, "{:#}", summary.json())?,
@@ -26,6 +32,51 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
         OutputFormat::Text => write!(out, "{}", summary.text())?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What loading cannot see on its own: template overrides loaded and rendered with the
+/// inventory's values (placeholders for secrets, as `render` does), and which identity files are
+/// passphrase-protected. Returns notes to show; a template that fails is bad input.
+fn offline_file_checks(inventory: &Inventory) -> anyhow::Result<Vec<String>> {
+    let mut notes = Vec::new();
+    if inventory
+        .gitlab
+        .as_ref()
+        .is_some_and(|gitlab| gitlab.templates_dir.is_some())
+    {
+        let bundle =
+            super::render::render_bundle(inventory, &super::render::RenderOptions::default())
+                .map_err(|e| Failure::Usage(format!("templates_dir: {e:#}")))?;
+        notes.extend(
+            bundle
+                .notes
+                .into_iter()
+                .filter(|n| n.contains("matches no built-in")),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for host in &inventory.hosts {
+        for file in &host.ssh.identity_files {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
+            if let Ok(inventory::files::KeyFile::PassphraseProtected) =
+                inventory::files::identity_file(file)
+            {
+                let source = match &host.ssh.passphrase_env {
+                    Some(var) => format!("read from ${var}"),
+                    None => {
+                        "asked on the terminal (set passphrase_env for unattended runs)".to_owned()
+                    }
+                };
+                notes.push(format!(
+                    "identity file {} is passphrase-protected: its passphrase is {source}",
+                    file.display()
+                ));
+            }
+        }
+    }
+    Ok(notes)
 }
 
 /// What `check` reports: the inventory, its entries, and which hosts `--limit` kept.

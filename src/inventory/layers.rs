@@ -206,6 +206,8 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
                         ),
                         "list private key files that exist (`~` is your home, relative paths start at the inventory's folder), or use `agent = true` with keys loaded in ssh-agent",
                     );
+                } else if let Err(e) = super::files::identity_file(&path) {
+                    ctx.invalid(ErrorKind::InvalidValue, file.span(), e);
                 }
                 path
             })
@@ -279,10 +281,13 @@ pub(super) fn ssh_layer(ctx: &mut Ctx, raw: &RawSsh, scope: &str) -> SshLayer {
         port,
         identity_files,
         agent: raw.agent.as_ref().map(|a| *a.get_ref()),
-        known_hosts: raw
-            .known_hosts
-            .as_ref()
-            .map(|k| ctx.resolve_path(k.get_ref())),
+        known_hosts: raw.known_hosts.as_ref().map(|k| {
+            let path = ctx.resolve_path(k.get_ref());
+            if let Err(e) = super::files::known_hosts(&path) {
+                ctx.invalid(ErrorKind::InvalidValue, k.span(), e);
+            }
+            path
+        }),
         host_key_policy,
         jump,
         connect_timeout,

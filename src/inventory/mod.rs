@@ -5,6 +5,7 @@
 //! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
 mod error;
+pub mod files;
 pub(crate) mod formats;
 pub mod hostlist;
 mod hosts;

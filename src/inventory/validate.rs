@@ -659,6 +659,10 @@ fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) ->
                 format!("templates_dir `{}` is not a folder", path.display()),
                 "point `templates_dir` at a folder of template overrides (relative paths start at the inventory's folder)",
             );
+        } else if let Err(e) =
+            super::files::templates_dir_stays_in(dir.get_ref(), &path, &ctx.base_dir)
+        {
+            ctx.invalid(ErrorKind::InvalidValue, dir.span(), e);
         }
         path
     });
