@@ -155,15 +155,16 @@ pub(crate) fn wire_command(
 /// its process group and its direct children. Needed because OpenSSH ignores `signal` channel
 /// requests for root logins, and closing a channel does not stop a command that ignores its pipes.
 pub(crate) fn kill_command(tag: &str) -> String {
-    // `[e]` keeps this script's own command line from matching the pattern.
+    // `[e]` keeps this script's own command line from matching the pattern. The whole tree under
+    // the tagged shell is collected before any signal: an installer's own children (its
+    // downloads, its `sleep`s) would otherwise be orphaned by the first TERM and survive.
     let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
     format!(
-        "for sig in TERM KILL; do \
-           for p in $(pgrep -f -- '{pattern}'); do \
-             pkill -$sig -P \"$p\"; kill -$sig -- \"-$p\" \"$p\"; \
-           done 2>/dev/null; \
-           [ $sig = TERM ] && sleep 0.3; \
-         done; true"
+        "tree() {{ echo \"$1\"; for c in $(pgrep -P \"$1\"); do tree \"$c\"; done; }}; \
+         pids=; for p in $(pgrep -f -- '{pattern}'); do pids=\"$pids $(tree \"$p\")\"; done; \
+         if [ -n \"$pids\" ]; then \
+           kill -TERM $pids 2>/dev/null; sleep 0.3; kill -KILL $pids 2>/dev/null; \
+         fi; true"
     )
 }
 
@@ -200,6 +201,41 @@ mod tests {
         assert_eq!(line, "exec sudo -k -S -p '' -- sh -c 'id -u' edgeops-run-1");
         assert!(!line.contains("s3cr3t"));
         assert_eq!(stdin.unwrap(), b"s3cr3t\n");
+    }
+
+    #[test]
+    fn kill_script_stops_the_whole_tree_of_the_tagged_command() {
+        let tag = unique_tag();
+        // A shell tagged like a remote command, whose grandchild is a `sleep` no other process
+        // on this machine runs.
+        let sleep = format!("sleep 30.{}", std::process::id());
+        let mut tagged = std::process::Command::new("sh")
+            .args(["-c", &format!("sh -c '{sleep}; :' & wait"), &tag])
+            .spawn()
+            .unwrap();
+        let grandchild_running = || {
+            std::process::Command::new("pgrep")
+                .args(["-fx", &sleep])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+                .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let before = loop {
+            let n = grandchild_running();
+            if n > 0 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(before > 0, "the test's sleep never started");
+        let killed = std::process::Command::new("sh")
+            .args(["-c", &kill_command(&tag)])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let _ = tagged.wait();
+        assert_eq!(grandchild_running(), 0, "the grandchild survived");
     }
 
     #[test]
