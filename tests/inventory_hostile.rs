@@ -71,6 +71,15 @@ fn nesting_past_the_parsers_limits_is_located() {
 }
 
 #[test]
+fn errors_without_a_place_of_their_own_point_at_the_first_line() {
+    rejected_at(
+        b"[[hosts]]\nname = \"h\"\nrole = \"server\"\n",
+        "1:1",
+        &["missing `[cluster]` table"],
+    );
+}
+
+#[test]
 fn special_and_oversized_files_are_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo.toml");

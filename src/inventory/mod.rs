@@ -56,12 +56,16 @@ pub fn parse_with_entries(
 fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryError {
     let message = err.message().trim();
     // toml reports a too-long dotted key (`a.b.c...`, its recursion limit) without a span.
-    let span = err.span().or_else(|| {
-        message
-            .contains("recursion")
-            .then(|| deepest_key(text))
-            .flatten()
-    });
+    // Anything else without a place points at 1:1, so every error carries file:line:column.
+    let span = err
+        .span()
+        .or_else(|| {
+            message
+                .contains("recursion")
+                .then(|| deepest_key(text))
+                .flatten()
+        })
+        .or(Some(0..0));
     let location = span.clone().map(|span| {
         let mut location = SourceMap::new(text).locate(span, false);
         mask_secret_assignment(&mut location.source_line);

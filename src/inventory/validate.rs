@@ -216,9 +216,10 @@ struct ValidCluster {
 
 fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidCluster> {
     let Some(raw) = raw else {
+        // Located at 1:1: a missing table has no place of its own, but every error has one.
         ctx.report(
             ErrorKind::MissingKey,
-            None,
+            Some(0..0),
             "missing `[cluster]` table",
             "every inventory has a `[cluster]` table with at least `name = \"my-cluster\"`",
         );
