@@ -1,6 +1,6 @@
 //! `edgeops exec` end to end against real OpenSSH servers on loopback: live prefixed output,
 //! folded groups, JSON, a stopped and a frozen host reported while the others succeed, the
-//! exit code, and Ctrl-C leaving no remote process.
+//! exit code, and Ctrl-C, SIGTERM or SIGHUP leaving no remote process.
 
 mod ssh_support;
 
@@ -199,45 +199,54 @@ fn a_stopped_and_a_frozen_host_are_reported_while_the_others_succeed() {
 
 #[test]
 fn ctrl_c_stops_the_remote_commands_and_exits() {
-    let key = client_key("ed25519", "");
-    let a = Sshd::start(&[&key.path]);
-    let b = Sshd::start(&[&key.path]);
-    let known = format!("{}{}", a.known_hosts_line(), b.known_hosts_line());
-    let inv = inventory(
-        key.dir.path(),
-        &key.path,
-        &[("lab-01", a.port), ("lab-02", b.port)],
-        &known,
-    );
-    let marker = "4713.0815";
-    let child = edgeops()
-        .args([
-            "exec",
-            inv.to_str().unwrap(),
-            "--",
-            "echo started; sleep",
-            marker,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until both remote commands run.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while processes_with(&format!("sleep {marker}")).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "remote commands never started"
+    // SIGTERM (a cancelled CI job, `timeout`) and SIGHUP (a closed terminal) do what Ctrl-C does.
+    for (signal, name, marker) in [
+        (libc::SIGINT, "SIGINT", "4713.0815"),
+        (libc::SIGTERM, "SIGTERM", "4713.0816"),
+        (libc::SIGHUP, "SIGHUP", "4713.0817"),
+    ] {
+        let key = client_key("ed25519", "");
+        let a = Sshd::start(&[&key.path]);
+        let b = Sshd::start(&[&key.path]);
+        let known = format!("{}{}", a.known_hosts_line(), b.known_hosts_line());
+        let inv = inventory(
+            key.dir.path(),
+            &key.path,
+            &[("lab-01", a.port), ("lab-02", b.port)],
+            &known,
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let child = edgeops()
+            .args([
+                "exec",
+                inv.to_str().unwrap(),
+                "--",
+                "echo started; sleep",
+                marker,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until both remote commands run.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while processes_with(&format!("sleep {marker}")).len() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "remote commands never started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: signalling the child we spawned.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted ({name})")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("cancelled 2"), "{name}: {stderr}");
+        let left = wait_until_gone(marker, Duration::from_secs(5));
+        assert!(left.is_empty(), "{name}: remote processes left: {left:?}");
     }
-    // SAFETY: signalling the child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(stderr.contains("cancelled 2"), "{stderr}");
-    let left = wait_until_gone(marker, Duration::from_secs(5));
-    assert!(left.is_empty(), "remote processes left: {left:?}");
 }
