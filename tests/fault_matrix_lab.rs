@@ -293,6 +293,20 @@ fn locks_of_gone_runs_are_taken_over_expiry_is_configurable_and_a_poisoned_kubec
         all.contains("older than 30m are taken over: `lock_expiry`"),
         "{all}"
     );
+    // On a terminal `unlock` asks: "n" keeps the lock (exit 1), "y" removes it.
+    let kept = edgeops.run_on_tty(&["unlock", inv], "n\n");
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
+    assert!(text(&kept).contains("Remove this lock?"), "{}", text(&kept));
+    assert!(lock_exists(lab, server));
+    let removed = edgeops.run_on_tty(&["unlock", inv], "y\n");
+    assert!(removed.status.success(), "{}", text(&removed));
+    assert!(!lock_exists(lab, server));
+    plant_lock(
+        lab,
+        server,
+        epoch(),
+        "ops@elsewhere pid 1 run r2 (edgeops reset)",
+    );
     let shown = edgeops.ok(&["unlock", inv, "--yes"]);
     for field in [
         "who:     ops@elsewhere",
