@@ -338,7 +338,14 @@ pub(super) fn groups(
                 role: raw.role.as_ref().and_then(|r| role(ctx, r)),
                 labels: labels(ctx, &raw.labels),
                 taints: taints(ctx, &raw.taints),
-                extra_args: raw.extra_args.iter().map(|a| a.get_ref().clone()).collect(),
+                extra_args: {
+                    super::secret_args::check(
+                        ctx,
+                        &raw.extra_args,
+                        &format!("`extra_args` of {scope}"),
+                    );
+                    raw.extra_args.iter().map(|a| a.get_ref().clone()).collect()
+                },
             };
             (name.clone(), layer)
         })

@@ -171,7 +171,8 @@ mod tests {
     #[test]
     fn the_no_root_hint_suggests_a_sudo_form_the_inventory_accepts() {
         let host = test_inventory::agent("a1", "10.0.0.2");
-        let text = "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=no\nuid=1000\n";
+        let text =
+            "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=no\nuid=1000\n";
         let v = check(&[&host], &HashMap::from([("a1".to_owned(), facts(text))]));
         let reason = v["a1"].refusals.join("\n");
         // The hint's TOML, pasted into [ssh] as it says, must load.

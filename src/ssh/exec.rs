@@ -201,19 +201,32 @@ printf '%s\\n' \"$p\" | sudo -S -p '' -- sh -c \
 'exec </proc/\"$1\"/fd/3 && exec sh -c \"$2\" \"$3\"' edgeops-sudo \"$$\" \"$1\" \"$2\"\n";
 
 /// The script that proves, once per session and before any other privileged command, that
-/// sudo works with the configured password, and tells whether it prompts at all. Its stdin holds
-/// the password and nothing else; `-v` only validates, and sudo reads EOF (not a secret) as
-/// its next guess when the password is wrong: one PAM attempt. `marker` is the prompt, so the
-/// caller can count how often sudo asked.
-pub(crate) fn sudo_probe_script(marker: &str) -> String {
-    let script = format!(
+/// sudo works with the configured password, and tells whether it prompts at all (`$1`: the
+/// prompt marker). Its stdin holds the password and nothing else; `-v` only validates. sudo
+/// reads the password from a FIFO that is kept open but gets nothing more, and the script
+/// watches sudo's prompts: a second prompt means the password was refused, and sudo is killed
+/// while it waits for another guess, so PAM sees exactly one attempt (an EOF answer would count
+/// as a second failure for pam_faillock).
+pub(crate) fn sudo_probe_script() -> String {
+    format!(
         "if sudo -n true 2>/dev/null; then echo {PROBE_NOPASSWD}; exit 0; fi\n\
          IFS= read -r p || exit 1\n\
-         printf '%s\\n' \"$p\" | sudo -S -p {} -v\n\
-         echo \"{PROBE_STATUS}$?\"\n",
-        shell_quote(marker)
-    );
-    script
+         d=$(mktemp -d) && mkfifo \"$d/pw\" || exit 1\n\
+         sudo -S -p \"$1\" -v <\"$d/pw\" 2>\"$d/err\" &\n\
+         pid=$!\n\
+         exec 4>\"$d/pw\"\n\
+         printf '%s\\n' \"$p\" >&4\n\
+         unset p\n\
+         while kill -0 \"$pid\" 2>/dev/null; do\n\
+         \x20 case $(cat \"$d/err\") in *\"$1\"*\"$1\"*) kill -KILL \"$pid\"; break ;; esac\n\
+         \x20 sleep 0.05\n\
+         done\n\
+         exec 4>&-\n\
+         wait \"$pid\" 2>/dev/null; rc=$?\n\
+         cat \"$d/err\" >&2\n\
+         rm -rf \"$d\"\n\
+         echo \"{PROBE_STATUS}$rc\"\n"
+    )
 }
 
 /// What the probe prints when sudo needs no password.
@@ -276,7 +289,10 @@ mod tests {
         let mode = SudoMode::Password(SecretString::from("s3cr3t"));
         let (line, stdin) = wire_command("id -u", Some(&mode), "edgeops-run-1");
         assert!(line.starts_with("exec sh -c 'IFS= read -r p"), "{line}");
-        assert!(line.ends_with(" edgeops-sudo 'id -u' edgeops-run-1"), "{line}");
+        assert!(
+            line.ends_with(" edgeops-sudo 'id -u' edgeops-run-1"),
+            "{line}"
+        );
         // sudo's stdin is a pipe holding only the password; the command's stdin comes back
         // from the wrapper's fd 3, never through sudo.
         assert!(line.contains("\"$p\" | sudo -S -p "), "{line}");
@@ -287,9 +303,14 @@ mod tests {
 
     #[test]
     fn the_sudo_probe_sends_nothing_but_the_password_to_sudo() {
-        let script = sudo_probe_script("[m]");
+        let script = sudo_probe_script();
         assert!(script.starts_with("if sudo -n true"), "{script}");
-        assert!(script.contains("| sudo -S -p '[m]' -v\n"), "{script}");
+        assert!(
+            script.contains("sudo -S -p \"$1\" -v <\"$d/pw\""),
+            "{script}"
+        );
+        // A second prompt (the password was refused) is never answered.
+        assert!(script.contains("kill -KILL"), "{script}");
     }
 
     #[test]

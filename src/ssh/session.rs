@@ -10,7 +10,8 @@ use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::error::{ChangedHostKey, UnknownHostKey};
 use super::exec::{
-    MAX_OUTPUT_BYTES, PROBE_NOPASSWD, PROBE_STATUS, kill_command, sudo_probe_script, unique_tag, wire_command,
+    MAX_OUTPUT_BYTES, PROBE_NOPASSWD, PROBE_STATUS, kill_command, sudo_probe_script, unique_tag,
+    wire_command,
 };
 use super::known_hosts::{Verdict, fingerprint, host_pattern, known_hosts_line};
 use super::{
@@ -192,7 +193,12 @@ impl Session {
                     .as_bytes()
                     .to_vec();
                 stdin.push(b'\n');
-                let request = ExecRequest::new(sudo_probe_script(&marker)).stdin(stdin);
+                let command = format!(
+                    "sh -c {} edgeops-sudo-probe {}",
+                    shell_quote(&sudo_probe_script()),
+                    shell_quote(&marker)
+                );
+                let request = ExecRequest::new(command).stdin(stdin);
                 // Boxed: `exec` may itself call this (for privileged commands); this request
                 // is not privileged, so the recursion ends here.
                 let out = Box::pin(self.exec(&request)).await?;
@@ -540,7 +546,6 @@ fn probe_answer(out: &ExecOutput, marker: &str) -> ProbeAnswer {
         return Ok(SudoCheck::PasswordAccepted);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let prompts = stderr.matches(marker).count();
     let said: Vec<String> = stderr
         .replace(marker, "\n")
         .lines()
@@ -553,8 +558,8 @@ fn probe_answer(out: &ExecOutput, marker: &str) -> ProbeAnswer {
         said.join("; ")
     };
     Err(format!(
-        "{said} (sudo asked {prompts} time(s); the password was sent once, alone, and is not \
-         tried again: check sudo_password_env)"
+        "{said} (one attempt: the password was sent once, alone, and sudo was stopped before \
+         another guess; check the variable named by sudo_password_env)"
     ))
 }
 

@@ -694,7 +694,8 @@ impl<'a> Runner<'a> {
             .iter()
             .filter(|n| {
                 let state = &self.hosts[*n];
-                state.alive() && matches!(state.host.ssh.sudo, crate::inventory::Sudo::Password { .. })
+                state.alive()
+                    && matches!(state.host.ssh.sudo, crate::inventory::Sudo::Password { .. })
             })
             .cloned()
             .collect();
@@ -715,7 +716,8 @@ impl<'a> Runner<'a> {
             if let (Err(e), Some(state)) = (result.outcome, self.hosts.get_mut(&result.host))
                 && state.alive()
             {
-                self.log.write(&result.host, "sudo check: error", &e.to_string());
+                self.log
+                    .write(&result.host, "sudo check: error", &e.to_string());
                 state.fail(format!("preflight: {e}"));
             }
         }
