@@ -48,7 +48,7 @@ fn out_of_range_flags_are_refused_like_the_inventory_refuses_them() {
             &["check", INVENTORY, "--concurrency", "100001"],
             "1 to 10000",
         ),
-        (&["exec", INVENTORY, "-c", "-3", "--", "true"], "1 to 10000"),
+        (&["exec", INVENTORY, "--concurrency=-3", "--", "true"], "1 to 10000"),
     ];
     for (args, needle) in cases {
         let out = edgeops(args);
