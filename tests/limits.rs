@@ -105,3 +105,49 @@ fn many_entries_within_the_per_entry_limit_cannot_add_up_to_millions_of_hosts() 
     assert!(err.contains("at most 100000 hosts in all"), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// A host whose TCP port accepts but whose sshd never speaks (frozen): the whole connect,
+/// retries included, takes `connect_timeout`, as the message says, not once per attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_host_costs_its_connect_timeout_once_not_per_attempt() {
+    use edgeops::fleet::{Fleet, FleetSettings, HostError, Silent};
+    use edgeops::ssh::{
+        ConnectOptions, Credentials, HostKeyPolicy, KnownHosts, SshContext, SudoMode,
+    };
+    use std::sync::Arc;
+
+    // Bound, never accepted: the kernel completes the TCP handshake, nothing answers after.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = frozen.local_addr().unwrap().port();
+    let opts = ConnectOptions {
+        name: "frozen".into(),
+        address: "127.0.0.1".into(),
+        port,
+        user: "pi".into(),
+        credentials: Arc::new(Credentials {
+            identities: Vec::new(),
+            use_agent: false,
+        }),
+        host_key_policy: HostKeyPolicy::Strict,
+        jump: None,
+        connect_timeout: Duration::from_secs(1),
+        command_timeout: Duration::from_secs(5),
+        sudo: SudoMode::None,
+    };
+    let ctx = SshContext::new(KnownHosts::load(&[], None).unwrap());
+    let settings = FleetSettings {
+        connect_attempts: 3,
+        backoff: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let fleet = Fleet::connect_all(vec![opts], ctx, settings, Arc::new(Silent)).await;
+    let took = started.elapsed();
+    let results = fleet.run("probe", |_| async { Ok(()) }).await;
+    let Err(HostError::Unreachable(error)) = &results[0].outcome else {
+        panic!("{:?}", results[0].outcome);
+    };
+    assert!(error.to_string().contains("within 1s"), "{error}");
+    assert!(took < Duration::from_millis(1600), "took {took:?} for a 1s limit");
+    drop(frozen);
+}

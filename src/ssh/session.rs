@@ -310,6 +310,13 @@ impl Session {
         let writer = Arc::new(writer);
         let tag = unique_tag();
         let (line, stdin_prefix) = wire_command(&request.command, sudo.as_ref(), &tag);
+        // `-v`: each command per host (commands hold no secret: those travel on stdin).
+        tracing::info!(
+            "{host}: ${} {}",
+            if request.sudo { " (sudo)" } else { "" },
+            command_summary(&request.command)
+        );
+        let started = Instant::now();
         let exec_error = |what: &str, e: russh::Error| SshError::Exec {
             host: host.clone(),
             what: what.to_string(),
@@ -394,6 +401,15 @@ impl Session {
                 Err(SshError::Cancelled { host: host.clone() })
             }
         };
+        match &outcome {
+            Ok((_, (out, _))) => tracing::info!(
+                "{host}: {} after {:.1?}{}",
+                out.exit,
+                started.elapsed(),
+                if out.truncated { " (output truncated)" } else { "" }
+            ),
+            Err(err) => tracing::info!("{host}: {err} after {:.1?}", started.elapsed()),
+        }
         match outcome {
             Ok((fed, (out, refused))) => {
                 guard.disarm();
@@ -532,6 +548,21 @@ impl Drop for KillOnDrop {
         {
             runtime.spawn(stopper.stop());
         }
+    }
+}
+
+/// A command as `-v` shows it: its first line (scripts are long), at most 160 characters, and
+/// how many more lines it has.
+fn command_summary(command: &str) -> String {
+    let mut lines = command.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("").trim();
+    let mut shown: String = first.chars().take(160).collect();
+    if shown.len() < first.len() {
+        shown.push_str("...");
+    }
+    match lines.count() {
+        0 => shown,
+        more => format!("{shown} (+{more} lines)"),
     }
 }
 
