@@ -48,7 +48,10 @@ fn out_of_range_flags_are_refused_like_the_inventory_refuses_them() {
             &["check", INVENTORY, "--concurrency", "100001"],
             "1 to 10000",
         ),
-        (&["exec", INVENTORY, "--concurrency=-3", "--", "true"], "1 to 10000"),
+        (
+            &["exec", INVENTORY, "--concurrency=-3", "--", "true"],
+            "1 to 10000",
+        ),
     ];
     for (args, needle) in cases {
         let out = edgeops(args);
@@ -148,6 +151,9 @@ async fn a_frozen_host_costs_its_connect_timeout_once_not_per_attempt() {
         panic!("{:?}", results[0].outcome);
     };
     assert!(error.to_string().contains("within 1s"), "{error}");
-    assert!(took < Duration::from_millis(1600), "took {took:?} for a 1s limit");
+    assert!(
+        took < Duration::from_millis(1600),
+        "took {took:?} for a 1s limit"
+    );
     drop(frozen);
 }

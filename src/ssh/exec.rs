@@ -239,7 +239,8 @@ pub(crate) const PROBE_STATUS: &str = "edgeops-sudo-status=";
 /// the group or lost their parent are stopped too). Needed because OpenSSH ignores `signal`
 /// channel requests for root logins, and closing a channel does not stop a command that ignores
 /// its pipes. Under sudo the command shares the group of the sudo process (and, with a password,
-/// of the wrapper), so the group kill stops those as well.
+/// of the wrapper), so the group kill stops those as well. `kill -s SIG PID... -PGID...`: dash's
+/// `kill` refuses `--` and reads a leading `-43` as an option, so a positive pid comes first.
 pub(crate) fn kill_command(tag: &str) -> String {
     // `[e]` keeps this script's own command line from matching the pattern.
     let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
@@ -252,7 +253,7 @@ pub(crate) fn kill_command(tag: &str) -> String {
            [ \"${{g:-0}}\" -gt 1 ] && groups=\"$groups -$g\"; \
          done 2>/dev/null\n\
          for sig in TERM KILL; do \
-           [ -n \"$all$groups\" ] && kill -$sig -- $groups $all 2>/dev/null; \
+           [ -n \"$all$groups\" ] && kill -s $sig $all $groups 2>/dev/null; \
            [ $sig = TERM ] && sleep 0.3; \
          done; true"
     )
@@ -336,6 +337,9 @@ mod tests {
         let script = kill_command("edgeops-run-7-ab-1");
         assert!(!script.contains("edgeops-run-7-ab-1"));
         assert!(script.contains("'[e]dgeops-run-7-ab-1'"));
+        // dash (Debian's sh) rejects `kill --`: the old script never killed a group.
+        assert!(!script.contains("kill -$sig --"), "{script}");
+        assert!(script.contains("kill -s $sig $all $groups"), "{script}");
     }
 
     #[test]

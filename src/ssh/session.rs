@@ -406,7 +406,11 @@ impl Session {
                 "{host}: {} after {:.1?}{}",
                 out.exit,
                 started.elapsed(),
-                if out.truncated { " (output truncated)" } else { "" }
+                if out.truncated {
+                    " (output truncated)"
+                } else {
+                    ""
+                }
             ),
             Err(err) => tracing::info!("{host}: {err} after {:.1?}", started.elapsed()),
         }

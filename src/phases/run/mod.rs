@@ -838,7 +838,7 @@ impl<'a> Runner<'a> {
                     .sudo(true)
                     .stdin(remote::install_stdin(token, spec))
                     .timeout(INSTALL_TIMEOUT);
-                self.step(name, action.done_word(), request, false)
+                self.step(name, action.step_word(), request, false)
                     .await
                     .map(drop)
             }
@@ -1003,7 +1003,7 @@ impl<'a> Runner<'a> {
                     _ => super::upgrade::upgrade_script(spec),
                 };
                 (
-                    action.done_word(),
+                    action.step_word(),
                     ExecRequest::new(script).stdin(remote::install_stdin(token, spec)),
                 )
             }
