@@ -237,3 +237,61 @@ fn a_host_flooding_the_facts_answer_is_refused_with_the_rest_kept_small() {
     );
     assert!(out.len() < 64 * 1024, "{} bytes of output", out.len());
 }
+
+#[test]
+fn verbose_flags_show_each_remote_command_and_colour_only_on_a_terminal() {
+    let lab = lab();
+    let inv = lab.inventory_path();
+    let inv = inv.to_str().unwrap();
+    let args = |v: &'static str| -> Vec<&str> {
+        let mut args = vec!["exec", inv, "--limit", "lab-03", "--", "echo hi"];
+        if !v.is_empty() {
+            args.insert(0, v);
+        }
+        args
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    let quiet = Edgeops::new().run(&args(""));
+    let v = Edgeops::new().run(&args("-v"));
+    let vv = Edgeops::new().run(&args("-vv"));
+    for out in [&quiet, &v, &vv] {
+        assert_eq!(out.status.code(), Some(0), "{}", text(out));
+        // Not a terminal: no colour codes.
+        assert!(!text(out).contains('\u{1b}'), "{:?}", text(out));
+    }
+    assert!(
+        !stderr(&quiet).contains("lab-03: $ echo hi"),
+        "{}",
+        stderr(&quiet)
+    );
+    assert!(stderr(&v).contains("lab-03: $ echo hi"), "{}", stderr(&v));
+    assert!(
+        stderr(&v).contains("lab-03: exit 0 after"),
+        "{}",
+        stderr(&v)
+    );
+    assert!(!stderr(&v).contains("DEBUG"), "{}", stderr(&v));
+    // -vv: also debug lines, the SSH protocol's among them.
+    assert!(stderr(&vv).contains("lab-03: $ echo hi"), "{}", stderr(&vv));
+    assert!(stderr(&vv).contains("DEBUG"), "{}", stderr(&vv));
+    assert!(
+        stderr(&vv).lines().count() > stderr(&v).lines().count() + 5,
+        "{}",
+        stderr(&vv)
+    );
+    // On a terminal: colour, unless NO_COLOR is set (JSON output: no progress bar, whose
+    // cursor movements are not colour).
+    let mut on_tty = args("-v");
+    on_tty.splice(1..1, ["-o", "json"]);
+    let tty = Edgeops::new().run_on_tty(&on_tty, "");
+    assert!(text(&tty).contains('\u{1b}'), "{:?}", text(&tty));
+    let no_color = Edgeops::new()
+        .with_env("NO_COLOR", "1")
+        .run_on_tty(&on_tty, "");
+    assert!(
+        text(&no_color).contains("lab-03: $ echo hi"),
+        "{}",
+        text(&no_color)
+    );
+    assert!(!text(&no_color).contains('\u{1b}'), "{:?}", text(&no_color));
+}

@@ -514,10 +514,11 @@ struct Stopper {
 }
 
 impl Stopper {
-    /// Signal the command (OpenSSH honours this for non-root logins), kill it by its tag on a
-    /// second channel (works for root logins and sudo too), then close its channel.
+    /// Kill the command by its tag on a second channel (works for root logins and sudo too,
+    /// and reaches its whole process group and tree), then signal it over its own channel
+    /// (OpenSSH honours this for non-root logins) and close that channel. The kill goes first:
+    /// once the tagged processes are gone, orphans they left in the group can no longer be found.
     async fn stop(self) {
-        let _ = self.writer.signal(Sig::TERM).await;
         if let Ok(channel) = self.link.handle.channel_open_session().await {
             let (line, stdin) =
                 wire_command(&kill_command(&self.tag), self.sudo.as_ref(), "edgeops-stop");
@@ -531,6 +532,7 @@ impl Stopper {
                 let _ = tokio::time::timeout(STOP_TIMEOUT, drain).await;
             }
         }
+        let _ = self.writer.signal(Sig::TERM).await;
         let _ = self.writer.eof().await;
         let _ = self.writer.close().await;
     }
