@@ -252,6 +252,25 @@ mod tests {
     }
 
     #[test]
+    fn host_output_reaches_the_report_without_control_characters() {
+        let hostile = "ok\u{1b}]0;owned\u{7}\u{1b}[2J\rfake\n";
+        let mut truncated = ok("h2", "cut");
+        if let Ok(out) = &mut truncated.outcome {
+            out.truncated = true;
+        }
+        let results = vec![ok("h1", hostile), truncated];
+        let text = render_grouped(&results);
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("ok]0;owned[2Jfake\n"), "{text}");
+        assert!(text.contains("[output truncated"), "{text}");
+        assert!(render_summary(&results).contains("h2: [output truncated"));
+        assert_eq!(
+            crate::phases::outcome::last_lines("a\u{1b}[31mred\nb\r\n", 3),
+            "a[31mred | b"
+        );
+    }
+
+    #[test]
     fn identical_outputs_fold_under_one_header() {
         let results = vec![
             ok("lab-02", "same\n"),
