@@ -104,6 +104,13 @@ async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
         matches!(err, SshError::SudoRefused { .. }),
         "a wrong sudo password must fail: {err}"
     );
+
+    // A password with a line break would leave its tail in the command's data: never sent.
+    let mut opts = target(&s, "lab-01");
+    opts.sudo = SudoMode::Password(SecretString::from("correct horse\ncat"));
+    let session = connect(opts, s.ctx.clone()).await;
+    let err = session.check_sudo().await.unwrap_err();
+    assert!(err.to_string().contains("line break"), "{err}");
 }
 
 /// A cancelled or timed-out command is stopped with everything it started: also a grandchild

@@ -188,6 +188,15 @@ impl Session {
         let answer = self
             .sudo_probe
             .get_or_try_init(|| async {
+                // sudo reads one line: the rest of a multi-line password would stay on the
+                // stream and become the command's data.
+                if secrecy::ExposeSecret::expose_secret(password).contains(['\n', '\r', '\0']) {
+                    return Ok(Err(
+                        "the password holds a line break or NUL, and sudo reads \
+                         one line: nothing was sent"
+                            .to_owned(),
+                    ));
+                }
                 let marker = format!("[edgeops-sudo-prompt-{}]", unique_tag());
                 let mut stdin = secrecy::ExposeSecret::expose_secret(password)
                     .as_bytes()
