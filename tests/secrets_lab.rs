@@ -2,8 +2,8 @@
 //! systemd; the k3s simulator): `sudo = "password"` on a NOPASSWD host provisions with 0600
 //! files that hold no password; a wrong password fails in preflight after exactly one PAM
 //! attempt, before any secret is sent; remote output (exec and the facts answer) is bounded per
-//! command; a k3s flag carrying a secret never reaches a host. One lab of 2 hosts for all tests
-//! (torn down when the test binary ends).
+//! command; `-v`/`-vv` show what they promise, in colour only on a terminal without `NO_COLOR`.
+//! One lab of 3 hosts for all tests (torn down when the test binary ends).
 
 mod support;
 
