@@ -211,7 +211,15 @@ impl Session {
                 // Boxed: `exec` may itself call this (for privileged commands); this request
                 // is not privileged, so the recursion ends here.
                 let out = Box::pin(self.exec(&request)).await?;
-                Ok::<ProbeAnswer, SshError>(probe_answer(&out, &marker))
+                let answer = probe_answer(&out, &marker);
+                if answer == Ok(SudoCheck::NoPrompt) {
+                    tracing::info!(
+                        "{}: sudo does not ask for a password here (NOPASSWD): commands run \
+                         with `sudo -n` and the password is not sent",
+                        self.opts.name
+                    );
+                }
+                Ok::<ProbeAnswer, SshError>(answer)
             })
             .await?;
         answer.clone().map_err(|reason| SshError::SudoRefused {
