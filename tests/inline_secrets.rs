@@ -63,6 +63,12 @@ fn k3s_flags_carrying_secrets_are_refused_with_the_alternative() {
             "token_env",
         ),
         (
+            format!("[groups.g]\nextra_args = [\"-t\", \"{SECRET}\"]"),
+            "",
+            "`-t` in `extra_args` of group `g`",
+            "token_env",
+        ),
+        (
             format!("server_args = [\"--vpn-auth=name=tailscale,joinKey={SECRET}\"]"),
             "",
             "`--vpn-auth`",

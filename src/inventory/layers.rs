@@ -329,6 +329,7 @@ pub(super) fn groups(
             }
             let scope = format!("group `{name}`");
             let raw = group.get_ref();
+            super::secret_args::check(ctx, &raw.extra_args, &format!("`extra_args` of {scope}"));
             let layer = GroupLayer {
                 ssh: raw
                     .ssh
@@ -338,14 +339,7 @@ pub(super) fn groups(
                 role: raw.role.as_ref().and_then(|r| role(ctx, r)),
                 labels: labels(ctx, &raw.labels),
                 taints: taints(ctx, &raw.taints),
-                extra_args: {
-                    super::secret_args::check(
-                        ctx,
-                        &raw.extra_args,
-                        &format!("`extra_args` of {scope}"),
-                    );
-                    raw.extra_args.iter().map(|a| a.get_ref().clone()).collect()
-                },
+                extra_args: raw.extra_args.iter().map(|a| a.get_ref().clone()).collect(),
             };
             (name.clone(), layer)
         })

@@ -115,7 +115,7 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
 /// A source line shown in an error must not echo a secret: everything after the `=` of a
 /// secret-looking key (`token`, `agent_token`, `k3s_token`, `secret`, `passwd`, ..., also inside
 /// an inline table or a `--flag=value` string) is masked. Applied to every error's source line.
-pub(crate) fn mask_secret_assignment(line: &mut String) {
+fn mask_secret_assignment(line: &mut String) {
     let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     let mut cut = None;
     for (eq, _) in line.match_indices('=') {

@@ -49,6 +49,7 @@ pub(super) fn check(ctx: &mut Ctx, args: &[Spanned<String>], scope: &str) {
         let Some(body) = text.strip_prefix("--").or_else(|| text.strip_prefix('-')) else {
             continue;
         };
+        let dashes = &text[..text.len() - body.len()];
         // `--flag=value`, or `--flag` then `value` as the next element.
         let (flag, value, value_span): (&str, Option<&str>, Range<usize>) =
             match body.split_once('=') {
@@ -64,7 +65,7 @@ pub(super) fn check(ctx: &mut Ctx, args: &[Spanned<String>], scope: &str) {
         if let Some((_, help)) = SECRET_FLAGS.iter().find(|(name, _)| *name == flag) {
             ctx.report_secret(
                 value_span,
-                format!("inline secret: `--{flag}` in {scope} carries a secret in clear"),
+                format!("inline secret: `{dashes}{flag}` in {scope} carries a secret in clear"),
                 (*help).to_owned(),
             );
         } else if flag == "datastore-endpoint" && value.is_some_and(endpoint_has_password) {
