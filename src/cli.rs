@@ -22,7 +22,7 @@ pub struct GlobalArgs {
     #[arg(long, short = 'l', global = true, value_name = "PATTERN")]
     pub limit: Option<String>,
     /// How many hosts to work on at once (default: the inventory's `[ssh] concurrency`).
-    #[arg(long, short = 'c', global = true, value_name = "N")]
+    #[arg(long, short = 'c', global = true, value_name = "N", value_parser = concurrency_arg)]
     pub concurrency: Option<usize>,
     /// Output format for results.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -94,7 +94,7 @@ pub struct UpArgs {
     pub rotate_tokens: bool,
     /// How long to wait for every node to be Ready (and, with `[gitlab]`, for the GitLab
     /// charts to report deployed).
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
     pub ready_timeout: std::time::Duration,
 }
 
@@ -132,10 +132,10 @@ pub struct UpgradeArgs {
     #[arg(long)]
     pub force: bool,
     /// How long each node may take to be Ready at the new version.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
     pub ready_timeout: std::time::Duration,
     /// How long `kubectl drain` may take per node (with --drain).
-    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = duration_arg)]
     pub drain_timeout: std::time::Duration,
 }
 
@@ -150,7 +150,7 @@ pub struct ExecArgs {
     #[arg(long, short = 'g')]
     pub group: bool,
     /// Per-host command timeout (default: the inventory's `command_timeout`).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = duration_arg)]
     pub timeout: Option<std::time::Duration>,
     /// The command to run (after `--`).
     #[arg(last = true, required = true, num_args = 1..)]
@@ -197,4 +197,23 @@ pub struct RenderArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// `--timeout`, `--ready-timeout`, ...: the inventory's duration rules (more than zero, at most
+/// a day), so a flag cannot do what the inventory refuses (or overflow a deadline).
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::inventory::formats::duration_text(text)
+}
+
+/// `--concurrency`: the inventory's range for `[ssh] concurrency`.
+fn concurrency_arg(text: &str) -> Result<usize, String> {
+    let range = crate::inventory::CONCURRENCY_RANGE;
+    match text.parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{text}` is out of range: how many hosts are worked on at once, {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
 }

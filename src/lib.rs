@@ -23,4 +23,5 @@ pub mod logging;
 pub mod phases;
 pub mod render;
 pub mod report;
+pub mod sanitize;
 pub mod ssh;

@@ -96,11 +96,57 @@ async fn sudo_with_a_password_fed_on_stdin_and_upload_to_a_root_owned_path() {
 
     opts.sudo = SudoMode::Password(SecretString::from("wrong"));
     let session = connect(opts, s.ctx.clone()).await;
-    let out = session
+    let err = session
         .exec(&ExecRequest::new("id -u").sudo(true))
         .await
-        .unwrap();
-    assert!(!out.success(), "a wrong sudo password must fail");
+        .unwrap_err();
+    assert!(
+        matches!(err, SshError::SudoRefused { .. }),
+        "a wrong sudo password must fail: {err}"
+    );
+
+    // A password with a line break would leave its tail in the command's data: never sent.
+    let mut opts = target(&s, "lab-01");
+    opts.sudo = SudoMode::Password(SecretString::from("correct horse\ncat"));
+    let session = connect(opts, s.ctx.clone()).await;
+    let err = session.check_sudo().await.unwrap_err();
+    assert!(err.to_string().contains("line break"), "{err}");
+}
+
+/// A cancelled or timed-out command is stopped with everything it started: also a grandchild
+/// that left the tree (its parent exited), with and without sudo.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_command_is_stopped_with_its_grandchildren() {
+    let lab = lab(1);
+    let s = setup(&lab.inventory_path(), &["lab-01"]);
+    let mut opts = target(&s, "lab-01");
+    opts.sudo = SudoMode::Passwordless;
+    let session = connect(opts, s.ctx.clone()).await;
+    for sudo in [false, true] {
+        let marker = format!("edgeops-grandchild-{sudo}");
+        // The inner shell starts `( sleep; : marker )` in the background and exits at once:
+        // the subshell is an orphan, no longer anybody's descendant in the command's tree.
+        let command = format!("sh -c '(sleep 300; : {marker}) &'; sleep 300");
+        let err = session
+            .exec(
+                &ExecRequest::new(command)
+                    .sudo(sudo)
+                    .timeout(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SshError::CommandTimeout { .. }), "{err}");
+        let pattern = format!("[e]{}", &marker[1..]);
+        let mut left = String::new();
+        for _ in 0..20 {
+            left = lab.ssh_ok("lab-01", &format!("pgrep -f -- '{pattern}' || true"));
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, "", "sudo={sudo}: the grandchild still runs");
+    }
 }
 
 /// When the host's PID 1 started (clock ticks since the machine booted): changes on reboot.

@@ -163,6 +163,7 @@ async fn fan_out(
         stdin: None,
         timeout: args.timeout,
         ignore_cancel: false,
+        max_output: None,
     };
     let bar = report::bar_of(&progress);
     // Each host runs the command as soon as its own connection is up (no connect barrier).

@@ -28,7 +28,12 @@ pub fn main(cli: Cli) -> ExitCode {
         // ours: stop quietly, as `cat` or `grep` would.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors quote hosts and files (lock holders, remote output, inventory values):
+            // shown as text, never obeyed by the terminal.
+            eprintln!(
+                "error: {}",
+                crate::sanitize::clean_text(&format!("{err:#}"))
+            );
             exit_code_for(&err)
         }
     }

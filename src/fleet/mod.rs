@@ -388,6 +388,15 @@ async fn connect_with_retry(
 ) -> Result<Session, SshError> {
     let mut pause = settings.backoff;
     let mut attempt = 1;
+    // `connect_timeout` bounds the whole connect of a host, retries included: a frozen host
+    // costs that long, as its message says, not once per attempt.
+    let limit = opts.connect_timeout;
+    let give_up = tokio::time::Instant::now() + limit;
+    let timed_out = || SshError::ConnectTimeout {
+        host: opts.name.clone(),
+        address: format!("{}:{}", opts.address, opts.port),
+        after: limit,
+    };
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(SshError::Cancelled {
@@ -395,12 +404,19 @@ async fn connect_with_retry(
             });
         }
         let result = tokio::select! {
-            result = Session::connect(opts.clone(), ctx.clone()) => result,
+            result = tokio::time::timeout_at(give_up, Session::connect(opts.clone(), ctx.clone())) => {
+                result.unwrap_or_else(|_| Err(timed_out()))
+            }
             _ = ctx.cancel.cancelled() => Err(SshError::Cancelled { host: opts.name.clone() }),
         };
         match result {
             Ok(session) => return Ok(session),
-            Err(error) if error.is_retryable() && attempt < settings.connect_attempts => {
+            Err(SshError::ConnectTimeout { .. }) => return Err(timed_out()),
+            Err(error)
+                if error.is_retryable()
+                    && attempt < settings.connect_attempts
+                    && tokio::time::Instant::now() + pause < give_up =>
+            {
                 reporter.event(&Event::Retrying {
                     host: &opts.name,
                     attempt,

@@ -197,7 +197,7 @@ impl<'a> SourceMap<'a> {
         let end = span.end.clamp(start, line_start + raw_line.len());
         let caret_len = self.text[start..end].chars().count().max(1);
         // Tabs become single spaces so the caret lines up whatever the terminal's tab width.
-        let source_line: String = raw_line
+        let mut source_line: String = raw_line
             .char_indices()
             .map(|(i, c)| {
                 let absolute = line_start + i;
@@ -205,11 +205,16 @@ impl<'a> SourceMap<'a> {
                     '*'
                 } else if c == '\t' {
                     ' '
+                } else if c.is_control() {
+                    // A terminal escape in the file is shown, not obeyed (one char per char, so
+                    // the caret still lines up).
+                    '?'
                 } else {
                     c
                 }
             })
             .collect();
+        super::mask_secret_assignment(&mut source_line);
         Location {
             line: line_index + 1,
             column,

@@ -165,9 +165,22 @@ pub fn http_url(text: &str) -> Result<(), Invalid> {
     }
 }
 
+/// The longest wait edgeops accepts anywhere (inventory or command line): a day. Longer is a
+/// typo, and unbounded values would overflow the clock arithmetic of deadlines.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+const DURATION_HELP: &str = "a duration is a string such as `10s`, `5m`, `1h30m`, or a whole number of seconds, \
+     more than zero and at most 24h";
+
+/// A duration given as text (the command line's `--timeout 30s`), under the inventory's rules.
+pub fn duration_text(text: &str) -> Result<Duration, String> {
+    duration(&toml::Value::String(text.to_owned()))
+        .map_err(|e| format!("{} ({})", e.message, e.help))
+}
+
 /// Seconds as an integer, or a humantime string such as `10s`, `5m`, `1h 30m`.
 pub fn duration(value: &toml::Value) -> Result<Duration, Invalid> {
-    let help = "a duration is a string such as `10s`, `5m`, `1h30m`, or a whole number of seconds";
+    let help = DURATION_HELP;
     let duration = match value {
         toml::Value::Integer(secs) if *secs > 0 => Duration::from_secs(*secs as u64),
         toml::Value::Integer(secs) => {
@@ -184,6 +197,15 @@ pub fn duration(value: &toml::Value) -> Result<Duration, Invalid> {
     };
     if duration.is_zero() {
         return Err(invalid("a zero duration would time out at once", help));
+    }
+    if duration > MAX_DURATION {
+        return Err(invalid(
+            format!(
+                "duration {} is longer than the 24h limit",
+                humantime::format_duration(duration)
+            ),
+            help,
+        ));
     }
     Ok(duration)
 }

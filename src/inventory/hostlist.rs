@@ -8,6 +8,10 @@ use std::net::Ipv4Addr;
 /// allocating millions of names.
 pub const MAX_EXPANSION: u64 = 100_000;
 
+/// The most hosts one inventory may hold, all entries together (checked before each entry is
+/// expanded).
+pub const MAX_HOSTS: u64 = 100_000;
+
 /// A malformed pattern, with the byte offset inside the pattern of the offending part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RangeError {

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::error::ErrorKind;
 use super::formats;
-use super::hostlist::{self, Pattern};
+use super::hostlist::{self, MAX_HOSTS, Pattern};
 use super::layers::{self, GroupLayer, SshLayer};
 use super::model::{Host, Role};
 use super::raw::RawHost;
@@ -131,6 +131,21 @@ fn expand_entry(
         );
         return None;
     }
+    // Checked before expanding: many entries each within the per-entry limit must not add up
+    // to millions of hosts (and as many gigabytes).
+    let total = hosts.len() as u64 + pattern.count();
+    if total > MAX_HOSTS {
+        ctx.report(
+            ErrorKind::Range,
+            Some(name.span()),
+            format!(
+                "hosts `{}` bring the inventory to {total} hosts",
+                name.get_ref()
+            ),
+            format!("an inventory holds at most {MAX_HOSTS} hosts in all: split the fleet into several inventories"),
+        );
+        return None;
+    }
     let names = pattern.expand();
     let scope = if pattern.is_range() {
         format!("hosts `{}`", name.get_ref())
@@ -187,6 +202,7 @@ fn expand_entry(
     taints.extend(layers::taints(ctx, &raw.taints));
     let mut seen_taints = std::collections::HashSet::new();
     taints.retain(|t| seen_taints.insert(t.clone()));
+    super::secret_args::check(ctx, &raw.extra_args, &format!("`extra_args` of {scope}"));
     extra_args.extend(raw.extra_args.iter().map(|a| a.get_ref().clone()));
 
     // Role last among the shared settings, so one run also reports label, taint and ssh mistakes.

@@ -334,6 +334,7 @@ pub(super) fn groups(
             }
             let scope = format!("group `{name}`");
             let raw = group.get_ref();
+            super::secret_args::check(ctx, &raw.extra_args, &format!("`extra_args` of {scope}"));
             let layer = GroupLayer {
                 ssh: raw
                     .ssh

@@ -12,6 +12,7 @@ mod hosts;
 mod layers;
 pub mod model;
 mod raw;
+mod secret_args;
 pub mod select;
 mod source;
 mod validate;
@@ -21,6 +22,9 @@ pub use hosts::HostEntry;
 pub use model::*;
 pub use select::{SelectError, select};
 pub use source::MAX_INVENTORY_BYTES;
+
+/// `[ssh] concurrency` and `--concurrency`: how many hosts are worked on at once.
+pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;
 
 use std::path::Path;
 
@@ -131,18 +135,23 @@ fn syntax_error(err: &toml::de::Error, text: &str, path: &Path) -> InventoryErro
     })
 }
 
-/// A syntax error on a line such as `token = "abc` must not echo the secret: everything after
-/// the `=` of a secret-looking key (also inside an inline table) is masked.
+/// A source line shown in an error must not echo a secret: everything after the `=` of a
+/// secret-looking key (`token`, `agent_token`, `k3s_token`, `secret`, `passwd`, ..., also inside
+/// an inline table or a `--flag=value` string) is masked. Applied to every error's source line.
 fn mask_secret_assignment(line: &mut String) {
-    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"';
-    let cut = raw::INLINE_SECRET_KEYS.iter().find_map(|key| {
-        line.match_indices(key).find_map(|(at, _)| {
-            let before_ok = !line[..at].chars().next_back().is_some_and(is_key_char);
-            let after = line[at + key.len()..].trim_start_matches(['"', ' ']);
-            let equals = line.len() - after.len();
-            (before_ok && after.starts_with('=')).then_some(equals + 1)
-        })
-    });
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut cut = None;
+    for (eq, _) in line.match_indices('=') {
+        let key_end = line[..eq].trim_end().trim_end_matches('"').len();
+        let key = line[..key_end]
+            .rsplit(|c: char| !is_key_char(c))
+            .next()
+            .unwrap_or("");
+        if raw::looks_secret(key) {
+            cut = Some(eq + 1);
+            break;
+        }
+    }
     if let Some(cut) = cut {
         let masked: String = line[cut..]
             .chars()

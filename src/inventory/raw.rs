@@ -10,6 +10,30 @@ use toml::Spanned;
 /// reject them with a message pointing at `*_env` / `*_file`, and they are never suggested.
 pub const INLINE_SECRET_KEYS: &[&str] = &["token", "sudo_password", "passphrase", "password"];
 
+/// Whether a key (any spelling: `agent_token`, `K3S_TOKEN`, `db-passwd`, `etcd-s3-secret-key`)
+/// looks like it holds a secret; its value is masked wherever an error shows the line. Keys
+/// that name where a secret comes from (`token_env`, `token_file`, ...) hold none.
+pub fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let names_a_source = ["_env", "_file", "-file", "_files"]
+        .iter()
+        .any(|suffix| key.ends_with(suffix));
+    !names_a_source
+        && [
+            "token",
+            "passw",
+            "passphrase",
+            "secret",
+            "pwd",
+            "credential",
+            "api_key",
+            "apikey",
+            "private_key",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInventory {

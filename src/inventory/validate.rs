@@ -166,7 +166,12 @@ pub(super) fn validate(
         Some(ssh) => {
             let layer = layers::ssh_layer(&mut ctx, ssh.get_ref(), "[ssh]");
             let concurrency = match &ssh.get_ref().concurrency {
-                Some(c) if *c.get_ref() >= 1 && *c.get_ref() <= 10_000 => *c.get_ref() as usize,
+                Some(c)
+                    if usize::try_from(*c.get_ref())
+                        .is_ok_and(|c| super::CONCURRENCY_RANGE.contains(&c)) =>
+                {
+                    *c.get_ref() as usize
+                }
                 Some(c) => {
                     ctx.report(
                         ErrorKind::InvalidValue,
@@ -412,6 +417,8 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         },
     };
 
+    super::secret_args::check(ctx, &raw.server_args, "`[cluster] server_args`");
+    super::secret_args::check(ctx, &raw.agent_args, "`[cluster] agent_args`");
     let string_list = |list: &[Spanned<String>]| list.iter().map(|s| s.get_ref().clone()).collect();
     let cluster = Cluster {
         name,

@@ -337,6 +337,17 @@ pub fn check_nodes(expected: &[ExpectedNode], observed: &[NodeStatus]) -> NodeCh
     }
 }
 
+/// The nodes of `unexpected` (from a check against a subset of the inventory, e.g. the hosts
+/// still alive in a run) that no host of the inventory names: an unreachable or failed host's
+/// node is the inventory's, not a stranger.
+pub fn not_in_inventory<'a>(inventory: &Inventory, unexpected: &'a [String]) -> Vec<&'a str> {
+    unexpected
+        .iter()
+        .filter(|node| !inventory.hosts.iter().any(|h| &h.node_name == *node))
+        .map(String::as_str)
+        .collect()
+}
+
 fn node_problems(want: &ExpectedNode, node: &NodeStatus) -> Vec<String> {
     let mut problems = Vec::new();
     if node.ready != ConditionStatus::True {
@@ -536,6 +547,25 @@ mod tests {
         );
         assert_eq!(check.reports[3].problems, ["not registered in the cluster"]);
         assert_eq!(check.unexpected, ["old-pi"]);
+    }
+
+    #[test]
+    fn a_node_of_an_inventory_host_left_out_of_the_check_is_not_a_stranger() {
+        let inventory = crate::k3s::test_inventory::ha_inventory();
+        let version: K3sVersion = "v1.31.4+k3s1".parse().unwrap();
+        let all = expected_nodes(&inventory, Some(&version)).unwrap();
+        // wrk-1 is unreachable this run: only the others are checked, its node is still there.
+        let checked: Vec<ExpectedNode> = all.into_iter().filter(|n| n.name != "wrk-1").collect();
+        let observed: Vec<NodeStatus> = ["srv-1", "wrk-1", "old-pi"]
+            .iter()
+            .map(|name| NodeStatus {
+                name: (*name).to_owned(),
+                ..parse_nodes(NODES_JSON).unwrap().remove(0)
+            })
+            .collect();
+        let check = check_nodes(&checked, &observed);
+        assert_eq!(check.unexpected, ["wrk-1", "old-pi"]);
+        assert_eq!(not_in_inventory(&inventory, &check.unexpected), ["old-pi"]);
     }
 
     #[test]

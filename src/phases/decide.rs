@@ -37,6 +37,18 @@ impl Action {
         }
     }
 
+    /// The step's name while it runs and in a failure reason ("install: connection lost"):
+    /// never the success word, so a failed host never reads "installed".
+    pub fn step_word(&self) -> &'static str {
+        match self {
+            Action::Nothing => "check",
+            Action::Install => "install",
+            Action::Reconfigure => "reconfigure",
+            Action::Restart => "restart",
+            Action::Upgrade => "upgrade",
+        }
+    }
+
     pub fn changes(&self) -> bool {
         *self != Action::Nothing
     }
@@ -131,6 +143,20 @@ fn spec_unit(spec: &InstallSpec) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_reason_never_starts_with_the_success_word() {
+        for action in [
+            Action::Nothing,
+            Action::Install,
+            Action::Reconfigure,
+            Action::Restart,
+            Action::Upgrade,
+        ] {
+            let reason = format!("{}: lab-01: connection lost", action.step_word());
+            assert!(!reason.starts_with(action.done_word()), "{reason}");
+        }
+    }
+
     use super::*;
     use crate::k3s::install::Join;
     use crate::k3s::test_inventory;

@@ -249,6 +249,22 @@ impl Facts {
     }
 }
 
+/// The most a host's facts answer may hold (a real one is under 2 KiB): a host that answers
+/// with more cannot make edgeops hold it, and is refused.
+pub const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Refuse a facts answer that was cut at [`MAX_OUTPUT`].
+pub fn bounded(out: &crate::ssh::ExecOutput) -> anyhow::Result<()> {
+    if out.truncated {
+        anyhow::bail!(
+            "facts: output truncated: the host answered with more than {} KiB (a facts answer \
+             is under 2 KiB); something on the host rewrites what the facts script prints",
+            MAX_OUTPUT / 1024
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

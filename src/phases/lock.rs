@@ -128,7 +128,8 @@ pub fn owner(run_id: &str, tag: Option<&str>) -> String {
     if let Some(tag) = tag {
         owner.push_str(&format!(" ({tag})"));
     }
-    owner
+    // `$USER` is whatever the environment says: only text goes into the lock file.
+    crate::sanitize::clean_line(&owner).into_owned()
 }
 
 /// What the lock script needs to know of this workstation to tell a holder that is gone: its
@@ -185,10 +186,14 @@ pub fn settle(
     host: &str,
     stale_after: Duration,
 ) -> Result<Option<String>, LockHeld> {
+    // The holder text comes from the host's lock file (anyone with root there can write it):
+    // shown, never obeyed by the terminal.
+    let clean = |holder: String| crate::sanitize::clean_line(&holder).into_owned();
     match answer {
         LockAnswer::Acquired => Ok(None),
         LockAnswer::AcquiredStale { age, holder } => Ok(Some(format!(
-            "took over a stale lock on {host} ({holder}, {} old)",
+            "took over a stale lock on {host} ({}, {} old)",
+            clean(holder),
             humantime::format_duration(Duration::from_secs(age))
         ))),
         LockAnswer::AcquiredFromGone { age, holder } => Ok(Some(format!(
@@ -198,7 +203,7 @@ pub fn settle(
         LockAnswer::Held { age, holder } => Err(LockHeld {
             cluster: cluster.to_string(),
             host: host.to_string(),
-            holder,
+            holder: clean(holder),
             age: Duration::from_secs(age),
             stale_after,
         }),
@@ -210,6 +215,35 @@ mod tests {
     use super::*;
 
     const STALE: Duration = Duration::from_secs(1800);
+
+    #[test]
+    fn a_holder_text_with_terminal_escapes_is_shown_as_text() {
+        let held = settle(
+            LockAnswer::Held {
+                age: 5,
+                holder: "eve\u{1b}]0;owned\u{7}\u{1b}[2J@ws pid 1 run r".into(),
+            },
+            "c",
+            "s1",
+            STALE,
+        )
+        .unwrap_err();
+        let shown = held.to_string();
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(shown.contains("eve]0;owned[2J@ws pid 1 run r"), "{shown}");
+        let note = settle(
+            LockAnswer::AcquiredStale {
+                age: 4000,
+                holder: "x\r\u{1b}[1Ay".into(),
+            },
+            "c",
+            "s1",
+            STALE,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(note.contains("(x[1Ay, "), "{note}");
+    }
 
     #[test]
     fn owner_names_the_run_and_what_holds_the_lock() {

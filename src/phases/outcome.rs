@@ -145,6 +145,11 @@ pub(crate) fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: I
 
 /// The last `n` non-empty lines of a command's output, on one line: the reason a report shows.
 pub(crate) fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Host output: only text reaches the report (no escapes, no carriage returns).
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| crate::sanitize::clean_line(l).into_owned())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }

@@ -88,7 +88,7 @@ fn check_one(host: &Host, f: &Facts) -> Verdict {
     if needs_sudo_check && !f.sudo {
         v.refusals.push(format!(
             "no root: logged in as uid {} and `sudo -n true` failed (give {} passwordless sudo, \
-             or set [ssh] sudo = {{ password_env = \"VAR\" }})",
+             or set sudo = \"password\" and sudo_password_env = \"VAR\" in [ssh])",
             f.uid, host.ssh.user
         ));
     }
@@ -166,6 +166,25 @@ mod tests {
         ] {
             assert!(reasons.contains(needle), "{needle} missing in:\n{reasons}");
         }
+    }
+
+    #[test]
+    fn the_no_root_hint_suggests_a_sudo_form_the_inventory_accepts() {
+        let host = test_inventory::agent("a1", "10.0.0.2");
+        let text =
+            "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=no\nuid=1000\n";
+        let v = check(&[&host], &HashMap::from([("a1".to_owned(), facts(text))]));
+        let reason = v["a1"].refusals.join("\n");
+        // The hint's TOML, pasted into [ssh] as it says, must load.
+        let (_, hint) = reason.split_once("or set ").expect("a hint");
+        let hint = hint.trim_end_matches(" in [ssh])");
+        let lines = hint.replace(" and ", "\n");
+        let inventory = format!(
+            "[cluster]\nname = \"c\"\n[ssh]\nuser = \"pi\"\n{lines}\n\
+             [[hosts]]\nname = \"s1\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n"
+        );
+        let parsed = crate::inventory::parse(&inventory, std::path::Path::new("hint.toml"));
+        assert!(parsed.is_ok(), "{inventory}\n{:?}", parsed.err());
     }
 
     #[test]

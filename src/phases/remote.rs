@@ -19,7 +19,9 @@ pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 
 /// Install (or re-install with a changed config) in one round trip, run with sudo.
 /// stdin: the join token on the first line (empty: keep the token file as is), then the config
-/// file. The token file (0600) and the config are written only when their content differs;
+/// file. The token file and the config are both 0600 from their creation (mktemp under umask
+/// 077, before any byte is written; an older file's mode is tightened too: a config may hold
+/// what k3s treats as secret) and written only when their content differs;
 /// `restart_on_change` restarts the service when the config changed (the installer alone would
 /// not notice: it only compares binary, unit and env file). The config hash is recorded last,
 /// only after everything succeeded, so a failed host is retried by the next run. The folder is
@@ -39,10 +41,10 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          \x20 echo 'edgeops: token file written'\n\
          fi\n\
          unset token\n\
+         if [ -e {token_file} ]; then chmod 0600 {token_file}; fi\n\
          cfg=$(mktemp /etc/rancher/k3s/.edgeops-config.XXXXXX)\n\
          cat >\"$cfg\"\n\
-         chmod 0644 \"$cfg\"\n\
-         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; changed=0\n\
+         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; chmod 0600 {config}; changed=0\n\
          else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
          (\n{installer})\n\
          if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\

@@ -407,7 +407,9 @@ impl Upgrader<'_> {
             .run("facts", |session| {
                 let script = script.clone();
                 async move {
-                    let out = session.exec(&ExecRequest::new(script)).await?;
+                    let request = ExecRequest::new(script).max_output(facts::MAX_OUTPUT);
+                    let out = session.exec(&request).await?;
+                    facts::bounded(&out)?;
                     let stdout = out.stdout_lossy();
                     log.write(session.name(), "facts", &stdout);
                     Ok(Facts::parse(&stdout))

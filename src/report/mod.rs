@@ -16,6 +16,9 @@ use indicatif::ProgressBar;
 use crate::fleet::{HostError, HostResult};
 use crate::ssh::{ExecOutput, Exit, OutputSink, Stream};
 
+/// Longest unfinished line kept before it is printed anyway.
+const MAX_PARTIAL_LINE: usize = 64 * 1024;
+
 /// Writes a host's output line by line as `host: line`, stdout to stdout and stderr to stderr.
 /// Lines are buffered per host so two hosts never interleave within a line.
 pub struct PrefixedLines {
@@ -41,7 +44,8 @@ impl PrefixedLines {
         for line in lines.split_inclusive(|&b| b == b'\n') {
             text.extend_from_slice(self.host.as_bytes());
             text.extend_from_slice(b": ");
-            text.extend_from_slice(line);
+            // Host output may hold terminal escapes: only text reaches the terminal.
+            text.extend_from_slice(crate::sanitize::clean_bytes(line).as_bytes());
             if !line.ends_with(b"\n") {
                 text.push(b'\n');
             }
@@ -85,25 +89,29 @@ impl OutputSink for PrefixedLines {
         if let Some(last_newline) = buffer.iter().rposition(|&b| b == b'\n') {
             let complete: Vec<u8> = buffer.drain(..=last_newline).collect();
             self.emit(stream, &complete);
+        } else if buffer.len() > MAX_PARTIAL_LINE {
+            // A host that never prints a newline cannot grow this buffer without bound.
+            let partial = std::mem::take(buffer);
+            self.emit(stream, &partial);
         }
     }
 }
 
 /// `clush -b`: hosts with identical output are shown once, under a header listing them.
 pub fn render_grouped(results: &[HostResult<ExecOutput>]) -> String {
-    let mut groups: Vec<(&[u8], &[u8], Vec<&str>)> = Vec::new();
+    type Group<'a> = (&'a [u8], &'a [u8], bool, Vec<&'a str>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for result in results {
         let Ok(out) = &result.outcome else { continue };
-        match groups
-            .iter_mut()
-            .find(|(o, e, _)| *o == out.stdout.as_slice() && *e == out.stderr.as_slice())
-        {
-            Some((_, _, hosts)) => hosts.push(&result.host),
-            None => groups.push((&out.stdout, &out.stderr, vec![&result.host])),
+        match groups.iter_mut().find(|(o, e, t, _)| {
+            *o == out.stdout.as_slice() && *e == out.stderr.as_slice() && *t == out.truncated
+        }) {
+            Some((_, _, _, hosts)) => hosts.push(&result.host),
+            None => groups.push((&out.stdout, &out.stderr, out.truncated, vec![&result.host])),
         }
     }
     let mut text = String::new();
-    for (stdout, stderr, hosts) in groups {
+    for (stdout, stderr, truncated, hosts) in groups {
         let header = format!(
             "{} ({})",
             fold_host_names(hosts.iter().copied()),
@@ -112,14 +120,27 @@ pub fn render_grouped(results: &[HostResult<ExecOutput>]) -> String {
         let rule = "-".repeat(header.chars().count().min(78));
         text.push_str(&format!("{rule}\n{header}\n{rule}\n"));
         for part in [stdout, stderr] {
-            let part = String::from_utf8_lossy(part);
+            // Host output may hold terminal escapes: only text reaches the terminal.
+            let part = crate::sanitize::clean_bytes(part);
             text.push_str(&part);
             if !part.is_empty() && !part.ends_with('\n') {
                 text.push('\n');
             }
         }
+        if truncated {
+            text.push_str(&truncation_note());
+            text.push('\n');
+        }
     }
     text
+}
+
+/// Said wherever a command's kept output is shorter than what it printed.
+pub fn truncation_note() -> String {
+    format!(
+        "[output truncated: only the first {} MiB of each stream were kept]",
+        crate::ssh::MAX_OUTPUT_BYTES / (1024 * 1024)
+    )
 }
 
 /// The one-word state of a host's result, shared by the summary and JSON.
@@ -145,6 +166,11 @@ pub fn render_summary(results: &[HostResult<ExecOutput>]) -> String {
         match counts.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
             None => counts.push((status, 1)),
+        }
+        if let Ok(out) = &result.outcome
+            && out.truncated
+        {
+            problems.push_str(&format!("  {}: {}\n", result.host, truncation_note()));
         }
         match &result.outcome {
             Ok(out) if out.success() => {}
@@ -190,6 +216,9 @@ pub fn json_line(result: &HostResult<ExecOutput>) -> String {
         Ok(out) => {
             doc["stdout"] = String::from_utf8_lossy(&out.stdout).into();
             doc["stderr"] = String::from_utf8_lossy(&out.stderr).into();
+            if out.truncated {
+                doc["truncated"] = true.into();
+            }
             match &out.exit {
                 Exit::Status(code) => doc["exit_code"] = (*code).into(),
                 Exit::Signal { name, .. } => doc["signal"] = name.clone().into(),
@@ -217,8 +246,28 @@ mod tests {
                 stdout: stdout.as_bytes().to_vec(),
                 stderr: vec![],
                 exit: Exit::Status(0),
+                truncated: false,
             }),
         }
+    }
+
+    #[test]
+    fn host_output_reaches_the_report_without_control_characters() {
+        let hostile = "ok\u{1b}]0;owned\u{7}\u{1b}[2J\rfake\n";
+        let mut truncated = ok("h2", "cut");
+        if let Ok(out) = &mut truncated.outcome {
+            out.truncated = true;
+        }
+        let results = vec![ok("h1", hostile), truncated];
+        let text = render_grouped(&results);
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("ok]0;owned[2Jfake\n"), "{text}");
+        assert!(text.contains("[output truncated"), "{text}");
+        assert!(render_summary(&results).contains("h2: [output truncated"));
+        assert_eq!(
+            crate::phases::outcome::last_lines("a\u{1b}[31mred\nb\r\n", 3),
+            "a[31mred | b"
+        );
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub enum SshError {
         status: u32,
         stderr: String,
     },
+    /// `sudo = "password"`: sudo did not accept the password when the session first needed root
+    /// (one attempt; nothing else was sent to sudo, and no later command tries again).
+    #[error("{host}: sudo refused the password: {reason}")]
+    SudoRefused { host: String, reason: String },
     /// A local file to upload could not be read.
     #[error("reading {path}: {reason}")]
     LocalFile { path: String, reason: String },

@@ -21,7 +21,15 @@ pub struct ExecRequest {
     /// Run even after the run was cancelled (Ctrl-C): for the short clean-up a cancelled run
     /// still owes the host, such as releasing its lock. Its timeout still applies.
     pub ignore_cancel: bool,
+    /// Keep at most this many bytes of each output stream (default [`MAX_OUTPUT_BYTES`]); the
+    /// rest is read and dropped, and the output is marked truncated.
+    pub max_output: Option<usize>,
 }
+
+/// What one command may leave in memory per output stream unless its request says otherwise:
+/// a host (or whatever runs on it) cannot make edgeops hold more than this per command, however
+/// much it prints. Enough for the largest answer edgeops reads (a 500-node `kubectl get nodes`).
+pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
 impl ExecRequest {
     pub fn new(command: impl Into<String>) -> Self {
@@ -48,6 +56,11 @@ impl ExecRequest {
 
     pub fn ignore_cancel(mut self, ignore: bool) -> Self {
         self.ignore_cancel = ignore;
+        self
+    }
+
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = Some(bytes);
         self
     }
 }
@@ -105,6 +118,9 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit: Exit,
+    /// The command printed more than its request's `max_output` on a stream: only the first
+    /// bytes were kept.
+    pub truncated: bool,
 }
 
 impl ExecOutput {
@@ -114,6 +130,20 @@ impl ExecOutput {
 
     pub fn stdout_lossy(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Append `data` to `stream`'s buffer, up to `limit` bytes in all; the rest is dropped
+    /// and the output marked truncated.
+    pub(crate) fn keep(&mut self, stream: Stream, data: &[u8], limit: usize) {
+        let buffer = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        let room = limit.saturating_sub(buffer.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        buffer.extend_from_slice(&data[..data.len().min(room)]);
     }
 }
 
@@ -132,8 +162,15 @@ pub fn shell_quote(s: &str) -> String {
 ///
 /// sshd hands the line to the login shell; `exec sh -c` gives every host the same POSIX shell
 /// whatever the login shell is, and `tag` (the `$0` of that shell) lets `kill_command` find the
-/// process later. With a sudo password, `-k` makes sudo always read it (a cached credential would
-/// otherwise leave the password in the command's stdin) and `-p ''` keeps the prompt off stderr.
+/// process later.
+///
+/// With a sudo password the password never shares a stream with the command's data: a small
+/// wrapper (run as the login user) reads the first line of stdin (the password) itself, keeps
+/// the rest of stdin on fd 3, and pipes the password alone to `sudo -S`. Whether sudo prompts or
+/// not (NOPASSWD, a cached credential) the password goes nowhere else, and a refused password
+/// makes sudo read EOF instead of the command's data as its next guess. The root command takes
+/// its stdin back from the wrapper's fd 3 through `/proc` (sudo closes every descriptor above
+/// 2, so fd 3 itself does not survive). `-p ''` keeps the prompt off stderr.
 pub(crate) fn wire_command(
     command: &str,
     sudo: Option<&SudoMode>,
@@ -146,25 +183,81 @@ pub(crate) fn wire_command(
         Some(SudoMode::Password(password)) => {
             let mut prefix = password.expose_secret().as_bytes().to_vec();
             prefix.push(b'\n');
-            (format!("exec sudo -k -S -p '' -- {inner}"), Some(prefix))
+            let line = format!(
+                "exec sh -c {} edgeops-sudo {} {tag}",
+                shell_quote(PASSWORD_WRAPPER),
+                shell_quote(command)
+            );
+            (line, Some(prefix))
         }
     }
 }
 
+/// The login-user side of a sudo-with-password command (`$1`: the command, `$2`: its tag).
+/// `read` takes the password line byte by byte, so the command's data stays unread on fd 3.
+const PASSWORD_WRAPPER: &str = "IFS= read -r p || exit 1\n\
+exec 3<&0 </dev/null\n\
+printf '%s\\n' \"$p\" | sudo -S -p '' -- sh -c \
+'exec </proc/\"$1\"/fd/3 && exec sh -c \"$2\" \"$3\"' edgeops-sudo \"$$\" \"$1\" \"$2\"\n";
+
+/// The script that proves, once per session and before any other privileged command, that
+/// sudo works with the configured password, and tells whether it prompts at all (`$1`: the
+/// prompt marker). Its stdin holds the password and nothing else; `-v` only validates. sudo
+/// reads the password from a FIFO that is kept open but gets nothing more, and the script
+/// watches sudo's prompts: a second prompt means the password was refused, and sudo is killed
+/// while it waits for another guess, so PAM sees exactly one attempt (an EOF answer would count
+/// as a second failure for pam_faillock).
+pub(crate) fn sudo_probe_script() -> String {
+    format!(
+        "if sudo -n true 2>/dev/null; then echo {PROBE_NOPASSWD}; exit 0; fi\n\
+         IFS= read -r p || exit 1\n\
+         d=$(mktemp -d) && mkfifo \"$d/pw\" || exit 1\n\
+         sudo -S -p \"$1\" -v <\"$d/pw\" 2>\"$d/err\" &\n\
+         pid=$!\n\
+         exec 4>\"$d/pw\"\n\
+         printf '%s\\n' \"$p\" >&4\n\
+         unset p\n\
+         while kill -0 \"$pid\" 2>/dev/null; do\n\
+         \x20 case $(cat \"$d/err\") in *\"$1\"*\"$1\"*) kill -KILL \"$pid\"; break ;; esac\n\
+         \x20 sleep 0.05\n\
+         done\n\
+         exec 4>&-\n\
+         wait \"$pid\" 2>/dev/null; rc=$?\n\
+         cat \"$d/err\" >&2\n\
+         rm -rf \"$d\"\n\
+         echo \"{PROBE_STATUS}$rc\"\n"
+    )
+}
+
+/// What the probe prints when sudo needs no password.
+pub(crate) const PROBE_NOPASSWD: &str = "edgeops-sudo=nopasswd";
+/// What the probe prints before `sudo -v`'s exit status.
+pub(crate) const PROBE_STATUS: &str = "edgeops-sudo-status=";
+
 /// A script that stops the command started with `tag` (TERM, then KILL after a grace period):
-/// its process group and its direct children. Needed because OpenSSH ignores `signal` channel
-/// requests for root logins, and closing a channel does not stop a command that ignores its pipes.
+/// its process group, and every descendant (found before signalling, so grandchildren that left
+/// the group or lost their parent are stopped too). Needed because OpenSSH ignores `signal`
+/// channel requests for root logins, and closing a channel does not stop a command that ignores
+/// its pipes. Under sudo the command shares the group of the sudo process (and, with a password,
+/// of the wrapper), so the group kill stops those as well. `kill -s SIG PID... -PGID...`: dash's
+/// `kill` refuses `--` and reads a leading `-43` as an option, so a positive pid comes first.
 pub(crate) fn kill_command(tag: &str) -> String {
     // `[e]` keeps this script's own command line from matching the pattern. The whole tree under
     // the tagged shell is collected before any signal: an installer's own children (its
     // downloads, its `sleep`s) would otherwise be orphaned by the first TERM and survive.
     let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
     format!(
-        "tree() {{ echo \"$1\"; for c in $(pgrep -P \"$1\"); do tree \"$c\"; done; }}; \
-         pids=; for p in $(pgrep -f -- '{pattern}'); do pids=\"$pids $(tree \"$p\")\"; done; \
-         if [ -n \"$pids\" ]; then \
-           kill -TERM $pids 2>/dev/null; sleep 0.3; kill -KILL $pids 2>/dev/null; \
-         fi; true"
+        "tree() {{ for c in $(pgrep -P \"$1\"); do echo \"$c\"; tree \"$c\"; done; }}\n\
+         all=; groups=\n\
+         for p in $(pgrep -f -- '{pattern}'); do \
+           all=\"$all $p $(tree \"$p\")\"; \
+           g=$(ps -o pgid= -p \"$p\" | tr -d ' '); \
+           [ \"${{g:-0}}\" -gt 1 ] && groups=\"$groups -$g\"; \
+         done 2>/dev/null\n\
+         for sig in TERM KILL; do \
+           [ -n \"$all$groups\" ] && kill -s $sig $all $groups 2>/dev/null; \
+           [ $sig = TERM ] && sleep 0.3; \
+         done; true"
     )
 }
 
@@ -198,7 +291,15 @@ mod tests {
     fn password_goes_to_stdin_never_to_the_command_line() {
         let mode = SudoMode::Password(SecretString::from("s3cr3t"));
         let (line, stdin) = wire_command("id -u", Some(&mode), "edgeops-run-1");
-        assert_eq!(line, "exec sudo -k -S -p '' -- sh -c 'id -u' edgeops-run-1");
+        assert!(line.starts_with("exec sh -c 'IFS= read -r p"), "{line}");
+        assert!(
+            line.ends_with(" edgeops-sudo 'id -u' edgeops-run-1"),
+            "{line}"
+        );
+        // sudo's stdin is a pipe holding only the password; the command's stdin comes back
+        // from the wrapper's fd 3, never through sudo.
+        assert!(line.contains("\"$p\" | sudo -S -p "), "{line}");
+        assert!(line.contains("/fd/3"), "{line}");
         assert!(!line.contains("s3cr3t"));
         assert_eq!(stdin.unwrap(), b"s3cr3t\n");
     }
@@ -239,10 +340,43 @@ mod tests {
     }
 
     #[test]
+    fn the_sudo_probe_sends_nothing_but_the_password_to_sudo() {
+        let script = sudo_probe_script();
+        assert!(script.starts_with("if sudo -n true"), "{script}");
+        assert!(
+            script.contains("sudo -S -p \"$1\" -v <\"$d/pw\""),
+            "{script}"
+        );
+        // A second prompt (the password was refused) is never answered.
+        assert!(script.contains("kill -KILL"), "{script}");
+    }
+
+    #[test]
+    fn output_beyond_the_limit_is_dropped_and_marked() {
+        let mut out = ExecOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            exit: Exit::Unknown,
+            truncated: false,
+        };
+        out.keep(Stream::Stdout, b"12345", 8);
+        assert!(!out.truncated);
+        out.keep(Stream::Stdout, b"6789", 8);
+        out.keep(Stream::Stdout, b"more", 8);
+        out.keep(Stream::Stderr, b"err", 8);
+        assert_eq!(out.stdout, b"12345678");
+        assert_eq!(out.stderr, b"err");
+        assert!(out.truncated);
+    }
+
+    #[test]
     fn kill_script_never_matches_itself() {
         let script = kill_command("edgeops-run-7-ab-1");
         assert!(!script.contains("edgeops-run-7-ab-1"));
         assert!(script.contains("'[e]dgeops-run-7-ab-1'"));
+        // dash (Debian's sh) rejects `kill --`: the old script never killed a group.
+        assert!(!script.contains("kill -$sig --"), "{script}");
+        assert!(script.contains("kill -s $sig $all $groups"), "{script}");
     }
 
     #[test]

@@ -13,9 +13,9 @@ mod session;
 
 pub use auth::{Credentials, Identity, KeyStore, PassphraseSource};
 pub use error::{ChangedHostKey, SshError, UnknownHostKey};
-pub use exec::{ExecOutput, ExecRequest, Exit, OutputSink, Stream, shell_quote};
+pub use exec::{ExecOutput, ExecRequest, Exit, MAX_OUTPUT_BYTES, OutputSink, Stream, shell_quote};
 pub use known_hosts::KnownHosts;
-pub use session::Session;
+pub use session::{Session, SudoCheck};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,9 @@ pub enum SudoMode {
     None,
     /// `sudo -n`: fails fast if a password would be needed.
     Passwordless,
-    /// `sudo -S`: the password is written to the command's stdin, never on its command line.
+    /// `sudo -S` with the password alone on its own pipe (never the command's stdin, never a
+    /// command line), after a first probe per session proved it (see `Session::check_sudo`);
+    /// a host whose sudo does not ask gets `sudo -n` instead.
     Password(SecretString),
 }
 

@@ -9,11 +9,14 @@ use russh::keys::PublicKeyOrCertificate;
 use russh::{ChannelMsg, Disconnect, Sig};
 
 use super::error::{ChangedHostKey, UnknownHostKey};
-use super::exec::{kill_command, unique_tag, wire_command};
+use super::exec::{
+    MAX_OUTPUT_BYTES, PROBE_NOPASSWD, PROBE_STATUS, kill_command, sudo_probe_script, unique_tag,
+    wire_command,
+};
 use super::known_hosts::{Verdict, fingerprint, host_pattern, known_hosts_line};
 use super::{
     ConnectOptions, ExecOutput, ExecRequest, Exit, HostKeyPolicy, OutputSink, SshContext, SshError,
-    Stream, auth, shell_quote,
+    Stream, SudoMode, auth, shell_quote,
 };
 
 /// How long stopping a cancelled or timed-out command may take before its channel is closed anyway.
@@ -121,6 +124,21 @@ impl client::Handler for Verifier {
     }
 }
 
+/// What the sudo probe of a session found (`Session::check_sudo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SudoCheck {
+    /// The session's sudo mode is not `Password`: nothing to prove.
+    NotNeeded,
+    /// `sudo = "password"` but sudo does not ask (NOPASSWD): commands run with `sudo -n` and the
+    /// password is never sent.
+    NoPrompt,
+    /// sudo asked and accepted the password: each privileged command gets it on its own pipe.
+    PasswordAccepted,
+}
+
+/// The cached answer of the probe: refusals are cached too, so a wrong password is tried once.
+type ProbeAnswer = Result<SudoCheck, String>;
+
 /// One established connection, plus the jump-host connection it tunnels through (kept alive as
 /// long as the target connection is).
 struct Link {
@@ -135,6 +153,8 @@ pub struct Session {
     ctx: SshContext,
     /// Swapped by `reconnect()`; commands clone the `Arc` so a swap never cuts a running command.
     link: Mutex<Arc<Link>>,
+    /// The sudo probe's answer, found by the session's first privileged command.
+    sudo_probe: tokio::sync::OnceCell<ProbeAnswer>,
 }
 
 impl std::fmt::Debug for Session {
@@ -153,6 +173,67 @@ impl Session {
             opts,
             ctx,
             link: Mutex::new(Arc::new(link)),
+            sudo_probe: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// With `sudo = "password"`: prove once per session, before any privileged command, that
+    /// sudo accepts the password (one attempt, the password alone on the probe's stdin) and
+    /// find whether it asks at all. A refusal is remembered: later privileged commands fail
+    /// with the same error without another attempt.
+    pub async fn check_sudo(&self) -> Result<SudoCheck, SshError> {
+        let SudoMode::Password(password) = &self.opts.sudo else {
+            return Ok(SudoCheck::NotNeeded);
+        };
+        let answer = self
+            .sudo_probe
+            .get_or_try_init(|| async {
+                // sudo reads one line: the rest of a multi-line password would stay on the
+                // stream and become the command's data.
+                if secrecy::ExposeSecret::expose_secret(password).contains(['\n', '\r', '\0']) {
+                    return Ok(Err(
+                        "the password holds a line break or NUL, and sudo reads \
+                         one line: nothing was sent"
+                            .to_owned(),
+                    ));
+                }
+                let marker = format!("[edgeops-sudo-prompt-{}]", unique_tag());
+                let mut stdin = secrecy::ExposeSecret::expose_secret(password)
+                    .as_bytes()
+                    .to_vec();
+                stdin.push(b'\n');
+                let command = format!(
+                    "sh -c {} edgeops-sudo-probe {}",
+                    shell_quote(&sudo_probe_script()),
+                    shell_quote(&marker)
+                );
+                let request = ExecRequest::new(command).stdin(stdin);
+                // Boxed: `exec` may itself call this (for privileged commands); this request
+                // is not privileged, so the recursion ends here.
+                let out = Box::pin(self.exec(&request)).await?;
+                let answer = probe_answer(&out, &marker);
+                if answer == Ok(SudoCheck::NoPrompt) {
+                    tracing::info!(
+                        "{}: sudo does not ask for a password here (NOPASSWD): commands run \
+                         with `sudo -n` and the password is not sent",
+                        self.opts.name
+                    );
+                }
+                Ok::<ProbeAnswer, SshError>(answer)
+            })
+            .await?;
+        answer.clone().map_err(|reason| SshError::SudoRefused {
+            host: self.opts.name.clone(),
+            reason,
+        })
+    }
+
+    /// The sudo mode a privileged command runs with, once the probe has spoken: a host that
+    /// does not ask for the password gets `sudo -n` and never sees it.
+    async fn effective_sudo(&self) -> Result<SudoMode, SshError> {
+        Ok(match self.check_sudo().await? {
+            SudoCheck::NoPrompt => SudoMode::Passwordless,
+            SudoCheck::NotNeeded | SudoCheck::PasswordAccepted => self.opts.sudo.clone(),
         })
     }
 
@@ -221,6 +302,10 @@ impl Session {
         sink: &mut dyn OutputSink,
     ) -> Result<ExecOutput, SshError> {
         let host = self.opts.name.clone();
+        let sudo = match request.sudo {
+            true => Some(self.effective_sudo().await?),
+            false => None,
+        };
         let link = self.current();
         let channel = link.handle.channel_open_session().await.map_err(|e| {
             if link.handle.is_closed() {
@@ -241,11 +326,14 @@ impl Session {
         let (mut reader, writer) = channel.split();
         let writer = Arc::new(writer);
         let tag = unique_tag();
-        let (line, stdin_prefix) = wire_command(
-            &request.command,
-            request.sudo.then_some(&self.opts.sudo),
-            &tag,
+        let (line, stdin_prefix) = wire_command(&request.command, sudo.as_ref(), &tag);
+        // `-v`: each command per host (commands hold no secret: those travel on stdin).
+        tracing::info!(
+            "{host}: ${} {}",
+            if request.sudo { " (sudo)" } else { "" },
+            command_summary(&request.command)
         );
+        let started = Instant::now();
         let exec_error = |what: &str, e: russh::Error| SshError::Exec {
             host: host.clone(),
             what: what.to_string(),
@@ -260,7 +348,7 @@ impl Session {
             link: link.clone(),
             writer: writer.clone(),
             tag,
-            sudo: request.sudo.then(|| self.opts.sudo.clone()),
+            sudo,
         }));
 
         let feed = {
@@ -281,18 +369,20 @@ impl Session {
                 stdout: Vec::new(),
                 stderr: Vec::new(),
                 exit: Exit::Unknown,
+                truncated: false,
             };
+            let limit = request.max_output.unwrap_or(MAX_OUTPUT_BYTES);
             let mut refused = false;
             // Pitfall: exit-status and EOF come in either order; only `None` (closed) ends it.
             while let Some(msg) = reader.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
                         sink.output(Stream::Stdout, &data);
-                        out.stdout.extend_from_slice(&data);
+                        out.keep(Stream::Stdout, &data, limit);
                     }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         sink.output(Stream::Stderr, &data);
-                        out.stderr.extend_from_slice(&data);
+                        out.keep(Stream::Stderr, &data, limit);
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.exit = Exit::Status(exit_status),
                     ChannelMsg::ExitSignal {
@@ -328,6 +418,19 @@ impl Session {
                 Err(SshError::Cancelled { host: host.clone() })
             }
         };
+        match &outcome {
+            Ok((_, (out, _))) => tracing::info!(
+                "{host}: {} after {:.1?}{}",
+                out.exit,
+                started.elapsed(),
+                if out.truncated {
+                    " (output truncated)"
+                } else {
+                    ""
+                }
+            ),
+            Err(err) => tracing::info!("{host}: {err} after {:.1?}", started.elapsed()),
+        }
         match outcome {
             Ok((fed, (out, refused))) => {
                 guard.disarm();
@@ -428,10 +531,11 @@ struct Stopper {
 }
 
 impl Stopper {
-    /// Signal the command (OpenSSH honours this for non-root logins), kill it by its tag on a
-    /// second channel (works for root logins and sudo too), then close its channel.
+    /// Kill the command by its tag on a second channel (works for root logins and sudo too,
+    /// and reaches its whole process group and tree), then signal it over its own channel
+    /// (OpenSSH honours this for non-root logins) and close that channel. The kill goes first:
+    /// once the tagged processes are gone, orphans they left in the group can no longer be found.
     async fn stop(self) {
-        let _ = self.writer.signal(Sig::TERM).await;
         if let Ok(channel) = self.link.handle.channel_open_session().await {
             let (line, stdin) =
                 wire_command(&kill_command(&self.tag), self.sudo.as_ref(), "edgeops-stop");
@@ -445,6 +549,7 @@ impl Stopper {
                 let _ = tokio::time::timeout(STOP_TIMEOUT, drain).await;
             }
         }
+        let _ = self.writer.signal(Sig::TERM).await;
         let _ = self.writer.eof().await;
         let _ = self.writer.close().await;
     }
@@ -467,6 +572,49 @@ impl Drop for KillOnDrop {
             runtime.spawn(stopper.stop());
         }
     }
+}
+
+/// A command as `-v` shows it: its first line (scripts are long), at most 160 characters, and
+/// how many more lines it has.
+fn command_summary(command: &str) -> String {
+    let mut lines = command.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().unwrap_or("").trim();
+    let mut shown: String = first.chars().take(160).collect();
+    if shown.len() < first.len() {
+        shown.push_str("...");
+    }
+    match lines.count() {
+        0 => shown,
+        more => format!("{shown} (+{more} lines)"),
+    }
+}
+
+/// Read the probe's output: accepted, not needed, or why not (sudo's own words, with the prompt
+/// markers counted and removed, and control characters dropped).
+fn probe_answer(out: &ExecOutput, marker: &str) -> ProbeAnswer {
+    let stdout = out.stdout_lossy();
+    if stdout.lines().any(|l| l == PROBE_NOPASSWD) {
+        return Ok(SudoCheck::NoPrompt);
+    }
+    if stdout.lines().any(|l| l == format!("{PROBE_STATUS}0")) {
+        return Ok(SudoCheck::PasswordAccepted);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<String> = stderr
+        .replace(marker, "\n")
+        .lines()
+        .map(|l| crate::sanitize::clean_line(l).trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let said = if said.is_empty() {
+        format!("no message ({})", out.exit)
+    } else {
+        said.join("; ")
+    };
+    Err(format!(
+        "{said} (one attempt: the password was sent once, alone, and sudo was stopped before \
+         another guess; check the variable named by sudo_password_env)"
+    ))
 }
 
 fn signal_name_of(sig: &Sig) -> String {

@@ -152,9 +152,17 @@ pub async fn status(
                 // sudo refused before the script ran: the facts need no root, so ask again
                 // without it, as `up` would (its preflight then names the sudo problem).
                 let facts = runner
-                    .step(&first, "facts", ExecRequest::new(facts::script()), false)
+                    .step(
+                        &first,
+                        "facts",
+                        ExecRequest::new(facts::script()).max_output(facts::MAX_OUTPUT),
+                        false,
+                    )
                     .await
-                    .map(|out| Facts::parse(&out.stdout_lossy()));
+                    .and_then(|out| {
+                        facts::bounded(&out).map_err(|e| e.to_string())?;
+                        Ok(Facts::parse(&out.stdout_lossy()))
+                    });
                 let state = runner.state_mut(&first);
                 match facts {
                     Ok(facts) => state.facts = Some(facts),

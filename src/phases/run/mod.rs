@@ -325,6 +325,7 @@ impl<'a> Runner<'a> {
             self.gather_facts().await;
         }
         self.preflight();
+        self.sudo_preflight().await;
         if !self.first_server_alive() {
             return Ok(());
         }
@@ -600,8 +601,10 @@ impl<'a> Runner<'a> {
                     let started = Instant::now();
                     let host = session.name();
                     let Some(lock) = lock.filter(|l| l.host == host) else {
-                        let out = session.exec(&ExecRequest::new(script)).await?;
+                        let request = ExecRequest::new(script).max_output(facts::MAX_OUTPUT);
+                        let out = session.exec(&request).await?;
                         record(busy, host, started);
+                        facts::bounded(&out)?;
                         let stdout = out.stdout_lossy();
                         log.write(host, "facts", &stdout);
                         return Ok(Facts::parse(&stdout));
@@ -679,6 +682,44 @@ impl<'a> Runner<'a> {
         }
         for note in notes {
             self.message(note);
+        }
+    }
+
+    /// `sudo = "password"` hosts prove their password here, once, before any command that
+    /// carries a secret (`Session::check_sudo`: the password alone, one attempt); a refusal
+    /// fails the host in preflight. Other hosts cost nothing.
+    async fn sudo_preflight(&mut self) {
+        let names: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let state = &self.hosts[*n];
+                state.alive()
+                    && matches!(state.host.ssh.sudo, crate::inventory::Sudo::Password { .. })
+            })
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let names = &names;
+        let results = self
+            .fleet
+            .run("sudo check", |session| async move {
+                if names.iter().any(|n| n == session.name()) {
+                    session.check_sudo().await?;
+                }
+                Ok(())
+            })
+            .await;
+        for result in results {
+            if let (Err(e), Some(state)) = (result.outcome, self.hosts.get_mut(&result.host))
+                && state.alive()
+            {
+                self.log
+                    .write(&result.host, "sudo check: error", &e.to_string());
+                state.fail(format!("preflight: {e}"));
+            }
         }
     }
 
@@ -797,7 +838,7 @@ impl<'a> Runner<'a> {
                     .sudo(true)
                     .stdin(remote::install_stdin(token, spec))
                     .timeout(INSTALL_TIMEOUT);
-                self.step(name, action.done_word(), request, false)
+                self.step(name, action.step_word(), request, false)
                     .await
                     .map(drop)
             }
@@ -962,7 +1003,7 @@ impl<'a> Runner<'a> {
                     _ => super::upgrade::upgrade_script(spec),
                 };
                 (
-                    action.done_word(),
+                    action.step_word(),
                     ExecRequest::new(script).stdin(remote::install_stdin(token, spec)),
                 )
             }
@@ -997,6 +1038,7 @@ impl<'a> Runner<'a> {
                             stdout: own.as_bytes().to_vec(),
                             stderr: out.stderr.clone(),
                             exit: out.exit.clone(),
+                            truncated: out.truncated,
                         };
                         match self.exit_checked(title, own_out, false) {
                             Ok(_) => Err(format!("{title}: the script ended before the API read")),

@@ -123,10 +123,13 @@ impl Runner<'_> {
                 self.state_mut(name).fail(reason);
             }
         }
-        if !check.unexpected.is_empty() {
+        // Only nodes no inventory host names: an unreachable or failed host was left out of
+        // `expected`, but its node is not a stranger.
+        let strangers = nodes::not_in_inventory(self.inventory, &check.unexpected);
+        if !strangers.is_empty() {
             self.message(format!(
                 "nodes not in the inventory: {} (left alone)",
-                check.unexpected.join(", ")
+                strangers.join(", ")
             ));
         }
         self.nodes = observed
