@@ -306,12 +306,16 @@ mod tests {
 
     #[test]
     fn kill_script_stops_the_whole_tree_of_the_tagged_command() {
+        use std::os::unix::process::CommandExt;
         let tag = unique_tag();
         // A shell tagged like a remote command, whose grandchild is a `sleep` no other process
         // on this machine runs.
         let sleep = format!("sleep 30.{}", std::process::id());
+        // In its own process group, as sshd starts every remote command in its own session:
+        // the script also signals the tagged command's group, which must not be this test's.
         let mut tagged = std::process::Command::new("sh")
             .args(["-c", &format!("sh -c '{sleep}; :' & wait"), &tag])
+            .process_group(0)
             .spawn()
             .unwrap();
         let grandchild_running = || {
