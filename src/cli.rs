@@ -65,6 +65,9 @@ pub enum Command {
     Check(InventoryArg),
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// Write the `.gitlab-ci.yml` of a repository of site inventories: check on merge
+    /// requests, plan for changed clusters, up per cluster on the default branch.
+    Ci(CiArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -186,4 +189,21 @@ pub struct RenderArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CiArgs {
+    /// Site inventories: files, folders of `*.toml`, or glob patterns (`sites/**/*.toml`),
+    /// inside the repository.
+    #[arg(required = true, num_args = 1..)]
+    pub inventories: Vec<String>,
+    /// The repository's root folder (the jobs run there).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Where to write the pipeline, relative to `--repo`; `-` prints it.
+    #[arg(long, default_value = ".gitlab-ci.yml")]
+    pub out: PathBuf,
+    /// `up` jobs on the default branch wait until someone starts them (a manual gate).
+    #[arg(long)]
+    pub manual: bool,
 }

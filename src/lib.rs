@@ -10,8 +10,10 @@
 //!   node readiness, kubeconfig.
 //! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
+//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
+pub mod ci;
 pub mod cli;
 pub mod commands;
 pub mod exit;
@@ -23,4 +25,5 @@ pub mod logging;
 pub mod phases;
 pub mod render;
 pub mod report;
+pub mod sites;
 pub mod ssh;

@@ -1,6 +1,7 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
 pub mod check;
+pub mod ci;
 pub mod completions;
 pub mod exec;
 pub mod kubeconfig;
@@ -36,6 +37,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
         Command::Check(args) => check::run(&global, &args),
+        Command::Ci(args) => ci::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Up(args) => up::run(&global, &args),
         Command::Plan(args) => plan::run(&global, &args),

@@ -4,6 +4,7 @@
 //! `validate` turns it into the `model` everything else uses, with every problem located at a
 //! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
+mod ci;
 mod error;
 pub(crate) mod formats;
 pub mod hostlist;

@@ -20,6 +20,14 @@ pub struct RawInventory {
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
     pub gitlab: Option<Spanned<RawGitLab>>,
+    pub ci: Option<Spanned<RawCi>>,
+}
+
+/// `[ci]`: how `edgeops ci` runs this cluster's jobs (validated in `inventory::ci`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCi {
+    pub runner_tag: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
