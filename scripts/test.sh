@@ -29,7 +29,7 @@ tools=/opt/edgeops-test-tools
 if [ "$("$tools/bin/check-jsonschema" --version 2>/dev/null)" != "check-jsonschema, version $CHECK_JSONSCHEMA_VERSION" ]; then
     log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION into $tools"
     python3 -m venv "$tools" 2>/dev/null || {
-        apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
         python3 -m venv "$tools"
     }
     "$tools/bin/pip" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
