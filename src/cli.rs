@@ -74,12 +74,21 @@ pub enum Command {
 pub struct InventoryArg {
     /// The inventory file (TOML).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
+    /// folder or pattern as the first argument is a fleet run too).
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// The inventory file (TOML).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
+    /// folder or pattern as the first argument is a fleet run too). Every cluster keeps its
+    /// own lock, phases and report; their hosts share one `--concurrency` budget.
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// Decide and print what would be done; change nothing (same as `plan`).
     #[arg(long)]
     pub dry_run: bool,

@@ -10,7 +10,8 @@
 //!   node readiness, kubeconfig.
 //! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
-//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline.
+//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline;
+//!   `fleetrun`: `up`/`plan`/`status`/`check` over many clusters at once, above `phases`.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
 pub mod ci;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod fleet;
+pub mod fleetrun;
 pub mod gitlab;
 pub mod inventory;
 pub mod k3s;

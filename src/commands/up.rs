@@ -68,6 +68,48 @@ fn run_phases_with(
     rotate_tokens: bool,
 ) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
+    let (options, log) = run_setup(&prepared, mode, ready_timeout, reboot, rotate_tokens)?;
+    let view = ProgressView::new(global);
+    let observer: Arc<dyn Observer> = view.clone();
+    let runtime = super::runtime()?;
+    let report = runtime.block_on(async {
+        let Prepared {
+            inventory,
+            hosts,
+            targets,
+            ctx,
+            ..
+        } = &prepared;
+        with_interrupt(
+            ctx,
+            phases::run(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            ),
+        )
+        .await
+    });
+    view.finish();
+    let report = report?;
+    print_report(global, &report)?;
+    outcome(&report)
+}
+
+/// What one cluster's `up` or `plan` needs besides its hosts, read before any host is touched
+/// (a missing token is bad input, exit 2): the join token, the GitLab setup, the run log and
+/// the options. Fleet runs (`crate::fleetrun`) build one per cluster.
+pub fn run_setup(
+    prepared: &Prepared,
+    mode: Mode,
+    ready_timeout: Duration,
+    reboot: Reboot,
+    rotate_tokens: bool,
+) -> anyhow::Result<(UpOptions, RunLog)> {
     let token = read_join_token(&prepared.inventory.cluster.token)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let redactor = Redactor::default();
@@ -99,35 +141,7 @@ fn run_phases_with(
         reboot,
         gitlab,
     };
-    let view = ProgressView::new(global);
-    let observer: Arc<dyn Observer> = view.clone();
-    let runtime = super::runtime()?;
-    let report = runtime.block_on(async {
-        let Prepared {
-            inventory,
-            hosts,
-            targets,
-            ctx,
-            ..
-        } = &prepared;
-        with_interrupt(
-            ctx,
-            phases::run(
-                inventory,
-                hosts.clone(),
-                targets.clone(),
-                ctx.clone(),
-                options,
-                observer,
-                log,
-            ),
-        )
-        .await
-    });
-    view.finish();
-    let report = report?;
-    print_report(global, &report)?;
-    outcome(&report)
+    Ok((options, log))
 }
 
 /// What the GitLab phase needs, read before any host is touched: a missing API token is bad
