@@ -263,7 +263,7 @@ async fn run_cluster(
         setup,
     } = cluster;
     let name = prepared.inventory.cluster.name.clone();
-    let observer = observer::ClusterLines::new(&name, show_progress);
+    let observer = observer::ClusterLines::shared(&name, show_progress);
     let mut fleet = prepared.fleet_settings.clone();
     fleet.shared_budget = Some(shared);
     let started = Instant::now();

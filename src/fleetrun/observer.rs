@@ -11,7 +11,7 @@ pub struct ClusterLines {
 }
 
 impl ClusterLines {
-    pub fn new(cluster: &str, show: bool) -> Arc<dyn Observer> {
+    pub fn shared(cluster: &str, show: bool) -> Arc<dyn Observer> {
         Arc::new(ClusterLines {
             cluster: cluster.to_owned(),
             show,
