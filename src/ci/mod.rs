@@ -147,6 +147,9 @@ fn site(repo: &Path, inv: &Inventory) -> Result<Site, CiError> {
             }
         }
     };
+    if let Some(shared) = inventory::included_file(&inv.path) {
+        add(&shared, false);
+    }
     for host in &inv.hosts {
         if let Some(known) = &host.ssh.known_hosts {
             add(known, false);

@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod formats;
 pub mod hostlist;
 mod hosts;
+mod include;
 mod layers;
 pub mod model;
 mod raw;
@@ -17,6 +18,7 @@ mod validate;
 
 pub use error::{Diagnostic, ErrorKind, InventoryError, Location};
 pub use hosts::HostEntry;
+pub use include::included_file;
 pub use model::*;
 pub use select::{SelectError, select};
 
@@ -32,7 +34,7 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 /// Like [`load`], also returning the `[[hosts]]` entries as written (for summaries).
 pub fn load_with_entries(path: &Path) -> Result<(Inventory, Vec<HostEntry>), InventoryError> {
     let text = std::fs::read_to_string(path).map_err(|e| InventoryError::io(path, &e))?;
-    parse_with_entries(&text, path)
+    include::parse_with_includes(&text, path)
 }
 
 /// Parse and validate inventory text; `path` is used in messages and to resolve relative paths.

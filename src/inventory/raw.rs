@@ -13,6 +13,9 @@ pub const INLINE_SECRET_KEYS: &[&str] = &["token", "sudo_password", "passphrase"
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInventory {
+    /// A file of shared tables, read by `inventory::include` before this stage.
+    #[allow(dead_code)]
+    pub include: Option<Spanned<String>>,
     pub cluster: Option<Spanned<RawCluster>>,
     pub ssh: Option<Spanned<RawSsh>>,
     #[serde(default)]
