@@ -68,7 +68,8 @@ fn run_phases_with(
     rotate_tokens: bool,
 ) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
-    let (options, log) = run_setup(&prepared, mode, ready_timeout, reboot, rotate_tokens)?;
+    let (options, redactor) = run_options(&prepared, mode, ready_timeout, reboot, rotate_tokens)?;
+    let log = run_log(&prepared.inventory.cluster.name, mode, redactor);
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
@@ -101,15 +102,16 @@ fn run_phases_with(
 }
 
 /// What one cluster's `up` or `plan` needs besides its hosts, read before any host is touched
-/// (a missing token is bad input, exit 2): the join token, the GitLab setup, the run log and
-/// the options. Fleet runs (`crate::fleetrun`) build one per cluster.
-pub fn run_setup(
+/// (a missing token is bad input, exit 2): the join token, the GitLab setup and the options,
+/// with the redactor that knows their secrets. Fleet runs (`crate::fleetrun`) build one per
+/// cluster, all before the first run log is made.
+pub fn run_options(
     prepared: &Prepared,
     mode: Mode,
     ready_timeout: Duration,
     reboot: Reboot,
     rotate_tokens: bool,
-) -> anyhow::Result<(UpOptions, RunLog)> {
+) -> anyhow::Result<(UpOptions, Redactor)> {
     let token = read_join_token(&prepared.inventory.cluster.token)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let redactor = Redactor::default();
@@ -120,10 +122,6 @@ pub fn run_setup(
     if let Some(token) = gitlab.as_ref().and_then(|g| g.api_token.as_ref()) {
         redactor.add(token.expose_secret());
     }
-    let log = match mode {
-        Mode::Up => RunLog::create(&prepared.inventory.cluster.name, redactor),
-        Mode::Plan => RunLog::disabled(redactor),
-    };
     let kubeconfig = match mode {
         Mode::Up => Some(KubeconfigTarget {
             path: default_kubeconfig_path()?,
@@ -141,7 +139,15 @@ pub fn run_setup(
         reboot,
         gitlab,
     };
-    Ok((options, log))
+    Ok((options, redactor))
+}
+
+/// The run's log folder: `up` keeps one per run, `plan` none.
+pub fn run_log(cluster: &str, mode: Mode, redactor: Redactor) -> RunLog {
+    match mode {
+        Mode::Up => RunLog::create(cluster, redactor),
+        Mode::Plan => RunLog::disabled(redactor),
+    }
 }
 
 /// What the GitLab phase needs, read before any host is touched: a missing API token is bad

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs};
-use crate::commands::up::{Prepared, outcome, prepare, print_report, run_setup};
+use crate::commands::up::{Prepared, outcome, prepare, print_report, run_log, run_options};
 use crate::exit::Failure;
-use crate::phases::runlog::RunLog;
+use crate::phases::runlog::Redactor;
 use crate::phases::{self, Mode, Reboot, RunReport, UpOptions};
 use crate::ssh::Cancel;
 
@@ -118,7 +118,7 @@ fn expand(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
 struct Cluster {
     path: PathBuf,
     prepared: Prepared,
-    setup: Option<(UpOptions, RunLog)>,
+    setup: Option<(UpOptions, Redactor)>,
 }
 
 fn run(global: &GlobalArgs, work: Work, inputs: &[String]) -> anyhow::Result<ExitCode> {
@@ -195,7 +195,7 @@ fn prepare_all(global: &GlobalArgs, work: Work, files: &[PathBuf]) -> anyhow::Re
                     ready_timeout,
                     reboot,
                     rotate_tokens,
-                } => Some(run_setup(
+                } => Some(run_options(
                     &prepared,
                     mode,
                     ready_timeout,
@@ -268,7 +268,9 @@ async fn run_cluster(
     fleet.shared_budget = Some(shared);
     let started = Instant::now();
     let result: anyhow::Result<RunReport> = match (work, setup) {
-        (Work::Up { .. }, Some((mut options, log))) => {
+        (Work::Up { mode, .. }, Some((mut options, redactor))) => {
+            // Made only now: a bad inventory elsewhere in the fleet leaves no run folder.
+            let log = run_log(&name, mode, redactor);
             options.fleet = fleet;
             phases::run(
                 &prepared.inventory,
