@@ -126,6 +126,10 @@ pub struct ResetArgs {
 pub struct UpgradeArgs {
     /// The inventory file (TOML).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run (files, folders of `*.toml`, glob patterns): every
+    /// cluster rolls to the same target at once, each with its own lock and order.
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// Target k3s version (e.g. v1.31.4+k3s1).
     #[arg(long, conflicts_with = "channel")]
     pub version: Option<String>,

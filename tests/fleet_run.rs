@@ -202,6 +202,41 @@ fn clusters_run_together_each_with_its_own_lock_and_one_dead_site_stops_no_other
         text(&out)
     );
 
+    // upgrade over the same two: a downgrade is refused per cluster (each fails alone, nothing
+    // changed), then both roll to v1.32.0 together.
+    let out = user.run(&[
+        "upgrade",
+        a_path.to_str().unwrap(),
+        b_path.to_str().unwrap(),
+        "--version",
+        "v1.30.8+k3s1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 cluster(s): 0 ok, 2 failed"),
+        "{}",
+        text(&out)
+    );
+    let out = user.run(&["upgrade", &glob, "--version", "v1.32.0+k3s1", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, cluster) in ["a", "b"].iter().enumerate() {
+        let row = &doc["clusters"][i];
+        assert_eq!(row["cluster"], *cluster);
+        assert_eq!(row["changed"], 3, "{row}");
+        assert_eq!(row["report"]["target"], "v1.32.0+k3s1", "{row}");
+    }
+    for server in [&h[0].0, &h[3].0] {
+        let json = lab.ssh_ok(server, "sudo k3s kubectl get nodes -o json");
+        let nodes: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for node in nodes["items"].as_array().unwrap() {
+            assert_eq!(
+                node["status"]["nodeInfo"]["kubeletVersion"], "v1.32.0+k3s1",
+                "{node}"
+            );
+        }
+    }
+
     // Bad input in one inventory: nothing is attempted anywhere (exit 2), the bad file named.
     std::fs::write(
         repo.join("sites/d.toml"),

@@ -50,6 +50,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
             fleetrun::status(&global, &args)
         }
+        Command::Upgrade(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::upgrade(&global, &args)
+        }
         Command::Check(args) => check::run(&global, &args),
         Command::Ci(args) => ci::run(&args),
         Command::Completions(args) => completions::run(&args),

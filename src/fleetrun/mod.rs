@@ -1,4 +1,4 @@
-//! Fleet runs: `up`, `plan`, `status` and `check` over several site inventories in one
+//! Fleet runs: `up`, `plan`, `status`, `upgrade` and `check` over several site inventories in one
 //! command. A layer above the per-cluster run: each cluster is prepared and run by the same
 //! entry points as a single-inventory command (its own lock, phases, order, run log and
 //! report), all clusters at once in one runtime, their hosts sharing one connection budget
@@ -13,14 +13,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs};
+use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs, UpgradeArgs};
 use crate::commands::up::{Prepared, outcome, prepare, print_report, run_log, run_options};
+use crate::commands::upgrade::upgrade_options;
 use crate::exit::Failure;
-use crate::phases::runlog::Redactor;
+use crate::phases::runlog::{Redactor, RunLog};
+use crate::phases::upgrade::{Target, UpgradeOptions};
 use crate::phases::{self, Mode, Reboot, RunReport, UpOptions};
 use crate::ssh::Cancel;
 
-pub use summary::{ClusterOutcome, FleetReport};
+pub use summary::{ClusterOutcome, ClusterReport, FleetReport};
 
 /// Does this command line name a fleet (several inventories, a folder or a pattern) rather
 /// than one inventory file?
@@ -29,8 +31,8 @@ pub fn is_fleet(first: &Path, more: &[PathBuf]) -> bool {
 }
 
 /// What each cluster of the fleet runs.
-#[derive(Debug, Clone, Copy)]
-enum Work {
+#[derive(Debug, Clone)]
+enum Work<'a> {
     /// `up` (or `plan` / `up --dry-run` with `Mode::Plan`).
     Up {
         mode: Mode,
@@ -39,6 +41,8 @@ enum Work {
         rotate_tokens: bool,
     },
     Status,
+    /// `upgrade` to one target for every cluster.
+    Upgrade(&'a UpgradeArgs, Target),
 }
 
 /// `edgeops up A.toml B.toml ...` / `edgeops up sites/`.
@@ -73,6 +77,20 @@ pub fn plan(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode
 /// `edgeops status A.toml B.toml ...`.
 pub fn status(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
     run(global, Work::Status, &inputs(&args.inventory, &args.more))
+}
+
+/// `edgeops upgrade A.toml B.toml ... --version V`: one target for every cluster. A cluster
+/// that would go down a version (without `--force`) fails alone, nothing changed on it.
+pub fn upgrade(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let target = crate::commands::upgrade::target(args)?;
+    if args.batch_size == 0 {
+        return Err(Failure::Usage("--batch-size must be at least 1".into()).into());
+    }
+    run(
+        global,
+        Work::Upgrade(args, target),
+        &inputs(&args.inventory, &args.more),
+    )
 }
 
 /// `edgeops check A.toml B.toml ...`: each inventory checked offline and summarised as a
@@ -114,14 +132,21 @@ fn expand(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(crate::sites::expand(inputs).map_err(|e| Failure::Usage(e.to_string()))?)
 }
 
-/// One cluster, ready to run: its hosts and SSH state, and for `up`/`plan` its options.
+/// One cluster, ready to run: its hosts and SSH state, and its command's options.
 struct Cluster {
     path: PathBuf,
     prepared: Prepared,
-    setup: Option<(UpOptions, Redactor)>,
+    setup: Setup,
 }
 
-fn run(global: &GlobalArgs, work: Work, inputs: &[String]) -> anyhow::Result<ExitCode> {
+/// The options of one cluster's run, with the redactor that knows its secrets.
+enum Setup {
+    Up(UpOptions, Redactor),
+    Status,
+    Upgrade(UpgradeOptions, Redactor),
+}
+
+fn run(global: &GlobalArgs, work: Work<'_>, inputs: &[String]) -> anyhow::Result<ExitCode> {
     if global.limit.is_some() {
         return Err(Failure::Usage(
             "--limit selects hosts of one inventory: give a single inventory with it".into(),
@@ -129,7 +154,7 @@ fn run(global: &GlobalArgs, work: Work, inputs: &[String]) -> anyhow::Result<Exi
         .into());
     }
     let files = expand(inputs)?;
-    let clusters = prepare_all(global, work, &files)?;
+    let clusters = prepare_all(global, &work, &files)?;
     // One budget for every cluster's connections and steps: `--concurrency`, else the
     // largest `[ssh] concurrency` of the inventories.
     let budget = global.concurrency.unwrap_or_else(|| {
@@ -159,16 +184,17 @@ fn run(global: &GlobalArgs, work: Work, inputs: &[String]) -> anyhow::Result<Exi
         });
         let runs = clusters.into_iter().map(|cluster| {
             let shared = shared.clone();
-            async move { run_cluster(cluster, work, shared, show_progress).await }
+            async move { run_cluster(cluster, shared, show_progress).await }
         });
         let outcomes = futures::future::join_all(runs).await;
         interrupt.abort();
         outcomes
     });
     let report = FleetReport::new(outcomes, budget, started.elapsed());
-    report.print(global, |global, run| match work {
-        Work::Up { .. } => print_report(global, run),
-        Work::Status => crate::commands::status::print(global, run),
+    report.print(global, |global, run| match (&work, run) {
+        (Work::Status, ClusterReport::Run(run)) => crate::commands::status::print(global, run),
+        (_, ClusterReport::Run(run)) => print_report(global, run),
+        (_, ClusterReport::Upgrade(run)) => crate::commands::upgrade::print_report(global, run),
     })?;
     let failed = report.failed_clusters();
     if failed == 0 {
@@ -183,8 +209,18 @@ fn run(global: &GlobalArgs, work: Work, inputs: &[String]) -> anyhow::Result<Exi
 
 /// Read and check every inventory and its secrets before any host is touched; every bad one
 /// is reported, then the run stops with exit 2.
-fn prepare_all(global: &GlobalArgs, work: Work, files: &[PathBuf]) -> anyhow::Result<Vec<Cluster>> {
-    let need_sudo = matches!(work, Work::Status) || matches!(work, Work::Up { mode: Mode::Up, .. });
+fn prepare_all(
+    global: &GlobalArgs,
+    work: &Work<'_>,
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<Cluster>> {
+    let need_sudo = !matches!(
+        work,
+        Work::Up {
+            mode: Mode::Plan,
+            ..
+        }
+    );
     let mut clusters: Vec<Cluster> = Vec::new();
     let mut bad = 0;
     for path in files {
@@ -195,14 +231,17 @@ fn prepare_all(global: &GlobalArgs, work: Work, files: &[PathBuf]) -> anyhow::Re
                     ready_timeout,
                     reboot,
                     rotate_tokens,
-                } => Some(run_options(
-                    &prepared,
-                    mode,
-                    ready_timeout,
-                    reboot,
-                    rotate_tokens,
-                )?),
-                Work::Status => None,
+                } => {
+                    let (options, redactor) =
+                        run_options(&prepared, *mode, *ready_timeout, *reboot, *rotate_tokens)?;
+                    Setup::Up(options, redactor)
+                }
+                Work::Status => Setup::Status,
+                Work::Upgrade(args, target) => {
+                    let (options, redactor) =
+                        upgrade_options(global, &prepared, args, target.clone())?;
+                    Setup::Upgrade(options, redactor)
+                }
             };
             Ok((prepared, setup))
         });
@@ -253,7 +292,6 @@ fn prepare_all(global: &GlobalArgs, work: Work, files: &[PathBuf]) -> anyhow::Re
 /// One cluster's run, from the same entry points as the single-inventory commands.
 async fn run_cluster(
     cluster: Cluster,
-    work: Work,
     shared: Arc<tokio::sync::Semaphore>,
     show_progress: bool,
 ) -> ClusterOutcome {
@@ -267,34 +305,55 @@ async fn run_cluster(
     let mut fleet = prepared.fleet_settings.clone();
     fleet.shared_budget = Some(shared);
     let started = Instant::now();
-    let result: anyhow::Result<RunReport> = match (work, setup) {
-        (Work::Up { mode, .. }, Some((mut options, redactor))) => {
-            // Made only now: a bad inventory elsewhere in the fleet leaves no run folder.
-            let log = run_log(&name, mode, redactor);
+    let Prepared {
+        inventory,
+        hosts,
+        targets,
+        ctx,
+        ..
+    } = &prepared;
+    // Run logs are made only now: a bad inventory elsewhere in the fleet leaves none.
+    let result: anyhow::Result<ClusterReport> = match setup {
+        Setup::Up(mut options, redactor) => {
+            let log = run_log(&name, options.mode, redactor);
             options.fleet = fleet;
             phases::run(
-                &prepared.inventory,
-                prepared.hosts.clone(),
-                prepared.targets.clone(),
-                prepared.ctx.clone(),
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
                 options,
                 observer,
                 log,
             )
             .await
+            .map(ClusterReport::Run)
         }
-        (Work::Status, _) => {
-            phases::status(
-                &prepared.inventory,
-                prepared.hosts.clone(),
-                prepared.targets.clone(),
-                prepared.ctx.clone(),
-                fleet,
+        Setup::Status => phases::status(
+            inventory,
+            hosts.clone(),
+            targets.clone(),
+            ctx.clone(),
+            fleet,
+            observer,
+        )
+        .await
+        .map(ClusterReport::Run),
+        Setup::Upgrade(mut options, redactor) => {
+            let log = RunLog::create(&name, redactor);
+            options.fleet = fleet;
+            crate::phases::upgrade::upgrade(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
                 observer,
+                log,
             )
             .await
+            .map(ClusterReport::Upgrade)
         }
-        (Work::Up { .. }, None) => Err(anyhow::anyhow!("internal: no options for {name}")),
     };
     ClusterOutcome::new(name, path, result, started.elapsed())
 }

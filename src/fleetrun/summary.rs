@@ -9,7 +9,50 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::commands::up::table;
+use crate::phases::upgrade::UpgradeReport;
 use crate::phases::{RunReport, Status};
+
+/// A cluster's report, as its own command's `-o json` gives it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ClusterReport {
+    /// `up`, `plan`, `status`.
+    Run(RunReport),
+    Upgrade(UpgradeReport),
+}
+
+impl ClusterReport {
+    /// Hosts, then per status: done, unchanged, planned; and failed or skipped.
+    fn counts(&self) -> (usize, usize, usize, usize, usize) {
+        let statuses: Vec<Status> = match self {
+            ClusterReport::Run(r) => r.hosts.iter().map(|h| h.status).collect(),
+            ClusterReport::Upgrade(r) => r.hosts.iter().map(|h| h.status).collect(),
+        };
+        let count = |s: Status| statuses.iter().filter(|&&x| x == s).count();
+        let failed = match self {
+            ClusterReport::Run(r) => r.failed_hosts(),
+            ClusterReport::Upgrade(r) => r.failed_hosts(),
+        };
+        (
+            statuses.len(),
+            count(Status::Done),
+            count(Status::Unchanged),
+            count(Status::Planned),
+            failed,
+        )
+    }
+
+    /// Why the cluster's own run would exit 1, if it would.
+    fn failure(&self) -> Option<String> {
+        match self {
+            ClusterReport::Run(r) => super::failure_reason(r),
+            ClusterReport::Upgrade(r) => {
+                let failed = r.failed_hosts();
+                (failed > 0).then(|| format!("{failed} of {} hosts failed", r.hosts.len()))
+            }
+        }
+    }
+}
 
 /// How one cluster's run ended.
 #[derive(Debug, Serialize)]
@@ -29,31 +72,31 @@ pub struct ClusterOutcome {
     pub seconds: f64,
     /// The cluster's full report, as `-o json` of its own run gives it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub report: Option<RunReport>,
+    pub report: Option<ClusterReport>,
 }
 
 impl ClusterOutcome {
     pub fn new(
         cluster: String,
         inventory: PathBuf,
-        result: anyhow::Result<RunReport>,
+        result: anyhow::Result<ClusterReport>,
         took: Duration,
     ) -> Self {
         let seconds = (took.as_secs_f64() * 10.0).round() / 10.0;
         match result {
             Ok(report) => {
-                let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
-                let reason = super::failure_reason(&report);
+                let (hosts, changed, unchanged, planned, failed) = report.counts();
+                let reason = report.failure();
                 ClusterOutcome {
                     cluster,
                     inventory,
                     result: if reason.is_some() { "failed" } else { "ok" },
                     reason,
-                    hosts: report.hosts.len(),
-                    changed: count(Status::Done),
-                    unchanged: count(Status::Unchanged),
-                    planned: count(Status::Planned),
-                    failed: report.failed_hosts(),
+                    hosts,
+                    changed,
+                    unchanged,
+                    planned,
+                    failed,
                     seconds,
                     report: Some(report),
                 }
@@ -106,7 +149,7 @@ impl FleetReport {
     pub fn print(
         &self,
         global: &GlobalArgs,
-        each: impl Fn(&GlobalArgs, &RunReport) -> anyhow::Result<()>,
+        each: impl Fn(&GlobalArgs, &ClusterReport) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         if global.output == OutputFormat::Json {
             let mut out = std::io::stdout().lock();
@@ -181,7 +224,7 @@ impl FleetReport {
 mod tests {
     use super::*;
 
-    fn outcome(name: &str, result: anyhow::Result<RunReport>) -> ClusterOutcome {
+    fn outcome(name: &str, result: anyhow::Result<ClusterReport>) -> ClusterOutcome {
         ClusterOutcome::new(
             name.into(),
             PathBuf::from(format!("sites/{name}.toml")),
@@ -202,7 +245,7 @@ mod tests {
                 ),
                 outcome(
                     "b",
-                    Ok(RunReport {
+                    Ok(ClusterReport::Run(RunReport {
                         cluster: "b".into(),
                         version: None,
                         version_source: None,
@@ -214,7 +257,7 @@ mod tests {
                         messages: Vec::new(),
                         phases: Vec::new(),
                         gitlab: None,
-                    }),
+                    })),
                 ),
             ],
             8,
