@@ -9,7 +9,8 @@
 //!   runs `check` and only `plan:site-a` (rules:changes), whose plan is in the log and in the
 //!   artifact; the merged default branch runs `check` and both `up` jobs; both clusters end
 //!   Ready (read on each first server); a second pipeline says nothing to do. No secret (join
-//!   token, SSH key) shows up in any output, artifact or the file.
+//!   token, SSH key) shows up in any output, artifact or the file. Site-a's host keys come from
+//!   the repository, site-b's from the EDGEOPS_KNOWN_HOSTS file variable.
 //!
 //! What gitlab-ci-local covers, read in its source (dist/index.js of the pinned 4.73.0) and seen
 //! in these runs:
@@ -296,9 +297,11 @@ fn gitlab_ci_local_runs_check_plan_and_up_against_two_lab_clusters() {
         ),
     )
     .unwrap();
+    // site-b's host keys come from the EDGEOPS_KNOWN_HOSTS file variable instead.
     std::fs::write(
         repo.join("sites/site-b.toml"),
-        site_inventory("site-b", "b", &addresses[3..6], &mirror, ""),
+        site_inventory("site-b", "b", &addresses[3..6], &mirror, "")
+            .replace("known_hosts = \"../known_hosts\"\n", ""),
     )
     .unwrap();
     std::fs::write(
@@ -309,13 +312,15 @@ fn gitlab_ci_local_runs_check_plan_and_up_against_two_lab_clusters() {
     let pipeline = write_pipeline(&repo, &[]);
     let out = validate(&repo.join(".gitlab-ci.yml"));
     assert!(out.status.success(), "{}", text(&out));
-    // The CI/CD variables: the SSH key as a file variable (a path: gitlab-ci-local copies the
-    // file), the join token as an explicit file variable. Outside the repository.
+    // The CI/CD variables: the SSH key and site-b's known_hosts as file variables (a path:
+    // gitlab-ci-local copies the file), the join token as an explicit file variable. Outside
+    // the repository.
     std::fs::write(
         dir.path().join("ci-variables.yml"),
         format!(
-            "EDGEOPS_SSH_KEY: {}\nSITE_A_TOKEN:\n  type: file\n  values:\n    '*': {SITE_A_TOKEN}\n",
-            lab.key_path().display()
+            "EDGEOPS_SSH_KEY: {}\nEDGEOPS_KNOWN_HOSTS: {}\nSITE_A_TOKEN:\n  type: file\n  values:\n    '*': {SITE_A_TOKEN}\n",
+            lab.key_path().display(),
+            lab.known_hosts_path().display()
         ),
     )
     .unwrap();
