@@ -8,7 +8,8 @@
 //!   clusters (1 server + 2 agents each, one lab of 6 hosts): a merge request changing site-a
 //!   runs `check` and only `plan:site-a` (rules:changes), whose plan is in the log and in the
 //!   artifact; the merged default branch runs `check` and both `up` jobs; both clusters end
-//!   Ready (read on each first server); a second pipeline says nothing to do. No secret (join
+//!   Ready (read on each first server); a second pipeline says nothing to do; with `--manual`
+//!   the `up` jobs wait and one started by hand runs alone. No secret (join
 //!   token, SSH key) shows up in any output, artifact or the file. Site-a's host keys come from
 //!   the repository, site-b's from the EDGEOPS_KNOWN_HOSTS file variable.
 //!
@@ -469,11 +470,49 @@ fn gitlab_ci_local_runs_check_plan_and_up_against_two_lab_clusters() {
         "{again}"
     );
 
+    // With the manual gate, the default branch's `up` jobs wait for someone to start them;
+    // started by hand (gitlab-ci-local's --manual), one runs while the other keeps waiting.
+    write_pipeline(&repo, &["--manual"]);
+    git(&repo, &["commit", "-qam", "up by hand"]);
+    git(&repo, &["update-ref", "refs/remotes/origin/main", "HEAD"]);
+    let (ok, listed) = gitlab_ci_local(&repo, &["--list"]);
+    assert!(ok, "{listed}");
+    for job in [
+        "up: [site-a,sites/site-a.toml,SITE_A_TOKEN,site-a]",
+        "up:any-runner: [site-b,sites/site-b.toml]",
+    ] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(job) && l.contains(" manual ")),
+            "{job} waits for a person:\n{listed}"
+        );
+    }
+    let (ok, gated) = gitlab_ci_local(&repo, &[]);
+    assert!(ok, "{gated}");
+    assert!(
+        gated.contains("PASS  check") && !gated.contains("PASS  up"),
+        "{gated}"
+    );
+    let (ok, started) = gitlab_ci_local(
+        &repo,
+        &[
+            "--manual",
+            "up: [site-a,sites/site-a.toml,SITE_A_TOKEN,site-a]",
+        ],
+    );
+    assert!(ok, "{started}");
+    assert!(
+        started.contains("PASS  up: [site-a,sites/site-a.toml,SITE_A_TOKEN,site-a]")
+            && !started.contains("PASS  up:any-runner"),
+        "{started}"
+    );
+
     // No secret anywhere: the token and the private key are in no log, artifact or file.
     let key = std::fs::read_to_string(lab.key_path()).unwrap();
     let key_body = key.lines().nth(1).unwrap();
     let everything = format!(
-        "{mr}{main}{again}{pipeline}{}",
+        "{mr}{main}{again}{started}{pipeline}{}",
         all_files_text(&repo.join(".gitlab-ci-local/artifacts"))
     );
     let logs = all_files_text(&repo.join(".gitlab-ci-local/output"));
