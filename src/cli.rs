@@ -72,7 +72,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct InventoryArg {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
     /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
     /// folder or pattern as the first argument is a fleet run too).
@@ -82,7 +82,7 @@ pub struct InventoryArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
     /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
     /// folder or pattern as the first argument is a fleet run too). Every cluster keeps its
@@ -124,7 +124,7 @@ pub struct ResetArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct UpgradeArgs {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
     /// More inventories for a fleet run (files, folders of `*.toml`, glob patterns): every
     /// cluster rolls to the same target at once, each with its own lock and order.
