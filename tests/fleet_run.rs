@@ -237,6 +237,31 @@ fn clusters_run_together_each_with_its_own_lock_and_one_dead_site_stops_no_other
         }
     }
 
+    // One budget for the whole fleet: with 100 ms added each way on every host of a and b,
+    // a host's connect + status is a fixed number of round trips. With `--concurrency 1`, both
+    // clusters in one fleet run work on one host at a time over BOTH, so they take about one
+    // cluster's time plus the other's time at work (measured: 1.5x-1.9x one cluster's time);
+    // without the shared budget, per-cluster windows let them overlap fully (measured 1.00x).
+    for (name, _) in &h[..6] {
+        lab.delay(name, 100);
+    }
+    let timed = |inventories: &str| {
+        let started = std::time::Instant::now();
+        let out = user.run(&["status", inventories, "--concurrency", "1"]);
+        assert!(out.status.success(), "{}", text(&out));
+        started.elapsed().as_secs_f64()
+    };
+    let one = timed(a_path.to_str().unwrap());
+    let both = timed(&glob);
+    for (name, _) in &h[..6] {
+        lab.undelay(name);
+    }
+    eprintln!("status with budget 1 on delayed hosts: site a alone {one:.2}s, a and b {both:.2}s");
+    assert!(
+        both > 1.25 * one,
+        "budget 1 over both clusters: {both:.1}s, against {one:.1}s for one cluster"
+    );
+
     // Bad input in one inventory: nothing is attempted anywhere (exit 2), the bad file named.
     std::fs::write(
         repo.join("sites/d.toml"),
