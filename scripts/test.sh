@@ -9,7 +9,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 need_pkgs=()
 for pair in sshd:openssh-server ssh:openssh-client debootstrap:debootstrap ip:iproute2 \
-            nsenter:util-linux sudo:sudo curl:curl kubectl:kubernetes-client python3:python3; do
+            nsenter:util-linux sudo:sudo curl:curl kubectl:kubernetes-client python3:python3 \
+            git:git rsync:rsync npm:npm; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need_pkgs+=("${pair#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -17,6 +18,26 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# The pipeline tools of tests/ci_pipeline.rs, pinned: GitLab's CI schema as check-jsonschema
+# vendors it (PyPI, in its own venv), and gitlab-ci-local (npm; 4.73.0 is the last release that
+# runs on Node 20, 4.74 needs Node 22's Set methods; it needs rsync and git).
+CHECK_JSONSCHEMA_VERSION=0.39.0
+GITLAB_CI_LOCAL_VERSION=4.73.0
+tools=/opt/edgeops-test-tools
+if [ "$("$tools/bin/check-jsonschema" --version 2>/dev/null)" != "check-jsonschema, version $CHECK_JSONSCHEMA_VERSION" ]; then
+    log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION into $tools"
+    python3 -m venv "$tools" 2>/dev/null || {
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$tools"
+    }
+    "$tools/bin/pip" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
+fi
+export PATH="$tools/bin:$PATH"
+if [ "$(gitlab-ci-local --version 2>/dev/null)" != "$GITLAB_CI_LOCAL_VERSION" ]; then
+    log "installing gitlab-ci-local $GITLAB_CI_LOCAL_VERSION"
+    npm install -g --no-fund --no-audit "gitlab-ci-local@$GITLAB_CI_LOCAL_VERSION" >/dev/null
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

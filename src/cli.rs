@@ -67,18 +67,30 @@ pub enum Command {
     Check(InventoryArg),
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// Write the `.gitlab-ci.yml` of a repository of site inventories: check on merge
+    /// requests, plan for changed clusters, up per cluster on the default branch.
+    Ci(CiArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct InventoryArg {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
+    /// folder or pattern as the first argument is a fleet run too).
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run: files, folders of `*.toml` or glob patterns (a
+    /// folder or pattern as the first argument is a fleet run too). Every cluster keeps its
+    /// own lock, phases and report; their hosts share one `--concurrency` budget.
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// Decide and print what would be done; change nothing (same as `plan`).
     #[arg(long)]
     pub dry_run: bool,
@@ -114,8 +126,12 @@ pub struct ResetArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct UpgradeArgs {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML), or a folder or glob pattern of them (a fleet run).
     pub inventory: PathBuf,
+    /// More inventories for a fleet run (files, folders of `*.toml`, glob patterns): every
+    /// cluster rolls to the same target at once, each with its own lock and order.
+    #[arg(value_name = "MORE")]
+    pub more: Vec<PathBuf>,
     /// Target k3s version (e.g. v1.31.4+k3s1).
     #[arg(long, conflicts_with = "channel")]
     pub version: Option<String>,
@@ -216,4 +232,21 @@ fn concurrency_arg(text: &str) -> Result<usize, String> {
             range.end()
         )),
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CiArgs {
+    /// Site inventories: files, folders of `*.toml`, or glob patterns (`sites/**/*.toml`),
+    /// inside the repository.
+    #[arg(required = true, num_args = 1..)]
+    pub inventories: Vec<String>,
+    /// The repository's root folder (the jobs run there).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Where to write the pipeline, relative to `--repo`; `-` prints it.
+    #[arg(long, default_value = ".gitlab-ci.yml")]
+    pub out: PathBuf,
+    /// `up` jobs on the default branch wait until someone starts them (a manual gate).
+    #[arg(long)]
+    pub manual: bool,
 }

@@ -10,12 +10,16 @@
 //!   node readiness, kubeconfig.
 //! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
+//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline;
+//!   `fleetrun`: `up`/`plan`/`status`/`check` over many clusters at once, above `phases`.
 //! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
 
+pub mod ci;
 pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod fleet;
+pub mod fleetrun;
 pub mod gitlab;
 pub mod inventory;
 pub mod k3s;
@@ -24,4 +28,5 @@ pub mod phases;
 pub mod render;
 pub mod report;
 pub mod sanitize;
+pub mod sites;
 pub mod ssh;

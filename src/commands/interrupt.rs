@@ -76,6 +76,11 @@ pub async fn with_interrupt<T>(cancel: &Cancel, work: impl Future<Output = T>) -
 
 /// The watcher of [`with_interrupt`], for callers that stop watching themselves (`abort`).
 pub fn spawn_watch(cancel: Cancel) -> tokio::task::JoinHandle<()> {
+    spawn_watch_all(vec![cancel])
+}
+
+/// [`spawn_watch`] for several runs at once (a fleet run): the first signal cancels them all.
+pub fn spawn_watch_all(cancels: Vec<Cancel>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(mut interrupts) = Interrupts::new() else {
             return;
@@ -88,7 +93,9 @@ pub fn spawn_watch(cancel: Cancel) -> tokio::task::JoinHandle<()> {
             "interrupted ({}): stopping remote commands and closing sessions; send it again to exit at once",
             first.name()
         );
-        cancel.cancel();
+        for cancel in &cancels {
+            cancel.cancel();
+        }
         let second = interrupts.next().await;
         let _ = writeln!(
             std::io::stderr(),

@@ -1,6 +1,7 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
 pub mod check;
+pub mod ci;
 pub mod completions;
 pub mod exec;
 pub mod interrupt;
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::exit::exit_code_for;
+use crate::fleetrun;
 
 /// Run one command to completion and turn its result into the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -42,7 +44,24 @@ pub fn main(cli: Cli) -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
+        // Several inventories, a folder or a pattern: a fleet run over every cluster.
+        Command::Check(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::check(&global, &args)
+        }
+        Command::Up(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::up(&global, &args)
+        }
+        Command::Plan(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::plan(&global, &args)
+        }
+        Command::Status(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::status(&global, &args)
+        }
+        Command::Upgrade(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
+            fleetrun::upgrade(&global, &args)
+        }
         Command::Check(args) => check::run(&global, &args),
+        Command::Ci(args) => ci::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Up(args) => up::run(&global, &args),
         Command::Plan(args) => plan::run(&global, &args),

@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
     super::up::outcome(&report)
 }
 
-fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
+pub fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if global.output == OutputFormat::Json {
         writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;

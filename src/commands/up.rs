@@ -65,37 +65,8 @@ fn run_phases_with(
     rotate_tokens: bool,
 ) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
-    let token = read_join_token(&prepared.inventory.cluster.token)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let redactor = Redactor::default();
-    if let Some(token) = &token {
-        redactor.add(token.expose());
-    }
-    let gitlab = gitlab_setup(&prepared.inventory, mode, ready_timeout, rotate_tokens)?;
-    if let Some(token) = gitlab.as_ref().and_then(|g| g.api_token.as_ref()) {
-        redactor.add(token.expose_secret());
-    }
-    let log = match mode {
-        Mode::Up => RunLog::create(&prepared.inventory.cluster.name, redactor),
-        Mode::Plan => RunLog::disabled(redactor),
-    };
-    let kubeconfig = match mode {
-        Mode::Up => Some(KubeconfigTarget {
-            path: default_kubeconfig_path()?,
-            context: prepared.inventory.cluster.name.clone(),
-        }),
-        Mode::Plan => None,
-    };
-    let options = UpOptions {
-        mode,
-        ready_timeout,
-        kubeconfig,
-        lock_stale_after: prepared.inventory.cluster.lock_expiry,
-        fleet: prepared.fleet_settings.clone(),
-        token,
-        reboot,
-        gitlab,
-    };
+    let (options, redactor) = run_options(&prepared, mode, ready_timeout, reboot, rotate_tokens)?;
+    let log = run_log(&prepared.inventory.cluster.name, mode, redactor);
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
@@ -125,6 +96,55 @@ fn run_phases_with(
     let report = report?;
     print_report(global, &report)?;
     outcome(&report)
+}
+
+/// What one cluster's `up` or `plan` needs besides its hosts, read before any host is touched
+/// (a missing token is bad input, exit 2): the join token, the GitLab setup and the options,
+/// with the redactor that knows their secrets. Fleet runs (`crate::fleetrun`) build one per
+/// cluster, all before the first run log is made.
+pub fn run_options(
+    prepared: &Prepared,
+    mode: Mode,
+    ready_timeout: Duration,
+    reboot: Reboot,
+    rotate_tokens: bool,
+) -> anyhow::Result<(UpOptions, Redactor)> {
+    let token = read_join_token(&prepared.inventory.cluster.token)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let redactor = Redactor::default();
+    if let Some(token) = &token {
+        redactor.add(token.expose());
+    }
+    let gitlab = gitlab_setup(&prepared.inventory, mode, ready_timeout, rotate_tokens)?;
+    if let Some(token) = gitlab.as_ref().and_then(|g| g.api_token.as_ref()) {
+        redactor.add(token.expose_secret());
+    }
+    let kubeconfig = match mode {
+        Mode::Up => Some(KubeconfigTarget {
+            path: default_kubeconfig_path()?,
+            context: prepared.inventory.cluster.name.clone(),
+        }),
+        Mode::Plan => None,
+    };
+    let options = UpOptions {
+        mode,
+        ready_timeout,
+        kubeconfig,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
+        fleet: prepared.fleet_settings.clone(),
+        token,
+        reboot,
+        gitlab,
+    };
+    Ok((options, redactor))
+}
+
+/// The run's log folder: `up` keeps one per run, `plan` none.
+pub fn run_log(cluster: &str, mode: Mode, redactor: Redactor) -> RunLog {
+    match mode {
+        Mode::Up => RunLog::create(cluster, redactor),
+        Mode::Plan => RunLog::disabled(redactor),
+    }
 }
 
 /// What the GitLab phase needs, read before any host is touched: a missing API token is bad

@@ -24,30 +24,8 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
         return Err(Failure::Usage("--batch-size must be at least 1".into()).into());
     }
     let prepared = prepare(global, &args.inventory, true)?;
-    let selected: Vec<String> = inventory::select(&prepared.inventory, global.limit.as_deref())
-        .map_err(|e| Failure::Usage(e.to_string()))?
-        .into_iter()
-        .map(|h| h.name.clone())
-        .collect();
-    let token = read_join_token(&prepared.inventory.cluster.token)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let redactor = Redactor::default();
-    if let Some(token) = &token {
-        redactor.add(token.expose());
-    }
+    let (options, redactor) = upgrade_options(global, &prepared, args, target)?;
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
-    let options = UpgradeOptions {
-        target,
-        batch_size: args.batch_size,
-        drain: args.drain,
-        drain_timeout: args.drain_timeout,
-        force: args.force,
-        ready_timeout: args.ready_timeout,
-        lock_stale_after: prepared.inventory.cluster.lock_expiry,
-        fleet: prepared.fleet_settings.clone(),
-        token,
-        selected,
-    };
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
@@ -100,8 +78,43 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
     }
 }
 
+/// What one cluster's upgrade needs besides its hosts, read before any host is touched (a bad
+/// `--limit` or token is bad input, exit 2): the options, with the redactor that knows the
+/// token. Fleet runs (`crate::fleetrun`) build one per cluster.
+pub fn upgrade_options(
+    global: &GlobalArgs,
+    prepared: &Prepared,
+    args: &UpgradeArgs,
+    target: Target,
+) -> anyhow::Result<(UpgradeOptions, Redactor)> {
+    let selected: Vec<String> = inventory::select(&prepared.inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let token = read_join_token(&prepared.inventory.cluster.token)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let redactor = Redactor::default();
+    if let Some(token) = &token {
+        redactor.add(token.expose());
+    }
+    let options = UpgradeOptions {
+        target,
+        batch_size: args.batch_size,
+        drain: args.drain,
+        drain_timeout: args.drain_timeout,
+        force: args.force,
+        ready_timeout: args.ready_timeout,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
+        fleet: prepared.fleet_settings.clone(),
+        token,
+        selected,
+    };
+    Ok((options, redactor))
+}
+
 /// `--version` or `--channel` (exactly one), parsed; a bad one is bad input (exit 2).
-fn target(args: &UpgradeArgs) -> anyhow::Result<Target> {
+pub fn target(args: &UpgradeArgs) -> anyhow::Result<Target> {
     match (&args.version, &args.channel) {
         (Some(version), None) => Ok(Target::Version(
             version

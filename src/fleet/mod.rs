@@ -28,6 +28,10 @@ pub struct FleetSettings {
     pub step_timeout: Option<Duration>,
     /// How long running steps get to wind down after Ctrl-C before they are abandoned.
     pub cancel_grace: Duration,
+    /// A budget shared with other fleets (several clusters' runs at once): every connection
+    /// attempt and every step also holds one of its permits, so the clusters together never
+    /// have more hosts at work than it allows. `None`: only `concurrency` bounds this fleet.
+    pub shared_budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for FleetSettings {
@@ -38,6 +42,7 @@ impl Default for FleetSettings {
             backoff: Duration::from_millis(500),
             step_timeout: None,
             cancel_grace: Duration::from_secs(5),
+            shared_budget: None,
         }
     }
 }
@@ -329,6 +334,7 @@ where
     Fut: Future<Output = Result<T, StepError>>,
 {
     let limited = async {
+        let _permit = shared_permit(settings).await;
         if session.is_closed() {
             reconnect_with_retry(settings, &session).await?;
         }
@@ -354,6 +360,15 @@ where
                 .await
                 .unwrap_or(Err(HostError::Cancelled))
         }
+    }
+}
+
+/// A permit of the shared budget, held while it lives; `None` without one.
+async fn shared_permit(settings: &FleetSettings) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    match &settings.shared_budget {
+        // The semaphore is never closed, so acquiring only waits.
+        Some(budget) => budget.acquire().await.ok(),
+        None => None,
     }
 }
 
@@ -403,8 +418,12 @@ async fn connect_with_retry(
                 host: opts.name.clone(),
             });
         }
+        let connect = async {
+            let _permit = shared_permit(settings).await;
+            Session::connect(opts.clone(), ctx.clone()).await
+        };
         let result = tokio::select! {
-            result = tokio::time::timeout_at(give_up, Session::connect(opts.clone(), ctx.clone())) => {
+            result = tokio::time::timeout_at(give_up, connect) => {
                 result.unwrap_or_else(|_| Err(timed_out()))
             }
             _ = ctx.cancel.cancelled() => Err(SshError::Cancelled { host: opts.name.clone() }),

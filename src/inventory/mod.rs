@@ -4,11 +4,13 @@
 //! `validate` turns it into the `model` everything else uses, with every problem located at a
 //! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
+mod ci;
 mod error;
 pub mod files;
 pub(crate) mod formats;
 pub mod hostlist;
 mod hosts;
+mod include;
 mod layers;
 pub mod model;
 mod raw;
@@ -19,6 +21,7 @@ mod validate;
 
 pub use error::{Diagnostic, ErrorKind, InventoryError, Location};
 pub use hosts::HostEntry;
+pub use include::included_file;
 pub use model::*;
 pub use select::{SelectError, select};
 pub use source::MAX_INVENTORY_BYTES;
@@ -38,7 +41,7 @@ pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
 /// Like [`load`], also returning the `[[hosts]]` entries as written (for summaries).
 pub fn load_with_entries(path: &Path) -> Result<(Inventory, Vec<HostEntry>), InventoryError> {
     let text = source::read_inventory(path)?;
-    parse_with_entries(&text, path)
+    include::parse_with_includes(&text, path)
 }
 
 /// Parse and validate inventory text; `path` is used in messages and to resolve relative paths.

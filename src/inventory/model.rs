@@ -14,6 +14,16 @@ pub struct Inventory {
     pub concurrency: usize,
     pub hosts: Vec<Host>,
     pub gitlab: Option<GitLab>,
+    /// `[ci]`: the cluster's jobs in a pipeline written by `edgeops ci`.
+    pub ci: CiSettings,
+}
+
+/// `[ci]`: settings only `edgeops ci` reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CiSettings {
+    /// Tag of the GitLab runner inside the site's network that runs this cluster's `plan` and
+    /// `up` jobs; `None`: any runner of the project.
+    pub runner_tag: Option<String>,
 }
 
 /// `[cluster]`: what k3s cluster to build.

@@ -37,6 +37,9 @@ pub fn looks_secret(key: &str) -> bool {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInventory {
+    /// A file of shared tables, read by `inventory::include` before this stage.
+    #[allow(dead_code)]
+    pub include: Option<Spanned<String>>,
     pub cluster: Option<Spanned<RawCluster>>,
     pub ssh: Option<Spanned<RawSsh>>,
     #[serde(default)]
@@ -44,6 +47,14 @@ pub struct RawInventory {
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
     pub gitlab: Option<Spanned<RawGitLab>>,
+    pub ci: Option<Spanned<RawCi>>,
+}
+
+/// `[ci]`: how `edgeops ci` runs this cluster's jobs (validated in `inventory::ci`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCi {
+    pub runner_tag: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -203,12 +203,15 @@ pub(super) fn validate(
         )
     });
 
+    let ci = super::ci::settings(&mut ctx, raw.ci);
+
     let inventory = cluster.map(|cluster| Inventory {
         path: path.to_path_buf(),
         cluster: cluster.cluster,
         concurrency,
         hosts,
         gitlab: gitlab.flatten(),
+        ci,
     });
     ctx.finish(inventory).map(|inv| (inv, entries))
 }

@@ -95,6 +95,7 @@ pub fn pi_inventory() -> Inventory {
         path: PathBuf::from("inventory/pi-lab.toml"),
         cluster,
         concurrency: 16,
+        ci: Default::default(),
         hosts: vec![server("pi-01", "10.0.0.11"), pi02, pi03],
         gitlab: Some(GitLab {
             url: "https://gitlab.com".into(),
@@ -143,6 +144,7 @@ pub fn ha_inventory() -> Inventory {
         path: PathBuf::from("inventory/edge-ha.toml"),
         cluster,
         concurrency: 16,
+        ci: Default::default(),
         hosts: vec![
             server("srv-1", "10.1.0.11"),
             server("srv-2", "10.1.0.12"),

@@ -1,0 +1,359 @@
+//! Fleet runs: `up`, `plan`, `status`, `upgrade` and `check` over several site inventories in one
+//! command. A layer above the per-cluster run: each cluster is prepared and run by the same
+//! entry points as a single-inventory command (its own lock, phases, order, run log and
+//! report), all clusters at once in one runtime, their hosts sharing one connection budget
+//! (`FleetSettings::shared_budget`). One cluster's failure never stops another; a summary per
+//! cluster (text or JSON) ends the run and the exit code says whether any cluster failed.
+
+mod observer;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs, UpgradeArgs};
+use crate::commands::up::{Prepared, outcome, prepare, print_report, run_log, run_options};
+use crate::commands::upgrade::upgrade_options;
+use crate::exit::Failure;
+use crate::phases::runlog::{Redactor, RunLog};
+use crate::phases::upgrade::{Target, UpgradeOptions};
+use crate::phases::{self, Mode, Reboot, RunReport, UpOptions};
+use crate::ssh::Cancel;
+
+pub use summary::{ClusterOutcome, ClusterReport, FleetReport};
+
+/// Does this command line name a fleet (several inventories, a folder or a pattern) rather
+/// than one inventory file?
+pub fn is_fleet(first: &Path, more: &[PathBuf]) -> bool {
+    !more.is_empty() || first.is_dir() || first.to_string_lossy().contains(['*', '?', '['])
+}
+
+/// What each cluster of the fleet runs.
+#[derive(Debug, Clone)]
+enum Work<'a> {
+    /// `up` (or `plan` / `up --dry-run` with `Mode::Plan`).
+    Up {
+        mode: Mode,
+        ready_timeout: Duration,
+        reboot: Reboot,
+        rotate_tokens: bool,
+    },
+    Status,
+    /// `upgrade` to one target for every cluster.
+    Upgrade(&'a UpgradeArgs, Target),
+}
+
+/// `edgeops up A.toml B.toml ...` / `edgeops up sites/`.
+pub fn up(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let reboot = if args.no_reboot {
+        Reboot::Never
+    } else if args.serial {
+        Reboot::Serial
+    } else {
+        Reboot::AllAtOnce
+    };
+    let work = Work::Up {
+        mode: if args.dry_run { Mode::Plan } else { Mode::Up },
+        ready_timeout: args.ready_timeout,
+        reboot,
+        rotate_tokens: args.rotate_tokens,
+    };
+    run(global, work, &inputs(&args.inventory, &args.more))
+}
+
+/// `edgeops plan A.toml B.toml ...`.
+pub fn plan(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
+    let work = Work::Up {
+        mode: Mode::Plan,
+        ready_timeout: Duration::ZERO,
+        reboot: Reboot::AllAtOnce,
+        rotate_tokens: false,
+    };
+    run(global, work, &inputs(&args.inventory, &args.more))
+}
+
+/// `edgeops status A.toml B.toml ...`.
+pub fn status(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
+    run(global, Work::Status, &inputs(&args.inventory, &args.more))
+}
+
+/// `edgeops upgrade A.toml B.toml ... --version V`: one target for every cluster. A cluster
+/// that would go down a version (without `--force`) fails alone, nothing changed on it.
+pub fn upgrade(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let target = crate::commands::upgrade::target(args)?;
+    if args.batch_size == 0 {
+        return Err(Failure::Usage("--batch-size must be at least 1".into()).into());
+    }
+    run(
+        global,
+        Work::Upgrade(args, target),
+        &inputs(&args.inventory, &args.more),
+    )
+}
+
+/// `edgeops check A.toml B.toml ...`: each inventory checked offline and summarised as a
+/// single `check` does; every bad one is reported (exit 2 if any).
+pub fn check(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
+    let files = expand(&inputs(&args.inventory, &args.more))?;
+    let mut bad = 0;
+    for file in &files {
+        let one = InventoryArg {
+            inventory: file.clone(),
+            more: Vec::new(),
+        };
+        if let Err(e) = crate::commands::check::run(global, &one) {
+            bad += 1;
+            eprintln!("error: {e:#}");
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::Usage(format!(
+            "{bad} of {} inventories have problems (shown above)",
+            files.len()
+        ))
+        .into());
+    }
+    if !global.quiet && global.output == OutputFormat::Text {
+        eprintln!("{} inventories: all valid", files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inputs(first: &Path, more: &[PathBuf]) -> Vec<String> {
+    std::iter::once(first)
+        .chain(more.iter().map(PathBuf::as_path))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn expand(inputs: &[String]) -> anyhow::Result<Vec<PathBuf>> {
+    Ok(crate::sites::expand(inputs).map_err(|e| Failure::Usage(e.to_string()))?)
+}
+
+/// One cluster, ready to run: its hosts and SSH state, and its command's options.
+struct Cluster {
+    path: PathBuf,
+    prepared: Prepared,
+    setup: Setup,
+}
+
+/// The options of one cluster's run, with the redactor that knows its secrets.
+enum Setup {
+    Up(UpOptions, Redactor),
+    Status,
+    Upgrade(UpgradeOptions, Redactor),
+}
+
+fn run(global: &GlobalArgs, work: Work<'_>, inputs: &[String]) -> anyhow::Result<ExitCode> {
+    if global.limit.is_some() {
+        return Err(Failure::Usage(
+            "--limit selects hosts of one inventory: give a single inventory with it".into(),
+        )
+        .into());
+    }
+    let files = expand(inputs)?;
+    let clusters = prepare_all(global, &work, &files)?;
+    // One budget for every cluster's connections and steps: `--concurrency`, else the
+    // largest `[ssh] concurrency` of the inventories.
+    let budget = global.concurrency.unwrap_or_else(|| {
+        clusters
+            .iter()
+            .map(|c| c.prepared.inventory.concurrency)
+            .max()
+            .unwrap_or(1)
+    });
+    let budget = budget.max(1);
+    let shared = Arc::new(tokio::sync::Semaphore::new(budget));
+    let show_progress = !global.quiet && global.output == OutputFormat::Text;
+    let started = Instant::now();
+    let runtime = crate::commands::runtime()?;
+    let cancels: Vec<Cancel> = clusters
+        .iter()
+        .map(|c| c.prepared.ctx.cancel.clone())
+        .collect();
+    let outcomes = runtime.block_on(async {
+        // SIGINT, SIGTERM and SIGHUP as for one cluster: the first cancels every cluster's run
+        // (each releases its own lock), a second exits at once.
+        let interrupt = crate::commands::interrupt::spawn_watch_all(cancels);
+        let runs = clusters.into_iter().map(|cluster| {
+            let shared = shared.clone();
+            async move { run_cluster(cluster, shared, show_progress).await }
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        interrupt.abort();
+        outcomes
+    });
+    let report = FleetReport::new(outcomes, budget, started.elapsed());
+    report.print(global, |global, run| match (&work, run) {
+        (Work::Status, ClusterReport::Run(run)) => crate::commands::status::print(global, run),
+        (_, ClusterReport::Run(run)) => print_report(global, run),
+        (_, ClusterReport::Upgrade(run)) => crate::commands::upgrade::print_report(global, run),
+    })?;
+    let failed = report.failed_clusters();
+    if failed == 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow::anyhow!(
+            "{failed} of {} clusters failed (see the summary)",
+            report.clusters.len()
+        ))
+    }
+}
+
+/// Read and check every inventory and its secrets before any host is touched; every bad one
+/// is reported, then the run stops with exit 2.
+fn prepare_all(
+    global: &GlobalArgs,
+    work: &Work<'_>,
+    files: &[PathBuf],
+) -> anyhow::Result<Vec<Cluster>> {
+    let need_sudo = !matches!(
+        work,
+        Work::Up {
+            mode: Mode::Plan,
+            ..
+        }
+    );
+    let mut clusters: Vec<Cluster> = Vec::new();
+    let mut bad = 0;
+    for path in files {
+        let prepared = prepare(global, path, need_sudo).and_then(|prepared| {
+            let setup = match work {
+                Work::Up {
+                    mode,
+                    ready_timeout,
+                    reboot,
+                    rotate_tokens,
+                } => {
+                    let (options, redactor) =
+                        run_options(&prepared, *mode, *ready_timeout, *reboot, *rotate_tokens)?;
+                    Setup::Up(options, redactor)
+                }
+                Work::Status => Setup::Status,
+                Work::Upgrade(args, target) => {
+                    let (options, redactor) =
+                        upgrade_options(global, &prepared, args, target.clone())?;
+                    Setup::Upgrade(options, redactor)
+                }
+            };
+            Ok((prepared, setup))
+        });
+        match prepared {
+            Ok((prepared, setup)) => {
+                let name = &prepared.inventory.cluster.name;
+                if let Some(other) = clusters
+                    .iter()
+                    .find(|c| &c.prepared.inventory.cluster.name == name)
+                {
+                    bad += 1;
+                    eprintln!(
+                        "error: {}: cluster `{name}` is also the cluster of {}: each site needs its own name (it names the lock's holder, run logs and kubeconfig context)",
+                        path.display(),
+                        other.path.display()
+                    );
+                    continue;
+                }
+                clusters.push(Cluster {
+                    path: path.clone(),
+                    prepared,
+                    setup,
+                });
+            }
+            Err(e) => {
+                bad += 1;
+                // Inventory errors name their file; other bad input gets it here.
+                if e.downcast_ref::<crate::inventory::InventoryError>()
+                    .is_some()
+                {
+                    eprintln!("error: {e:#}");
+                } else {
+                    eprintln!("error: {}: {e:#}", path.display());
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::Usage(format!(
+            "{bad} of {} inventories are not usable (shown above); no host was touched",
+            files.len()
+        ))
+        .into());
+    }
+    Ok(clusters)
+}
+
+/// One cluster's run, from the same entry points as the single-inventory commands.
+async fn run_cluster(
+    cluster: Cluster,
+    shared: Arc<tokio::sync::Semaphore>,
+    show_progress: bool,
+) -> ClusterOutcome {
+    let Cluster {
+        path,
+        prepared,
+        setup,
+    } = cluster;
+    let name = prepared.inventory.cluster.name.clone();
+    let observer = observer::ClusterLines::shared(&name, show_progress);
+    let mut fleet = prepared.fleet_settings.clone();
+    fleet.shared_budget = Some(shared);
+    let started = Instant::now();
+    let Prepared {
+        inventory,
+        hosts,
+        targets,
+        ctx,
+        ..
+    } = &prepared;
+    // Run logs are made only now: a bad inventory elsewhere in the fleet leaves none.
+    let result: anyhow::Result<ClusterReport> = match setup {
+        Setup::Up(mut options, redactor) => {
+            let log = run_log(&name, options.mode, redactor);
+            options.fleet = fleet;
+            phases::run(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            )
+            .await
+            .map(ClusterReport::Run)
+        }
+        Setup::Status => phases::status(
+            inventory,
+            hosts.clone(),
+            targets.clone(),
+            ctx.clone(),
+            fleet,
+            observer,
+        )
+        .await
+        .map(ClusterReport::Run),
+        Setup::Upgrade(mut options, redactor) => {
+            let log = RunLog::create(&name, redactor);
+            options.fleet = fleet;
+            crate::phases::upgrade::upgrade(
+                inventory,
+                hosts.clone(),
+                targets.clone(),
+                ctx.clone(),
+                options,
+                observer,
+                log,
+            )
+            .await
+            .map(ClusterReport::Upgrade)
+        }
+    };
+    ClusterOutcome::new(name, path, result, started.elapsed())
+}
+
+/// The exit-code reason of one finished cluster run, `None` when it is fine.
+fn failure_reason(report: &RunReport) -> Option<String> {
+    outcome(report).err().map(|e| format!("{e:#}"))
+}
