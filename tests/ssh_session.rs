@@ -196,6 +196,7 @@ async fn agent_auth() {
     let creds = Arc::new(Credentials {
         identities: vec![],
         use_agent: true,
+        password: None,
     });
     let result = Session::connect(options("lab", sshd.port, creds), ctx).await;
     let _ = agent.kill();

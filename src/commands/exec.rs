@@ -82,6 +82,7 @@ pub fn ssh_setup(hosts: &[&Host], need_sudo: bool) -> anyhow::Result<SshSetup> {
                 let creds = Arc::new(Credentials {
                     identities,
                     use_agent: ssh.use_agent,
+                    password: None,
                 });
                 credentials.insert(cache_key, creds.clone());
                 creds

@@ -1,8 +1,10 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
+pub mod bootstrap;
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod hostkeys;
 pub mod kubeconfig;
 pub mod plan;
 pub mod render;
@@ -45,6 +47,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
+        Command::Hostkeys(args) => hostkeys::run(&global, &args),
+        Command::Bootstrap(args) => bootstrap::run(&global, &args),
     }
 }
 

@@ -144,14 +144,17 @@ fn prompt_on_tty(prompt: &str) -> std::io::Result<Option<SecretString>> {
     )))
 }
 
-/// How one host authenticates: its keys, and whether to also ask ssh-agent.
+/// How one host authenticates: its keys, whether to also ask ssh-agent, and (only for
+/// `edgeops bootstrap`, fresh boards without a key yet) a login password.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     pub identities: Vec<Identity>,
     pub use_agent: bool,
+    /// Tried last, after every key: a board that already has the key never sees the password.
+    pub password: Option<SecretString>,
 }
 
-/// Try each key, then the agent's identities; stop at the first success.
+/// Try each key, then the agent's identities, then the password; stop at the first success.
 pub(crate) async fn authenticate<H: russh::client::Handler>(
     handle: &mut Handle<H>,
     host: &str,
@@ -196,6 +199,16 @@ pub(crate) async fn authenticate<H: russh::client::Handler>(
             Ok(false) => tried.push("ssh-agent identities".to_string()),
             Err(reason) => tried.push(format!("ssh-agent unusable: {reason}")),
         }
+    }
+    if let Some(password) = &credentials.password {
+        let result = handle
+            .authenticate_password(user, password.expose_secret())
+            .await
+            .map_err(proto)?;
+        if result.success() {
+            return Ok(());
+        }
+        tried.push("password".to_string());
     }
     if tried.is_empty() {
         tried.push("no keys configured and ssh-agent not enabled".to_string());

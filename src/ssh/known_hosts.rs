@@ -287,6 +287,53 @@ impl KnownHosts {
     }
 }
 
+/// Edit one known_hosts file: drop the given 1-based lines (changed keys being replaced), then
+/// append `lines`. Written to a temporary file beside it and renamed over it, so a reader never
+/// sees half a file; the file's permissions are kept (0644 for a new file, like OpenSSH's).
+pub fn rewrite(file: &Path, drop_lines: &[usize], lines: &[String]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let existing = match std::fs::read_to_string(file) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let mut text = String::new();
+    for (index, line) in existing.as_deref().unwrap_or("").lines().enumerate() {
+        if !drop_lines.contains(&(index + 1)) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mode = std::fs::metadata(file)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "known_hosts".into());
+    let tmp = dir.join(format!(".{name}.edgeops-{}", std::process::id()));
+    let result = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +430,22 @@ mod tests {
         assert_eq!(text, format!("[10.0.0.9]:2222 ssh-ed25519 {ED_A}\n"));
         let reread = KnownHosts::load(&[file], None).unwrap();
         assert_eq!(reread.check("10.0.0.9", 2222, &key(ED_A)), Verdict::Known);
+    }
+
+    #[test]
+    fn rewrite_drops_replaced_lines_and_appends_keeping_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(&file, format!("a ssh-ed25519 {ED_A}\nb ssh-ed25519 {ED_A}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        rewrite(&file, &[1], &[format!("a ssh-ed25519 {ED_B}")]).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text, format!("b ssh-ed25519 {ED_A}\na ssh-ed25519 {ED_B}\n"));
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = dir.path().join("new/known_hosts");
+        rewrite(&fresh, &[], &[format!("c ssh-ed25519 {ED_A}")]).unwrap();
+        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), format!("c ssh-ed25519 {ED_A}\n"));
     }
 }

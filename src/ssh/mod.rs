@@ -9,12 +9,14 @@ mod auth;
 mod error;
 mod exec;
 pub mod known_hosts;
+mod scan;
 mod session;
 
 pub use auth::{Credentials, Identity, KeyStore, PassphraseSource};
 pub use error::{ChangedHostKey, SshError, UnknownHostKey};
 pub use exec::{ExecOutput, ExecRequest, Exit, OutputSink, Stream, shell_quote};
 pub use known_hosts::KnownHosts;
+pub use scan::{key_bits, key_label, scan_host_keys};
 pub use session::Session;
 
 use std::sync::Arc;

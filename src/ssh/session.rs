@@ -22,7 +22,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a handshake ended early: russh's own error, or our host-key refusal (which carries the
 /// message the user needs).
 #[derive(Debug)]
-enum HandshakeError {
+pub(crate) enum HandshakeError {
     Protocol(russh::Error),
     Refused(SshError),
 }
@@ -34,7 +34,7 @@ impl From<russh::Error> for HandshakeError {
 }
 
 /// The russh handler: only host-key verification is ours.
-struct Verifier {
+pub(crate) struct Verifier {
     ctx: SshContext,
     name: String,
     /// The address and port as dialled; known_hosts is keyed by them.
@@ -502,6 +502,54 @@ async fn establish(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshE
     }
 }
 
+/// How the SSH transport to a host is carried: a TCP connection of our own, or a direct-tcpip
+/// channel through the (already verified and authenticated) jump host, which must stay alive as
+/// long as the tunnel is used.
+pub(crate) enum Transport {
+    Tcp(tokio::net::TcpStream),
+    Tunnel(russh::ChannelStream<client::Msg>, Handle<Verifier>),
+}
+
+/// Reach `opts`'s address and port, directly or through its jump host (verified under the same
+/// host-key policy and authenticated with the same credentials). No SSH to the target yet.
+pub(crate) async fn open_transport(
+    opts: &ConnectOptions,
+    ctx: &SshContext,
+) -> Result<Transport, SshError> {
+    let Some(jump) = &opts.jump else {
+        let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+        return Ok(Transport::Tcp(stream));
+    };
+    let jump_name = format!("{} (jump host {})", opts.name, jump.address);
+    let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
+    let jump_verifier = Verifier {
+        ctx: ctx.clone(),
+        name: jump_name.clone(),
+        address: jump.address.clone(),
+        port: jump.port,
+        policy: opts.host_key_policy,
+    };
+    let mut jump_handle = handshake(
+        &jump_name,
+        &jump.address,
+        jump.port,
+        ctx,
+        stream,
+        jump_verifier,
+    )
+    .await?;
+    auth::authenticate(&mut jump_handle, &jump_name, &jump.user, &opts.credentials).await?;
+    let tunnel = jump_handle
+        .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
+        .await
+        .map_err(|e| SshError::Connect {
+            host: opts.name.clone(),
+            address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
+            reason: format!("the jump host cannot open a tunnel: {e}"),
+        })?;
+    Ok(Transport::Tunnel(tunnel.into_stream(), jump_handle))
+}
+
 async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
     let verifier = Verifier {
         ctx: ctx.clone(),
@@ -510,50 +558,15 @@ async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<
         port: opts.port,
         policy: opts.host_key_policy,
     };
-    let (mut handle, jump) = match &opts.jump {
-        None => {
-            let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+    let (mut handle, jump) = match open_transport(opts, ctx).await? {
+        Transport::Tcp(stream) => {
             let handle =
                 handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
             (handle, None)
         }
-        Some(jump) => {
-            let jump_name = format!("{} (jump host {})", opts.name, jump.address);
-            let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
-            let jump_verifier = Verifier {
-                ctx: ctx.clone(),
-                name: jump_name.clone(),
-                address: jump.address.clone(),
-                port: jump.port,
-                policy: opts.host_key_policy,
-            };
-            let mut jump_handle = handshake(
-                &jump_name,
-                &jump.address,
-                jump.port,
-                ctx,
-                stream,
-                jump_verifier,
-            )
-            .await?;
-            auth::authenticate(&mut jump_handle, &jump_name, &jump.user, &opts.credentials).await?;
-            let tunnel = jump_handle
-                .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
-                .await
-                .map_err(|e| SshError::Connect {
-                    host: opts.name.clone(),
-                    address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
-                    reason: format!("the jump host cannot open a tunnel: {e}"),
-                })?;
-            let handle = handshake(
-                &opts.name,
-                &opts.address,
-                opts.port,
-                ctx,
-                tunnel.into_stream(),
-                verifier,
-            )
-            .await?;
+        Transport::Tunnel(stream, jump_handle) => {
+            let handle =
+                handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
             (handle, Some(jump_handle))
         }
     };

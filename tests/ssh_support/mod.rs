@@ -244,6 +244,7 @@ pub fn credentials(key: &Path, passphrase_env: Option<&str>) -> Arc<Credentials>
     Arc::new(Credentials {
         identities: vec![identity],
         use_agent: false,
+        password: None,
     })
 }
 
