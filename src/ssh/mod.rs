@@ -8,6 +8,7 @@
 mod auth;
 mod error;
 mod exec;
+pub mod config;
 pub mod known_hosts;
 mod scan;
 mod session;
