@@ -33,6 +33,10 @@ pub struct GlobalArgs {
     /// Only errors and the final summary.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    // --- ssh_config ---
+    /// OpenSSH client configuration to read instead of ~/.ssh/config (like `ssh -F`).
+    #[arg(short = 'F', long = "ssh-config", global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

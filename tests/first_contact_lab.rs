@@ -22,7 +22,10 @@ fn all(out: &Output) -> String {
 fn inventory_with_known_hosts(lab: &Lab, dir: &Path, known_hosts: &Path) -> PathBuf {
     let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
     let lab_kh = lab.known_hosts_path().display().to_string();
-    assert!(text.contains(&lab_kh), "the lab inventory names its known_hosts");
+    assert!(
+        text.contains(&lab_kh),
+        "the lab inventory names its known_hosts"
+    );
     let path = dir.join("fleet.toml");
     std::fs::write(
         &path,
@@ -34,7 +37,11 @@ fn inventory_with_known_hosts(lab: &Lab, dir: &Path, known_hosts: &Path) -> Path
 
 /// `ssh-keygen -lf FILE`'s fingerprints (the reference edgeops must agree with).
 fn keygen_fingerprints(file: &Path) -> Vec<String> {
-    let out = Command::new("ssh-keygen").arg("-lf").arg(file).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(file)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", all(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -166,7 +173,11 @@ fn bootstrap_turns_password_only_hosts_into_key_and_sudo_hosts() {
 
     let out = user.run(&["exec", inv, "--", "true"]);
     assert_eq!(out.status.code(), Some(1), "{}", all(&out));
-    assert!(all(&out).contains("authentication as pi failed"), "{}", all(&out));
+    assert!(
+        all(&out).contains("authentication as pi failed"),
+        "{}",
+        all(&out)
+    );
 
     // A world-readable password file is refused before any host is touched.
     let dir = tempfile::tempdir().unwrap();
@@ -176,11 +187,20 @@ fn bootstrap_turns_password_only_hosts_into_key_and_sudo_hosts() {
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(all(&out).contains("chmod 600"), "{}", all(&out));
 
-    let run = ["bootstrap", inv, "--password-env", "BOARD_PASSWORD", "--sudo-nopasswd"];
+    let run = [
+        "bootstrap",
+        inv,
+        "--password-env",
+        "BOARD_PASSWORD",
+        "--sudo-nopasswd",
+    ];
     let out = user.run(&run);
     let text = all(&out);
     assert!(out.status.success(), "{text}");
-    assert!(!text.contains(password), "the password is never printed: {text}");
+    assert!(
+        !text.contains(password),
+        "the password is never printed: {text}"
+    );
     assert!(text.contains("2 host(s): 2 changed"), "{text}");
     assert_eq!(text.matches("key added").count(), 2, "{text}");
     assert_eq!(text.matches("drop-in installed").count(), 2, "{text}");
@@ -188,7 +208,12 @@ fn bootstrap_turns_password_only_hosts_into_key_and_sudo_hosts() {
     // Keys and passwordless sudo now, with the inventory as it is.
     let out = user.run(&["exec", inv, "--sudo", "--", "id", "-u"]);
     assert!(out.status.success(), "{}", all(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches(": 0").count(), 2, "{}", all(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).matches(": 0").count(),
+        2,
+        "{}",
+        all(&out)
+    );
     assert_eq!(
         lab.ssh_ok("lab-01", "sudo -n cat /etc/sudoers.d/edgeops-pi"),
         "pi ALL=(ALL:ALL) NOPASSWD: ALL"
@@ -199,8 +224,14 @@ fn bootstrap_turns_password_only_hosts_into_key_and_sudo_hosts() {
     let out = user.run(&run);
     let text = all(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("2 host(s): 0 changed, 2 nothing to do"), "{text}");
+    assert!(
+        text.contains("2 host(s): 0 changed, 2 nothing to do"),
+        "{text}"
+    );
     assert_eq!(text.matches("passwordless already").count(), 2, "{text}");
-    assert_eq!(lab.ssh_ok("lab-01", "cat ~/.ssh/authorized_keys"), keys_before);
+    assert_eq!(
+        lab.ssh_ok("lab-01", "cat ~/.ssh/authorized_keys"),
+        keys_before
+    );
     assert_eq!(keys_before.lines().count(), 1);
 }

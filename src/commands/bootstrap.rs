@@ -130,7 +130,12 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
                 let did = o.key_added || o.sudo == Some(SudoOutcome::Installed);
                 changed += usize::from(did);
                 (
-                    if o.key_added { "key added" } else { "key present" }.to_string(),
+                    if o.key_added {
+                        "key added"
+                    } else {
+                        "key present"
+                    }
+                    .to_string(),
                     match o.sudo {
                         None => "-".to_string(),
                         Some(SudoOutcome::Present) => "passwordless already".to_string(),
@@ -179,8 +184,8 @@ fn describe(err: &HostError) -> String {
 fn read_password(args: &BootstrapArgs) -> anyhow::Result<SecretString> {
     if let Some(file) = &args.password_file {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(file)
-            .with_context(|| format!("password file {}", file.display()))?;
+        let meta =
+            std::fs::metadata(file).with_context(|| format!("password file {}", file.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
             anyhow::bail!(
                 "password file {} is readable by others (mode {:o}); chmod 600 it",
@@ -250,7 +255,13 @@ fn key_script(base64: &str, line: &str) -> String {
 fn sudo_script(user: &str) -> String {
     let file_name: String = user
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let rule = format!("{user} ALL=(ALL:ALL) NOPASSWD: ALL");
     format!(

@@ -45,7 +45,10 @@ pub fn run(global: &GlobalArgs, args: &HostkeysArgs) -> anyhow::Result<ExitCode>
     let scans = runtime.block_on(scan_all(&setup, concurrency));
 
     let write_file = |host: &Host| -> PathBuf {
-        host.ssh.known_hosts.clone().unwrap_or_else(default_known_hosts)
+        host.ssh
+            .known_hosts
+            .clone()
+            .unwrap_or_else(default_known_hosts)
     };
     let mut reports = Vec::new();
     for (host, scan) in hosts.iter().zip(scans) {
@@ -445,6 +448,9 @@ mod tests {
         let err = Expected::parse(Path::new("fp.txt"), "pi-01 SHA256:abc\npi-02\n").unwrap_err();
         assert!(err.to_string().starts_with("fp.txt:2: "), "{err}");
         let err = Expected::parse(Path::new("fp.txt"), "pi-01 ssh-ed25519 !!\n").unwrap_err();
-        assert!(err.to_string().starts_with("fp.txt:1: not a public key"), "{err}");
+        assert!(
+            err.to_string().starts_with("fp.txt:1: not a public key"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod hostkeys;
 pub mod kubeconfig;
 pub mod plan;
+pub mod reach;
 pub mod render;
 pub mod reset;
 pub mod status;
@@ -21,6 +22,7 @@ use crate::exit::exit_code_for;
 /// Run one command to completion and turn its result into the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     crate::logging::init(cli.global.verbose, cli.global.quiet);
+    reach::set_config_file(cli.global.ssh_config.clone());
     let result = dispatch(cli);
     match result {
         Ok(code) => code,

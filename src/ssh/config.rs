@@ -126,7 +126,9 @@ pub struct LocalContext {
 impl LocalContext {
     pub fn from_env() -> LocalContext {
         LocalContext {
-            home: std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default(),
+            home: std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default(),
             user: std::env::var("USER")
                 .or_else(|_| std::env::var("LOGNAME"))
                 .unwrap_or_else(|_| "root".into()),
@@ -307,9 +309,7 @@ fn matches(condition: &Condition, facts: &Facts) -> Result<bool, String> {
             for criterion in criteria {
                 let hit = match &criterion.kind {
                     CriterionKind::All => true,
-                    CriterionKind::Host(list) => {
-                        match_list(list.split(','), facts.hostname, true)
-                    }
+                    CriterionKind::Host(list) => match_list(list.split(','), facts.hostname, true),
                     CriterionKind::OriginalHost(list) => {
                         match_list(list.split(','), facts.original, true)
                     }
@@ -409,8 +409,11 @@ fn apply(out: &mut HostConfig, line: &Line, original: &str, local: &LocalContext
     let origin = &line.origin;
     let first = line.args.first().cloned().unwrap_or_default();
     let bad = |out: &mut HostConfig, why: &str| {
-        out.unsupported
-            .push(format!("{origin}: {} {}: {why}", line.keyword, line.args.join(" ")))
+        out.unsupported.push(format!(
+            "{origin}: {} {}: {why}",
+            line.keyword,
+            line.args.join(" ")
+        ))
     };
     match line.keyword.as_str() {
         "hostname" => {
@@ -442,8 +445,9 @@ fn apply(out: &mut HostConfig, line: &Line, original: &str, local: &LocalContext
                 out.identities_only = Some(at(origin, yes(&first)));
             }
         }
+        // ProxyJump and ProxyCommand compete: whichever comes first wins, as in ssh_config(5).
         "proxyjump" => {
-            if out.proxy_jump.is_none() {
+            if out.proxy_jump.is_none() && out.proxy_command.is_none() {
                 if first.eq_ignore_ascii_case("none") {
                     out.proxy_jump = Some(at(origin, Vec::new()));
                 } else {
@@ -455,9 +459,10 @@ fn apply(out: &mut HostConfig, line: &Line, original: &str, local: &LocalContext
             }
         }
         "proxycommand" => {
-            if out.proxy_command.is_none() {
+            if out.proxy_command.is_none() && out.proxy_jump.is_none() {
                 let command = line.args.join(" ");
-                out.proxy_command = Some(at(origin, 
+                out.proxy_command = Some(at(
+                    origin,
                     (!command.eq_ignore_ascii_case("none")).then_some(command),
                 ));
             }
@@ -719,7 +724,11 @@ Match all
         );
         assert!(r.user.is_none(), "the exec block is skipped");
         assert_eq!(r.unsupported.len(), 2, "{:?}", r.unsupported);
-        assert!(r.unsupported[0].contains("Match exec true"), "{:?}", r.unsupported);
+        assert!(
+            r.unsupported[0].contains("Match exec true"),
+            "{:?}",
+            r.unsupported
+        );
         assert!(r.unsupported[1].contains("forwardagent yes: not supported"));
         // Another user: the Match user block does not apply.
         let r = c.resolve("board", Some("root"), &l);
@@ -765,7 +774,11 @@ Match all
         );
         assert_eq!(c.resolve("a", None, &l).proxy_command.unwrap().value, None);
         assert_eq!(
-            c.resolve("b", None, &l).proxy_command.unwrap().value.as_deref(),
+            c.resolve("b", None, &l)
+                .proxy_command
+                .unwrap()
+                .value
+                .as_deref(),
             Some("nc %h %p")
         );
     }

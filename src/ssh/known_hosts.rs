@@ -437,15 +437,25 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("known_hosts");
-        std::fs::write(&file, format!("a ssh-ed25519 {ED_A}\nb ssh-ed25519 {ED_A}\n")).unwrap();
+        std::fs::write(
+            &file,
+            format!("a ssh-ed25519 {ED_A}\nb ssh-ed25519 {ED_A}\n"),
+        )
+        .unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         rewrite(&file, &[1], &[format!("a ssh-ed25519 {ED_B}")]).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(text, format!("b ssh-ed25519 {ED_A}\na ssh-ed25519 {ED_B}\n"));
+        assert_eq!(
+            text,
+            format!("b ssh-ed25519 {ED_A}\na ssh-ed25519 {ED_B}\n")
+        );
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let fresh = dir.path().join("new/known_hosts");
         rewrite(&fresh, &[], &[format!("c ssh-ed25519 {ED_A}")]).unwrap();
-        assert_eq!(std::fs::read_to_string(&fresh).unwrap(), format!("c ssh-ed25519 {ED_A}\n"));
+        assert_eq!(
+            std::fs::read_to_string(&fresh).unwrap(),
+            format!("c ssh-ed25519 {ED_A}\n")
+        );
     }
 }

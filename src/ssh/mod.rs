@@ -6,9 +6,9 @@
 //! across all hosts of a run.
 
 mod auth;
+pub mod config;
 mod error;
 mod exec;
-pub mod config;
 pub mod known_hosts;
 mod scan;
 mod session;
@@ -67,6 +67,8 @@ pub struct JumpOptions {
     pub address: String,
     pub port: u16,
     pub user: String,
+    /// How this jump host is itself reached (the hop before it in a `ProxyJump a,b` chain).
+    pub via: Option<Box<JumpOptions>>,
 }
 
 /// Everything needed to reach and log into one host.
@@ -81,6 +83,9 @@ pub struct ConnectOptions {
     pub credentials: Arc<Credentials>,
     pub host_key_policy: HostKeyPolicy,
     pub jump: Option<JumpOptions>,
+    /// A command whose stdin/stdout carry the SSH connection (ssh_config `ProxyCommand`, tokens
+    /// already expanded), run with `sh -c`. Used when there is no jump host.
+    pub proxy_command: Option<String>,
     /// Limit for TCP connect plus SSH handshake plus auth.
     pub connect_timeout: Duration,
     /// Default limit for one command (an `ExecRequest` may override it).

@@ -83,7 +83,10 @@ pub async fn scan_host_keys(
                 session::Transport::Tcp(stream) => {
                     client::connect_stream(config, stream, collector).await
                 }
-                session::Transport::Tunnel(stream, _jump) => {
+                session::Transport::Tunnel(stream, _holds) => {
+                    client::connect_stream(config, stream, collector).await
+                }
+                session::Transport::Command(stream, _holds) => {
                     client::connect_stream(config, stream, collector).await
                 }
             };

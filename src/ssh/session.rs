@@ -121,11 +121,11 @@ impl client::Handler for Verifier {
     }
 }
 
-/// One established connection, plus the jump-host connection it tunnels through (kept alive as
-/// long as the target connection is).
+/// One established connection, plus the jump-host connections or proxy command it runs through
+/// (kept alive as long as the target connection is).
 struct Link {
     handle: Handle<Verifier>,
-    _jump: Option<Handle<Verifier>>,
+    _holds: Vec<Hold>,
 }
 
 /// A live session to one host. All methods take `&self`, so one session can serve several
@@ -502,52 +502,115 @@ async fn establish(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshE
     }
 }
 
-/// How the SSH transport to a host is carried: a TCP connection of our own, or a direct-tcpip
-/// channel through the (already verified and authenticated) jump host, which must stay alive as
-/// long as the tunnel is used.
-pub(crate) enum Transport {
-    Tcp(tokio::net::TcpStream),
-    Tunnel(russh::ChannelStream<client::Msg>, Handle<Verifier>),
+/// What must stay alive while a connection is used: the jump-host connections its tunnel runs
+/// through, or the `ProxyCommand` child carrying it. Never read: holding them is the point.
+#[allow(dead_code)]
+pub(crate) enum Hold {
+    Jump(Handle<Verifier>),
+    Child(tokio::process::Child),
 }
 
-/// Reach `opts`'s address and port, directly or through its jump host (verified under the same
-/// host-key policy and authenticated with the same credentials). No SSH to the target yet.
+/// The byte stream the SSH transport to a host runs over, and what keeps it alive.
+pub(crate) enum Transport {
+    Tcp(tokio::net::TcpStream),
+    Tunnel(russh::ChannelStream<client::Msg>, Vec<Hold>),
+    Command(
+        tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+        Vec<Hold>,
+    ),
+}
+
+/// Reach `opts`'s address and port: directly, through its jump host chain (each hop verified
+/// under the same host-key policy and authenticated with the same credentials), or through its
+/// `ProxyCommand`. No SSH to the target yet.
 pub(crate) async fn open_transport(
     opts: &ConnectOptions,
     ctx: &SshContext,
 ) -> Result<Transport, SshError> {
-    let Some(jump) = &opts.jump else {
-        let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
-        return Ok(Transport::Tcp(stream));
-    };
+    if let Some(jump) = &opts.jump {
+        let mut holds = Vec::new();
+        let jump_handle = connect_hop(opts, ctx, jump, &mut holds).await?;
+        let tunnel = jump_handle
+            .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|e| SshError::Connect {
+                host: opts.name.clone(),
+                address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
+                reason: format!("the jump host cannot open a tunnel: {e}"),
+            })?;
+        holds.push(Hold::Jump(jump_handle));
+        return Ok(Transport::Tunnel(tunnel.into_stream(), holds));
+    }
+    if let Some(command) = &opts.proxy_command {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SshError::Connect {
+                host: opts.name.clone(),
+                address: format!("ProxyCommand {command}"),
+                reason: e.to_string(),
+            })?;
+        let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+            unreachable!("both pipes were requested");
+        };
+        return Ok(Transport::Command(
+            tokio::io::join(stdout, stdin),
+            vec![Hold::Child(child)],
+        ));
+    }
+    let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+    Ok(Transport::Tcp(stream))
+}
+
+/// Connect and authenticate to one jump host, itself reached through the hop before it (if
+/// any). Earlier hops' connections go into `holds`.
+async fn connect_hop(
+    opts: &ConnectOptions,
+    ctx: &SshContext,
+    jump: &super::JumpOptions,
+    holds: &mut Vec<Hold>,
+) -> Result<Handle<Verifier>, SshError> {
     let jump_name = format!("{} (jump host {})", opts.name, jump.address);
-    let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
-    let jump_verifier = Verifier {
+    let verifier = Verifier {
         ctx: ctx.clone(),
         name: jump_name.clone(),
         address: jump.address.clone(),
         port: jump.port,
         policy: opts.host_key_policy,
     };
-    let mut jump_handle = handshake(
-        &jump_name,
-        &jump.address,
-        jump.port,
-        ctx,
-        stream,
-        jump_verifier,
-    )
-    .await?;
-    auth::authenticate(&mut jump_handle, &jump_name, &jump.user, &opts.credentials).await?;
-    let tunnel = jump_handle
-        .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
-        .await
-        .map_err(|e| SshError::Connect {
-            host: opts.name.clone(),
-            address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
-            reason: format!("the jump host cannot open a tunnel: {e}"),
-        })?;
-    Ok(Transport::Tunnel(tunnel.into_stream(), jump_handle))
+    let mut handle = match &jump.via {
+        None => {
+            let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
+            handshake(&jump_name, &jump.address, jump.port, ctx, stream, verifier).await?
+        }
+        Some(before) => {
+            let previous = Box::pin(connect_hop(opts, ctx, before, holds)).await?;
+            let tunnel = previous
+                .channel_open_direct_tcpip(jump.address.clone(), jump.port.into(), "127.0.0.1", 0)
+                .await
+                .map_err(|e| SshError::Connect {
+                    host: jump_name.clone(),
+                    address: format!("{}:{} via {}", jump.address, jump.port, before.address),
+                    reason: format!("the jump host cannot open a tunnel: {e}"),
+                })?;
+            holds.push(Hold::Jump(previous));
+            handshake(
+                &jump_name,
+                &jump.address,
+                jump.port,
+                ctx,
+                tunnel.into_stream(),
+                verifier,
+            )
+            .await?
+        }
+    };
+    auth::authenticate(&mut handle, &jump_name, &jump.user, &opts.credentials).await?;
+    Ok(handle)
 }
 
 async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
@@ -558,22 +621,27 @@ async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<
         port: opts.port,
         policy: opts.host_key_policy,
     };
-    let (mut handle, jump) = match open_transport(opts, ctx).await? {
+    let (mut handle, holds) = match open_transport(opts, ctx).await? {
         Transport::Tcp(stream) => {
             let handle =
                 handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
-            (handle, None)
+            (handle, Vec::new())
         }
-        Transport::Tunnel(stream, jump_handle) => {
+        Transport::Tunnel(stream, holds) => {
             let handle =
                 handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
-            (handle, Some(jump_handle))
+            (handle, holds)
+        }
+        Transport::Command(stream, holds) => {
+            let handle =
+                handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
+            (handle, holds)
         }
     };
     auth::authenticate(&mut handle, &opts.name, &opts.user, &opts.credentials).await?;
     Ok(Link {
         handle,
-        _jump: jump,
+        _holds: holds,
     })
 }
 
