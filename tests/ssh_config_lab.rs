@@ -202,3 +202,45 @@ fn ssh_config_aliases_include_two_hop_proxyjump_and_proxycommand() {
     let out = user.run(&["-F", "/nonexistent/ssh_config", "check", inv, "-v"]);
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
 }
+
+/// "Accepted publickey" lines lab `host`'s sshd logged for connections from `from`.
+fn accepted_from(lab: &Lab, host: &str, from: &str) -> usize {
+    let log = lab.state_dir().join("hosts").join(host).join("console.log");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.starts_with("Accepted publickey for ") && l.contains(&format!(" from {from} "))
+        })
+        .count()
+}
+
+#[test]
+fn hosts_behind_one_bastion_share_one_connection_to_it() {
+    let lab = Lab::options(4).sshd_only().start();
+    let bridge = lab.bridge_address();
+    let bastion = lab.host("lab-01").address.clone();
+    for host in ["lab-02", "lab-03", "lab-04"] {
+        refuse_ssh_from(&lab, host, &[&bridge]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    let text = text.replacen("[ssh]\n", &format!("[ssh]\njump = \"pi@{bastion}\"\n"), 1);
+    let inv = dir.path().join("behind.toml");
+    std::fs::write(&inv, text).unwrap();
+    let inv = inv.to_str().unwrap();
+    let user = Edgeops::new();
+
+    let before = accepted_from(&lab, "lab-01", &bridge);
+    let out = user.run(&["exec", inv, "--limit", "lab-[02-04]", "--", "hostname"]);
+    let text = all(&out);
+    assert!(out.status.success(), "{text}");
+    for host in ["lab-02", "lab-03", "lab-04"] {
+        assert!(text.contains(&format!("{host}: {host}\n")), "{text}");
+        // Each target saw its connection come from the bastion.
+        assert!(accepted_from(&lab, host, &bastion) >= 1, "{host}");
+    }
+    // Three targets, one login on the bastion.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(accepted_from(&lab, "lab-01", &bridge) - before, 1);
+}

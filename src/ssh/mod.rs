@@ -9,6 +9,7 @@ mod auth;
 pub mod config;
 mod error;
 mod exec;
+mod jumps;
 pub mod known_hosts;
 mod scan;
 mod session;
@@ -100,6 +101,8 @@ pub struct SshContext {
     pub known_hosts: Arc<KnownHosts>,
     pub config: Arc<russh::client::Config>,
     pub cancel: Cancel,
+    /// Jump-host connections, one per hop for the whole run, shared by the hosts behind them.
+    pub(crate) jumps: Arc<jumps::JumpPool>,
 }
 
 impl SshContext {
@@ -108,6 +111,7 @@ impl SshContext {
             known_hosts: Arc::new(known_hosts),
             config: Arc::new(client_config()),
             cancel: Cancel::default(),
+            jumps: Arc::default(),
         }
     }
 }

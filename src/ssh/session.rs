@@ -502,11 +502,11 @@ async fn establish(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshE
     }
 }
 
-/// What must stay alive while a connection is used: the jump-host connections its tunnel runs
-/// through, or the `ProxyCommand` child carrying it. Never read: holding them is the point.
+/// What must stay alive while a connection is used: the (shared) jump-host connection its
+/// tunnel runs through, or the `ProxyCommand` child carrying it. Never read: holding is the point.
 #[allow(dead_code)]
 pub(crate) enum Hold {
-    Jump(Handle<Verifier>),
+    Jump(Arc<Handle<Verifier>>),
     Child(tokio::process::Child),
 }
 
@@ -521,15 +521,14 @@ pub(crate) enum Transport {
 }
 
 /// Reach `opts`'s address and port: directly, through its jump host chain (each hop verified
-/// under the same host-key policy and authenticated with the same credentials), or through its
-/// `ProxyCommand`. No SSH to the target yet.
+/// under the same host-key policy, authenticated with the same credentials, and connected once
+/// per run for every host behind it), or through its `ProxyCommand`. No SSH to the target yet.
 pub(crate) async fn open_transport(
     opts: &ConnectOptions,
     ctx: &SshContext,
 ) -> Result<Transport, SshError> {
     if let Some(jump) = &opts.jump {
-        let mut holds = Vec::new();
-        let jump_handle = connect_hop(opts, ctx, jump, &mut holds).await?;
+        let jump_handle = shared_hop(opts, ctx, jump).await?;
         let tunnel = jump_handle
             .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
             .await
@@ -538,8 +537,10 @@ pub(crate) async fn open_transport(
                 address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
                 reason: format!("the jump host cannot open a tunnel: {e}"),
             })?;
-        holds.push(Hold::Jump(jump_handle));
-        return Ok(Transport::Tunnel(tunnel.into_stream(), holds));
+        return Ok(Transport::Tunnel(
+            tunnel.into_stream(),
+            vec![Hold::Jump(jump_handle)],
+        ));
     }
     if let Some(command) = &opts.proxy_command {
         let mut child = tokio::process::Command::new("sh")
@@ -566,51 +567,85 @@ pub(crate) async fn open_transport(
     Ok(Transport::Tcp(stream))
 }
 
-/// Connect and authenticate to one jump host, itself reached through the hop before it (if
-/// any). Earlier hops' connections go into `holds`.
-async fn connect_hop(
+/// Which hop connection can be shared: same place, same login, same credentials, same policy,
+/// same hops before it.
+fn hop_key(opts: &ConnectOptions, jump: &super::JumpOptions) -> String {
+    let mut key = format!(
+        "{}@{}:{}/{:p}/{:?}",
+        jump.user,
+        jump.address,
+        jump.port,
+        Arc::as_ptr(&opts.credentials),
+        opts.host_key_policy
+    );
+    let mut via = &jump.via;
+    while let Some(before) = via {
+        key.push_str(&format!(
+            " via {}@{}:{}",
+            before.user, before.address, before.port
+        ));
+        via = &before.via;
+    }
+    key
+}
+
+/// The run's connection to one jump host (itself reached through the hop before it, if any),
+/// made by the first host that needs it and shared by all.
+async fn shared_hop(
     opts: &ConnectOptions,
     ctx: &SshContext,
     jump: &super::JumpOptions,
-    holds: &mut Vec<Hold>,
-) -> Result<Handle<Verifier>, SshError> {
+) -> Result<Arc<Handle<Verifier>>, SshError> {
+    // Messages name the host that needed the hop (the first one, for a shared connection).
     let jump_name = format!("{} (jump host {})", opts.name, jump.address);
-    let verifier = Verifier {
-        ctx: ctx.clone(),
-        name: jump_name.clone(),
-        address: jump.address.clone(),
-        port: jump.port,
-        policy: opts.host_key_policy,
-    };
-    let mut handle = match &jump.via {
-        None => {
-            let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
-            handshake(&jump_name, &jump.address, jump.port, ctx, stream, verifier).await?
-        }
-        Some(before) => {
-            let previous = Box::pin(connect_hop(opts, ctx, before, holds)).await?;
-            let tunnel = previous
-                .channel_open_direct_tcpip(jump.address.clone(), jump.port.into(), "127.0.0.1", 0)
-                .await
-                .map_err(|e| SshError::Connect {
-                    host: jump_name.clone(),
-                    address: format!("{}:{} via {}", jump.address, jump.port, before.address),
-                    reason: format!("the jump host cannot open a tunnel: {e}"),
-                })?;
-            holds.push(Hold::Jump(previous));
-            handshake(
-                &jump_name,
-                &jump.address,
-                jump.port,
-                ctx,
-                tunnel.into_stream(),
-                verifier,
-            )
-            .await?
-        }
-    };
-    auth::authenticate(&mut handle, &jump_name, &jump.user, &opts.credentials).await?;
-    Ok(handle)
+    let key = hop_key(opts, jump);
+    ctx.jumps
+        .get(key, &jump_name, || async {
+            let verifier = Verifier {
+                ctx: ctx.clone(),
+                name: jump_name.clone(),
+                address: jump.address.clone(),
+                port: jump.port,
+                policy: opts.host_key_policy,
+            };
+            let mut handle = match &jump.via {
+                None => {
+                    let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
+                    handshake(&jump_name, &jump.address, jump.port, ctx, stream, verifier).await?
+                }
+                Some(before) => {
+                    let previous = Box::pin(shared_hop(opts, ctx, before)).await?;
+                    let tunnel = previous
+                        .channel_open_direct_tcpip(
+                            jump.address.clone(),
+                            jump.port.into(),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| SshError::Connect {
+                            host: jump_name.clone(),
+                            address: format!(
+                                "{}:{} via {}",
+                                jump.address, jump.port, before.address
+                            ),
+                            reason: format!("the jump host cannot open a tunnel: {e}"),
+                        })?;
+                    handshake(
+                        &jump_name,
+                        &jump.address,
+                        jump.port,
+                        ctx,
+                        tunnel.into_stream(),
+                        verifier,
+                    )
+                    .await?
+                }
+            };
+            auth::authenticate(&mut handle, &jump_name, &jump.user, &opts.credentials).await?;
+            Ok(handle)
+        })
+        .await
 }
 
 async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
