@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::Handle;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::SshError;
@@ -21,17 +21,36 @@ pub enum PassphraseSource {
     Prompt,
 }
 
-/// One loaded private key and the file it came from (for messages).
+/// One loaded private key, the file it came from (for messages), and the OpenSSH user
+/// certificate beside it (`KEY-cert.pub`), if there is one.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub path: PathBuf,
     pub key: Arc<PrivateKey>,
+    pub cert: Option<Arc<Certificate>>,
 }
 
 /// Keys are loaded (and passphrases asked) once per run, however many hosts use them.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    loaded: HashMap<PathBuf, Arc<PrivateKey>>,
+    loaded: HashMap<PathBuf, (Arc<PrivateKey>, Option<Arc<Certificate>>)>,
+}
+
+/// `KEY-cert.pub` beside `KEY`, as ssh(1) looks for it. A certificate that cannot be read is an
+/// error (it was clearly meant to be used); a missing one is normal.
+fn certificate_beside(path: &Path) -> Result<Option<Arc<Certificate>>, SshError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-cert.pub");
+    let cert_path = PathBuf::from(name);
+    if !cert_path.exists() {
+        return Ok(None);
+    }
+    russh::keys::load_openssh_certificate(&cert_path)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| SshError::Key {
+            path: cert_path.display().to_string(),
+            reason: format!("not an OpenSSH certificate: {e}"),
+        })
 }
 
 impl KeyStore {
@@ -46,10 +65,11 @@ impl KeyStore {
         path: &Path,
         passphrase: &[PassphraseSource],
     ) -> Result<Identity, SshError> {
-        if let Some(key) = self.loaded.get(path) {
+        if let Some((key, cert)) = self.loaded.get(path) {
             return Ok(Identity {
                 path: path.to_path_buf(),
                 key: key.clone(),
+                cert: cert.clone(),
             });
         }
         let key_error = |reason: String| SshError::Key {
@@ -67,10 +87,13 @@ impl KeyStore {
             Err(e) => return Err(key_error(e.to_string())),
         };
         let key = Arc::new(key);
-        self.loaded.insert(path.to_path_buf(), key.clone());
+        let cert = certificate_beside(path)?;
+        self.loaded
+            .insert(path.to_path_buf(), (key.clone(), cert.clone()));
         Ok(Identity {
             path: path.to_path_buf(),
             key,
+            cert,
         })
     }
 }
@@ -169,6 +192,17 @@ pub(crate) async fn authenticate<H: russh::client::Handler>(
     // Only asked when an RSA key is actually offered: it may wait for the server's EXT_INFO.
     let mut rsa_hash = None;
     for identity in &credentials.identities {
+        // The certificate first: it is what a CA-trusting server (TrustedUserCAKeys) accepts.
+        if let Some(cert) = &identity.cert {
+            let result = handle
+                .authenticate_openssh_cert(user, identity.key.clone(), (**cert).clone())
+                .await
+                .map_err(proto)?;
+            if result.success() {
+                return Ok(());
+            }
+            tried.push(format!("certificate {}-cert.pub", identity.path.display()));
+        }
         let hash = if identity.key.algorithm().is_rsa() {
             if rsa_hash.is_none() {
                 rsa_hash = Some(

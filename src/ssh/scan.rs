@@ -40,6 +40,14 @@ fn families() -> Vec<(&'static str, Vec<Algorithm>)> {
     ]
 }
 
+/// The host-key algorithms whose certificate variants are asked for when a CA is trusted.
+pub(crate) fn certificate_algorithms() -> Vec<Algorithm> {
+    families()
+        .into_iter()
+        .flat_map(|(_, algorithms)| algorithms)
+        .collect()
+}
+
 /// Records the offered key and lets the handshake finish (the key exchange then proves the
 /// server holds the private half); nothing is trusted or written.
 struct Collector {

@@ -52,8 +52,12 @@ impl client::Handler for Verifier {
     ) -> Result<bool, Self::Error> {
         let key = match offered {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            // Host certificates are never requested (no `host_key_certificates` configured).
-            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+            // Only requested when a `@cert-authority` line matches this host (see `handshake`).
+            PublicKeyOrCertificate::Certificate(cert) => {
+                return self
+                    .check_certificate(cert)
+                    .map_err(HandshakeError::Refused);
+            }
         };
         let pattern = host_pattern(&self.address, self.port);
         let key_type = key.algorithm().as_str().to_string();
@@ -118,6 +122,79 @@ impl client::Handler for Verifier {
                 }),
             ))),
         }
+    }
+}
+
+impl Verifier {
+    /// A host certificate is accepted when a `@cert-authority` line for this host names its
+    /// signer, it is a host certificate for this address, within its validity period, and
+    /// neither its key nor its CA is `@revoked`.
+    fn check_certificate(&self, cert: &russh::keys::Certificate) -> Result<bool, SshError> {
+        let pattern = host_pattern(&self.address, self.port);
+        let refuse = |reason: String| SshError::HostCertificate {
+            host: self.name.clone(),
+            pattern: pattern.clone(),
+            reason,
+        };
+        let known = &self.ctx.known_hosts;
+        let host_key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+        let ca_key = russh::keys::PublicKey::new(cert.signature_key().clone(), "");
+        for (what, key) in [
+            ("its key", &host_key),
+            ("its certificate authority", &ca_key),
+        ] {
+            if let Some(at) = known.revoked_at(&self.address, self.port, key) {
+                return Err(refuse(format!(
+                    "{what} {} is @revoked at {at}",
+                    fingerprint(key)
+                )));
+            }
+        }
+        if self.policy == HostKeyPolicy::Off {
+            tracing::warn!(
+                "{}: HOST CERTIFICATE NOT VERIFIED: host_key_policy = \"off\"",
+                self.name
+            );
+            return Ok(true);
+        }
+        let authorities = known.authorities_for(&self.address, self.port);
+        let ca_fp = ca_key.fingerprint(russh::keys::HashAlg::Sha256);
+        let Some(authority) = authorities
+            .iter()
+            .find(|a| a.key.fingerprint(russh::keys::HashAlg::Sha256) == ca_fp)
+        else {
+            return Err(refuse(format!(
+                "signed by {ca_fp}, which no @cert-authority line for {pattern} trusts"
+            )));
+        };
+        if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::Host {
+            return Err(refuse("it is not a host certificate".into()));
+        }
+        let principals = cert.valid_principals();
+        if !principals.is_empty() && !principals.iter().any(|p| p == &self.address) {
+            return Err(refuse(format!(
+                "it is for {}, not {}",
+                principals.join(", "),
+                self.address
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        cert.validate_at(now, [&ca_fp]).map_err(|e| {
+            refuse(format!(
+                "not valid now or badly signed ({e}; CA from {})",
+                authority.origin
+            ))
+        })?;
+        tracing::debug!(
+            "{}: host certificate {} signed by {ca_fp} ({})",
+            self.name,
+            cert.key_id(),
+            authority.origin
+        );
+        Ok(true)
     }
 }
 
@@ -708,7 +785,16 @@ async fn handshake<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    client::connect_stream(ctx.config.clone(), stream, verifier)
+    // Ask for host certificates only where a CA is trusted for this host, as OpenSSH does:
+    // elsewhere a server with a certificate still offers its plain key.
+    let config = if ctx.known_hosts.authorities_for(address, port).is_empty() {
+        ctx.config.clone()
+    } else {
+        let mut config = super::client_config();
+        config.preferred.host_key_certificates = super::scan::certificate_algorithms().into();
+        Arc::new(config)
+    };
+    client::connect_stream(config, stream, verifier)
         .await
         .map_err(|e| match e {
             HandshakeError::Refused(refusal) => refusal,
