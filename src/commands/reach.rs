@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use anyhow::Context;
-
 use crate::inventory::{Host, JumpHost};
 use crate::ssh::config::{HostConfig, LocalContext, SshConfig, expand_proxy_command};
 use crate::ssh::known_hosts::Origin;
@@ -80,14 +78,18 @@ pub fn load() -> anyhow::Result<(SshConfig, LocalContext)> {
     }
     let config = SshConfig::load(&file, &local);
     if !config.problems.is_empty() {
-        anyhow::bail!("ssh config: {}", config.problems.join("; "));
+        return Err(crate::exit::Failure::Usage(format!(
+            "ssh config: {}",
+            config.problems.join("; ")
+        ))
+        .into());
     }
     Ok((config, local))
 }
 
 /// Merge every host (reading ssh_config once), warning once per unsupported line.
 pub fn resolve_all(hosts: &[&Host]) -> anyhow::Result<Vec<Reached>> {
-    let (config, local) = load().context("reading ssh_config")?;
+    let (config, local) = load()?;
     let reached: Vec<Reached> = hosts.iter().map(|h| resolve(h, &config, &local)).collect();
     let mut warned: Vec<&String> = Vec::new();
     for note in reached.iter().flat_map(|r| &r.unsupported) {
