@@ -351,3 +351,49 @@ pub fn provenance(hosts: &[&Host]) -> anyhow::Result<String> {
     }
     Ok(super::up::table(&rows))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn hosts(toml: &str) -> Vec<Host> {
+        crate::inventory::parse(toml, Path::new("/inv/fleet.toml"))
+            .unwrap()
+            .hosts
+    }
+
+    #[test]
+    fn inventory_wins_where_it_says_something_and_ssh_config_fills_the_rest() {
+        let local = LocalContext {
+            home: "/home/me".into(),
+            user: "me".into(),
+        };
+        let config = SshConfig::parse(
+            Path::new("/home/me/.ssh/config"),
+            "Host gw\n  HostName 10.9.0.1\n  User admin\n  Port 2200\n\
+             Host pi-*\n  User nobody\n  Port 2222\n  ProxyJump gw,10.9.0.2\n  ConnectTimeout 3\n\
+             Host nc-*\n  ProxyCommand nc %h %p\n",
+            &local,
+        );
+        let hosts = hosts(
+            "[cluster]\nname = \"t\"\n[ssh]\nuser = \"pi\"\nidentity_files = []\n\
+             [[hosts]]\nname = \"a\"\naddress = \"pi-a\"\nrole = \"server\"\n\
+             [[hosts]]\nname = \"b\"\naddress = \"nc-b\"\nrole = \"agent\"\nssh = { port = 2022 }\n",
+        );
+        let a = resolve(&hosts[0], &config, &local);
+        assert_eq!(a.host.ssh.user, "pi", "set in [ssh]: the inventory wins");
+        assert_eq!(a.host.ssh.port, 2222);
+        assert_eq!(a.host.ssh.connect_timeout, Duration::from_secs(3));
+        let chain = a.jump_chain.unwrap();
+        assert_eq!(
+            describe_chain(&chain),
+            "admin@10.9.0.1:2200 -> pi@10.9.0.2:22"
+        );
+        let b = resolve(&hosts[1], &config, &local);
+        assert_eq!(b.proxy_command.as_deref(), Some("nc nc-b 2022"));
+        let port = b.sources.iter().find(|s| s.0 == "port").unwrap();
+        assert_eq!(port.2, Source::Inventory);
+    }
+}
