@@ -1,7 +1,7 @@
 //! SSH certificates against the lab's real sshd: a host with a CA-signed host certificate and
 //! no known_hosts line of its own is accepted under strict through a `@cert-authority` line; a
-//! user certificate logs in where the plain key is not authorized (TrustedUserCAKeys); a
-//! `@revoked` host key is refused even with a valid certificate.
+//! user certificate, from a file or from ssh-agent, logs in where the plain key is not
+//! authorized (TrustedUserCAKeys); a `@revoked` host key is refused even with a valid certificate.
 
 mod support;
 
@@ -127,6 +127,41 @@ fn host_and_user_certificates_and_a_revoked_host_key() {
         all(&out)
     );
     std::fs::rename(d("user-cert.pub.away"), d("user-cert.pub")).unwrap();
+
+    // The certificate held by ssh-agent, no key file at all.
+    let sock = d("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .args(["-D", "-a", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // ssh-add loads the key and the certificate beside it.
+    let added = Command::new("ssh-add")
+        .arg(d("user"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(all(&added).contains("Certificate added"), "{}", all(&added));
+    let agent_inv = d("agent.toml");
+    let with_file = std::fs::read_to_string(inv).unwrap();
+    let agent_only = with_file.replace(
+        &format!("identity_files = [\"{}\"]", ds("user")),
+        "identity_files = []",
+    );
+    assert_ne!(agent_only, with_file, "the agent inventory has no key file");
+    std::fs::write(&agent_inv, agent_only).unwrap();
+    let agent_user = Edgeops::new().with_env("SSH_AUTH_SOCK", sock.to_str().unwrap());
+    let out = agent_user.run(&["exec", agent_inv.to_str().unwrap(), "--", "whoami"]);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(all(&out).contains("lab-01: pi\n"), "{}", all(&out));
 
     // The host key revoked: refused although the certificate is valid.
     let host_fields: Vec<&str> = host_pub.split(' ').collect();

@@ -284,10 +284,20 @@ async fn agent_auth<H: russh::client::Handler>(
         } else {
             None
         };
-        match handle
-            .authenticate_publickey_with(user, key, hash, &mut agent)
-            .await
-        {
+        // A certificate the agent holds signs with its key, like `ssh` does with it.
+        let attempt = match identity {
+            russh::keys::agent::AgentIdentity::Certificate { certificate, .. } => {
+                handle
+                    .authenticate_certificate_with(user, certificate, hash, &mut agent)
+                    .await
+            }
+            _ => {
+                handle
+                    .authenticate_publickey_with(user, key, hash, &mut agent)
+                    .await
+            }
+        };
+        match attempt {
             Ok(result) if result.success() => return Ok(true),
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
