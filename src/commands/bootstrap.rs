@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use crate::cli::{BootstrapArgs, GlobalArgs, OutputFormat};
 use crate::exit::Failure;
-use crate::fleet::{Fleet, FleetSettings, HostError, Reporter, Silent, StepError};
+use crate::fleet::{Fleet, FleetSettings, Reporter, Silent, StepError};
 use crate::inventory;
 use crate::report::ProgressReporter;
 use crate::ssh::{Credentials, ExecRequest, Session, SudoMode, shell_quote};
@@ -146,7 +146,7 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
             }
             Err(err) => {
                 failed += 1;
-                ("-".into(), "-".into(), format!("failed: {}", describe(err)))
+                ("-".into(), "-".into(), format!("failed: {err}"))
             }
         };
         json.push(serde_json::json!({
@@ -173,10 +173,6 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
     } else {
         Err(Failure::HostsFailed { failed, total }.into())
     }
-}
-
-fn describe(err: &HostError) -> String {
-    err.to_string()
 }
 
 /// The login password: from `--password-file` (which must not be readable by others), else
