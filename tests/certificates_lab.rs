@@ -163,6 +163,27 @@ fn host_and_user_certificates_and_a_revoked_host_key() {
     assert!(out.status.success(), "{}", all(&out));
     assert!(all(&out).contains("lab-01: pi\n"), "{}", all(&out));
 
+    // A CA line for another authority: the certificate is refused, naming its signer.
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &ds("other-ca")]);
+    let other: Vec<String> = read(&d("other-ca.pub"))
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    let trusted = std::fs::read_to_string(&kh).unwrap();
+    std::fs::write(
+        &kh,
+        format!("@cert-authority {net}.* {} {}\n", other[0], other[1]),
+    )
+    .unwrap();
+    let out = user.run(&["exec", inv, "--", "whoami"]);
+    assert_eq!(out.status.code(), Some(1), "{}", all(&out));
+    assert!(
+        all(&out).contains("which no @cert-authority line"),
+        "{}",
+        all(&out)
+    );
+    std::fs::write(&kh, trusted).unwrap();
+
     // The host key revoked: refused although the certificate is valid.
     let host_fields: Vec<&str> = host_pub.split(' ').collect();
     std::fs::write(
