@@ -33,6 +33,10 @@ pub struct GlobalArgs {
     /// Only errors and the final summary.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    // --- ssh_config ---
+    /// OpenSSH client configuration to read instead of ~/.ssh/config (like `ssh -F`).
+    #[arg(short = 'F', long = "ssh-config", global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,6 +74,11 @@ pub enum Command {
     /// Write the `.gitlab-ci.yml` of a repository of site inventories: check on merge
     /// requests, plan for changed clusters, up per cluster on the default branch.
     Ci(CiArgs),
+    // --- first contact with fresh boards (hostkeys, bootstrap) ---
+    /// Scan the hosts' SSH host keys, print their fingerprints and record them in known_hosts.
+    Hostkeys(HostkeysArgs),
+    /// Log in once with a password: install the inventory's public key (and passwordless sudo).
+    Bootstrap(BootstrapArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -249,4 +258,43 @@ pub struct CiArgs {
     /// `up` jobs on the default branch wait until someone starts them (a manual gate).
     #[arg(long)]
     pub manual: bool,
+}
+
+// --- first contact with fresh boards (hostkeys, bootstrap) ---
+
+#[derive(Debug, Clone, Args)]
+pub struct HostkeysArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Record the scanned keys without asking.
+    #[arg(long, short = 'y', conflicts_with = "dry_run")]
+    pub yes: bool,
+    /// Record only keys whose fingerprints this file lists (collected when the boards were
+    /// flashed): `HOST SHA256:...` lines, or known_hosts / ssh-keyscan lines.
+    #[arg(long, value_name = "FILE", conflicts_with = "dry_run")]
+    pub expect: Option<PathBuf>,
+    /// Replace a recorded key that changed (the old line is removed). Never done without it.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub replace_changed: bool,
+    /// Only scan and print; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BootstrapArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Environment variable holding the login password of the inventory's user.
+    #[arg(long, value_name = "VAR", default_value = "EDGEOPS_BOOTSTRAP_PASSWORD")]
+    pub password_env: String,
+    /// File holding the login password (first line), instead of the environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Public key to install (default: the `.pub` beside the inventory's first identity file).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Also install a sudoers drop-in giving the user passwordless sudo (checked with visudo).
+    #[arg(long)]
+    pub sudo_nopasswd: bool,
 }

@@ -130,9 +130,11 @@ async fn a_frozen_host_costs_its_connect_timeout_once_not_per_attempt() {
         credentials: Arc::new(Credentials {
             identities: Vec::new(),
             use_agent: false,
+            password: None,
         }),
         host_key_policy: HostKeyPolicy::Strict,
         jump: None,
+        proxy_command: None,
         connect_timeout: Duration::from_secs(1),
         command_timeout: Duration::from_secs(5),
         sudo: SudoMode::None,

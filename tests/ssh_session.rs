@@ -196,6 +196,7 @@ async fn agent_auth() {
     let creds = Arc::new(Credentials {
         identities: vec![],
         use_agent: true,
+        password: None,
     });
     let result = Session::connect(options("lab", sshd.port, creds), ctx).await;
     let _ = agent.kill();
@@ -469,6 +470,7 @@ async fn jump_host_reaches_the_target_through_a_tunnel() {
         address: "127.0.0.1".into(),
         port: jump.port,
         user: "root".into(),
+        via: None,
     });
     let session = Session::connect(opts, ctx).await.unwrap();
     // sshd records the peer of the tunnelled connection: the jump host's side (127.0.0.1).
@@ -497,6 +499,7 @@ async fn a_jump_host_with_an_unknown_key_is_refused_by_name() {
         address: "127.0.0.1".into(),
         port: jump.port,
         user: "root".into(),
+        via: None,
     });
     let err = Session::connect(opts, ctx).await.unwrap_err();
     assert!(

@@ -31,6 +31,9 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
         OutputFormat::Text if global.quiet => writeln!(out, "{}", summary.headline())?,
         OutputFormat::Text => write!(out, "{}", summary.text())?,
     }
+    if global.verbose > 0 && global.output == OutputFormat::Text {
+        write!(out, "\n{}", super::reach::provenance(&selected)?)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -41,6 +41,10 @@ pub struct SshSetup {
 /// inventory's files), each key loaded once however many hosts use it, the sudo password read
 /// once. Only reads a sudo password when `need_sudo`.
 pub fn ssh_setup(hosts: &[&Host], need_sudo: bool) -> anyhow::Result<SshSetup> {
+    // The user's ssh_config fills in what the inventory leaves to defaults.
+    let reached = super::reach::resolve_all(hosts)?;
+    let merged: Vec<&Host> = reached.iter().map(|r| &r.host).collect();
+    let hosts = &merged[..];
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut files: Vec<PathBuf> = home.iter().map(|h| h.join(".ssh/known_hosts")).collect();
     let mut learn_file = None;
@@ -50,6 +54,11 @@ pub fn ssh_setup(hosts: &[&Host], need_sudo: bool) -> anyhow::Result<SshSetup> {
             if !files.contains(file) {
                 files.push(file.clone());
             }
+        }
+    }
+    for file in reached.iter().flat_map(|r| &r.extra_known_hosts) {
+        if !files.contains(file) {
+            files.push(file.clone());
         }
     }
     // Without an inventory file, new keys go where OpenSSH would put them.
@@ -82,6 +91,7 @@ pub fn ssh_setup(hosts: &[&Host], need_sudo: bool) -> anyhow::Result<SshSetup> {
                 let creds = Arc::new(Credentials {
                     identities,
                     use_agent: ssh.use_agent,
+                    password: None,
                 });
                 credentials.insert(cache_key, creds.clone());
                 creds
@@ -124,12 +134,15 @@ pub fn ssh_setup(hosts: &[&Host], need_sudo: bool) -> anyhow::Result<SshSetup> {
                 address: j.address.clone(),
                 port: j.port,
                 user: j.user.clone().unwrap_or_else(|| ssh.user.clone()),
+                via: None,
             }),
+            proxy_command: None,
             connect_timeout: ssh.connect_timeout,
             command_timeout: ssh.command_timeout,
             sudo,
         });
     }
+    super::reach::finish(&reached, &mut targets);
     Ok(SshSetup { ctx, targets })
 }
 

@@ -1,12 +1,15 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
+pub mod bootstrap;
 pub mod check;
 pub mod ci;
 pub mod completions;
 pub mod exec;
+pub mod hostkeys;
 pub mod interrupt;
 pub mod kubeconfig;
 pub mod plan;
+pub mod reach;
 pub mod render;
 pub mod reset;
 pub mod status;
@@ -23,6 +26,7 @@ use crate::fleetrun;
 /// Run one command to completion and turn its result into the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     crate::logging::init(cli.global.verbose, cli.global.quiet);
+    reach::set_config_file(cli.global.ssh_config.clone());
     let result = dispatch(cli);
     match result {
         Ok(code) => code,
@@ -72,6 +76,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
         Command::Unlock(args) => unlock::run(&global, &args),
+        Command::Hostkeys(args) => hostkeys::run(&global, &args),
+        Command::Bootstrap(args) => bootstrap::run(&global, &args),
     }
 }
 

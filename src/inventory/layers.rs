@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::error::ErrorKind;
 use super::formats;
-use super::model::{HostKeyPolicy, JumpHost, Role, SshSettings, Sudo};
+use super::model::{HostKeyPolicy, JumpHost, Role, SshExplicit, SshSettings, Sudo};
 use super::raw::{RawGroup, RawSsh};
 use super::validate::{Ctx, check_env_name};
 
@@ -112,6 +112,15 @@ impl SshLayer {
             command_timeout: self.command_timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT),
             sudo,
             passphrase_env: self.passphrase_env.clone(),
+            explicit: SshExplicit {
+                user: self.user.is_some(),
+                port: self.port.is_some(),
+                identity_files: self.identity_files.is_some(),
+                agent: self.agent.is_some(),
+                known_hosts: self.known_hosts.is_some(),
+                jump: self.jump.is_some(),
+                connect_timeout: self.connect_timeout.is_some(),
+            },
         }
     }
 }

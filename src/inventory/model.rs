@@ -132,6 +132,21 @@ pub struct SshSettings {
     pub sudo: Sudo,
     /// Env var holding the passphrase of encrypted identity files.
     pub passphrase_env: Option<String>,
+    /// Which of these some inventory layer set; the others are defaults that the user's
+    /// ssh_config may override.
+    pub explicit: SshExplicit,
+}
+
+/// The SSH settings an inventory layer (`[ssh]`, a group or the host) set explicitly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SshExplicit {
+    pub user: bool,
+    pub port: bool,
+    pub identity_files: bool,
+    pub agent: bool,
+    pub known_hosts: bool,
+    pub jump: bool,
+    pub connect_timeout: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ fn ssh() -> SshSettings {
         command_timeout: Duration::from_secs(600),
         sudo: Sudo::Passwordless,
         passphrase_env: None,
+        explicit: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::Handle;
-use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use russh::keys::{Certificate, PrivateKey, PrivateKeyWithHashAlg};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::SshError;
@@ -21,17 +21,36 @@ pub enum PassphraseSource {
     Prompt,
 }
 
-/// One loaded private key and the file it came from (for messages).
+/// One loaded private key, the file it came from (for messages), and the OpenSSH user
+/// certificate beside it (`KEY-cert.pub`), if there is one.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub path: PathBuf,
     pub key: Arc<PrivateKey>,
+    pub cert: Option<Arc<Certificate>>,
 }
 
 /// Keys are loaded (and passphrases asked) once per run, however many hosts use them.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    loaded: HashMap<PathBuf, Arc<PrivateKey>>,
+    loaded: HashMap<PathBuf, (Arc<PrivateKey>, Option<Arc<Certificate>>)>,
+}
+
+/// `KEY-cert.pub` beside `KEY`, as ssh(1) looks for it. A certificate that cannot be read is an
+/// error (it was clearly meant to be used); a missing one is normal.
+fn certificate_beside(path: &Path) -> Result<Option<Arc<Certificate>>, SshError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-cert.pub");
+    let cert_path = PathBuf::from(name);
+    if !cert_path.exists() {
+        return Ok(None);
+    }
+    russh::keys::load_openssh_certificate(&cert_path)
+        .map(|c| Some(Arc::new(c)))
+        .map_err(|e| SshError::Key {
+            path: cert_path.display().to_string(),
+            reason: format!("not an OpenSSH certificate: {e}"),
+        })
 }
 
 impl KeyStore {
@@ -46,10 +65,11 @@ impl KeyStore {
         path: &Path,
         passphrase: &[PassphraseSource],
     ) -> Result<Identity, SshError> {
-        if let Some(key) = self.loaded.get(path) {
+        if let Some((key, cert)) = self.loaded.get(path) {
             return Ok(Identity {
                 path: path.to_path_buf(),
                 key: key.clone(),
+                cert: cert.clone(),
             });
         }
         let key_error = |reason: String| SshError::Key {
@@ -67,10 +87,13 @@ impl KeyStore {
             Err(e) => return Err(key_error(e.to_string())),
         };
         let key = Arc::new(key);
-        self.loaded.insert(path.to_path_buf(), key.clone());
+        let cert = certificate_beside(path)?;
+        self.loaded
+            .insert(path.to_path_buf(), (key.clone(), cert.clone()));
         Ok(Identity {
             path: path.to_path_buf(),
             key,
+            cert,
         })
     }
 }
@@ -144,14 +167,17 @@ fn prompt_on_tty(prompt: &str) -> std::io::Result<Option<SecretString>> {
     )))
 }
 
-/// How one host authenticates: its keys, and whether to also ask ssh-agent.
+/// How one host authenticates: its keys, whether to also ask ssh-agent, and (only for
+/// `edgeops bootstrap`, fresh boards without a key yet) a login password.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     pub identities: Vec<Identity>,
     pub use_agent: bool,
+    /// Tried last, after every key: a board that already has the key never sees the password.
+    pub password: Option<SecretString>,
 }
 
-/// Try each key, then the agent's identities; stop at the first success.
+/// Try each key, then the agent's identities, then the password; stop at the first success.
 pub(crate) async fn authenticate<H: russh::client::Handler>(
     handle: &mut Handle<H>,
     host: &str,
@@ -166,6 +192,17 @@ pub(crate) async fn authenticate<H: russh::client::Handler>(
     // Only asked when an RSA key is actually offered: it may wait for the server's EXT_INFO.
     let mut rsa_hash = None;
     for identity in &credentials.identities {
+        // The certificate first: it is what a CA-trusting server (TrustedUserCAKeys) accepts.
+        if let Some(cert) = &identity.cert {
+            let result = handle
+                .authenticate_openssh_cert(user, identity.key.clone(), (**cert).clone())
+                .await
+                .map_err(proto)?;
+            if result.success() {
+                return Ok(());
+            }
+            tried.push(format!("certificate {}-cert.pub", identity.path.display()));
+        }
         let hash = if identity.key.algorithm().is_rsa() {
             if rsa_hash.is_none() {
                 rsa_hash = Some(
@@ -196,6 +233,16 @@ pub(crate) async fn authenticate<H: russh::client::Handler>(
             Ok(false) => tried.push("ssh-agent identities".to_string()),
             Err(reason) => tried.push(format!("ssh-agent unusable: {reason}")),
         }
+    }
+    if let Some(password) = &credentials.password {
+        let result = handle
+            .authenticate_password(user, password.expose_secret())
+            .await
+            .map_err(proto)?;
+        if result.success() {
+            return Ok(());
+        }
+        tried.push("password".to_string());
     }
     if tried.is_empty() {
         tried.push("no keys configured and ssh-agent not enabled".to_string());
@@ -237,10 +284,20 @@ async fn agent_auth<H: russh::client::Handler>(
         } else {
             None
         };
-        match handle
-            .authenticate_publickey_with(user, key, hash, &mut agent)
-            .await
-        {
+        // A certificate the agent holds signs with its key, like `ssh` does with it.
+        let attempt = match identity {
+            russh::keys::agent::AgentIdentity::Certificate { certificate, .. } => {
+                handle
+                    .authenticate_certificate_with(user, certificate, hash, &mut agent)
+                    .await
+            }
+            _ => {
+                handle
+                    .authenticate_publickey_with(user, key, hash, &mut agent)
+                    .await
+            }
+        };
+        match attempt {
             Ok(result) if result.success() => return Ok(true),
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),

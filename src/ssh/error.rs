@@ -38,6 +38,14 @@ pub enum SshError {
         fingerprint: String,
         recorded_at: String,
     },
+    /// A host certificate that no trusted `@cert-authority` vouches for, or that is not valid
+    /// (expired, wrong principal, not a host certificate, revoked).
+    #[error("{host}: host certificate for {pattern} refused: {reason}")]
+    HostCertificate {
+        host: String,
+        pattern: String,
+        reason: String,
+    },
     /// accept-new could not record the key.
     #[error("{host}: cannot record the new host key in known_hosts: {reason}")]
     HostKeyLearn { host: String, reason: String },

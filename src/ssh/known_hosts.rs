@@ -64,6 +64,14 @@ pub enum Verdict {
     },
 }
 
+/// A `@cert-authority` line: host certificates signed by `key` are trusted for these patterns.
+#[derive(Debug)]
+pub struct Authority {
+    patterns: Vec<String>,
+    pub key: PublicKey,
+    pub origin: Origin,
+}
+
 /// All known_hosts files of a run, parsed once. Cheap lookups, shared through an `Arc`.
 #[derive(Debug)]
 pub struct KnownHosts {
@@ -71,6 +79,10 @@ pub struct KnownHosts {
     /// Plain host patterns (`host` or `[host]:port`) to the entries that name them.
     plain: HashMap<String, Vec<usize>>,
     hashed: Vec<HashedPattern>,
+    /// Lines whose host list has wildcards (`*`, `?`) or negations (`!`): matched as OpenSSH
+    /// pattern lists.
+    wild: Vec<(Vec<String>, usize)>,
+    authorities: Vec<Authority>,
     /// The file new keys are appended to under `accept-new`.
     learn_file: Option<PathBuf>,
     /// Serializes appends so concurrent hosts never interleave lines; also remembers what was
@@ -120,6 +132,8 @@ impl KnownHosts {
             entries: Vec::new(),
             plain: HashMap::new(),
             hashed: Vec::new(),
+            wild: Vec::new(),
+            authorities: Vec::new(),
             learn_file,
             learned: Mutex::new(Vec::new()),
             skipped: Vec::new(),
@@ -153,11 +167,15 @@ impl KnownHosts {
             let mut fields = line.split_whitespace();
             let mut first = fields.next().unwrap_or_default();
             let mut revoked = false;
+            let mut authority = false;
             if let Some(marker) = first.strip_prefix('@') {
                 match marker {
                     "revoked" => revoked = true,
-                    // Certificate authorities are not supported; such a line vouches for no plain key.
-                    _ => continue,
+                    "cert-authority" => authority = true,
+                    _ => {
+                        self.skipped.push(origin);
+                        continue;
+                    }
                 }
                 first = fields.next().unwrap_or_default();
             }
@@ -169,7 +187,26 @@ impl KnownHosts {
                 self.skipped.push(origin);
                 continue;
             };
+            if authority {
+                // A CA vouches for host certificates only, never for a plain key.
+                self.authorities.push(Authority {
+                    patterns: first.split(',').map(str::to_string).collect(),
+                    key,
+                    origin,
+                });
+                continue;
+            }
             let entry = self.entries.len();
+            if first.contains(['*', '?', '!']) {
+                self.wild
+                    .push((first.split(',').map(str::to_string).collect(), entry));
+                self.entries.push(Entry {
+                    key,
+                    origin,
+                    revoked,
+                });
+                continue;
+            }
             for pattern in first.split(',') {
                 if let Some(hashed) = pattern.strip_prefix("|1|") {
                     let mut parts = hashed.split('|');
@@ -214,6 +251,11 @@ impl KnownHosts {
                 indexes.push(hashed.entry);
             }
         }
+        for (patterns, entry) in &self.wild {
+            if matches_pattern_list(patterns, host, port) {
+                indexes.push(*entry);
+            }
+        }
         indexes.sort_unstable();
         let recorded: Vec<&Entry> = indexes.iter().map(|&i| &self.entries[i]).collect();
         if let Some(revoked) = recorded.iter().find(|e| e.revoked && e.key == *key) {
@@ -239,6 +281,22 @@ impl KnownHosts {
             .collect();
         other_types.dedup();
         Verdict::Unknown { other_types }
+    }
+
+    /// The `@cert-authority` keys trusted for `host:port`.
+    pub fn authorities_for(&self, host: &str, port: u16) -> Vec<&Authority> {
+        self.authorities
+            .iter()
+            .filter(|a| matches_pattern_list(&a.patterns, host, port))
+            .collect()
+    }
+
+    /// Where `key` is marked `@revoked` for `host:port`, if it is.
+    pub fn revoked_at(&self, host: &str, port: u16, key: &PublicKey) -> Option<Origin> {
+        match self.check(host, port, key) {
+            Verdict::Revoked { recorded_at } => Some(recorded_at),
+            _ => None,
+        }
     }
 
     /// The file `accept-new` writes to.
@@ -285,6 +343,74 @@ impl KnownHosts {
         learned.push((pattern, key.clone()));
         Ok(file)
     }
+}
+
+/// OpenSSH's pattern-list rule for a known_hosts host field, tried against `[host]:port` (and
+/// the bare host on port 22): a matching `!pattern` rejects, else any matching pattern accepts.
+fn matches_pattern_list(patterns: &[String], host: &str, port: u16) -> bool {
+    let target = host_pattern(host, port);
+    let mut hit = false;
+    for pattern in patterns {
+        let (negated, pattern) = match pattern.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, pattern.as_str()),
+        };
+        let pattern = pattern.to_ascii_lowercase();
+        if super::config::wildcard(pattern.as_bytes(), target.to_ascii_lowercase().as_bytes()) {
+            if negated {
+                return false;
+            }
+            hit = true;
+        }
+    }
+    hit
+}
+
+/// Edit one known_hosts file: drop the given 1-based lines (changed keys being replaced), then
+/// append `lines`. Written to a temporary file beside it and renamed over it, so a reader never
+/// sees half a file; the file's permissions are kept (0644 for a new file, like OpenSSH's).
+pub fn rewrite(file: &Path, drop_lines: &[usize], lines: &[String]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let existing = match std::fs::read_to_string(file) {
+        Ok(text) => Some(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err),
+    };
+    let mut text = String::new();
+    for (index, line) in existing.as_deref().unwrap_or("").lines().enumerate() {
+        if !drop_lines.contains(&(index + 1)) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mode = std::fs::metadata(file)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "known_hosts".into());
+    let tmp = dir.join(format!(".{name}.edgeops-{}", std::process::id()));
+    let result = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, file)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -366,6 +492,31 @@ mod tests {
     }
 
     #[test]
+    fn wildcard_lines_and_cert_authorities_match_by_pattern() {
+        let k = known(&format!(
+            "10.0.0.* ssh-ed25519 {ED_A}\n@revoked !10.0.0.9,* ssh-ed25519 {ED_B}\n\
+             @cert-authority *.lab,[10.1.*]:2222 ssh-ed25519 {ED_B}\n"
+        ));
+        assert_eq!(k.check("10.0.0.5", 22, &key(ED_A)), Verdict::Known);
+        assert!(matches!(
+            k.check("10.0.0.5", 22, &key(ED_B)),
+            Verdict::Revoked { .. }
+        ));
+        assert!(!matches!(
+            k.check("10.0.0.9", 22, &key(ED_B)),
+            Verdict::Revoked { .. }
+        ));
+        assert_eq!(k.authorities_for("pi.lab", 22).len(), 1);
+        assert_eq!(k.authorities_for("10.1.2.3", 2222).len(), 1);
+        assert!(k.authorities_for("10.1.2.3", 22).is_empty());
+        // A CA line vouches for no plain key.
+        assert!(matches!(
+            k.check("pi.lab", 22, &key(ED_B)),
+            Verdict::Revoked { .. }
+        ));
+    }
+
+    #[test]
     fn garbage_lines_are_skipped_and_reported() {
         let k = known("h ssh-ed25519 not-base64!\nonlyonefield\n");
         assert_eq!(k.skipped.len(), 2);
@@ -383,5 +534,32 @@ mod tests {
         assert_eq!(text, format!("[10.0.0.9]:2222 ssh-ed25519 {ED_A}\n"));
         let reread = KnownHosts::load(&[file], None).unwrap();
         assert_eq!(reread.check("10.0.0.9", 2222, &key(ED_A)), Verdict::Known);
+    }
+
+    #[test]
+    fn rewrite_drops_replaced_lines_and_appends_keeping_the_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!("a ssh-ed25519 {ED_A}\nb ssh-ed25519 {ED_A}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        rewrite(&file, &[1], &[format!("a ssh-ed25519 {ED_B}")]).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text,
+            format!("b ssh-ed25519 {ED_A}\na ssh-ed25519 {ED_B}\n")
+        );
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = dir.path().join("new/known_hosts");
+        rewrite(&fresh, &[], &[format!("c ssh-ed25519 {ED_A}")]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&fresh).unwrap(),
+            format!("c ssh-ed25519 {ED_A}\n")
+        );
     }
 }

@@ -6,15 +6,19 @@
 //! across all hosts of a run.
 
 mod auth;
+pub mod config;
 mod error;
 mod exec;
+mod jumps;
 pub mod known_hosts;
+mod scan;
 mod session;
 
 pub use auth::{Credentials, Identity, KeyStore, PassphraseSource};
 pub use error::{ChangedHostKey, SshError, UnknownHostKey};
 pub use exec::{ExecOutput, ExecRequest, Exit, MAX_OUTPUT_BYTES, OutputSink, Stream, shell_quote};
 pub use known_hosts::KnownHosts;
+pub use scan::{key_bits, key_label, scan_host_keys};
 pub use session::{Session, SudoCheck};
 
 use std::sync::Arc;
@@ -66,6 +70,8 @@ pub struct JumpOptions {
     pub address: String,
     pub port: u16,
     pub user: String,
+    /// How this jump host is itself reached (the hop before it in a `ProxyJump a,b` chain).
+    pub via: Option<Box<JumpOptions>>,
 }
 
 /// Everything needed to reach and log into one host.
@@ -80,6 +86,9 @@ pub struct ConnectOptions {
     pub credentials: Arc<Credentials>,
     pub host_key_policy: HostKeyPolicy,
     pub jump: Option<JumpOptions>,
+    /// A command whose stdin/stdout carry the SSH connection (ssh_config `ProxyCommand`, tokens
+    /// already expanded), run with `sh -c`. Used when there is no jump host.
+    pub proxy_command: Option<String>,
     /// Limit for TCP connect plus SSH handshake plus auth.
     pub connect_timeout: Duration,
     /// Default limit for one command (an `ExecRequest` may override it).
@@ -94,6 +103,8 @@ pub struct SshContext {
     pub known_hosts: Arc<KnownHosts>,
     pub config: Arc<russh::client::Config>,
     pub cancel: Cancel,
+    /// Jump-host connections, one per hop for the whole run, shared by the hosts behind them.
+    pub(crate) jumps: Arc<jumps::JumpPool>,
 }
 
 impl SshContext {
@@ -102,6 +113,7 @@ impl SshContext {
             known_hosts: Arc::new(known_hosts),
             config: Arc::new(client_config()),
             cancel: Cancel::default(),
+            jumps: Arc::default(),
         }
     }
 }

@@ -25,7 +25,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why a handshake ended early: russh's own error, or our host-key refusal (which carries the
 /// message the user needs).
 #[derive(Debug)]
-enum HandshakeError {
+pub(crate) enum HandshakeError {
     Protocol(russh::Error),
     Refused(SshError),
 }
@@ -37,7 +37,7 @@ impl From<russh::Error> for HandshakeError {
 }
 
 /// The russh handler: only host-key verification is ours.
-struct Verifier {
+pub(crate) struct Verifier {
     ctx: SshContext,
     name: String,
     /// The address and port as dialled; known_hosts is keyed by them.
@@ -55,8 +55,12 @@ impl client::Handler for Verifier {
     ) -> Result<bool, Self::Error> {
         let key = match offered {
             PublicKeyOrCertificate::PublicKey { key, .. } => key,
-            // Host certificates are never requested (no `host_key_certificates` configured).
-            PublicKeyOrCertificate::Certificate(_) => return Ok(false),
+            // Only requested when a `@cert-authority` line matches this host (see `handshake`).
+            PublicKeyOrCertificate::Certificate(cert) => {
+                return self
+                    .check_certificate(cert)
+                    .map_err(HandshakeError::Refused);
+            }
         };
         let pattern = host_pattern(&self.address, self.port);
         let key_type = key.algorithm().as_str().to_string();
@@ -124,6 +128,79 @@ impl client::Handler for Verifier {
     }
 }
 
+impl Verifier {
+    /// A host certificate is accepted when a `@cert-authority` line for this host names its
+    /// signer, it is a host certificate for this address, within its validity period, and
+    /// neither its key nor its CA is `@revoked`.
+    fn check_certificate(&self, cert: &russh::keys::Certificate) -> Result<bool, SshError> {
+        let pattern = host_pattern(&self.address, self.port);
+        let refuse = |reason: String| SshError::HostCertificate {
+            host: self.name.clone(),
+            pattern: pattern.clone(),
+            reason,
+        };
+        let known = &self.ctx.known_hosts;
+        let host_key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+        let ca_key = russh::keys::PublicKey::new(cert.signature_key().clone(), "");
+        for (what, key) in [
+            ("its key", &host_key),
+            ("its certificate authority", &ca_key),
+        ] {
+            if let Some(at) = known.revoked_at(&self.address, self.port, key) {
+                return Err(refuse(format!(
+                    "{what} {} is @revoked at {at}",
+                    fingerprint(key)
+                )));
+            }
+        }
+        if self.policy == HostKeyPolicy::Off {
+            tracing::warn!(
+                "{}: HOST CERTIFICATE NOT VERIFIED: host_key_policy = \"off\"",
+                self.name
+            );
+            return Ok(true);
+        }
+        let authorities = known.authorities_for(&self.address, self.port);
+        let ca_fp = ca_key.fingerprint(russh::keys::HashAlg::Sha256);
+        let Some(authority) = authorities
+            .iter()
+            .find(|a| a.key.fingerprint(russh::keys::HashAlg::Sha256) == ca_fp)
+        else {
+            return Err(refuse(format!(
+                "signed by {ca_fp}, which no @cert-authority line for {pattern} trusts"
+            )));
+        };
+        if cert.cert_type() != russh::keys::ssh_key::certificate::CertType::Host {
+            return Err(refuse("it is not a host certificate".into()));
+        }
+        let principals = cert.valid_principals();
+        if !principals.is_empty() && !principals.iter().any(|p| p == &self.address) {
+            return Err(refuse(format!(
+                "it is for {}, not {}",
+                principals.join(", "),
+                self.address
+            )));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        cert.validate_at(now, [&ca_fp]).map_err(|e| {
+            refuse(format!(
+                "not valid now or badly signed ({e}; CA from {})",
+                authority.origin
+            ))
+        })?;
+        tracing::debug!(
+            "{}: host certificate {} signed by {ca_fp} ({})",
+            self.name,
+            cert.key_id(),
+            authority.origin
+        );
+        Ok(true)
+    }
+}
+
 /// What the sudo probe of a session found (`Session::check_sudo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SudoCheck {
@@ -139,11 +216,11 @@ pub enum SudoCheck {
 /// The cached answer of the probe: refusals are cached too, so a wrong password is tried once.
 type ProbeAnswer = Result<SudoCheck, String>;
 
-/// One established connection, plus the jump-host connection it tunnels through (kept alive as
-/// long as the target connection is).
+/// One established connection, plus the jump-host connections or proxy command it runs through
+/// (kept alive as long as the target connection is).
 struct Link {
     handle: Handle<Verifier>,
-    _jump: Option<Handle<Verifier>>,
+    _holds: Vec<Hold>,
 }
 
 /// A live session to one host. All methods take `&self`, so one session can serve several
@@ -650,6 +727,152 @@ async fn establish(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshE
     }
 }
 
+/// What must stay alive while a connection is used: the (shared) jump-host connection its
+/// tunnel runs through, or the `ProxyCommand` child carrying it. Never read: holding is the point.
+#[allow(dead_code)]
+pub(crate) enum Hold {
+    Jump(Arc<Handle<Verifier>>),
+    Child(tokio::process::Child),
+}
+
+/// The byte stream the SSH transport to a host runs over, and what keeps it alive.
+pub(crate) enum Transport {
+    Tcp(tokio::net::TcpStream),
+    Tunnel(russh::ChannelStream<client::Msg>, Vec<Hold>),
+    Command(
+        tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>,
+        Vec<Hold>,
+    ),
+}
+
+/// Reach `opts`'s address and port: directly, through its jump host chain (each hop verified
+/// under the same host-key policy, authenticated with the same credentials, and connected once
+/// per run for every host behind it), or through its `ProxyCommand`. No SSH to the target yet.
+pub(crate) async fn open_transport(
+    opts: &ConnectOptions,
+    ctx: &SshContext,
+) -> Result<Transport, SshError> {
+    if let Some(jump) = &opts.jump {
+        let jump_handle = shared_hop(opts, ctx, jump).await?;
+        let tunnel = jump_handle
+            .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|e| SshError::Connect {
+                host: opts.name.clone(),
+                address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
+                reason: format!("the jump host cannot open a tunnel: {e}"),
+            })?;
+        return Ok(Transport::Tunnel(
+            tunnel.into_stream(),
+            vec![Hold::Jump(jump_handle)],
+        ));
+    }
+    if let Some(command) = &opts.proxy_command {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SshError::Connect {
+                host: opts.name.clone(),
+                address: format!("ProxyCommand {command}"),
+                reason: e.to_string(),
+            })?;
+        let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+            unreachable!("both pipes were requested");
+        };
+        return Ok(Transport::Command(
+            tokio::io::join(stdout, stdin),
+            vec![Hold::Child(child)],
+        ));
+    }
+    let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+    Ok(Transport::Tcp(stream))
+}
+
+/// Which hop connection can be shared: same place, same login, same credentials, same policy,
+/// same hops before it.
+fn hop_key(opts: &ConnectOptions, jump: &super::JumpOptions) -> String {
+    let mut key = format!(
+        "{}@{}:{}/{:p}/{:?}",
+        jump.user,
+        jump.address,
+        jump.port,
+        Arc::as_ptr(&opts.credentials),
+        opts.host_key_policy
+    );
+    let mut via = &jump.via;
+    while let Some(before) = via {
+        key.push_str(&format!(
+            " via {}@{}:{}",
+            before.user, before.address, before.port
+        ));
+        via = &before.via;
+    }
+    key
+}
+
+/// The run's connection to one jump host (itself reached through the hop before it, if any),
+/// made by the first host that needs it and shared by all.
+async fn shared_hop(
+    opts: &ConnectOptions,
+    ctx: &SshContext,
+    jump: &super::JumpOptions,
+) -> Result<Arc<Handle<Verifier>>, SshError> {
+    // Messages name the host that needed the hop (the first one, for a shared connection).
+    let jump_name = format!("{} (jump host {})", opts.name, jump.address);
+    let key = hop_key(opts, jump);
+    ctx.jumps
+        .get(key, &jump_name, || async {
+            let verifier = Verifier {
+                ctx: ctx.clone(),
+                name: jump_name.clone(),
+                address: jump.address.clone(),
+                port: jump.port,
+                policy: opts.host_key_policy,
+            };
+            let mut handle = match &jump.via {
+                None => {
+                    let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
+                    handshake(&jump_name, &jump.address, jump.port, ctx, stream, verifier).await?
+                }
+                Some(before) => {
+                    let previous = Box::pin(shared_hop(opts, ctx, before)).await?;
+                    let tunnel = previous
+                        .channel_open_direct_tcpip(
+                            jump.address.clone(),
+                            jump.port.into(),
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| SshError::Connect {
+                            host: jump_name.clone(),
+                            address: format!(
+                                "{}:{} via {}",
+                                jump.address, jump.port, before.address
+                            ),
+                            reason: format!("the jump host cannot open a tunnel: {e}"),
+                        })?;
+                    handshake(
+                        &jump_name,
+                        &jump.address,
+                        jump.port,
+                        ctx,
+                        tunnel.into_stream(),
+                        verifier,
+                    )
+                    .await?
+                }
+            };
+            auth::authenticate(&mut handle, &jump_name, &jump.user, &opts.credentials).await?;
+            Ok(handle)
+        })
+        .await
+}
+
 async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<Link, SshError> {
     let verifier = Verifier {
         ctx: ctx.clone(),
@@ -658,57 +881,27 @@ async fn establish_unbounded(opts: &ConnectOptions, ctx: &SshContext) -> Result<
         port: opts.port,
         policy: opts.host_key_policy,
     };
-    let (mut handle, jump) = match &opts.jump {
-        None => {
-            let stream = tcp_connect(&opts.name, &opts.address, opts.port).await?;
+    let (mut handle, holds) = match open_transport(opts, ctx).await? {
+        Transport::Tcp(stream) => {
             let handle =
                 handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
-            (handle, None)
+            (handle, Vec::new())
         }
-        Some(jump) => {
-            let jump_name = format!("{} (jump host {})", opts.name, jump.address);
-            let stream = tcp_connect(&jump_name, &jump.address, jump.port).await?;
-            let jump_verifier = Verifier {
-                ctx: ctx.clone(),
-                name: jump_name.clone(),
-                address: jump.address.clone(),
-                port: jump.port,
-                policy: opts.host_key_policy,
-            };
-            let mut jump_handle = handshake(
-                &jump_name,
-                &jump.address,
-                jump.port,
-                ctx,
-                stream,
-                jump_verifier,
-            )
-            .await?;
-            auth::authenticate(&mut jump_handle, &jump_name, &jump.user, &opts.credentials).await?;
-            let tunnel = jump_handle
-                .channel_open_direct_tcpip(opts.address.clone(), opts.port.into(), "127.0.0.1", 0)
-                .await
-                .map_err(|e| SshError::Connect {
-                    host: opts.name.clone(),
-                    address: format!("{}:{} via {}", opts.address, opts.port, jump.address),
-                    reason: format!("the jump host cannot open a tunnel: {e}"),
-                })?;
-            let handle = handshake(
-                &opts.name,
-                &opts.address,
-                opts.port,
-                ctx,
-                tunnel.into_stream(),
-                verifier,
-            )
-            .await?;
-            (handle, Some(jump_handle))
+        Transport::Tunnel(stream, holds) => {
+            let handle =
+                handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
+            (handle, holds)
+        }
+        Transport::Command(stream, holds) => {
+            let handle =
+                handshake(&opts.name, &opts.address, opts.port, ctx, stream, verifier).await?;
+            (handle, holds)
         }
     };
     auth::authenticate(&mut handle, &opts.name, &opts.user, &opts.credentials).await?;
     Ok(Link {
         handle,
-        _jump: jump,
+        _holds: holds,
     })
 }
 
@@ -740,7 +933,16 @@ async fn handshake<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    client::connect_stream(ctx.config.clone(), stream, verifier)
+    // Ask for host certificates only where a CA is trusted for this host, as OpenSSH does:
+    // elsewhere a server with a certificate still offers its plain key.
+    let config = if ctx.known_hosts.authorities_for(address, port).is_empty() {
+        ctx.config.clone()
+    } else {
+        let mut config = super::client_config();
+        config.preferred.host_key_certificates = super::scan::certificate_algorithms().into();
+        Arc::new(config)
+    };
+    client::connect_stream(config, stream, verifier)
         .await
         .map_err(|e| match e {
             HandshakeError::Refused(refusal) => refusal,

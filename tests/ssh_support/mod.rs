@@ -244,6 +244,7 @@ pub fn credentials(key: &Path, passphrase_env: Option<&str>) -> Arc<Credentials>
     Arc::new(Credentials {
         identities: vec![identity],
         use_agent: false,
+        password: None,
     })
 }
 
@@ -256,6 +257,7 @@ pub fn options(name: &str, port: u16, credentials: Arc<Credentials>) -> ConnectO
         credentials,
         host_key_policy: HostKeyPolicy::Strict,
         jump: None,
+        proxy_command: None,
         connect_timeout: Duration::from_secs(10),
         command_timeout: Duration::from_secs(30),
         sudo: SudoMode::None,
