@@ -441,11 +441,22 @@ fn host_faults_during_one_up_are_reported_per_host_in_bounded_time_and_a_rerun_c
     for host in ["lab-06", "lab-07", "lab-08"] {
         assert!(row(&all, host).contains("installed"), "{host}:\n{all}");
     }
-    // Cut off, lab-09 could not be told to stop: its installer finished on its own, and the
-    // re-run finds it converged.
-    for host in ["lab-09", "lab-10"] {
-        assert!(row(&all, host).contains("nothing to do"), "{host}:\n{all}");
-    }
+    // Cut off, lab-09 could not be told to stop. Whether its installer finished on its own or
+    // was ended by sshd when the dead connection was noticed is a race on the host's side, so
+    // the re-run either finds it converged or finishes the job; either way it ends Ready.
+    let cut_off = row(&all, "lab-09");
+    assert!(
+        ["nothing to do", "reconfigured", "installed"]
+            .iter()
+            .any(|result| cut_off.contains(result)),
+        "lab-09:\n{all}"
+    );
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("lab-09") && l.split_whitespace().nth(1) == Some("Ready")),
+        "lab-09 not Ready:\n{all}"
+    );
+    assert!(row(&all, "lab-10").contains("nothing to do"), "lab-10:\n{all}");
 }
 
 #[test]
