@@ -481,6 +481,19 @@ def split_token(token):
     return None, token
 
 
+def token_key(secret):
+    """What the simulated datastore records of the token it is bound to (never the token)."""
+    return hashlib.sha256(("k3s-sim-bootstrap:" + secret).encode()).hexdigest()
+
+
+def write_server_tokens(server_dir, ca_file, secret):
+    with open(ca_file, "rb") as f:
+        ca_hash = hashlib.sha256(f.read()).hexdigest()
+    full_token = "K10%s::server:%s" % (ca_hash, secret)
+    for name in ("token", "node-token", "agent-token"):
+        write_file(os.path.join(server_dir, name), full_token + "\n", 0o600)
+
+
 def openssl(*args):
     r = subprocess.run(["openssl", *args], capture_output=True, text=True)
     if r.returncode != 0:
@@ -1161,7 +1174,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.send_text(200, read_text(app.ca_file), "text/plain")
             if path in ("/ping", "/healthz", "/readyz", "/livez"):
                 return self.send_text(200, "ok" if path != "/ping" else "pong")
-            if path.startswith("/v1-k3s/"):
+            heartbeat = re.fullmatch(r"/v1-k3s/sim/nodes/[^/]+/heartbeat", path) is not None
+            if path.startswith("/v1-k3s/") and not heartbeat:
                 if self.basic_secret() != app.secret and not self.client_cert_ok():
                     return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             elif not self.client_cert_ok():
@@ -1297,6 +1311,20 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     def k3s_endpoint(self, method, parts):
         app, store = self.server.app, self.server.app.store
+        if parts == ["token"] and method == "PUT":
+            # k3s token rotate: re-encrypt the bootstrap data with the new token and write the
+            # token files; nodes must be restarted with the new token (k3s prints the same).
+            req = self.body_json() or {}
+            new = split_token(str(req.get("newToken") or ""))[1]
+            if not new:
+                return self.send_json(400, k8s_status(400, "BadRequest", "new token is required"))
+            with store.lock:
+                app.secret = new
+                store.state["bootstrapTokenHash"] = token_key(new)
+                store.save()
+            write_server_tokens(app.server_dir, app.ca_file, new)
+            log("info", "Server token rotated")
+            return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
         if parts == ["server-bootstrap"]:
             return self.send_json(200, {"ca_crt": read_text(app.ca_file), "ca_key": read_text(app.ca_key),
                                         "secret": app.secret, "cluster_init": store.state["clusterInit"]})
@@ -1369,8 +1397,12 @@ def fetch_cacerts(url, token):
     want, _ = split_token(token)
     got = hashlib.sha256(data).hexdigest()
     if want and want != got:
-        fatal("Error: failed to validate token: token CA hash does not match the Cluster CA certificate hash: %s != %s" % (want, got))
+        raise JoinRefused("token CA hash does not match the Cluster CA certificate hash: %s != %s" % (want, got))
     return data
+
+
+class JoinRefused(Exception):
+    """The server refused the join (k3s logs it and tries again; it never gives up)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1420,12 +1452,39 @@ def common_start(cfg, role):
 
 
 def join_with_retry(url, token, what):
+    """Like k3s's agent: validate the server (CA bundle vs the token's CA hash) every 2 s until
+    it works. A refusal is logged and retried, never fatal; systemd never hears READY=1."""
     while True:
         try:
             return fetch_cacerts(url, token)
+        except JoinRefused as e:
+            log("error", "Failed to validate connection to cluster at %s: %s" % (url, e))
         except OSError as e:
-            log("info", "Waiting to retrieve %s configuration; server is not ready: %s" % (what, e))
-            time.sleep(HEARTBEAT_SECONDS)
+            u = urllib.parse.urlsplit(url)
+            log("error", "Failed to validate connection to cluster at %s: failed to get CA certs: "
+                "Get \"%s/cacerts\": dial tcp %s:%s: %s" % (url, url, u.hostname, u.port or 6443, os_reason(e)))
+        time.sleep(2 * slow_factor())
+
+
+def os_reason(e):
+    """The Go net error words for a Python socket error."""
+    if isinstance(e, ConnectionRefusedError):
+        return "connect: connection refused"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "i/o timeout"
+    if getattr(e, "errno", None) == 113:
+        return "connect: no route to host"
+    if getattr(e, "errno", None) == 101:
+        return "connect: network is unreachable"
+    return str(e)
+
+
+def slow_factor():
+    """The slow-boards knob (/etc/k3s-sim/slow): k3s's own timings on this host times N."""
+    try:
+        return max(1.0, float(sim_setting("slow", "1")))
+    except ValueError:
+        return 1.0
 
 
 def node_loop(client, ident, password, readiness, on_ready):
@@ -1435,9 +1494,15 @@ def node_loop(client, ident, password, readiness, on_ready):
         try:
             if not registered:
                 status, body = client.json("POST", "/v1-k3s/sim/nodes", {"ident": ident, "password": password})
-                if status == 401:
-                    fatal("Error: failed to get CA certs / join: %s: 401 Unauthorized (token is not valid)" % ident["name"])
-                if status in (400, 403):
+                if status in (401, 403) or (status == 400 and ident["role"] == "agent"):
+                    # k3s: "Waiting to retrieve agent configuration; server is not ready: ..." every
+                    # 5 s, forever, without READY=1 (so `systemctl start` never returns).
+                    why = ("https://%s:%s/v1-k3s/serving-kubelet.crt: 401 Unauthorized" % (client.host, client.port)
+                           if status == 401 else body.get("message"))
+                    log("info", "Waiting to retrieve agent configuration; server is not ready: %s" % why)
+                    time.sleep(5 * slow_factor())
+                    continue
+                if status == 400:
                     fatal("Error: %s" % body.get("message"))
                 if status != 200:
                     raise OSError("registration returned %d" % status)
@@ -1492,12 +1557,18 @@ def run_server(cfg):
         make_ca(tls)
         stored = (read_text(os.path.join(server_dir, "token")) or "").strip()
         app.secret = split_token(token)[1] if token else (split_token(stored)[1] if stored else secrets.token_hex(16))
-    with open(app.ca_file, "rb") as f:
-        ca_hash = hashlib.sha256(f.read()).hexdigest()
-    full_token = "K10%s::server:%s" % (ca_hash, app.secret)
-    for name in ("token", "node-token"):
-        write_file(os.path.join(server_dir, name), full_token + "\n", 0o600)
-    write_file(os.path.join(server_dir, "agent-token"), full_token + "\n", 0o600)
+        # k3s encrypts the bootstrap data with a key derived from the token: once written, a
+        # server started with another token cannot read it and exits (k3s-io/k3s#4640).
+        db_path = os.path.join(server_dir, "db", "sim-state.json")
+        try:
+            with open(db_path) as f:
+                bound = json.load(f).get("bootstrapTokenHash")
+        except (OSError, ValueError):
+            bound = None
+        if bound and bound != token_key(app.secret):
+            fatal("Error: preparing server: failed to bootstrap cluster data: failed to reconcile with local "
+                  "datastore: bootstrap data already found and encrypted with different token")
+    write_server_tokens(server_dir, app.ca_file, app.secret)
     crt, key = make_serving_cert(tls, cfg, socket.gethostname())
     admin = make_admin_cert(tls)
     kc_mode = int(str(cfg.get("write-kubeconfig-mode") or "600"), 8)
@@ -1512,6 +1583,10 @@ def run_server(cfg):
         app.store = Store(os.path.join(server_dir, "db", "sim-state.json"), cluster_init,
                           float(sim_setting("heartbeat-grace", "8")))
         cluster_init = app.store.state["clusterInit"]
+        if app.store.state.get("bootstrapTokenHash") != token_key(app.secret):
+            app.store.state["bootstrapTokenHash"] = token_key(app.secret)
+            app.store.save()
+    app.server_dir = server_dir
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     ctx.load_verify_locations(app.ca_file)
@@ -1826,6 +1901,37 @@ def kubectl(argv):
 # entry point
 # ----------------------------------------------------------------------------------------------
 
+def token_rotate(argv):
+    """`k3s token rotate [--token OLD] --new-token NEW [--server URL]`, as current k3s: PUT
+    /v1-k3s/token with the old token's credentials; the old one defaults to the server's file."""
+    flags, _ = parse_flags(argv)
+    print("\033[33mWARNING\033[0m: Recommended to keep a record of the old token. If restoring from a snapshot, "
+          "you must use the token associated with that snapshot.")
+    old = flags.get("token") or os.environ.get("K3S_TOKEN") or ""
+    if not old:
+        old = (read_text("/var/lib/rancher/k3s/server/token") or "").rstrip("\n")
+        if not old:
+            fatal("open /var/lib/rancher/k3s/server/token: no such file or directory")
+    url = flags.get("server") or os.environ.get("K3S_URL") or "https://127.0.0.1:6443"
+    new = flags.get("new-token") or ""
+    if not new:
+        fatal("Error: new token is required")
+    try:
+        ca = fetch_cacerts(url, old)
+    except (OSError, JoinRefused) as e:
+        fatal("Error: %s" % e)
+    ca_path = "/run/k3s-sim-rotate-ca.crt"
+    write_file(ca_path, ca, 0o644)
+    client = Upstream(url, ca_path, secret=split_token(old)[1], user="server")
+    status, body = client.json("PUT", "/v1-k3s/token", {"newToken": new})
+    os.remove(ca_path)
+    if status != 200:
+        fatal("Error: %s/v1-k3s/token: %d %s" % (url, status, (body or {}).get("message", "")))
+    time.sleep(1)
+    print("Token rotated, restart k3s nodes with new token")
+    return 0
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
     argv = sys.argv[1:]
@@ -1859,6 +1965,8 @@ def main():
         elif cmd == "ctr":
             print("ctr github.com/k3s-io/containerd %s (simulator)" % RUNTIMES.get(minor_of(VERSION), ("containerd://1.7.23-k3s2",))[0].split("//")[1])
             return 0
+        elif cmd == "token" and argv[1:2] == ["rotate"]:
+            return token_rotate(argv[2:])
         elif cmd == "token":
             path = "/var/lib/rancher/k3s/server/token"
             tok = (read_text(path) or "").strip()

@@ -51,7 +51,13 @@ pub struct Cluster {
     pub images: Vec<PathBuf>,
     /// `write-kubeconfig-mode` on servers.
     pub kubeconfig_mode: Option<String>,
+    /// How long a k3s service may take to start once the installer (or a restart) started it:
+    /// a join k3s refuses hangs forever, so edgeops stops it after this (`join_timeout`).
+    pub join_timeout: Duration,
 }
+
+/// `[cluster] join_timeout` when not given: a Raspberry Pi joins in 30-90 s.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where a secret comes from. Secrets are never inline in the inventory.
 #[derive(Debug, Clone, PartialEq)]

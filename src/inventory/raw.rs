@@ -49,6 +49,7 @@ pub struct RawCluster {
     #[serde(default)]
     pub images: Vec<Spanned<String>>,
     pub kubeconfig_mode: Option<Spanned<String>>,
+    pub join_timeout: Option<Spanned<toml::Value>>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.

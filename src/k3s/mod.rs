@@ -9,6 +9,7 @@ pub mod arch;
 pub mod channel;
 pub mod helmcharts;
 pub mod install;
+pub mod join_watch;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod token;

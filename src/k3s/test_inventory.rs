@@ -70,6 +70,7 @@ fn cluster(name: &str) -> Cluster {
         artifacts_dir: None,
         images: Vec::new(),
         kubeconfig_mode: None,
+        join_timeout: crate::inventory::DEFAULT_JOIN_TIMEOUT,
     }
 }
 

@@ -31,8 +31,6 @@ use super::upgrade_plan::{
 };
 use super::{Observer, Progress};
 
-/// An install downloads a ~70 MB binary over an edge link: give it room (as `up` does).
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 /// Pause between node polls while waiting for a node.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
@@ -337,6 +335,12 @@ impl Upgrader<'_> {
         );
         if out.success() {
             Ok(out)
+        } else if let Some(reason) = self.hosts.get(host).and_then(|state| {
+            let spec = state.spec.as_ref()?;
+            super::run::join::stopped_reason(self.inventory, &state.host, spec, &out)
+        }) {
+            // The join watch stopped the service (see `k3s::join_watch`).
+            Err(redactor.redact(&reason))
         } else {
             let tail = if stderr.trim().is_empty() {
                 last_lines(&stdout, 3)
@@ -626,8 +630,7 @@ impl Upgrader<'_> {
                 .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
             let request = ExecRequest::new(airgap::put_script(upload))
                 .sudo(true)
-                .stdin(bytes)
-                .timeout(INSTALL_TIMEOUT);
+                .stdin(bytes);
             self.step(name, name, &format!("upload {}", upload.remote), request)
                 .await?;
         }
@@ -806,11 +809,14 @@ impl Upgrader<'_> {
             .spec
             .as_ref()
             .ok_or_else(|| "no install spec".to_owned())?;
-        let script = upgrade_script(spec);
+        let script = super::run::join::watched(self.inventory, spec, &upgrade_script(spec));
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(remote::install_stdin(self.options.token.as_ref(), spec))
-            .timeout(INSTALL_TIMEOUT);
+            .timeout(super::run::join::install_timeout(
+                self.inventory,
+                &self.hosts[name].host,
+            ));
         self.step(name, name, "upgrade", request)
             .await
             .map_err(left_cordoned)?;
