@@ -659,7 +659,7 @@ class Readiness:
 
     def __init__(self):
         self.started = time.time()
-        self.delay = float(sim_setting("ready-delay", "2"))
+        self.delay = float(sim_setting("ready-delay", "2")) * slow_factor()
 
     def ready(self):
         return not fault("never-ready") and time.time() - self.started >= self.delay
@@ -1448,6 +1448,9 @@ def common_start(cfg, role):
             pass
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log("info", "Starting k3s %s %s (simulator)" % (role, VERSION))
+    if slow_factor() > 1:
+        # A Pi spends its first tens of seconds importing images and starting etcd/containerd.
+        time.sleep(slow_factor())
     return data_dir
 
 
@@ -1480,10 +1483,12 @@ def os_reason(e):
 
 
 def slow_factor():
-    """The slow-boards knob (/etc/k3s-sim/slow): k3s's own timings on this host times N."""
+    """The slow-boards knob (`scripts/lab k3s-fault HOST slow N`): this host's k3s timings times
+    N, toward a Raspberry Pi's tens of seconds (start, Ready, join retries)."""
     try:
-        return max(1.0, float(sim_setting("slow", "1")))
-    except ValueError:
+        with open(os.path.join(SIM_CONF, "faults", "slow")) as f:
+            return max(1.0, float(f.read().strip() or "1"))
+    except (OSError, ValueError):
         return 1.0
 
 
