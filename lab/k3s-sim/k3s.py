@@ -1174,8 +1174,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.send_text(200, read_text(app.ca_file), "text/plain")
             if path in ("/ping", "/healthz", "/readyz", "/livez"):
                 return self.send_text(200, "ok" if path != "/ping" else "pong")
+            # Heartbeats carry the node's own credential (its node password, checked by the
+            # store), like a kubelet's client certificate: a token rotation does not cut them.
             heartbeat = re.fullmatch(r"/v1-k3s/sim/nodes/[^/]+/heartbeat", path) is not None
-            if path.startswith("/v1-k3s/") and not heartbeat:
+            if heartbeat:
+                pass
+            elif path.startswith("/v1-k3s/"):
                 if self.basic_secret() != app.secret and not self.client_cert_ok():
                     return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             elif not self.client_cert_ok():

@@ -1,0 +1,263 @@
+//! Failures as real k3s makes them, against the lab and the k3s simulator: a join token changed
+//! under a running cluster, a join k3s refuses (it retries forever, so the installer hangs), and
+//! the first server lost while agents wait to join. Needs root and `scripts/lab`.
+//!
+//! The tests share one small lab (id from `tests/support`) on disjoint hosts, each its own
+//! cluster. What changed or kept running is checked on the hosts, never only in the output.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+mod support;
+
+use support::Edgeops;
+
+const HOSTS: usize = 6;
+
+struct Lab {
+    inner: support::Lab,
+    addrs: HashMap<String, String>,
+    user: String,
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The table line of `host` in `up` output.
+fn row<'a>(out: &'a str, host: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no line for {host} in:\n{out}"))
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let inner = support::Lab::options(HOSTS).start();
+        let addrs = inner
+            .hosts()
+            .iter()
+            .map(|h| (h.name.clone(), h.address.clone()))
+            .collect::<HashMap<_, _>>();
+        let user = inner.hosts()[0].user.clone();
+        Lab { inner, addrs, user }
+    }
+
+    fn ssh_ok(&self, host: &str, cmd: &str) -> String {
+        let out = self.inner.ssh(host, cmd);
+        assert!(out.status.success(), "{host}: `{cmd}`:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn knob(&self, args: &[&str]) {
+        let out = self.inner.run_lab(args);
+        assert!(
+            out.status.success(),
+            "scripts/lab {args:?}:\n{}",
+            text(&out)
+        );
+    }
+
+    /// Cluster `name`: the first host the server, the rest agents; `cluster_extra` and
+    /// `ssh_extra` are more lines for those tables.
+    fn inventory(
+        &self,
+        dir: &Path,
+        name: &str,
+        hosts: &[&str],
+        cluster_extra: &str,
+        ssh_extra: &str,
+    ) -> PathBuf {
+        let mirror = format!("http://{}:8080", self.inner.bridge_address());
+        let mut toml = format!(
+            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\n\
+             install_url = \"{mirror}/install.sh\"\n\
+             channel_url = \"{mirror}/v1-release/channels\"\n\
+             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
+             [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
+             host_key_policy = \"strict\"\nsudo = \"passwordless\"\n{ssh_extra}\n",
+            user = self.user,
+            key = self.inner.key_path().display(),
+            kh = self.inner.known_hosts_path().display(),
+        );
+        for (i, host) in hosts.iter().enumerate() {
+            let role = if i == 0 { "server" } else { "agent" };
+            toml.push_str(&format!(
+                "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
+                self.addrs[*host]
+            ));
+        }
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    /// edgeops's files (inode + mtime), the unit files and the service's start and PID.
+    fn footprint(&self, host: &str) -> String {
+        self.ssh_ok(
+            host,
+            "sudo sh -c 'stat -c \"%n %i %y\" /etc/rancher/k3s/* /etc/systemd/system/k3s*.service* \
+             2>/dev/null; systemctl show -p ActiveEnterTimestampMonotonic -p MainPID k3s k3s-agent'",
+        )
+    }
+
+    fn unit_state(&self, host: &str, unit: &str) -> String {
+        let out = self.inner.ssh(host, &format!("systemctl is-active {unit}"));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+static LAB: OnceLock<Lab> = OnceLock::new();
+static START: Mutex<()> = Mutex::new(());
+
+fn lab() -> &'static Lab {
+    let _once = START.lock().unwrap_or_else(|e| e.into_inner());
+    LAB.get_or_init(|| {
+        let lab = Lab::start();
+        // SAFETY: registers a plain `extern "C"` function; it only runs at process exit.
+        unsafe { libc::atexit(teardown) };
+        lab
+    })
+}
+
+extern "C" fn teardown() {
+    if let Some(lab) = LAB.get() {
+        lab.inner.down_at_exit();
+    }
+}
+
+#[test]
+fn a_changed_join_token_stops_up_before_any_change() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("join.token");
+    std::fs::write(&token_file, "alpha-join-secret-0001\n").unwrap();
+    let token_line = format!("token_file = \"{}\"", token_file.display());
+    let hosts = ["lab-01", "lab-02"];
+    let inventory = lab.inventory(dir.path(), "tok", &hosts, &token_line, "");
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", inventory.to_str().unwrap(), "--ready-timeout", "60s"]);
+
+    // Another token in the inventory, and a change that makes both hosts reconfigure (which
+    // would write the token and restart k3s).
+    std::fs::write(&token_file, "bravo-join-secret-0002\n").unwrap();
+    let extra = format!("{token_line}\ndisable = [\"traefik\"]");
+    let inventory = lab.inventory(dir.path(), "tok", &hosts, &extra, "");
+    let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    let run = edgeops.run(&["up", inventory.to_str().unwrap()]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("cluster tok: the inventory's join token")
+            && out.contains("does not match the running cluster's on lab-01")
+            && out.contains("nothing was changed on lab-01")
+            && out.contains("encrypted with different token"),
+        "{out}"
+    );
+    assert!(row(&out, "lab-02").contains("skipped"), "{out}");
+    let after: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    assert_eq!(before, after, "nothing may change on the hosts");
+    assert_eq!(lab.unit_state("lab-01", "k3s"), "active");
+    for secret in ["alpha-join-secret-0001", "bravo-join-secret-0002"] {
+        assert!(!out.contains(secret), "a token leaked:\n{out}");
+        assert!(
+            !edgeops.logs().contains(secret),
+            "a token is in the run logs"
+        );
+    }
+}
+
+#[test]
+fn a_taken_node_name_is_refused_reported_and_stopped_within_the_join_limit() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-03", "lab-04"];
+    let inventory = lab.inventory(dir.path(), "taken", &hosts, "join_timeout = \"40s\"", "");
+    let inv = inventory.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
+
+    // lab-04 is re-flashed: k3s and its node password gone, its Node still in the cluster.
+    lab.ssh_ok(
+        "lab-04",
+        "sudo sh -c '/usr/local/bin/k3s-agent-uninstall.sh >/dev/null 2>&1; rm -f /etc/rancher/node/password'",
+    );
+    let started = Instant::now();
+    let run = edgeops.run(&["up", inv, "--ready-timeout", "30s"]);
+    let took = started.elapsed();
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    let refused = row(&out, "lab-04");
+    assert!(
+        refused.contains("failed")
+            && refused.contains("node name lab-04 is already registered by another machine")
+            && refused.contains("Node password rejected")
+            && refused.contains("edgeops reset --limit lab-04"),
+        "{refused}"
+    );
+    // k3s logs the refusal at once: the watch stops it well before the limit.
+    assert!(took < Duration::from_secs(60), "took {took:?}:\n{out}");
+    assert_eq!(lab.unit_state("lab-04", "k3s-agent"), "inactive");
+    let left = lab.ssh_ok("lab-04", "pgrep -fa '[i]nstall.sh|[s]ystemctl restart' || true");
+    assert!(left.trim().is_empty(), "left running on lab-04: {left}");
+
+    // The fix it names works: delete the stale Node, then join again.
+    edgeops.ok(&["reset", inv, "--limit", "lab-04", "--yes"]);
+    let again = edgeops.run(&["up", inv, "--ready-timeout", "60s"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(row(&text(&again), "lab-04").contains("installed"));
+}
+
+#[test]
+fn losing_the_first_server_mid_run_stops_the_waiting_agent_within_the_join_limit() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-05", "lab-06"];
+    let inventory = lab.inventory(dir.path(), "lost", &hosts, "join_timeout = \"20s\"", "");
+    let inv = inventory.to_str().unwrap().to_owned();
+    // The agent's install spends 10 s downloading: the first server goes away meanwhile.
+    lab.knob(&["k3s-fault", "lab-06", "slow-install", "10"]);
+    let edgeops = Edgeops::new();
+    let started = Instant::now();
+    let child = edgeops
+        .command(&["up", &inv, "--ready-timeout", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lab.unit_state("lab-05", "k3s") != "active" {
+        assert!(Instant::now() < deadline, "the first server never came up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    lab.knob(&["stop", "lab-05"]);
+    let run = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let out = text(&run);
+    lab.knob(&["k3s-fault", "lab-06", "--clear"]);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    let agent = row(&out, "lab-06");
+    assert!(
+        agent.contains("failed")
+            && agent.contains("the first server lab-05")
+            && agent.contains("did not answer for 20s (join_timeout)"),
+        "{agent}\n{out}"
+    );
+    // Bounded: the first server's install, the 10 s download, the 20 s limit, the stop.
+    assert!(took < Duration::from_secs(120), "took {took:?}:\n{out}");
+    assert_ne!(lab.unit_state("lab-06", "k3s-agent"), "activating");
+
+    // The server comes back (its lock was on tmpfs): a re-run converges.
+    lab.knob(&["start", "lab-05"]);
+    let again = edgeops.run(&["up", &inv, "--ready-timeout", "60s"]);
+    let out = text(&again);
+    assert!(again.status.success(), "{out}");
+}
