@@ -205,7 +205,10 @@ fn a_taken_node_name_is_refused_reported_and_stopped_within_the_join_limit() {
     // k3s logs the refusal at once: the watch stops it well before the limit.
     assert!(took < Duration::from_secs(60), "took {took:?}:\n{out}");
     assert_eq!(lab.unit_state("lab-04", "k3s-agent"), "inactive");
-    let left = lab.ssh_ok("lab-04", "pgrep -fa '[i]nstall.sh|[s]ystemctl restart' || true");
+    let left = lab.ssh_ok(
+        "lab-04",
+        "pgrep -fa '[i]nstall.sh|[s]ystemctl restart' || true",
+    );
     assert!(left.trim().is_empty(), "left running on lab-04: {left}");
 
     // The fix it names works: delete the stale Node, then join again.

@@ -125,6 +125,7 @@ pub async fn status(
         token: None,
         reboot: Reboot::Never,
         gitlab: None,
+        rotate_join_token: false,
     };
     let log = RunLog::disabled(Default::default());
     let mut runner =

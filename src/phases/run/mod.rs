@@ -76,6 +76,9 @@ pub struct UpOptions {
     pub reboot: Reboot,
     /// The GitLab phase's token and flags; `None` when the inventory has no `[gitlab]`.
     pub gitlab: Option<GitLabSetup>,
+    /// A token that differs from the running cluster's is rotated to (`--rotate-join-token`)
+    /// instead of stopping the run.
+    pub rotate_join_token: bool,
 }
 
 /// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
