@@ -134,7 +134,7 @@ extern "C" fn teardown() {
 }
 
 #[test]
-fn a_changed_join_token_stops_up_before_any_change() {
+fn a_changed_join_token_stops_up_before_any_change_and_rotates_on_request() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("join.token");
@@ -165,8 +165,34 @@ fn a_changed_join_token_stops_up_before_any_change() {
     let after: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
     assert_eq!(before, after, "nothing may change on the hosts");
     assert_eq!(lab.unit_state("lab-01", "k3s"), "active");
+    assert!(out.contains("--rotate-join-token"), "{out}");
+
+    // A deliberate rotation: k3s's own, then every node's token file; the run goes on.
+    let run = edgeops.run(&["up", inventory.to_str().unwrap(), "--rotate-join-token"]);
+    let rotated = text(&run);
+    assert!(run.status.success(), "{rotated}");
+    assert!(rotated.contains("join token rotated"), "{rotated}");
+    let server_token = lab.ssh_ok("lab-01", "sudo cat /var/lib/rancher/k3s/server/token");
+    assert!(
+        server_token
+            .trim()
+            .ends_with("::server:bravo-join-secret-0002"),
+        "the cluster runs with the new token"
+    );
+    for host in hosts {
+        let file = lab.ssh_ok(host, "sudo cat /etc/rancher/k3s/edgeops-token");
+        assert_eq!(file.trim(), "bravo-join-secret-0002", "{host}'s token file");
+    }
+    // The agent, restarted, joins again with the new token; the server restarted with it.
+    lab.ssh_ok("lab-02", "sudo timeout 60 systemctl restart k3s-agent");
+    assert_eq!(lab.unit_state("lab-02", "k3s-agent"), "active");
+    assert_eq!(lab.unit_state("lab-01", "k3s"), "active");
+    let again = edgeops.run(&["up", inventory.to_str().unwrap(), "--ready-timeout", "60s"]);
+    assert!(again.status.success(), "{}", text(&again));
     for secret in ["alpha-join-secret-0001", "bravo-join-secret-0002"] {
-        assert!(!out.contains(secret), "a token leaked:\n{out}");
+        for output in [&out, &rotated] {
+            assert!(!output.contains(secret), "a token leaked:\n{output}");
+        }
         assert!(
             !edgeops.logs().contains(secret),
             "a token is in the run logs"
