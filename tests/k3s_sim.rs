@@ -540,6 +540,13 @@ fn rerun_is_idempotent_and_a_new_version_upgrades_the_nodes() {
 fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
     let lab = Lab::options(1).pi(1).start();
     let host = "lab-01";
+    // Tools also detect a Pi in /proc/cpuinfo, not only in the device tree.
+    let cpuinfo = lab.ssh_ok(host, "cat /proc/cpuinfo");
+    assert!(
+        cpuinfo.contains("Model\t\t: Raspberry Pi 4 Model B")
+            && cpuinfo.contains("Revision\t: d03115"),
+        "{cpuinfo}"
+    );
     let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(
         !out.status.success(),
@@ -571,4 +578,13 @@ fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
         || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
     );
     assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+    // k3s turned packet forwarding on at start, as real k3s does.
+    let forwarding = lab.ssh_ok(
+        host,
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding",
+    );
+    assert_eq!(
+        forwarding.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1"]
+    );
 }

@@ -548,6 +548,44 @@ fn server_agents_and_ha_join_form_a_cluster() {
     let all = serde_json::to_string(&nodes).unwrap();
     assert!(!all.contains(token.rsplit(':').next().unwrap()));
 
+    // kubectl's flag forms (`-o=...`, `-l=...`, `-n=...`) and its completion command.
+    let forms = Command::new(&k3s)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "nodes",
+            "-l=kubernetes.io/os=linux",
+            "-o=jsonpath={.items[*].metadata.name}",
+        ])
+        .output()
+        .unwrap();
+    assert!(forms.status.success(), "{}", text(&forms));
+    let listed = String::from_utf8_lossy(&forms.stdout).to_string();
+    assert!(listed.contains("srv1"), "{listed}");
+    let ns = Command::new(&k3s)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["get", "helmcharts", "-n=kube-system", "-o=name"])
+        .output()
+        .unwrap();
+    assert!(ns.status.success(), "{}", text(&ns));
+    let completion = Command::new(&k3s)
+        .args(["kubectl", "completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(completion.status.success(), "{}", text(&completion));
+    let script = String::from_utf8_lossy(&completion.stdout).to_string();
+    let sourced = Command::new("bash")
+        .args(["-c", &format!("{script}\ncomplete -p kubectl")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sourced.stdout).contains("__start_kubectl"),
+        "{}",
+        text(&sourced)
+    );
+
     // A wrong secret with the right CA hash: refused as k3s refuses it, by logging the reason
     // and retrying (every 5 s) without ever exiting.
     let bad_token = format!("{}::server:not-the-secret", &token[..67]);

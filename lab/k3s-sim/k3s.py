@@ -1452,6 +1452,15 @@ def common_start(cfg, role):
             pass
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log("info", "Starting k3s %s %s (simulator)" % (role, VERSION))
+    # k3s turns on packet forwarding at start (pkg/agent/syssetup), as the CNI needs it. Not
+    # for a private --data-dir (the local tests run the simulator on the workstation itself).
+    forward_keys = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
+    for key in forward_keys if not cfg.get("data-dir") else ():
+        try:
+            with open("/proc/sys/" + key, "w") as f:
+                f.write("1")
+        except OSError as e:
+            log("warning", "Failed to set sysctl %s: %s" % (key.replace("/", "."), e))
     if slow_factor() > 1:
         # A Pi spends its first tens of seconds importing images and starting etcd/containerd.
         time.sleep(slow_factor())
@@ -1788,6 +1797,31 @@ def jsonpath(obj, expr):
     return out
 
 
+KUBECTL_VERBS = "annotate apply cluster-info completion config cordon create delete describe drain edit " \
+    "exec get label logs patch rollout scale taint uncordon version wait"
+
+
+def kubectl_completion(args):
+    """`kubectl completion bash|zsh|fish|powershell`: a script the shell can source."""
+    if not args:
+        raise KubectlError("error: Shell not specified.\nSee 'kubectl completion -h' for help and examples")
+    shell = args[0]
+    if shell not in ("bash", "zsh", "fish", "powershell"):
+        raise KubectlError('error: Unsupported shell type "%s".' % shell)
+    if shell == "bash":
+        print("# bash completion for kubectl                              -*- shell-script -*-\n"
+              "__start_kubectl()\n{\n    local cur=${COMP_WORDS[COMP_CWORD]}\n"
+              "    COMPREPLY=( $(compgen -W \"%s\" -- \"$cur\") )\n}\n"
+              "complete -o default -F __start_kubectl kubectl" % KUBECTL_VERBS)
+    elif shell == "zsh":
+        print("#compdef kubectl\ncompdef _kubectl kubectl\n_kubectl() {\n  compadd %s\n}" % KUBECTL_VERBS)
+    elif shell == "fish":
+        print("# fish completion for kubectl\ncomplete -c kubectl -f -a '%s'" % KUBECTL_VERBS)
+    else:
+        print("# powershell completion for kubectl\nRegister-ArgumentCompleter -CommandName 'kubectl' -ScriptBlock {}")
+    return 0
+
+
 def kubectl(argv):
     opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None}
     args, i = [], 0
@@ -1800,7 +1834,8 @@ def kubectl(argv):
                 i += 1
                 break
             if a.startswith(short) and len(a) > 2 and not a.startswith("--"):
-                opts[long_] = a[2:]
+                # pflag: `-ojson`, `-o json` and `-o=json` are the same flag value.
+                opts[long_] = a[3:] if a[2] == "=" else a[2:]
                 break
             if a.startswith("--%s=" % long_):
                 opts[long_] = a.split("=", 1)[1]
@@ -1819,6 +1854,8 @@ def kubectl(argv):
                 pass  # --ignore-daemonsets, --delete-emptydir-data, --force, --request-timeout=...: accepted
             else:
                 args.append(a)
+    if args[:1] == ["completion"]:
+        return kubectl_completion(args[1:])
     if not args:
         print("kubectl controls the Kubernetes cluster manager (k3s simulator subset: get, cordon, uncordon, drain, delete, wait, version, cluster-info)")
         return 0
