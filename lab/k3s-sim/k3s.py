@@ -692,6 +692,7 @@ class Store:
         self.state = {"rv": 1, "clusterInit": cluster_init, "nodes": {}, "namespaces": {},
                       "helmcharts": {}, "jobs": {}, "addons": {}, "created": time.time()}
         self.heartbeats = {}
+        self.own = None  # the node name of the server holding this store
         if os.path.exists(path):
             try:
                 with open(path) as f:
@@ -752,6 +753,9 @@ class Store:
                 labels["node-role.kubernetes.io/master"] = "true"
                 if etcd:
                     labels["node-role.kubernetes.io/etcd"] = "true"
+                    members = self.state.setdefault("etcdMembers", [])
+                    if name not in members:
+                        members.append(name)
             if node is None:
                 # Labels and taints from flags apply at registration only, as in k3s.
                 labels.update(ident["labels"])
@@ -878,8 +882,24 @@ class Store:
         with self.lock:
             node = self.state["nodes"].pop(name, None)
             self.heartbeats.pop(name, None)
+            # k3s's etcd member controller: deleting a server's Node removes its etcd member.
+            members = self.state.get("etcdMembers", [])
+            if name in members:
+                members.remove(name)
+                log("info", "Removed etcd member %s (its node was deleted)" % name)
             self.save()
             return node is not None
+
+    # --- embedded etcd ---
+    def quorum(self):
+        """(healthy members, members, has quorum). A member is healthy while it heartbeats
+        (the store's own server always is); quorum is a majority of the members."""
+        with self.lock:
+            members = list(self.state.get("etcdMembers", []))
+            if not members:
+                return 0, 0, True
+            healthy = [m for m in members if m == self.own or self.node_state(m) != "Unknown"]
+            return len(healthy), len(members), len(healthy) > len(members) // 2
 
     # --- auto-deploy manifests ---
     def apply_manifest(self, doc, source):
@@ -1173,6 +1193,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             if path == "/cacerts":
                 return self.send_text(200, read_text(app.ca_file), "text/plain")
             if path in ("/ping", "/healthz", "/readyz", "/livez"):
+                if path == "/readyz" and app.store and not app.store.quorum()[2]:
+                    return self.send_text(500, "[-]etcd failed: etcdserver: request timed out\nreadyz check failed")
                 return self.send_text(200, "ok" if path != "/ping" else "pong")
             # Heartbeats carry the node's own credential (its node password, checked by the
             # store), like a kubelet's client certificate: a token rotation does not cut them.
@@ -1186,6 +1208,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             if app.upstream:
                 return self.proxy(method)
+            if app.store and not heartbeat and not app.store.quorum()[2]:
+                # etcd without quorum: the apiserver's requests time out (k8s answers 500 with
+                # etcd's error after its own timeout); registration of joining servers too.
+                time.sleep(2)
+                return self.send_json(500, k8s_status(500, "InternalError", "etcdserver: request timed out"))
             return self.local(method, path, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -1601,6 +1628,14 @@ def run_server(cfg):
         app.store = Store(os.path.join(server_dir, "db", "sim-state.json"), cluster_init,
                           float(sim_setting("heartbeat-grace", "8")))
         cluster_init = app.store.state["clusterInit"]
+        if cfg.get("cluster-reset"):
+            # k3s --cluster-reset: this server becomes the only etcd member, then k3s exits.
+            name = cfg.get("node-name") or socket.gethostname()
+            app.store.state["etcdMembers"] = [name]
+            app.store.save()
+            log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset "
+                "flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
+            sys.exit(0)
         if app.store.state.get("bootstrapTokenHash") != token_key(app.secret):
             app.store.state["bootstrapTokenHash"] = token_key(app.secret)
             app.store.save()
@@ -1643,6 +1678,7 @@ def run_server(cfg):
                 scan_manifests(app.store, mdir)
                 time.sleep(HEARTBEAT_SECONDS)
         threading.Thread(target=manifests, daemon=True).start()
+        app.store.own = ident["name"]
         if app.store.register(ident, password, cluster_init) is None:
             fatal("Node password rejected for %s" % ident["name"])
         notify()

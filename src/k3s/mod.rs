@@ -12,6 +12,7 @@ pub mod install;
 pub mod join_watch;
 pub mod kubeconfig;
 pub mod nodes;
+pub mod quorum;
 pub mod token;
 pub mod version;
 
