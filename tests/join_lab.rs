@@ -15,7 +15,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 6;
+const HOSTS: usize = 9;
 
 struct Lab {
     inner: support::Lab,
@@ -87,8 +87,13 @@ impl Lab {
             key = self.inner.key_path().display(),
             kh = self.inner.known_hosts_path().display(),
         );
+        let servers = if cluster_extra.contains("ha = true") {
+            hosts.len()
+        } else {
+            1
+        };
         for (i, host) in hosts.iter().enumerate() {
-            let role = if i == 0 { "server" } else { "agent" };
+            let role = if i < servers { "server" } else { "agent" };
             toml.push_str(&format!(
                 "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
                 self.addrs[*host]
@@ -289,4 +294,86 @@ fn losing_the_first_server_mid_run_stops_the_waiting_agent_within_the_join_limit
     let again = edgeops.run(&["up", &inv, "--ready-timeout", "60s"]);
     let out = text(&again);
     assert!(again.status.success(), "{out}");
+}
+
+/// The Ready status of `node` as the first server's API reports it ("" when it cannot say).
+fn node_ready(lab: &Lab, server: &str, node: &str) -> String {
+    let out = lab.inner.ssh(server, "sudo k3s kubectl get nodes -o json");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["metadata"]["name"] == node)
+        .flat_map(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn ha_servers_leave_one_at_a_time_and_a_reset_that_would_break_quorum_is_refused() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-07", "lab-08", "lab-09"];
+    let inventory = lab.inventory(dir.path(), "quorum", &hosts, "ha = true", "");
+    let inv = inventory.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
+
+    // lab-09 goes down: its etcd member stays, down. Taking lab-08 out now would leave lab-07
+    // and a dead member: no quorum. Refused before anything changes.
+    lab.knob(&["stop", "lab-09"]);
+    wait_for("lab-09 Unknown", Duration::from_secs(40), || {
+        node_ready(lab, "lab-07", "lab-09") == "Unknown"
+    });
+    let run = edgeops.run(&["reset", inv, "--limit", "lab-08", "--yes"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("removing lab-08 would leave the embedded etcd without quorum")
+            && out.contains("lab-09 (down)"),
+        "{out}"
+    );
+    assert_eq!(lab.unit_state("lab-08", "k3s"), "active", "nothing changed");
+    assert_eq!(node_ready(lab, "lab-07", "lab-08"), "True");
+
+    // lab-08 down too: 1 of 3 members, the API cannot answer; status says so and names the
+    // recovery.
+    lab.knob(&["stop", "lab-08"]);
+    std::thread::sleep(Duration::from_secs(7));
+    let status = edgeops.run(&["status", inv]);
+    let out = text(&status);
+    assert!(
+        out.contains("cluster quorum: the embedded etcd has lost its quorum")
+            && out.contains("k3s server --cluster-reset` on lab-07"),
+        "{out}"
+    );
+
+    // Both back: quorum again. Now both leave, one at a time, Node (member) before uninstall:
+    // the API still answers and lab-07 is the one member left.
+    lab.knob(&["start", "lab-08"]);
+    lab.knob(&["start", "lab-09"]);
+    wait_for("lab-08 and lab-09 Ready", Duration::from_secs(90), || {
+        node_ready(lab, "lab-07", "lab-08") == "True"
+            && node_ready(lab, "lab-07", "lab-09") == "True"
+    });
+    let run = edgeops.run(&["reset", inv, "--limit", "lab-08,lab-09", "--yes"]);
+    let out = text(&run);
+    assert!(run.status.success(), "{out}");
+    let left = lab.ssh_ok("lab-07", "sudo k3s kubectl get nodes -o name");
+    assert_eq!(left.trim(), "node/lab-07", "{out}");
 }

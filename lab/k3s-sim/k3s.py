@@ -39,6 +39,7 @@ RUNTIMES = {
 }
 SIM_CONF = "/etc/k3s-sim"
 HEARTBEAT_SECONDS = 2.0
+ETCD_PEER_TIMEOUT = 5.0  # a member without a heartbeat for this long counts as down
 
 
 def minor_of(version):
@@ -693,6 +694,7 @@ class Store:
                       "helmcharts": {}, "jobs": {}, "addons": {}, "created": time.time()}
         self.heartbeats = {}
         self.own = None  # the node name of the server holding this store
+        self.etcd_seen = {}  # member -> last sign of life of its etcd (heartbeat)
         if os.path.exists(path):
             try:
                 with open(path) as f:
@@ -705,6 +707,8 @@ class Store:
         # grace period runs out, as they would in a real apiserver.
         for name, node in self.state["nodes"].items():
             self.heartbeats[name] = (time.time(), bool(node.get("ready")))
+        for name in self.state.get("etcdMembers", []):
+            self.etcd_seen[name] = time.time()
         self.save()
 
     def bump(self):
@@ -790,17 +794,29 @@ class Store:
                              "osImage": ident["osImage"], "systemUUID": ident["machineID"]},
             }
             self.heartbeats[name] = (time.time(), False)
+            if name in self.state.get("etcdMembers", []):
+                self.etcd_seen[name] = time.time()
             self.save()
             return self.node_json(name)
 
-    def heartbeat(self, name, password, ready):
+    def heartbeat(self, name, password, ready, leaving=False, etcd_peer=False):
         with self.lock:
             node = self.state["nodes"].get(name)
             if node is None:
                 return 404
             if node["password"] != hashlib.sha256(password.encode()).hexdigest():
                 return 403
+            if leaving:
+                # The server's etcd stopped: its peers see the connection close at once.
+                self.etcd_seen.pop(name, None)
+                return 200
+            if etcd_peer:
+                # etcd's own peer traffic: a member is back before its kubelet registers.
+                if name in self.state.get("etcdMembers", []):
+                    self.etcd_seen[name] = time.time()
+                return 200
             self.heartbeats[name] = (time.time(), bool(ready))
+            self.etcd_seen[name] = time.time()
             if node.get("ready") != bool(ready):
                 node["ready"] = bool(ready)
                 self.save()
@@ -898,7 +914,10 @@ class Store:
             members = list(self.state.get("etcdMembers", []))
             if not members:
                 return 0, 0, True
-            healthy = [m for m in members if m == self.own or self.node_state(m) != "Unknown"]
+            # etcd peers notice a dead member within seconds (election timeout), much sooner
+            # than the node lifecycle marks its Node Unknown.
+            now = time.time()
+            healthy = [m for m in members if m == self.own or now - self.etcd_seen.get(m, 0) < ETCD_PEER_TIMEOUT]
             return len(healthy), len(members), len(healthy) > len(members) // 2
 
     # --- auto-deploy manifests ---
@@ -1208,7 +1227,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             if app.upstream:
                 return self.proxy(method)
-            if app.store and not heartbeat and not app.store.quorum()[2]:
+            bootstrap = path == "/v1-k3s/server-bootstrap"  # served from the member's own data
+            if app.store and not heartbeat and not bootstrap and not app.store.quorum()[2]:
                 # etcd without quorum: the apiserver's requests time out (k8s answers 500 with
                 # etcd's error after its own timeout); registration of joining servers too.
                 time.sleep(2)
@@ -1371,7 +1391,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, node)
         if len(parts) == 4 and parts[:2] == ["sim", "nodes"] and parts[3] == "heartbeat":
             req = self.body_json() or {}
-            code = store.heartbeat(parts[2], req.get("password", ""), req.get("ready"))
+            code = store.heartbeat(parts[2], req.get("password", ""), req.get("ready"), bool(req.get("leaving")),
+                                   bool(req.get("etcdPeer")))
             return self.send_json(code, {"code": code})
         return self.send_json(404, k8s_status(404, "NotFound", "not found"))
 
@@ -1556,6 +1577,9 @@ def node_loop(client, ident, password, readiness, on_ready):
                 on_ready()
             status, _ = client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
                                     {"password": password, "ready": readiness.ready()})
+            if status == 404 and ident["role"] == "server" and ident.get("etcd"):
+                # Deleting a server's Node removed its etcd member: that etcd cannot go on.
+                fatal("etcd error: the member has been permanently removed from the cluster")
             if status == 404:
                 registered = False  # deleted: the kubelet re-creates its Node
                 continue
@@ -1652,6 +1676,7 @@ def run_server(cfg):
     log("info", "Running kube-apiserver (simulated) on port %d" % app.port)
 
     ident = node_identity(cfg, "server")
+    ident["etcd"] = bool(join_url) or cluster_init  # joined servers are etcd members
     password = node_password(data_dir)
     readiness = Readiness()
     ready_once = threading.Event()
@@ -1686,6 +1711,25 @@ def run_server(cfg):
             app.store.heartbeat(ident["name"], password, readiness.ready())
             time.sleep(HEARTBEAT_SECONDS)
     client = Upstream(join_url, app.ca_file, secret=app.secret, user="server")
+
+    def stop(*_):
+        try:
+            client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
+                        {"password": password, "leaving": True})
+        except OSError:
+            pass
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+
+    def etcd_peer():
+        while True:
+            try:
+                client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
+                            {"password": password, "etcdPeer": True})
+            except OSError:
+                pass
+            time.sleep(HEARTBEAT_SECONDS)
+    threading.Thread(target=etcd_peer, daemon=True).start()
     node_loop(client, ident, password, readiness, notify)
 
 

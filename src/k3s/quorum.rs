@@ -36,7 +36,13 @@ impl Members {
     pub fn describe(&self) -> String {
         self.members
             .iter()
-            .map(|(n, ok)| if *ok { n.clone() } else { format!("{n} (down)") })
+            .map(|(n, ok)| {
+                if *ok {
+                    n.clone()
+                } else {
+                    format!("{n} (down)")
+                }
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -87,7 +93,10 @@ mod tests {
         assert!(all.check_removals(&["b".into(), "c".into()]).is_ok());
         let one_down = members(&[("a", true), ("b", true), ("c", false)]);
         let err = one_down.check_removals(&["b".into()]).unwrap_err();
-        assert!(err.contains("removing b") && err.contains("c (down)"), "{err}");
+        assert!(
+            err.contains("removing b") && err.contains("c (down)"),
+            "{err}"
+        );
         // Removing the dead member first is fine.
         assert!(one_down.check_removals(&["c".into()]).is_ok());
     }
