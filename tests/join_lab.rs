@@ -325,7 +325,7 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn ha_servers_leave_one_at_a_time_and_a_reset_that_would_break_quorum_is_refused() {
+fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-07", "lab-08", "lab-09"];
@@ -350,6 +350,38 @@ fn ha_servers_leave_one_at_a_time_and_a_reset_that_would_break_quorum_is_refused
     );
     assert_eq!(lab.unit_state("lab-08", "k3s"), "active", "nothing changed");
     assert_eq!(node_ready(lab, "lab-07", "lab-08"), "True");
+
+    // Restarting a server now (a reconfigure, an upgrade) would cost the quorum too: refused.
+    let before: Vec<String> = ["lab-07", "lab-08"]
+        .iter()
+        .map(|h| lab.footprint(h))
+        .collect();
+    let changed = lab.inventory(
+        dir.path(),
+        "quorum",
+        &hosts,
+        "ha = true\ndisable = [\"traefik\"]",
+        "",
+    );
+    let run = edgeops.run(&["up", changed.to_str().unwrap()]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("restarting server lab-07 would leave the embedded etcd without quorum"),
+        "{out}"
+    );
+    let run = edgeops.run(&["upgrade", inv, "--version", "v1.32.0+k3s1"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("refusing to upgrade: restarting server lab-07"),
+        "{out}"
+    );
+    let after: Vec<String> = ["lab-07", "lab-08"]
+        .iter()
+        .map(|h| lab.footprint(h))
+        .collect();
+    assert_eq!(before, after, "nothing may change on the servers");
 
     // lab-08 down too: 1 of 3 members, the API cannot answer; status says so and names the
     // recovery.

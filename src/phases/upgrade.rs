@@ -87,6 +87,11 @@ pub enum UpgradeError {
     },
     #[error("{host}: cannot take the cluster lock: {reason}")]
     Lock { host: String, reason: String },
+    #[error(
+        "refusing to upgrade: restarting server {server} {reason} (nothing was changed; bring the \
+         down servers back or take them out with `edgeops reset --limit` first)"
+    )]
+    Quorum { server: String, reason: String },
     #[error("resolving k3s channel {channel}: {source}")]
     Resolve {
         channel: Channel,
@@ -545,6 +550,27 @@ impl Upgrader<'_> {
                     target: target.clone(),
                     servers: behind,
                 });
+            }
+        }
+        if let Ok(list) = observed {
+            // Each server is away while it restarts: the other members must keep quorum.
+            let members = crate::k3s::quorum::Members::from_nodes(list);
+            for name in &self.order {
+                let state = &self.hosts[name];
+                if state.host.role != crate::inventory::Role::Server || state.spec.is_none() {
+                    continue;
+                }
+                let node = state.host.node_name.clone();
+                if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
+                    let reason = why
+                        .strip_prefix(&format!("removing {node} "))
+                        .unwrap_or(&why)
+                        .to_owned();
+                    return Err(UpgradeError::Quorum {
+                        server: name.clone(),
+                        reason,
+                    });
+                }
             }
         }
         let needs: Vec<(&str, &HostNeed)> = self

@@ -11,6 +11,7 @@ mod access;
 mod cluster_lock;
 pub(super) mod join;
 mod prepare;
+mod quorum_guard;
 mod token_guard;
 mod verify;
 
@@ -341,7 +342,7 @@ impl<'a> Runner<'a> {
             self.gitlab_phase(GitLabStep::Plan).await;
             return Ok(());
         }
-        if !self.join_token_matches().await {
+        if !self.join_token_matches().await || !self.quorum_allows_restarts().await {
             return Ok(());
         }
         self.pi_cgroups().await?;
