@@ -81,7 +81,8 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
             if let Some(
                 refused @ (UpgradeError::Downgrade { .. }
                 | UpgradeError::ServersBehind { .. }
-                | UpgradeError::Quorum { .. }),
+                | UpgradeError::Quorum { .. }
+                | UpgradeError::SkipsMinor(_)),
             ) = e.downcast_ref::<UpgradeError>()
             {
                 return Err(Failure::Usage(refused.to_string()).into());

@@ -13,6 +13,7 @@ pub mod join_watch;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod quorum;
+pub mod skew;
 pub mod token;
 pub mod version;
 

@@ -31,6 +31,8 @@ use super::upgrade_plan::{
 };
 use super::{Observer, Progress};
 
+/// How long one channel-server request may take.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between node polls while waiting for a node.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
@@ -92,6 +94,8 @@ pub enum UpgradeError {
          down servers back or take them out with `edgeops reset --limit` first)"
     )]
     Quorum { server: String, reason: String },
+    #[error("refusing to upgrade: {0} (nothing was changed)")]
+    SkipsMinor(String),
     #[error("resolving k3s channel {channel}: {source}")]
     Resolve {
         channel: Channel,
@@ -288,6 +292,7 @@ impl Upgrader<'_> {
         self.resolve().await?;
         let target = self.target.clone().expect("resolved above");
         self.decide(&target, &observed)?;
+        self.check_minor_steps(&target).await?;
         self.prepare_airgap(&target).await?;
         self.roll(&target).await;
         if let Some(pinned) = &self.inventory.cluster.version
@@ -434,6 +439,51 @@ impl Upgrader<'_> {
         }
     }
 
+    /// Servers go up one minor at a time: a target that skips a minor line is refused, naming
+    /// the newest release of each line in between (from the channel server). `--force` lets it
+    /// through with a note.
+    async fn check_minor_steps(&mut self, target: &K3sVersion) -> Result<(), UpgradeError> {
+        let behind: Vec<(String, K3sVersion)> = self
+            .order
+            .iter()
+            .filter_map(|n| {
+                let state = &self.hosts[n];
+                if state.host.role != crate::inventory::Role::Server || state.spec.is_none() {
+                    return None;
+                }
+                let from = state.need.as_ref()?.from.clone()?;
+                (!crate::k3s::skew::skipped_minors(&from, target).is_empty())
+                    .then(|| (n.clone(), from))
+            })
+            .collect();
+        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+            return Ok(());
+        };
+        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(|source| {
+            UpgradeError::Resolve {
+                channel: oldest.minor_channel(),
+                source,
+            }
+        })?;
+        let steps = crate::k3s::skew::intermediate_versions(
+            &resolver,
+            &self.inventory.cluster.channel_url,
+            &oldest,
+            target,
+        )
+        .await
+        .map_err(|source| UpgradeError::Resolve {
+            channel: oldest.minor_channel(),
+            source,
+        })?;
+        let text = crate::k3s::skew::refusal(&behind, target, &steps);
+        if self.options.force {
+            self.message(format!("--force: {text}"));
+            return Ok(());
+        }
+        Err(UpgradeError::SkipsMinor(text))
+    }
+
     async fn read_nodes(&self) -> Result<Vec<NodeStatus>, String> {
         let first = &self.first;
         let out = self
@@ -459,7 +509,7 @@ impl Upgrader<'_> {
                     hosts: 0,
                 });
                 let url = self.inventory.cluster.channel_url.clone();
-                let resolved = match ChannelResolver::new(Duration::from_secs(30)) {
+                let resolved = match ChannelResolver::new(CHANNEL_TIMEOUT) {
                     Ok(resolver) => resolver.resolve(&url, &channel).await,
                     Err(e) => Err(e),
                 };

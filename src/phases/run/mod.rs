@@ -12,6 +12,7 @@ mod cluster_lock;
 pub(super) mod join;
 mod prepare;
 mod quorum_guard;
+mod skew_guard;
 mod token_guard;
 mod verify;
 
@@ -342,7 +343,10 @@ impl<'a> Runner<'a> {
             self.gitlab_phase(GitLabStep::Plan).await;
             return Ok(());
         }
-        if !self.join_token_matches().await || !self.quorum_allows_restarts().await {
+        if !self.minor_steps_allowed().await
+            || !self.join_token_matches().await
+            || !self.quorum_allows_restarts().await
+        {
             return Ok(());
         }
         self.pi_cgroups().await?;
