@@ -15,7 +15,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 9;
+const HOSTS: usize = 11;
 
 struct Lab {
     inner: support::Lab,
@@ -408,4 +408,77 @@ fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
     assert!(run.status.success(), "{out}");
     let left = lab.ssh_ok("lab-07", "sudo k3s kubectl get nodes -o name");
     assert_eq!(left.trim(), "node/lab-07", "{out}");
+}
+
+#[test]
+fn servers_go_up_one_minor_at_a_time_and_agents_never_pass_them() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-10", "lab-11"];
+    let pin = |v: &str| format!("version = \"{v}\"\njoin_timeout = \"20s\"");
+    // A pinned version: the channel line goes (the inventory takes one or the other).
+    let old_path = lab.inventory(dir.path(), "skew", &hosts, &pin("v1.30.8+k3s1"), "");
+    let pinned = std::fs::read_to_string(&old_path)
+        .unwrap()
+        .replace("channel = \"stable\"\n", "");
+    std::fs::write(&old_path, &pinned).unwrap();
+    let inv = old_path.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
+    let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+
+    // v1.30 -> v1.32 skips v1.31: refused, naming the release to go through (from the channel).
+    let run = edgeops.run(&["upgrade", inv, "--version", "v1.32.0+k3s1"]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("lab-10 runs v1.30.8+k3s1")
+            && out.contains("go through v1.31.4+k3s1 → v1.32.0+k3s1"),
+        "{out}"
+    );
+    // The same for a raised pin in `up`.
+    let raised = dir.path().join("skew-new.toml");
+    std::fs::write(&raised, pinned.replace("v1.30.8+k3s1", "v1.32.0+k3s1")).unwrap();
+    let run = edgeops.run(&["up", raised.to_str().unwrap()]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("go through v1.31.4+k3s1 → v1.32.0+k3s1")
+            && out.contains("nothing was changed"),
+        "{out}"
+    );
+    let after: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    assert_eq!(before, after, "nothing may change");
+
+    // Forced past the rules, k3s itself refuses: an agent newer than its server is not let in
+    // (the join watch stops it with k3s's reason) ...
+    let run = edgeops.run(&[
+        "upgrade",
+        inv,
+        "--version",
+        "v1.31.4+k3s1",
+        "--limit",
+        "lab-11",
+        "--force",
+    ]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    assert!(
+        row(&out, "lab-11").contains("newer than the API server"),
+        "{out}"
+    );
+    // ... and a server skipping a minor does not start on its datastore.
+    let run = edgeops.run(&[
+        "upgrade",
+        inv,
+        "--version",
+        "v1.32.0+k3s1",
+        "--limit",
+        "lab-10",
+        "--force",
+    ]);
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    let journal = lab.ssh_ok("lab-10", "sudo journalctl -u k3s --no-pager");
+    assert!(journal.contains("skips a minor version"), "{journal}");
 }

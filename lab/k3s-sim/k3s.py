@@ -46,6 +46,12 @@ def minor_of(version):
     return ".".join(version.split(".")[:2])
 
 
+def minor_key(version):
+    """`v1.31.4+k3s1` or `v1.31` -> (1, 31), for comparing minor lines."""
+    m = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
 def arch():
     if SIM_BUILD["arch"]:
         return SIM_BUILD["arch"]
@@ -1381,6 +1387,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                                         "secret": app.secret, "cluster_init": store.state["clusterInit"]})
         if parts == ["sim", "nodes"] and method == "POST":
             req = self.body_json() or {}
+            kubelet = req.get("ident", {}).get("version", "")
+            if minor_key(kubelet) > minor_key(VERSION):
+                # Version skew policy: a kubelet may not be newer than the API server.
+                return self.send_json(400, k8s_status(400, "BadRequest",
+                                      "kubelet version %s is newer than the API server version %s: "
+                                      "unsupported version skew" % (kubelet, VERSION)))
             if req.get("ident", {}).get("role") == "server" and not store.state["clusterInit"]:
                 return self.send_json(400, k8s_status(400, "BadRequest", "this server uses sqlite; only servers started with --cluster-init can be joined"))
             node = store.register(req["ident"], req["password"], store.state["clusterInit"])
@@ -1652,6 +1664,19 @@ def run_server(cfg):
         app.store = Store(os.path.join(server_dir, "db", "sim-state.json"), cluster_init,
                           float(sim_setting("heartbeat-grace", "8")))
         cluster_init = app.store.state["clusterInit"]
+        # Versions: the datastore remembers the newest k3s that ran on it. Kubernetes does not
+        # support downgrades or skipping a minor on the control plane (upgrades go one minor at
+        # a time); the simulator refuses both at start (wording its own, see docs/K3S-SIM.md).
+        written = app.store.state.get("datastoreVersion")
+        if written and minor_key(written) > minor_key(VERSION):
+            fatal("Error: preparing server: the datastore was written by k3s %s, a newer minor than %s: "
+                  "downgrades are not supported" % (written, VERSION))
+        if written and minor_key(VERSION)[1] > minor_key(written)[1] + 1:
+            fatal("Error: preparing server: upgrading from %s to %s skips a minor version, which is not "
+                  "supported: upgrade one minor at a time" % (written, VERSION))
+        if not written or minor_key(VERSION) >= minor_key(written):
+            app.store.state["datastoreVersion"] = VERSION
+            app.store.save()
         if cfg.get("cluster-reset"):
             # k3s --cluster-reset: this server becomes the only etcd member, then k3s exits.
             name = cfg.get("node-name") or socket.gethostname()

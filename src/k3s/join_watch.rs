@@ -26,6 +26,8 @@ pub enum JoinRefusal {
     NodeNameTaken,
     /// `bootstrap data already found and encrypted with different token` (a server).
     BootstrapToken,
+    /// The server refused a kubelet newer than itself (version skew).
+    TooNew,
     /// Still starting when the limit ran out; k3s's last lines said it cannot reach the server.
     Unreachable,
     /// Still starting when the limit ran out, for no reason k3s logged that edgeops knows.
@@ -39,6 +41,7 @@ impl JoinRefusal {
             "ca" => JoinRefusal::CaMismatch,
             "nodename" => JoinRefusal::NodeNameTaken,
             "bootstrap" => JoinRefusal::BootstrapToken,
+            "skew" => JoinRefusal::TooNew,
             "unreachable" => JoinRefusal::Unreachable,
             "timeout" => JoinRefusal::TimedOut,
             _ => return None,
@@ -106,6 +109,11 @@ impl JoinStopped {
                  with `edgeops up --rotate-join-token`",
                 unit = cx.unit
             ),
+            JoinRefusal::TooNew => format!(
+                "{server} refused this node: its k3s is newer than the servers'{logged}; edgeops \
+                 stopped {unit}. Upgrade the servers first (agents never run newer than servers)",
+                unit = cx.unit
+            ),
             JoinRefusal::Unreachable if cx.url_is_first_server => format!(
                 "the first server {first} ({server}) did not answer for {limit} (join_timeout){logged}; \
                  edgeops stopped {unit}. Bring {first} back and run again",
@@ -162,7 +170,7 @@ pub fn watched(body: &str, unit: &str, limit: Duration) -> String {
          jw_pid=$!\n\
          exec 3<&-\n\
          jw_why=''; jw_line=''; jw_start=''\n\
-         jw_refused='token CA hash does not match|Node password rejected|401 Unauthorized|encrypted with different token'\n\
+         jw_refused='token CA hash does not match|Node password rejected|401 Unauthorized|encrypted with different token|newer than the API server'\n\
          jw_unreachable='failed to get CA certs|connection refused|no route to host|i/o timeout|network is unreachable'\n\
          while kill -0 \"$jw_pid\" 2>/dev/null; do\n\
          \x20 sleep 1\n\
@@ -176,6 +184,7 @@ pub fn watched(body: &str, unit: &str, limit: Duration) -> String {
          \x20     *'token CA hash does not match'*) jw_why=ca ;;\n\
          \x20     *'Node password rejected'*) jw_why=nodename ;;\n\
          \x20     *'encrypted with different token'*) jw_why=bootstrap ;;\n\
+         \x20     *'newer than the API server'*) jw_why=skew ;;\n\
          \x20     *) jw_why=token ;;\n\
          \x20   esac\n\
          \x20   break\n\

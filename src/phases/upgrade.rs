@@ -459,12 +459,11 @@ impl Upgrader<'_> {
         let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
             return Ok(());
         };
-        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(|source| {
-            UpgradeError::Resolve {
+        let resolver =
+            ChannelResolver::new(CHANNEL_TIMEOUT).map_err(|source| UpgradeError::Resolve {
                 channel: oldest.minor_channel(),
                 source,
-            }
-        })?;
+            })?;
         let steps = crate::k3s::skew::intermediate_versions(
             &resolver,
             &self.inventory.cluster.channel_url,

@@ -48,7 +48,10 @@ impl Runner<'_> {
                  (the releases in between could not be resolved: {e})"
             ),
         };
-        let text = format!("cluster {}: {text}; nothing was changed", self.inventory.cluster.name);
+        let text = format!(
+            "cluster {}: {text}; nothing was changed",
+            self.inventory.cluster.name
+        );
         self.message(text.clone());
         let first_behind = behind[0].0.clone();
         self.state_mut(&first_behind).fail(text);
