@@ -37,6 +37,8 @@ mod quorum;
 
 /// The uninstall kills containers and removes image stores: give it room on a slow board.
 const UNINSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Deleting the reset hosts' Node objects through the first server.
+const DELETE_NODES_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a reset was refused before anything changed.
 #[derive(Debug, thiserror::Error)]
@@ -571,7 +573,7 @@ impl Reset {
         self.phase_start("nodes", 1);
         let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
             .sudo(true)
-            .timeout(Duration::from_secs(120));
+            .timeout(DELETE_NODES_TIMEOUT);
         let result = self.step(&first, "delete nodes", request).await;
         self.phase_end("nodes");
         match result {

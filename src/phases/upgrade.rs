@@ -31,6 +31,10 @@ use super::upgrade_plan::{
 };
 use super::{Observer, Progress};
 
+/// kubectl's own `--timeout` for drain is `--drain-timeout`; this is the round trip around it.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// One node-list read while waiting for a node (the API may be restarting).
+const NODE_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one channel-server request may take.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between node polls while waiting for a node.
@@ -865,7 +869,7 @@ impl Upgrader<'_> {
             );
             let request = ExecRequest::new(command)
                 .sudo(true)
-                .timeout(self.options.drain_timeout + Duration::from_secs(30));
+                .timeout(self.options.drain_timeout + DRAIN_GRACE);
             self.step(&first, name, "drain", request)
                 .await
                 .map_err(|reason| {
@@ -1004,7 +1008,7 @@ pub async fn wait_node_version(
     loop {
         let request = ExecRequest::new(remote::NODES_COMMAND)
             .sudo(true)
-            .timeout(Duration::from_secs(30));
+            .timeout(NODE_POLL_TIMEOUT);
         let last = match api.exec(&request).await {
             Ok(out) if out.success() => match nodes::parse_nodes(&out.stdout_lossy()) {
                 Ok(list) => match list.iter().find(|n| n.name == node) {

@@ -99,6 +99,8 @@ const REBOOT_WAIT: Duration = Duration::from_secs(300);
 
 /// The first server needs this long at most to bring its API up after an install.
 const API_WAIT: Duration = Duration::from_secs(180);
+/// How long one channel-server request may take.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Air-gap uploads in flight at once, fleet-wide (each holds its file in memory).
 const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
@@ -729,7 +731,7 @@ impl<'a> Runner<'a> {
             phase: "resolve",
             hosts: 0,
         });
-        let resolver = ChannelResolver::new(Duration::from_secs(30))?;
+        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT)?;
         let version = resolver
             .resolve(&cluster.channel_url, &channel)
             .await
@@ -1078,7 +1080,7 @@ impl<'a> Runner<'a> {
                 let api = self.api_plan();
                 let request = ExecRequest::new(api.script)
                     .sudo(true)
-                    .timeout(API_WAIT + Duration::from_secs(30));
+                    .timeout(API_WAIT + join::STOP_GRACE);
                 self.observer.event(&Progress::PhaseStart {
                     phase: "api",
                     hosts: 1,

@@ -4,9 +4,6 @@
 
 use super::*;
 
-/// How long one channel-server request may take.
-const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Runner<'_> {
     /// `false`: a server would skip a minor; every host is stopped with why.
     pub(super) async fn minor_steps_allowed(&mut self) -> bool {
