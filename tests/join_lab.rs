@@ -15,7 +15,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 11;
+const HOSTS: usize = 13;
 
 struct Lab {
     inner: support::Lab,
@@ -481,4 +481,33 @@ fn servers_go_up_one_minor_at_a_time_and_agents_never_pass_them() {
     assert_eq!(run.status.code(), Some(1), "{out}");
     let journal = lab.ssh_ok("lab-10", "sudo journalctl -u k3s --no-pager");
     assert!(journal.contains("skips a minor version"), "{journal}");
+}
+
+#[test]
+fn a_slow_board_past_its_join_limit_is_stopped_and_a_fitting_limit_lets_it_join() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-12", "lab-13"];
+    // A Pi-like agent: its k3s takes 15 s to start (slow-boards knob), the limit is 5 s.
+    lab.knob(&["k3s-fault", "lab-13", "slow", "15"]);
+    let short = lab.inventory(dir.path(), "slow", &hosts, "join_timeout = \"5s\"", "");
+    let edgeops = Edgeops::new();
+    let started = Instant::now();
+    let run = edgeops.run(&["up", short.to_str().unwrap(), "--ready-timeout", "20s"]);
+    let took = started.elapsed();
+    let out = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}");
+    let agent = row(&out, "lab-13");
+    assert!(
+        agent.contains("k3s-agent was still starting after 5s (join_timeout)")
+            && agent.contains("Raise [cluster] join_timeout"),
+        "{agent}"
+    );
+    assert!(took < Duration::from_secs(90), "took {took:?}");
+    assert_eq!(lab.unit_state("lab-13", "k3s-agent"), "inactive");
+    // With a limit that fits the board, the same board joins.
+    let fitting = lab.inventory(dir.path(), "slow", &hosts, "join_timeout = \"60s\"", "");
+    let run = edgeops.run(&["up", fitting.to_str().unwrap(), "--ready-timeout", "90s"]);
+    lab.knob(&["k3s-fault", "lab-13", "--clear"]);
+    assert!(run.status.success(), "{}", text(&run));
 }
