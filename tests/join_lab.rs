@@ -288,6 +288,11 @@ fn losing_the_first_server_mid_run_stops_the_waiting_agent_within_the_join_limit
     // Bounded: the first server's install, the 10 s download, the 20 s limit, the stop.
     assert!(took < Duration::from_secs(120), "took {took:?}:\n{out}");
     assert_ne!(lab.unit_state("lab-06", "k3s-agent"), "activating");
+    // The lock on the lost server is reported (it was on its tmpfs: gone with its reboot).
+    assert!(
+        out.contains("lab-05: could not release the up lock"),
+        "{out}"
+    );
 
     // The server comes back (its lock was on tmpfs): a re-run converges.
     lab.knob(&["start", "lab-05"]);
