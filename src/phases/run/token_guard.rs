@@ -248,3 +248,45 @@ impl Runner<'_> {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check script against a server token file in a temp folder.
+    fn check(server: &str, inventory: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("{server}\n")).unwrap();
+        let script = token_check_script()
+            .replace(crate::k3s::token::NODE_TOKEN_PATH, path.to_str().unwrap());
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{inventory}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn the_check_compares_secrets_and_ca_hashes_and_prints_neither() {
+        let ca = "a".repeat(64);
+        let server = format!("K10{ca}::server:s3cret:with:colons");
+        assert_eq!(check(&server, "s3cret:with:colons"), "token-check: same");
+        assert_eq!(check(&server, &server), "token-check: same");
+        assert_eq!(check(&server, "other"), "token-check: secret-differs");
+        let other_ca = format!("K10{}::server:s3cret:with:colons", "b".repeat(64));
+        assert_eq!(check(&server, &other_ca), "token-check: ca-differs");
+        assert!(!token_check_script().contains("s3cret"));
+    }
+}
