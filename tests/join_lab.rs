@@ -400,8 +400,30 @@ fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
         "{out}"
     );
 
-    // Both back: quorum again. Now both leave, one at a time, Node (member) before uninstall:
-    // the API still answers and lab-07 is the one member left.
+    // The recovery it names: --cluster-reset makes lab-07 the only member; the API answers.
+    lab.ssh_ok(
+        "lab-07",
+        "sudo sh -c 'systemctl stop k3s && k3s server --cluster-reset 2>&1 | tail -n 1 && systemctl start k3s'",
+    );
+    wait_for(
+        "the API after --cluster-reset",
+        Duration::from_secs(60),
+        || {
+            lab.inner
+                .ssh("lab-07", "sudo k3s kubectl get nodes -o name")
+                .status
+                .success()
+        },
+    );
+    let status = edgeops.run(&["status", inv]);
+    assert!(
+        !text(&status).contains("lost its quorum"),
+        "{}",
+        text(&status)
+    );
+
+    // Both back. Now both leave, one at a time, Node (member) before uninstall: the API still
+    // answers and lab-07 is the one node left.
     lab.knob(&["start", "lab-08"]);
     lab.knob(&["start", "lab-09"]);
     wait_for("lab-08 and lab-09 Ready", Duration::from_secs(90), || {
