@@ -25,6 +25,11 @@ if [[ -f "$M/etc/lab/model" ]]; then
   [[ -f "$M/etc/lab/compatible" ]] && cp "$M/etc/lab/compatible" "$M/sys/firmware/devicetree/base/compatible"
   mount -o remount,ro,bind "$M/sys/firmware"
 fi
+# ... and a Pi's /proc/cpuinfo (Revision, Serial, Model), read-only like the kernel's.
+if [[ -f "$M/etc/lab/cpuinfo" ]]; then
+  mount --bind "$M/etc/lab/cpuinfo" "$M/proc/cpuinfo"
+  mount -o remount,ro,bind "$M/proc/cpuinfo"
+fi
 if [[ "$MODE" == systemd ]]; then
   mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
   mount -t tmpfs -o mode=1777,nosuid,nodev,size=256m tmpfs "$M/tmp"

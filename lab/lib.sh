@@ -206,6 +206,16 @@ ISSUE
   printf 'console=serial0,115200 console=tty1 root=PARTUUID=%s-02 rootfstype=ext4 fsck.repair=yes rootwait\n' \
     "$partuuid" >"$u/boot/firmware/cmdline.txt"
   printf '[all]\narm_64bit=1\ndtparam=audio=on\ncamera_auto_detect=1\ndisplay_auto_detect=1\n' >"$u/boot/firmware/config.txt"
+  # Tools detect a Pi in /proc/cpuinfo too (Revision/Model lines); host-init.sh shows this there.
+  {
+    local cpu
+    for cpu in 0 1 2 3; do
+      printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+      printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+    done
+    printf 'Revision\t: d03115\nSerial\t\t: 10000000%08x\nModel\t\t: Raspberry Pi 4 Model B Rev 1.5\n' \
+      $((RANDOM * 32768 + RANDOM))
+  } >"$u/etc/lab/cpuinfo"
   ln -sfn firmware/cmdline.txt "$u/boot/cmdline.txt"
   ln -sfn firmware/config.txt "$u/boot/config.txt"
 }

@@ -113,6 +113,11 @@ pub struct UpArgs {
     /// server (edgeops' older agent tokens are revoked, the runner's token is reset).
     #[arg(long)]
     pub rotate_tokens: bool,
+    /// Change the running cluster's join token to the inventory's with k3s's own rotation
+    /// (`k3s token rotate`), then update every node's token file and restart the servers one at
+    /// a time. Without it, a token that differs from the cluster's stops the run unchanged.
+    #[arg(long)]
+    pub rotate_join_token: bool,
     /// How long to wait for every node to be Ready (and, with `[gitlab]`, for the GitLab
     /// charts to report deployed).
     #[arg(long, default_value = "5m", value_parser = duration_arg)]

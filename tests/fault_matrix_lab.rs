@@ -456,7 +456,10 @@ fn host_faults_during_one_up_are_reported_per_host_in_bounded_time_and_a_rerun_c
             .any(|l| l.starts_with("lab-09") && l.split_whitespace().nth(1) == Some("Ready")),
         "lab-09 not Ready:\n{all}"
     );
-    assert!(row(&all, "lab-10").contains("nothing to do"), "lab-10:\n{all}");
+    assert!(
+        row(&all, "lab-10").contains("nothing to do"),
+        "lab-10:\n{all}"
+    );
 }
 
 #[test]

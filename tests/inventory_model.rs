@@ -50,6 +50,24 @@ fn defaults_are_applied() {
 }
 
 #[test]
+fn join_timeout_defaults_to_five_minutes_and_reads_a_duration() {
+    assert_eq!(
+        parse(MINIMAL).cluster.join_timeout,
+        Duration::from_secs(300)
+    );
+    let text = MINIMAL.replace("name = \"lab\"", "name = \"lab\"\njoin_timeout = \"40s\"");
+    assert_eq!(parse(&text).cluster.join_timeout, Duration::from_secs(40));
+    let bad = MINIMAL.replace("name = \"lab\"", "name = \"lab\"\njoin_timeout = \"soon\"");
+    let err = inventory::parse(&bad, Path::new("/nowhere/inv.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("join_timeout") && err.contains("inv.toml:4"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ssh_settings_layer_defaults_then_groups_in_order_then_host() {
     let inv = parse(
         r#"

@@ -229,7 +229,7 @@ fn server_from_channel_joins_two_agents_and_uninstalls_cleanly() {
 }
 
 #[test]
-fn agent_with_wrong_token_is_refused_and_fails() {
+fn agent_with_wrong_token_is_refused_and_hangs_like_k3s() {
     let lab = Lab::start(2);
     let out = install(&lab, "lab-01", &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(out.status.success(), "server install:\n{}", text(&out));
@@ -239,25 +239,38 @@ fn agent_with_wrong_token_is_refused_and_fails() {
         .to_string();
     let wrong = format!("{}::server:0123456789abcdef0123456789abcdef", &token[..67]);
     let url = format!("https://{}:6443", addr(&lab, "lab-01"));
-    let out = install(
-        &lab,
+    // Real k3s never exits on a refused join: the installer's `systemctl restart` (Type=notify)
+    // waits for a READY=1 that never comes. `timeout` ends the installer here (exit 124).
+    let m = mirror(&lab);
+    let started = std::time::Instant::now();
+    let out = lab.ssh(
         "lab-02",
-        &[
-            ("K3S_URL", &url),
-            ("K3S_TOKEN", &wrong),
-            ("INSTALL_K3S_VERSION", PINNED),
-        ],
+        &format!(
+            "set -o pipefail; curl -sfL {m}/install.sh | sudo timeout 15 env \
+             INSTALL_K3S_CHANNEL_URL={m}/v1-release/channels GITHUB_URL={m}/k3s-io/k3s/releases \
+             INSTALL_K3S_VERSION={PINNED} K3S_URL={url} K3S_TOKEN={} sh -",
+            sq(&wrong)
+        ),
     );
-    assert!(
-        !out.status.success(),
-        "the agent must fail to start:\n{}",
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "the install must hang until timeout:\n{}",
         text(&out)
     );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(14));
     let state = lab.ssh("lab-02", "systemctl is-active k3s-agent");
-    assert_ne!(String::from_utf8_lossy(&state.stdout).trim(), "active");
+    assert_eq!(
+        String::from_utf8_lossy(&state.stdout).trim(),
+        "activating",
+        "the agent keeps trying"
+    );
     let journal = lab.ssh_ok("lab-02", "sudo journalctl -u k3s-agent --no-pager");
+    let retries = journal
+        .matches("Waiting to retrieve agent configuration; server is not ready")
+        .count();
     assert!(
-        journal.contains("401 Unauthorized"),
+        retries >= 2 && journal.contains("401 Unauthorized"),
         "agent journal:\n{journal}"
     );
     let nodes = nodes(&lab, "lab-01");
@@ -265,6 +278,18 @@ fn agent_with_wrong_token_is_refused_and_fails() {
     assert!(
         nodes.iter().all(|n| n["metadata"]["name"] != "lab-02"),
         "refused agent must not register"
+    );
+    // A server restarted with another token cannot read its datastore and exits.
+    let out = lab.ssh(
+        "lab-01",
+        "sudo sh -c 'echo K3S_TOKEN=another-secret >>/etc/systemd/system/k3s.service.env \
+         && systemctl restart k3s'",
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let journal = lab.ssh_ok("lab-01", "sudo journalctl -u k3s --no-pager");
+    assert!(
+        journal.contains("bootstrap data already found and encrypted with different token"),
+        "server journal:\n{journal}"
     );
 }
 
@@ -515,6 +540,13 @@ fn rerun_is_idempotent_and_a_new_version_upgrades_the_nodes() {
 fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
     let lab = Lab::options(1).pi(1).start();
     let host = "lab-01";
+    // Tools also detect a Pi in /proc/cpuinfo, not only in the device tree.
+    let cpuinfo = lab.ssh_ok(host, "cat /proc/cpuinfo");
+    assert!(
+        cpuinfo.contains("Model\t\t: Raspberry Pi 4 Model B")
+            && cpuinfo.contains("Revision\t: d03115"),
+        "{cpuinfo}"
+    );
     let out = install(&lab, host, &[("INSTALL_K3S_VERSION", PINNED)]);
     assert!(
         !out.status.success(),
@@ -546,4 +578,13 @@ fn raspberry_pi_needs_the_memory_cgroup_flags_and_a_reboot() {
         || nodes(&lab, host).into_iter().find(|n| ready(n).0 == "True"),
     );
     assert_eq!(node["status"]["nodeInfo"]["architecture"], "arm64");
+    // k3s turned packet forwarding on at start, as real k3s does.
+    let forwarding = lab.ssh_ok(
+        host,
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding",
+    );
+    assert_eq!(
+        forwarding.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1"]
+    );
 }

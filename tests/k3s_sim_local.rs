@@ -397,7 +397,7 @@ fn installer_fails_on_corrupted_artifact_and_unsupported_arch() {
 }
 
 /// Server + two agents + a joining server on loopback; checks nodes, tokens, kubeconfig and
-/// that a wrong token is refused with a non-zero exit.
+/// that a wrong token is refused as k3s refuses it (logged and retried, never an exit).
 #[test]
 fn server_agents_and_ha_join_form_a_cluster() {
     let mirror = Mirror::start(&[]);
@@ -548,18 +548,71 @@ fn server_agents_and_ha_join_form_a_cluster() {
     let all = serde_json::to_string(&nodes).unwrap();
     assert!(!all.contains(token.rsplit(':').next().unwrap()));
 
-    // A wrong secret with the right CA hash: refused, and the agent exits non-zero.
+    // kubectl's flag forms (`-o=...`, `-l=...`, `-n=...`) and its completion command.
+    let forms = Command::new(&k3s)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "nodes",
+            "-l=kubernetes.io/os=linux",
+            "-o=jsonpath={.items[*].metadata.name}",
+        ])
+        .output()
+        .unwrap();
+    assert!(forms.status.success(), "{}", text(&forms));
+    let listed = String::from_utf8_lossy(&forms.stdout).to_string();
+    assert!(listed.contains("srv1"), "{listed}");
+    let ns = Command::new(&k3s)
+        .args(["kubectl", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["get", "helmcharts", "-n=kube-system", "-o=name"])
+        .output()
+        .unwrap();
+    assert!(ns.status.success(), "{}", text(&ns));
+    let completion = Command::new(&k3s)
+        .args(["kubectl", "completion", "bash"])
+        .output()
+        .unwrap();
+    assert!(completion.status.success(), "{}", text(&completion));
+    let script = String::from_utf8_lossy(&completion.stdout).to_string();
+    let sourced = Command::new("bash")
+        .args(["-c", &format!("{script}\ncomplete -p kubectl")])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sourced.stdout).contains("__start_kubectl"),
+        "{}",
+        text(&sourced)
+    );
+
+    // A wrong secret with the right CA hash: refused as k3s refuses it, by logging the reason
+    // and retrying (every 5 s) without ever exiting.
     let bad_token = format!("{}::server:not-the-secret", &token[..67]);
-    let bad = Command::new(&k3s)
+    let bad_log = std::fs::File::create(sb.path("bad.log")).unwrap();
+    let mut bad = Command::new(&k3s)
         .args(["agent", "--data-dir"])
         .arg(sb.path("bad"))
         .args(["--node-name", "bad"])
         .env("K3S_URL", &url)
         .env("K3S_TOKEN", &bad_token)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(bad_log)
+        .spawn()
         .unwrap();
-    assert!(!bad.status.success());
-    assert!(text(&bad).contains("401 Unauthorized"), "{}", text(&bad));
+    std::thread::sleep(Duration::from_secs(7));
+    let still_running = bad.try_wait().unwrap().is_none();
+    let _ = bad.kill();
+    let _ = bad.wait();
+    let bad_text = std::fs::read_to_string(sb.path("bad.log")).unwrap();
+    assert!(still_running, "a refused agent keeps retrying:\n{bad_text}");
+    let refusals = bad_text
+        .matches("Waiting to retrieve agent configuration; server is not ready")
+        .count();
+    assert!(
+        refusals >= 2 && bad_text.contains("401 Unauthorized"),
+        "{bad_text}"
+    );
     let nodes = kubectl_json(&k3s, &kubeconfig, &["get", "nodes"]).unwrap();
     assert!(
         nodes["items"]

@@ -39,10 +39,17 @@ RUNTIMES = {
 }
 SIM_CONF = "/etc/k3s-sim"
 HEARTBEAT_SECONDS = 2.0
+ETCD_PEER_TIMEOUT = 5.0  # a member without a heartbeat for this long counts as down
 
 
 def minor_of(version):
     return ".".join(version.split(".")[:2])
+
+
+def minor_key(version):
+    """`v1.31.4+k3s1` or `v1.31` -> (1, 31), for comparing minor lines."""
+    m = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
 def arch():
@@ -481,6 +488,19 @@ def split_token(token):
     return None, token
 
 
+def token_key(secret):
+    """What the simulated datastore records of the token it is bound to (never the token)."""
+    return hashlib.sha256(("k3s-sim-bootstrap:" + secret).encode()).hexdigest()
+
+
+def write_server_tokens(server_dir, ca_file, secret):
+    with open(ca_file, "rb") as f:
+        ca_hash = hashlib.sha256(f.read()).hexdigest()
+    full_token = "K10%s::server:%s" % (ca_hash, secret)
+    for name in ("token", "node-token", "agent-token"):
+        write_file(os.path.join(server_dir, name), full_token + "\n", 0o600)
+
+
 def openssl(*args):
     r = subprocess.run(["openssl", *args], capture_output=True, text=True)
     if r.returncode != 0:
@@ -646,7 +666,7 @@ class Readiness:
 
     def __init__(self):
         self.started = time.time()
-        self.delay = float(sim_setting("ready-delay", "2"))
+        self.delay = float(sim_setting("ready-delay", "2")) * slow_factor()
 
     def ready(self):
         return not fault("never-ready") and time.time() - self.started >= self.delay
@@ -679,6 +699,8 @@ class Store:
         self.state = {"rv": 1, "clusterInit": cluster_init, "nodes": {}, "namespaces": {},
                       "helmcharts": {}, "jobs": {}, "addons": {}, "created": time.time()}
         self.heartbeats = {}
+        self.own = None  # the node name of the server holding this store
+        self.etcd_seen = {}  # member -> last sign of life of its etcd (heartbeat)
         if os.path.exists(path):
             try:
                 with open(path) as f:
@@ -691,6 +713,8 @@ class Store:
         # grace period runs out, as they would in a real apiserver.
         for name, node in self.state["nodes"].items():
             self.heartbeats[name] = (time.time(), bool(node.get("ready")))
+        for name in self.state.get("etcdMembers", []):
+            self.etcd_seen[name] = time.time()
         self.save()
 
     def bump(self):
@@ -739,6 +763,9 @@ class Store:
                 labels["node-role.kubernetes.io/master"] = "true"
                 if etcd:
                     labels["node-role.kubernetes.io/etcd"] = "true"
+                    members = self.state.setdefault("etcdMembers", [])
+                    if name not in members:
+                        members.append(name)
             if node is None:
                 # Labels and taints from flags apply at registration only, as in k3s.
                 labels.update(ident["labels"])
@@ -773,17 +800,29 @@ class Store:
                              "osImage": ident["osImage"], "systemUUID": ident["machineID"]},
             }
             self.heartbeats[name] = (time.time(), False)
+            if name in self.state.get("etcdMembers", []):
+                self.etcd_seen[name] = time.time()
             self.save()
             return self.node_json(name)
 
-    def heartbeat(self, name, password, ready):
+    def heartbeat(self, name, password, ready, leaving=False, etcd_peer=False):
         with self.lock:
             node = self.state["nodes"].get(name)
             if node is None:
                 return 404
             if node["password"] != hashlib.sha256(password.encode()).hexdigest():
                 return 403
+            if leaving:
+                # The server's etcd stopped: its peers see the connection close at once.
+                self.etcd_seen.pop(name, None)
+                return 200
+            if etcd_peer:
+                # etcd's own peer traffic: a member is back before its kubelet registers.
+                if name in self.state.get("etcdMembers", []):
+                    self.etcd_seen[name] = time.time()
+                return 200
             self.heartbeats[name] = (time.time(), bool(ready))
+            self.etcd_seen[name] = time.time()
             if node.get("ready") != bool(ready):
                 node["ready"] = bool(ready)
                 self.save()
@@ -865,8 +904,27 @@ class Store:
         with self.lock:
             node = self.state["nodes"].pop(name, None)
             self.heartbeats.pop(name, None)
+            # k3s's etcd member controller: deleting a server's Node removes its etcd member.
+            members = self.state.get("etcdMembers", [])
+            if name in members:
+                members.remove(name)
+                log("info", "Removed etcd member %s (its node was deleted)" % name)
             self.save()
             return node is not None
+
+    # --- embedded etcd ---
+    def quorum(self):
+        """(healthy members, members, has quorum). A member is healthy while it heartbeats
+        (the store's own server always is); quorum is a majority of the members."""
+        with self.lock:
+            members = list(self.state.get("etcdMembers", []))
+            if not members:
+                return 0, 0, True
+            # etcd peers notice a dead member within seconds (election timeout), much sooner
+            # than the node lifecycle marks its Node Unknown.
+            now = time.time()
+            healthy = [m for m in members if m == self.own or now - self.etcd_seen.get(m, 0) < ETCD_PEER_TIMEOUT]
+            return len(healthy), len(members), len(healthy) > len(members) // 2
 
     # --- auto-deploy manifests ---
     def apply_manifest(self, doc, source):
@@ -1160,14 +1218,27 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             if path == "/cacerts":
                 return self.send_text(200, read_text(app.ca_file), "text/plain")
             if path in ("/ping", "/healthz", "/readyz", "/livez"):
+                if path == "/readyz" and app.store and not app.store.quorum()[2]:
+                    return self.send_text(500, "[-]etcd failed: etcdserver: request timed out\nreadyz check failed")
                 return self.send_text(200, "ok" if path != "/ping" else "pong")
-            if path.startswith("/v1-k3s/"):
+            # Heartbeats carry the node's own credential (its node password, checked by the
+            # store), like a kubelet's client certificate: a token rotation does not cut them.
+            heartbeat = re.fullmatch(r"/v1-k3s/sim/nodes/[^/]+/heartbeat", path) is not None
+            if heartbeat:
+                pass
+            elif path.startswith("/v1-k3s/"):
                 if self.basic_secret() != app.secret and not self.client_cert_ok():
                     return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             elif not self.client_cert_ok():
                 return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             if app.upstream:
                 return self.proxy(method)
+            bootstrap = path == "/v1-k3s/server-bootstrap"  # served from the member's own data
+            if app.store and not heartbeat and not bootstrap and not app.store.quorum()[2]:
+                # etcd without quorum: the apiserver's requests time out (k8s answers 500 with
+                # etcd's error after its own timeout); registration of joining servers too.
+                time.sleep(2)
+                return self.send_json(500, k8s_status(500, "InternalError", "etcdserver: request timed out"))
             return self.local(method, path, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -1297,11 +1368,31 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
 
     def k3s_endpoint(self, method, parts):
         app, store = self.server.app, self.server.app.store
+        if parts == ["token"] and method == "PUT":
+            # k3s token rotate: re-encrypt the bootstrap data with the new token and write the
+            # token files; nodes must be restarted with the new token (k3s prints the same).
+            req = self.body_json() or {}
+            new = split_token(str(req.get("newToken") or ""))[1]
+            if not new:
+                return self.send_json(400, k8s_status(400, "BadRequest", "new token is required"))
+            with store.lock:
+                app.secret = new
+                store.state["bootstrapTokenHash"] = token_key(new)
+                store.save()
+            write_server_tokens(app.server_dir, app.ca_file, new)
+            log("info", "Server token rotated")
+            return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
         if parts == ["server-bootstrap"]:
             return self.send_json(200, {"ca_crt": read_text(app.ca_file), "ca_key": read_text(app.ca_key),
                                         "secret": app.secret, "cluster_init": store.state["clusterInit"]})
         if parts == ["sim", "nodes"] and method == "POST":
             req = self.body_json() or {}
+            kubelet = req.get("ident", {}).get("version", "")
+            if minor_key(kubelet) > minor_key(VERSION):
+                # Version skew policy: a kubelet may not be newer than the API server.
+                return self.send_json(400, k8s_status(400, "BadRequest",
+                                      "kubelet version %s is newer than the API server version %s: "
+                                      "unsupported version skew" % (kubelet, VERSION)))
             if req.get("ident", {}).get("role") == "server" and not store.state["clusterInit"]:
                 return self.send_json(400, k8s_status(400, "BadRequest", "this server uses sqlite; only servers started with --cluster-init can be joined"))
             node = store.register(req["ident"], req["password"], store.state["clusterInit"])
@@ -1312,7 +1403,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, node)
         if len(parts) == 4 and parts[:2] == ["sim", "nodes"] and parts[3] == "heartbeat":
             req = self.body_json() or {}
-            code = store.heartbeat(parts[2], req.get("password", ""), req.get("ready"))
+            code = store.heartbeat(parts[2], req.get("password", ""), req.get("ready"), bool(req.get("leaving")),
+                                   bool(req.get("etcdPeer")))
             return self.send_json(code, {"code": code})
         return self.send_json(404, k8s_status(404, "NotFound", "not found"))
 
@@ -1369,8 +1461,12 @@ def fetch_cacerts(url, token):
     want, _ = split_token(token)
     got = hashlib.sha256(data).hexdigest()
     if want and want != got:
-        fatal("Error: failed to validate token: token CA hash does not match the Cluster CA certificate hash: %s != %s" % (want, got))
+        raise JoinRefused("token CA hash does not match the Cluster CA certificate hash: %s != %s" % (want, got))
     return data
+
+
+class JoinRefused(Exception):
+    """The server refused the join (k3s logs it and tries again; it never gives up)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1416,16 +1512,57 @@ def common_start(cfg, role):
             pass
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     log("info", "Starting k3s %s %s (simulator)" % (role, VERSION))
+    # k3s turns on packet forwarding at start (pkg/agent/syssetup), as the CNI needs it. Not
+    # for a private --data-dir (the local tests run the simulator on the workstation itself).
+    forward_keys = ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding")
+    for key in forward_keys if not cfg.get("data-dir") else ():
+        try:
+            with open("/proc/sys/" + key, "w") as f:
+                f.write("1")
+        except OSError as e:
+            log("warning", "Failed to set sysctl %s: %s" % (key.replace("/", "."), e))
+    if slow_factor() > 1:
+        # A Pi spends its first tens of seconds importing images and starting etcd/containerd.
+        time.sleep(slow_factor())
     return data_dir
 
 
 def join_with_retry(url, token, what):
+    """Like k3s's agent: validate the server (CA bundle vs the token's CA hash) every 2 s until
+    it works. A refusal is logged and retried, never fatal; systemd never hears READY=1."""
     while True:
         try:
             return fetch_cacerts(url, token)
+        except JoinRefused as e:
+            log("error", "Failed to validate connection to cluster at %s: %s" % (url, e))
         except OSError as e:
-            log("info", "Waiting to retrieve %s configuration; server is not ready: %s" % (what, e))
-            time.sleep(HEARTBEAT_SECONDS)
+            u = urllib.parse.urlsplit(url)
+            log("error", "Failed to validate connection to cluster at %s: failed to get CA certs: "
+                "Get \"%s/cacerts\": dial tcp %s:%s: %s" % (url, url, u.hostname, u.port or 6443, os_reason(e)))
+        time.sleep(2 * slow_factor())
+
+
+def os_reason(e):
+    """The Go net error words for a Python socket error."""
+    if isinstance(e, ConnectionRefusedError):
+        return "connect: connection refused"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "i/o timeout"
+    if getattr(e, "errno", None) == 113:
+        return "connect: no route to host"
+    if getattr(e, "errno", None) == 101:
+        return "connect: network is unreachable"
+    return str(e)
+
+
+def slow_factor():
+    """The slow-boards knob (`scripts/lab k3s-fault HOST slow N`): this host's k3s timings times
+    N, toward a Raspberry Pi's tens of seconds (start, Ready, join retries)."""
+    try:
+        with open(os.path.join(SIM_CONF, "faults", "slow")) as f:
+            return max(1.0, float(f.read().strip() or "1"))
+    except (OSError, ValueError):
+        return 1.0
 
 
 def node_loop(client, ident, password, readiness, on_ready):
@@ -1435,9 +1572,15 @@ def node_loop(client, ident, password, readiness, on_ready):
         try:
             if not registered:
                 status, body = client.json("POST", "/v1-k3s/sim/nodes", {"ident": ident, "password": password})
-                if status == 401:
-                    fatal("Error: failed to get CA certs / join: %s: 401 Unauthorized (token is not valid)" % ident["name"])
-                if status in (400, 403):
+                if status in (401, 403) or (status == 400 and ident["role"] == "agent"):
+                    # k3s: "Waiting to retrieve agent configuration; server is not ready: ..." every
+                    # 5 s, forever, without READY=1 (so `systemctl start` never returns).
+                    why = ("https://%s:%s/v1-k3s/serving-kubelet.crt: 401 Unauthorized" % (client.host, client.port)
+                           if status == 401 else body.get("message"))
+                    log("info", "Waiting to retrieve agent configuration; server is not ready: %s" % why)
+                    time.sleep(5 * slow_factor())
+                    continue
+                if status == 400:
                     fatal("Error: %s" % body.get("message"))
                 if status != 200:
                     raise OSError("registration returned %d" % status)
@@ -1446,6 +1589,9 @@ def node_loop(client, ident, password, readiness, on_ready):
                 on_ready()
             status, _ = client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
                                     {"password": password, "ready": readiness.ready()})
+            if status == 404 and ident["role"] == "server" and ident.get("etcd"):
+                # Deleting a server's Node removed its etcd member: that etcd cannot go on.
+                fatal("etcd error: the member has been permanently removed from the cluster")
             if status == 404:
                 registered = False  # deleted: the kubelet re-creates its Node
                 continue
@@ -1492,12 +1638,18 @@ def run_server(cfg):
         make_ca(tls)
         stored = (read_text(os.path.join(server_dir, "token")) or "").strip()
         app.secret = split_token(token)[1] if token else (split_token(stored)[1] if stored else secrets.token_hex(16))
-    with open(app.ca_file, "rb") as f:
-        ca_hash = hashlib.sha256(f.read()).hexdigest()
-    full_token = "K10%s::server:%s" % (ca_hash, app.secret)
-    for name in ("token", "node-token"):
-        write_file(os.path.join(server_dir, name), full_token + "\n", 0o600)
-    write_file(os.path.join(server_dir, "agent-token"), full_token + "\n", 0o600)
+        # k3s encrypts the bootstrap data with a key derived from the token: once written, a
+        # server started with another token cannot read it and exits (k3s-io/k3s#4640).
+        db_path = os.path.join(server_dir, "db", "sim-state.json")
+        try:
+            with open(db_path) as f:
+                bound = json.load(f).get("bootstrapTokenHash")
+        except (OSError, ValueError):
+            bound = None
+        if bound and bound != token_key(app.secret):
+            fatal("Error: preparing server: failed to bootstrap cluster data: failed to reconcile with local "
+                  "datastore: bootstrap data already found and encrypted with different token")
+    write_server_tokens(server_dir, app.ca_file, app.secret)
     crt, key = make_serving_cert(tls, cfg, socket.gethostname())
     admin = make_admin_cert(tls)
     kc_mode = int(str(cfg.get("write-kubeconfig-mode") or "600"), 8)
@@ -1512,6 +1664,31 @@ def run_server(cfg):
         app.store = Store(os.path.join(server_dir, "db", "sim-state.json"), cluster_init,
                           float(sim_setting("heartbeat-grace", "8")))
         cluster_init = app.store.state["clusterInit"]
+        # Versions: the datastore remembers the newest k3s that ran on it. Kubernetes does not
+        # support downgrades or skipping a minor on the control plane (upgrades go one minor at
+        # a time); the simulator refuses both at start (wording its own, see docs/K3S-SIM.md).
+        written = app.store.state.get("datastoreVersion")
+        if written and minor_key(written) > minor_key(VERSION):
+            fatal("Error: preparing server: the datastore was written by k3s %s, a newer minor than %s: "
+                  "downgrades are not supported" % (written, VERSION))
+        if written and minor_key(VERSION)[1] > minor_key(written)[1] + 1:
+            fatal("Error: preparing server: upgrading from %s to %s skips a minor version, which is not "
+                  "supported: upgrade one minor at a time" % (written, VERSION))
+        if not written or minor_key(VERSION) >= minor_key(written):
+            app.store.state["datastoreVersion"] = VERSION
+            app.store.save()
+        if cfg.get("cluster-reset"):
+            # k3s --cluster-reset: this server becomes the only etcd member, then k3s exits.
+            name = cfg.get("node-name") or socket.gethostname()
+            app.store.state["etcdMembers"] = [name]
+            app.store.save()
+            log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset "
+                "flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
+            sys.exit(0)
+        if app.store.state.get("bootstrapTokenHash") != token_key(app.secret):
+            app.store.state["bootstrapTokenHash"] = token_key(app.secret)
+            app.store.save()
+    app.server_dir = server_dir
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     ctx.load_verify_locations(app.ca_file)
@@ -1524,6 +1701,7 @@ def run_server(cfg):
     log("info", "Running kube-apiserver (simulated) on port %d" % app.port)
 
     ident = node_identity(cfg, "server")
+    ident["etcd"] = bool(join_url) or cluster_init  # joined servers are etcd members
     password = node_password(data_dir)
     readiness = Readiness()
     ready_once = threading.Event()
@@ -1550,6 +1728,7 @@ def run_server(cfg):
                 scan_manifests(app.store, mdir)
                 time.sleep(HEARTBEAT_SECONDS)
         threading.Thread(target=manifests, daemon=True).start()
+        app.store.own = ident["name"]
         if app.store.register(ident, password, cluster_init) is None:
             fatal("Node password rejected for %s" % ident["name"])
         notify()
@@ -1557,6 +1736,25 @@ def run_server(cfg):
             app.store.heartbeat(ident["name"], password, readiness.ready())
             time.sleep(HEARTBEAT_SECONDS)
     client = Upstream(join_url, app.ca_file, secret=app.secret, user="server")
+
+    def stop(*_):
+        try:
+            client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
+                        {"password": password, "leaving": True})
+        except OSError:
+            pass
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, stop)
+
+    def etcd_peer():
+        while True:
+            try:
+                client.json("POST", "/v1-k3s/sim/nodes/%s/heartbeat" % ident["name"],
+                            {"password": password, "etcdPeer": True})
+            except OSError:
+                pass
+            time.sleep(HEARTBEAT_SECONDS)
+    threading.Thread(target=etcd_peer, daemon=True).start()
     node_loop(client, ident, password, readiness, notify)
 
 
@@ -1704,6 +1902,31 @@ def jsonpath(obj, expr):
     return out
 
 
+KUBECTL_VERBS = "annotate apply cluster-info completion config cordon create delete describe drain edit " \
+    "exec get label logs patch rollout scale taint uncordon version wait"
+
+
+def kubectl_completion(args):
+    """`kubectl completion bash|zsh|fish|powershell`: a script the shell can source."""
+    if not args:
+        raise KubectlError("error: Shell not specified.\nSee 'kubectl completion -h' for help and examples")
+    shell = args[0]
+    if shell not in ("bash", "zsh", "fish", "powershell"):
+        raise KubectlError('error: Unsupported shell type "%s".' % shell)
+    if shell == "bash":
+        print("# bash completion for kubectl                              -*- shell-script -*-\n"
+              "__start_kubectl()\n{\n    local cur=${COMP_WORDS[COMP_CWORD]}\n"
+              "    COMPREPLY=( $(compgen -W \"%s\" -- \"$cur\") )\n}\n"
+              "complete -o default -F __start_kubectl kubectl" % KUBECTL_VERBS)
+    elif shell == "zsh":
+        print("#compdef kubectl\ncompdef _kubectl kubectl\n_kubectl() {\n  compadd %s\n}" % KUBECTL_VERBS)
+    elif shell == "fish":
+        print("# fish completion for kubectl\ncomplete -c kubectl -f -a '%s'" % KUBECTL_VERBS)
+    else:
+        print("# powershell completion for kubectl\nRegister-ArgumentCompleter -CommandName 'kubectl' -ScriptBlock {}")
+    return 0
+
+
 def kubectl(argv):
     opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None}
     args, i = [], 0
@@ -1716,7 +1939,8 @@ def kubectl(argv):
                 i += 1
                 break
             if a.startswith(short) and len(a) > 2 and not a.startswith("--"):
-                opts[long_] = a[2:]
+                # pflag: `-ojson`, `-o json` and `-o=json` are the same flag value.
+                opts[long_] = a[3:] if a[2] == "=" else a[2:]
                 break
             if a.startswith("--%s=" % long_):
                 opts[long_] = a.split("=", 1)[1]
@@ -1735,6 +1959,8 @@ def kubectl(argv):
                 pass  # --ignore-daemonsets, --delete-emptydir-data, --force, --request-timeout=...: accepted
             else:
                 args.append(a)
+    if args[:1] == ["completion"]:
+        return kubectl_completion(args[1:])
     if not args:
         print("kubectl controls the Kubernetes cluster manager (k3s simulator subset: get, cordon, uncordon, drain, delete, wait, version, cluster-info)")
         return 0
@@ -1826,6 +2052,37 @@ def kubectl(argv):
 # entry point
 # ----------------------------------------------------------------------------------------------
 
+def token_rotate(argv):
+    """`k3s token rotate [--token OLD] --new-token NEW [--server URL]`, as current k3s: PUT
+    /v1-k3s/token with the old token's credentials; the old one defaults to the server's file."""
+    flags, _ = parse_flags(argv)
+    print("\033[33mWARNING\033[0m: Recommended to keep a record of the old token. If restoring from a snapshot, "
+          "you must use the token associated with that snapshot.")
+    old = flags.get("token") or os.environ.get("K3S_TOKEN") or ""
+    if not old:
+        old = (read_text("/var/lib/rancher/k3s/server/token") or "").rstrip("\n")
+        if not old:
+            fatal("open /var/lib/rancher/k3s/server/token: no such file or directory")
+    url = flags.get("server") or os.environ.get("K3S_URL") or "https://127.0.0.1:6443"
+    new = flags.get("new-token") or ""
+    if not new:
+        fatal("Error: new token is required")
+    try:
+        ca = fetch_cacerts(url, old)
+    except (OSError, JoinRefused) as e:
+        fatal("Error: %s" % e)
+    ca_path = "/run/k3s-sim-rotate-ca.crt"
+    write_file(ca_path, ca, 0o644)
+    client = Upstream(url, ca_path, secret=split_token(old)[1], user="server")
+    status, body = client.json("PUT", "/v1-k3s/token", {"newToken": new})
+    os.remove(ca_path)
+    if status != 200:
+        fatal("Error: %s/v1-k3s/token: %d %s" % (url, status, (body or {}).get("message", "")))
+    time.sleep(1)
+    print("Token rotated, restart k3s nodes with new token")
+    return 0
+
+
 def main():
     prog = os.path.basename(sys.argv[0])
     argv = sys.argv[1:]
@@ -1859,6 +2116,8 @@ def main():
         elif cmd == "ctr":
             print("ctr github.com/k3s-io/containerd %s (simulator)" % RUNTIMES.get(minor_of(VERSION), ("containerd://1.7.23-k3s2",))[0].split("//")[1])
             return 0
+        elif cmd == "token" and argv[1:2] == ["rotate"]:
+            return token_rotate(argv[2:])
         elif cmd == "token":
             path = "/var/lib/rancher/k3s/server/token"
             tok = (read_text(path) or "").strip()

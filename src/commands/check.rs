@@ -315,6 +315,7 @@ impl<'a> Summary<'a> {
                 "artifacts_dir": c.artifacts_dir,
                 "images": c.images,
                 "kubeconfig_mode": c.kubeconfig_mode,
+                "join_timeout": humantime::format_duration(c.join_timeout).to_string(),
             },
             "concurrency": inv.concurrency,
             "counts": {

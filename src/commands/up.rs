@@ -41,6 +41,7 @@ pub fn run(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
         args.ready_timeout,
         reboot,
         args.rotate_tokens,
+        args.rotate_join_token,
     )
 }
 
@@ -52,7 +53,7 @@ pub fn run_phases(
     ready_timeout: Duration,
     reboot: Reboot,
 ) -> anyhow::Result<ExitCode> {
-    run_phases_with(global, path, mode, ready_timeout, reboot, false)
+    run_phases_with(global, path, mode, ready_timeout, reboot, false, false)
 }
 
 /// `run_phases`, with `--rotate-tokens` for the GitLab phase.
@@ -63,9 +64,17 @@ fn run_phases_with(
     ready_timeout: Duration,
     reboot: Reboot,
     rotate_tokens: bool,
+    rotate_join_token: bool,
 ) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, path, mode == Mode::Up)?;
-    let (options, redactor) = run_options(&prepared, mode, ready_timeout, reboot, rotate_tokens)?;
+    let (options, redactor) = run_options(
+        &prepared,
+        mode,
+        ready_timeout,
+        reboot,
+        rotate_tokens,
+        rotate_join_token,
+    )?;
     let log = run_log(&prepared.inventory.cluster.name, mode, redactor);
     let view = ProgressView::new(global);
     let observer: Arc<dyn Observer> = view.clone();
@@ -108,9 +117,17 @@ pub fn run_options(
     ready_timeout: Duration,
     reboot: Reboot,
     rotate_tokens: bool,
+    rotate_join_token: bool,
 ) -> anyhow::Result<(UpOptions, Redactor)> {
     let token = read_join_token(&prepared.inventory.cluster.token)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    if rotate_join_token && token.is_none() {
+        return Err(Failure::Usage(format!(
+            "{}: --rotate-join-token needs the new token in [cluster] token_env or token_file",
+            prepared.inventory.path.display()
+        ))
+        .into());
+    }
     let redactor = Redactor::default();
     if let Some(token) = &token {
         redactor.add(token.expose());
@@ -135,6 +152,7 @@ pub fn run_options(
         token,
         reboot,
         gitlab,
+        rotate_join_token,
     };
     Ok((options, redactor))
 }

@@ -57,7 +57,10 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
         Err(e) => {
             // A refused downgrade or version skew is bad input: nothing was changed (exit 2).
             if let Some(
-                refused @ (UpgradeError::Downgrade { .. } | UpgradeError::ServersBehind { .. }),
+                refused @ (UpgradeError::Downgrade { .. }
+                | UpgradeError::ServersBehind { .. }
+                | UpgradeError::Quorum { .. }
+                | UpgradeError::SkipsMinor(_)),
             ) = e.downcast_ref::<UpgradeError>()
             {
                 return Err(Failure::Usage(refused.to_string()).into());

@@ -39,6 +39,7 @@ enum Work<'a> {
         ready_timeout: Duration,
         reboot: Reboot,
         rotate_tokens: bool,
+        rotate_join_token: bool,
     },
     Status,
     /// `upgrade` to one target for every cluster.
@@ -59,6 +60,7 @@ pub fn up(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         reboot,
         rotate_tokens: args.rotate_tokens,
+        rotate_join_token: args.rotate_join_token,
     };
     run(global, work, &inputs(&args.inventory, &args.more))
 }
@@ -70,6 +72,7 @@ pub fn plan(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode
         ready_timeout: Duration::ZERO,
         reboot: Reboot::AllAtOnce,
         rotate_tokens: false,
+        rotate_join_token: false,
     };
     run(global, work, &inputs(&args.inventory, &args.more))
 }
@@ -226,9 +229,16 @@ fn prepare_all(
                     ready_timeout,
                     reboot,
                     rotate_tokens,
+                    rotate_join_token,
                 } => {
-                    let (options, redactor) =
-                        run_options(&prepared, *mode, *ready_timeout, *reboot, *rotate_tokens)?;
+                    let (options, redactor) = run_options(
+                        &prepared,
+                        *mode,
+                        *ready_timeout,
+                        *reboot,
+                        *rotate_tokens,
+                        *rotate_join_token,
+                    )?;
                     Setup::Up(options, redactor)
                 }
                 Work::Status => Setup::Status,

@@ -64,10 +64,16 @@ pub struct Cluster {
     /// Age after which the cluster lock of a run that never released it is taken over
     /// (`lock_expiry`, default [`DEFAULT_LOCK_EXPIRY`]).
     pub lock_expiry: std::time::Duration,
+    /// How long a k3s service may take to start once the installer (or a restart) started it:
+    /// a join k3s refuses hangs forever, so edgeops stops it after this (`join_timeout`).
+    pub join_timeout: Duration,
 }
 
 /// How long a cluster lock holds when its run never releases it (a crash, a lost workstation).
 pub const DEFAULT_LOCK_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// `[cluster] join_timeout` when not given: a Raspberry Pi joins in 30-90 s.
+pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where a secret comes from. Secrets are never inline in the inventory.
 #[derive(Debug, Clone, PartialEq)]

@@ -85,6 +85,7 @@ pub struct RawCluster {
     pub images: Vec<Spanned<String>>,
     pub kubeconfig_mode: Option<Spanned<String>>,
     pub lock_expiry: Option<Spanned<toml::Value>>,
+    pub join_timeout: Option<Spanned<toml::Value>>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.

@@ -422,6 +422,19 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
 
     super::secret_args::check(ctx, &raw.server_args, "`[cluster] server_args`");
     super::secret_args::check(ctx, &raw.agent_args, "`[cluster] agent_args`");
+    let join_timeout = raw
+        .join_timeout
+        .as_ref()
+        .and_then(|v| match formats::duration(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(mut e) => {
+                e.message = format!("join_timeout: {}", e.message);
+                ctx.invalid(ErrorKind::InvalidValue, v.span(), e);
+                None
+            }
+        })
+        .unwrap_or(super::model::DEFAULT_JOIN_TIMEOUT);
+
     let string_list = |list: &[Spanned<String>]| list.iter().map(|s| s.get_ref().clone()).collect();
     let cluster = Cluster {
         name,
@@ -445,6 +458,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         images,
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
         lock_expiry,
+        join_timeout,
     };
     Some(ValidCluster {
         cluster,

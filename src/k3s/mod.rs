@@ -9,9 +9,12 @@ pub mod arch;
 pub mod channel;
 pub mod helmcharts;
 pub mod install;
+pub mod join_watch;
 pub mod k3s_yaml;
 pub mod kubeconfig;
 pub mod nodes;
+pub mod quorum;
+pub mod skew;
 pub mod token;
 pub mod version;
 

@@ -72,6 +72,7 @@ fn cluster(name: &str) -> Cluster {
         images: Vec::new(),
         kubeconfig_mode: None,
         lock_expiry: crate::inventory::DEFAULT_LOCK_EXPIRY,
+        join_timeout: crate::inventory::DEFAULT_JOIN_TIMEOUT,
     }
 }
 

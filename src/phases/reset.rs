@@ -32,8 +32,13 @@ use super::reset_remote::{self as scripts, Survey, UninstallOutput};
 use super::runlog::RunLog;
 use super::{Observer, Progress};
 
+#[path = "reset_quorum.rs"]
+mod quorum;
+
 /// The uninstall kills containers and removes image stores: give it room on a slow board.
 const UNINSTALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Deleting the reset hosts' Node objects through the first server.
+const DELETE_NODES_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a reset was refused before anything changed.
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +313,29 @@ impl Reset {
                 .collect()
         };
 
+        // Servers leaving a cluster that stays: its etcd must keep quorum at every step, so
+        // check the whole sequence before anything changes.
+        let leaving: Vec<String> = if self.scope == Scope::Hosts {
+            todo("servers", &outcomes)
+        } else {
+            Vec::new()
+        };
+        if !leaving.is_empty() {
+            let nodes: Vec<String> = leaving
+                .iter()
+                .filter_map(|h| self.node_names.get(h).cloned())
+                .collect();
+            if let Err(reason) = self.check_servers_may_leave(&nodes).await {
+                self.observer.event(&Progress::Message {
+                    text: &format!("reset refused: {reason}"),
+                });
+                for plan in &self.plans {
+                    outcomes
+                        .entry(plan.host.clone())
+                        .or_insert_with(|| Outcome::failed(format!("refused: {reason}")));
+                }
+            }
+        }
         // Agents all at once (a sliding window of --concurrency).
         let agents = todo("agents", &outcomes);
         if !agents.is_empty() {
@@ -331,7 +359,24 @@ impl Reset {
                 continue;
             }
             self.phase_start(phase, servers.len());
+            let mut stopped: Option<String> = None;
             for name in servers {
+                if let Some(why) = &stopped {
+                    outcomes.insert(name, Outcome::failed(why.clone()));
+                    continue;
+                }
+                if phase == "servers" && self.scope == Scope::Hosts {
+                    // Member removal before the uninstall, quorum checked again first.
+                    let node = self.node_names.get(&name).cloned().unwrap_or(name.clone());
+                    if let Err(reason) = self.leave_etcd(&name, &node).await {
+                        let reason = format!("not reset: {reason}");
+                        stopped = Some(format!(
+                            "not reset: the server before it ({name}) could not leave etcd"
+                        ));
+                        outcomes.insert(name, Outcome::failed(reason));
+                        continue;
+                    }
+                }
                 let outcome = self.uninstall_with_progress(phase, &name).await;
                 outcomes.insert(name, outcome);
             }
@@ -528,7 +573,7 @@ impl Reset {
         self.phase_start("nodes", 1);
         let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
             .sudo(true)
-            .timeout(Duration::from_secs(120));
+            .timeout(DELETE_NODES_TIMEOUT);
         let result = self.step(&first, "delete nodes", request).await;
         self.phase_end("nodes");
         match result {

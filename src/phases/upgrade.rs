@@ -31,8 +31,12 @@ use super::upgrade_plan::{
 };
 use super::{Observer, Progress};
 
-/// An install downloads a ~70 MB binary over an edge link: give it room (as `up` does).
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// kubectl's own `--timeout` for drain is `--drain-timeout`; this is the round trip around it.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// One node-list read while waiting for a node (the API may be restarting).
+const NODE_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one channel-server request may take.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between node polls while waiting for a node.
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
@@ -89,6 +93,13 @@ pub enum UpgradeError {
     },
     #[error("{host}: cannot take the cluster lock: {reason}")]
     Lock { host: String, reason: String },
+    #[error(
+        "refusing to upgrade: restarting server {server} {reason} (nothing was changed; bring the \
+         down servers back or take them out with `edgeops reset --limit` first)"
+    )]
+    Quorum { server: String, reason: String },
+    #[error("refusing to upgrade: {0} (nothing was changed)")]
+    SkipsMinor(String),
     #[error("resolving k3s channel {channel}: {source}")]
     Resolve {
         channel: Channel,
@@ -285,6 +296,7 @@ impl Upgrader<'_> {
         self.resolve().await?;
         let target = self.target.clone().expect("resolved above");
         self.decide(&target, &observed)?;
+        self.check_minor_steps(&target).await?;
         self.prepare_airgap(&target).await?;
         self.roll(&target).await;
         if let Some(pinned) = &self.inventory.cluster.version
@@ -337,6 +349,12 @@ impl Upgrader<'_> {
         );
         if out.success() {
             Ok(out)
+        } else if let Some(reason) = self.hosts.get(host).and_then(|state| {
+            let spec = state.spec.as_ref()?;
+            super::run::join::stopped_reason(self.inventory, &state.host, spec, &out)
+        }) {
+            // The join watch stopped the service (see `k3s::join_watch`).
+            Err(redactor.redact(&reason))
         } else {
             let tail = if stderr.trim().is_empty() {
                 last_lines(&stdout, 3)
@@ -427,6 +445,50 @@ impl Upgrader<'_> {
         }
     }
 
+    /// Servers go up one minor at a time: a target that skips a minor line is refused, naming
+    /// the newest release of each line in between (from the channel server). `--force` lets it
+    /// through with a note.
+    async fn check_minor_steps(&mut self, target: &K3sVersion) -> Result<(), UpgradeError> {
+        let behind: Vec<(String, K3sVersion)> = self
+            .order
+            .iter()
+            .filter_map(|n| {
+                let state = &self.hosts[n];
+                if state.host.role != crate::inventory::Role::Server || state.spec.is_none() {
+                    return None;
+                }
+                let from = state.need.as_ref()?.from.clone()?;
+                (!crate::k3s::skew::skipped_minors(&from, target).is_empty())
+                    .then(|| (n.clone(), from))
+            })
+            .collect();
+        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+            return Ok(());
+        };
+        let resolver =
+            ChannelResolver::new(CHANNEL_TIMEOUT).map_err(|source| UpgradeError::Resolve {
+                channel: oldest.minor_channel(),
+                source,
+            })?;
+        let steps = crate::k3s::skew::intermediate_versions(
+            &resolver,
+            &self.inventory.cluster.channel_url,
+            &oldest,
+            target,
+        )
+        .await
+        .map_err(|source| UpgradeError::Resolve {
+            channel: oldest.minor_channel(),
+            source,
+        })?;
+        let text = crate::k3s::skew::refusal(&behind, target, &steps);
+        if self.options.force {
+            self.message(format!("--force: {text}"));
+            return Ok(());
+        }
+        Err(UpgradeError::SkipsMinor(text))
+    }
+
     async fn read_nodes(&self) -> Result<Vec<NodeStatus>, String> {
         let first = &self.first;
         let out = self
@@ -452,7 +514,7 @@ impl Upgrader<'_> {
                     hosts: 0,
                 });
                 let url = self.inventory.cluster.channel_url.clone();
-                let resolved = match ChannelResolver::new(Duration::from_secs(30)) {
+                let resolved = match ChannelResolver::new(CHANNEL_TIMEOUT) {
                     Ok(resolver) => resolver.resolve(&url, &channel).await,
                     Err(e) => Err(e),
                 };
@@ -545,6 +607,27 @@ impl Upgrader<'_> {
                 });
             }
         }
+        if let Ok(list) = observed {
+            // Each server is away while it restarts: the other members must keep quorum.
+            let members = crate::k3s::quorum::Members::from_nodes(list);
+            for name in &self.order {
+                let state = &self.hosts[name];
+                if state.host.role != crate::inventory::Role::Server || state.spec.is_none() {
+                    continue;
+                }
+                let node = state.host.node_name.clone();
+                if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
+                    let reason = why
+                        .strip_prefix(&format!("removing {node} "))
+                        .unwrap_or(&why)
+                        .to_owned();
+                    return Err(UpgradeError::Quorum {
+                        server: name.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         let needs: Vec<(&str, &HostNeed)> = self
             .order
             .iter()
@@ -628,8 +711,7 @@ impl Upgrader<'_> {
                 .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
             let request = ExecRequest::new(airgap::put_script(upload))
                 .sudo(true)
-                .stdin(bytes)
-                .timeout(INSTALL_TIMEOUT);
+                .stdin(bytes);
             self.step(name, name, &format!("upload {}", upload.remote), request)
                 .await?;
         }
@@ -789,7 +871,7 @@ impl Upgrader<'_> {
             );
             let request = ExecRequest::new(command)
                 .sudo(true)
-                .timeout(self.options.drain_timeout + Duration::from_secs(30));
+                .timeout(self.options.drain_timeout + DRAIN_GRACE);
             self.step(&first, name, "drain", request)
                 .await
                 .map_err(|reason| {
@@ -808,11 +890,14 @@ impl Upgrader<'_> {
             .spec
             .as_ref()
             .ok_or_else(|| "no install spec".to_owned())?;
-        let script = upgrade_script(spec);
+        let script = super::run::join::watched(self.inventory, spec, &upgrade_script(spec));
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(remote::install_stdin(self.options.token.as_ref(), spec))
-            .timeout(INSTALL_TIMEOUT);
+            .timeout(super::run::join::install_timeout(
+                self.inventory,
+                &self.hosts[name].host,
+            ));
         self.step(name, name, "upgrade", request)
             .await
             .map_err(left_cordoned)?;
@@ -925,7 +1010,7 @@ pub async fn wait_node_version(
     loop {
         let request = ExecRequest::new(remote::NODES_COMMAND)
             .sudo(true)
-            .timeout(Duration::from_secs(30));
+            .timeout(NODE_POLL_TIMEOUT);
         let last = match api.exec(&request).await {
             Ok(out) if out.success() => match nodes::parse_nodes(&out.stdout_lossy()) {
                 Ok(list) => match list.iter().find(|n| n.name == node) {

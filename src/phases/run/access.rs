@@ -125,6 +125,7 @@ pub async fn status(
         token: None,
         reboot: Reboot::Never,
         gitlab: None,
+        rotate_join_token: false,
     };
     let log = RunLog::disabled(Default::default());
     let mut runner =
@@ -191,12 +192,21 @@ pub async fn status(
         };
         match observed {
             Ok(observed) => {
+                let members = crate::k3s::quorum::Members::from_nodes(&observed);
+                if !members.has_quorum() {
+                    runner.message(quorum_lost(inventory, &first, &members.describe()));
+                }
                 runner.nodes = observed
                     .iter()
                     .map(|n| NodeRow::from_status(n, Vec::new()))
                     .collect();
             }
-            Err(reason) => runner.message(format!("{first}: cannot list nodes: {reason}")),
+            Err(reason) => {
+                runner.message(format!("{first}: cannot list nodes: {reason}"));
+                if reason.contains("etcdserver") {
+                    runner.message(quorum_lost(inventory, &first, "see the servers above"));
+                }
+            }
         }
     } else {
         runner.message(format!(
@@ -221,4 +231,17 @@ pub async fn status(
         }
     }
     Ok(report)
+}
+
+/// `status`'s diagnosis of an embedded etcd that lost its quorum, with the recovery k3s
+/// documents (docs.k3s.io, "Cluster Reset"): reset the membership on one surviving server.
+fn quorum_lost(inventory: &Inventory, first: &str, members: &str) -> String {
+    format!(
+        "cluster {}: the embedded etcd has lost its quorum (members: {members}); the API cannot \
+         answer until it is restored. Recover on {first}: `systemctl stop k3s` on every server, \
+         `k3s server --cluster-reset` on {first} (it becomes the only member), `systemctl start \
+         k3s` there; then take the other servers out (`edgeops reset --limit NAME`) and let \
+         `edgeops up` join them again",
+        inventory.cluster.name
+    )
 }

@@ -9,7 +9,11 @@
 
 mod access;
 mod cluster_lock;
+pub(super) mod join;
 mod prepare;
+mod quorum_guard;
+mod skew_guard;
+mod token_guard;
 mod verify;
 
 use access::merge_kubeconfig;
@@ -74,6 +78,9 @@ pub struct UpOptions {
     pub reboot: Reboot,
     /// The GitLab phase's token and flags; `None` when the inventory has no `[gitlab]`.
     pub gitlab: Option<GitLabSetup>,
+    /// A token that differs from the running cluster's is rotated to (`--rotate-join-token`)
+    /// instead of stopping the run.
+    pub rotate_join_token: bool,
 }
 
 /// Rebooting Raspberry Pis whose cmdline.txt needed the memory cgroup flags.
@@ -92,8 +99,8 @@ const REBOOT_WAIT: Duration = Duration::from_secs(300);
 
 /// The first server needs this long at most to bring its API up after an install.
 const API_WAIT: Duration = Duration::from_secs(180);
-/// An install downloads a ~70 MB binary over an edge link: give it room.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long one channel-server request may take.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Air-gap uploads in flight at once, fleet-wide (each holds its file in memory).
 const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.
@@ -337,6 +344,12 @@ impl<'a> Runner<'a> {
                 state.status = Some(Status::Planned);
             }
             self.gitlab_phase(GitLabStep::Plan).await;
+            return Ok(());
+        }
+        if !self.minor_steps_allowed().await
+            || !self.join_token_matches().await
+            || !self.quorum_allows_restarts().await
+        {
             return Ok(());
         }
         self.pi_cgroups().await?;
@@ -759,7 +772,7 @@ impl<'a> Runner<'a> {
             phase: "resolve",
             hosts: 0,
         });
-        let resolver = ChannelResolver::new(Duration::from_secs(30))?;
+        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT)?;
         let version = resolver
             .resolve(&cluster.channel_url, &channel)
             .await
@@ -823,9 +836,10 @@ impl<'a> Runner<'a> {
             Action::Nothing => Ok(()),
             Action::Restart => {
                 let script = remote::restart_script(remote::unit_name(spec));
-                self.step(name, "restart", ExecRequest::new(script).sudo(true), false)
-                    .await
-                    .map(drop)
+                let request = ExecRequest::new(join::watched(self.inventory, spec, &script))
+                    .sudo(true)
+                    .timeout(join::install_timeout(self.inventory, &state.host));
+                self.watched_step(name, "restart", request).await
             }
             action @ (Action::Install | Action::Reconfigure | Action::Upgrade) => {
                 // Upgrade and reconfigure end with the service restarted, also when the
@@ -834,15 +848,30 @@ impl<'a> Runner<'a> {
                     Action::Install => remote::install_bundle(spec, false),
                     _ => super::upgrade::upgrade_script(spec),
                 };
-                let request = ExecRequest::new(script)
+                let request = ExecRequest::new(join::watched(self.inventory, spec, &script))
                     .sudo(true)
                     .stdin(remote::install_stdin(token, spec))
-                    .timeout(INSTALL_TIMEOUT);
-                self.step(name, action.step_word(), request, false)
-                    .await
-                    .map(drop)
+                    .timeout(join::install_timeout(self.inventory, &state.host));
+                self.watched_step(name, action.step_word(), request).await
             }
         }
+    }
+
+    /// [`Self::step`] for a script under the join watch (`join::watched`): when the watch
+    /// stopped the service, the reason k3s logged and what to do.
+    async fn watched_step(
+        &self,
+        name: &str,
+        title: &str,
+        request: ExecRequest,
+    ) -> Result<(), String> {
+        let out = self.exec_logged(name, title, &request, false).await?;
+        let state = &self.hosts[name];
+        let spec = state.spec.as_ref().expect("decided hosts have a spec");
+        if let Some(reason) = join::stopped_reason(self.inventory, &state.host, spec, &out) {
+            return Err(self.log.redactor().redact(&reason));
+        }
+        self.exit_checked(title, out, false).map(drop)
     }
 
     async fn apply_with_progress(
@@ -993,7 +1022,11 @@ impl<'a> Runner<'a> {
             Action::Nothing => return Ok(()),
             Action::Restart => (
                 "restart",
-                ExecRequest::new(remote::restart_script(remote::unit_name(spec))),
+                ExecRequest::new(join::watched(
+                    self.inventory,
+                    spec,
+                    &remote::restart_script(remote::unit_name(spec)),
+                )),
             ),
             Action::Install | Action::Reconfigure | Action::Upgrade => {
                 // As in `apply`: upgrade and reconfigure end with the service restarted, also
@@ -1004,7 +1037,8 @@ impl<'a> Runner<'a> {
                 };
                 (
                     action.step_word(),
-                    ExecRequest::new(script).stdin(remote::install_stdin(token, spec)),
+                    ExecRequest::new(join::watched(self.inventory, spec, &script))
+                        .stdin(remote::install_stdin(token, spec)),
                 )
             }
         };
@@ -1012,7 +1046,7 @@ impl<'a> Runner<'a> {
         request.command = fold::then_api(&request.command, &api.script);
         let request = request
             .sudo(true)
-            .timeout(INSTALL_TIMEOUT + API_WAIT + Duration::from_secs(30));
+            .timeout(join::install_timeout(self.inventory, &state.host) + API_WAIT);
         self.observer.event(&Progress::HostStart {
             phase: "first server",
             host: &first,
@@ -1040,9 +1074,19 @@ impl<'a> Runner<'a> {
                             exit: out.exit.clone(),
                             truncated: out.truncated,
                         };
-                        match self.exit_checked(title, own_out, false) {
-                            Ok(_) => Err(format!("{title}: the script ended before the API read")),
-                            Err(reason) => Err(reason),
+                        let state = &self.hosts[&first];
+                        let spec = state.spec.as_ref().expect("decided hosts have a spec");
+                        if let Some(reason) =
+                            join::stopped_reason(self.inventory, &state.host, spec, &own_out)
+                        {
+                            Err(self.log.redactor().redact(&reason))
+                        } else {
+                            match self.exit_checked(title, own_out, false) {
+                                Ok(_) => {
+                                    Err(format!("{title}: the script ended before the API read"))
+                                }
+                                Err(reason) => Err(reason),
+                            }
                         }
                     }
                     Some(api_text) => {
@@ -1078,7 +1122,7 @@ impl<'a> Runner<'a> {
                 let api = self.api_plan();
                 let request = ExecRequest::new(api.script)
                     .sudo(true)
-                    .timeout(API_WAIT + Duration::from_secs(30));
+                    .timeout(API_WAIT + join::STOP_GRACE);
                 self.observer.event(&Progress::PhaseStart {
                     phase: "api",
                     hosts: 1,

@@ -298,8 +298,7 @@ impl Runner<'_> {
                 .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
             let request = ExecRequest::new(airgap::put_script(upload))
                 .sudo(true)
-                .stdin(bytes)
-                .timeout(INSTALL_TIMEOUT);
+                .stdin(bytes);
             self.step(name, &format!("upload {}", upload.remote), request, false)
                 .await?;
         }

@@ -1,0 +1,81 @@
+//! Version skew rules k3s documents (docs.k3s.io "Upgrades", Kubernetes version skew policy):
+//! servers go up one minor at a time (1.30 → 1.31 → 1.32, any patch in between); a kubelet may
+//! not be newer than the API servers. A step that skips a minor is refused with the versions to
+//! go through, each the newest release of its minor from the channel server (`vMAJOR.MINOR`).
+
+use super::channel::{ChannelResolver, ResolveError};
+use super::version::{Channel, K3sVersion};
+
+/// The minor lines between `from` and `to` (both excluded): `v1.30.8` → `v1.32.0` skips `v1.31`.
+pub fn skipped_minors(from: &K3sVersion, to: &K3sVersion) -> Vec<Channel> {
+    if from.major != to.major || to.minor <= from.minor + 1 {
+        return Vec::new();
+    }
+    (from.minor + 1..to.minor)
+        .map(|minor| Channel::Minor {
+            major: from.major,
+            minor,
+        })
+        .collect()
+}
+
+/// The newest release of each skipped minor line, resolved once each at `channel_url`.
+pub async fn intermediate_versions(
+    resolver: &ChannelResolver,
+    channel_url: &str,
+    from: &K3sVersion,
+    to: &K3sVersion,
+) -> Result<Vec<K3sVersion>, ResolveError> {
+    let mut steps = Vec::new();
+    for channel in skipped_minors(from, to) {
+        steps.push(resolver.resolve(channel_url, &channel).await?);
+    }
+    Ok(steps)
+}
+
+/// The refusal: which servers, from what, the versions to go through, and how.
+pub fn refusal(servers: &[(String, K3sVersion)], to: &K3sVersion, steps: &[K3sVersion]) -> String {
+    let list = servers
+        .iter()
+        .map(|(h, v)| format!("{h} runs {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let path = steps
+        .iter()
+        .chain(std::iter::once(to))
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(" → ");
+    format!(
+        "k3s servers upgrade one minor at a time, and going to {to} skips a minor ({list}): go \
+         through {path}, one `edgeops upgrade --version V` (or pinned `version` and `up`) each"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> K3sVersion {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_whole_skipped_minor_lines_count() {
+        assert!(skipped_minors(&v("v1.30.8+k3s1"), &v("v1.31.4+k3s1")).is_empty());
+        assert!(skipped_minors(&v("v1.31.3+k3s1"), &v("v1.31.4+k3s1")).is_empty());
+        assert_eq!(
+            skipped_minors(&v("v1.29.1+k3s1"), &v("v1.32.0+k3s1"))
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>(),
+            ["v1.30", "v1.31"]
+        );
+        let text = refusal(
+            &[("lab-01".into(), v("v1.30.8+k3s1"))],
+            &v("v1.32.0+k3s1"),
+            &[v("v1.31.4+k3s1")],
+        );
+        assert!(text.contains("v1.31.4+k3s1 → v1.32.0+k3s1"), "{text}");
+    }
+}

@@ -1,0 +1,82 @@
+//! `up` in an embedded-etcd cluster: a server that is reconfigured, upgraded or restarted is
+//! away from etcd while it restarts; if the other members could not keep quorum meanwhile, the
+//! run is refused before anything changes (one node-list read, only on such runs).
+
+use super::*;
+
+impl Runner<'_> {
+    /// `false`: some server's restart would cost the quorum; every host is stopped with why.
+    pub(super) async fn quorum_allows_restarts(&mut self) -> bool {
+        if !self.inventory.cluster.ha {
+            return true;
+        }
+        let restarting: Vec<(String, String)> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive()
+                    && s.host.role == Role::Server
+                    && s.facts
+                        .as_ref()
+                        .is_some_and(|f| f.installed_role() == Some(Role::Server))
+                    && matches!(
+                        s.action(),
+                        Action::Reconfigure | Action::Upgrade | Action::Restart
+                    )
+            })
+            .map(|n| (n.clone(), self.hosts[n].host.node_name.clone()))
+            .collect();
+        if restarting.is_empty() {
+            return true;
+        }
+        let first = self.first.clone();
+        let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
+        let members = match self
+            .step(&first, "etcd members (node list)", request, false)
+            .await
+        {
+            Ok(out) => match nodes::parse_nodes(&out.stdout_lossy()) {
+                Ok(list) => crate::k3s::quorum::Members::from_nodes(&list),
+                Err(e) => {
+                    self.refuse_for_quorum(&first, &format!("cannot read the etcd members: {e}"));
+                    return false;
+                }
+            },
+            Err(reason) => {
+                self.refuse_for_quorum(
+                    &first,
+                    &format!(
+                        "cannot read the etcd members ({reason}); if the cluster lost its quorum, \
+                         `edgeops status` names the recovery"
+                    ),
+                );
+                return false;
+            }
+        };
+        for (host, node) in restarting {
+            if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
+                let why = why
+                    .strip_prefix(&format!("removing {node} "))
+                    .unwrap_or(&why)
+                    .to_owned();
+                self.refuse_for_quorum(
+                    &host,
+                    &format!(
+                        "restarting server {host} {why}; nothing was changed: bring the down \
+                         servers back, or take them out with `edgeops reset --limit`"
+                    ),
+                );
+                return false;
+            }
+        }
+        true
+    }
+
+    fn refuse_for_quorum(&mut self, host: &str, reason: &str) {
+        let text = format!("cluster {}: {reason}", self.inventory.cluster.name);
+        self.message(text.clone());
+        self.state_mut(host).fail(text);
+        self.skip_rest("refused: the embedded etcd would lose its quorum (see the note)");
+    }
+}

@@ -1,0 +1,58 @@
+//! `up` with a raised `[cluster] version`: servers go up one minor at a time, as with `edgeops
+//! upgrade`; a pin that skips a minor line is refused before anything changes, naming the
+//! releases to go through (`k3s::skew`).
+
+use super::*;
+
+impl Runner<'_> {
+    /// `false`: a server would skip a minor; every host is stopped with why.
+    pub(super) async fn minor_steps_allowed(&mut self) -> bool {
+        let Some(target) = self.version.clone() else {
+            return true;
+        };
+        let behind: Vec<(String, K3sVersion)> = self
+            .order
+            .iter()
+            .filter_map(|n| {
+                let s = &self.hosts[n];
+                if !s.alive() || s.host.role != Role::Server || s.action() != Action::Upgrade {
+                    return None;
+                }
+                let from = s.facts.as_ref()?.k3s_version.clone()?;
+                (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
+                    .then(|| (n.clone(), from))
+            })
+            .collect();
+        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+            return true;
+        };
+        let steps = match ChannelResolver::new(CHANNEL_TIMEOUT) {
+            Ok(resolver) => {
+                crate::k3s::skew::intermediate_versions(
+                    &resolver,
+                    &self.inventory.cluster.channel_url,
+                    &oldest,
+                    &target,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let text = match steps {
+            Ok(steps) => crate::k3s::skew::refusal(&behind, &target, &steps),
+            Err(e) => format!(
+                "k3s servers upgrade one minor at a time and {target} skips at least one \
+                 (the releases in between could not be resolved: {e})"
+            ),
+        };
+        let text = format!(
+            "cluster {}: {text}; nothing was changed",
+            self.inventory.cluster.name
+        );
+        self.message(text.clone());
+        let first_behind = behind[0].0.clone();
+        self.state_mut(&first_behind).fail(text);
+        self.skip_rest("refused: the pinned version skips a minor (see the note)");
+        false
+    }
+}

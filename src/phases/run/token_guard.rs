@@ -1,0 +1,292 @@
+//! The join token guard: before `up` writes anything, the inventory's token is compared with
+//! the one the running cluster was started with, on the first server, so neither is printed,
+//! logged or sent back. k3s binds its datastore to the token: a server restarted with another
+//! one exits ("bootstrap data already found and encrypted with different token") and every
+//! join with it is refused, so a mismatch stops the run before any change.
+
+use super::*;
+
+/// Compares the token on stdin (first line) with the first server's, the secret part and,
+/// when both carry one, the CA hash; prints `token-check: same|secret-differs|ca-differs|absent`.
+/// Run with sudo (the server's token file is 0600). Only shell builtins see the values.
+pub(super) fn token_check_script() -> String {
+    format!(
+        "IFS= read -r want || true\n\
+         f={path}\n\
+         if [ ! -s \"$f\" ]; then echo 'token-check: absent'; exit 0; fi\n\
+         IFS= read -r have <\"$f\" || true\n\
+         secret() {{ case \"$1\" in K10*::*:*) printf '%s' \"${{1#*::*:}}\" ;; *) printf '%s' \"$1\" ;; esac; }}\n\
+         cahash() {{ case \"$1\" in K10*::*) v=${{1#K10}}; printf '%s' \"${{v%%::*}}\" ;; esac; }}\n\
+         if [ \"$(secret \"$want\")\" != \"$(secret \"$have\")\" ]; then echo 'token-check: secret-differs'\n\
+         elif [ -n \"$(cahash \"$want\")\" ] && [ \"$(cahash \"$want\")\" != \"$(cahash \"$have\")\" ]; then echo 'token-check: ca-differs'\n\
+         else echo 'token-check: same'; fi\n",
+        path = crate::k3s::token::NODE_TOKEN_PATH,
+    )
+}
+
+/// `k3s token rotate` as a request to k3s's own endpoint (`PUT /v1-k3s/token` with the old
+/// token's `server` credentials, what the `k3s token rotate` command sends), run with sudo on the
+/// first server. The CLI takes the new token only as `--new-token` on its command line; here the
+/// new token comes on stdin and both travel in 0600 files of a private temporary folder, so
+/// neither is ever on a command line. Prints nothing secret.
+pub(super) fn rotate_request_script() -> String {
+    r#"set -eu
+umask 077
+IFS= read -r new
+IFS= read -r old <NODE_TOKEN
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+esc() { printf '%s' "$1" | sed 's/[\\"]/\\&/g'; }
+printf 'user = "server:%s"\n' "$(esc "${old#*::*:}")" >"$d/cfg"
+printf '{"newToken":"%s"}' "$(esc "$new")" >"$d/body"
+unset new old
+code=$(curl -sS -o "$d/out" -w '%{http_code}' -K "$d/cfg" \
+  --cacert /var/lib/rancher/k3s/server/tls/server-ca.crt -X PUT \
+  -H 'Content-Type: application/json' --data-binary @"$d/body" \
+  https://127.0.0.1:6443/v1-k3s/token) || { echo 'edgeops: the token rotation request did not reach k3s' >&2; exit 1; }
+if [ "$code" != 200 ]; then
+  echo "edgeops: k3s refused the token rotation (HTTP $code): $(head -c 300 "$d/out")" >&2
+  exit 1
+fi
+echo 'edgeops: k3s rotated the join token'
+"#
+    .replace("NODE_TOKEN", crate::k3s::token::NODE_TOKEN_PATH)
+}
+
+/// Write the token on stdin to edgeops's token file (`K3S_TOKEN_FILE` of the unit) when it
+/// differs, then (`restart`) restart the unit so the node runs with it. Run with sudo.
+pub(super) fn token_file_script(restart: Option<&str>) -> String {
+    let mut script = r#"set -eu
+umask 077
+IFS= read -r new
+f=TOKEN_FILE
+if [ "$(cat "$f" 2>/dev/null)" != "$new" ]; then
+  tmp=$(mktemp /etc/rancher/k3s/.edgeops-token.XXXXXX)
+  printf '%s\n' "$new" >"$tmp"
+  mv -f "$tmp" "$f"
+  echo 'edgeops: token file written'
+fi
+unset new
+"#
+    .replace("TOKEN_FILE", crate::k3s::install::TOKEN_FILE_PATH);
+    if let Some(unit) = restart {
+        script.push_str(&format!("systemctl restart {unit}\n"));
+    }
+    script
+}
+
+impl Runner<'_> {
+    /// `--rotate-join-token`: k3s's rotation on the first server, then every node's token file,
+    /// the servers restarted one at a time (first server first) as k3s asks ("restart k3s
+    /// nodes with new token"). `false`: it failed; the hosts say why.
+    async fn rotate_join_token(&mut self, token: &JoinToken) -> bool {
+        let first = self.first.clone();
+        self.observer.event(&Progress::PhaseStart {
+            phase: "rotate join token",
+            hosts: self.order.len(),
+        });
+        let request = ExecRequest::new(rotate_request_script())
+            .sudo(true)
+            .stdin(token.file_contents().into_bytes());
+        if let Err(reason) = self.step(&first, "rotate join token", request, false).await {
+            self.observer.event(&Progress::PhaseEnd {
+                phase: "rotate join token",
+            });
+            self.stop_all(&first, &format!("join token rotation failed: {reason}"));
+            return false;
+        }
+        // The first server, then the other servers one at a time, then the agents.
+        let mut names: Vec<String> = vec![first.clone()];
+        names.extend(
+            self.order
+                .iter()
+                .filter(|n| **n != first && self.hosts[*n].host.role == Role::Server)
+                .cloned(),
+        );
+        names.extend(
+            self.order
+                .iter()
+                .filter(|n| self.hosts[*n].host.role == Role::Agent)
+                .cloned(),
+        );
+        let mut failed = false;
+        for name in names {
+            let state = &self.hosts[&name];
+            let installed = state.facts.as_ref().and_then(|f| f.installed_role());
+            if !state.alive() || installed.is_none() {
+                continue;
+            }
+            let server = installed == Some(Role::Server);
+            let unit = if server { "k3s" } else { "k3s-agent" };
+            let script = token_file_script(server.then_some(unit));
+            let script = if server {
+                crate::k3s::join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
+            } else {
+                script
+            };
+            let request = ExecRequest::new(script)
+                .sudo(true)
+                .stdin(token.file_contents().into_bytes())
+                .timeout(join::install_timeout(self.inventory, &state.host));
+            if let Err(reason) = self.step(&name, "new join token", request, false).await {
+                self.state_mut(&name).fail(format!(
+                    "join token rotated, but updating this node failed: {reason}"
+                ));
+                failed = true;
+                if name == first {
+                    break;
+                }
+            }
+        }
+        self.observer.event(&Progress::PhaseEnd {
+            phase: "rotate join token",
+        });
+        self.message(format!(
+            "cluster {}: join token rotated with k3s token rotate; every node's token file updated{}",
+            self.inventory.cluster.name,
+            if failed { " except the failed hosts" } else { "" }
+        ));
+        self.hosts[&first].alive() || {
+            self.skip_rest(&format!(
+                "the first server {first} failed after the token rotation"
+            ));
+            false
+        }
+    }
+
+    /// `false`: the inventory's token is not the cluster's; every host is stopped with why.
+    /// Runs only when the inventory names a token, the first server runs k3s as a server and
+    /// some host would be (re)installed (which writes the token): one round trip then, none on a
+    /// converged re-run.
+    pub(super) async fn join_token_matches(&mut self) -> bool {
+        let Some(token) = self.options.token.clone() else {
+            return true;
+        };
+        let first = self.first.clone();
+        let running = self.hosts[&first]
+            .facts
+            .as_ref()
+            .is_some_and(|f| f.installed_role() == Some(Role::Server));
+        let writers: Vec<String> = self
+            .order
+            .iter()
+            .filter(|n| {
+                let s = &self.hosts[*n];
+                s.alive()
+                    && matches!(
+                        s.action(),
+                        Action::Install | Action::Reconfigure | Action::Upgrade
+                    )
+            })
+            .cloned()
+            .collect();
+        let rotate = self.options.rotate_join_token;
+        if !running || (writers.is_empty() && !rotate) || !self.hosts[&first].alive() {
+            return true;
+        }
+        let request = ExecRequest::new(token_check_script())
+            .sudo(true)
+            .stdin(token.file_contents().into_bytes());
+        let answer = match self.step(&first, "join token check", request, false).await {
+            Ok(out) => out.stdout_lossy(),
+            Err(reason) => {
+                self.stop_all(&first, &format!("the join token check failed ({reason})"));
+                return false;
+            }
+        };
+        let verdict = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("token-check: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if verdict == "secret-differs" && rotate {
+            return self.rotate_join_token(&token).await;
+        }
+        let what = match verdict.as_str() {
+            "same" | "absent" => {
+                if rotate {
+                    self.message(format!(
+                        "cluster {}: --rotate-join-token: the cluster already runs with the inventory's token",
+                        self.inventory.cluster.name
+                    ));
+                }
+                return true;
+            }
+            "ca-differs" => "its CA hash is not this cluster's CA (a token of another cluster)",
+            "secret-differs" => "it is not the token the cluster was started with",
+            _ => {
+                self.stop_all(&first, "the join token check gave no answer");
+                return false;
+            }
+        };
+        let source = match &self.inventory.cluster.token {
+            crate::inventory::SecretSource::Env(var) => format!("token_env {var}"),
+            crate::inventory::SecretSource::File(path) => format!("token_file {}", path.display()),
+            _ => "the inventory".to_owned(),
+        };
+        let reason = format!(
+            "cluster {cluster}: the inventory's join token ({source}) does not match the running \
+             cluster's on {first}: {what}. k3s would refuse it (a server restarted with it exits: \
+             \"bootstrap data already found and encrypted with different token\"; joins with it are \
+             refused), so nothing was changed on {hosts}. Fix: give the cluster's token (the one in \
+             /var/lib/rancher/k3s/server/token on {first}) in {source}, or change the cluster's \
+             token to this one with `edgeops up --rotate-join-token`",
+            cluster = self.inventory.cluster.name,
+            hosts = writers.join(", "),
+        );
+        self.message(reason.clone());
+        self.stop_all(&first, &reason);
+        false
+    }
+
+    /// The first server fails with `reason`; every other host still waiting is skipped.
+    fn stop_all(&mut self, first: &str, reason: &str) {
+        self.state_mut(first).fail(reason.to_owned());
+        self.skip_rest(&format!(
+            "the join token check on {first} stopped the run: nothing was changed"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check script against a server token file in a temp folder.
+    fn check(server: &str, inventory: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, format!("{server}\n")).unwrap();
+        let script = token_check_script()
+            .replace(crate::k3s::token::NODE_TOKEN_PATH, path.to_str().unwrap());
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{inventory}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn the_check_compares_secrets_and_ca_hashes_and_prints_neither() {
+        let ca = "a".repeat(64);
+        let server = format!("K10{ca}::server:s3cret:with:colons");
+        assert_eq!(check(&server, "s3cret:with:colons"), "token-check: same");
+        assert_eq!(check(&server, &server), "token-check: same");
+        assert_eq!(check(&server, "other"), "token-check: secret-differs");
+        let other_ca = format!("K10{}::server:s3cret:with:colons", "b".repeat(64));
+        assert_eq!(check(&server, &other_ca), "token-check: ca-differs");
+        assert!(!token_check_script().contains("s3cret"));
+    }
+}
