@@ -96,7 +96,8 @@ fn special_and_oversized_files_are_refused_at_once() {
             Path::new("/dev/zero"),
             "a character device, not a regular file",
         ),
-        (dir.path(), "a folder, not a regular file"),
+        // A folder names a fleet of inventories (its `*.toml` files); the FIFO is none.
+        (dir.path(), "the folder holds no *.toml inventory"),
     ] {
         let out = check(dir.path(), path);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

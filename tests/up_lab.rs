@@ -660,8 +660,9 @@ fn ha_three_servers_two_agents() {
         assert!(row(&out, host).contains("nothing to do"), "{out}");
     }
     for (host, before) in hosts[3..].iter().zip(&agents_before) {
+        // config.yaml may hold secrets: 0600 root, so read it as root.
         assert!(row(&out, host).contains("reconfigured"), "{out}");
-        let config = lab.ssh_ok(host, "cat /etc/rancher/k3s/config.yaml");
+        let config = lab.ssh_ok(host, "sudo cat /etc/rancher/k3s/config.yaml");
         assert!(config.contains("max-pods=50"), "{config}");
         let after = lab.footprint(host);
         let started = |f: &str| {
