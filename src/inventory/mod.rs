@@ -12,6 +12,7 @@ mod hosts;
 mod layers;
 pub mod model;
 mod raw;
+pub mod registries;
 pub mod select;
 mod source;
 mod validate;

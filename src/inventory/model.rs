@@ -14,6 +14,8 @@ pub struct Inventory {
     pub concurrency: usize,
     pub hosts: Vec<Host>,
     pub gitlab: Option<GitLab>,
+    /// `[registries]`: rendered into k3s's `registries.yaml` on every host.
+    pub registries: Option<super::registries::Registries>,
 }
 
 /// `[cluster]`: what k3s cluster to build.

@@ -20,6 +20,7 @@ pub struct RawInventory {
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
     pub gitlab: Option<Spanned<RawGitLab>>,
+    pub registries: Option<Spanned<super::registries::RawRegistries>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -198,12 +198,16 @@ pub(super) fn validate(
         )
     });
 
+    let registries = raw
+        .registries
+        .map(|r| super::registries::validate(&mut ctx, r));
     let inventory = cluster.map(|cluster| Inventory {
         path: path.to_path_buf(),
         cluster: cluster.cluster,
         concurrency,
         hosts,
         gitlab: gitlab.flatten(),
+        registries,
     });
     ctx.finish(inventory).map(|inv| (inv, entries))
 }

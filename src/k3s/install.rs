@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::inventory::{Host, Inventory, Role};
 use crate::render::{RenderError, Renderer, engine::K3S_CONFIG};
 
+use super::registries::{ManagedFile, Secrets};
 use super::version::K3sVersion;
 
 /// Where k3s reads its configuration (the k3s default, so no `K3S_CONFIG_FILE` is needed).
@@ -51,6 +52,12 @@ pub enum InstallError {
         host: String,
         arg: String,
         reason: String,
+    },
+    #[error("{host}: {source}")]
+    Registries {
+        host: String,
+        #[source]
+        source: super::registries::RegistriesError,
     },
     #[error("{host}: cannot render the k3s config: {source}")]
     Render {
@@ -182,6 +189,10 @@ pub struct InstallSpec {
     pub config_yaml: String,
     /// sha256 (hex) of `config_yaml` and `env`: what edgeops writes and runs on the host.
     pub config_hash: String,
+    /// Further files the install step writes (root, 0600) and restarts k3s for when they
+    /// change: `registries.yaml` and its TLS files. Empty without `[registries]`; may hold
+    /// secrets (they travel on stdin only).
+    pub files: Vec<ManagedFile>,
     installer: Installer,
 }
 
@@ -202,7 +213,14 @@ impl InstallSpec {
         version: &K3sVersion,
         renderer: &Renderer,
     ) -> Result<InstallSpec, InstallError> {
-        Self::build(inventory, host, join, version.to_string(), renderer)
+        Self::build(
+            inventory,
+            host,
+            join,
+            version.to_string(),
+            renderer,
+            Secrets::Resolve,
+        )
     }
 
     /// A spec whose version is not resolved yet (for `edgeops render`, which works offline):
@@ -214,7 +232,14 @@ impl InstallSpec {
         version_text: &str,
         renderer: &Renderer,
     ) -> Result<InstallSpec, InstallError> {
-        Self::build(inventory, host, join, version_text.to_owned(), renderer)
+        Self::build(
+            inventory,
+            host,
+            join,
+            version_text.to_owned(),
+            renderer,
+            Secrets::Masked,
+        )
     }
 
     fn build(
@@ -223,8 +248,20 @@ impl InstallSpec {
         join: Join,
         version: String,
         renderer: &Renderer,
+        secrets: Secrets,
     ) -> Result<InstallSpec, InstallError> {
         let cluster = &inventory.cluster;
+        let files = match &inventory.registries {
+            Some(registries) => {
+                super::registries::files(registries, secrets).map_err(|source| {
+                    InstallError::Registries {
+                        host: host.name.clone(),
+                        source,
+                    }
+                })?
+            }
+            None => Vec::new(),
+        };
         let context = config_context(inventory, host, &join)?;
         let config_yaml =
             renderer
@@ -258,7 +295,7 @@ impl InstallSpec {
         } else {
             Installer::Download(cluster.install_url.clone())
         };
-        let config_hash = config_hash(&config_yaml, &env);
+        let config_hash = config_hash(&config_yaml, &env, &files);
         Ok(InstallSpec {
             host: host.name.clone(),
             role: host.role,
@@ -267,6 +304,7 @@ impl InstallSpec {
             env,
             config_yaml,
             config_hash,
+            files,
             installer,
         })
     }
@@ -315,8 +353,10 @@ impl InstallSpec {
 }
 
 /// Hash of exactly what edgeops writes and runs: the config file bytes and the installer env
-/// (which includes the version). A version change or any setting change changes the hash.
-fn config_hash(config_yaml: &str, env: &[(String, String)]) -> String {
+/// (which includes the version), and the further files (registries). A version change or any
+/// setting change changes the hash. Without further files the hash is what it was before they
+/// existed, so upgrading edgeops does not reconfigure every host.
+fn config_hash(config_yaml: &str, env: &[(String, String)], files: &[ManagedFile]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"edgeops-k3s-config-v1\n");
     hasher.update(b"config.yaml\n");
@@ -327,6 +367,12 @@ fn config_hash(config_yaml: &str, env: &[(String, String)]) -> String {
         hasher.update(b"=");
         hasher.update(value.as_bytes());
         hasher.update(b"\n");
+    }
+    for file in files {
+        hasher.update(b"\0file\n");
+        hasher.update(file.path.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(Sha256::digest(&file.contents));
     }
     hex::encode(hasher.finalize())
 }

@@ -12,6 +12,7 @@ pub mod install;
 pub mod k3s_yaml;
 pub mod kubeconfig;
 pub mod nodes;
+pub mod registries;
 pub mod token;
 pub mod version;
 

@@ -96,6 +96,7 @@ pub fn pi_inventory() -> Inventory {
         cluster,
         concurrency: 16,
         hosts: vec![server("pi-01", "10.0.0.11"), pi02, pi03],
+        registries: None,
         gitlab: Some(GitLab {
             url: "https://gitlab.com".into(),
             project: "edge-team/pi-lab-deploy".into(),
@@ -150,6 +151,7 @@ pub fn ha_inventory() -> Inventory {
             agent("wrk-1", "10.1.0.21"),
             wrk2,
         ],
+        registries: None,
         gitlab: Some(GitLab {
             url: "https://gitlab.example.com".into(),
             project: "infra/edge-ha".into(),

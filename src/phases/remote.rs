@@ -39,10 +39,12 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          \x20 echo 'edgeops: token file written'\n\
          fi\n\
          unset token\n\
+         changed=0\n\
+         {files}\
          cfg=$(mktemp /etc/rancher/k3s/.edgeops-config.XXXXXX)\n\
          cat >\"$cfg\"\n\
          chmod 0644 \"$cfg\"\n\
-         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; changed=0\n\
+         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"\n\
          else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
          (\n{installer})\n\
          if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\
@@ -60,6 +62,7 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
         token_file = TOKEN_FILE_PATH,
         config = CONFIG_PATH,
         installer = spec.install_script(),
+        files = managed_files_script(spec),
         restart = u8::from(restart_on_change),
         unit = unit,
         hash = shell_quote(&spec.config_hash),
@@ -68,12 +71,51 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
     )
 }
 
+/// The part of [`install_bundle`] that writes the spec's further files (registries.yaml and its
+/// TLS files), each read from stdin as one base64 line, 0600 in 0700 folders, only when its
+/// content differs (then `changed=1`: k3s reads them only at start). Without further files, a
+/// `registries.yaml` edgeops wrote (its first line is edgeops's header) is removed with the TLS
+/// folder, and a hand-written one is left alone.
+fn managed_files_script(spec: &InstallSpec) -> String {
+    use crate::k3s::registries::{HEADER, REGISTRIES_PATH, TLS_DIR};
+    if spec.files.is_empty() {
+        return format!(
+            "if [ -f {reg} ] && [ \"$(head -n 1 {reg})\" = {header} ]; then\n\
+             \x20 rm -f {reg}; rm -rf {tls}; changed=1; echo 'edgeops: {reg} removed'\n\
+             fi\n",
+            reg = REGISTRIES_PATH,
+            header = shell_quote(HEADER.trim_end()),
+            tls = TLS_DIR,
+        );
+    }
+    let mut script = String::new();
+    for file in &spec.files {
+        let path = shell_quote(&file.path);
+        script.push_str(&format!(
+            "IFS= read -r b64\n\
+             mkdir -p \"$(dirname {path})\"\n\
+             f=$(mktemp /etc/rancher/k3s/.edgeops-file.XXXXXX)\n\
+             printf '%s' \"$b64\" | base64 -d >\"$f\"\n\
+             chmod 0600 \"$f\"\n\
+             if cmp -s \"$f\" {path} && [ \"$(stat -c %a {path})\" = 600 ]; then rm -f \"$f\"\n\
+             else mv -f \"$f\" {path}; changed=1; echo 'edgeops: {shown} written'; fi\n",
+            shown = file.path,
+        ));
+    }
+    script.push_str("unset b64\n");
+    script
+}
+
 /// stdin for [`install_bundle`]: never part of a command line, so never in `ps`.
 pub fn install_stdin(token: Option<&JoinToken>, spec: &InstallSpec) -> Vec<u8> {
     let mut bytes = match token {
         Some(token) => token.file_contents().into_bytes(),
         None => b"\n".to_vec(),
     };
+    for file in &spec.files {
+        bytes.extend_from_slice(data_encoding::BASE64.encode(&file.contents).as_bytes());
+        bytes.push(b'\n');
+    }
     bytes.extend_from_slice(spec.config_yaml.as_bytes());
     bytes
 }

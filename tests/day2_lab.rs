@@ -1,0 +1,222 @@
+//! Day-2 settings against the lab (scripts/lab) and the k3s simulator: private registries
+//! (`[registries]` → `/etc/rancher/k3s/registries.yaml`, written only when changed, 0600, one
+//! restart per change, credentials never in output or logs). Needs root.
+//!
+//! The tests share one lab (id from `tests/support`) on disjoint hosts, each its own cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Mutex, OnceLock};
+
+mod support;
+
+use support::Edgeops;
+
+const HOSTS: usize = 3;
+const PINNED: &str = "v1.31.4+k3s1";
+/// The registry password the tests hand edgeops through the environment.
+const PASSWORD: &str = "reg-pass-7f3a9c1e55";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+static LAB: OnceLock<support::Lab> = OnceLock::new();
+static START: Mutex<()> = Mutex::new(());
+
+fn lab() -> &'static support::Lab {
+    let _once = START.lock().unwrap_or_else(|e| e.into_inner());
+    LAB.get_or_init(|| {
+        let lab = support::Lab::options(HOSTS).start();
+        // SAFETY: registers a plain `extern "C"` function; it only runs at process exit.
+        unsafe { libc::atexit(teardown) };
+        lab
+    })
+}
+
+extern "C" fn teardown() {
+    if let Some(lab) = LAB.get() {
+        lab.down_at_exit();
+    }
+}
+
+/// An inventory: the first host the server, the others agents, then `extra` tables.
+fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str], extra: &str) -> PathBuf {
+    let mirror = format!("http://{}:8080", lab.bridge_address());
+    let user = &lab.hosts()[0].user;
+    let mut toml = format!(
+        "[cluster]\nname = \"{name}\"\nversion = \"{PINNED}\"\n\
+         install_url = \"{mirror}/install.sh\"\n\
+         channel_url = \"{mirror}/v1-release/channels\"\n\
+         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\
+         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
+         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
+        key = lab.key_path().display(),
+        kh = lab.known_hosts_path().display(),
+    );
+    for (i, host) in hosts.iter().enumerate() {
+        let role = if i == 0 { "server" } else { "agent" };
+        toml.push_str(&format!(
+            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
+            lab.host(host).address
+        ));
+    }
+    toml.push_str(extra);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// The table line of `host` in `up`/`plan` output.
+fn row<'a>(out: &'a str, host: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no line for {host} in:\n{out}"))
+}
+
+/// When the k3s (or k3s-agent) service last entered `active`, and the registries files' inodes
+/// and mtimes: what a write or a restart changes.
+fn footprint(lab: &support::Lab, host: &str) -> String {
+    lab.ssh_ok(
+        host,
+        "sudo sh -c 'stat -c \"%n %i %y\" /etc/rancher/k3s/registries.yaml \
+         /etc/rancher/k3s/edgeops-registries/*/* 2>/dev/null; \
+         systemctl show -p ActiveEnterTimestampMonotonic k3s k3s-agent 2>/dev/null'",
+    )
+}
+
+fn registries(endpoint: &str, ca: &Path) -> String {
+    format!(
+        "\n[registries.mirrors.\"docker.io\"]\nendpoints = [\"{endpoint}\"]\n\
+         [registries.mirrors.\"*\"]\nendpoints = [\"{endpoint}\"]\n\
+         [registries.configs.\"registry.site:5000\"]\nusername = \"edge\"\n\
+         password_env = \"EDGEOPS_TEST_REGISTRY_PASSWORD\"\nca_file = \"{}\"\n",
+        ca.display()
+    )
+}
+
+#[test]
+fn registry_mirror_configured_then_changed_restarts_once() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = ["lab-02", "lab-03"];
+    let ca = dir.path().join("site-ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let edgeops = Edgeops::new().with_env("EDGEOPS_TEST_REGISTRY_PASSWORD", PASSWORD);
+
+    // A cluster without registries first.
+    let plain = inventory(lab, dir.path(), "reg", &hosts, "");
+    let plain = plain.to_str().unwrap();
+    let up = edgeops.run(&["up", plain, "--ready-timeout", "90s"]);
+    assert!(up.status.success(), "{}", text(&up));
+
+    // Registries added: plan says both hosts would be reconfigured, without the password.
+    let first = inventory(
+        lab,
+        dir.path(),
+        "reg",
+        &hosts,
+        &registries("https://registry.site:5000", &ca),
+    );
+    let first = first.to_str().unwrap();
+    let plan = edgeops.run(&["plan", first]);
+    let plan_out = text(&plan);
+    assert!(plan.status.success(), "{plan_out}");
+    for host in hosts {
+        assert!(row(&plan_out, host).contains("reconfigure"), "{plan_out}");
+    }
+    assert!(plan_out.contains("registries.yaml"), "{plan_out}");
+    let before: Vec<String> = hosts.iter().map(|h| footprint(lab, h)).collect();
+    let up = edgeops.run(&["up", first, "--ready-timeout", "90s"]);
+    let out = text(&up);
+    assert!(up.status.success(), "{out}");
+    for (host, before) in hosts.iter().zip(&before) {
+        assert!(row(&out, host).contains("reconfigured"), "{out}");
+        let yaml = lab.ssh_ok(host, "sudo cat /etc/rancher/k3s/registries.yaml");
+        let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(
+            parsed["mirrors"]["docker.io"]["endpoint"][0], "https://registry.site:5000",
+            "{yaml}"
+        );
+        assert_eq!(
+            parsed["configs"]["registry.site:5000"]["auth"]["password"],
+            PASSWORD
+        );
+        let ca_remote = parsed["configs"]["registry.site:5000"]["tls"]["ca_file"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let modes = lab.ssh_ok(
+            host,
+            &format!("sudo stat -c '%a %U' /etc/rancher/k3s/registries.yaml {ca_remote}"),
+        );
+        assert_eq!(modes, "600 root\n600 root\n", "{host}: modes");
+        assert_ne!(&footprint(lab, host), before, "{host}: not restarted");
+    }
+
+    // Second run: nothing to do, nothing written, nothing restarted.
+    let before: Vec<String> = hosts.iter().map(|h| footprint(lab, h)).collect();
+    let again = edgeops.run(&["up", first]);
+    let out = text(&again);
+    assert!(again.status.success(), "{out}");
+    for host in hosts {
+        assert!(row(&out, host).contains("nothing to do"), "{out}");
+    }
+    let after: Vec<String> = hosts.iter().map(|h| footprint(lab, h)).collect();
+    assert_eq!(before, after, "a converged re-run wrote or restarted");
+
+    // The mirror changed: one restart per host, the new endpoint in place.
+    let runs_before = edgeops.run_dirs();
+    let changed = inventory(
+        lab,
+        dir.path(),
+        "reg",
+        &hosts,
+        &registries("https://mirror2.site:5443", &ca),
+    );
+    let up = edgeops.run(&["up", changed.to_str().unwrap(), "--ready-timeout", "90s"]);
+    let out = text(&up);
+    assert!(up.status.success(), "{out}");
+    let run_dir = edgeops.new_run_dir(&runs_before);
+    for (host, unit) in [("lab-02", "k3s"), ("lab-03", "k3s-agent")] {
+        assert!(row(&out, host).contains("reconfigured"), "{out}");
+        let yaml = lab.ssh_ok(host, "sudo cat /etc/rancher/k3s/registries.yaml");
+        assert!(yaml.contains("https://mirror2.site:5443"), "{yaml}");
+        let log = std::fs::read_to_string(run_dir.join(format!("{host}.log"))).unwrap();
+        let restarts = log.matches(&format!("restarting {unit}")).count();
+        assert_eq!(restarts, 1, "{host}: restarts in the run log:\n{log}");
+        assert!(
+            !log.contains(PASSWORD),
+            "{host}: the password is in the run log"
+        );
+    }
+    for output in [&plan_out, &out] {
+        assert!(
+            !output.contains(PASSWORD),
+            "the password was printed:\n{output}"
+        );
+    }
+
+    // render masks the password unless --with-secrets.
+    let rendered = dir.path().join("rendered");
+    edgeops.ok(&[
+        "render",
+        changed.to_str().unwrap(),
+        "--out",
+        rendered.to_str().unwrap(),
+    ]);
+    let yaml = std::fs::read_to_string(rendered.join("k3s/registries.yaml")).unwrap();
+    assert!(!yaml.contains(PASSWORD), "{yaml}");
+    assert!(
+        yaml.contains("<from env EDGEOPS_TEST_REGISTRY_PASSWORD>"),
+        "{yaml}"
+    );
+}
