@@ -1,6 +1,8 @@
 //! Day-2 settings against the lab (scripts/lab) and the k3s simulator: private registries
 //! (`[registries]` → `/etc/rancher/k3s/registries.yaml`, written only when changed, 0600, one
-//! restart per change, credentials never in output or logs). Needs root.
+//! restart per change, credentials never in output or logs), and the Raspberry Pi check after the
+//! cgroup reboot (a Pi whose memory controller stays off is reported, k3s not installed on it,
+//! the others go on). Needs root.
 //!
 //! The tests share one lab (id from `tests/support`) on disjoint hosts, each its own cluster.
 
@@ -12,7 +14,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 3;
+const HOSTS: usize = 4;
 const PINNED: &str = "v1.31.4+k3s1";
 /// The registry password the tests hand edgeops through the environment.
 const PASSWORD: &str = "reg-pass-7f3a9c1e55";
@@ -31,7 +33,8 @@ static START: Mutex<()> = Mutex::new(());
 fn lab() -> &'static support::Lab {
     let _once = START.lock().unwrap_or_else(|e| e.into_inner());
     LAB.get_or_init(|| {
-        let lab = support::Lab::options(HOSTS).start();
+        // lab-01 looks like a Raspberry Pi (aarch64, model, cmdline.txt without the flags).
+        let lab = support::Lab::options(HOSTS).pi(1).start();
         // SAFETY: registers a plain `extern "C"` function; it only runs at process exit.
         unsafe { libc::atexit(teardown) };
         lab
@@ -158,7 +161,7 @@ fn registry_mirror_configured_then_changed_restarts_once() {
             host,
             &format!("sudo stat -c '%a %U' /etc/rancher/k3s/registries.yaml {ca_remote}"),
         );
-        assert_eq!(modes, "600 root\n600 root\n", "{host}: modes");
+        assert_eq!(modes.trim(), "600 root\n600 root", "{host}: modes");
         assert_ne!(&footprint(lab, host), before, "{host}: not restarted");
     }
 
@@ -219,4 +222,49 @@ fn registry_mirror_configured_then_changed_restarts_once() {
         yaml.contains("<from env EDGEOPS_TEST_REGISTRY_PASSWORD>"),
         "{yaml}"
     );
+}
+
+#[test]
+fn pi_whose_memory_controller_stays_off_is_reported_and_skipped() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    // A kernel that ignores the flags (as some Raspberry Pi 5 kernels do).
+    let knob = lab.run_lab(&["pi-memory", "lab-01", "off"]);
+    assert!(knob.status.success(), "{}", text(&knob));
+    let boot = lab.boot_id("lab-01");
+    let inv = inventory(lab, dir.path(), "pi", &["lab-04", "lab-01"], "");
+    let inv = inv.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&up);
+    assert_eq!(up.status.code(), Some(1), "{out}");
+    assert!(row(&out, "lab-04").contains("installed"), "{out}");
+    let pi = row(&out, "lab-01");
+    assert!(pi.contains("failed"), "{out}");
+    assert!(out.contains("memory controller is still off"), "{out}");
+    assert!(out.contains("apt full-upgrade"), "{out}");
+    // It was rebooted with the flags, then left without k3s.
+    assert_ne!(lab.boot_id("lab-01"), boot, "lab-01 was not rebooted");
+    let cmdline = lab.ssh_ok("lab-01", "cat /proc/cmdline");
+    assert!(cmdline.contains("cgroup_enable=memory"), "{cmdline}");
+    lab.ssh_ok(
+        "lab-01",
+        "test ! -e /usr/local/bin/k3s && ! systemctl cat k3s-agent >/dev/null 2>&1",
+    );
+
+    // plan and a second up report it again without another reboot.
+    let boot = lab.boot_id("lab-01");
+    let plan = edgeops.run(&["plan", inv]);
+    let plan_out = text(&plan);
+    assert!(row(&plan_out, "lab-01").contains("failed"), "{plan_out}");
+    assert!(
+        plan_out.contains("memory controller is still off"),
+        "{plan_out}"
+    );
+    let again = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{out}");
+    assert!(row(&out, "lab-04").contains("nothing to do"), "{out}");
+    assert!(out.contains("memory controller is still off"), "{out}");
+    assert_eq!(lab.boot_id("lab-01"), boot, "lab-01 was rebooted again");
 }
