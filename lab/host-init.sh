@@ -42,7 +42,7 @@ if [[ -f "$M/etc/lab/model" && -f "$M/boot/firmware/cmdline.txt" ]]; then
     awk '$1=="memory" {$4=0} {print}' OFS='\t' /proc/cgroups >"$H/boot-view/cgroups"
     mount --bind "$H/boot-view/cgroups" "$M/proc/cgroups"
     if [[ "$MODE" == systemd ]]; then
-      tr ' ' '\n' <"$M/sys/fs/cgroup/cgroup.controllers" | grep -vx memory | paste -sd ' ' >"$H/boot-view/controllers"
+      tr ' ' '\n' <"$M/sys/fs/cgroup/cgroup.controllers" | { grep -vx memory || true; } | paste -sd ' ' >"$H/boot-view/controllers"
       mount --bind "$H/boot-view/controllers" "$M/sys/fs/cgroup/cgroup.controllers"
     fi
   fi

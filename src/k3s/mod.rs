@@ -5,6 +5,7 @@
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
 pub mod airgap;
+pub mod flags;
 pub mod arch;
 pub mod channel;
 pub mod helmcharts;
