@@ -4,6 +4,7 @@
 //! `validate` turns it into the `model` everything else uses, with every problem located at a
 //! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
+pub mod cluster_extras;
 mod error;
 pub mod files;
 pub(crate) mod formats;

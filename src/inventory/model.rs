@@ -56,6 +56,8 @@ pub struct Cluster {
     /// Age after which the cluster lock of a run that never released it is taken over
     /// (`lock_expiry`, default [`DEFAULT_LOCK_EXPIRY`]).
     pub lock_expiry: std::time::Duration,
+    /// Free-form k3s config, manifests, service env, templates_dir (`[cluster]` extras).
+    pub extras: super::cluster_extras::ClusterExtras,
 }
 
 /// How long a cluster lock holds when its run never releases it (a crash, a lost workstation).

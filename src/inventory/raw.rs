@@ -51,6 +51,12 @@ pub struct RawCluster {
     pub images: Vec<Spanned<String>>,
     pub kubeconfig_mode: Option<Spanned<String>>,
     pub lock_expiry: Option<Spanned<toml::Value>>,
+    /// The extras validated by `cluster_extras`.
+    pub k3s_config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    #[serde(default)]
+    pub manifests: Vec<Spanned<String>>,
+    pub service_env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub templates_dir: Option<Spanned<String>>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.

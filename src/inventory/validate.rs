@@ -140,6 +140,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    pub(super) fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     pub(super) fn home(&self) -> Option<&Path> {
         self.home.as_deref()
     }
@@ -439,6 +443,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         images,
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
         lock_expiry,
+        extras: super::cluster_extras::validate(ctx, &raw),
     };
     Some(ValidCluster {
         cluster,

@@ -5,9 +5,9 @@
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
 pub mod airgap;
-pub mod flags;
 pub mod arch;
 pub mod channel;
+pub mod flags;
 pub mod helmcharts;
 pub mod install;
 pub mod k3s_yaml;

@@ -71,6 +71,7 @@ fn cluster(name: &str) -> Cluster {
         images: Vec::new(),
         kubeconfig_mode: None,
         lock_expiry: crate::inventory::DEFAULT_LOCK_EXPIRY,
+        extras: Default::default(),
     }
 }
 

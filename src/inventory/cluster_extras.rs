@@ -1,0 +1,171 @@
+//! The `[cluster]` keys k3s-ansible users expect beyond the typed ones: free-form k3s
+//! configuration (`[cluster.k3s_config]`, checked against the known k3s flags), extra manifests
+//! deployed with the cluster, the k3s service's environment (proxy settings) and a cluster-level
+//! `templates_dir`. Validated here into [`ClusterExtras`].
+
+use std::path::PathBuf;
+
+use toml::Spanned;
+
+use super::error::ErrorKind;
+use super::formats;
+use super::raw::RawCluster;
+use super::validate::Ctx;
+use crate::k3s::flags::{self, FlagScope};
+
+/// The validated extras of `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterExtras {
+    /// `[cluster.k3s_config]` as k3s flags (`--key=value`, `--flag`), each with the hosts it
+    /// applies to; merged into every host's `config.yaml` before the role and host arguments.
+    pub k3s_config: Vec<(FlagScope, String)>,
+    /// YAML manifests copied to every server's `/var/lib/rancher/k3s/server/manifests/`.
+    pub manifests: Vec<PathBuf>,
+    /// Variables for the k3s service's env file (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`,
+    /// `CONTAINERD_*`), given to the installer, which writes them there.
+    pub service_env: Vec<(String, String)>,
+    /// Template overrides for the k3s config (and GitLab files), as `[gitlab] templates_dir`.
+    pub templates_dir: Option<PathBuf>,
+}
+
+/// Variables the installer copies into the service env file besides `K3S_*` (which edgeops sets).
+const PROXY_VARS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
+
+pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
+    let mut extras = ClusterExtras::default();
+    if let Some(table) = &raw.k3s_config {
+        for (key, value) in table.get_ref() {
+            k3s_config_entry(ctx, key, value, &mut extras.k3s_config);
+        }
+    }
+    for manifest in &raw.manifests {
+        let path = ctx.resolve_path(manifest.get_ref());
+        let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if !path.is_file() {
+            ctx.report(
+                ErrorKind::MissingFile,
+                Some(manifest.span()),
+                format!("manifest `{}` does not exist", path.display()),
+                "list YAML files on this machine (relative paths start at the inventory's folder); they are copied to every server's auto-deploy folder",
+            );
+        } else if !is_yaml {
+            ctx.report(
+                ErrorKind::InvalidValue,
+                Some(manifest.span()),
+                format!("manifest `{}` is not a .yaml or .yml file", path.display()),
+                "k3s auto-deploys only .yaml, .yml and .json files; name YAML manifests `*.yaml`",
+            );
+        }
+        extras.manifests.push(path);
+    }
+    if let Some(env) = &raw.service_env {
+        for (key, value) in env.get_ref() {
+            let name = key.get_ref();
+            let allowed = PROXY_VARS.contains(&name.as_str()) || name.starts_with("CONTAINERD_");
+            if !allowed {
+                let help = match formats::closest(name, PROXY_VARS.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`? the installer keeps only HTTP_PROXY, HTTPS_PROXY, NO_PROXY and CONTAINERD_* (edgeops sets the K3S_* ones itself)"),
+                    None => "the installer keeps only HTTP_PROXY, HTTPS_PROXY, NO_PROXY and CONTAINERD_* in the service env file (edgeops sets the K3S_* ones itself)".to_owned(),
+                };
+                ctx.report(
+                    ErrorKind::UnknownKey,
+                    Some(key.span()),
+                    format!("`{name}` in `[cluster.service_env]` is not kept by the k3s installer"),
+                    help,
+                );
+            }
+            if value.get_ref().contains('@') && value.get_ref().contains("://") {
+                ctx.report_masked(
+                    ErrorKind::InlineSecret,
+                    value.span(),
+                    format!("`{name}` holds credentials (`user:password@`)"),
+                    "the service env travels on the installer's command line: use a proxy without credentials in the URL".to_owned(),
+                );
+            }
+            extras
+                .service_env
+                .push((name.clone(), value.get_ref().clone()));
+        }
+    }
+    extras.templates_dir = raw.templates_dir.as_ref().map(|dir| {
+        let path = ctx.resolve_path(dir.get_ref());
+        if !path.is_dir() {
+            ctx.report(
+                ErrorKind::MissingFile,
+                Some(dir.span()),
+                format!("templates_dir `{}` is not a folder", path.display()),
+                "point `templates_dir` at a folder of template overrides (relative paths start at the inventory's folder)",
+            );
+        } else if let Err(e) =
+            super::files::templates_dir_stays_in(dir.get_ref(), &path, ctx.base_dir())
+        {
+            ctx.invalid(ErrorKind::InvalidValue, dir.span(), e);
+        }
+        path
+    });
+    extras
+}
+
+/// One `[cluster.k3s_config]` entry → k3s flags, or a located error.
+fn k3s_config_entry(
+    ctx: &mut Ctx,
+    key: &Spanned<String>,
+    value: &Spanned<toml::Value>,
+    out: &mut Vec<(FlagScope, String)>,
+) {
+    let name = key.get_ref();
+    if flags::SECRET_FLAGS.contains(&name.as_str()) {
+        ctx.report_masked(
+            ErrorKind::InlineSecret,
+            value.span(),
+            format!("`{name}` in `[cluster.k3s_config]` is a secret"),
+            "config.yaml is world-readable and secrets never go in the inventory: the join token comes from `[cluster] token_env` / `token_file`".to_owned(),
+        );
+        return;
+    }
+    let Some(scope) = flags::scope(name) else {
+        let help = match formats::closest(name, flags::all()) {
+            Some(close) => format!("did you mean `{close}`? keys are k3s flags without `--`"),
+            None => "keys are k3s flags without `--` (see `k3s server --help` / `k3s agent --help`); pass a flag edgeops does not know yet with `server_args` / `agent_args`".to_owned(),
+        };
+        ctx.report(
+            ErrorKind::UnknownKey,
+            Some(key.span()),
+            format!("`{name}` in `[cluster.k3s_config]` is not a k3s flag edgeops knows"),
+            help,
+        );
+        return;
+    };
+    let scalar = |value: &toml::Value| -> Option<String> {
+        match value {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(i) => Some(i.to_string()),
+            toml::Value::Float(f) => Some(f.to_string()),
+            toml::Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    let bad_type = |ctx: &mut Ctx| {
+        ctx.report(
+            ErrorKind::InvalidValue,
+            Some(value.span()),
+            format!("`{name}` in `[cluster.k3s_config]` has a value k3s cannot take"),
+            "give a string, number, boolean, or a list of strings or numbers (repeated flag)",
+        );
+    };
+    match value.get_ref() {
+        toml::Value::Boolean(true) => out.push((scope, format!("--{name}"))),
+        toml::Value::Array(items) => {
+            for item in items {
+                match scalar(item) {
+                    Some(text) => out.push((scope, format!("--{name}={text}"))),
+                    None => return bad_type(ctx),
+                }
+            }
+        }
+        other => match scalar(other) {
+            Some(text) => out.push((scope, format!("--{name}={text}"))),
+            None => bad_type(ctx),
+        },
+    }
+}
