@@ -169,3 +169,73 @@ fn k3s_config_entry(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn parse(cluster_extra: &str) -> Result<crate::inventory::Inventory, String> {
+        crate::inventory::parse(
+            &format!(
+                "[cluster]\nname = \"t\"\n{cluster_extra}\n[[hosts]]\nname = \"s\"\nrole = \"server\"\n\
+                 [[hosts]]\nname = \"a\"\nrole = \"agent\"\n"
+            ),
+            Path::new("t.toml"),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_k3s_flag_suggests_the_closest() {
+        let err = parse("[cluster.k3s_config]\ncluster-cdir = \"10.42.0.0/16\"\n").unwrap_err();
+        assert!(
+            err.contains("`cluster-cdir` in `[cluster.k3s_config]` is not a k3s flag"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `cluster-cidr`?"), "{err}");
+        assert!(err.contains("t.toml:4:1"), "{err}");
+    }
+
+    #[test]
+    fn secrets_bad_env_and_missing_files_are_refused() {
+        let err = parse(
+            "manifests = [\"nope.yaml\"]\nservice_env = { HTTP_PROXI = \"http://p:3128\", HTTPS_PROXY = \"http://u:hunter22@p:3128\" }\n\
+             [cluster.k3s_config]\netcd-s3-secret-key = \"hunter22\"\nkubelet-arg = [{ a = 1 }]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("is a secret"), "{err}");
+        assert!(err.contains("did you mean `HTTP_PROXY`?"), "{err}");
+        assert!(err.contains("holds credentials"), "{err}");
+        assert!(err.contains("nope.yaml` does not exist"), "{err}");
+        assert!(err.contains("has a value k3s cannot take"), "{err}");
+        assert!(!err.contains("hunter22"), "{err}");
+    }
+
+    #[test]
+    fn values_become_flags_with_their_scope() {
+        use crate::k3s::flags::FlagScope::*;
+        let inv = parse(
+            "service_env = { HTTP_PROXY = \"http://proxy:3128\", NO_PROXY = \"10.0.0.0/8\" }\n\
+             [cluster.k3s_config]\ncluster-cidr = \"10.42.0.0/16\"\nprotect-kernel-defaults = true\n\
+             kubelet-arg = [\"max-pods=50\", \"v=2\"]\n",
+        )
+        .unwrap();
+        let extras = &inv.cluster.extras;
+        assert_eq!(
+            extras.k3s_config,
+            vec![
+                (ServersOnly, "--cluster-cidr=10.42.0.0/16".to_owned()),
+                (AllNodes, "--kubelet-arg=max-pods=50".to_owned()),
+                (AllNodes, "--kubelet-arg=v=2".to_owned()),
+                (AllNodes, "--protect-kernel-defaults".to_owned()),
+            ]
+        );
+        assert_eq!(
+            extras.service_env,
+            vec![
+                ("HTTP_PROXY".to_owned(), "http://proxy:3128".to_owned()),
+                ("NO_PROXY".to_owned(), "10.0.0.0/8".to_owned()),
+            ]
+        );
+    }
+}

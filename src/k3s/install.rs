@@ -59,6 +59,8 @@ pub enum InstallError {
         #[source]
         source: super::registries::RegistriesError,
     },
+    #[error("{host}: [cluster] manifests: {reason}")]
+    Manifest { host: String, reason: String },
     #[error("{host}: cannot render the k3s config: {source}")]
     Render {
         host: String,
@@ -251,7 +253,7 @@ impl InstallSpec {
         secrets: Secrets,
     ) -> Result<InstallSpec, InstallError> {
         let cluster = &inventory.cluster;
-        let files = match &inventory.registries {
+        let mut files = match &inventory.registries {
             Some(registries) => {
                 super::registries::files(registries, secrets).map_err(|source| {
                     InstallError::Registries {
@@ -262,6 +264,16 @@ impl InstallSpec {
             }
             None => Vec::new(),
         };
+        if host.role == Role::Server {
+            files.extend(
+                super::extras::manifest_files(&cluster.extras).map_err(|reason| {
+                    InstallError::Manifest {
+                        host: host.name.clone(),
+                        reason,
+                    }
+                })?,
+            );
+        }
         let context = config_context(inventory, host, &join)?;
         let config_yaml =
             renderer
@@ -289,6 +301,8 @@ impl InstallSpec {
             env.push(("K3S_URL".to_owned(), url.to_owned()));
         }
         env.push(("K3S_TOKEN_FILE".to_owned(), TOKEN_FILE_PATH.to_owned()));
+        // Proxy and CONTAINERD_* settings: the installer copies them into the service env file.
+        env.extend(cluster.extras.service_env.iter().cloned());
 
         let installer = if cluster.airgap {
             Installer::Uploaded(AIRGAP_INSTALLER_PATH)
@@ -492,7 +506,19 @@ fn config_context(
     } else {
         &cluster.agent_args
     };
-    let args: Vec<String> = role_args.iter().chain(&host.extra_args).cloned().collect();
+    // `[cluster.k3s_config]` first (server-only keys only for servers), then the role's and
+    // the host's own arguments, so those can extend its lists.
+    let free_form = cluster
+        .extras
+        .k3s_config
+        .iter()
+        .filter(|(scope, _)| is_server || *scope == super::flags::FlagScope::AllNodes)
+        .map(|(_, arg)| arg);
+    let args: Vec<String> = free_form
+        .chain(role_args)
+        .chain(&host.extra_args)
+        .cloned()
+        .collect();
     let mut extra: Vec<ConfigEntry> = Vec::new();
     for (key, value) in parse_args(&host.name, &args)? {
         let bad = |reason: String| InstallError::BadArgument {

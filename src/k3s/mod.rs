@@ -7,6 +7,7 @@
 pub mod airgap;
 pub mod arch;
 pub mod channel;
+pub mod extras;
 pub mod flags;
 pub mod helmcharts;
 pub mod install;

@@ -50,6 +50,9 @@ pub struct ManagedFile {
     /// Absolute path on the host.
     pub path: String,
     pub contents: Vec<u8>,
+    /// k3s reads it only at start: a change restarts the service (registries). Auto-deploy
+    /// manifests are picked up live and need none.
+    pub restart: bool,
 }
 
 impl fmt::Debug for ManagedFile {
@@ -137,7 +140,11 @@ pub fn files(
                     reason: err.to_string(),
                 })?;
                 tls.insert(key, serde_yaml_ng::Value::String(path.clone()));
-                tls_files.push(ManagedFile { path, contents });
+                tls_files.push(ManagedFile {
+                    path,
+                    contents,
+                    restart: true,
+                });
             }
         }
         if config.insecure_skip_verify {
@@ -166,6 +173,7 @@ pub fn files(
     let mut out = vec![ManagedFile {
         path: REGISTRIES_PATH.to_owned(),
         contents: format!("{HEADER}{yaml}").into_bytes(),
+        restart: true,
     }];
     out.extend(tls_files);
     Ok(out)

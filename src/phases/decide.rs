@@ -107,7 +107,7 @@ pub fn decide(
         let why = match &facts.config_hash {
             None => "no edgeops config recorded here; write it and restart".to_owned(),
             Some(_) if !spec.files.is_empty() => {
-                "config differs from the inventory (config.yaml, installer env or registries.yaml); rewrite it and restart".to_owned()
+                "config differs from the inventory (config.yaml, installer env, registries.yaml or manifests); rewrite it (restart when k3s needs it)".to_owned()
             }
             Some(_) => "config differs from the inventory; rewrite it and restart".to_owned(),
         };

@@ -72,37 +72,41 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
 }
 
 /// The part of [`install_bundle`] that writes the spec's further files (registries.yaml and its
-/// TLS files), each read from stdin as one base64 line, 0600 in 0700 folders, only when its
-/// content differs (then `changed=1`: k3s reads them only at start). Without further files, a
-/// `registries.yaml` edgeops wrote (its first line is edgeops's header) is removed with the TLS
-/// folder, and a hand-written one is left alone.
+/// TLS files, auto-deploy manifests), each read from stdin as one base64 line, 0600, only when
+/// its content differs (a registries file then sets `changed=1`: k3s reads it only at start;
+/// manifests are picked up live). Without `[registries]`, a `registries.yaml` edgeops wrote (its
+/// first line is edgeops's header) is removed with the TLS folder; a hand-written one stays.
 fn managed_files_script(spec: &InstallSpec) -> String {
     use crate::k3s::registries::{HEADER, REGISTRIES_PATH, TLS_DIR};
-    if spec.files.is_empty() {
-        return format!(
+    let mut script = String::new();
+    if !spec.files.iter().any(|f| f.path == REGISTRIES_PATH) {
+        script.push_str(&format!(
             "if [ -f {reg} ] && [ \"$(head -n 1 {reg})\" = {header} ]; then\n\
              \x20 rm -f {reg}; rm -rf {tls}; changed=1; echo 'edgeops: {reg} removed'\n\
              fi\n",
             reg = REGISTRIES_PATH,
             header = shell_quote(HEADER.trim_end()),
             tls = TLS_DIR,
-        );
+        ));
     }
-    let mut script = String::new();
     for file in &spec.files {
         let path = shell_quote(&file.path);
+        let changed = if file.restart { "changed=1; " } else { "" };
         script.push_str(&format!(
             "IFS= read -r b64\n\
-             mkdir -p \"$(dirname {path})\"\n\
-             f=$(mktemp /etc/rancher/k3s/.edgeops-file.XXXXXX)\n\
+             d=$(dirname {path})\n\
+             (umask 022; mkdir -p \"$d\")\n\
+             f=$(mktemp \"$d/.edgeops-file.XXXXXX\")\n\
              printf '%s' \"$b64\" | base64 -d >\"$f\"\n\
              chmod 0600 \"$f\"\n\
              if cmp -s \"$f\" {path} && [ \"$(stat -c %a {path})\" = 600 ]; then rm -f \"$f\"\n\
-             else mv -f \"$f\" {path}; changed=1; echo 'edgeops: {shown} written'; fi\n",
+             else mv -f \"$f\" {path}; {changed}echo 'edgeops: {shown} written'; fi\n",
             shown = file.path,
         ));
     }
-    script.push_str("unset b64\n");
+    if !spec.files.is_empty() {
+        script.push_str("unset b64\n");
+    }
     script
 }
 
