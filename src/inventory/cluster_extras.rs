@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn secrets_bad_env_and_missing_files_are_refused() {
         let err = parse(
-            "manifests = [\"nope.yaml\"]\nservice_env = { HTTP_PROXI = \"http://p:3128\", HTTPS_PROXY = \"http://u:hunter22@p:3128\" }\n\
+            "manifests = [\"nope.yaml\"]\n[cluster.service_env]\nHTTP_PROXI = \"http://p:3128\"\n\
+             HTTPS_PROXY = \"http://u:hunter22@p:3128\"\n\
              [cluster.k3s_config]\netcd-s3-secret-key = \"hunter22\"\nkubelet-arg = [{ a = 1 }]\n",
         )
         .unwrap_err();
