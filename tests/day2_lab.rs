@@ -14,7 +14,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 4;
+const HOSTS: usize = 5;
 const PINNED: &str = "v1.31.4+k3s1";
 /// The registry password the tests hand edgeops through the environment.
 const PASSWORD: &str = "reg-pass-7f3a9c1e55";
@@ -271,4 +271,60 @@ fn pi_whose_memory_controller_stays_off_is_reported_and_skipped() {
     assert!(row(&out, "lab-04").contains("nothing to do"), "{out}");
     assert!(out.contains("memory controller is still off"), "{out}");
     assert_eq!(lab.boot_id("lab-01"), boot, "lab-01 was rebooted again");
+}
+
+#[test]
+fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("site-config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\n  namespace: default\ndata:\n  site: edge\n",
+    )
+    .unwrap();
+    let tpl = dir.path().join("tpl/k3s");
+    std::fs::create_dir_all(&tpl).unwrap();
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/k3s/config.yaml.j2"),
+    )
+    .unwrap();
+    std::fs::write(
+        tpl.join("config.yaml.j2"),
+        format!("# site template\n{builtin}"),
+    )
+    .unwrap();
+    let inv = inventory(lab, dir.path(), "extras", &["lab-05"], "");
+    let text_before = std::fs::read_to_string(&inv).unwrap();
+    let with_extras = text_before.replacen(
+        "[ssh]",
+        "manifests = [\"site-config.yaml\"]\ntemplates_dir = \"tpl\"\n\
+         service_env = { HTTP_PROXY = \"http://proxy.site:3128\", NO_PROXY = \"10.0.0.0/8,127.0.0.1\" }\n\
+         [cluster.k3s_config]\ncluster-cidr = \"10.52.0.0/16\"\nkubelet-arg = [\"max-pods=60\"]\n[ssh]",
+        1,
+    );
+    std::fs::write(&inv, with_extras).unwrap();
+    let inv = inv.to_str().unwrap();
+    let edgeops = Edgeops::new();
+    let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&up);
+    assert!(up.status.success(), "{out}");
+    let config = lab.ssh_ok("lab-05", "cat /etc/rancher/k3s/config.yaml");
+    assert!(config.starts_with("# site template"), "{config}");
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).unwrap();
+    assert_eq!(parsed["cluster-cidr"], "10.52.0.0/16", "{config}");
+    assert_eq!(parsed["kubelet-arg"][0], "max-pods=60", "{config}");
+    let env = lab.ssh_ok("lab-05", "sudo cat /etc/systemd/system/k3s.service.env");
+    assert!(env.contains("HTTP_PROXY='http://proxy.site:3128'"), "{env}");
+    assert!(env.contains("NO_PROXY='10.0.0.0/8,127.0.0.1'"), "{env}");
+    let manifest = lab.ssh_ok(
+        "lab-05",
+        "sudo stat -c '%a' /var/lib/rancher/k3s/server/manifests/site-config.yaml && \
+         sudo cat /var/lib/rancher/k3s/server/manifests/site-config.yaml",
+    );
+    assert!(manifest.starts_with("600\n"), "{manifest}");
+    assert!(manifest.contains("name: site"), "{manifest}");
+    let again = edgeops.run(&["up", inv]);
+    let out = text(&again);
+    assert!(again.status.success(), "{out}");
+    assert!(row(&out, "lab-05").contains("nothing to do"), "{out}");
 }
