@@ -316,7 +316,10 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     let env = lab.ssh_ok("lab-05", "sudo cat /etc/systemd/system/k3s.service.env");
     // The real installer writes proxy lines unquoted, the simulator quotes: accept both.
     let unquoted = env.replace('\'', "");
-    assert!(unquoted.contains("HTTP_PROXY=http://proxy.site:3128"), "{env}");
+    assert!(
+        unquoted.contains("HTTP_PROXY=http://proxy.site:3128"),
+        "{env}"
+    );
     assert!(unquoted.contains("NO_PROXY=10.0.0.0/8,127.0.0.1"), "{env}");
     let manifest = lab.ssh_ok(
         "lab-05",

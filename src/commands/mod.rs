@@ -1,5 +1,6 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
+pub mod bundle;
 pub mod check;
 pub mod completions;
 pub mod exec;
@@ -48,6 +49,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
         Command::Render(args) => render::run(&global, &args),
         Command::Unlock(args) => unlock::run(&global, &args),
+        Command::Bundle(args) => bundle::run(&global, &args),
     }
 }
 

@@ -23,6 +23,7 @@ pub use hosts::HostEntry;
 pub use model::*;
 pub use select::{SelectError, select};
 pub use source::MAX_INVENTORY_BYTES;
+pub use validate::DEFAULT_INSTALL_URL;
 
 use std::path::Path;
 

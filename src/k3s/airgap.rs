@@ -107,6 +107,22 @@ impl Sources {
     }
 }
 
+/// Download release asset `asset` of `version` from `sources.download_url` to `dest`, kept only
+/// when its sha256 is `expected` (the line of `checksums`, named in the error). For `bundle`.
+pub async fn fetch_asset(
+    sources: &Sources,
+    version: &K3sVersion,
+    asset: &str,
+    dest: &Path,
+    expected: &str,
+    checksums: &str,
+) -> Result<(), AirgapError> {
+    let fetch = Fetcher::new(sources, version)?;
+    fetch
+        .download(&fetch.asset(asset), dest, Some(expected), checksums)
+        .await
+}
+
 /// `$XDG_CACHE_HOME/edgeops/k3s`, else `$HOME/.cache/edgeops/k3s`.
 pub fn cache_root() -> Result<PathBuf, AirgapError> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {

@@ -6,6 +6,7 @@
 
 pub mod airgap;
 pub mod arch;
+pub mod bundle;
 pub mod channel;
 pub mod extras;
 pub mod flags;
