@@ -2,7 +2,8 @@
 //! (`[registries]` → `/etc/rancher/k3s/registries.yaml`, written only when changed, 0600, one
 //! restart per change, credentials never in output or logs), and the Raspberry Pi check after the
 //! cgroup reboot (a Pi whose memory controller stays off is reported, k3s not installed on it,
-//! the others go on). Needs root.
+//! the others go on), free-form k3s settings, and `edgeops bundle` (verified against the lab
+//! mirror's checksums, a corrupted asset refused, then `up` air-gapped from the bundle). Needs root.
 //!
 //! The tests share one lab (id from `tests/support`) on disjoint hosts, each its own cluster.
 
@@ -14,7 +15,7 @@ mod support;
 
 use support::Edgeops;
 
-const HOSTS: usize = 5;
+const HOSTS: usize = 6;
 const PINNED: &str = "v1.31.4+k3s1";
 /// The registry password the tests hand edgeops through the environment.
 const PASSWORD: &str = "reg-pass-7f3a9c1e55";
@@ -332,4 +333,109 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     let out = text(&again);
     assert!(again.status.success(), "{out}");
     assert!(row(&out, "lab-05").contains("nothing to do"), "{out}");
+}
+
+#[test]
+fn bundle_is_verified_refuses_a_corrupted_asset_and_feeds_an_airgapped_up() {
+    let lab = lab();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = format!("http://{}:8080", lab.bridge_address());
+    let releases = format!("{mirror}/k3s-io/k3s/releases");
+    let install = format!("{mirror}/install.sh");
+    let edgeops = Edgeops::new();
+    let bundle = dir.path().join("bundle");
+    let made = edgeops.run(&[
+        "bundle",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--version",
+        PINNED,
+        "--arch",
+        "amd64",
+        "--download-url",
+        &releases,
+        "--install-url",
+        &install,
+    ]);
+    let out = text(&made);
+    assert!(made.status.success(), "{out}");
+    let mut names: Vec<String> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "edgeops-bundle.sha256",
+            "install.sh",
+            "k3s",
+            "k3s-airgap-images-amd64.tar.gz",
+            "sha256sum-amd64.txt"
+        ],
+        "{out}"
+    );
+    // The manifest checks out with the real sha256sum.
+    let check = std::process::Command::new("sha256sum")
+        .args(["-c", "edgeops-bundle.sha256"])
+        .current_dir(&bundle)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(
+        String::from_utf8_lossy(&check.stdout)
+            .matches(": OK")
+            .count(),
+        4
+    );
+
+    // A corrupted image tarball on the mirror: refused, nothing left behind.
+    let corrupt = lab.state_dir().join("mirror/corrupt");
+    std::fs::write(&corrupt, "v1.30.8+k3s1/k3s-airgap-images-amd64.tar.gz\n").unwrap();
+    let bad = dir.path().join("bad");
+    let refused = edgeops.run(&[
+        "bundle",
+        "--out",
+        bad.to_str().unwrap(),
+        "--version",
+        "v1.30.8+k3s1",
+        "--arch",
+        "amd64",
+        "--download-url",
+        &releases,
+        "--install-url",
+        &install,
+    ]);
+    std::fs::remove_file(&corrupt).unwrap();
+    let out = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(out.contains("k3s-airgap-images-amd64.tar.gz"), "{out}");
+    assert!(out.contains("sha256 does not match"), "{out}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !bad.exists() && left.iter().all(|n| !n.contains("partial")),
+        "{left:?}"
+    );
+
+    // `up` on a host that cannot reach the mirror, from the bundle as it is.
+    let cut = lab.run_lab(&["mirror-cut", "lab-06"]);
+    assert!(cut.status.success(), "{}", text(&cut));
+    let inv = inventory(lab, dir.path(), "offline", &["lab-06"], "");
+    let toml = std::fs::read_to_string(&inv).unwrap().replacen(
+        "[ssh]",
+        &format!("artifacts_dir = \"{}\"\n[ssh]", bundle.display()),
+        1,
+    );
+    std::fs::write(&inv, toml).unwrap();
+    let up = edgeops.run(&["up", inv.to_str().unwrap(), "--ready-timeout", "90s"]);
+    let out = text(&up);
+    assert!(up.status.success(), "{out}");
+    assert!(row(&out, "lab-06").contains("installed"), "{out}");
+    lab.ssh_ok(
+        "lab-06",
+        "test -s /var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.gz",
+    );
 }

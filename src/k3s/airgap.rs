@@ -368,6 +368,22 @@ impl Prep {
                     write_atomic(&record, format!("{actual}  {INSTALL_SCRIPT}\n").as_bytes())?
                 }
             }
+        } else {
+            // A folder made by `edgeops bundle`: its manifest vouches for the install script,
+            // which the release's checksum files do not cover.
+            let manifest = self.dir.join(super::bundle::MANIFEST);
+            if let Ok(text) = std::fs::read_to_string(&manifest)
+                && let Some(expected) = checksum_for(&text, INSTALL_SCRIPT)
+                && expected != actual
+            {
+                return Err(AirgapError::ChecksumMismatch {
+                    file: path,
+                    checksums: manifest.display().to_string(),
+                    expected,
+                    actual,
+                    advice: self.advice(),
+                });
+            }
         }
         Ok(Artifact {
             name: INSTALL_SCRIPT.to_owned(),
