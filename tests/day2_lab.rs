@@ -299,6 +299,7 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     let with_extras = text_before.replacen(
         "[ssh]",
         "manifests = [\"site-config.yaml\"]\ntemplates_dir = \"tpl\"\n\
+         forwarding_sysctls = true\nuser_kubeconfig = true\n\
          service_env = { HTTP_PROXY = \"http://proxy.site:3128\", NO_PROXY = \"10.0.0.0/8,127.0.0.1\" }\n\
          [cluster.k3s_config]\ncluster-cidr = \"10.52.0.0/16\"\nkubelet-arg = [\"max-pods=60\"]\n[ssh]",
         1,
@@ -329,6 +330,24 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     );
     assert!(manifest.starts_with("600\n"), "{manifest}");
     assert!(manifest.contains("name: site"), "{manifest}");
+    let sysctl = lab.ssh_ok(
+        "lab-05",
+        "sudo stat -c '%a' /etc/sysctl.d/90-edgeops-k3s.conf && sysctl -n net.ipv4.ip_forward",
+    );
+    assert_eq!(sysctl, "600\n1", "sysctl drop-in mode and forwarding");
+    let kubeconfig = lab.ssh_ok(
+        "lab-05",
+        "stat -c '%a %U' ~/.kube/config && grep 'server:' ~/.kube/config",
+    );
+    assert!(
+        kubeconfig.starts_with(&format!("600 {}\n", lab.hosts()[0].user)),
+        "{kubeconfig}"
+    );
+    assert!(
+        kubeconfig.contains("https://127.0.0.1:6443"),
+        "{kubeconfig}"
+    );
+    lab.ssh_ok("lab-05", "kubectl --kubeconfig ~/.kube/config get nodes >/dev/null 2>&1 || k3s kubectl --kubeconfig ~/.kube/config get nodes");
     let again = edgeops.run(&["up", inv]);
     let out = text(&again);
     assert!(again.status.success(), "{out}");

@@ -26,13 +26,21 @@ pub struct ClusterExtras {
     pub service_env: Vec<(String, String)>,
     /// Template overrides for the k3s config (and GitLab files), as `[gitlab] templates_dir`.
     pub templates_dir: Option<PathBuf>,
+    /// Persist packet forwarding in `/etc/sysctl.d/90-edgeops-k3s.conf` on every host.
+    pub forwarding_sysctls: bool,
+    /// Copy the admin kubeconfig to the login user's `~/.kube/config` on servers.
+    pub user_kubeconfig: bool,
 }
 
 /// Variables the installer copies into the service env file besides `K3S_*` (which edgeops sets).
 const PROXY_VARS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
 
 pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
-    let mut extras = ClusterExtras::default();
+    let mut extras = ClusterExtras {
+        forwarding_sysctls: raw.forwarding_sysctls.unwrap_or(false),
+        user_kubeconfig: raw.user_kubeconfig.unwrap_or(false),
+        ..ClusterExtras::default()
+    };
     if let Some(table) = &raw.k3s_config {
         for (key, value) in table.get_ref() {
             k3s_config_entry(ctx, key, value, &mut extras.k3s_config);

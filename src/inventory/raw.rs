@@ -57,6 +57,8 @@ pub struct RawCluster {
     pub manifests: Vec<Spanned<String>>,
     pub service_env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub templates_dir: Option<Spanned<String>>,
+    pub forwarding_sysctls: Option<bool>,
+    pub user_kubeconfig: Option<bool>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.

@@ -9,6 +9,24 @@ use super::registries::ManagedFile;
 /// k3s's auto-deploy folder on servers.
 pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 
+/// The sysctl drop-in `forwarding_sysctls` writes on every host.
+pub const SYSCTL_PATH: &str = "/etc/sysctl.d/90-edgeops-k3s.conf";
+
+/// Packet forwarding, which the pod network needs (k3s turns it on at start; this keeps it
+/// across reboots and before k3s starts), applied at once when written. `-e`: a host without
+/// IPv6 lacks the second key.
+pub fn sysctl_file() -> ManagedFile {
+    ManagedFile {
+        path: SYSCTL_PATH.to_owned(),
+        contents: b"# Written by edgeops ([cluster] forwarding_sysctls): packet forwarding for the k3s pod network.\n\
+net.ipv4.ip_forward = 1\n\
+net.ipv6.conf.all.forwarding = 1\n"
+            .to_vec(),
+        restart: false,
+        after_write: Some("sysctl -q -e -p /etc/sysctl.d/90-edgeops-k3s.conf"),
+    }
+}
+
 /// The inventory's manifests as files for the servers' install step, under their own names.
 pub fn manifest_files(extras: &ClusterExtras) -> Result<Vec<ManagedFile>, String> {
     extras
@@ -25,6 +43,7 @@ pub fn manifest_files(extras: &ClusterExtras) -> Result<Vec<ManagedFile>, String
                 path: format!("{MANIFESTS_DIR}/{name}"),
                 contents,
                 restart: false,
+                after_write: None,
             })
         })
         .collect()

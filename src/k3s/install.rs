@@ -195,6 +195,8 @@ pub struct InstallSpec {
     /// change: `registries.yaml` and its TLS files. Empty without `[registries]`; may hold
     /// secrets (they travel on stdin only).
     pub files: Vec<ManagedFile>,
+    /// A server that copies its admin kubeconfig to the login user (`user_kubeconfig`).
+    pub user_kubeconfig: bool,
     installer: Installer,
 }
 
@@ -264,6 +266,9 @@ impl InstallSpec {
             }
             None => Vec::new(),
         };
+        if cluster.extras.forwarding_sysctls {
+            files.push(super::extras::sysctl_file());
+        }
         if host.role == Role::Server {
             files.extend(
                 super::extras::manifest_files(&cluster.extras).map_err(|reason| {
@@ -309,7 +314,12 @@ impl InstallSpec {
         } else {
             Installer::Download(cluster.install_url.clone())
         };
-        let config_hash = config_hash(&config_yaml, &env, &files);
+        let user_kubeconfig = host.role == Role::Server && cluster.extras.user_kubeconfig;
+        let mut config_hash = config_hash(&config_yaml, &env, &files);
+        if user_kubeconfig {
+            // Part of what the install step does: turning it on must reach converged servers.
+            config_hash = hex::encode(Sha256::digest(format!("{config_hash}\0user-kubeconfig")));
+        }
         Ok(InstallSpec {
             host: host.name.clone(),
             role: host.role,
@@ -319,6 +329,7 @@ impl InstallSpec {
             config_yaml,
             config_hash,
             files,
+            user_kubeconfig,
             installer,
         })
     }

@@ -53,6 +53,8 @@ pub struct ManagedFile {
     /// k3s reads it only at start: a change restarts the service (registries). Auto-deploy
     /// manifests are picked up live and need none.
     pub restart: bool,
+    /// Run (as root) after the file was written, e.g. `sysctl -p FILE`.
+    pub after_write: Option<&'static str>,
 }
 
 impl fmt::Debug for ManagedFile {
@@ -144,6 +146,7 @@ pub fn files(
                     path,
                     contents,
                     restart: true,
+                    after_write: None,
                 });
             }
         }
@@ -174,6 +177,7 @@ pub fn files(
         path: REGISTRIES_PATH.to_owned(),
         contents: format!("{HEADER}{yaml}").into_bytes(),
         restart: true,
+        after_write: None,
     }];
     out.extend(tls_files);
     Ok(out)

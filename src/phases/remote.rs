@@ -51,6 +51,7 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          \x20 echo 'edgeops: config changed, restarting {unit}'\n\
          \x20 systemctl restart {unit}\n\
          fi\n\
+         {user_kubeconfig}\
          hash=$(mktemp /etc/rancher/k3s/.edgeops-hash.XXXXXX)\n\
          printf '%s\\n' {hash} >\"$hash\"\n\
          chmod 0644 \"$hash\"\n\
@@ -63,6 +64,11 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
         config = CONFIG_PATH,
         installer = spec.install_script(),
         files = managed_files_script(spec),
+        user_kubeconfig = if spec.user_kubeconfig {
+            user_kubeconfig_script()
+        } else {
+            String::new()
+        },
         restart = u8::from(restart_on_change),
         unit = unit,
         hash = shell_quote(&spec.config_hash),
@@ -92,6 +98,10 @@ fn managed_files_script(spec: &InstallSpec) -> String {
     for file in &spec.files {
         let path = shell_quote(&file.path);
         let changed = if file.restart { "changed=1; " } else { "" };
+        let after = file
+            .after_write
+            .map(|cmd| format!("{cmd}; "))
+            .unwrap_or_default();
         script.push_str(&format!(
             "IFS= read -r b64\n\
              d=$(dirname {path})\n\
@@ -100,7 +110,7 @@ fn managed_files_script(spec: &InstallSpec) -> String {
              printf '%s' \"$b64\" | base64 -d >\"$f\"\n\
              chmod 0600 \"$f\"\n\
              if cmp -s \"$f\" {path} && [ \"$(stat -c %a {path})\" = 600 ]; then rm -f \"$f\"\n\
-             else mv -f \"$f\" {path}; {changed}echo 'edgeops: {shown} written'; fi\n",
+             else mv -f \"$f\" {path}; {changed}{after}echo 'edgeops: {shown} written'; fi\n",
             shown = file.path,
         ));
     }
@@ -108,6 +118,38 @@ fn managed_files_script(spec: &InstallSpec) -> String {
         script.push_str("unset b64\n");
     }
     script
+}
+
+/// How long a server's install step waits for k3s to write its admin kubeconfig before it can
+/// copy it for the login user (`user_kubeconfig`); k3s writes it early in its start.
+pub const USER_KUBECONFIG_WAIT: Duration = Duration::from_secs(60);
+
+/// Copy `/etc/rancher/k3s/k3s.yaml` to the login user's `~/.kube/config` (the user sudo was
+/// called by, or root), 0600 and owned by them, only when it differs. Exit 4 when k3s did not
+/// write it within [`USER_KUBECONFIG_WAIT`].
+fn user_kubeconfig_script() -> String {
+    format!(
+        "u=${{SUDO_USER:-$(id -un)}}\n\
+         g=$(id -gn \"$u\")\n\
+         home=$(getent passwd \"$u\" | cut -d: -f6)\n\
+         deadline=$(( $(date +%s) + {secs} ))\n\
+         until [ -s {kc} ]; do\n\
+         \x20 if [ \"$(date +%s)\" -ge \"$deadline\" ]; then\n\
+         \x20   echo \"edgeops: {kc} did not appear within {secs}s; no kubeconfig for $u\" >&2\n\
+         \x20   exit 4\n\
+         \x20 fi\n\
+         \x20 sleep 1\n\
+         done\n\
+         install -d -m 0700 -o \"$u\" -g \"$g\" \"$home/.kube\"\n\
+         kc_tmp=$(mktemp \"$home/.kube/.config.XXXXXX\")\n\
+         cat {kc} >\"$kc_tmp\"\n\
+         chown \"$u:$g\" \"$kc_tmp\"\n\
+         chmod 0600 \"$kc_tmp\"\n\
+         if cmp -s \"$kc_tmp\" \"$home/.kube/config\"; then rm -f \"$kc_tmp\"\n\
+         else mv -f \"$kc_tmp\" \"$home/.kube/config\"; echo \"edgeops: $home/.kube/config written for $u\"; fi\n",
+        secs = USER_KUBECONFIG_WAIT.as_secs(),
+        kc = K3S_KUBECONFIG_PATH,
+    )
 }
 
 /// stdin for [`install_bundle`]: never part of a command line, so never in `ps`.
