@@ -306,6 +306,11 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     );
     std::fs::write(&inv, with_extras).unwrap();
     let inv = inv.to_str().unwrap();
+    // A fresh network namespace forwards nothing: the drop-in must turn it on.
+    assert_eq!(
+        lab.ssh_ok("lab-05", "cat /proc/sys/net/ipv4/ip_forward"),
+        "0"
+    );
     let edgeops = Edgeops::new();
     let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out = text(&up);
@@ -332,7 +337,7 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     assert!(manifest.contains("name: site"), "{manifest}");
     let sysctl = lab.ssh_ok(
         "lab-05",
-        "sudo stat -c '%a' /etc/sysctl.d/90-edgeops-k3s.conf && sysctl -n net.ipv4.ip_forward",
+        "sudo stat -c '%a' /etc/sysctl.d/90-edgeops-k3s.conf && cat /proc/sys/net/ipv4/ip_forward",
     );
     assert_eq!(sysctl, "600\n1", "sysctl drop-in mode and forwarding");
     let kubeconfig = lab.ssh_ok(
