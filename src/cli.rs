@@ -75,7 +75,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct BundleArgs {
-    /// The folder to create (must not exist).
+    /// The folder to create (must not exist); a name ending in `.tar` makes one archive
+    /// holding that folder instead.
     #[arg(long)]
     pub out: PathBuf,
     /// The k3s release, e.g. v1.31.4+k3s1 (default: the inventory's pinned `version`).

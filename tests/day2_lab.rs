@@ -413,6 +413,36 @@ fn bundle_is_verified_refuses_a_corrupted_asset_and_feeds_an_airgapped_up() {
         4
     );
 
+    // The same as one archive: a folder of the archive's name holding the same files.
+    let tar = dir.path().join("k3s-bundle.tar");
+    edgeops.ok(&[
+        "bundle",
+        "--out",
+        tar.to_str().unwrap(),
+        "--version",
+        PINNED,
+        "--arch",
+        "amd64",
+        "--download-url",
+        &releases,
+        "--install-url",
+        &install,
+    ]);
+    let unpacked = dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let untar = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&unpacked)
+        .output()
+        .unwrap();
+    assert!(untar.status.success(), "{}", text(&untar));
+    assert_eq!(
+        std::fs::read(unpacked.join("k3s-bundle/edgeops-bundle.sha256")).unwrap(),
+        std::fs::read(bundle.join("edgeops-bundle.sha256")).unwrap()
+    );
+
     // A corrupted image tarball on the mirror: refused, nothing left behind.
     let corrupt = lab.state_dir().join("mirror/corrupt");
     std::fs::write(&corrupt, "v1.30.8+k3s1/k3s-airgap-images-amd64.tar.gz\n").unwrap();

@@ -92,11 +92,22 @@ pub fn run(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
                     file.name, file.bytes, file.sha256
                 );
             }
-            println!(
-                "manifest: {} (sha256sum format); use it with `artifacts_dir = \"{}\"`",
-                request.out.join(MANIFEST).display(),
-                request.out.display()
-            );
+            if bundle::is_archive(&request.out) {
+                let folder = request.out.with_extension("");
+                println!(
+                    "archive: {} holds {}/ with the manifest {MANIFEST} (sha256sum format); \
+                     unpack it at the site (`tar -xf`) and use `artifacts_dir = \"{}\"`",
+                    request.out.display(),
+                    folder.file_name().unwrap_or_default().to_string_lossy(),
+                    folder.display()
+                );
+            } else {
+                println!(
+                    "manifest: {} (sha256sum format); use it with `artifacts_dir = \"{}\"`",
+                    request.out.join(MANIFEST).display(),
+                    request.out.display()
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

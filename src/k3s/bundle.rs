@@ -3,7 +3,7 @@
 //! `sha256sum-ARCH.txt`, and its air-gap image tarball, each verified against the release's
 //! checksum file, in one folder with a manifest of sha256 sums (`edgeops-bundle.sha256`, the
 //! `sha256sum` format). The folder is laid out as `[cluster] artifacts_dir` expects, so it is
-//! used as it is. Built beside the destination and renamed into place: a failed bundle leaves
+//! used as it is (or packed as one `.tar` holding that folder). Built beside the destination and renamed into place: a failed bundle leaves
 //! nothing behind.
 
 use std::path::{Path, PathBuf};
@@ -72,9 +72,13 @@ pub async fn make(request: &BundleRequest) -> Result<Vec<BundledFile>, BundleErr
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     let result = build(request, &staging).await;
     let dir = staging.join(request.version.to_string());
-    match result {
+    let finished = match result {
+        Ok(files) if is_archive(out) => archive(&staging, &dir, out).map(|()| files),
+        Ok(files) => std::fs::rename(&dir, out).map_err(io(out)).map(|()| files),
+        Err(err) => Err(err),
+    };
+    match finished {
         Ok(files) => {
-            std::fs::rename(&dir, out).map_err(io(out))?;
             let _ = std::fs::remove_dir_all(&staging);
             Ok(files)
         }
@@ -83,6 +87,38 @@ pub async fn make(request: &BundleRequest) -> Result<Vec<BundledFile>, BundleErr
             Err(err)
         }
     }
+}
+
+/// `--out NAME.tar`: one archive instead of a folder.
+pub fn is_archive(out: &Path) -> bool {
+    out.extension().is_some_and(|e| e == "tar")
+}
+
+/// Pack the finished folder as `out` (a .tar whose one top folder is named after it, e.g.
+/// `k3s-v1.31.4.tar` → `k3s-v1.31.4/`), with the system's `tar`; renamed into place at the end.
+fn archive(staging: &Path, dir: &Path, out: &Path) -> Result<(), BundleError> {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".to_owned());
+    let top = staging.join(&stem);
+    std::fs::rename(dir, &top).map_err(io(&top))?;
+    let part = staging.join(format!("{stem}.tar"));
+    let status = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&part)
+        .arg("-C")
+        .arg(staging)
+        .arg(&stem)
+        .status()
+        .map_err(io(&part))?;
+    if !status.success() {
+        return Err(BundleError::Io {
+            path: part,
+            reason: format!("tar exited with {status}"),
+        });
+    }
+    std::fs::rename(&part, out).map_err(io(out))
 }
 
 async fn build(request: &BundleRequest, staging: &Path) -> Result<Vec<BundledFile>, BundleError> {
