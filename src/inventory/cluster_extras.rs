@@ -42,9 +42,7 @@ pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
         ..ClusterExtras::default()
     };
     if let Some(table) = &raw.k3s_config {
-        for (key, value) in table.get_ref() {
-            k3s_config_entry(ctx, key, value, &mut extras.k3s_config);
-        }
+        extras.k3s_config = k3s_config_flags(ctx, table.get_ref(), "[cluster.k3s_config]");
     }
     for manifest in &raw.manifests {
         let path = ctx.resolve_path(manifest.get_ref());
@@ -114,11 +112,28 @@ pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
     extras
 }
 
-/// One `[cluster.k3s_config]` entry → k3s flags, or a located error.
+/// A free-form k3s config table as written.
+pub(super) type RawK3sConfig = std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// A `k3s_config` table (`table` names it in errors) → k3s flags with their scope.
+pub(super) fn k3s_config_flags(
+    ctx: &mut Ctx,
+    raw: &RawK3sConfig,
+    table: &str,
+) -> Vec<(FlagScope, String)> {
+    let mut out = Vec::new();
+    for (key, value) in raw {
+        k3s_config_entry(ctx, key, value, table, &mut out);
+    }
+    out
+}
+
+/// One `k3s_config` entry → k3s flags, or a located error.
 fn k3s_config_entry(
     ctx: &mut Ctx,
     key: &Spanned<String>,
     value: &Spanned<toml::Value>,
+    table: &str,
     out: &mut Vec<(FlagScope, String)>,
 ) {
     let name = key.get_ref();
@@ -126,7 +141,7 @@ fn k3s_config_entry(
         ctx.report_masked(
             ErrorKind::InlineSecret,
             value.span(),
-            format!("`{name}` in `[cluster.k3s_config]` is a secret"),
+            format!("`{name}` in `{table}` is a secret"),
             "config.yaml is world-readable and secrets never go in the inventory: the join token comes from `[cluster] token_env` / `token_file`".to_owned(),
         );
         return;
@@ -139,7 +154,7 @@ fn k3s_config_entry(
         ctx.report(
             ErrorKind::UnknownKey,
             Some(key.span()),
-            format!("`{name}` in `[cluster.k3s_config]` is not a k3s flag edgeops knows"),
+            format!("`{name}` in `{table}` is not a k3s flag edgeops knows"),
             help,
         );
         return;
@@ -157,7 +172,7 @@ fn k3s_config_entry(
         ctx.report(
             ErrorKind::InvalidValue,
             Some(value.span()),
-            format!("`{name}` in `[cluster.k3s_config]` has a value k3s cannot take"),
+            format!("`{name}` in `{table}` has a value k3s cannot take"),
             "give a string, number, boolean, or a list of strings or numbers (repeated flag)",
         );
     };
@@ -218,6 +233,35 @@ mod tests {
         assert!(err.contains("nope.yaml` does not exist"), "{err}");
         assert!(err.contains("has a value k3s cannot take"), "{err}");
         assert!(!err.contains("hunter22"), "{err}");
+    }
+
+    #[test]
+    fn group_k3s_config_goes_before_the_groups_extra_args_of_members() {
+        let inv = crate::inventory::parse(
+            "[cluster]\nname = \"t\"\n[groups.pis]\nextra_args = [\"--kubelet-arg=v=2\"]\n\
+             [groups.pis.k3s_config]\nkubelet-arg = [\"max-pods=30\"]\n\
+             [[hosts]]\nname = \"s\"\nrole = \"server\"\n\
+             [[hosts]]\nname = \"a\"\nrole = \"agent\"\ngroups = [\"pis\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert!(inv.hosts[0].extra_args.is_empty());
+        assert_eq!(
+            inv.hosts[1].extra_args,
+            ["--kubelet-arg=max-pods=30", "--kubelet-arg=v=2"]
+        );
+        let err = crate::inventory::parse(
+            "[cluster]\nname = \"t\"\n[groups.pis.k3s_config]\nnode-lable = [\"a=b\"]\n\
+             [[hosts]]\nname = \"s\"\nrole = \"server\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`node-lable` in `[groups.pis.k3s_config]`"),
+            "{err}"
+        );
+        assert!(err.contains("did you mean `node-label`?"), "{err}");
     }
 
     #[test]

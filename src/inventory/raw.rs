@@ -95,6 +95,8 @@ pub struct RawGroup {
     pub taints: Vec<Spanned<String>>,
     #[serde(default)]
     pub extra_args: Vec<Spanned<String>>,
+    /// Free-form k3s config for member hosts (`cluster_extras`), before their `extra_args`.
+    pub k3s_config: Option<Spanned<super::cluster_extras::RawK3sConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
