@@ -18,9 +18,11 @@ pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
 pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 
 /// Install (or re-install with a changed config) in one round trip, run with sudo.
-/// stdin: the join token on the first line (empty: keep the token file as is), then the config
-/// file. The token file (0600) and the config are written only when their content differs;
-/// `restart_on_change` restarts the service when the config changed (the installer alone would
+/// stdin: the join token on the first line (empty: keep the token file as is), then one base64
+/// line per further file of the spec (registries, manifests, sysctls), then the config file.
+/// The token file (0600), the further files (0600) and the config are written only when their
+/// content differs; `restart_on_change` restarts the service when the config or a registries
+/// file changed (the installer alone would
 /// not notice: it only compares binary, unit and env file). The config hash is recorded last,
 /// only after everything succeeded, so a failed host is retried by the next run. The folder is
 /// created world-readable, as k3s makes it, so the facts script reads the hash without sudo.
