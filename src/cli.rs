@@ -82,10 +82,12 @@ pub struct BundleArgs {
     /// The k3s release, e.g. v1.31.4+k3s1 (default: the inventory's pinned `version`).
     #[arg(long)]
     pub version: Option<String>,
-    /// Architectures: amd64, arm64, arm (comma-separated or repeated).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Architectures: amd64, arm64, arm (comma-separated or repeated); default with
+    /// --inventory: those the hosts report (`uname -m`, over SSH).
+    #[arg(long, value_delimiter = ',')]
     pub arch: Vec<String>,
-    /// Take version, install_url and download_url from this inventory's `[cluster]`.
+    /// Take version, install_url and download_url from this inventory's `[cluster]` (and the
+    /// architectures from its hosts when --arch is not given).
     #[arg(long)]
     pub inventory: Option<PathBuf>,
     /// Release download base (GITHUB_URL); default the inventory's or GitHub's.

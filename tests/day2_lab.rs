@@ -368,21 +368,18 @@ fn bundle_is_verified_refuses_a_corrupted_asset_and_feeds_an_airgapped_up() {
     let install = format!("{mirror}/install.sh");
     let edgeops = Edgeops::new();
     let bundle = dir.path().join("bundle");
+    // Version, mirror URLs from the inventory; the architecture from its host (`uname -m`).
+    let inv = inventory(lab, dir.path(), "offline", &["lab-06"], "");
     let made = edgeops.run(&[
         "bundle",
         "--out",
         bundle.to_str().unwrap(),
-        "--version",
-        PINNED,
-        "--arch",
-        "amd64",
-        "--download-url",
-        &releases,
-        "--install-url",
-        &install,
+        "--inventory",
+        inv.to_str().unwrap(),
     ]);
     let out = text(&made);
     assert!(made.status.success(), "{out}");
+    assert!(out.contains(&format!("k3s {PINNED} for amd64,")), "{out}");
     let mut names: Vec<String> = std::fs::read_dir(&bundle)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -477,7 +474,6 @@ fn bundle_is_verified_refuses_a_corrupted_asset_and_feeds_an_airgapped_up() {
     // `up` on a host that cannot reach the mirror, from the bundle as it is.
     let cut = lab.run_lab(&["mirror-cut", "lab-06"]);
     assert!(cut.status.success(), "{}", text(&cut));
-    let inv = inventory(lab, dir.path(), "offline", &["lab-06"], "");
     let toml = std::fs::read_to_string(&inv).unwrap().replacen(
         "[ssh]",
         &format!("artifacts_dir = \"{}\"\n[ssh]", bundle.display()),

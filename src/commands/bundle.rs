@@ -29,7 +29,18 @@ pub fn run(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
         .parse()
         .map_err(|e| Failure::Usage(format!("--version {version_text}: {e}")))?;
     let mut arches = Vec::new();
-    for name in &args.arch {
+    let arch_names = match (&args.inventory, args.arch.is_empty()) {
+        (Some(path), true) => inventory_arches(global, path)?,
+        (None, true) => {
+            return Err(Failure::Usage(
+                "give --arch (amd64, arm64, arm), or --inventory to read them from the hosts"
+                    .to_owned(),
+            )
+            .into());
+        }
+        _ => args.arch.clone(),
+    };
+    for name in &arch_names {
         let arch = match name.as_str() {
             "amd64" | "x86_64" => K3sArch::Amd64,
             "arm64" | "aarch64" => K3sArch::Arm64,
@@ -111,4 +122,64 @@ pub fn run(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The k3s architectures of the inventory's hosts (`uname -m` on each, at once, over SSH as
+/// `exec` does): every host must answer, or the bundle could miss an architecture.
+fn inventory_arches(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use crate::fleet::{Fleet, FleetSettings, Silent};
+    use crate::ssh::ExecRequest;
+    use std::sync::Arc;
+
+    let inventory = crate::inventory::load(path)?;
+    let hosts = crate::inventory::select(&inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let setup = super::exec::ssh_setup(&hosts, false)?;
+    let settings = FleetSettings {
+        concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
+        ..Default::default()
+    };
+    let request = ExecRequest::new("uname -m").timeout(std::time::Duration::from_secs(30));
+    let results = super::runtime()?.block_on(async {
+        let (fleet, results) = Fleet::connect_and_run(
+            setup.targets,
+            setup.ctx,
+            settings,
+            Arc::new(Silent),
+            "arch",
+            |session| {
+                let request = &request;
+                async move { Ok(session.exec(request).await?) }
+            },
+        )
+        .await;
+        fleet.close_all().await;
+        results
+    });
+    let mut arches = Vec::new();
+    let mut problems = Vec::new();
+    for result in results {
+        match result.outcome {
+            Ok(out) if out.success() => {
+                let machine = out.stdout_lossy().trim().to_owned();
+                match K3sArch::from_uname(&machine) {
+                    Ok(arch) => {
+                        if !arches.contains(&arch.as_str().to_owned()) {
+                            arches.push(arch.as_str().to_owned());
+                        }
+                    }
+                    Err(e) => problems.push(format!("{}: {e}", result.host)),
+                }
+            }
+            Ok(out) => problems.push(format!("{}: uname -m failed ({})", result.host, out.exit)),
+            Err(e) => problems.push(format!("{}: {e}", result.host)),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "cannot read every host's architecture (give --arch instead): {}",
+            problems.join("; ")
+        );
+    }
+    Ok(arches)
 }
