@@ -30,6 +30,8 @@ pub struct ClusterExtras {
     pub forwarding_sysctls: bool,
     /// Copy the admin kubeconfig to the login user's `~/.kube/config` on servers.
     pub user_kubeconfig: bool,
+    /// Open the k3s ports when ufw or firewalld is active (default true; `open_firewall = false`).
+    pub open_firewall: bool,
 }
 
 /// Variables the installer copies into the service env file besides `K3S_*` (which edgeops sets).
@@ -39,6 +41,7 @@ pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
     let mut extras = ClusterExtras {
         forwarding_sysctls: raw.forwarding_sysctls.unwrap_or(false),
         user_kubeconfig: raw.user_kubeconfig.unwrap_or(false),
+        open_firewall: raw.open_firewall.unwrap_or(true),
         ..ClusterExtras::default()
     };
     if let Some(table) = &raw.k3s_config {

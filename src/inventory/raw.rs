@@ -59,6 +59,7 @@ pub struct RawCluster {
     pub templates_dir: Option<Spanned<String>>,
     pub forwarding_sysctls: Option<bool>,
     pub user_kubeconfig: Option<bool>,
+    pub open_firewall: Option<bool>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.

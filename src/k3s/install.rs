@@ -197,6 +197,8 @@ pub struct InstallSpec {
     pub files: Vec<ManagedFile>,
     /// A server that copies its admin kubeconfig to the login user (`user_kubeconfig`).
     pub user_kubeconfig: bool,
+    /// Shell lines that open the k3s ports when ufw or firewalld is active (`open_firewall`).
+    pub firewall: Option<String>,
     installer: Installer,
 }
 
@@ -330,6 +332,28 @@ impl InstallSpec {
             config_hash,
             files,
             user_kubeconfig,
+            firewall: cluster.extras.open_firewall.then(|| {
+                let args: Vec<&String> = cluster
+                    .extras
+                    .k3s_config
+                    .iter()
+                    .map(|(_, arg)| arg)
+                    .chain(&cluster.server_args)
+                    .chain(&host.extra_args)
+                    .collect();
+                let cidr = |flag: &str, default: &'static str| {
+                    args.iter()
+                        .find_map(|a| a.strip_prefix(&format!("--{flag}=")))
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| default.to_owned())
+                };
+                super::firewall::script(
+                    host.role,
+                    cluster.ha,
+                    &cidr("cluster-cidr", super::firewall::DEFAULT_CLUSTER_CIDR),
+                    &cidr("service-cidr", super::firewall::DEFAULT_SERVICE_CIDR),
+                )
+            }),
             installer,
         })
     }

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod bundle;
 pub mod channel;
 pub mod extras;
+pub mod firewall;
 pub mod flags;
 pub mod helmcharts;
 pub mod install;

@@ -48,6 +48,7 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          chmod 0644 \"$cfg\"\n\
          if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"\n\
          else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
+         {firewall}\
          (\n{installer})\n\
          if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\
          \x20 echo 'edgeops: config changed, restarting {unit}'\n\
@@ -66,6 +67,7 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
         config = CONFIG_PATH,
         installer = spec.install_script(),
         files = managed_files_script(spec),
+        firewall = spec.firewall.as_deref().unwrap_or(""),
         user_kubeconfig = if spec.user_kubeconfig {
             user_kubeconfig_script()
         } else {
