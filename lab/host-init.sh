@@ -34,6 +34,24 @@ if [[ "$MODE" == systemd ]]; then
   mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$M/sys/fs/cgroup"
   mount -t tmpfs -o mode=1777,nosuid,nodev,size=256m tmpfs "$M/tmp"
 fi
+# A Pi-like host boots with its cmdline.txt as the kernel command line (as the firmware passes
+# it), and, like Raspberry Pi OS kernels, has the memory controller only when that line asks for
+# it (`cgroup_enable=memory`) and the `pi-memory HOST off` knob (a kernel that ignores the flags,
+# as reported for some Pi 5 kernels) is not set. Shown through bind-mounted copies of
+# /proc/cmdline, /proc/cgroups and the root cgroup.controllers (see docs/LAB.md).
+if [[ -f "$M/etc/lab/model" && -f "$M/boot/firmware/cmdline.txt" ]]; then
+  mkdir -p "$H/boot-view"
+  head -n 1 "$M/boot/firmware/cmdline.txt" >"$H/boot-view/cmdline"
+  mount --bind "$H/boot-view/cmdline" "$M/proc/cmdline"
+  if ! grep -qw cgroup_enable=memory "$H/boot-view/cmdline" || [[ -f "$H/pi_memory_off" ]]; then
+    awk '$1=="memory" {$4=0} {print}' OFS='\t' /proc/cgroups >"$H/boot-view/cgroups"
+    mount --bind "$H/boot-view/cgroups" "$M/proc/cgroups"
+    if [[ "$MODE" == systemd ]]; then
+      tr ' ' '\n' <"$M/sys/fs/cgroup/cgroup.controllers" | { grep -vx memory || true; } | paste -sd ' ' >"$H/boot-view/controllers"
+      mount --bind "$H/boot-view/controllers" "$M/sys/fs/cgroup/cgroup.controllers"
+    fi
+  fi
+fi
 
 # A small /dev with the usual nodes and a private devpts.
 mount -t tmpfs -o mode=0755,nosuid,size=1m tmpfs "$M/dev"

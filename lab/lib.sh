@@ -719,6 +719,13 @@ NFT
       rmdir "$CG_LAB/_delay-$name" 2>/dev/null || true
       rm -f "$h/delay_ms"
       log "$name: no delay" ;;
+    pi-memory)
+      # Takes effect at the host's next boot, as a kernel's behaviour would (see host-init.sh).
+      case "${1:-}" in
+        off) touch "$h/pi_memory_off"; log "$name: memory controller stays off from the next boot" ;;
+        on) rm -f "$h/pi_memory_off"; log "$name: memory controller follows cmdline.txt from the next boot" ;;
+        *) die "pi-memory HOST on|off" ;;
+      esac ;;
     mirror-cut)
       nft_in_host "$name" delete table ip labmirror 2>/dev/null || true
       nft_in_host "$name" -f - <<NFT

@@ -79,6 +79,38 @@ pub enum Command {
     Hostkeys(HostkeysArgs),
     /// Log in once with a password: install the inventory's public key (and passwordless sudo).
     Bootstrap(BootstrapArgs),
+    /// Fetch a k3s release (installer, binaries, checksums, air-gap images) into one verified
+    /// folder for air-gapped sites (`artifacts_dir`).
+    #[command(disable_version_flag = true)]
+    Bundle(BundleArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BundleArgs {
+    /// The folder to create (must not exist); a name ending in `.tar` makes one archive
+    /// holding that folder instead.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The k3s release, e.g. v1.31.4+k3s1 (default: the inventory's pinned `version`).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Architectures: amd64, arm64, arm (comma-separated or repeated); default with
+    /// --inventory: those the hosts report (`uname -m`, over SSH).
+    #[arg(long, value_delimiter = ',')]
+    pub arch: Vec<String>,
+    /// Take version, install_url and download_url from this inventory's `[cluster]` (and the
+    /// architectures from its hosts when --arch is not given).
+    #[arg(long)]
+    pub inventory: Option<PathBuf>,
+    /// Release download base (GITHUB_URL); default the inventory's or GitHub's.
+    #[arg(long)]
+    pub download_url: Option<String>,
+    /// Install script URL; default the inventory's or https://get.k3s.io.
+    #[arg(long)]
+    pub install_url: Option<String>,
+    /// Leave out the air-gap image tarballs.
+    #[arg(long)]
+    pub no_images: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -298,3 +298,43 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn registries_and_k3s_extras_are_summarised_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), "kind: ConfigMap\n").unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[cluster]\nname = \"t\"\nmanifests = [\"app.yaml\"]\n\
+         service_env = { NO_PROXY = \"10.0.0.0/8\" }\n\
+         [cluster.k3s_config]\ncluster-cidr = \"10.52.0.0/16\"\n\
+         [[hosts]]\nname = \"s\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n\
+         [registries.mirrors.\"*\"]\nendpoints = [\"https://registry.site:5000\"]\n\
+         [registries.configs.\"registry.site:5000\"]\nusername = \"u\"\npassword_env = \"REG_PASS\"\n",
+    )
+    .unwrap();
+    let ok = check(&[good.to_str().unwrap()]).success();
+    let out = stdout_of(&ok);
+    assert!(
+        out.contains("registries: mirrors *; configs registry.site:5000"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 free-form config flag(s), 1 manifest(s), service env NO_PROXY"),
+        "{out}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[cluster]\nname = \"t\"\n[[hosts]]\nname = \"s\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n\
+         [registries.configs.\"registry.site:5000\"]\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+    )
+    .unwrap();
+    let failed = check(&[bad.to_str().unwrap()]).code(2);
+    let err = stderr_of(&failed);
+    assert!(err.contains("inline secret `password`"), "{err}");
+    assert!(err.contains("bad.toml:9:12"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+}

@@ -164,6 +164,38 @@ impl<'a> Summary<'a> {
         if !c.disable.is_empty() {
             let _ = writeln!(out, "disable: {}", c.disable.join(", "));
         }
+        if let Some(registries) = &inv.registries {
+            let names = |keys: Vec<&String>| {
+                keys.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "registries: mirrors {}; configs {}",
+                names(registries.mirrors.keys().collect()),
+                names(registries.configs.keys().collect()),
+            );
+        }
+        let extras = &c.extras;
+        if !extras.k3s_config.is_empty()
+            || !extras.manifests.is_empty()
+            || !extras.service_env.is_empty()
+        {
+            let _ = writeln!(
+                out,
+                "k3s:     {} free-form config flag(s), {} manifest(s), service env {}",
+                extras.k3s_config.len(),
+                extras.manifests.len(),
+                extras
+                    .service_env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let Some(limit) = self.limit {
             let _ = writeln!(out, "limit:   {limit}");
         }

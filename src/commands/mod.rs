@@ -1,6 +1,7 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
 pub mod bootstrap;
+pub mod bundle;
 pub mod check;
 pub mod ci;
 pub mod completions;
@@ -78,6 +79,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unlock(args) => unlock::run(&global, &args),
         Command::Hostkeys(args) => hostkeys::run(&global, &args),
         Command::Bootstrap(args) => bootstrap::run(&global, &args),
+        Command::Bundle(args) => bundle::run(&global, &args),
     }
 }
 

@@ -137,10 +137,12 @@ pub fn render_bundle(inventory: &Inventory, options: &RenderOptions) -> anyhow::
 
     for host in &inventory.hosts {
         let join = Join::for_host(inventory, host)?;
-        let spec = match &pinned {
-            Some(version) => InstallSpec::new(inventory, host, join, version, &renderer)?,
-            None => InstallSpec::unresolved(inventory, host, join, &unresolved, &renderer)?,
+        // Always the offline spec: secrets (registry credentials) stay placeholders here.
+        let version_text = match &pinned {
+            Some(version) => version.to_string(),
+            None => unresolved.clone(),
         };
+        let spec = InstallSpec::unresolved(inventory, host, join, &version_text, &renderer)?;
         let dir = PathBuf::from("k3s").join(&host.name);
         files.push(OutputFile {
             path: dir.join("config.yaml"),
@@ -163,6 +165,9 @@ pub fn render_bundle(inventory: &Inventory, options: &RenderOptions) -> anyhow::
     }
 
     files.push(join_token_file(inventory, options, &mut notes)?);
+    if let Some(registries) = &inventory.registries {
+        files.push(registries_file(registries, options)?);
+    }
 
     if let Some(gitlab) = &inventory.gitlab {
         if options.with_secrets {
@@ -227,6 +232,27 @@ pub fn render_bundle(inventory: &Inventory, options: &RenderOptions) -> anyhow::
         }
     }
     Ok(Bundle { files, notes })
+}
+
+/// `k3s/registries.yaml`: the same file on every host; credentials as placeholders unless
+/// `--with-secrets` (then written 0600). The TLS files are the inventory's own files.
+fn registries_file(
+    registries: &crate::inventory::registries::Registries,
+    options: &RenderOptions,
+) -> anyhow::Result<OutputFile> {
+    use crate::k3s::registries::{Secrets, files};
+    let secrets = if options.with_secrets {
+        Secrets::Resolve
+    } else {
+        Secrets::Masked
+    };
+    let file = files(registries, secrets)?.swap_remove(0);
+    Ok(OutputFile {
+        path: PathBuf::from("k3s/registries.yaml"),
+        contents: String::from_utf8_lossy(&file.contents).into_owned(),
+        template: None,
+        secret: options.with_secrets,
+    })
 }
 
 fn join_token_file(

@@ -132,6 +132,13 @@ pub fn run_options(
     if let Some(token) = &token {
         redactor.add(token.expose());
     }
+    if let Some(registries) = &prepared.inventory.registries {
+        for secret in crate::k3s::registries::secret_values(registries)
+            .map_err(|e| Failure::Usage(e.to_string()))?
+        {
+            redactor.add(&secret);
+        }
+    }
     let gitlab = gitlab_setup(&prepared.inventory, mode, ready_timeout, rotate_tokens)?;
     if let Some(token) = gitlab.as_ref().and_then(|g| g.api_token.as_ref()) {
         redactor.add(token.expose_secret());

@@ -353,7 +353,21 @@ pub(super) fn groups(
                 role: raw.role.as_ref().and_then(|r| role(ctx, r)),
                 labels: labels(ctx, &raw.labels),
                 taints: taints(ctx, &raw.taints),
-                extra_args: raw.extra_args.iter().map(|a| a.get_ref().clone()).collect(),
+                extra_args: raw
+                    .k3s_config
+                    .as_ref()
+                    .map(|table| {
+                        super::cluster_extras::k3s_config_flags(
+                            ctx,
+                            table.get_ref(),
+                            &format!("[groups.{name}.k3s_config]"),
+                        )
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, arg)| arg)
+                    .chain(raw.extra_args.iter().map(|a| a.get_ref().clone()))
+                    .collect(),
             };
             (name.clone(), layer)
         })

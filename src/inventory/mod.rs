@@ -5,6 +5,7 @@
 //! file:line:column. `select` implements `--limit`. The format is documented in docs/INVENTORY.md.
 
 mod ci;
+pub mod cluster_extras;
 mod error;
 pub mod files;
 pub(crate) mod formats;
@@ -14,6 +15,7 @@ mod include;
 mod layers;
 pub mod model;
 mod raw;
+pub mod registries;
 mod secret_args;
 pub mod select;
 mod source;
@@ -25,6 +27,7 @@ pub use include::included_file;
 pub use model::*;
 pub use select::{SelectError, select};
 pub use source::MAX_INVENTORY_BYTES;
+pub use validate::DEFAULT_INSTALL_URL;
 
 /// `[ssh] concurrency` and `--concurrency`: how many hosts are worked on at once.
 pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000;

@@ -14,6 +14,8 @@ pub struct Inventory {
     pub concurrency: usize,
     pub hosts: Vec<Host>,
     pub gitlab: Option<GitLab>,
+    /// `[registries]`: rendered into k3s's `registries.yaml` on every host.
+    pub registries: Option<super::registries::Registries>,
     /// `[ci]`: the cluster's jobs in a pipeline written by `edgeops ci`.
     pub ci: CiSettings,
 }
@@ -67,6 +69,8 @@ pub struct Cluster {
     /// How long a k3s service may take to start once the installer (or a restart) started it:
     /// a join k3s refuses hangs forever, so edgeops stops it after this (`join_timeout`).
     pub join_timeout: Duration,
+    /// Free-form k3s config, manifests, service env, templates_dir (`[cluster]` extras).
+    pub extras: super::cluster_extras::ClusterExtras,
 }
 
 /// How long a cluster lock holds when its run never releases it (a crash, a lost workstation).

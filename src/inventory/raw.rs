@@ -47,6 +47,7 @@ pub struct RawInventory {
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
     pub gitlab: Option<Spanned<RawGitLab>>,
+    pub registries: Option<Spanned<super::registries::RawRegistries>>,
     pub ci: Option<Spanned<RawCi>>,
 }
 
@@ -86,6 +87,15 @@ pub struct RawCluster {
     pub kubeconfig_mode: Option<Spanned<String>>,
     pub lock_expiry: Option<Spanned<toml::Value>>,
     pub join_timeout: Option<Spanned<toml::Value>>,
+    /// The extras validated by `cluster_extras`.
+    pub k3s_config: Option<Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    #[serde(default)]
+    pub manifests: Vec<Spanned<String>>,
+    pub service_env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub templates_dir: Option<Spanned<String>>,
+    pub forwarding_sysctls: Option<bool>,
+    pub user_kubeconfig: Option<bool>,
+    pub open_firewall: Option<bool>,
 }
 
 /// `[ssh]`, `[groups.NAME.ssh]` and a host's `ssh = {..}`: every field optional so layers merge.
@@ -122,6 +132,8 @@ pub struct RawGroup {
     pub taints: Vec<Spanned<String>>,
     #[serde(default)]
     pub extra_args: Vec<Spanned<String>>,
+    /// Free-form k3s config for member hosts (`cluster_extras`), before their `extra_args`.
+    pub k3s_config: Option<Spanned<super::cluster_extras::RawK3sConfig>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -140,6 +140,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    pub(super) fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     pub(super) fn home(&self) -> Option<&Path> {
         self.home.as_deref()
     }
@@ -205,6 +209,9 @@ pub(super) fn validate(
 
     let ci = super::ci::settings(&mut ctx, raw.ci);
 
+    let registries = raw
+        .registries
+        .map(|r| super::registries::validate(&mut ctx, r));
     let inventory = cluster.map(|cluster| Inventory {
         path: path.to_path_buf(),
         cluster: cluster.cluster,
@@ -212,6 +219,7 @@ pub(super) fn validate(
         hosts,
         gitlab: gitlab.flatten(),
         ci,
+        registries,
     });
     ctx.finish(inventory).map(|inv| (inv, entries))
 }
@@ -459,6 +467,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         kubeconfig_mode: raw.kubeconfig_mode.as_ref().map(|m| m.get_ref().clone()),
         lock_expiry,
         join_timeout,
+        extras: super::cluster_extras::validate(ctx, &raw),
     };
     Some(ValidCluster {
         cluster,

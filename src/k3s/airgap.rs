@@ -107,6 +107,22 @@ impl Sources {
     }
 }
 
+/// Download release asset `asset` of `version` from `sources.download_url` to `dest`, kept only
+/// when its sha256 is `expected` (the line of `checksums`, named in the error). For `bundle`.
+pub async fn fetch_asset(
+    sources: &Sources,
+    version: &K3sVersion,
+    asset: &str,
+    dest: &Path,
+    expected: &str,
+    checksums: &str,
+) -> Result<(), AirgapError> {
+    let fetch = Fetcher::new(sources, version)?;
+    fetch
+        .download(&fetch.asset(asset), dest, Some(expected), checksums)
+        .await
+}
+
 /// `$XDG_CACHE_HOME/edgeops/k3s`, else `$HOME/.cache/edgeops/k3s`.
 pub fn cache_root() -> Result<PathBuf, AirgapError> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
@@ -351,6 +367,22 @@ impl Prep {
                 Err(_) => {
                     write_atomic(&record, format!("{actual}  {INSTALL_SCRIPT}\n").as_bytes())?
                 }
+            }
+        } else {
+            // A folder made by `edgeops bundle`: its manifest vouches for the install script,
+            // which the release's checksum files do not cover.
+            let manifest = self.dir.join(super::bundle::MANIFEST);
+            if let Ok(text) = std::fs::read_to_string(&manifest)
+                && let Some(expected) = checksum_for(&text, INSTALL_SCRIPT)
+                && expected != actual
+            {
+                return Err(AirgapError::ChecksumMismatch {
+                    file: path,
+                    checksums: manifest.display().to_string(),
+                    expected,
+                    actual,
+                    advice: self.advice(),
+                });
             }
         }
         Ok(Artifact {

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::inventory::{Host, Inventory, Role};
 use crate::render::{RenderError, Renderer, engine::K3S_CONFIG};
 
+use super::registries::{ManagedFile, Secrets};
 use super::version::K3sVersion;
 
 /// Where k3s reads its configuration (the k3s default, so no `K3S_CONFIG_FILE` is needed).
@@ -52,6 +53,14 @@ pub enum InstallError {
         arg: String,
         reason: String,
     },
+    #[error("{host}: {source}")]
+    Registries {
+        host: String,
+        #[source]
+        source: super::registries::RegistriesError,
+    },
+    #[error("{host}: [cluster] manifests: {reason}")]
+    Manifest { host: String, reason: String },
     #[error("{host}: cannot render the k3s config: {source}")]
     Render {
         host: String,
@@ -182,6 +191,14 @@ pub struct InstallSpec {
     pub config_yaml: String,
     /// sha256 (hex) of `config_yaml` and `env`: what edgeops writes and runs on the host.
     pub config_hash: String,
+    /// Further files the install step writes (root, 0600) and restarts k3s for when they
+    /// change: `registries.yaml` and its TLS files. Empty without `[registries]`; may hold
+    /// secrets (they travel on stdin only).
+    pub files: Vec<ManagedFile>,
+    /// A server that copies its admin kubeconfig to the login user (`user_kubeconfig`).
+    pub user_kubeconfig: bool,
+    /// Shell lines that open the k3s ports when ufw or firewalld is active (`open_firewall`).
+    pub firewall: Option<String>,
     installer: Installer,
 }
 
@@ -202,7 +219,14 @@ impl InstallSpec {
         version: &K3sVersion,
         renderer: &Renderer,
     ) -> Result<InstallSpec, InstallError> {
-        Self::build(inventory, host, join, version.to_string(), renderer)
+        Self::build(
+            inventory,
+            host,
+            join,
+            version.to_string(),
+            renderer,
+            Secrets::Resolve,
+        )
     }
 
     /// A spec whose version is not resolved yet (for `edgeops render`, which works offline):
@@ -214,7 +238,14 @@ impl InstallSpec {
         version_text: &str,
         renderer: &Renderer,
     ) -> Result<InstallSpec, InstallError> {
-        Self::build(inventory, host, join, version_text.to_owned(), renderer)
+        Self::build(
+            inventory,
+            host,
+            join,
+            version_text.to_owned(),
+            renderer,
+            Secrets::Masked,
+        )
     }
 
     fn build(
@@ -223,8 +254,33 @@ impl InstallSpec {
         join: Join,
         version: String,
         renderer: &Renderer,
+        secrets: Secrets,
     ) -> Result<InstallSpec, InstallError> {
         let cluster = &inventory.cluster;
+        let mut files = match &inventory.registries {
+            Some(registries) => {
+                super::registries::files(registries, secrets).map_err(|source| {
+                    InstallError::Registries {
+                        host: host.name.clone(),
+                        source,
+                    }
+                })?
+            }
+            None => Vec::new(),
+        };
+        if cluster.extras.forwarding_sysctls {
+            files.push(super::extras::sysctl_file());
+        }
+        if host.role == Role::Server {
+            files.extend(
+                super::extras::manifest_files(&cluster.extras).map_err(|reason| {
+                    InstallError::Manifest {
+                        host: host.name.clone(),
+                        reason,
+                    }
+                })?,
+            );
+        }
         let context = config_context(inventory, host, &join)?;
         let config_yaml =
             renderer
@@ -252,13 +308,20 @@ impl InstallSpec {
             env.push(("K3S_URL".to_owned(), url.to_owned()));
         }
         env.push(("K3S_TOKEN_FILE".to_owned(), TOKEN_FILE_PATH.to_owned()));
+        // Proxy and CONTAINERD_* settings: the installer copies them into the service env file.
+        env.extend(cluster.extras.service_env.iter().cloned());
 
         let installer = if cluster.airgap {
             Installer::Uploaded(AIRGAP_INSTALLER_PATH)
         } else {
             Installer::Download(cluster.install_url.clone())
         };
-        let config_hash = config_hash(&config_yaml, &env);
+        let user_kubeconfig = host.role == Role::Server && cluster.extras.user_kubeconfig;
+        let mut config_hash = config_hash(&config_yaml, &env, &files);
+        if user_kubeconfig {
+            // Part of what the install step does: turning it on must reach converged servers.
+            config_hash = hex::encode(Sha256::digest(format!("{config_hash}\0user-kubeconfig")));
+        }
         Ok(InstallSpec {
             host: host.name.clone(),
             role: host.role,
@@ -267,6 +330,30 @@ impl InstallSpec {
             env,
             config_yaml,
             config_hash,
+            files,
+            user_kubeconfig,
+            firewall: cluster.extras.open_firewall.then(|| {
+                let args: Vec<&String> = cluster
+                    .extras
+                    .k3s_config
+                    .iter()
+                    .map(|(_, arg)| arg)
+                    .chain(&cluster.server_args)
+                    .chain(&host.extra_args)
+                    .collect();
+                let cidr = |flag: &str, default: &'static str| {
+                    args.iter()
+                        .find_map(|a| a.strip_prefix(&format!("--{flag}=")))
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| default.to_owned())
+                };
+                super::firewall::script(
+                    host.role,
+                    cluster.ha,
+                    &cidr("cluster-cidr", super::firewall::DEFAULT_CLUSTER_CIDR),
+                    &cidr("service-cidr", super::firewall::DEFAULT_SERVICE_CIDR),
+                )
+            }),
             installer,
         })
     }
@@ -315,8 +402,10 @@ impl InstallSpec {
 }
 
 /// Hash of exactly what edgeops writes and runs: the config file bytes and the installer env
-/// (which includes the version). A version change or any setting change changes the hash.
-fn config_hash(config_yaml: &str, env: &[(String, String)]) -> String {
+/// (which includes the version), and the further files (registries). A version change or any
+/// setting change changes the hash. Without further files the hash is what it was before they
+/// existed, so upgrading edgeops does not reconfigure every host.
+fn config_hash(config_yaml: &str, env: &[(String, String)], files: &[ManagedFile]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"edgeops-k3s-config-v1\n");
     hasher.update(b"config.yaml\n");
@@ -327,6 +416,12 @@ fn config_hash(config_yaml: &str, env: &[(String, String)]) -> String {
         hasher.update(b"=");
         hasher.update(value.as_bytes());
         hasher.update(b"\n");
+    }
+    for file in files {
+        hasher.update(b"\0file\n");
+        hasher.update(file.path.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(Sha256::digest(&file.contents));
     }
     hex::encode(hasher.finalize())
 }
@@ -446,7 +541,19 @@ fn config_context(
     } else {
         &cluster.agent_args
     };
-    let args: Vec<String> = role_args.iter().chain(&host.extra_args).cloned().collect();
+    // `[cluster.k3s_config]` first (server-only keys only for servers), then the role's and
+    // the host's own arguments, so those can extend its lists.
+    let free_form = cluster
+        .extras
+        .k3s_config
+        .iter()
+        .filter(|(scope, _)| is_server || *scope == super::flags::FlagScope::AllNodes)
+        .map(|(_, arg)| arg);
+    let args: Vec<String> = free_form
+        .chain(role_args)
+        .chain(&host.extra_args)
+        .cloned()
+        .collect();
     let mut extra: Vec<ConfigEntry> = Vec::new();
     for (key, value) in parse_args(&host.name, &args)? {
         let bad = |reason: String| InstallError::BadArgument {

@@ -6,7 +6,11 @@
 
 pub mod airgap;
 pub mod arch;
+pub mod bundle;
 pub mod channel;
+pub mod extras;
+pub mod firewall;
+pub mod flags;
 pub mod helmcharts;
 pub mod install;
 pub mod join_watch;
@@ -14,6 +18,7 @@ pub mod k3s_yaml;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod quorum;
+pub mod registries;
 pub mod skew;
 pub mod token;
 pub mod version;

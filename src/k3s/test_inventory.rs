@@ -73,6 +73,7 @@ fn cluster(name: &str) -> Cluster {
         kubeconfig_mode: None,
         lock_expiry: crate::inventory::DEFAULT_LOCK_EXPIRY,
         join_timeout: crate::inventory::DEFAULT_JOIN_TIMEOUT,
+        extras: Default::default(),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn pi_inventory() -> Inventory {
         concurrency: 16,
         ci: Default::default(),
         hosts: vec![server("pi-01", "10.0.0.11"), pi02, pi03],
+        registries: None,
         gitlab: Some(GitLab {
             url: "https://gitlab.com".into(),
             project: "edge-team/pi-lab-deploy".into(),
@@ -154,6 +156,7 @@ pub fn ha_inventory() -> Inventory {
             agent("wrk-1", "10.1.0.21"),
             wrk2,
         ],
+        registries: None,
         gitlab: Some(GitLab {
             url: "https://gitlab.example.com".into(),
             project: "infra/edge-ha".into(),

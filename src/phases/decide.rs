@@ -118,6 +118,9 @@ pub fn decide(
     if facts.config_hash.as_deref() != Some(spec.config_hash.as_str()) {
         let why = match &facts.config_hash {
             None => "no edgeops config recorded here; write it and restart".to_owned(),
+            Some(_) if !spec.files.is_empty() => {
+                "config differs from the inventory (config.yaml, installer env, registries.yaml or manifests); rewrite it (restart when k3s needs it)".to_owned()
+            }
             Some(_) => "config differs from the inventory; rewrite it and restart".to_owned(),
         };
         return Ok(Decision {

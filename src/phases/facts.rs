@@ -56,6 +56,7 @@ for f in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
   if grep -qw cgroup_memory=1 "$f" && grep -qw cgroup_enable=memory "$f"; then kv cmdline_flags yes; else kv cmdline_flags no; fi
   break
 done
+if grep -qw cgroup_enable=memory /proc/cmdline 2>/dev/null; then kv booted_cgroup_flags yes; else kv booted_cgroup_flags no; fi
 kv os_id "$( (. /etc/os-release && echo "$ID") 2>/dev/null)"
 k=$(uname -r 2>/dev/null)
 if [ -d /sys/module/vxlan ]; then vx=yes
@@ -124,6 +125,9 @@ pub struct Facts {
     pub cmdline_file: Option<String>,
     /// That file already asks for the memory cgroup (`cgroup_memory=1 cgroup_enable=memory`).
     pub cmdline_flags: bool,
+    /// The running kernel was booted with `cgroup_enable=memory` (`/proc/cmdline`): a reboot
+    /// cannot turn the memory cgroup on if it is still off.
+    pub booted_cgroup_flags: bool,
     pub disk_free_mb: u64,
     /// Root works: the login user is root, or `sudo -n true` succeeded.
     pub sudo: bool,
@@ -207,6 +211,7 @@ impl Facts {
             memory_cgroup: text("memory_cgroup") == "yes",
             cmdline_file: non_empty("cmdline_file"),
             cmdline_flags: text("cmdline_flags") == "yes",
+            booted_cgroup_flags: text("booted_cgroup_flags") == "yes",
             disk_free_mb: number("disk_kb") / 1024,
             sudo: text("sudo") == "yes",
             os_id: text("os_id"),
@@ -240,6 +245,12 @@ impl Facts {
     /// does not ask for it (the flags count only after a reboot).
     pub fn pi_needs_cgroup(&self) -> bool {
         self.is_pi() && (!self.cmdline_flags || !self.memory_cgroup)
+    }
+
+    /// A Raspberry Pi booted with the memory cgroup flags whose memory controller is still
+    /// off (reported for Raspberry Pi 5 kernels): another reboot cannot fix it.
+    pub fn pi_memory_cgroup_stuck(&self) -> bool {
+        self.is_pi() && self.cmdline_flags && self.booted_cgroup_flags && !self.memory_cgroup
     }
 
     pub fn is_pi(&self) -> bool {

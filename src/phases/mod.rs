@@ -30,6 +30,7 @@ pub mod gitlab;
 pub mod gitlab_tokens;
 pub mod lock;
 pub mod outcome;
+pub mod pi_memory;
 pub mod preflight;
 pub mod remote;
 pub mod reset;

@@ -18,11 +18,13 @@ pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
 pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 
 /// Install (or re-install with a changed config) in one round trip, run with sudo.
-/// stdin: the join token on the first line (empty: keep the token file as is), then the config
-/// file. The token file and the config are both 0600 from their creation (mktemp under umask
-/// 077, before any byte is written; an older file's mode is tightened too: a config may hold
-/// what k3s treats as secret) and written only when their content differs;
-/// `restart_on_change` restarts the service when the config changed (the installer alone would
+/// stdin: the join token on the first line (empty: keep the token file as is), then one base64
+/// line per further file of the spec (registries, manifests, sysctls), then the config file.
+/// The token file, the further files and the config are all 0600 from their creation (mktemp
+/// under umask 077, before any byte is written; an older file's mode is tightened too: a config
+/// may hold what k3s treats as secret) and written only when their content differs;
+/// `restart_on_change` restarts the service when the config or a registries file changed (the
+/// installer alone would
 /// not notice: it only compares binary, unit and env file). The config hash is recorded last,
 /// only after everything succeeded, so a failed host is retried by the next run. The folder is
 /// created world-readable, as k3s makes it, so the facts script reads the hash without sudo.
@@ -42,15 +44,19 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
          fi\n\
          unset token\n\
          if [ -e {token_file} ]; then chmod 0600 {token_file}; fi\n\
+         changed=0\n\
+         {files}\
          cfg=$(mktemp /etc/rancher/k3s/.edgeops-config.XXXXXX)\n\
          cat >\"$cfg\"\n\
-         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; chmod 0600 {config}; changed=0\n\
+         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; chmod 0600 {config}\n\
          else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
+         {firewall}\
          (\n{installer})\n\
          if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\
          \x20 echo 'edgeops: config changed, restarting {unit}'\n\
          \x20 systemctl restart {unit}\n\
          fi\n\
+         {user_kubeconfig}\
          hash=$(mktemp /etc/rancher/k3s/.edgeops-hash.XXXXXX)\n\
          printf '%s\\n' {hash} >\"$hash\"\n\
          chmod 0644 \"$hash\"\n\
@@ -62,11 +68,93 @@ pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
         token_file = TOKEN_FILE_PATH,
         config = CONFIG_PATH,
         installer = spec.install_script(),
+        files = managed_files_script(spec),
+        firewall = spec.firewall.as_deref().unwrap_or(""),
+        user_kubeconfig = if spec.user_kubeconfig {
+            user_kubeconfig_script()
+        } else {
+            String::new()
+        },
         restart = u8::from(restart_on_change),
         unit = unit,
         hash = shell_quote(&spec.config_hash),
         hash_file = CONFIG_HASH_PATH,
         stamp_file = VERSION_STAMP_PATH,
+    )
+}
+
+/// The part of [`install_bundle`] that writes the spec's further files (registries.yaml and its
+/// TLS files, auto-deploy manifests), each read from stdin as one base64 line, 0600, only when
+/// its content differs (a registries file then sets `changed=1`: k3s reads it only at start;
+/// manifests are picked up live). Without `[registries]`, a `registries.yaml` edgeops wrote (its
+/// first line is edgeops's header) is removed with the TLS folder; a hand-written one stays.
+fn managed_files_script(spec: &InstallSpec) -> String {
+    use crate::k3s::registries::{HEADER, REGISTRIES_PATH, TLS_DIR};
+    let mut script = String::new();
+    if !spec.files.iter().any(|f| f.path == REGISTRIES_PATH) {
+        script.push_str(&format!(
+            "if [ -f {reg} ] && [ \"$(head -n 1 {reg})\" = {header} ]; then\n\
+             \x20 rm -f {reg}; rm -rf {tls}; changed=1; echo 'edgeops: {reg} removed'\n\
+             fi\n",
+            reg = REGISTRIES_PATH,
+            header = shell_quote(HEADER.trim_end()),
+            tls = TLS_DIR,
+        ));
+    }
+    for file in &spec.files {
+        let path = shell_quote(&file.path);
+        let changed = if file.restart { "changed=1; " } else { "" };
+        let after = file
+            .after_write
+            .map(|cmd| format!("{cmd}; "))
+            .unwrap_or_default();
+        script.push_str(&format!(
+            "IFS= read -r b64\n\
+             d=$(dirname {path})\n\
+             (umask 022; mkdir -p \"$d\")\n\
+             f=$(mktemp \"$d/.edgeops-file.XXXXXX\")\n\
+             printf '%s' \"$b64\" | base64 -d >\"$f\"\n\
+             chmod 0600 \"$f\"\n\
+             if cmp -s \"$f\" {path} && [ \"$(stat -c %a {path})\" = 600 ]; then rm -f \"$f\"\n\
+             else mv -f \"$f\" {path}; {changed}{after}echo 'edgeops: {shown} written'; fi\n",
+            shown = file.path,
+        ));
+    }
+    if !spec.files.is_empty() {
+        script.push_str("unset b64\n");
+    }
+    script
+}
+
+/// How long a server's install step waits for k3s to write its admin kubeconfig before it can
+/// copy it for the login user (`user_kubeconfig`); k3s writes it early in its start.
+pub const USER_KUBECONFIG_WAIT: Duration = Duration::from_secs(60);
+
+/// Copy `/etc/rancher/k3s/k3s.yaml` to the login user's `~/.kube/config` (the user sudo was
+/// called by, or root), 0600 and owned by them, only when it differs. Exit 4 when k3s did not
+/// write it within [`USER_KUBECONFIG_WAIT`].
+fn user_kubeconfig_script() -> String {
+    format!(
+        "u=${{SUDO_USER:-$(id -un)}}\n\
+         g=$(id -gn \"$u\")\n\
+         home=$(getent passwd \"$u\" | cut -d: -f6)\n\
+         deadline=$(( $(date +%s) + {secs} ))\n\
+         until [ -s {kc} ]; do\n\
+         \x20 if [ \"$(date +%s)\" -ge \"$deadline\" ]; then\n\
+         \x20   echo \"edgeops: {kc} did not appear within {secs}s; no kubeconfig for $u\" >&2\n\
+         \x20   exit 4\n\
+         \x20 fi\n\
+         \x20 sleep 1\n\
+         done\n\
+         install -d -m 0700 -o \"$u\" -g \"$g\" \"$home/.kube\"\n\
+         kc_tmp=$(mktemp \"$home/.kube/.config.XXXXXX\")\n\
+         cat {kc} >\"$kc_tmp\"\n\
+         chown \"$u:$g\" \"$kc_tmp\"\n\
+         chmod 0600 \"$kc_tmp\"\n\
+         if cmp -s \"$kc_tmp\" \"$home/.kube/config\"; then rm -f \"$kc_tmp\"\n\
+         else mv -f \"$kc_tmp\" \"$home/.kube/config\"; echo \"edgeops: $home/.kube/config written for $u\"; fi\n",
+        secs = USER_KUBECONFIG_WAIT.as_secs(),
+        kc = K3S_KUBECONFIG_PATH,
     )
 }
 
@@ -76,6 +164,10 @@ pub fn install_stdin(token: Option<&JoinToken>, spec: &InstallSpec) -> Vec<u8> {
         Some(token) => token.file_contents().into_bytes(),
         None => b"\n".to_vec(),
     };
+    for file in &spec.files {
+        bytes.extend_from_slice(data_encoding::BASE64.encode(&file.contents).as_bytes());
+        bytes.push(b'\n');
+    }
     bytes.extend_from_slice(spec.config_yaml.as_bytes());
     bytes
 }

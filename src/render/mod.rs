@@ -13,11 +13,19 @@ use crate::inventory::Inventory;
 /// `upgrade` alike. The folder was resolved against the inventory's folder once, at load, so it
 /// is used as it is here.
 pub fn renderer_for(inventory: &Inventory) -> Result<Renderer, RenderError> {
-    match inventory
-        .gitlab
-        .as_ref()
-        .and_then(|gitlab| gitlab.templates_dir.as_deref())
-    {
+    // `[cluster] templates_dir` wins over `[gitlab] templates_dir` (which predates it).
+    let dir = inventory
+        .cluster
+        .extras
+        .templates_dir
+        .as_deref()
+        .or_else(|| {
+            inventory
+                .gitlab
+                .as_ref()
+                .and_then(|gitlab| gitlab.templates_dir.as_deref())
+        });
+    match dir {
         Some(dir) => Renderer::with_overrides(dir),
         None => Ok(Renderer::builtin()),
     }

@@ -810,6 +810,10 @@ impl<'a> Runner<'a> {
             };
             let facts = state.facts.as_ref().expect("alive hosts have facts");
             match decide(&state.host, facts, &spec, &version) {
+                Ok(_) if facts.pi_memory_cgroup_stuck() => {
+                    let file = facts.cmdline_file.as_deref().unwrap_or("cmdline.txt");
+                    state.fail(crate::phases::pi_memory::still_off_reason(file));
+                }
                 Ok(mut decision) => {
                     if facts.pi_needs_cgroup() {
                         decision.why = format!(

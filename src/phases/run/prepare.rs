@@ -113,14 +113,23 @@ impl Runner<'_> {
                 last_error = e.to_string();
                 continue;
             }
-            let request =
-                ExecRequest::new(remote::BOOT_ID_COMMAND).timeout(Duration::from_secs(10));
+            // The boot id and, in the same exec, whether the memory controller is now on.
+            let request = ExecRequest::new(format!(
+                "{}; {}",
+                remote::BOOT_ID_COMMAND,
+                crate::phases::pi_memory::MEMORY_CHECK
+            ))
+            .timeout(Duration::from_secs(10));
             match session.exec(&request).await {
                 Ok(out) if out.success() => {
-                    let boot = out.stdout_lossy().trim().to_owned();
+                    let stdout = out.stdout_lossy();
+                    let boot = stdout.lines().next().unwrap_or("").trim().to_owned();
                     if !boot.is_empty() && boot != old_boot {
                         self.log
-                            .write(name, "rebooted", &format!("new boot id {boot}\n"));
+                            .write(name, "rebooted", &format!("new boot id {boot}\n{stdout}"));
+                        if !crate::phases::pi_memory::memory_on(&stdout) {
+                            return Err(crate::phases::pi_memory::still_off_reason(&file));
+                        }
                         return Ok(());
                     }
                 }
