@@ -315,7 +315,7 @@ fn k3s_config_manifests_service_env_and_cluster_templates_reach_the_host() {
     let up = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
     let out = text(&up);
     assert!(up.status.success(), "{out}");
-    let config = lab.ssh_ok("lab-05", "cat /etc/rancher/k3s/config.yaml");
+    let config = lab.ssh_ok("lab-05", "sudo cat /etc/rancher/k3s/config.yaml");
     assert!(config.starts_with("# site template"), "{config}");
     let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&config).unwrap();
     assert_eq!(parsed["cluster-cidr"], "10.52.0.0/16", "{config}");
