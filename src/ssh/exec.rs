@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use super::SudoMode;
+pub use crate::shell::shell_quote;
 
 /// One command to run on a host.
 #[derive(Debug, Clone, Default)]
@@ -147,17 +148,6 @@ impl ExecOutput {
     }
 }
 
-/// Quote `s` as one POSIX shell word.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The command line sent to sshd, and the stdin prefix it needs (the sudo password).
 ///
 /// sshd hands the line to the login shell; `exec sh -c` gives every host the same POSIX shell
@@ -278,14 +268,6 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
 
-    #[test]
-    fn quoting_keeps_plain_words_and_escapes_quotes() {
-        assert_eq!(shell_quote("uname"), "uname");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
 
     #[test]
     fn password_goes_to_stdin_never_to_the_command_line() {
