@@ -76,7 +76,11 @@ mod tests {
             "-n",
         ];
         for text in texts {
-            assert_eq!(sh_words(&shell_quote(text)), format!("{text}\n"), "{text:?}");
+            assert_eq!(
+                sh_words(&shell_quote(text)),
+                format!("{text}\n"),
+                "{text:?}"
+            );
         }
         assert!(!std::path::Path::new("/tmp/edgeops-quote-pwned").exists());
     }

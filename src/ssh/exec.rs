@@ -268,7 +268,6 @@ mod tests {
     use super::*;
     use secrecy::SecretString;
 
-
     #[test]
     fn password_goes_to_stdin_never_to_the_command_line() {
         let mode = SudoMode::Password(SecretString::from("s3cr3t"));
