@@ -307,4 +307,51 @@ mod tests {
         assert!(script.contains(r"me='bob@ws pid 1 run x'\''y'"));
         assert!(script.contains("stale=60"));
     }
+
+    fn run_sh(script: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    /// The release script, run for real: another run's lock stays, this run's goes.
+    #[test]
+    fn release_removes_only_this_runs_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let release = |run: &str| {
+            let script = lock_release_script(run).replace(LOCK_PATH, lock.to_str().unwrap());
+            assert!(run_sh(&script).status.success());
+        };
+        std::fs::write(&lock, "1700000000 bob@ws pid 7 run ab12 (edgeops up)\n").unwrap();
+        release("cd34");
+        assert!(lock.exists());
+        release("ab12");
+        assert!(!lock.exists());
+    }
+
+    /// The API wait, run for real with no API: exit 3 after its limit, with the reason.
+    #[test]
+    fn api_wait_gives_up_after_its_limit_with_exit_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("node-token");
+        let script = api_script(
+            Duration::from_secs(1),
+            ApiRead {
+                token: true,
+                kubeconfig: false,
+            },
+        )
+        .replace(NODE_TOKEN_PATH, token.to_str().unwrap());
+        let started = std::time::Instant::now();
+        let out = run_sh(&script);
+        assert_eq!(out.status.code(), Some(3));
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("edgeops: the k3s API did not answer within 1s")
+        );
+    }
 }
