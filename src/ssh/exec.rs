@@ -236,19 +236,7 @@ pub(crate) fn kill_command(tag: &str) -> String {
     // the tagged shell is collected before any signal: an installer's own children (its
     // downloads, its `sleep`s) would otherwise be orphaned by the first TERM and survive.
     let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
-    format!(
-        "tree() {{ for c in $(pgrep -P \"$1\"); do echo \"$c\"; tree \"$c\"; done; }}\n\
-         all=; groups=\n\
-         for p in $(pgrep -f -- '{pattern}'); do \
-           all=\"$all $p $(tree \"$p\")\"; \
-           g=$(ps -o pgid= -p \"$p\" | tr -d ' '); \
-           [ \"${{g:-0}}\" -gt 1 ] && groups=\"$groups -$g\"; \
-         done 2>/dev/null\n\
-         for sig in TERM KILL; do \
-           [ -n \"$all$groups\" ] && kill -s $sig $all $groups 2>/dev/null; \
-           [ $sig = TERM ] && sleep 0.3; \
-         done; true"
-    )
+    crate::shell::with_vars(&[("pattern", &pattern)], include_str!("sh/kill.sh"))
 }
 
 /// A tag no other command of this or a concurrent run carries.
