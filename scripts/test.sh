@@ -55,7 +55,8 @@ log "shellcheck: the scripts edgeops sends to hosts (src/**/*.sh) and the repo's
 mapfile -t remote_scripts < <(find src -name '*.sh' | sort)
 shellcheck "${remote_scripts[@]}"
 shellcheck -x scripts/test.sh scripts/lab scripts/demo scripts/bench-bastion scripts/bench-fanout \
-    scripts/bench-fleet scripts/bench-up scripts/vagrant-kvm-proof .ci/run lab/*.sh lab/k3s-sim/install.sh
+    scripts/bench-fleet scripts/bench-up scripts/vagrant-kvm-proof scripts/module-graph .ci/run lab/*.sh \
+    lab/k3s-sim/install.sh
 
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
