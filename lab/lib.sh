@@ -71,6 +71,7 @@ lab_build() {
   if [[ -f "$tarball" && "${1:-}" != "--force" ]]; then
     log "base rootfs cached: $tarball"
   else
+    # shellcheck source=lab/recipe.sh
     source "$LABDIR/recipe.sh"
     local tmp mirror; tmp=$(mktemp -d "$CACHE/build.XXXXXX"); mirror=$(apt_mirror)
     local pkgs; pkgs=$(IFS=,; echo "${LAB_PACKAGES[*]}")
@@ -132,7 +133,7 @@ host_pid1() {
   local h; h=$(host_dir "$1")
   local u; u=$(cat "$h/unshare.pid" 2>/dev/null) || return 0
   [[ -n "$u" ]] || return 0
-  local c; c=$(cat "/proc/$u/task/$u/children" 2>/dev/null | awk '{print $1}')
+  local c; c=$(awk '{print $1}' "/proc/$u/task/$u/children" 2>/dev/null)
   echo "$c"
 }
 
@@ -187,7 +188,7 @@ seed_host() {
   if [[ "$pi" == 1 ]]; then seed_pi "$name" "$u" "$lower"; fi
   # known_key: what clients trust; rotate-hostkey changes the host's key but not this.
   cut -d' ' -f1,2 "$u/etc/ssh/ssh_host_ed25519_key.pub" >"$h/known_key"
-  echo "$(host_addr "$index")" >"$h/address"
+  host_addr "$index" >"$h/address"
 }
 
 # The files a Raspberry Pi OS (bookworm) board has that a provisioning tool inspects.
@@ -296,9 +297,11 @@ stop_host() {
   local pid; pid=$(cat "$h/supervisor.pid" 2>/dev/null || true)
   local i
   for i in $(seq 200); do
+    # shellcheck disable=SC2015 # either failure leads to the same branch
     [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
+  # shellcheck disable=SC2015 # either failure leads to the same branch
   [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
   rm -f "$h/supervisor.pid" "$h/unshare.pid"
 }
@@ -396,6 +399,7 @@ raise_kernel_limits() {
     net.ipv4.neigh.default.gc_thresh2=8192 net.ipv4.neigh.default.gc_thresh1=4096; do
     key=${kv%%=*} want=${kv#*=}
     cur=$(sysctl -n "$key" 2>/dev/null) || continue
+    # shellcheck disable=SC2015 # either failure leads to the same branch
     ((cur < want)) && sysctl -qw "$key=$want" 2>/dev/null || true
   done
 }
@@ -466,6 +470,7 @@ lab_up() {
 kill_pidfile() {
   local f=$1 pid
   pid=$(cat "$f" 2>/dev/null || true)
+  # shellcheck disable=SC2015 # either failure leads to the same branch
   [[ -n "$pid" ]] && kill -9 "$pid" 2>/dev/null || true
   rm -f "$f"
 }
@@ -509,6 +514,7 @@ lab_down() {
   done
   # 4. Mounts (none are expected in the root namespace; host mounts die with their namespace).
   local m
+  # shellcheck disable=SC2013 # mount points under the lab state hold no spaces
   for m in $(awk -v s="$STATE/" 'index($5, s) == 1 {print $5}' /proc/self/mountinfo | sort -r); do
     umount -l "$m" 2>/dev/null || true
   done

@@ -10,7 +10,7 @@ log() { printf '\n==> %s\n' "$*"; }
 need_pkgs=()
 for pair in sshd:openssh-server ssh:openssh-client debootstrap:debootstrap ip:iproute2 \
             nsenter:util-linux sudo:sudo curl:curl kubectl:kubernetes-client python3:python3 \
-            git:git rsync:rsync npm:npm; do
+            git:git rsync:rsync npm:npm shellcheck:shellcheck; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need_pkgs+=("${pair#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -50,6 +50,13 @@ scripts/lab build
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+
+log "shellcheck: the scripts edgeops sends to hosts (src/**/*.sh) and the repo's own"
+mapfile -t remote_scripts < <(find src -name '*.sh' | sort)
+shellcheck "${remote_scripts[@]}"
+shellcheck -x scripts/test.sh scripts/lab scripts/demo scripts/bench-bastion scripts/bench-fanout \
+    scripts/bench-fleet scripts/bench-up scripts/vagrant-kvm-proof scripts/module-graph .ci/run lab/*.sh \
+    lab/k3s-sim/install.sh
 
 log "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings

@@ -28,5 +28,6 @@ pub mod phases;
 pub mod render;
 pub mod report;
 pub mod sanitize;
+pub mod shell;
 pub mod sites;
 pub mod ssh;

@@ -662,8 +662,14 @@ fn ha_three_servers_two_agents() {
     for (host, before) in hosts[3..].iter().zip(&agents_before) {
         // config.yaml may hold secrets: 0600 root, so read it as root.
         assert!(row(&out, host).contains("reconfigured"), "{out}");
-        let config = lab.ssh_ok(host, "sudo cat /etc/rancher/k3s/config.yaml");
-        assert!(config.contains("max-pods=50"), "{config}");
+        let config = lab.ssh_ok(
+            host,
+            "sudo stat -c %a /etc/rancher/k3s/config.yaml && sudo cat /etc/rancher/k3s/config.yaml",
+        );
+        assert!(
+            config.starts_with("600\n") && config.contains("max-pods=50"),
+            "{config}"
+        );
         let after = lab.footprint(host);
         let started = |f: &str| {
             f.lines()

@@ -77,6 +77,7 @@ setup_env() {
     else
         SYSTEM_NAME=k3s-${CMD_K3S}
     fi
+    # shellcheck disable=SC1083 # k3s's own character class: { and } are meant literally
     case "${SYSTEM_NAME}" in
         *[][!#\$%\&\(\)*\;\<=\>?\\\`{\|}/\ ]*) fatal "Invalid characters for system name: ${SYSTEM_NAME}" ;;
     esac
@@ -330,6 +331,7 @@ create_env_file() {
     $SUDO chmod 0600 "${FILE_K3S_ENV}"
     for name in $(env_names | LC_ALL=C sort -u); do
         eval "value=\${${name}}"
+        # shellcheck disable=SC2154 # assigned by the eval above
         printf '%s=%s\n' "${name}" "$(sq "${value}")"
     done | $SUDO tee "${FILE_K3S_ENV}" >/dev/null
 }

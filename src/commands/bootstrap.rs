@@ -17,7 +17,8 @@ use crate::exit::Failure;
 use crate::fleet::{Fleet, FleetSettings, Reporter, Silent, StepError};
 use crate::inventory;
 use crate::report::ProgressReporter;
-use crate::ssh::{Credentials, ExecRequest, Session, SudoMode, shell_quote};
+use crate::shell::with_vars;
+use crate::ssh::{Credentials, ExecRequest, Session, SudoMode};
 
 use super::exec::{SshSetup, ssh_setup};
 
@@ -228,21 +229,9 @@ fn authorized_line(key: &PublicKey) -> anyhow::Result<(String, String)> {
 /// Adds the key if missing (as the login user), and reports whether sudo already works without
 /// a password. One round trip.
 fn key_script(base64: &str, line: &str) -> String {
-    format!(
-        "set -e\n\
-         umask 077\n\
-         f=\"$HOME/.ssh/authorized_keys\"\n\
-         mkdir -p \"$HOME/.ssh\"\n\
-         chmod 700 \"$HOME/.ssh\"\n\
-         if [ -f \"$f\" ] && grep -qF -- {key} \"$f\"; then echo key:present; else\n\
-           if [ -s \"$f\" ] && [ -n \"$(tail -c1 \"$f\")\" ]; then echo >> \"$f\"; fi\n\
-           printf '%s\\n' {line} >> \"$f\"\n\
-           chmod 600 \"$f\"\n\
-           echo key:added\n\
-         fi\n\
-         if sudo -n true 2>/dev/null; then echo sudo:passwordless; else echo sudo:password; fi\n",
-        key = shell_quote(base64),
-        line = shell_quote(line),
+    with_vars(
+        &[("key", base64), ("line", line)],
+        include_str!("sh/bootstrap-key.sh"),
     )
 }
 
@@ -260,18 +249,12 @@ fn sudo_script(user: &str) -> String {
         })
         .collect();
     let rule = format!("{user} ALL=(ALL:ALL) NOPASSWD: ALL");
-    format!(
-        "set -e\n\
-         dest=/etc/sudoers.d/edgeops-{file_name}\n\
-         tmp=$(mktemp /etc/sudoers.d/.edgeops.XXXXXX)\n\
-         trap 'rm -f -- \"$tmp\"' EXIT\n\
-         printf '%s\\n' {rule} > \"$tmp\"\n\
-         chmod 0440 \"$tmp\"\n\
-         visudo -cqf \"$tmp\"\n\
-         mv -f -- \"$tmp\" \"$dest\"\n\
-         trap - EXIT\n\
-         if ! visudo -cq; then rm -f -- \"$dest\"; echo 'visudo -c failed with the drop-in; removed' >&2; exit 1; fi\n",
-        rule = shell_quote(&rule),
+    with_vars(
+        &[
+            ("dest", &format!("/etc/sudoers.d/edgeops-{file_name}")),
+            ("rule", &rule),
+        ],
+        include_str!("sh/bootstrap-sudo.sh"),
     )
 }
 

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inventory::{Host, Inventory, Role};
 use crate::render::{RenderError, Renderer, engine::K3S_CONFIG};
+use crate::shell::shell_quote;
 
 use super::registries::{ManagedFile, Secrets};
 use super::version::K3sVersion;
@@ -424,23 +425,6 @@ fn config_hash(config_yaml: &str, env: &[(String, String)], files: &[ManagedFile
         hasher.update(Sha256::digest(&file.contents));
     }
     hex::encode(hasher.finalize())
-}
-
-/// Single-quote for POSIX sh (`'` becomes `'\''`); plain words stay unquoted for readability.
-pub fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'+' | b',' | b'@'
-                )
-        });
-    if plain {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }
 
 /// The node labels (`key=value`) and taints (`key=value:Effect`) `host` is configured with: its

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::k3s::K3sArch;
 use crate::k3s::airgap::{Artifact, Artifacts};
 use crate::k3s::install::AIRGAP_INSTALLER_PATH;
-use crate::ssh::shell_quote;
+use crate::shell::{shell_quote, with_vars};
 
 /// Where the installer expects the binary with `INSTALL_K3S_SKIP_DOWNLOAD=true`.
 pub const BINARY_PATH: &str = "/usr/local/bin/k3s";
@@ -64,10 +64,9 @@ pub fn uploads(artifacts: &Artifacts, arch: K3sArch) -> Option<Vec<Upload>> {
 pub fn check_script(uploads: &[Upload]) -> String {
     let paths: Vec<String> = uploads.iter().map(|u| shell_quote(&u.remote)).collect();
     format!(
-        "for f in {}; do\n\
-         \x20 if [ -f \"$f\" ]; then sha256sum \"$f\"; fi\n\
-         done\n",
-        paths.join(" ")
+        "set -- {}\n{}",
+        paths.join(" "),
+        include_str!("sh/airgap-check.sh")
     )
 }
 
@@ -88,28 +87,13 @@ pub fn missing<'a>(uploads: &'a [Upload], output: &str) -> Vec<&'a Upload> {
 /// sha256 on the host is the expected one, then set mode and owner and rename it into place
 /// (so a half-written or damaged file never sits at the path the installer or k3s reads).
 pub fn put_script(upload: &Upload) -> String {
-    format!(
-        "set -eu\n\
-         umask 022\n\
-         dest={dest}; want={want}\n\
-         dir=$(dirname \"$dest\")\n\
-         mkdir -p \"$dir\"\n\
-         tmp=$(mktemp \"$dir/.edgeops-upload.XXXXXX\")\n\
-         trap 'rm -f \"$tmp\"' EXIT\n\
-         cat >\"$tmp\"\n\
-         got=$(sha256sum \"$tmp\" | awk '{{print $1}}')\n\
-         if [ \"$got\" != \"$want\" ]; then\n\
-         \x20 echo \"edgeops: $dest: sha256 on the host is $got after the upload, expected $want\" >&2\n\
-         \x20 exit 4\n\
-         fi\n\
-         chmod {mode:o} \"$tmp\"\n\
-         chown 0:0 \"$tmp\"\n\
-         mv -f \"$tmp\" \"$dest\"\n\
-         trap - EXIT\n\
-         echo \"edgeops: $dest uploaded and verified\"\n",
-        dest = shell_quote(&upload.remote),
-        want = shell_quote(&upload.sha256),
-        mode = upload.mode,
+    with_vars(
+        &[
+            ("dest", &upload.remote),
+            ("want", &upload.sha256),
+            ("mode", &format!("{:o}", upload.mode)),
+        ],
+        include_str!("sh/airgap-put.sh"),
     )
 }
 
@@ -186,7 +170,7 @@ mod tests {
         let check = script.find("sha256sum").unwrap();
         let rename = script.find("mv -f").unwrap();
         assert!(check < rename);
-        assert!(script.contains("chmod 755"));
+        assert!(script.starts_with("dest=") && script.contains("\nmode=755\n"));
         assert!(script.contains(&"b".repeat(64)));
     }
 }

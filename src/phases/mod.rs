@@ -10,7 +10,8 @@
 //! - `facts`: the one-round-trip facts script and its parser.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
-//! - `remote`: the scripts each step runs on a host (secrets on stdin only); `fold`: the `up`
+//! - `remote`: the scripts each step runs on a host (their text, and `reset_remote`'s, in `sh/*.sh`,
+//!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `runlog`: the per-host 0600 logs of a run, redacted.

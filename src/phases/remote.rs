@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::k3s::JoinToken;
 use crate::k3s::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
-use crate::ssh::shell_quote;
+use crate::shell::{shell_quote, with_vars};
 
 /// Where a server keeps the join token (k3s contract).
 pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
@@ -29,57 +29,27 @@ pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 /// only after everything succeeded, so a failed host is retried by the next run. The folder is
 /// created world-readable, as k3s makes it, so the facts script reads the hash without sudo.
 pub fn install_bundle(spec: &InstallSpec, restart_on_change: bool) -> String {
-    let unit = unit_name(spec);
-    format!(
-        "set -eu\n\
-         umask 022\n\
-         mkdir -p /etc/rancher/k3s\n\
-         umask 077\n\
-         IFS= read -r token || true\n\
-         if [ -n \"$token\" ] && [ \"$(cat {token_file} 2>/dev/null)\" != \"$token\" ]; then\n\
-         \x20 tmp=$(mktemp /etc/rancher/k3s/.edgeops-token.XXXXXX)\n\
-         \x20 printf '%s\\n' \"$token\" >\"$tmp\"\n\
-         \x20 mv -f \"$tmp\" {token_file}\n\
-         \x20 echo 'edgeops: token file written'\n\
-         fi\n\
-         unset token\n\
-         if [ -e {token_file} ]; then chmod 0600 {token_file}; fi\n\
-         changed=0\n\
-         {files}\
-         cfg=$(mktemp /etc/rancher/k3s/.edgeops-config.XXXXXX)\n\
-         cat >\"$cfg\"\n\
-         if cmp -s \"$cfg\" {config}; then rm -f \"$cfg\"; chmod 0600 {config}\n\
-         else mv -f \"$cfg\" {config}; changed=1; echo 'edgeops: config written'; fi\n\
-         {firewall}\
-         (\n{installer})\n\
-         if [ \"$changed\" = 1 ] && [ {restart} = 1 ]; then\n\
-         \x20 echo 'edgeops: config changed, restarting {unit}'\n\
-         \x20 systemctl restart {unit}\n\
-         fi\n\
-         {user_kubeconfig}\
-         hash=$(mktemp /etc/rancher/k3s/.edgeops-hash.XXXXXX)\n\
-         printf '%s\\n' {hash} >\"$hash\"\n\
-         chmod 0644 \"$hash\"\n\
-         mv -f \"$hash\" {hash_file}\n\
-         stamp=$(mktemp /etc/rancher/k3s/.edgeops-stamp.XXXXXX)\n\
-         printf '%s %s\\n' \"$(/usr/local/bin/k3s --version | awk '{{print $3; exit}}')\" \"$(stat -c '%s %Y' /usr/local/bin/k3s)\" >\"$stamp\"\n\
-         chmod 0644 \"$stamp\"\n\
-         if cmp -s \"$stamp\" {stamp_file}; then rm -f \"$stamp\"; else mv -f \"$stamp\" {stamp_file}; fi\n",
-        token_file = TOKEN_FILE_PATH,
-        config = CONFIG_PATH,
-        installer = spec.install_script(),
-        files = managed_files_script(spec),
-        firewall = spec.firewall.as_deref().unwrap_or(""),
-        user_kubeconfig = if spec.user_kubeconfig {
-            user_kubeconfig_script()
-        } else {
-            String::new()
-        },
-        restart = u8::from(restart_on_change),
-        unit = unit,
-        hash = shell_quote(&spec.config_hash),
-        hash_file = CONFIG_HASH_PATH,
-        stamp_file = VERSION_STAMP_PATH,
+    let managed_files = managed_files_script(spec);
+    let user_kubeconfig = if spec.user_kubeconfig {
+        user_kubeconfig_script()
+    } else {
+        String::new()
+    };
+    with_vars(
+        &[
+            ("token_file", TOKEN_FILE_PATH),
+            ("config", CONFIG_PATH),
+            ("hash_file", CONFIG_HASH_PATH),
+            ("stamp_file", VERSION_STAMP_PATH),
+            ("k3s_installer", &spec.install_script()),
+            ("restart", if restart_on_change { "1" } else { "0" }),
+            ("unit", unit_name(spec)),
+            ("config_hash", &spec.config_hash),
+            ("managed_files", &managed_files),
+            ("firewall", spec.firewall.as_deref().unwrap_or("")),
+            ("user_kubeconfig", &user_kubeconfig),
+        ],
+        include_str!("sh/install.sh"),
     )
 }
 
@@ -190,23 +160,7 @@ pub fn restart_script(unit: &str) -> String {
 /// the original is kept next to it once. The reboot is started in the background so the command
 /// itself returns before sshd goes away.
 pub fn pi_cgroup_script(cmdline_file: &str) -> String {
-    format!(
-        "set -eu\n\
-         f={file}\n\
-         [ -e \"$f.edgeops-orig\" ] || cp -p \"$f\" \"$f.edgeops-orig\"\n\
-         line=$(head -n 1 \"$f\")\n\
-         for w in cgroup_memory=1 cgroup_enable=memory; do\n\
-         \x20 case \" $line \" in *\" $w \"*) ;; *) line=\"$line $w\" ;; esac\n\
-         done\n\
-         tmp=$(mktemp \"$f.XXXXXX\")\n\
-         printf '%s\\n' \"$line\" >\"$tmp\"\n\
-         chmod 0644 \"$tmp\"\n\
-         mv -f \"$tmp\" \"$f\"\n\
-         sync\n\
-         echo \"edgeops: $f: $line\"\n\
-         nohup sh -c 'sleep 1; systemctl reboot || reboot' >/dev/null 2>&1 &\n",
-        file = shell_quote(cmdline_file),
-    )
+    with_vars(&[("f", cmdline_file)], include_str!("sh/pi-cgroup.sh"))
 }
 
 /// The kernel's boot id: it changes at every boot.
@@ -222,18 +176,12 @@ pub struct ApiRead {
 /// Wait (on the server, no round trip per try) until the API answers, then print the requested
 /// files between markers. Run with sudo. Exit 3 = the API did not come up in time.
 pub fn api_script(wait: Duration, read: ApiRead) -> String {
-    let mut script = format!(
-        "deadline=$(( $(date +%s) + {secs} ))\n\
-         until [ -s {token} ] && k3s kubectl get nodes -o name >/dev/null 2>&1; do\n\
-         \x20 if [ \"$(date +%s)\" -ge \"$deadline\" ]; then\n\
-         \x20   echo \"edgeops: the k3s API did not answer within {secs}s\" >&2\n\
-         \x20   systemctl is-active k3s >&2 || true\n\
-         \x20   exit 3\n\
-         \x20 fi\n\
-         \x20 sleep 1\n\
-         done\n",
-        secs = wait.as_secs().max(1),
-        token = NODE_TOKEN_PATH,
+    let mut script = with_vars(
+        &[
+            ("secs", &wait.as_secs().max(1).to_string()),
+            ("token", NODE_TOKEN_PATH),
+        ],
+        include_str!("sh/api-wait.sh"),
     );
     if read.token {
         script.push_str(&format!("echo '--- token'\ncat {NODE_TOKEN_PATH}\n"));
@@ -290,43 +238,23 @@ fn lock_acquire_script_for(
         .iter()
         .map(u32::to_string)
         .collect();
-    format!(
-        "f={lock}; me={owner}; stale={stale}; ws={ws}; live={live}\n\
-         take() {{ ( set -C; printf '%s %s\\n' \"$(date +%s)\" \"$me\" >\"$f\" ) 2>/dev/null; }}\n\
-         if take; then echo acquired; exit 0; fi\n\
-         read -r t holder <\"$f\" || true\n\
-         age=$(( $(date +%s) - ${{t:-0}} ))\n\
-         gone=\n\
-         case \"$holder\" in *@\"$ws pid \"*)\n\
-         \x20 p=${{holder#*@\"$ws pid \"}}; p=${{p%% *}}\n\
-         \x20 case \"$p\" in ''|*[!0-9]*) ;; *) case \" $live \" in *\" $p \"*) ;; *) gone=1 ;; esac ;; esac ;;\n\
-         esac\n\
-         if [ \"$age\" -ge \"$stale\" ] || [ -n \"$gone\" ]; then\n\
-         \x20 read -r t2 h2 <\"$f\" 2>/dev/null && [ \"$t2 $h2\" = \"$t $holder\" ] && rm -f \"$f\"\n\
-         \x20 if take; then\n\
-         \x20   if [ -n \"$gone\" ]; then echo \"acquired-gone $age $holder\"; else echo \"acquired-stale $age $holder\"; fi\n\
-         \x20   exit 0\n\
-         \x20 fi\n\
-         \x20 read -r t holder <\"$f\" || true; age=$(( $(date +%s) - ${{t:-0}} ))\n\
-         fi\n\
-         echo \"held $age $holder\"\n",
-        lock = LOCK_PATH,
-        owner = shell_quote(owner),
-        stale = stale_after.as_secs(),
-        ws = shell_quote(&workstation.hostname),
-        live = shell_quote(&live.join(" ")),
+    with_vars(
+        &[
+            ("f", LOCK_PATH),
+            ("me", owner),
+            ("stale", &stale_after.as_secs().to_string()),
+            ("ws", &workstation.hostname),
+            ("live", &live.join(" ")),
+        ],
+        include_str!("sh/lock-acquire.sh"),
     )
 }
 
 /// Remove the lock only if this run holds it (`run ID` is part of the owner text).
 pub fn lock_release_script(run_id: &str) -> String {
-    format!(
-        "f={LOCK_PATH}\n\
-         if read -r t holder <\"$f\" 2>/dev/null; then\n\
-         \x20 case \"$holder\" in *{pat}*) rm -f \"$f\" ;; esac\n\
-         fi\n\
-         true\n",
-        pat = shell_quote(&format!("run {run_id}")),
+    with_vars(
+        &[("f", LOCK_PATH), ("pat", &format!("run {run_id}"))],
+        include_str!("sh/lock-release.sh"),
     )
 }
 
@@ -468,5 +396,52 @@ mod tests {
         let script = lock_acquire_script("bob@ws pid 1 run x'y", Duration::from_secs(60));
         assert!(script.contains(r"me='bob@ws pid 1 run x'\''y'"));
         assert!(script.contains("stale=60"));
+    }
+
+    fn run_sh(script: &str) -> std::process::Output {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    /// The release script, run for real: another run's lock stays, this run's goes.
+    #[test]
+    fn release_removes_only_this_runs_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let release = |run: &str| {
+            let script = lock_release_script(run).replace(LOCK_PATH, lock.to_str().unwrap());
+            assert!(run_sh(&script).status.success());
+        };
+        std::fs::write(&lock, "1700000000 bob@ws pid 7 run ab12 (edgeops up)\n").unwrap();
+        release("cd34");
+        assert!(lock.exists());
+        release("ab12");
+        assert!(!lock.exists());
+    }
+
+    /// The API wait, run for real with no API: exit 3 after its limit, with the reason.
+    #[test]
+    fn api_wait_gives_up_after_its_limit_with_exit_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("node-token");
+        let script = api_script(
+            Duration::from_secs(1),
+            ApiRead {
+                token: true,
+                kubeconfig: false,
+            },
+        )
+        .replace(NODE_TOKEN_PATH, token.to_str().unwrap());
+        let started = std::time::Instant::now();
+        let out = run_sh(&script);
+        assert_eq!(out.status.code(), Some(3));
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("edgeops: the k3s API did not answer within 1s")
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! processes. A host without any is clean.
 
 use crate::k3s::install::{AIRGAP_INSTALLER_PATH, CONFIG_HASH_PATH, CONFIG_PATH, TOKEN_FILE_PATH};
-use crate::ssh::shell_quote;
+use crate::shell::{shell_quote, with_vars};
 
 use super::remote::VERSION_STAMP_PATH;
 
@@ -22,43 +22,17 @@ pub const EDGEOPS_SHARE_DIR: &str = "/usr/local/share/edgeops";
 fn common() -> String {
     let edgeops_share = parent_dir(AIRGAP_INSTALLER_PATH);
     debug_assert_eq!(edgeops_share, EDGEOPS_SHARE_DIR);
-    format!(
-        r#"export LC_ALL=C PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-dirs=
-for d in /usr/local/bin /opt/bin $(for u in /etc/systemd/system/k3s.service /etc/systemd/system/k3s-agent.service; do awk '/^ExecStart=/ {{ sub(/^ExecStart=/, ""); sub(/\/k3s$/, "", $1); print $1; exit }}' "$u" 2>/dev/null; done); do
-  case " $dirs " in *" $d "*) ;; *) [ -d "$d" ] && dirs="$dirs $d" ;; esac
-done
-k3s_pids() {{
-  {{
-    pgrep -f '[k]3s (server|agent)' 2>/dev/null
-    for p in /proc/[0-9]*; do
-      case "$(readlink "$p/exe" 2>/dev/null)" in /var/lib/rancher/k3s/data/*) echo "${{p#/proc/}}" ;; esac
-    done
-  }} | sort -un
-}}
-k3s_link() {{ [ -L "$1" ] && case "$(readlink "$1")" in k3s|*/k3s) true ;; *) false ;; esac; }}
-traces() {{
-  for d in $dirs; do
-    for f in k3s-agent-uninstall.sh k3s-uninstall.sh; do [ -f "$d/$f" ] && echo "script=$d/$f"; done
-    for f in k3s k3s-killall.sh; do [ -e "$d/$f" ] && echo "bin=$d/$f"; done
-    for f in kubectl crictl ctr; do k3s_link "$d/$f" && echo "bin=$d/$f"; done
-  done
-  for u in k3s k3s-agent; do
-    [ -e "/etc/systemd/system/$u.service" ] && echo "unit=$u"
-    for p in "/etc/systemd/system/$u.service" "/etc/systemd/system/$u.service.env" "/etc/systemd/system/$u.service.d"; do
-      [ -e "$p" ] && echo "unit_file=$p"
-    done
-  done
-  for p in {config} {token} {hash} {stamp} {share}; do [ -e "$p" ] && echo "edgeops=$p"; done
-  for p in /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /run/k3s; do [ -e "$p" ] && echo "data=$p"; done
-  for p in $(k3s_pids); do echo "process=$p $(cat "/proc/$p/comm" 2>/dev/null)"; done
-}}
-"#,
-        config = CONFIG_PATH,
-        token = TOKEN_FILE_PATH,
-        hash = CONFIG_HASH_PATH,
-        stamp = VERSION_STAMP_PATH,
-        share = EDGEOPS_SHARE_DIR,
+    let edgeops_files = [
+        CONFIG_PATH,
+        TOKEN_FILE_PATH,
+        CONFIG_HASH_PATH,
+        VERSION_STAMP_PATH,
+        EDGEOPS_SHARE_DIR,
+    ]
+    .join(" ");
+    with_vars(
+        &[("edgeops_files", &edgeops_files)],
+        include_str!("sh/reset-common.sh"),
     )
 }
 
@@ -69,19 +43,11 @@ fn parent_dir(path: &str) -> &str {
 /// The survey (sudo): every trace, and the installed k3s version (from edgeops's stamp when it
 /// still matches the binary, else `k3s --version`).
 pub fn survey_script() -> String {
-    format!(
-        "{common}traces\n\
-         for d in $dirs; do\n\
-         \x20 [ -x \"$d/k3s\" ] || continue\n\
-         \x20 v=\n\
-         \x20 if [ -r {stamp} ] && read -r sv ss sm <{stamp} && [ \"$(stat -c '%s %Y' \"$d/k3s\")\" = \"$ss $sm\" ]; then v=$sv; fi\n\
-         \x20 [ -n \"$v\" ] || v=$(\"$d/k3s\" --version 2>/dev/null | awk '{{print $3; exit}}')\n\
-         \x20 echo \"version=$v\"\n\
-         \x20 break\n\
-         done\n",
-        common = common(),
-        stamp = VERSION_STAMP_PATH,
-    )
+    common()
+        + &with_vars(
+            &[("stamp_file", VERSION_STAMP_PATH)],
+            include_str!("sh/reset-survey.sh"),
+        )
 }
 
 /// The uninstall (sudo), one round trip:
@@ -98,88 +64,11 @@ pub fn survey_script() -> String {
 /// record of who wiped its k3s and when. stdout lines: `used=SCRIPT`, `script_failed=SCRIPT
 /// EXIT`, `fallback=WHAT`, `removed=PATH`, `remaining=TRACE`.
 pub fn uninstall_script(run_id: &str) -> String {
-    format!(
-        "{common}set -u\n\
-         run={run}\n\
-         note() {{ logger -t edgeops -- \"$*\" 2>/dev/null || true; }}\n\
-         removed() {{ echo \"removed=$1\"; }}\n\
-         note \"reset run $run: removing k3s\"\n\
-         for name in k3s-agent-uninstall.sh k3s-uninstall.sh; do\n\
-         \x20 for d in $dirs; do\n\
-         \x20   s=$d/$name\n\
-         \x20   [ -f \"$s\" ] || continue\n\
-         \x20   echo \"edgeops: running $s\" >&2\n\
-         \x20   if sh \"$s\" </dev/null >&2; then echo \"used=$s\"; else echo \"script_failed=$s $?\"; fi\n\
-         \x20 done\n\
-         done\n\
-         if [ -n \"$(k3s_pids)\" ] || [ -e /etc/systemd/system/k3s.service ] || [ -e /etc/systemd/system/k3s-agent.service ]; then\n\
-         \x20 for d in $dirs; do\n\
-         \x20   [ -f \"$d/k3s-killall.sh\" ] || continue\n\
-         \x20   echo \"fallback=ran $d/k3s-killall.sh\"\n\
-         \x20   sh \"$d/k3s-killall.sh\" </dev/null >&2 || true\n\
-         \x20   break\n\
-         \x20 done\n\
-         fi\n\
-         reload=0\n\
-         for u in k3s-agent k3s; do\n\
-         \x20 f=/etc/systemd/system/$u.service\n\
-         \x20 if [ -e \"$f\" ]; then\n\
-         \x20   echo \"fallback=stop and disable $u\"\n\
-         \x20   systemctl stop \"$u\" >&2 2>&1 || true\n\
-         \x20   systemctl disable \"$u\" >&2 2>&1 || true\n\
-         \x20 fi\n\
-         \x20 for p in \"$f\" \"$f.env\" \"$f.d\"; do\n\
-         \x20   if [ -e \"$p\" ]; then rm -rf \"$p\" && removed \"$p\"; reload=1; fi\n\
-         \x20 done\n\
-         done\n\
-         if [ \"$reload\" = 1 ]; then\n\
-         \x20 systemctl daemon-reload >&2 2>&1 || true\n\
-         \x20 systemctl reset-failed k3s k3s-agent >/dev/null 2>&1 || true\n\
-         fi\n\
-         pids=$(k3s_pids | tr '\\n' ' ')\n\
-         if [ -n \"${{pids% }}\" ]; then\n\
-         \x20 echo \"fallback=stop k3s processes $pids\"\n\
-         \x20 kill $pids 2>/dev/null || true\n\
-         \x20 i=0\n\
-         \x20 while [ $i -lt 20 ] && [ -n \"$(k3s_pids)\" ]; do sleep 0.25; i=$((i + 1)); done\n\
-         \x20 pids=$(k3s_pids | tr '\\n' ' ')\n\
-         \x20 [ -z \"${{pids% }}\" ] || kill -9 $pids 2>/dev/null || true\n\
-         fi\n\
-         awk '{{print $2}}' /proc/self/mounts | grep -E '^(/run/k3s|/var/lib/rancher/k3s|/var/lib/kubelet|/run/netns/cni-)' | sort -r |\n\
-         while read -r m; do\n\
-         \x20 echo \"fallback=unmount $m\"\n\
-         \x20 umount -f \"$m\" 2>/dev/null || umount -l \"$m\" 2>/dev/null || true\n\
-         done\n\
-         if command -v ip >/dev/null 2>&1; then\n\
-         \x20 for i in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6 kube-ipvs0; do\n\
-         \x20   ip link show \"$i\" >/dev/null 2>&1 && ip link delete \"$i\" && removed \"interface $i\"\n\
-         \x20 done\n\
-         fi\n\
-         for d in $dirs; do\n\
-         \x20 for f in k3s k3s-killall.sh k3s-uninstall.sh k3s-agent-uninstall.sh; do\n\
-         \x20   [ -e \"$d/$f\" ] && rm -f \"$d/$f\" && removed \"$d/$f\"\n\
-         \x20 done\n\
-         \x20 for f in kubectl crictl ctr; do\n\
-         \x20   k3s_link \"$d/$f\" && rm -f \"$d/$f\" && removed \"$d/$f\"\n\
-         \x20 done\n\
-         done\n\
-         for p in /etc/rancher/k3s /etc/rancher/node /var/lib/rancher/k3s /var/lib/kubelet /run/k3s /run/flannel {share}; do\n\
-         \x20 [ -e \"$p\" ] && rm -rf \"$p\" && removed \"$p\"\n\
-         done\n\
-         for p in /etc/rancher /var/lib/rancher; do\n\
-         \x20 [ -d \"$p\" ] && rmdir \"$p\" 2>/dev/null && removed \"$p\"\n\
-         done\n\
-         left=$(traces)\n\
-         if [ -n \"$left\" ]; then\n\
-         \x20 printf '%s\\n' \"$left\" | sed 's/^/remaining=/'\n\
-         \x20 note \"reset run $run: failed, k3s traces remain\"\n\
-         \x20 exit 1\n\
-         fi\n\
-         note \"reset run $run: k3s removed\"\n",
-        common = common(),
-        run = shell_quote(run_id),
-        share = EDGEOPS_SHARE_DIR,
-    )
+    common()
+        + &with_vars(
+            &[("run", run_id), ("share_dir", EDGEOPS_SHARE_DIR)],
+            include_str!("sh/reset-uninstall.sh"),
+        )
 }
 
 /// Delete the Node objects of hosts that left a cluster which stays (run on the first server,
@@ -188,12 +77,9 @@ pub fn uninstall_script(run_id: &str) -> String {
 pub fn delete_nodes_script(nodes: &[String]) -> String {
     let names: Vec<String> = nodes.iter().map(|n| shell_quote(n)).collect();
     format!(
-        "for n in {}; do\n\
-         \x20 if ! k3s kubectl get node \"$n\" >/dev/null 2>&1; then echo \"absent=$n\"\n\
-         \x20 elif k3s kubectl delete node \"$n\" >&2; then echo \"deleted=$n\"\n\
-         \x20 else echo \"failed=$n\"; fi\n\
-         done\n",
-        names.join(" ")
+        "set -- {}\n{}",
+        names.join(" "),
+        include_str!("sh/reset-delete-nodes.sh")
     )
 }
 
@@ -488,7 +374,7 @@ mod tests {
             assert!(!script.contains("k3s agent"));
         }
         let del = delete_nodes_script(&["lab-02".into(), "odd'name".into()]);
-        assert!(del.contains("for n in lab-02 'odd'\\''name'; do"), "{del}");
+        assert!(del.starts_with("set -- lab-02 'odd'\\''name'\n"), "{del}");
         let (d, a, f) = parse_deleted("deleted=lab-02\nabsent=lab-03\nfailed=x\n");
         assert_eq!(
             (d, a, f),
@@ -497,6 +383,30 @@ mod tests {
                 vec!["lab-03".into()],
                 vec!["x".into()]
             )
+        );
+    }
+
+    /// The delete script run for real against a stub `k3s` that knows one node.
+    #[test]
+    fn delete_nodes_script_reports_each_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let stub = dir.path().join("k3s");
+        std::fs::write(
+            &stub,
+            "#!/bin/sh\n[ \"$3\" = node ] || exit 2\ncase \"$4\" in lab-02) exit 0 ;; \"odd'name\") [ \"$2\" = get ] ;; *) exit 1 ;; esac\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = delete_nodes_script(&["lab-02".into(), "gone".into(), "odd'name".into()]);
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script, "edgeops-test"])
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "deleted=lab-02\nabsent=gone\nfailed=odd'name\n"
         );
     }
 }

@@ -2,10 +2,8 @@
 //! folded groups with compact host lists, the ok/failed/unreachable summary, JSON lines, and the
 //! progress bar (only on a terminal). It never decides what runs.
 
-mod hostlist;
 mod progress;
 
-pub use hostlist::fold_host_names;
 pub use progress::ProgressReporter;
 
 use std::io::Write;
@@ -114,7 +112,7 @@ pub fn render_grouped(results: &[HostResult<ExecOutput>]) -> String {
     for (stdout, stderr, truncated, hosts) in groups {
         let header = format!(
             "{} ({})",
-            fold_host_names(hosts.iter().copied()),
+            crate::inventory::hostlist::fold(&hosts),
             hosts.len()
         );
         let rule = "-".repeat(header.chars().count().min(78));
@@ -282,6 +280,20 @@ mod tests {
             render_grouped(&results),
             "---------------\nlab-[02-04] (3)\n---------------\nsame\n\
              ----------\nlab-01 (1)\n----------\nother\n"
+        );
+    }
+
+    /// `exec --group` headers use the inventory's fold, so they say what `check` says.
+    #[test]
+    fn group_headers_fold_hosts_as_check_does() {
+        let names = ["n9", "n10", "n11", "db"];
+        let results: Vec<_> = names.iter().map(|n| ok(n, "same\n")).collect();
+        let folded = crate::inventory::hostlist::fold(&names);
+        assert_eq!(folded, "n[9-11],db");
+        assert!(
+            render_grouped(&results).contains(&format!("\n{folded} (4)\n")),
+            "{}",
+            render_grouped(&results)
         );
     }
 

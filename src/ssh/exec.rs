@@ -6,6 +6,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use super::SudoMode;
+pub use crate::shell::shell_quote;
 
 /// One command to run on a host.
 #[derive(Debug, Clone, Default)]
@@ -147,17 +148,6 @@ impl ExecOutput {
     }
 }
 
-/// Quote `s` as one POSIX shell word.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The command line sent to sshd, and the stdin prefix it needs (the sudo password).
 ///
 /// sshd hands the line to the login shell; `exec sh -c` gives every host the same POSIX shell
@@ -246,19 +236,7 @@ pub(crate) fn kill_command(tag: &str) -> String {
     // the tagged shell is collected before any signal: an installer's own children (its
     // downloads, its `sleep`s) would otherwise be orphaned by the first TERM and survive.
     let pattern = format!("[{}]{}", &tag[..1], &tag[1..]);
-    format!(
-        "tree() {{ for c in $(pgrep -P \"$1\"); do echo \"$c\"; tree \"$c\"; done; }}\n\
-         all=; groups=\n\
-         for p in $(pgrep -f -- '{pattern}'); do \
-           all=\"$all $p $(tree \"$p\")\"; \
-           g=$(ps -o pgid= -p \"$p\" | tr -d ' '); \
-           [ \"${{g:-0}}\" -gt 1 ] && groups=\"$groups -$g\"; \
-         done 2>/dev/null\n\
-         for sig in TERM KILL; do \
-           [ -n \"$all$groups\" ] && kill -s $sig $all $groups 2>/dev/null; \
-           [ $sig = TERM ] && sleep 0.3; \
-         done; true"
-    )
+    crate::shell::with_vars(&[("pattern", &pattern)], include_str!("sh/kill.sh"))
 }
 
 /// A tag no other command of this or a concurrent run carries.
@@ -277,15 +255,6 @@ pub(crate) fn unique_tag() -> String {
 mod tests {
     use super::*;
     use secrecy::SecretString;
-
-    #[test]
-    fn quoting_keeps_plain_words_and_escapes_quotes() {
-        assert_eq!(shell_quote("uname"), "uname");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
 
     #[test]
     fn password_goes_to_stdin_never_to_the_command_line() {

@@ -550,19 +550,13 @@ impl Session {
         owner: Option<&str>,
         sudo: bool,
     ) -> Result<(), SshError> {
-        let script = format!(
-            "set -e\n\
-             dest={dest}; mode={mode}; owner={owner}\n\
-             tmp=$(mktemp \"$(dirname -- \"$dest\")/.edgeops-upload.XXXXXX\")\n\
-             trap 'rm -f -- \"$tmp\"' EXIT\n\
-             cat > \"$tmp\"\n\
-             chmod \"$mode\" \"$tmp\"\n\
-             if [ -n \"$owner\" ]; then chown -- \"$owner\" \"$tmp\"; fi\n\
-             mv -f -- \"$tmp\" \"$dest\"\n\
-             trap - EXIT\n",
-            dest = shell_quote(path),
-            mode = format_args!("{mode:o}"),
-            owner = shell_quote(owner.unwrap_or("")),
+        let script = crate::shell::with_vars(
+            &[
+                ("dest", path),
+                ("mode", &format!("{mode:o}")),
+                ("owner", owner.unwrap_or("")),
+            ],
+            include_str!("sh/upload.sh"),
         );
         let request = ExecRequest::new(script).sudo(sudo).stdin(content.to_vec());
         let out = self.exec(&request).await?;

@@ -1,0 +1,23 @@
+# shellcheck shell=sh
+# Take the `up` lock or say who holds it (remote.rs, lock_acquire_script). Given: f (the lock
+# file), me (this run's holder text), stale (seconds), ws (this workstation's name), live (pids
+# of edgeops processes on this workstation, space-separated, may be empty).
+: "${f:?}" "${me:?}" "${stale:?}" "${ws?}" "${live?}"
+take() { ( set -C; printf '%s %s\n' "$(date +%s)" "$me" >"$f" ) 2>/dev/null; }
+if take; then echo acquired; exit 0; fi
+read -r t holder <"$f" || true
+age=$(( $(date +%s) - ${t:-0} ))
+gone=
+case "$holder" in *@"$ws pid "*)
+  p=${holder#*@"$ws pid "}; p=${p%% *}
+  case "$p" in ''|*[!0-9]*) ;; *) case " $live " in *" $p "*) ;; *) gone=1 ;; esac ;; esac ;;
+esac
+if [ "$age" -ge "$stale" ] || [ -n "$gone" ]; then
+  read -r t2 h2 <"$f" 2>/dev/null && [ "$t2 $h2" = "$t $holder" ] && rm -f "$f"
+  if take; then
+    if [ -n "$gone" ]; then echo "acquired-gone $age $holder"; else echo "acquired-stale $age $holder"; fi
+    exit 0
+  fi
+  read -r t holder <"$f" || true; age=$(( $(date +%s) - ${t:-0} ))
+fi
+echo "held $age $holder"
