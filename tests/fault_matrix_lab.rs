@@ -355,10 +355,12 @@ fn locks_of_gone_runs_are_taken_over_expiry_is_configurable_and_a_poisoned_kubec
         before,
         "kubeconfig changed it"
     );
-    // `up` reports the refusal as its kubeconfig note; the cluster itself is fine (exit 0).
+    // `up` reports the refusal as its kubeconfig note and fails (exit 1): the cluster itself is
+    // fine, but the access `up` promises was refused.
     let up = edgeops.run(&["up", inv]);
     let all = text(&up);
-    assert!(up.status.success(), "{all}");
+    assert_eq!(up.status.code(), Some(1), "{all}");
+    assert!(all.contains("the kubeconfig was not merged"), "{all}");
     assert!(
         all.contains(&format!("note: kubeconfig: {refusal}")),
         "{all}"

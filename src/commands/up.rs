@@ -218,6 +218,9 @@ pub fn outcome(report: &RunReport) -> anyhow::Result<ExitCode> {
             gitlab.reason.as_deref().unwrap_or("see the GitLab table")
         );
     }
+    if let (0, Some(reason)) = (failed, &report.kubeconfig_error) {
+        anyhow::bail!("the kubeconfig was not merged: {reason}");
+    }
     if failed == 0 {
         Ok(ExitCode::SUCCESS)
     } else {

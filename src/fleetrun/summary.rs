@@ -253,6 +253,7 @@ mod tests {
                         hosts: Vec::new(),
                         nodes: Vec::new(),
                         kubeconfig: None,
+                        kubeconfig_error: None,
                         log_dir: None,
                         messages: Vec::new(),
                         phases: Vec::new(),

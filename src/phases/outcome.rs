@@ -105,6 +105,10 @@ pub struct RunReport {
     pub nodes: Vec<NodeRow>,
     /// Kubeconfig file merged into, and the context name.
     pub kubeconfig: Option<String>,
+    /// Why the fetched kubeconfig was not merged (refused as untrusted, or not writable): the
+    /// cluster may be fine, but `up` did not deliver access to it, so the run fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_error: Option<String>,
     pub log_dir: Option<String>,
     /// Cluster-level notes: a dead first server, unexpected nodes, a replaced stale lock.
     pub messages: Vec<String>,

@@ -217,6 +217,7 @@ struct Runner<'a> {
     version_source: Option<String>,
     nodes: Vec<NodeRow>,
     kubeconfig_written: Option<String>,
+    kubeconfig_error: Option<String>,
     run_id: String,
     /// This run holds the lock on the first server.
     locked: bool,
@@ -305,6 +306,7 @@ impl<'a> Runner<'a> {
             version_source: None,
             nodes: Vec::new(),
             kubeconfig_written: None,
+            kubeconfig_error: None,
             run_id,
             locked: false,
             prefetched_nodes: None,
@@ -1278,7 +1280,11 @@ impl<'a> Runner<'a> {
                     if changed { "" } else { ", unchanged" }
                 ));
             }
-            Err(e) => self.message(format!("kubeconfig: {e:#}")),
+            Err(e) => {
+                let reason = format!("{e:#}");
+                self.message(format!("kubeconfig: {reason}"));
+                self.kubeconfig_error = Some(reason);
+            }
         }
     }
 
@@ -1352,6 +1358,7 @@ impl<'a> Runner<'a> {
             hosts,
             nodes: self.nodes,
             kubeconfig: self.kubeconfig_written,
+            kubeconfig_error: self.kubeconfig_error,
             log_dir: self.log.dir().map(|d| d.display().to_string()),
             messages: self.messages,
             gitlab: self.gitlab.or_else(|| {
