@@ -139,7 +139,8 @@ fn inventory_arches(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Resu
         concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
         ..Default::default()
     };
-    let request = ExecRequest::new("uname -m").timeout(std::time::Duration::from_secs(30));
+    // No limit of its own: each host's `command_timeout` from the inventory bounds it.
+    let request = ExecRequest::new("uname -m");
     let results = super::runtime()?.block_on(async {
         let (fleet, results) = Fleet::connect_and_run(
             setup.targets,
