@@ -17,6 +17,7 @@
 pub mod ci;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod exit;
 pub mod fleet;
 pub mod fleetrun;

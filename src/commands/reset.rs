@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use secrecy::ExposeSecret;
 
 use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Inventory};
@@ -17,7 +18,6 @@ use crate::k3s::token::{read_join_token, read_secret};
 use crate::phases::reset::{
     GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
 };
-use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{Observer, Status};
 
 use super::up::{

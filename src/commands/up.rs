@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{GlobalArgs, OutputFormat, UpArgs};
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
 use crate::gitlab::ClientOptions;
@@ -18,7 +19,6 @@ use crate::inventory::{self, Host, Inventory};
 use crate::k3s::install::first_server;
 use crate::k3s::token::{read_join_token, read_secret};
 use crate::phases::gitlab::{GitLabReport, GitLabSetup};
-use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::{
     self, KubeconfigTarget, Mode, Observer, Progress, Quiet, Reboot, RunReport, Status, UpOptions,
 };

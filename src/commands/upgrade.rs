@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, OutputFormat, UpgradeArgs};
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::inventory;
 use crate::k3s::token::read_join_token;
 use crate::k3s::{Channel, K3sVersion};
-use crate::phases::runlog::{Redactor, RunLog};
 use crate::phases::upgrade::{self, Target, UpgradeError, UpgradeOptions, UpgradeReport};
 use crate::phases::{Observer, Status};
 

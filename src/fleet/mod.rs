@@ -117,6 +117,9 @@ impl Member {
     }
 }
 
+/// A host's live session, or why it has none.
+pub type SessionOrError = Result<Arc<Session>, Arc<SshError>>;
+
 /// The hosts of a run with one session each, reused by every step.
 pub struct Fleet {
     ctx: SshContext,
@@ -260,6 +263,22 @@ impl Fleet {
         })
     }
 
+    /// Every host in inventory order with its live session, or the error that left it
+    /// unreachable (for the run engine, which indexes them by host id).
+    pub fn members(&self) -> Vec<(String, SessionOrError)> {
+        self.members
+            .iter()
+            .map(|m| match m {
+                Member::Live(session) => (session.name().to_owned(), Ok(session.clone())),
+                Member::Unreachable { name, error } => (name.clone(), Err(error.clone())),
+            })
+            .collect()
+    }
+
+    pub fn settings(&self) -> &FleetSettings {
+        &self.settings
+    }
+
     pub fn context(&self) -> &SshContext {
         &self.ctx
     }
@@ -321,8 +340,8 @@ impl Fleet {
     }
 }
 
-/// One step on one live session: reconnect first if the host went away (a reboot), apply the
-/// step timeout, and on Ctrl-C give the step a grace period to stop its remote command.
+/// One step on one live session: reconnect first if the host went away (a reboot), then the
+/// step under [`guarded`].
 async fn run_step<T, F, Fut>(
     ctx: &SshContext,
     settings: &FleetSettings,
@@ -333,12 +352,26 @@ where
     F: Fn(Arc<Session>) -> Fut,
     Fut: Future<Output = Result<T, StepError>>,
 {
-    let limited = async {
-        let _permit = shared_permit(settings).await;
+    guarded(&ctx.cancel, settings, async {
         if session.is_closed() {
             reconnect_with_retry(settings, &session).await?;
         }
         step(session.clone()).await.map_err(HostError::from)
+    })
+    .await
+}
+
+/// The rules every step on one host runs under, whoever sends it (this fleet's `run`, or the
+/// run engine's `each`): a permit of the shared budget, the step timeout, and on Ctrl-C a grace
+/// period for the step to stop its remote command before it is abandoned.
+pub async fn guarded<T>(
+    cancel: &crate::ssh::Cancel,
+    settings: &FleetSettings,
+    step: impl Future<Output = Result<T, HostError>>,
+) -> Result<T, HostError> {
+    let limited = async {
+        let _permit = shared_permit(settings).await;
+        step.await
     };
     let limited = async {
         match settings.step_timeout {
@@ -349,7 +382,6 @@ where
         }
     };
     tokio::pin!(limited);
-    let cancel = &ctx.cancel;
     tokio::select! {
         biased;
         result = &mut limited => result,
@@ -372,7 +404,8 @@ async fn shared_permit(settings: &FleetSettings) -> Option<tokio::sync::Semaphor
     }
 }
 
-async fn reconnect_with_retry(
+/// Reconnect a session found closed, with the fleet's connect retries as the limit.
+pub async fn reconnect_with_retry(
     settings: &FleetSettings,
     session: &Session,
 ) -> Result<(), HostError> {
@@ -383,7 +416,10 @@ async fn reconnect_with_retry(
 
 /// Run futures with at most `width` in flight, starting the next as soon as any finishes (a
 /// sliding window: one slow host never holds up the others), and return results in input order.
-async fn in_order<T>(work: impl Iterator<Item = impl Future<Output = T>>, width: usize) -> Vec<T> {
+pub async fn in_order<T>(
+    work: impl Iterator<Item = impl Future<Output = T>>,
+    width: usize,
+) -> Vec<T> {
     let indexed = work
         .enumerate()
         .map(|(i, fut)| async move { (i, fut.await) });

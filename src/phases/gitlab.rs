@@ -26,8 +26,8 @@ use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
 use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::outcome::Status;
-use super::runlog::RunLog;
 use super::{Observer, Progress};
+use crate::engine::runlog::RunLog;
 
 /// The phase's name in progress events and the report.
 pub const PHASE: &str = "gitlab";

@@ -14,7 +14,6 @@
 //!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
-//! - `runlog`: the per-host 0600 logs of a run, redacted.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
@@ -39,7 +38,6 @@ pub mod reset_gitlab;
 pub mod reset_outcome;
 pub mod reset_remote;
 mod run;
-pub mod runlog;
 pub mod upgrade;
 pub mod upgrade_plan;
 

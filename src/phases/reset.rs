@@ -29,8 +29,8 @@ use super::remote;
 pub use super::reset_gitlab::GitLabReset;
 pub use super::reset_outcome::{HostPlan, ResetHost, ResetReport, Scope};
 use super::reset_remote::{self as scripts, Survey, UninstallOutput};
-use super::runlog::RunLog;
 use super::{Observer, Progress};
+use crate::engine::runlog::RunLog;
 
 #[path = "reset_quorum.rs"]
 mod quorum;

@@ -25,11 +25,11 @@ use super::airgap;
 use super::facts::{self, Facts};
 use super::outcome::{NodeRow, Status, last_lines};
 use super::remote;
-use super::runlog::RunLog;
 use super::upgrade_plan::{
     HostNeed, Need, decide_upgrade, downgrades, rolling_order, servers_left_behind,
 };
 use super::{Observer, Progress};
+use crate::engine::runlog::RunLog;
 
 /// kubectl's own `--timeout` for drain is `--drain-timeout`; this is the round trip around it.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);

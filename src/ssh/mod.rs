@@ -19,7 +19,7 @@ pub use error::{ChangedHostKey, SshError, UnknownHostKey};
 pub use exec::{ExecOutput, ExecRequest, Exit, MAX_OUTPUT_BYTES, OutputSink, Stream, shell_quote};
 pub use known_hosts::KnownHosts;
 pub use scan::{key_bits, key_label, scan_host_keys};
-pub use session::{Session, SudoCheck};
+pub use session::{Session, SudoCheck, upload_request, upload_result};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -550,28 +550,9 @@ impl Session {
         owner: Option<&str>,
         sudo: bool,
     ) -> Result<(), SshError> {
-        let script = crate::shell::with_vars(
-            &[
-                ("dest", path),
-                ("mode", &format!("{mode:o}")),
-                ("owner", owner.unwrap_or("")),
-            ],
-            include_str!("sh/upload.sh"),
-        );
-        let request = ExecRequest::new(script).sudo(sudo).stdin(content.to_vec());
+        let request = upload_request(content, path, mode, owner, sudo);
         let out = self.exec(&request).await?;
-        match out.exit {
-            Exit::Status(0) => Ok(()),
-            exit => Err(SshError::Upload {
-                host: self.opts.name.clone(),
-                path: path.to_string(),
-                status: match exit {
-                    Exit::Status(code) => code,
-                    _ => 255,
-                },
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            }),
-        }
+        upload_result(&self.opts.name, path, &out)
     }
 
     /// Upload a local file (read once here; see `upload`).
@@ -590,6 +571,42 @@ impl Session {
                 reason: e.to_string(),
             })?;
         self.upload(&content, path, mode, owner, sudo).await
+    }
+}
+
+/// The one round trip that writes `content` to `path` atomically with `mode` and `owner` (see
+/// [`Session::upload`]); anything that runs an [`ExecRequest`] can send it.
+pub fn upload_request(
+    content: &[u8],
+    path: &str,
+    mode: u32,
+    owner: Option<&str>,
+    sudo: bool,
+) -> ExecRequest {
+    let script = crate::shell::with_vars(
+        &[
+            ("dest", path),
+            ("mode", &format!("{mode:o}")),
+            ("owner", owner.unwrap_or("")),
+        ],
+        include_str!("sh/upload.sh"),
+    );
+    ExecRequest::new(script).sudo(sudo).stdin(content.to_vec())
+}
+
+/// What an upload's exit means: done, or [`SshError::Upload`] with its stderr.
+pub fn upload_result(host: &str, path: &str, out: &ExecOutput) -> Result<(), SshError> {
+    match out.exit {
+        Exit::Status(0) => Ok(()),
+        ref exit => Err(SshError::Upload {
+            host: host.to_string(),
+            path: path.to_string(),
+            status: match exit {
+                Exit::Status(code) => *code,
+                _ => 255,
+            },
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
     }
 }
 

@@ -45,8 +45,8 @@ use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, LockRelease
 use super::outcome::{Busy, HostReport, NodeRow, PhaseTime, RunReport, Status, last_lines, record};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
-use super::runlog::RunLog;
 use super::{Observer, Progress};
+use crate::engine::runlog::RunLog;
 
 /// `up` changes hosts; `plan` only decides; `status` only reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

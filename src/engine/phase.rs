@@ -1,0 +1,146 @@
+//! Phases and the manager that runs them: each phase has a title, a pure selection of the hosts
+//! it acts on (unit-testable without a host), and an apply step; the manager runs an ordered list,
+//! times each, stops where a phase says so or at Ctrl-C, and holds the one dry-run gate: in a dry
+//! run a phase that changes hosts is asked what it would do instead of doing it.
+
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::ssh::Cancel;
+
+use super::HostId;
+
+/// What the run does after a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Nothing after this phase can run (the first server failed, a refusal): the reason.
+    Stop(String),
+}
+
+/// One step of a command over the fleet. `C` is the command's run state (the engine and the
+/// per-host state it keeps between phases).
+pub trait Phase<C>: Send + Sync {
+    fn title(&self) -> &'static str;
+
+    /// The hosts this phase acts on now, from the run's state alone (no I/O): pure, so unit
+    /// tests check the orchestration's choices directly. Empty: the phase is skipped.
+    fn select(&self, cx: &C) -> Vec<HostId>;
+
+    /// Whether applying it changes hosts (a dry run plans such phases instead).
+    fn changes(&self) -> bool {
+        true
+    }
+
+    /// Do the phase on `hosts` (the selection).
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut C,
+        hosts: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>>;
+
+    /// In a dry run: what it would do on each host (one line each), recorded in the state by
+    /// the phase itself when the report needs more. The default lists the title per host.
+    fn plan(&self, cx: &mut C, hosts: &[HostId]) -> Vec<(HostId, String)> {
+        let _ = cx;
+        hosts
+            .iter()
+            .map(|&h| (h, self.title().to_owned()))
+            .collect()
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "detail")]
+pub enum PhaseResult {
+    Applied,
+    /// Dry run: what it would do, per host name.
+    Planned(Vec<(String, String)>),
+    /// Its selection was empty.
+    NothingToDo,
+    /// An earlier phase stopped the run, or it was cancelled: why.
+    NotReached(String),
+}
+
+/// One phase of a run, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRecord {
+    pub phase: String,
+    pub hosts: usize,
+    #[serde(flatten)]
+    pub result: PhaseResult,
+    pub seconds: f64,
+}
+
+/// An ordered list of phases and the dry-run gate.
+pub struct Manager<C> {
+    phases: Vec<Box<dyn Phase<C>>>,
+    dry_run: bool,
+}
+
+impl<C: Send> Manager<C> {
+    pub fn new(dry_run: bool) -> Manager<C> {
+        Manager {
+            phases: Vec::new(),
+            dry_run,
+        }
+    }
+
+    pub fn then(mut self, phase: impl Phase<C> + 'static) -> Manager<C> {
+        self.phases.push(Box::new(phase));
+        self
+    }
+
+    pub fn titles(&self) -> Vec<&'static str> {
+        self.phases.iter().map(|p| p.title()).collect()
+    }
+
+    /// Run the phases in order. `name` names a host for the plan lines. An `Err` from a phase
+    /// ends the run (the records so far are lost with it: the caller reports the error).
+    pub async fn run(
+        &self,
+        cx: &mut C,
+        cancel: &Cancel,
+        name: impl Fn(&C, HostId) -> String,
+    ) -> anyhow::Result<Vec<PhaseRecord>> {
+        let mut records = Vec::new();
+        let mut stopped: Option<String> = None;
+        for phase in &self.phases {
+            if stopped.is_none() && cancel.is_cancelled() {
+                stopped = Some("cancelled".to_owned());
+            }
+            if let Some(why) = &stopped {
+                records.push(PhaseRecord {
+                    phase: phase.title().to_owned(),
+                    hosts: 0,
+                    result: PhaseResult::NotReached(why.clone()),
+                    seconds: 0.0,
+                });
+                continue;
+            }
+            let hosts = phase.select(cx);
+            let started = Instant::now();
+            let result = if hosts.is_empty() {
+                PhaseResult::NothingToDo
+            } else if self.dry_run && phase.changes() {
+                let lines = phase.plan(cx, &hosts);
+                PhaseResult::Planned(lines.into_iter().map(|(h, l)| (name(cx, h), l)).collect())
+            } else {
+                if let Flow::Stop(why) = phase.apply(cx, &hosts).await? {
+                    stopped = Some(why);
+                }
+                PhaseResult::Applied
+            };
+            records.push(PhaseRecord {
+                phase: phase.title().to_owned(),
+                hosts: hosts.len(),
+                result,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(records)
+    }
+}
