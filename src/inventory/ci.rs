@@ -3,10 +3,10 @@
 
 use toml::Spanned;
 
+use super::diagnostics::Ctx;
 use super::error::ErrorKind;
 use super::model::CiSettings;
 use super::raw::RawCi;
-use super::validate::Ctx;
 
 /// GitLab keeps tag names up to this length (`ci_runner_taggings`, 255-character names).
 const MAX_TAG_LEN: usize = 255;

@@ -3,36 +3,15 @@
 //! deployed with the cluster, the k3s service's environment (proxy settings) and a cluster-level
 //! `templates_dir`. Validated here into [`ClusterExtras`].
 
-use std::path::PathBuf;
-
 use toml::Spanned;
 
+use super::diagnostics::Ctx;
 use super::error::ErrorKind;
 use super::formats;
+use super::k3s_flags::{self as flags, FlagScope};
+pub use super::model::ClusterExtras;
 use super::raw::RawCluster;
-use super::validate::Ctx;
-use crate::k3s::flags::{self, FlagScope};
-
-/// The validated extras of `[cluster]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClusterExtras {
-    /// `[cluster.k3s_config]` as k3s flags (`--key=value`, `--flag`), each with the hosts it
-    /// applies to; merged into every host's `config.yaml` before the role and host arguments.
-    pub k3s_config: Vec<(FlagScope, String)>,
-    /// YAML manifests copied to every server's `/var/lib/rancher/k3s/server/manifests/`.
-    pub manifests: Vec<PathBuf>,
-    /// Variables for the k3s service's env file (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`,
-    /// `CONTAINERD_*`), given to the installer, which writes them there.
-    pub service_env: Vec<(String, String)>,
-    /// Template overrides for the k3s config (and GitLab files), as `[gitlab] templates_dir`.
-    pub templates_dir: Option<PathBuf>,
-    /// Persist packet forwarding in `/etc/sysctl.d/90-edgeops-k3s.conf` on every host.
-    pub forwarding_sysctls: bool,
-    /// Copy the admin kubeconfig to the login user's `~/.kube/config` on servers.
-    pub user_kubeconfig: bool,
-    /// Open the k3s ports when ufw or firewalld is active (default true; `open_firewall = false`).
-    pub open_firewall: bool,
-}
+use super::raw::RawK3sConfig;
 
 /// Variables the installer copies into the service env file besides `K3S_*` (which edgeops sets).
 const PROXY_VARS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"];
@@ -114,9 +93,6 @@ pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
     });
     extras
 }
-
-/// A free-form k3s config table as written.
-pub(super) type RawK3sConfig = std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 /// A `k3s_config` table (`table` names it in errors) → k3s flags with their scope.
 pub(super) fn k3s_config_flags(
@@ -269,7 +245,7 @@ mod tests {
 
     #[test]
     fn values_become_flags_with_their_scope() {
-        use crate::k3s::flags::FlagScope::*;
+        use crate::inventory::k3s_flags::FlagScope::*;
         let inv = parse(
             "service_env = { HTTP_PROXY = \"http://proxy:3128\", NO_PROXY = \"10.0.0.0/8\" }\n\
              [cluster.k3s_config]\ncluster-cidr = \"10.42.0.0/16\"\nprotect-kernel-defaults = true\n\

@@ -7,13 +7,13 @@ use std::ops::Range;
 
 use toml::Spanned;
 
+use super::diagnostics::Ctx;
 use super::error::ErrorKind;
 use super::formats;
 use super::hostlist::{self, MAX_HOSTS, Pattern};
 use super::layers::{self, GroupLayer, SshLayer};
 use super::model::{Host, Role};
 use super::raw::RawHost;
-use super::validate::Ctx;
 
 /// One `[[hosts]]` entry as written, and which hosts it became (for summaries such as
 /// `pi-[01-32] (32 agents, 10.0.1.11-10.0.1.42)`).

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::diagnostics::{Ctx, check_env_name};
 use super::error::ErrorKind;
 use super::formats;
 use super::model::{HostKeyPolicy, JumpHost, Role, SshExplicit, SshSettings, Sudo};
 use super::raw::{RawGroup, RawSsh};
-use super::validate::{Ctx, check_env_name};
 
 pub const DEFAULT_USER: &str = "root";
 pub const DEFAULT_PORT: u16 = 22;

@@ -6,12 +6,14 @@
 
 mod ci;
 pub mod cluster_extras;
+mod diagnostics;
 mod error;
 pub mod files;
 pub(crate) mod formats;
 pub mod hostlist;
 mod hosts;
 mod include;
+pub mod k3s_flags;
 mod layers;
 pub mod model;
 mod raw;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::k3s_flags::FlagScope;
+
 /// A whole validated inventory, hosts in inventory order (ranges expanded in place).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inventory {
@@ -15,7 +17,7 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     pub gitlab: Option<GitLab>,
     /// `[registries]`: rendered into k3s's `registries.yaml` on every host.
-    pub registries: Option<super::registries::Registries>,
+    pub registries: Option<Registries>,
     /// `[ci]`: the cluster's jobs in a pipeline written by `edgeops ci`.
     pub ci: CiSettings,
 }
@@ -70,7 +72,7 @@ pub struct Cluster {
     /// a join k3s refuses hangs forever, so edgeops stops it after this (`join_timeout`).
     pub join_timeout: Duration,
     /// Free-form k3s config, manifests, service env, templates_dir (`[cluster]` extras).
-    pub extras: super::cluster_extras::ClusterExtras,
+    pub extras: ClusterExtras,
 }
 
 /// How long a cluster lock holds when its run never releases it (a crash, a lost workstation).
@@ -218,4 +220,57 @@ pub enum RunnerType {
     Instance,
     Group,
     Project,
+}
+
+/// The validated extras of `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterExtras {
+    /// `[cluster.k3s_config]` as k3s flags (`--key=value`, `--flag`), each with the hosts it
+    /// applies to; merged into every host's `config.yaml` before the role and host arguments.
+    pub k3s_config: Vec<(FlagScope, String)>,
+    /// YAML manifests copied to every server's `/var/lib/rancher/k3s/server/manifests/`.
+    pub manifests: Vec<PathBuf>,
+    /// Variables for the k3s service's env file (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`,
+    /// `CONTAINERD_*`), given to the installer, which writes them there.
+    pub service_env: Vec<(String, String)>,
+    /// Template overrides for the k3s config (and GitLab files), as `[gitlab] templates_dir`.
+    pub templates_dir: Option<PathBuf>,
+    /// Persist packet forwarding in `/etc/sysctl.d/90-edgeops-k3s.conf` on every host.
+    pub forwarding_sysctls: bool,
+    /// Copy the admin kubeconfig to the login user's `~/.kube/config` on servers.
+    pub user_kubeconfig: bool,
+    /// Open the k3s ports when ufw or firewalld is active (default true; `open_firewall = false`).
+    pub open_firewall: bool,
+}
+
+/// The validated `[registries]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Registries {
+    /// Registry name (`docker.io`, `registry.example.com:5000`, `*` for every registry) →
+    /// where to pull from instead.
+    pub mirrors: BTreeMap<String, Mirror>,
+    /// Registry host (`registry.example.com:5000`) → auth and TLS settings.
+    pub configs: BTreeMap<String, RegistryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mirror {
+    /// Endpoint URLs, tried in order (`https://HOST[:PORT][/v2]`).
+    pub endpoints: Vec<String>,
+    /// Regular expression → replacement, applied to image names pulled through the endpoints.
+    pub rewrites: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RegistryConfig {
+    pub username: Option<String>,
+    pub password: Option<SecretSource>,
+    /// A pre-encoded `base64(user:password)` string.
+    pub auth: Option<SecretSource>,
+    pub identity_token: Option<SecretSource>,
+    /// Workstation files uploaded to every host (the CA, a client certificate and its key).
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
 }

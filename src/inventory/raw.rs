@@ -47,7 +47,7 @@ pub struct RawInventory {
     #[serde(default)]
     pub hosts: Vec<Spanned<RawHost>>,
     pub gitlab: Option<Spanned<RawGitLab>>,
-    pub registries: Option<Spanned<super::registries::RawRegistries>>,
+    pub registries: Option<Spanned<RawRegistries>>,
     pub ci: Option<Spanned<RawCi>>,
 }
 
@@ -133,7 +133,7 @@ pub struct RawGroup {
     #[serde(default)]
     pub extra_args: Vec<Spanned<String>>,
     /// Free-form k3s config for member hosts (`cluster_extras`), before their `extra_args`.
-    pub k3s_config: Option<Spanned<super::cluster_extras::RawK3sConfig>>,
+    pub k3s_config: Option<Spanned<RawK3sConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,4 +182,48 @@ pub struct RawRunner {
     pub concurrent: Option<Spanned<i64>>,
     pub privileged: Option<bool>,
     pub token: Option<Spanned<toml::Value>>,
+}
+
+/// A free-form k3s config table as written.
+pub(super) type RawK3sConfig = std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// `[registries]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistries {
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, Spanned<RawMirror>>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, Spanned<RawRegistryConfig>>,
+}
+
+/// `[registries.mirrors."docker.io"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    #[serde(default)]
+    pub endpoints: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rewrites: BTreeMap<String, String>,
+}
+
+/// `[registries.configs."registry.example.com:5000"]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistryConfig {
+    pub username: Option<Spanned<String>>,
+    /// Inline secrets: accepted by the parser only to be rejected with a pointer to `*_env`.
+    pub password: Option<Spanned<toml::Value>>,
+    pub auth: Option<Spanned<toml::Value>>,
+    pub identity_token: Option<Spanned<toml::Value>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub auth_env: Option<Spanned<String>>,
+    pub auth_file: Option<Spanned<String>>,
+    pub identity_token_env: Option<Spanned<String>>,
+    pub identity_token_file: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<bool>,
 }

@@ -2,88 +2,13 @@
 //! (docs.k3s.io "Private Registry Configuration"): the raw TOML shape, and its validation into
 //! [`Registries`]. Credentials come from an environment variable or a file, never inline.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use serde::Deserialize;
 use toml::Spanned;
 
+use super::diagnostics::{Ctx, check_env_name};
 use super::error::ErrorKind;
 use super::model::SecretSource;
-use super::validate::{Ctx, check_env_name};
-
-/// `[registries]` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRegistries {
-    #[serde(default)]
-    pub mirrors: BTreeMap<String, Spanned<RawMirror>>,
-    #[serde(default)]
-    pub configs: BTreeMap<String, Spanned<RawRegistryConfig>>,
-}
-
-/// `[registries.mirrors."docker.io"]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMirror {
-    #[serde(default)]
-    pub endpoints: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub rewrites: BTreeMap<String, String>,
-}
-
-/// `[registries.configs."registry.example.com:5000"]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRegistryConfig {
-    pub username: Option<Spanned<String>>,
-    /// Inline secrets: accepted by the parser only to be rejected with a pointer to `*_env`.
-    pub password: Option<Spanned<toml::Value>>,
-    pub auth: Option<Spanned<toml::Value>>,
-    pub identity_token: Option<Spanned<toml::Value>>,
-    pub password_env: Option<Spanned<String>>,
-    pub password_file: Option<Spanned<String>>,
-    pub auth_env: Option<Spanned<String>>,
-    pub auth_file: Option<Spanned<String>>,
-    pub identity_token_env: Option<Spanned<String>>,
-    pub identity_token_file: Option<Spanned<String>>,
-    pub ca_file: Option<Spanned<String>>,
-    pub cert_file: Option<Spanned<String>>,
-    pub key_file: Option<Spanned<String>>,
-    pub insecure_skip_verify: Option<bool>,
-}
-
-/// The validated `[registries]`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Registries {
-    /// Registry name (`docker.io`, `registry.example.com:5000`, `*` for every registry) →
-    /// where to pull from instead.
-    pub mirrors: BTreeMap<String, Mirror>,
-    /// Registry host (`registry.example.com:5000`) → auth and TLS settings.
-    pub configs: BTreeMap<String, RegistryConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Mirror {
-    /// Endpoint URLs, tried in order (`https://HOST[:PORT][/v2]`).
-    pub endpoints: Vec<String>,
-    /// Regular expression → replacement, applied to image names pulled through the endpoints.
-    pub rewrites: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct RegistryConfig {
-    pub username: Option<String>,
-    pub password: Option<SecretSource>,
-    /// A pre-encoded `base64(user:password)` string.
-    pub auth: Option<SecretSource>,
-    pub identity_token: Option<SecretSource>,
-    /// Workstation files uploaded to every host (the CA, a client certificate and its key).
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
+pub use super::model::{Mirror, Registries, RegistryConfig};
+pub use super::raw::{RawMirror, RawRegistries, RawRegistryConfig};
 
 pub(super) fn validate(ctx: &mut Ctx, raw: Spanned<RawRegistries>) -> Registries {
     let table_span = raw.span();

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::validate::Ctx;
+use super::diagnostics::Ctx;
 
 /// Flags whose value is a secret, and where that secret belongs instead.
 const SECRET_FLAGS: &[(&str, &str)] = &[

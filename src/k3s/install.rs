@@ -531,7 +531,9 @@ fn config_context(
         .extras
         .k3s_config
         .iter()
-        .filter(|(scope, _)| is_server || *scope == super::flags::FlagScope::AllNodes)
+        .filter(|(scope, _)| {
+            is_server || *scope == crate::inventory::k3s_flags::FlagScope::AllNodes
+        })
         .map(|(_, arg)| arg);
     let args: Vec<String> = free_form
         .chain(role_args)

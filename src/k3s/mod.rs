@@ -10,7 +10,6 @@ pub mod bundle;
 pub mod channel;
 pub mod extras;
 pub mod firewall;
-pub mod flags;
 pub mod helmcharts;
 pub mod install;
 pub mod join_watch;
