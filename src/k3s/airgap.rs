@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 
 use super::arch::K3sArch;
 use super::version::K3sVersion;
+
+/// The manifest's name inside a bundle made by `edgeops bundle` (sha256 of every file).
+pub const MANIFEST: &str = "edgeops-bundle.sha256";
 use crate::inventory::formats::is_image_tarball;
 
 /// The installer's default release base (`GITHUB_URL`).
@@ -371,7 +374,7 @@ impl Prep {
         } else {
             // A folder made by `edgeops bundle`: its manifest vouches for the install script,
             // which the release's checksum files do not cover.
-            let manifest = self.dir.join(super::bundle::MANIFEST);
+            let manifest = self.dir.join(MANIFEST);
             if let Ok(text) = std::fs::read_to_string(&manifest)
                 && let Some(expected) = checksum_for(&text, INSTALL_SCRIPT)
                 && expected != actual

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use super::airgap::{self, AirgapError, Sources, checksum_for, sha256_file};
 use super::{K3sArch, K3sVersion};
 
-/// The manifest's name inside a bundle.
-pub const MANIFEST: &str = "edgeops-bundle.sha256";
+pub use super::airgap::MANIFEST;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {

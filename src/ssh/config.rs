@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::known_hosts::Origin;
+use super::pattern::wildcard;
 
 /// How deep `Include` may nest (OpenSSH's limit is 16 too).
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -354,19 +355,6 @@ fn match_list<'a>(patterns: impl Iterator<Item = &'a str>, value: &str, fold_cas
         }
     }
     hit
-}
-
-/// `*` and `?` wildcards, as in ssh_config(5) PATTERNS.
-pub fn wildcard(pattern: &[u8], value: &[u8]) -> bool {
-    match (pattern.first(), value.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            wildcard(&pattern[1..], value) || (!value.is_empty() && wildcard(pattern, &value[1..]))
-        }
-        (Some(b'?'), Some(_)) => wildcard(&pattern[1..], &value[1..]),
-        (Some(p), Some(v)) if p == v => wildcard(&pattern[1..], &value[1..]),
-        _ => false,
-    }
 }
 
 fn parse_match(args: &[String]) -> Result<Vec<Criterion>, String> {
@@ -781,13 +769,5 @@ Match all
                 .as_deref(),
             Some("nc %h %p")
         );
-    }
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard(b"pi-*", b"pi-01"));
-        assert!(wildcard(b"10.0.?.1", b"10.0.5.1"));
-        assert!(!wildcard(b"pi-?", b"pi-01"));
-        assert!(wildcard(b"*", b""));
     }
 }

@@ -356,7 +356,7 @@ fn matches_pattern_list(patterns: &[String], host: &str, port: u16) -> bool {
             None => (false, pattern.as_str()),
         };
         let pattern = pattern.to_ascii_lowercase();
-        if super::config::wildcard(pattern.as_bytes(), target.to_ascii_lowercase().as_bytes()) {
+        if super::pattern::wildcard(pattern.as_bytes(), target.to_ascii_lowercase().as_bytes()) {
             if negated {
                 return false;
             }

@@ -11,6 +11,7 @@ mod error;
 mod exec;
 mod jumps;
 pub mod known_hosts;
+mod pattern;
 mod scan;
 mod session;
 
