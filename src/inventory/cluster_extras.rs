@@ -75,22 +75,7 @@ pub(super) fn validate(ctx: &mut Ctx, raw: &RawCluster) -> ClusterExtras {
                 .push((name.clone(), value.get_ref().clone()));
         }
     }
-    extras.templates_dir = raw.templates_dir.as_ref().map(|dir| {
-        let path = ctx.resolve_path(dir.get_ref());
-        if !path.is_dir() {
-            ctx.report(
-                ErrorKind::MissingFile,
-                Some(dir.span()),
-                format!("templates_dir `{}` is not a folder", path.display()),
-                "point `templates_dir` at a folder of template overrides (relative paths start at the inventory's folder)",
-            );
-        } else if let Err(e) =
-            super::files::templates_dir_stays_in(dir.get_ref(), &path, ctx.base_dir())
-        {
-            ctx.invalid(ErrorKind::InvalidValue, dir.span(), e);
-        }
-        path
-    });
+    extras.templates_dir = raw.templates_dir.as_ref().map(|dir| ctx.templates_dir(dir));
     extras
 }
 

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::error::{Diagnostic, ErrorKind, InventoryError, SourceMap};
 use super::formats::Invalid;
+use super::model::SecretSource;
 
 /// Collects diagnostics while validation goes on, so one run reports every problem it can.
 pub(super) struct Ctx<'a> {
@@ -120,8 +121,22 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(super) fn base_dir(&self) -> &Path {
-        &self.base_dir
+    /// A `templates_dir` key: resolved, and reported when it is not a folder or escapes.
+    pub(super) fn templates_dir(&mut self, dir: &Spanned<String>) -> PathBuf {
+        let path = self.resolve_path(dir.get_ref());
+        if !path.is_dir() {
+            self.report(
+                ErrorKind::MissingFile,
+                Some(dir.span()),
+                format!("templates_dir `{}` is not a folder", path.display()),
+                "point `templates_dir` at a folder of template overrides (relative paths start at the inventory's folder)",
+            );
+        } else if let Err(e) =
+            super::files::templates_dir_stays_in(dir.get_ref(), &path, &self.base_dir)
+        {
+            self.invalid(ErrorKind::InvalidValue, dir.span(), e);
+        }
+        path
     }
 
     pub(super) fn home(&self) -> Option<&Path> {
@@ -152,4 +167,53 @@ pub(super) fn check_env_name(ctx: &mut Ctx, field: &str, value: &Spanned<String>
         );
     }
     name.clone()
+}
+
+/// A secret given as `KEY_env` or `KEY_file` (an inline `KEY` is reported, masked; both ways at
+/// once is a conflict; a missing file is reported). `inline_help_tail` ends the inline help.
+pub(super) fn secret_source(
+    ctx: &mut Ctx,
+    table: &str,
+    key: &str,
+    inline: &Option<Spanned<toml::Value>>,
+    env: &Option<Spanned<String>>,
+    file: &Option<Spanned<String>>,
+    inline_help_tail: &str,
+) -> Option<SecretSource> {
+    if let Some(inline) = inline {
+        ctx.report_secret(
+            inline.span(),
+            format!("inline secret `{key}` in `{table}`"),
+            format!("secrets never go in the inventory: use `{key}_env = \"VAR\"` (an environment variable) or `{key}_file = \"path\"` (a file holding it){inline_help_tail}"),
+        );
+    }
+    match (env, file) {
+        (Some(_), Some(file)) => {
+            ctx.report(
+                ErrorKind::Conflict,
+                Some(file.span()),
+                format!("both `{key}_env` and `{key}_file` are set in `{table}`"),
+                format!("give the {key} one way: `{key}_env` or `{key}_file`"),
+            );
+            None
+        }
+        (Some(env), None) => Some(SecretSource::Env(check_env_name(
+            ctx,
+            &format!("{key}_env"),
+            env,
+        ))),
+        (None, Some(file)) => {
+            let path = ctx.resolve_path(file.get_ref());
+            if !path.is_file() {
+                ctx.report(
+                    ErrorKind::MissingFile,
+                    Some(file.span()),
+                    format!("{key}_file `{}` does not exist", path.display()),
+                    format!("create the file with the {key} on its first line (relative paths start at the inventory's folder), or use `{key}_env`"),
+                );
+            }
+            Some(SecretSource::File(path))
+        }
+        (None, None) => None,
+    }
 }

@@ -4,9 +4,8 @@
 
 use toml::Spanned;
 
-use super::diagnostics::{Ctx, check_env_name};
+use super::diagnostics::{Ctx, secret_source};
 use super::error::ErrorKind;
-use super::model::SecretSource;
 pub use super::model::{Mirror, Registries, RegistryConfig};
 pub use super::raw::{RawMirror, RawRegistries, RawRegistryConfig};
 
@@ -62,29 +61,32 @@ pub(super) fn validate(ctx: &mut Ctx, raw: Spanned<RawRegistries>) -> Registries
         let config = config.into_inner();
         check_registry_name(ctx, &name, span, "configs");
         let table = format!("[registries.configs.\"{name}\"]");
-        let password = secret(
+        let password = secret_source(
             ctx,
             &table,
             "password",
             &config.password,
             &config.password_env,
             &config.password_file,
+            "",
         );
-        let auth = secret(
+        let auth = secret_source(
             ctx,
             &table,
             "auth",
             &config.auth,
             &config.auth_env,
             &config.auth_file,
+            "",
         );
-        let identity_token = secret(
+        let identity_token = secret_source(
             ctx,
             &table,
             "identity_token",
             &config.identity_token,
             &config.identity_token_env,
             &config.identity_token_file,
+            "",
         );
         if password.is_some() && config.username.is_none() {
             let span = config
@@ -162,52 +164,5 @@ fn check_registry_name(ctx: &mut Ctx, name: &str, span: std::ops::Range<usize>, 
             format!("`{name}` in `[registries.{table}]` is not a registry name"),
             "name the registry as images do, `host[:port]` without a scheme or path (`docker.io`, `registry.example.com:5000`), or `*` for every registry",
         );
-    }
-}
-
-/// `KEY` (rejected inline), `KEY_env`, `KEY_file` → where the secret comes from.
-fn secret(
-    ctx: &mut Ctx,
-    table: &str,
-    key: &str,
-    inline: &Option<Spanned<toml::Value>>,
-    env: &Option<Spanned<String>>,
-    file: &Option<Spanned<String>>,
-) -> Option<SecretSource> {
-    if let Some(inline) = inline {
-        ctx.report_secret(
-            inline.span(),
-            format!("inline secret `{key}` in `{table}`"),
-            format!("secrets never go in the inventory: use `{key}_env = \"VAR\"` (an environment variable) or `{key}_file = \"path\"` (a file holding it)"),
-        );
-    }
-    match (env, file) {
-        (Some(_), Some(file)) => {
-            ctx.report(
-                ErrorKind::Conflict,
-                Some(file.span()),
-                format!("both `{key}_env` and `{key}_file` are set in `{table}`"),
-                format!("give the {key} one way: `{key}_env` or `{key}_file`"),
-            );
-            None
-        }
-        (Some(env), None) => Some(SecretSource::Env(check_env_name(
-            ctx,
-            &format!("{key}_env"),
-            env,
-        ))),
-        (None, Some(file)) => {
-            let path = ctx.resolve_path(file.get_ref());
-            if !path.is_file() {
-                ctx.report(
-                    ErrorKind::MissingFile,
-                    Some(file.span()),
-                    format!("{key}_file `{}` does not exist", path.display()),
-                    format!("create the file with the {key} on its first line (relative paths start at the inventory's folder), or use `{key}_env`"),
-                );
-            }
-            Some(SecretSource::File(path))
-        }
-        (None, None) => None,
     }
 }

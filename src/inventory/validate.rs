@@ -6,7 +6,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::diagnostics::{Ctx, check_env_name};
+use super::diagnostics::{Ctx, secret_source};
 use super::error::{ErrorKind, InventoryError};
 use super::formats;
 use super::hosts::{self, HostEntry};
@@ -169,7 +169,7 @@ fn cluster(ctx: &mut Ctx, raw: Option<Spanned<RawCluster>>) -> Option<ValidClust
         ctx.invalid(ErrorKind::InvalidValue, channel.span(), e);
     }
 
-    let token = secret_source(
+    let token = token_source(
         ctx,
         "[cluster]",
         &raw.token,
@@ -365,7 +365,7 @@ fn check_address(ctx: &mut Ctx, field: &str, value: &Spanned<String>) {
 }
 
 /// `token` (rejected), `token_env`, `token_file` → where the secret comes from.
-fn secret_source(
+fn token_source(
     ctx: &mut Ctx,
     table: &str,
     inline: &Option<Spanned<toml::Value>>,
@@ -374,38 +374,16 @@ fn secret_source(
     absent: SecretSource,
     absent_help: &str,
 ) -> SecretSource {
-    if let Some(inline) = inline {
-        ctx.report_secret(
-            inline.span(),
-            format!("inline secret `token` in `{table}`"),
-            format!("secrets never go in the inventory: use `token_env = \"VAR\"` (an environment variable) or `token_file = \"path\"` (a file holding it), {absent_help}"),
-        );
-    }
-    match (env, file) {
-        (Some(_), Some(file)) => {
-            ctx.report(
-                ErrorKind::Conflict,
-                Some(file.span()),
-                format!("both `token_env` and `token_file` are set in `{table}`"),
-                "give the token one way: `token_env` or `token_file`",
-            );
-            absent
-        }
-        (Some(env), None) => SecretSource::Env(check_env_name(ctx, "token_env", env)),
-        (None, Some(file)) => {
-            let path = ctx.resolve_path(file.get_ref());
-            if !path.is_file() {
-                ctx.report(
-                    ErrorKind::MissingFile,
-                    Some(file.span()),
-                    format!("token_file `{}` does not exist", path.display()),
-                    "create the file with the token on its first line (relative paths start at the inventory's folder), or use `token_env`",
-                );
-            }
-            SecretSource::File(path)
-        }
-        (None, None) => absent,
-    }
+    secret_source(
+        ctx,
+        table,
+        "token",
+        inline,
+        env,
+        file,
+        &format!(", {absent_help}"),
+    )
+    .unwrap_or(absent)
 }
 
 /// Server count against `ha`: at least one server; HA needs an odd count ≥ 3; without HA, one.
@@ -515,7 +493,7 @@ fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) ->
         }
         None => cluster_name.unwrap_or_default().to_string(),
     };
-    let token = secret_source(
+    let token = token_source(
         ctx,
         "[gitlab]",
         &raw.token,
@@ -541,22 +519,7 @@ fn gitlab(ctx: &mut Ctx, raw: Spanned<RawGitLab>, cluster_name: Option<&str>) ->
             );
         }
     }
-    let templates_dir = raw.templates_dir.as_ref().map(|dir| {
-        let path = ctx.resolve_path(dir.get_ref());
-        if !path.is_dir() {
-            ctx.report(
-                ErrorKind::MissingFile,
-                Some(dir.span()),
-                format!("templates_dir `{}` is not a folder", path.display()),
-                "point `templates_dir` at a folder of template overrides (relative paths start at the inventory's folder)",
-            );
-        } else if let Err(e) =
-            super::files::templates_dir_stays_in(dir.get_ref(), &path, ctx.base_dir())
-        {
-            ctx.invalid(ErrorKind::InvalidValue, dir.span(), e);
-        }
-        path
-    });
+    let templates_dir = raw.templates_dir.as_ref().map(|dir| ctx.templates_dir(dir));
     let runner = runner(ctx, &raw);
     Some(GitLab {
         url: url?.trim_end_matches('/').to_string(),
