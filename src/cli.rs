@@ -39,6 +39,19 @@ pub struct GlobalArgs {
     pub ssh_config: Option<PathBuf>,
 }
 
+impl GlobalArgs {
+    /// Hosts worked on at once: `--concurrency`, else the inventory's `[ssh] concurrency`.
+    pub fn hosts_at_once(&self, inventory: &crate::inventory::Inventory) -> usize {
+        self.concurrency.unwrap_or(inventory.concurrency).max(1)
+    }
+
+    /// Whether a progress bar may be drawn: text output, not `--quiet`, stderr a terminal.
+    pub fn draws_progress(&self) -> bool {
+        use std::io::IsTerminal;
+        self.output == OutputFormat::Text && !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,

@@ -3,7 +3,7 @@
 //! inventory's public key to the user's `authorized_keys` unless it is there, and with
 //! `--sudo-nopasswd` installs a visudo-checked sudoers drop-in. A second run changes nothing.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use crate::cli::{BootstrapArgs, GlobalArgs, OutputFormat};
 use crate::exit::Failure;
-use crate::fleet::{Fleet, FleetSettings, Reporter, Silent, StepError};
+use crate::fleet::{Fleet, FleetSettings, StepError};
 use crate::inventory;
 use crate::report::ProgressReporter;
 use crate::shell::with_vars;
@@ -77,14 +77,9 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
     }
 
     let text = global.output == OutputFormat::Text;
-    let progress = (text && !global.quiet && std::io::stderr().is_terminal())
-        .then(|| Arc::new(ProgressReporter::new()));
-    let reporter: Arc<dyn Reporter> = match &progress {
-        Some(p) => p.clone(),
-        None => Arc::new(Silent),
-    };
+    let (progress, reporter) = ProgressReporter::when(global.draws_progress());
     let settings = FleetSettings {
-        concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
+        concurrency: global.hosts_at_once(&inventory),
         ..Default::default()
     };
     let total = targets.len();

@@ -136,7 +136,7 @@ fn inventory_arches(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Resu
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let setup = super::exec::ssh_setup(&hosts, false)?;
     let settings = FleetSettings {
-        concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
+        concurrency: global.hosts_at_once(&inventory),
         ..Default::default()
     };
     // No limit of its own: each host's `command_timeout` from the inventory bounds it.

@@ -3,7 +3,7 @@
 //! modules free of the inventory format.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use secrecy::SecretString;
 
 use crate::cli::{ExecArgs, GlobalArgs, OutputFormat};
 use crate::exit::Failure;
-use crate::fleet::{Fleet, FleetSettings, Reporter, Silent};
+use crate::fleet::{Fleet, FleetSettings};
 use crate::inventory::{self, Host, Inventory};
 use crate::report::{self, PrefixedLines, ProgressReporter};
 use crate::ssh::{
@@ -156,14 +156,9 @@ async fn fan_out(
     let SshSetup { ctx, targets } = setup;
     let total = targets.len();
     let text = global.output == OutputFormat::Text;
-    let progress = (text && !global.quiet && std::io::stderr().is_terminal())
-        .then(|| Arc::new(ProgressReporter::new()));
-    let reporter: Arc<dyn Reporter> = match &progress {
-        Some(p) => p.clone(),
-        None => Arc::new(Silent),
-    };
+    let (progress, reporter) = ProgressReporter::when(global.draws_progress());
     let settings = FleetSettings {
-        concurrency: global.concurrency.unwrap_or(inventory.concurrency).max(1),
+        concurrency: global.hosts_at_once(inventory),
         ..Default::default()
     };
 

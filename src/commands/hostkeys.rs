@@ -5,7 +5,7 @@
 //! `--replace-changed`; a revoked one never.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -40,7 +40,7 @@ pub fn run(global: &GlobalArgs, args: &HostkeysArgs) -> anyhow::Result<ExitCode>
         .into());
     }
     let setup = ssh_setup(&hosts, false)?;
-    let concurrency = global.concurrency.unwrap_or(inventory.concurrency).max(1);
+    let concurrency = global.hosts_at_once(&inventory);
     let runtime = super::runtime()?;
     let scans = runtime.block_on(scan_all(&setup, concurrency));
 
@@ -340,20 +340,9 @@ fn print_reports(global: &GlobalArgs, reports: &[HostReport]) -> anyhow::Result<
 }
 
 fn confirm(keys: usize, files: &str) -> anyhow::Result<bool> {
-    {
-        let mut err = std::io::stderr().lock();
-        write!(
-            err,
-            "Record {keys} host key(s) in {files}? Compare the fingerprints above with the \
-             boards' own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) first. [y/N] "
-        )?;
-        err.flush()?;
-    }
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
+    super::prompt::confirm(&format!(
+        "Record {keys} host key(s) in {files}? Compare the fingerprints above with the \
+         boards' own (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) first. [y/N] "
     ))
 }
 

@@ -10,6 +10,7 @@ pub mod hostkeys;
 pub mod interrupt;
 pub mod kubeconfig;
 pub mod plan;
+pub mod prompt;
 pub mod reach;
 pub mod render;
 pub mod reset;

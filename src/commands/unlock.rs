@@ -2,7 +2,7 @@
 //! pid, run id, age, command) and remove it after confirmation (`--yes`, or a prompt on a
 //! terminal). The removal is compare-and-remove: a lock taken meanwhile by another run stays.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,7 +81,9 @@ pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            if !ask("Remove this lock? A run still going would lose its protection. [y/N] ")? {
+            if !super::prompt::confirm(
+                "Remove this lock? A run still going would lose its protection. [y/N] ",
+            )? {
                 eprintln!("lock kept");
                 return Ok(ExitCode::from(1));
             }
@@ -131,16 +133,4 @@ fn describe(inventory: &inventory::Inventory, host: &str, held: &LockLine, now: 
         humantime::format_duration(inventory.cluster.lock_expiry)
     );
     let _ = std::io::stdout().flush();
-}
-
-fn ask(question: &str) -> anyhow::Result<bool> {
-    let mut err = std::io::stderr().lock();
-    write!(err, "{question}")?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
 }

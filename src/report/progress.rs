@@ -26,6 +26,22 @@ impl ProgressReporter {
         }
     }
 
+    /// The bar when `show` (a terminal), and the reporter to give the fleet: the bar, or silence.
+    pub fn when(
+        show: bool,
+    ) -> (
+        Option<std::sync::Arc<ProgressReporter>>,
+        std::sync::Arc<dyn Reporter>,
+    ) {
+        match show {
+            true => {
+                let bar = std::sync::Arc::new(ProgressReporter::new());
+                (Some(bar.clone()), bar)
+            }
+            false => (None, std::sync::Arc::new(crate::fleet::Silent)),
+        }
+    }
+
     pub fn bar(&self) -> &ProgressBar {
         &self.bar
     }
