@@ -6,10 +6,12 @@
 //! - `failure`: the failure kinds (unreachable, timed out, exited N, refused, cancelled, skipped).
 //! - `remote`: what the engine needs from a host's connection (a live session, or a fake).
 //! - `scripted`: the scripted fake host for unit tests of whole phase lists.
+//! - `observer`: the progress events a run emits and the trait that receives them.
 //! - `phase`: phases (title, pure selection, apply) and the manager that runs them in order.
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 
 pub mod failure;
+pub mod observer;
 pub mod phase;
 pub mod remote;
 pub mod runlog;
@@ -26,8 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Fleet, FleetSettings, HostError};
-use crate::phases::{Observer, Progress};
 use crate::ssh::{Cancel, ExecOutput, ExecRequest};
+pub use observer::{Observer, Progress, Quiet};
 
 use runlog::RunLog;
 

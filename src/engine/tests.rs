@@ -9,7 +9,6 @@ use futures::future::BoxFuture;
 use super::runlog::{Redactor, RunLog};
 use super::scripted::{Journal, Reply, ScriptedRemote};
 use super::*;
-use crate::phases::Quiet;
 
 fn engine(hosts: Vec<ScriptedRemote>, settings: FleetSettings, cancel: Cancel) -> Engine {
     let remotes = hosts
