@@ -1,7 +1,7 @@
-//! Opening the k3s ports on a host whose ufw or firewalld is active (docs.k3s.io "Requirements",
+//! Opening the k3s ports on a host whose ufw, firewalld or nftables firewall is active (docs.k3s.io "Requirements",
 //! inbound rules, and "Known issues": firewalld needs the pod and service networks trusted).
-//! A shell snippet for the install step: it checks on the host which firewall is active, so a
-//! host without one runs nothing. `[cluster] open_firewall = false` leaves firewalls alone.
+//! A shell snippet for the install step (`sh/firewall.sh`, `sh/nftables.sh`): it checks on the
+//! host which firewall is active, so a host without one runs nothing. `[cluster] open_firewall = false` leaves firewalls alone.
 
 use crate::inventory::Role;
 
@@ -24,29 +24,47 @@ pub fn ports(role: Role, ha: bool) -> Vec<&'static str> {
 }
 
 /// The snippet: for ufw, `ufw allow` each port and the two networks; for firewalld, permanent
-/// ports, the networks in the trusted zone, then a reload. Idempotent (both skip existing rules).
+/// ports, the networks in the trusted zone, then a reload; for a plain nftables firewall (neither
+/// of those active), [`nft_script`] on every input chain with policy drop, re-applied at boot by
+/// a drop-in of nftables.service when that service is enabled. Idempotent on every firewall.
 pub fn script(role: Role, ha: bool, cluster_cidr: &str, service_cidr: &str) -> String {
     let ports = ports(role, ha);
     let ufw: Vec<String> = ports.iter().map(|p| p.replace('-', ":")).collect();
-    format!(
-        "if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then\n\
-         \x20 for p in {ufw}; do ufw allow \"$p\" >/dev/null; done\n\
-         \x20 ufw allow from {cluster} to any >/dev/null\n\
-         \x20 ufw allow from {service} to any >/dev/null\n\
-         \x20 echo 'edgeops: ufw: opened {shown} and trusted {cluster}, {service}'\n\
-         fi\n\
-         if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then\n\
-         \x20 for p in {fw}; do firewall-cmd --permanent --add-port=\"$p\" >/dev/null; done\n\
-         \x20 firewall-cmd --permanent --zone=trusted --add-source={cluster} >/dev/null\n\
-         \x20 firewall-cmd --permanent --zone=trusted --add-source={service} >/dev/null\n\
-         \x20 firewall-cmd --reload >/dev/null\n\
-         \x20 echo 'edgeops: firewalld: opened {shown} and trusted {cluster}, {service}'\n\
-         fi\n",
-        ufw = ufw.join(" "),
-        fw = ports.join(" "),
-        shown = ports.join(", "),
-        cluster = cluster_cidr,
-        service = service_cidr,
+    crate::shell::with_vars(
+        &[
+            ("ufw_ports", &ufw.join(" ")),
+            ("fw_ports", &ports.join(" ")),
+            ("shown", &ports.join(", ")),
+            ("cluster", cluster_cidr),
+            ("service", service_cidr),
+            (
+                "nft_script",
+                &nft_script(role, ha, cluster_cidr, service_cidr),
+            ),
+        ],
+        include_str!("sh/firewall.sh"),
+    )
+}
+
+/// The nftables part on its own (a script `sh` runs as root): accept rules, commented
+/// `edgeops-k3s`, at the top of each input chain whose policy is drop.
+pub fn nft_script(role: Role, ha: bool, cluster_cidr: &str, service_cidr: &str) -> String {
+    let ports = ports(role, ha);
+    let of = |proto: &str| -> String {
+        ports
+            .iter()
+            .filter_map(|p| p.strip_suffix(&format!("/{proto}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    crate::shell::with_vars(
+        &[
+            ("nft_tcp", &of("tcp")),
+            ("nft_udp", &of("udp")),
+            ("cluster", cluster_cidr),
+            ("service", service_cidr),
+        ],
+        include_str!("sh/nftables.sh"),
     )
 }
 
@@ -68,18 +86,21 @@ mod tests {
             DEFAULT_SERVICE_CIDR,
         );
         assert!(
-            s.contains("for p in 6443/tcp 2379:2380/tcp 10250/tcp 8472/udp; do ufw allow"),
-            "{s}"
-        );
-        assert!(s.contains("--add-port=\"$p\""), "{s}");
-        assert!(
-            s.contains("for p in 6443/tcp 2379-2380/tcp 10250/tcp 8472/udp; do firewall-cmd"),
+            s.contains("ufw_ports='6443/tcp 2379:2380/tcp 10250/tcp 8472/udp'"),
             "{s}"
         );
         assert!(
-            s.contains("--zone=trusted --add-source=10.42.0.0/16"),
+            s.contains("fw_ports='6443/tcp 2379-2380/tcp 10250/tcp 8472/udp'"),
             "{s}"
         );
-        assert!(s.contains("ufw allow from 10.43.0.0/16 to any"), "{s}");
+        assert!(s.contains("cluster=10.42.0.0/16"), "{s}");
+        let nft = nft_script(
+            Role::Server,
+            true,
+            DEFAULT_CLUSTER_CIDR,
+            DEFAULT_SERVICE_CIDR,
+        );
+        assert!(nft.contains("nft_tcp='6443, 2379-2380, 10250'"), "{nft}");
+        assert!(nft.contains("nft_udp=8472"), "{nft}");
     }
 }
