@@ -34,6 +34,16 @@ pub fn with_vars(vars: &[(&str, &str)], body: &str) -> String {
     script
 }
 
+/// `script` without its full-line comments: for scripts sent with every command, where the
+/// comments (kept in the `.sh` file for readers and shellcheck) would only cost bytes on the wire.
+pub fn without_comments(script: &str) -> String {
+    script
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

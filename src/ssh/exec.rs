@@ -175,7 +175,7 @@ pub(crate) fn wire_command(
             prefix.push(b'\n');
             let line = format!(
                 "exec sh -c {} edgeops-sudo {} {tag}",
-                shell_quote(PASSWORD_WRAPPER),
+                shell_quote(&PASSWORD_WRAPPER),
                 shell_quote(command)
             );
             (line, Some(prefix))
@@ -184,11 +184,9 @@ pub(crate) fn wire_command(
 }
 
 /// The login-user side of a sudo-with-password command (`$1`: the command, `$2`: its tag).
-/// `read` takes the password line byte by byte, so the command's data stays unread on fd 3.
-const PASSWORD_WRAPPER: &str = "IFS= read -r p || exit 1\n\
-exec 3<&0 </dev/null\n\
-printf '%s\\n' \"$p\" | sudo -S -p '' -- sh -c \
-'exec </proc/\"$1\"/fd/3 && exec sh -c \"$2\" \"$3\"' edgeops-sudo \"$$\" \"$1\" \"$2\"\n";
+static PASSWORD_WRAPPER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    crate::shell::without_comments(include_str!("sh/sudo-password.sh"))
+});
 
 /// The script that proves, once per session and before any other privileged command, that
 /// sudo works with the configured password, and tells whether it prompts at all (`$1`: the
@@ -198,25 +196,7 @@ printf '%s\\n' \"$p\" | sudo -S -p '' -- sh -c \
 /// while it waits for another guess, so PAM sees exactly one attempt (an EOF answer would count
 /// as a second failure for pam_faillock).
 pub(crate) fn sudo_probe_script() -> String {
-    format!(
-        "if sudo -n true 2>/dev/null; then echo {PROBE_NOPASSWD}; exit 0; fi\n\
-         IFS= read -r p || exit 1\n\
-         d=$(mktemp -d) && mkfifo \"$d/pw\" || exit 1\n\
-         sudo -S -p \"$1\" -v <\"$d/pw\" 2>\"$d/err\" &\n\
-         pid=$!\n\
-         exec 4>\"$d/pw\"\n\
-         printf '%s\\n' \"$p\" >&4\n\
-         unset p\n\
-         while kill -0 \"$pid\" 2>/dev/null; do\n\
-         \x20 case $(cat \"$d/err\") in *\"$1\"*\"$1\"*) kill -KILL \"$pid\"; break ;; esac\n\
-         \x20 sleep 0.05\n\
-         done\n\
-         exec 4>&-\n\
-         wait \"$pid\" 2>/dev/null; rc=$?\n\
-         cat \"$d/err\" >&2\n\
-         rm -rf \"$d\"\n\
-         echo \"{PROBE_STATUS}$rc\"\n"
-    )
+    crate::shell::without_comments(include_str!("sh/sudo-probe.sh"))
 }
 
 /// What the probe prints when sudo needs no password.
@@ -322,6 +302,15 @@ mod tests {
         );
         // A second prompt (the password was refused) is never answered.
         assert!(script.contains("kill -KILL"), "{script}");
+        // The markers the session parses are the ones the script prints.
+        assert!(
+            script.contains(&format!("echo {PROBE_NOPASSWD};")),
+            "{script}"
+        );
+        assert!(
+            script.contains(&format!("echo \"{PROBE_STATUS}$rc\"")),
+            "{script}"
+        );
     }
 
     #[test]
