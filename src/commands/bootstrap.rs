@@ -16,7 +16,7 @@ use crate::cli::{BootstrapArgs, GlobalArgs, OutputFormat};
 use crate::exit::Failure;
 use crate::fleet::{Fleet, FleetSettings, StepError};
 use crate::inventory;
-use crate::report::ProgressReporter;
+use crate::report::ProgressView;
 use crate::shell::with_vars;
 use crate::ssh::{Credentials, ExecRequest, Session, SudoMode};
 
@@ -77,7 +77,7 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
     }
 
     let text = global.output == OutputFormat::Text;
-    let (progress, reporter) = ProgressReporter::when(global.draws_progress());
+    let progress = Arc::new(ProgressView::new(super::fan_out_progress(global)));
     let settings = FleetSettings {
         concurrency: global.hosts_at_once(&inventory),
         ..Default::default()
@@ -85,32 +85,30 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
     let total = targets.len();
     let runtime = super::runtime()?;
     let results = runtime.block_on(async {
-        let cancel = ctx.cancel.clone();
-        let interrupt = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: stopping remote commands and closing sessions");
-                cancel.cancel();
-            }
-        });
+        let interrupt = super::interrupt::spawn_watch(ctx.cancel.clone());
         let keys = &keys;
         let want_sudo = args.sudo_nopasswd;
-        let (fleet, results) =
-            Fleet::connect_and_run(targets, ctx, settings, reporter, "bootstrap", |session| {
+        let (fleet, results) = Fleet::connect_and_run(
+            targets,
+            ctx,
+            settings,
+            progress.clone(),
+            "bootstrap",
+            |session| {
                 let key = keys
                     .iter()
                     .find(|(name, _)| name == session.name())
                     .map(|(_, key)| key.clone())
                     .expect("a key per host");
                 async move { bootstrap_host(&session, &key, want_sudo).await }
-            })
-            .await;
+            },
+        )
+        .await;
         fleet.close_all().await;
         interrupt.abort();
         results
     });
-    if let Some(p) = &progress {
-        p.finish();
-    }
+    progress.finish();
 
     let mut rows = vec![
         ["HOST", "AUTHORIZED_KEYS", "SUDO", "RESULT"]

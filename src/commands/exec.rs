@@ -15,7 +15,7 @@ use crate::cli::{ExecArgs, GlobalArgs, OutputFormat};
 use crate::exit::Failure;
 use crate::fleet::{Fleet, FleetSettings};
 use crate::inventory::{self, Host, Inventory};
-use crate::report::{self, PrefixedLines, ProgressReporter};
+use crate::report::{self, PrefixedLines, ProgressView};
 use crate::ssh::{
     ConnectOptions, Credentials, ExecRequest, HostKeyPolicy, JumpOptions, KeyStore, KnownHosts,
     PassphraseSource, SshContext, SudoMode,
@@ -156,7 +156,7 @@ async fn fan_out(
     let SshSetup { ctx, targets } = setup;
     let total = targets.len();
     let text = global.output == OutputFormat::Text;
-    let (progress, reporter) = ProgressReporter::when(global.draws_progress());
+    let progress = Arc::new(ProgressView::new(super::fan_out_progress(global)));
     let settings = FleetSettings {
         concurrency: global.hosts_at_once(inventory),
         ..Default::default()
@@ -173,15 +173,19 @@ async fn fan_out(
         ignore_cancel: false,
         max_output: None,
     };
-    let bar = report::bar_of(&progress);
     // Each host runs the command as soon as its own connection is up (no connect barrier).
-    let (fleet, results) =
-        Fleet::connect_and_run(targets, ctx, settings, reporter, "exec", |session| {
+    let (fleet, results) = Fleet::connect_and_run(
+        targets,
+        ctx,
+        settings,
+        progress.clone(),
+        "exec",
+        |session| {
             let request = &request;
-            let bar = bar.clone();
+            let progress = progress.clone();
             async move {
                 if stream_live {
-                    let mut sink = PrefixedLines::new(session.name(), bar);
+                    let mut sink = PrefixedLines::new(session.name(), progress);
                     let result = session.exec_streaming(request, &mut sink).await;
                     sink.finish();
                     Ok(result?)
@@ -189,13 +193,12 @@ async fn fan_out(
                     Ok(session.exec(request).await?)
                 }
             }
-        })
-        .await;
+        },
+    )
+    .await;
     fleet.close_all().await;
     interrupt.abort();
-    if let Some(p) = &progress {
-        p.finish();
-    }
+    progress.finish();
 
     let mut stdout = std::io::stdout().lock();
     match global.output {

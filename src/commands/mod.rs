@@ -25,6 +25,15 @@ use crate::cli::{Cli, Command};
 use crate::exit::exit_code_for;
 use crate::fleetrun;
 
+/// What a one-shot command over the fleet (`exec`, `bootstrap`) shows while it works: bars on a
+/// terminal, nothing otherwise (its own output is the result).
+pub fn fan_out_progress(global: &crate::cli::GlobalArgs) -> crate::report::Show {
+    match global.draws_progress() {
+        true => crate::report::Show::Bars,
+        false => crate::report::Show::Nothing,
+    }
+}
+
 /// Run one command to completion and turn its result into the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     crate::logging::init(cli.global.verbose, cli.global.quiet);

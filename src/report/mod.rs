@@ -4,12 +4,10 @@
 
 mod progress;
 
-pub use progress::ProgressReporter;
+pub use progress::{ProgressView, Show};
 
 use std::io::Write;
 use std::sync::Arc;
-
-use indicatif::ProgressBar;
 
 use crate::fleet::{HostError, HostResult};
 use crate::ssh::{ExecOutput, Exit, OutputSink, Stream};
@@ -23,17 +21,17 @@ pub struct PrefixedLines {
     host: String,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
-    /// Printing goes through the bar (when there is one) so the bar is redrawn below the text.
-    bar: Option<ProgressBar>,
+    /// Printing goes through the live progress so its bars are redrawn below the text.
+    progress: Arc<ProgressView>,
 }
 
 impl PrefixedLines {
-    pub fn new(host: &str, bar: Option<ProgressBar>) -> Self {
+    pub fn new(host: &str, progress: Arc<ProgressView>) -> Self {
         PrefixedLines {
             host: host.to_string(),
             stdout: Vec::new(),
             stderr: Vec::new(),
-            bar,
+            progress,
         }
     }
 
@@ -56,10 +54,7 @@ impl PrefixedLines {
                 let _ = std::io::stderr().lock().write_all(&text);
             }
         };
-        match &self.bar {
-            Some(bar) => bar.suspend(write),
-            None => write(),
-        }
+        self.progress.suspend(write);
     }
 
     /// Print what is left without a final newline.
@@ -226,11 +221,6 @@ pub fn json_line(result: &HostResult<ExecOutput>) -> String {
         Err(err) => doc["error"] = strip_host_prefix(&err.to_string(), &result.host).into(),
     }
     doc.to_string()
-}
-
-/// Shared handle to the optional progress bar, for sinks.
-pub fn bar_of(reporter: &Option<Arc<ProgressReporter>>) -> Option<ProgressBar> {
-    reporter.as_ref().map(|r| r.bar().clone())
 }
 
 #[cfg(test)]
