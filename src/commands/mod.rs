@@ -1,5 +1,6 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
+pub mod backup;
 pub mod bootstrap;
 pub mod bundle;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod plan;
 pub mod reach;
 pub mod render;
 pub mod reset;
+pub mod restore;
 pub mod status;
 pub mod unlock;
 pub mod up;
@@ -72,6 +74,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&global, &args),
         Command::Status(args) => status::run(&global, &args),
         Command::Reset(args) => reset::run(&global, &args),
+        Command::Backup(args) => backup::run(&global, &args),
+        Command::Restore(args) => restore::run(&global, &args),
         Command::Upgrade(args) => upgrade::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),
