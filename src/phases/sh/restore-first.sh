@@ -13,7 +13,11 @@ set -a
 # shellcheck disable=SC1090
 [ -f "$env_file" ] && . "$env_file"
 set +a
-if ! timeout "$secs" k3s server --cluster-reset --cluster-reset-restore-path="$snapshot" >"$log" 2>&1; then
+reset_ok=yes
+timeout "$secs" k3s server --cluster-reset --cluster-reset-restore-path="$snapshot" >"$log" 2>&1 || reset_ok=no
+# The uploaded copy holds the cluster's secrets: gone once k3s has read it.
+rm -f "$snapshot"
+if [ "$reset_ok" = no ]; then
   echo "edgeops: k3s --cluster-reset failed; its last lines:" >&2
   tail -n 5 "$log" >&2
   exit 5
