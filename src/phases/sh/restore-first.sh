@@ -23,7 +23,12 @@ if [ "$reset_ok" = no ]; then
   exit 5
 fi
 tail -n 1 "$log"
-systemctl start k3s
+if ! timeout "$secs" systemctl start k3s; then
+  systemctl stop k3s || true
+  echo "edgeops: k3s did not start within ${secs}s after the restore; stopped it. Its last lines:" >&2
+  journalctl -u k3s --no-pager -n 3 -o cat >&2 || true
+  exit 3
+fi
 deadline=$(( $(date +%s) + secs ))
 until k3s kubectl get nodes -o name >/dev/null 2>&1; do
   if [ "$(date +%s)" -ge "$deadline" ]; then
