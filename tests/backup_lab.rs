@@ -29,6 +29,7 @@ fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str], servers
     let user = lab.hosts()[0].user.clone();
     let mut toml = format!(
         "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
+         token_env = \"BACKUP_LAB_TOKEN\"\n\
          install_url = \"{mirror}/install.sh\"\n\
          channel_url = \"{mirror}/v1-release/channels\"\n\
          download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
@@ -104,7 +105,8 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-01", "lab-02", "lab-03", "lab-04"];
     let inv = inventory(&lab, dir.path(), "keep", &hosts, 3);
-    let edgeops = Edgeops::new();
+    // A pinned token: a rebuilt cluster must use the token the snapshot was taken with.
+    let edgeops = Edgeops::new().with_env("BACKUP_LAB_TOKEN", "backup-lab-secret-7f3a");
     let up = edgeops.run(&["up", &inv, "--ready-timeout", "90s"]);
     assert!(up.status.success(), "up failed:\n{}", text(&up));
 
@@ -291,6 +293,42 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
     lab.ssh_ok(
         "lab-02",
         "sudo sh -c 'systemctl stop k3s; rm -rf /var/lib/rancher/k3s/server/db && timeout 60 systemctl start k3s'",
+    );
+
+    // The cluster wiped (as re-flashed boards would be): restore refuses with what to do...
+    let reset = edgeops.run(&["reset", &inv, "--yes"]);
+    assert!(reset.status.success(), "reset failed:\n{}", text(&reset));
+    let refused = edgeops.run(&["restore", &inv, local.to_str().unwrap(), "--yes"]);
+    let out = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("edgeops up") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    // ... `up` builds a new, empty cluster, and the restore brings the snapshot's objects back.
+    let up = edgeops.run(&["up", &inv, "--ready-timeout", "90s"]);
+    assert!(up.status.success(), "up after reset failed:\n{}", text(&up));
+    assert!(!namespaces(&lab).contains(&"before-backup".to_owned()));
+    assert!(!cordoned(&lab, "lab-04"));
+    let restore = edgeops.run(&[
+        "restore",
+        &inv,
+        local.to_str().unwrap(),
+        "--yes",
+        "--ready-timeout",
+        "90s",
+        "--api-timeout",
+        "90s",
+    ]);
+    assert!(
+        restore.status.success(),
+        "restore on the rebuilt cluster failed:\n{}",
+        text(&restore)
+    );
+    assert!(namespaces(&lab).contains(&"before-backup".to_owned()));
+    assert!(
+        cordoned(&lab, "lab-04"),
+        "the cordon of the snapshot is not back"
     );
 
     // Prune: two more snapshots, keep one, here and on the server.

@@ -748,13 +748,17 @@ class Store:
         return False
 
     # --- nodes ---
-    def register(self, ident, password, etcd):
+    def register(self, ident, password, etcd, local=False):
         name = ident["name"]
         pw_hash = hashlib.sha256(password.encode()).hexdigest()
         with self.lock:
             node = self.state["nodes"].get(name)
-            if node and node["password"] != pw_hash:
+            if node and node.get("password") and node["password"] != pw_hash and not local:
                 return None
+            if node:
+                # A deleted node-password Secret, or the server's own node (k3s checks the
+                # local node against its local password file): the current password is kept.
+                node["password"] = pw_hash
             labels = {
                 "beta.kubernetes.io/arch": ident["arch"], "beta.kubernetes.io/instance-type": "k3s",
                 "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": ident["arch"],
@@ -1129,6 +1133,7 @@ API_RESOURCES = {
     "helm.cattle.io/v1": [("helmcharts", "HelmChart", True, []), ("helmchartconfigs", "HelmChartConfig", True, [])],
     "batch/v1": [("jobs", "Job", True, [])],
 }
+API_RESOURCES["v1"].append(("secrets", "Secret", True, []))  # node-password Secrets only
 
 
 class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -1314,6 +1319,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if not rest:
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
         resource, name = rest[0], (rest[1] if len(rest) > 1 else None)
+        if resource == "secrets":
+            return self.node_password_secrets(method, ns, name)
         items = self.collection(resource, ns, query)
         if items is None:
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
@@ -1382,6 +1389,26 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if m:
             items = [o for o in items if o["metadata"]["name"] == m.group(1)]
         return json.loads(json.dumps(items))
+
+    def node_password_secrets(self, method, ns, name):
+        """k3s keeps each node's password hash in kube-system/<node>.node-password.k3s; deleting
+        it lets the node register with a new password (the simulator has no other Secrets)."""
+        store = self.server.app.store
+        with store.lock:
+            items = [] if ns not in (None, "kube-system") else [
+                {"apiVersion": "v1", "kind": "Secret", "type": "k3s.cattle.io/node-password",
+                 "metadata": {"name": n + ".node-password.k3s", "namespace": "kube-system"}}
+                for n in sorted(store.state["nodes"]) if store.state["nodes"][n].get("password")]
+            if name is None:
+                return self.send_json(200, {"kind": "SecretList", "apiVersion": "v1", "items": items})
+            node = name[:-len(".node-password.k3s")] if name.endswith(".node-password.k3s") else None
+            if not any(o["metadata"]["name"] == name for o in items):
+                return self.send_json(404, k8s_status(404, "NotFound", 'secrets "%s" not found' % name))
+            if method == "DELETE":
+                store.state["nodes"][node]["password"] = None
+                store.save()
+                return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            return self.send_json(200, next(o for o in items if o["metadata"]["name"] == name))
 
     def member_ip(self, name):
         node = self.server.app.store.state["nodes"].get(name) or {}
@@ -1786,7 +1813,7 @@ def run_server(cfg):
                 time.sleep(HEARTBEAT_SECONDS)
         threading.Thread(target=manifests, daemon=True).start()
         app.store.own = ident["name"]
-        if app.store.register(ident, password, cluster_init) is None:
+        if app.store.register(ident, password, cluster_init, local=True) is None:
             fatal("Node password rejected for %s" % ident["name"])
         notify()
         while True:
@@ -1842,6 +1869,9 @@ RESOURCE_ALIASES = {
     "pod": "pods", "pods": "pods", "po": "pods",
 }
 NAMESPACED = {"helmcharts", "jobs", "pods"}
+# Node-password Secrets (backup/restore region): kube-system/<node>.node-password.k3s.
+RESOURCE_ALIASES.update({"secret": "secrets", "secrets": "secrets"})
+NAMESPACED.add("secrets")
 
 
 class KubectlError(Exception):
@@ -2079,7 +2109,12 @@ def kubectl(argv):
         return 0
     if verb == "delete":
         for n in names:
-            kube_request(client, "DELETE", resource_path(resource, ns, n))
+            try:
+                kube_request(client, "DELETE", resource_path(resource, ns, n))
+            except KubectlError as e:
+                if "--ignore-not-found" in argv and "(NotFound)" in str(e):
+                    continue
+                raise
             print('%s "%s" deleted' % ({"nodes": "node", "helmcharts": "helmchart.helm.cattle.io"}.get(resource, resource), n))
         return 0
     if verb == "wait":

@@ -325,6 +325,16 @@ impl Restore {
         .timeout(self.options.ready_timeout + Duration::from_secs(30))
     }
 
+    /// On the first server: forget the snapshot's node password of `node` (see the script).
+    fn forget_password(&self, node: &str) -> ExecRequest {
+        ExecRequest::new(with_vars(
+            &[("node", node)],
+            include_str!("sh/restore-forget-password.sh"),
+        ))
+        .sudo(true)
+        .timeout(STOP_TIMEOUT)
+    }
+
     /// Restore `bytes` (the verified snapshot file `file`) as described in the module doc.
     pub async fn execute(self, file: &str, bytes: Vec<u8>) -> RestoreReport {
         let mut outcomes: Vec<HostOutcome> = Vec::new();
@@ -447,6 +457,12 @@ impl Restore {
             .sudo(true)
             .timeout(self.options.ready_timeout + Duration::from_secs(30));
             let result = async {
+                self.step(
+                    &first,
+                    "forget the old node password",
+                    self.forget_password(&p.node),
+                )
+                .await?;
                 let said = self.step(&p.host, "rejoin", request).await?;
                 self.step(&first, "wait Ready", self.wait_node(&p.node))
                     .await?;
@@ -475,6 +491,12 @@ impl Restore {
                 .sudo(true)
                 .timeout(this.options.ready_timeout + Duration::from_secs(30));
                 let result = async {
+                    this.step(
+                        &first,
+                        "forget the old node password",
+                        this.forget_password(&p.node),
+                    )
+                    .await?;
                     this.step(&p.host, "restart k3s-agent", request).await?;
                     this.step(&first, "wait Ready", this.wait_node(&p.node))
                         .await?;

@@ -26,7 +26,7 @@ tail -n 1 "$log"
 if ! timeout "$secs" systemctl start k3s; then
   systemctl stop k3s || true
   echo "edgeops: k3s did not start within ${secs}s after the restore; stopped it. Its last lines:" >&2
-  journalctl -u k3s --no-pager -n 3 -o cat >&2 || true
+  journalctl -u k3s --no-pager -n 40 -o cat | grep "level=" | tail -n 2 >&2 || true
   exit 3
 fi
 deadline=$(( $(date +%s) + secs ))

@@ -12,6 +12,6 @@ if ! timeout "$secs" systemctl start k3s; then
   # Stop what edgeops started: a k3s that cannot join keeps retrying forever otherwise.
   systemctl stop k3s || true
   echo "edgeops: k3s did not start within ${secs}s; stopped it. Its last lines:" >&2
-  journalctl -u k3s --no-pager -n 3 -o cat >&2 || true
+  journalctl -u k3s --no-pager -n 40 -o cat | grep "level=" | tail -n 2 >&2 || true
   exit 3
 fi
