@@ -211,6 +211,28 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
     assert_eq!(pids, after, "a refused restore restarted k3s");
     std::fs::write(&local, &bytes).unwrap();
 
+    // --dry-run: the plan (every host, what it will do), nothing changed.
+    let dry = edgeops.run(&["restore", &inv, local.to_str().unwrap(), "--dry-run"]);
+    let out = text(&dry);
+    assert!(dry.status.success(), "{out}");
+    assert!(
+        out.contains("restore plan") && out.contains("dry run: nothing was changed"),
+        "{out}"
+    );
+    for host in hosts {
+        assert!(
+            out.lines().any(|l| l.starts_with(host)),
+            "{host} not in the plan:\n{out}"
+        );
+    }
+    let after: Vec<String> = ["lab-01", "lab-02", "lab-03"]
+        .iter()
+        .map(|h| main_pid(&lab, h, "k3s"))
+        .collect();
+    assert_eq!(pids, after, "a dry run restarted k3s");
+    assert!(namespaces(&lab).contains(&"after-backup".to_owned()));
+    assert!(!cordoned(&lab, "lab-04"));
+
     // Without --yes and without a terminal: refused, nothing changed.
     let refused = edgeops.run(&["restore", &inv, local.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
