@@ -68,6 +68,20 @@ impl HostPlan {
     }
 }
 
+/// `sh/restore-survey.sh`'s answer: (k3s on PATH, the k3s unit installed, it is active).
+fn parse_survey(text: &str) -> (bool, Option<String>, bool) {
+    let (mut k3s, mut unit, mut active) = (false, None, false);
+    for line in text.lines() {
+        match line.trim().split_once(' ') {
+            Some(("k3s", v)) => k3s = v == "yes",
+            Some(("unit", v)) if v != "none" => unit = Some(v.to_owned()),
+            Some(("active", v)) => active = v == "yes",
+            _ => {}
+        }
+    }
+    (k3s, unit, active)
+}
+
 /// One host's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostOutcome {
@@ -193,14 +207,7 @@ impl Restore {
             };
             match found.remove(&host.name) {
                 Some(Ok(text)) => {
-                    for line in text.lines() {
-                        match line.split_once(' ') {
-                            Some(("k3s", v)) => plan.k3s_installed = v == "yes",
-                            Some(("unit", v)) if v != "none" => plan.unit = Some(v.to_owned()),
-                            Some(("active", v)) => plan.active = v == "yes",
-                            _ => {}
-                        }
-                    }
+                    (plan.k3s_installed, plan.unit, plan.active) = parse_survey(&text);
                     if !plan.k3s_installed || plan.unit.as_deref() != Some(want_unit) {
                         plan.problem = Some(format!(
                             "k3s is not installed as {want_unit}.service (a re-flashed board?): \
@@ -520,5 +527,45 @@ impl Restore {
             messages: std::mem::take(&mut self.messages),
             log_dir: self.log.dir().map(|d| d.display().to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survey_answers_are_read() {
+        assert_eq!(
+            parse_survey("k3s yes\nunit k3s\nactive yes\n"),
+            (true, Some("k3s".to_owned()), true)
+        );
+        // A re-flashed board: nothing installed.
+        assert_eq!(
+            parse_survey("k3s no\nunit none\nactive no\n"),
+            (false, None, false)
+        );
+        assert_eq!(parse_survey(""), (false, None, false));
+    }
+
+    #[test]
+    fn every_phase_has_its_step_in_the_plan() {
+        let plan = |phase| HostPlan {
+            host: "h".into(),
+            role: "server",
+            node: "h".into(),
+            phase,
+            k3s_installed: true,
+            unit: Some("k3s".into()),
+            active: true,
+            problem: None,
+        };
+        assert!(
+            plan("first server")
+                .action()
+                .contains("--cluster-reset-restore-path")
+        );
+        assert!(plan("servers").action().contains("server/db aside"));
+        assert!(plan("agents").action().contains("k3s-agent"));
     }
 }
