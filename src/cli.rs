@@ -68,6 +68,12 @@ pub enum Command {
     Status(InventoryArg),
     /// Uninstall k3s and edgeops's files from the hosts (agents first, then servers).
     Reset(ResetArgs),
+    // --- backup and restore (etcd snapshots) ---
+    /// Take an etcd snapshot on the first server and copy it here (sha256 in a manifest);
+    /// list or prune snapshots.
+    Backup(BackupArgs),
+    /// Bring the cluster back from a snapshot taken by `backup` (asks first, as `reset` does).
+    Restore(RestoreArgs),
     /// Rolling k3s upgrade: servers one at a time, then agents in batches.
     // `--version` is the target here, not the program's version.
     #[command(disable_version_flag = true)]
@@ -181,6 +187,46 @@ pub struct ResetArgs {
     /// `[gitlab]` section and a whole-cluster reset (no --limit).
     #[arg(long)]
     pub gitlab: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// Snapshot name prefix (k3s names the file NAME-NODE-UNIXTIME).
+    #[arg(long, default_value = "on-demand")]
+    pub name: String,
+    /// Folder for the copies and their manifest.json [default: backups/CLUSTER next to the
+    /// inventory].
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// List the snapshots here (with sha256 check) and on the first server; take none.
+    #[arg(long, conflicts_with = "prune")]
+    pub list: bool,
+    /// After the snapshot, keep only the newest KEEP with this name prefix, here and on the
+    /// first server.
+    #[arg(long, value_name = "KEEP", value_parser = clap::value_parser!(u32).range(1..))]
+    pub prune: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The inventory file (TOML).
+    pub inventory: PathBuf,
+    /// A snapshot file fetched by `edgeops backup` (its folder's manifest.json holds its sha256).
+    pub snapshot: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Verify the snapshot, connect, survey and show the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Limit for the cluster reset and then for the first server's API.
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
+    pub api_timeout: std::time::Duration,
+    /// Limit per other server and per agent to be Ready again.
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
+    pub ready_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -707,6 +707,9 @@ class Store:
                     self.state.update(json.load(f))
             except (OSError, ValueError) as e:
                 log("warning", "ignoring unreadable datastore %s: %s" % (path, e))
+        # etcd's cluster ID: a new one after every --cluster-reset, so members holding the old
+        # cluster's data cannot rejoin until their db is removed.
+        self.state.setdefault("clusterID", uuid.uuid4().hex[:16])
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.ensure_namespace(ns)
         # After a restart (e.g. an upgrade) nodes keep their last reported state until the
@@ -745,13 +748,17 @@ class Store:
         return False
 
     # --- nodes ---
-    def register(self, ident, password, etcd):
+    def register(self, ident, password, etcd, local=False):
         name = ident["name"]
         pw_hash = hashlib.sha256(password.encode()).hexdigest()
         with self.lock:
             node = self.state["nodes"].get(name)
-            if node and node["password"] != pw_hash:
+            if node and node.get("password") and node["password"] != pw_hash and not local:
                 return None
+            if node:
+                # A deleted node-password Secret, or the server's own node (k3s checks the
+                # local node against its local password file): the current password is kept.
+                node["password"] = pw_hash
             labels = {
                 "beta.kubernetes.io/arch": ident["arch"], "beta.kubernetes.io/instance-type": "k3s",
                 "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": ident["arch"],
@@ -1126,6 +1133,7 @@ API_RESOURCES = {
     "helm.cattle.io/v1": [("helmcharts", "HelmChart", True, []), ("helmchartconfigs", "HelmChartConfig", True, [])],
     "batch/v1": [("jobs", "Job", True, [])],
 }
+API_RESOURCES["v1"].append(("secrets", "Secret", True, []))  # node-password Secrets only
 
 
 class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -1226,11 +1234,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             heartbeat = re.fullmatch(r"/v1-k3s/sim/nodes/[^/]+/heartbeat", path) is not None
             if heartbeat:
                 pass
-            elif path.startswith("/v1-k3s/"):
+            elif path.startswith("/v1-k3s/") or path == "/db/snapshot":
                 if self.basic_secret() != app.secret and not self.client_cert_ok():
                     return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
             elif not self.client_cert_ok():
                 return self.send_json(401, k8s_status(401, "Unauthorized", "Unauthorized"))
+            if path == "/db/snapshot" and method == "POST":
+                return self.snapshot()
             if app.upstream:
                 return self.proxy(method)
             bootstrap = path == "/v1-k3s/server-bootstrap"  # served from the member's own data
@@ -1242,6 +1252,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.local(method, path, query)
         except (BrokenPipeError, ConnectionResetError):
             pass
+
+    def snapshot(self):
+        """k3s's supervisor endpoint behind `k3s etcd-snapshot`; sqlite has no snapshots."""
+        app = self.server.app
+        if app.store and not app.store.state["clusterInit"]:
+            log("error", "etcd datastore disabled")
+            return self.send_json(500, k8s_status(500, "InternalError", "etcd datastore disabled"))
+        try:
+            return self.send_json(200, snapshot_request(app, self.body_json() or {}))
+        except (ValueError, OSError) as e:
+            log("error", "Failed to take etcd snapshot: %s" % e)
+            return self.send_json(500, k8s_status(500, "InternalError", str(e)))
 
     def proxy(self, method):
         app = self.server.app
@@ -1297,6 +1319,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         if not rest:
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
         resource, name = rest[0], (rest[1] if len(rest) > 1 else None)
+        if resource == "secrets":
+            return self.node_password_secrets(method, ns, name)
         items = self.collection(resource, ns, query)
         if items is None:
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
@@ -1366,6 +1390,30 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             items = [o for o in items if o["metadata"]["name"] == m.group(1)]
         return json.loads(json.dumps(items))
 
+    def node_password_secrets(self, method, ns, name):
+        """k3s keeps each node's password hash in kube-system/<node>.node-password.k3s; deleting
+        it lets the node register with a new password (the simulator has no other Secrets)."""
+        store = self.server.app.store
+        with store.lock:
+            items = [] if ns not in (None, "kube-system") else [
+                {"apiVersion": "v1", "kind": "Secret", "type": "k3s.cattle.io/node-password",
+                 "metadata": {"name": n + ".node-password.k3s", "namespace": "kube-system"}}
+                for n in sorted(store.state["nodes"]) if store.state["nodes"][n].get("password")]
+            if name is None:
+                return self.send_json(200, {"kind": "SecretList", "apiVersion": "v1", "items": items})
+            node = name[:-len(".node-password.k3s")] if name.endswith(".node-password.k3s") else None
+            if not any(o["metadata"]["name"] == name for o in items):
+                return self.send_json(404, k8s_status(404, "NotFound", 'secrets "%s" not found' % name))
+            if method == "DELETE":
+                store.state["nodes"][node]["password"] = None
+                store.save()
+                return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            return self.send_json(200, next(o for o in items if o["metadata"]["name"] == name))
+
+    def member_ip(self, name):
+        node = self.server.app.store.state["nodes"].get(name) or {}
+        return (node.get("obj", {}).get("metadata", {}).get("annotations") or {}).get("k3s.io/internal-ip", "")
+
     def k3s_endpoint(self, method, parts):
         app, store = self.server.app, self.server.app.store
         if parts == ["token"] and method == "PUT":
@@ -1384,7 +1432,14 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
         if parts == ["server-bootstrap"]:
             return self.send_json(200, {"ca_crt": read_text(app.ca_file), "ca_key": read_text(app.ca_key),
-                                        "secret": app.secret, "cluster_init": store.state["clusterInit"]})
+                                        "secret": app.secret, "cluster_init": store.state["clusterInit"],
+                                        "cluster_id": store.state.get("clusterID"),
+                                        "members": ["%s=https://%s:2380" % (m, self.member_ip(m))
+                                                    for m in store.state.get("etcdMembers", [])]})
+        if parts == ["sim", "datastore"] and method == "GET":
+            # A joined server's snapshot: the simulated store lives on the first server.
+            with store.lock:
+                return self.send_json(200, store.state)
         if parts == ["sim", "nodes"] and method == "POST":
             req = self.body_json() or {}
             kubelet = req.get("ident", {}).get("version", "")
@@ -1637,11 +1692,30 @@ def run_server(cfg):
             fatal("Error: failed to get server bootstrap data: %d" % status)
         if not data["cluster_init"]:
             fatal("Error: server %s uses sqlite and cannot be joined; start the first server with --cluster-init" % join_url)
+        member_file = os.path.join(server_dir, "db", "etcd", "sim-member.json")
+        try:
+            with open(member_file) as f:
+                joined_id = json.load(f).get("clusterID")
+        except (OSError, ValueError):
+            joined_id = None
+        if joined_id and data.get("cluster_id") and joined_id != data["cluster_id"]:
+            # This member's etcd data belongs to a cluster that was reset (restored): etcd cannot
+            # rejoin, k3s keeps testing the datastore and never becomes ready, until the db is
+            # removed (k3s: "Backup and delete ${datadir}/server/db on each peer etcd server").
+            me = "%s=https://%s:2380" % (cfg.get("node-name") or socket.gethostname(),
+                                         (cfg.get("node-ip") or [None])[0] or primary_ip())
+            while True:
+                log("info", "Failed to test data store connection: this server is a not a member of the etcd "
+                    "cluster. Found [%s], expect: %s" % (" ".join(data.get("members") or []), me))
+                time.sleep(5 * slow_factor())
+        write_file(member_file, json.dumps({"clusterID": data.get("cluster_id")}), 0o600)
         write_file(app.ca_file, data["ca_crt"], 0o644)
         write_file(app.ca_key, data["ca_key"], 0o600)
         app.secret = data["secret"]
     else:
         make_ca(tls)
+        if cfg.get("cluster-reset-restore-path"):
+            restore_snapshot(cfg, server_dir)
         stored = (read_text(os.path.join(server_dir, "token")) or "").strip()
         app.secret = split_token(token)[1] if token else (split_token(stored)[1] if stored else secrets.token_hex(16))
         # k3s encrypts the bootstrap data with a key derived from the token: once written, a
@@ -1687,6 +1761,7 @@ def run_server(cfg):
             # k3s --cluster-reset: this server becomes the only etcd member, then k3s exits.
             name = cfg.get("node-name") or socket.gethostname()
             app.store.state["etcdMembers"] = [name]
+            app.store.state["clusterID"] = uuid.uuid4().hex[:16]
             app.store.save()
             log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset "
                 "flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
@@ -1695,6 +1770,9 @@ def run_server(cfg):
             app.store.state["bootstrapTokenHash"] = token_key(app.secret)
             app.store.save()
     app.server_dir = server_dir
+    app.node_name = cfg.get("node-name") or socket.gethostname()
+    if join_url:
+        app.upstream_server = Upstream(join_url, app.ca_file, secret=app.secret, user="server")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(crt, key)
     ctx.load_verify_locations(app.ca_file)
@@ -1735,7 +1813,7 @@ def run_server(cfg):
                 time.sleep(HEARTBEAT_SECONDS)
         threading.Thread(target=manifests, daemon=True).start()
         app.store.own = ident["name"]
-        if app.store.register(ident, password, cluster_init) is None:
+        if app.store.register(ident, password, cluster_init, local=True) is None:
             fatal("Node password rejected for %s" % ident["name"])
         notify()
         while True:
@@ -1791,6 +1869,9 @@ RESOURCE_ALIASES = {
     "pod": "pods", "pods": "pods", "po": "pods",
 }
 NAMESPACED = {"helmcharts", "jobs", "pods"}
+# Node-password Secrets (backup/restore region): kube-system/<node>.node-password.k3s.
+RESOURCE_ALIASES.update({"secret": "secrets", "secrets": "secrets"})
+NAMESPACED.add("secrets")
 
 
 class KubectlError(Exception):
@@ -2028,7 +2109,12 @@ def kubectl(argv):
         return 0
     if verb == "delete":
         for n in names:
-            kube_request(client, "DELETE", resource_path(resource, ns, n))
+            try:
+                kube_request(client, "DELETE", resource_path(resource, ns, n))
+            except KubectlError as e:
+                if "--ignore-not-found" in argv and "(NotFound)" in str(e):
+                    continue
+                raise
             print('%s "%s" deleted' % ({"nodes": "node", "helmcharts": "helmchart.helm.cattle.io"}.get(resource, resource), n))
         return 0
     if verb == "wait":
@@ -2052,6 +2138,179 @@ def kubectl(argv):
                 raise KubectlError("error: timed out waiting for the condition on %s/%s" % (resource, pending[0]["metadata"]["name"]))
             time.sleep(1)
     raise KubectlError('error: unknown command "%s" for "kubectl" (simulator subset)' % verb)
+
+
+# ----------------------------------------------------------------------------------------------
+# etcd snapshots (`k3s etcd-snapshot ...`, `--cluster-reset-restore-path`), like k3s's
+# pkg/etcd/snapshot.go and pkg/cli/etcdsnapshot: the CLI asks the running server (POST
+# /db/snapshot with the server token); the server writes <name>-<node>-<unix time> files.
+# ----------------------------------------------------------------------------------------------
+
+SNAPSHOT_MAGIC = "K3S-SIM-ETCD-SNAPSHOT v1"
+
+
+def snapshot_bytes(state):
+    """The whole datastore, then a sha256 trailer (etcd's snapshot db carries one too)."""
+    body = (SNAPSHOT_MAGIC + "\n" + json.dumps(state, sort_keys=True) + "\n").encode()
+    return body + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+def snapshot_state(path):
+    """A snapshot file's datastore; the reason when it is missing, damaged or not a snapshot."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError("invalid snapshot path: stat %s: %s" % (path, os.strerror(e.errno).lower()))
+    body, _, trailer = data.rstrip(b"\n").rpartition(b"\n")
+    body += b"\n"
+    if not body.startswith(SNAPSHOT_MAGIC.encode()):
+        raise ValueError("failed to restore snapshot %s: snapshot file integrity check failed: not an etcd snapshot" % path)
+    if hashlib.sha256(body).hexdigest().encode() != trailer:
+        raise ValueError("failed to restore snapshot %s: snapshot file integrity check failed: sha256 mismatch" % path)
+    return json.loads(body.decode().split("\n", 1)[1])
+
+
+def snapshot_dir(server_dir, requested):
+    """k3s: the default dir is created (0700); a dir the user names must already exist."""
+    default = os.path.join(server_dir, "db", "snapshots")
+    d = requested or default
+    if not os.path.isdir(d):
+        if d != default:
+            raise ValueError("failed to get etcd-snapshot-dir: stat %s: no such file or directory" % d)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
+
+
+def local_snapshots(d):
+    """(name, path, size, created unix) of every file in the snapshot dir, oldest first."""
+    out = []
+    for f in sorted(os.listdir(d)):
+        p = os.path.join(d, f)
+        if not os.path.isfile(p):
+            continue
+        try:
+            ts = int(f.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            ts = int(os.stat(p).st_mtime)
+        out.append({"name": f, "location": "file://" + p, "size": os.stat(p).st_size, "createdAt": ts})
+    return sorted(out, key=lambda s: (s["createdAt"], s["name"]))
+
+
+def snapshot_request(app, req):
+    """The server side of /db/snapshot: save, list, delete, prune."""
+    op = req.get("operation")
+    d = snapshot_dir(app.server_dir, req.get("dir"))
+    if op == "list":
+        return {"snapshots": local_snapshots(d)}
+    if op == "save":
+        if app.store:
+            with app.store.lock:
+                state = json.loads(json.dumps(app.store.state))
+        else:
+            status, state = app.upstream_server.json("GET", "/v1-k3s/sim/datastore")
+            if status != 200:
+                raise ValueError("failed to check etcd status for snapshot: %d" % status)
+        now = int(round(time.time()))
+        name = "%s-%s-%d" % (req.get("name") or "on-demand", app.node_name, now)
+        path = os.path.join(d, name)
+        log("info", "Saving etcd snapshot to %s" % path)
+        write_file(path, snapshot_bytes(state), 0o600)
+        return {"created": [name]}
+    if op == "delete":
+        deleted = []
+        for name in req.get("names") or []:
+            p = os.path.join(d, os.path.basename(name))
+            if os.path.isfile(p):
+                os.remove(p)
+                log("info", "Removing local snapshot %s" % p)
+                deleted.append(os.path.basename(name))
+            else:
+                log("warning", "Unable to find local snapshot %s to delete" % os.path.basename(name))
+        return {"deleted": deleted}
+    if op == "prune":
+        keep = int(req.get("retention") or 5)
+        prefix = (req.get("name") or "on-demand") + "-"
+        log("info", "Applying snapshot retention=%d to local snapshots with prefix %s in %s" % (keep, prefix[:-1], d))
+        mine = [s for s in local_snapshots(d) if s["name"].startswith(prefix)]
+        deleted = []
+        for s in mine[:max(0, len(mine) - keep)]:
+            p = os.path.join(d, s["name"])
+            log("info", "Removing local snapshot %s" % p)
+            os.remove(p)
+            deleted.append(s["name"])
+        return {"deleted": deleted}
+    raise ValueError("unknown snapshot operation %r" % op)
+
+
+def etcd_snapshot(argv):
+    """`k3s etcd-snapshot [save|ls|list|delete|prune] [flags]` (no subcommand = save)."""
+    sub = "save"
+    if argv and not argv[0].startswith("-"):
+        sub, argv = argv[0], argv[1:]
+    if sub == "ls":
+        sub = "list"
+    if sub not in ("save", "list", "delete", "prune"):
+        sys.stderr.write('Incorrect Usage: command "%s" not found\n' % sub)
+        return 1
+    cfg, rest = load_config(argv)
+    data_dir = cfg.get("data-dir") or "/var/lib/rancher/k3s"
+    server_dir = os.path.join(data_dir, "server")
+    if sub == "save" and rest:
+        fatal("Error: this command does not take any arguments")
+    if sub == "delete" and not rest:
+        fatal("Error: no snapshots given for removal")
+    token = (read_text(os.path.join(server_dir, "token")) or "").strip()
+    if not token:
+        fatal("Error: open %s: no such file or directory" % os.path.join(server_dir, "token"))
+    req = {"operation": sub, "name": cfg.get("name") or cfg.get("etcd-snapshot-name"),
+           "dir": cfg.get("dir") or cfg.get("etcd-snapshot-dir"), "names": rest,
+           "retention": cfg.get("snapshot-retention") or cfg.get("etcd-snapshot-retention")}
+    port = int(cfg.get("https-listen-port") or 6443)
+    url = "https://127.0.0.1:%d" % port
+    ca = os.path.join(server_dir, "tls", "server-ca.crt")
+    client = Upstream(url, ca, secret=split_token(token)[1], user="server")
+    try:
+        status, body = client.json("POST", "/db/snapshot", req)
+    except OSError as e:
+        fatal("Error: Post \"%s/db/snapshot\": dial tcp 127.0.0.1:%d: %s" % (url, port, os_reason(e)))
+    if status != 200:
+        fatal("Error: see server log for details: %s" % (body or {}).get("message", status))
+    if sub == "list":
+        rows = [("Name", "Location", "Size", "Created")] + [
+            (s["name"], s["location"], str(s["size"]), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s["createdAt"])))
+            for s in body["snapshots"]]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for r in rows:
+            print(" ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        return 0
+    for name in body.get("created", []):
+        log("info", "Snapshot %s saved." % name)
+    for name in body.get("deleted", []):
+        log("info", "Snapshot %s deleted." % name)
+    return 0
+
+
+def restore_snapshot(cfg, server_dir):
+    """--cluster-reset --cluster-reset-restore-path=FILE: the datastore becomes the snapshot's
+    (the old one moved to db/etcd-old-<unix time>, as k3s does)."""
+    path = cfg.get("cluster-reset-restore-path")
+    if not cfg.get("cluster-reset"):
+        fatal("Error: invalid flag use; --cluster-reset required with --cluster-reset-restore-path")
+    try:
+        state = snapshot_state(path)
+    except ValueError as e:
+        fatal("Error: starting kubernetes: preparing server: start managed database: %s" % e)
+    db = os.path.join(server_dir, "db")
+    os.makedirs(db, exist_ok=True)
+    current = os.path.join(db, "sim-state.json")
+    if os.path.exists(current):
+        old = os.path.join(db, "etcd-old-%d" % int(time.time()))
+        os.makedirs(old, exist_ok=True)
+        os.rename(current, os.path.join(old, "sim-state.json"))
+        log("info", "Pre-restore etcd database moved to %s" % old)
+    write_file(current, json.dumps(state), 0o600)
+    log("info", "Restoring etcd snapshot from %s" % path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -2096,7 +2355,7 @@ def main():
         argv = [prog] + argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("NAME:\n   k3s - Kubernetes, but small and simple (lab simulator)\n\nUSAGE:\n   k3s [global options] command [command options]\n\n"
-              "COMMANDS:\n   server, agent, kubectl, crictl, ctr, token, check-config")
+              "COMMANDS:\n   server, agent, kubectl, crictl, ctr, token, etcd-snapshot, check-config")
         return 0
     cmd = argv[0]
     if cmd in ("--version", "-v", "version"):
@@ -2122,6 +2381,8 @@ def main():
         elif cmd == "ctr":
             print("ctr github.com/k3s-io/containerd %s (simulator)" % RUNTIMES.get(minor_of(VERSION), ("containerd://1.7.23-k3s2",))[0].split("//")[1])
             return 0
+        elif cmd == "etcd-snapshot":
+            return etcd_snapshot(argv[1:])
         elif cmd == "token" and argv[1:2] == ["rotate"]:
             return token_rotate(argv[2:])
         elif cmd == "token":

@@ -1,5 +1,6 @@
 //! Wiring from a parsed command line to the code that does the work, and from its outcome to an exit code.
 
+pub mod backup;
 pub mod bootstrap;
 pub mod bundle;
 pub mod check;
@@ -14,6 +15,7 @@ pub mod prompt;
 pub mod reach;
 pub mod render;
 pub mod reset;
+pub mod restore;
 pub mod status;
 pub mod unlock;
 pub mod up;
@@ -82,6 +84,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&global, &args),
         Command::Status(args) => status::run(&global, &args),
         Command::Reset(args) => reset::run(&global, &args),
+        Command::Backup(args) => backup::run(&global, &args),
+        Command::Restore(args) => restore::run(&global, &args),
         Command::Upgrade(args) => upgrade::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),

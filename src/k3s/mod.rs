@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod quorum;
 pub mod registries;
 pub mod skew;
+pub mod snapshot;
 pub mod token;
 pub mod version;
 

@@ -19,9 +19,12 @@
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
 //! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
 //!   host scripts and its report.
+//! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
+//!   from one (`k3s::snapshot` holds the workstation side).
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
 
 pub mod airgap;
+pub mod backup;
 pub mod decide;
 pub mod distro;
 pub mod facts;
@@ -37,6 +40,7 @@ pub mod reset;
 pub mod reset_gitlab;
 pub mod reset_outcome;
 pub mod reset_remote;
+pub mod restore;
 mod run;
 pub mod upgrade;
 pub mod upgrade_plan;

@@ -1,0 +1,226 @@
+//! `edgeops restore INVENTORY SNAPSHOT [--yes] [--dry-run]`: check the snapshot against its
+//! folder's manifest (sha256, cluster) before any host is contacted, connect, take the cluster
+//! lock, show the plan (which host does what), ask on a terminal as `reset` does (refuse without
+//! one unless `--yes`), then restore (`phases::restore`) and report per host.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs};
+use crate::exit::Failure;
+use crate::k3s::snapshot::{self, Manifest};
+use crate::k3s::token::read_join_token;
+use crate::phases::restore::{Restore, RestoreOptions, RestoreReport};
+use crate::phases::runlog::{Redactor, RunLog};
+
+use super::up::{prepare, table, with_interrupt};
+
+pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be refused offline is refused before any host is contacted.
+    let (bytes, entry) =
+        snapshot::verify(&args.snapshot).map_err(|e| Failure::Usage(e.to_string()))?;
+    let interactive = std::io::stdin().is_terminal();
+    if !args.yes && !args.dry_run && !interactive {
+        return Err(Failure::Usage(
+            "refusing to restore without confirmation: stdin is not a terminal, so edgeops \
+             cannot ask; pass --yes to restore non-interactively (nothing was changed)"
+                .to_owned(),
+        )
+        .into());
+    }
+    let prepared = prepare(global, &args.inventory, true)?;
+    let inventory = &prepared.inventory;
+    let dir = args.snapshot.parent().unwrap_or(std::path::Path::new("."));
+    let manifest = Manifest::load(dir).map_err(|e| Failure::Usage(e.to_string()))?;
+    if !manifest.cluster.is_empty() && manifest.cluster != inventory.cluster.name {
+        return Err(Failure::Usage(format!(
+            "{} is a snapshot of cluster {} (its manifest says so), not of {}: refusing to \
+             restore it here (nothing was changed)",
+            args.snapshot.display(),
+            manifest.cluster,
+            inventory.cluster.name
+        ))
+        .into());
+    }
+    if !inventory.cluster.ha {
+        return Err(Failure::Usage(format!(
+            "cluster {} keeps its state in sqlite (`ha` is not set): k3s restores etcd snapshots \
+             only into embedded etcd (nothing was changed)",
+            inventory.cluster.name
+        ))
+        .into());
+    }
+    let redactor = Redactor::default();
+    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
+        redactor.add(token.expose());
+    }
+    let log = RunLog::create(&inventory.cluster.name, redactor);
+    let options = RestoreOptions {
+        fleet: prepared.fleet_settings.clone(),
+        lock_stale_after: inventory.cluster.lock_expiry,
+        api_timeout: args.api_timeout,
+        ready_timeout: args.ready_timeout,
+    };
+    let runtime = super::runtime()?;
+    let restore = runtime.block_on(with_interrupt(
+        &prepared.ctx,
+        Restore::survey(
+            inventory,
+            prepared.targets.clone(),
+            prepared.ctx.clone(),
+            options,
+            log,
+        ),
+    ))?;
+    if prepared.ctx.cancel.is_cancelled() {
+        runtime.block_on(restore.abort());
+        return Err(Failure::Usage("restore interrupted: nothing was changed".to_owned()).into());
+    }
+    print_plan(&restore, &entry.file, &entry.sha256)?;
+    let problems = restore.problems();
+    if !problems.is_empty() {
+        runtime.block_on(restore.abort());
+        return Err(Failure::Usage(format!(
+            "cannot restore: {} (nothing was changed)",
+            problems.join("; ")
+        ))
+        .into());
+    }
+    if args.dry_run {
+        runtime.block_on(restore.abort());
+        eprintln!("dry run: nothing was changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !confirm(&runtime, restore.plan().len())? {
+        runtime.block_on(restore.abort());
+        return Err(Failure::Usage("restore cancelled: nothing was changed".to_owned()).into());
+    }
+    let report = runtime.block_on(with_interrupt(
+        &prepared.ctx,
+        restore.execute(&entry.file, bytes),
+    ));
+    print_report(global, &report)?;
+    let failed = report.failed_hosts();
+    if failed > 0 {
+        return Err(Failure::HostsFailed {
+            failed,
+            total: report.hosts.len(),
+        }
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which host does what, in order, on stderr (stdout keeps the report).
+fn print_plan(restore: &Restore, file: &str, sha256: &str) -> anyhow::Result<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "restore plan: snapshot {file} (sha256 {sha256} matches the manifest); the cluster's \
+         current state is replaced by the snapshot's"
+    )?;
+    let mut rows = vec![
+        ["HOST", "PHASE", "ROLE", "K3S", "WILL"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for p in restore.plan() {
+        rows.push(vec![
+            p.host.clone(),
+            p.phase.to_owned(),
+            p.role.to_owned(),
+            match (&p.problem, p.active) {
+                (Some(_), _) => "?".to_owned(),
+                (None, true) => "running".to_owned(),
+                (None, false) => "stopped".to_owned(),
+            },
+            match &p.problem {
+                Some(why) => format!("cannot: {why}"),
+                None => p.action().to_owned(),
+            },
+        ]);
+    }
+    write!(err, "{}", table(&rows))?;
+    Ok(())
+}
+
+/// Any termination signal while the prompt waits counts as a no.
+async fn interrupted() {
+    match super::interrupt::Interrupts::new() {
+        Ok(mut interrupts) => {
+            interrupts.next().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Ask on the terminal; only `y` or `yes` goes ahead (as `reset` asks).
+fn confirm(runtime: &tokio::runtime::Runtime, hosts: usize) -> anyhow::Result<bool> {
+    {
+        let mut err = std::io::stderr().lock();
+        write!(
+            err,
+            "Restore {hosts} host(s) from this snapshot? Everything changed in the cluster since \
+             the snapshot is lost. [y/N] "
+        )?;
+        err.flush()?;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        let _ = tx.send(answer);
+    });
+    let answer = runtime.block_on(async {
+        tokio::select! {
+            answer = rx => answer.ok(),
+            _ = interrupted() => None,
+        }
+    });
+    if answer.is_none() {
+        eprintln!();
+    }
+    Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+}
+
+fn print_report(global: &GlobalArgs, report: &RestoreReport) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if global.output == OutputFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "cluster {}: restore from {}",
+        report.cluster, report.snapshot
+    )?;
+    let mut rows = vec![
+        ["HOST", "ROLE", "RESULT", "TIME", "DETAIL"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for h in &report.hosts {
+        rows.push(vec![
+            h.host.clone(),
+            h.role.to_owned(),
+            if h.ok { "restored" } else { "FAILED" }.to_owned(),
+            format!("{:.1}s", h.seconds),
+            h.detail.clone(),
+        ]);
+    }
+    write!(out, "{}", table(&rows))?;
+    for m in &report.messages {
+        writeln!(out, "note: {m}")?;
+    }
+    if let Some(dir) = &report.log_dir {
+        writeln!(out, "logs: {dir}")?;
+    }
+    writeln!(
+        out,
+        "{} host(s): {} restored, {} failed",
+        report.hosts.len(),
+        report.hosts.len() - report.failed_hosts(),
+        report.failed_hosts()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! etcd snapshots on the workstation, without SSH: snapshot names, the backup folder's
+//! manifest (file → sha256), reading `k3s etcd-snapshot save|ls` output, and which snapshots a
+//! prune keeps. The phases in `phases::backup` / `phases::restore` do the remote work.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest's file name inside a backup folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// k3s's default `--name` of an on-demand snapshot.
+pub const DEFAULT_NAME: &str = "on-demand";
+
+/// Why a snapshot or the manifest cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(
+        "snapshot name {0:?} is not usable: use letters, digits, '.', '_' and '-' (k3s appends -NODE-TIME to it)"
+    )]
+    BadName(String),
+    #[error("{path}: {reason}")]
+    Io { path: PathBuf, reason: String },
+    #[error("{path}: not a valid edgeops backup manifest: {reason}")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error(
+        "{file} is not in the manifest {manifest}: edgeops restores only snapshots it fetched and recorded (nothing was changed)"
+    )]
+    NotInManifest { file: String, manifest: PathBuf },
+    #[error(
+        "{file}: sha256 is {actual}, but the manifest {manifest} recorded {expected}: the file was changed or damaged since `edgeops backup`; refusing to restore it (nothing was changed)"
+    )]
+    Mismatch {
+        file: String,
+        manifest: PathBuf,
+        expected: String,
+        actual: String,
+    },
+}
+
+/// Check a user-given snapshot name (`--name`): it becomes part of a file name on the host.
+pub fn check_name(name: &str) -> Result<(), SnapshotError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['-', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SnapshotError::BadName(name.to_owned()))
+    }
+}
+
+/// One snapshot copied to the workstation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The file name (k3s's `<name>-<node>-<unix time>`), in the backup folder.
+    pub file: String,
+    pub sha256: String,
+    pub size: u64,
+    /// The server it was taken on.
+    pub host: String,
+    /// Unix time of the copy.
+    pub fetched: u64,
+    /// Where it lies on the server (`k3s etcd-snapshot ls`'s location, without `file://`).
+    pub remote_path: String,
+}
+
+/// `manifest.json` of a backup folder: the cluster and every snapshot fetched, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub cluster: String,
+    pub snapshots: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Read `dir/manifest.json`; a folder without one has an empty manifest.
+    pub fn load(dir: &Path) -> Result<Manifest, SnapshotError> {
+        let path = dir.join(MANIFEST_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| SnapshotError::BadManifest {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) => Err(SnapshotError::Io {
+                path,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Write it atomically, 0600 (it names the snapshot files, which hold the cluster's secrets).
+    pub fn save(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = serde_json::to_string_pretty(self).expect("manifest serializes");
+        write_private(&path, text.as_bytes())
+    }
+
+    pub fn find(&self, file: &str) -> Option<&Entry> {
+        self.snapshots.iter().find(|e| e.file == file)
+    }
+
+    /// Record `entry` (replacing one of the same file).
+    pub fn add(&mut self, entry: Entry) {
+        self.snapshots.retain(|e| e.file != entry.file);
+        self.snapshots.push(entry);
+    }
+
+    /// The entries a prune to `keep` removes: the oldest beyond the newest `keep`.
+    pub fn prune(&mut self, keep: usize) -> Vec<Entry> {
+        self.snapshots.sort_by_key(|e| (e.fetched, e.file.clone()));
+        let excess = self.snapshots.len().saturating_sub(keep);
+        self.snapshots.drain(..excess).collect()
+    }
+}
+
+/// Write `bytes` to `path` with mode 0600 from the start (temp file, then rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| SnapshotError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    let tmp = path.with_extension("edgeops-tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Check `file` against the manifest of its folder, before anything is touched: it must be
+/// recorded there and hash to what was recorded. Returns its bytes and entry.
+pub fn verify(file: &Path) -> Result<(Vec<u8>, Entry), SnapshotError> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let manifest = Manifest::load(dir)?;
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let entry = manifest
+        .find(&name)
+        .cloned()
+        .ok_or_else(|| SnapshotError::NotInManifest {
+            file: file.display().to_string(),
+            manifest: manifest_path.clone(),
+        })?;
+    let bytes = std::fs::read(file).map_err(|e| SnapshotError::Io {
+        path: file.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let actual = sha256_hex(&bytes);
+    if actual != entry.sha256 {
+        return Err(SnapshotError::Mismatch {
+            file: file.display().to_string(),
+            manifest: manifest_path,
+            expected: entry.sha256,
+            actual,
+        });
+    }
+    Ok((bytes, entry))
+}
+
+/// The snapshot names `k3s etcd-snapshot save` reported (`Snapshot NAME saved.`).
+pub fn saved_names(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("Snapshot ")? + "Snapshot ".len()..];
+            let name = rest
+                .split(" saved.")
+                .next()
+                .filter(|_| rest.contains(" saved."))?;
+            Some(name.trim().to_owned()).filter(|n| !n.is_empty() && !n.contains(' '))
+        })
+        .collect()
+}
+
+/// One row of `k3s etcd-snapshot ls` (local snapshots: `Name Location Size Created`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listed {
+    pub name: String,
+    /// The path on the server (`file://` removed).
+    pub path: String,
+    pub size: u64,
+    pub created: String,
+}
+
+/// Parse `k3s etcd-snapshot ls`: a header line, then whitespace-separated columns. Log lines
+/// (k3s may print `level=...` lines on the same stream) and S3 rows (no `file://`) are skipped.
+pub fn parse_list(output: &str) -> Vec<Listed> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let [name, location, size, created] = cols[..] else {
+                return None;
+            };
+            let path = location.strip_prefix("file://")?;
+            Some(Listed {
+                name: name.to_owned(),
+                path: path.to_owned(),
+                size: size.parse().ok()?,
+                created: created.to_owned(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_before_they_reach_a_host() {
+        for ok in ["on-demand", "before-upgrade_1.31", "x"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".hidden", "a b", "a/b", "$(reboot)", "ä"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn save_output_names_the_snapshot() {
+        let out = "time=\"2026-12-04T10:05:56Z\" level=info msg=\"Snapshot on-demand-srv1-1796378757 saved.\"\n";
+        assert_eq!(saved_names(out), vec!["on-demand-srv1-1796378757"]);
+        assert!(
+            saved_names(
+                "level=fatal msg=\"Error: see server log for details: etcd datastore disabled\""
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn list_output_is_parsed_and_noise_skipped() {
+        let out = "Name                      Location                                                          Size Created\n\
+                   keep-srv1-1796378757      file:///var/lib/rancher/k3s/server/db/snapshots/keep-srv1-1796378757      6679 2026-12-04T10:05:57Z\n\
+                   time=\"x\" level=info msg=\"Reconciling snapshot data\"\n\
+                   s3-snap 1234 2026-12-04T10:05:57Z\n";
+        let listed = parse_list(out);
+        assert_eq!(
+            listed,
+            vec![Listed {
+                name: "keep-srv1-1796378757".into(),
+                path: "/var/lib/rancher/k3s/server/db/snapshots/keep-srv1-1796378757".into(),
+                size: 6679,
+                created: "2026-12-04T10:05:57Z".into(),
+            }]
+        );
+    }
+
+    fn entry(file: &str, fetched: u64) -> Entry {
+        Entry {
+            file: file.into(),
+            sha256: "00".into(),
+            size: 1,
+            host: "s1".into(),
+            fetched,
+            remote_path: format!("/x/{file}"),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let mut m = Manifest {
+            cluster: "c".into(),
+            snapshots: vec![entry("b", 20), entry("a", 10), entry("c", 30)],
+        };
+        let gone: Vec<String> = m.prune(2).into_iter().map(|e| e.file).collect();
+        assert_eq!(gone, vec!["a"]);
+        assert_eq!(m.snapshots.len(), 2);
+        assert!(m.prune(5).is_empty());
+        let gone = m.prune(0);
+        assert_eq!(gone.len(), 2);
+    }
+
+    #[test]
+    fn verify_refuses_unknown_and_changed_files_and_accepts_the_recorded_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("on-demand-s1-1");
+        std::fs::write(&file, b"snapshot bytes").unwrap();
+        assert!(matches!(
+            verify(&file),
+            Err(SnapshotError::NotInManifest { .. })
+        ));
+        let mut m = Manifest {
+            cluster: "c".into(),
+            snapshots: vec![],
+        };
+        let mut e = entry("on-demand-s1-1", 1);
+        e.sha256 = sha256_hex(b"snapshot bytes");
+        m.add(e.clone());
+        m.save(dir.path()).unwrap();
+        let (bytes, found) = verify(&file).unwrap();
+        assert_eq!(bytes, b"snapshot bytes");
+        assert_eq!(found, e);
+        std::fs::write(&file, b"snapshot bytez").unwrap();
+        let err = verify(&file).unwrap_err();
+        assert!(matches!(err, SnapshotError::Mismatch { .. }), "{err}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(MANIFEST_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
