@@ -168,6 +168,24 @@ pub struct ResetArgs {
     /// `[gitlab]` section and a whole-cluster reset (no --limit).
     #[arg(long)]
     pub gitlab: bool,
+    /// Show what would be drained and wiped, then stop (nothing is changed).
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// Hosts leaving a cluster that stays (--limit) are cordoned and drained first; this skips
+    /// that (e.g. a dead board whose pods are gone anyway).
+    #[arg(long, visible_alias = "no-drain")]
+    pub skip_drain: bool,
+    /// How long `kubectl drain` may take per host leaving the cluster; the host is not reset
+    /// (and is uncordoned again) when it runs out.
+    #[arg(long, default_value = "2m", value_parser = duration_arg)]
+    pub drain_timeout: std::time::Duration,
+    /// Drain also deletes pods that no controller recreates (kubectl drain --force).
+    #[arg(long)]
+    pub force: bool,
+    /// Drain also evicts pods with emptyDir volumes, whose data is lost (kubectl drain
+    /// --delete-emptydir-data).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
 }
 
 #[derive(Debug, Clone, Args)]

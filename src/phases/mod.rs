@@ -25,6 +25,7 @@
 pub mod airgap;
 pub mod decide;
 pub mod distro;
+pub mod drain;
 pub mod facts;
 pub mod fold;
 pub mod gitlab;
