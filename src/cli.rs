@@ -55,6 +55,8 @@ pub enum Command {
     Status(InventoryArg),
     /// Uninstall k3s and edgeops's files from the hosts (agents first, then servers).
     Reset(ResetArgs),
+    /// Swap a dead board: delete its node (quorum checked for a server), then `up` the new one.
+    Replace(ReplaceArgs),
     /// Rolling k3s upgrade: servers one at a time, then agents in batches.
     // `--version` is the target here, not the program's version.
     #[command(disable_version_flag = true)]
@@ -186,6 +188,25 @@ pub struct ResetArgs {
     /// --delete-emptydir-data).
     #[arg(long)]
     pub delete_emptydir_data: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplaceArgs {
+    /// The inventory file (TOML), listing the new board.
+    pub inventory: PathBuf,
+    /// The dead board's node name (it may be gone from the inventory already).
+    pub old: String,
+    /// The new board's inventory name (default: OLD, the same name at a new address).
+    pub new: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show the plan, then stop (nothing is changed).
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// How long the new board may take to be Ready (as `up --ready-timeout`).
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
+    pub ready_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

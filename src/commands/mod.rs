@@ -12,6 +12,7 @@ pub mod kubeconfig;
 pub mod plan;
 pub mod reach;
 pub mod render;
+pub mod replace;
 pub mod reset;
 pub mod status;
 pub mod unlock;
@@ -72,6 +73,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&global, &args),
         Command::Status(args) => status::run(&global, &args),
         Command::Reset(args) => reset::run(&global, &args),
+        Command::Replace(args) => replace::run(&global, &args),
         Command::Upgrade(args) => upgrade::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),

@@ -35,6 +35,7 @@ pub mod outcome;
 pub mod pi_memory;
 pub mod preflight;
 pub mod remote;
+pub mod replace;
 pub mod reset;
 pub mod reset_gitlab;
 pub mod reset_outcome;
