@@ -44,7 +44,14 @@ fn out_of_range_flags_are_refused_like_the_inventory_refuses_them() {
             "24h",
         ),
         (
-            &["replace", INVENTORY, "pi-2", "--yes", "--ready-timeout", "0s"],
+            &[
+                "replace",
+                INVENTORY,
+                "pi-2",
+                "--yes",
+                "--ready-timeout",
+                "0s",
+            ],
             "zero",
         ),
         (

@@ -115,6 +115,7 @@ impl DrainFailure {
         };
         for line in stderr.lines() {
             let line = line.trim();
+            let line = line.strip_prefix("error: ").unwrap_or(line);
             if line.contains("global timeout reached") || line.contains("did not complete within") {
                 failure.timed_out = true;
             }
@@ -131,15 +132,18 @@ impl DrainFailure {
             // The refusals, one line per kind once kubectl has listed them:
             // `cannot delete <what>: ns/a, ns/b`.
             if let Some(rest) = line.strip_prefix("cannot delete ") {
-                let reason = if rest.contains("declare no controller") {
-                    BlockReason::NoController
-                } else if rest.contains("local storage") {
-                    BlockReason::LocalStorage
-                } else if rest.contains("DaemonSet-managed") {
-                    BlockReason::DaemonSet
-                } else {
-                    continue;
-                };
+                // "declare no controller" since kubectl 1.2x; "not managed by
+                // ReplicationController, ..." before.
+                let reason =
+                    if rest.contains("declare no controller") || rest.contains("not managed by") {
+                        BlockReason::NoController
+                    } else if rest.contains("local storage") {
+                        BlockReason::LocalStorage
+                    } else if rest.contains("DaemonSet-managed") {
+                        BlockReason::DaemonSet
+                    } else {
+                        continue;
+                    };
                 if let Some((_, pods)) = rest.rsplit_once("): ") {
                     for pod in pods.split(", ").map(str::trim).filter(|p| p.contains('/')) {
                         add(pod.to_owned(), reason.clone(), &mut failure);
@@ -263,6 +267,19 @@ cannot delete cannot delete Pods that declare no controller (use --force to over
             failure
                 .summary(Duration::from_secs(60))
                 .starts_with("drain refused: pod default/scratch: it has emptyDir data")
+        );
+    }
+
+    #[test]
+    fn older_kubectl_wording_is_read_too() {
+        let failure = DrainFailure::parse(
+            "error: unable to drain node \"pi-1\", aborting command...\n\
+             error: cannot delete Pods not managed by ReplicationController, ReplicaSet, Job, \
+             DaemonSet or StatefulSet (use --force to override): default/bare\n",
+        );
+        assert_eq!(
+            failure.blockers,
+            vec![("default/bare".to_owned(), BlockReason::NoController)]
         );
     }
 
