@@ -27,20 +27,32 @@ fn text(out: &Output) -> String {
 }
 
 fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str]) -> PathBuf {
+    inventory_ha(lab, dir, name, hosts, 1)
+}
+
+/// The first `servers` hosts are servers (embedded etcd when more than one).
+fn inventory_ha(
+    lab: &support::Lab,
+    dir: &Path,
+    name: &str,
+    hosts: &[&str],
+    servers: usize,
+) -> PathBuf {
     let mirror = format!("http://{}:8080", lab.bridge_address());
     let user = lab.hosts()[0].user.clone();
     let mut toml = format!(
-        "[cluster]\nname = \"drain\"\nchannel = \"stable\"\n\
+        "[cluster]\nname = \"drain\"\nchannel = \"stable\"\nha = {ha}\n\
          install_url = \"{mirror}/install.sh\"\n\
          channel_url = \"{mirror}/v1-release/channels\"\n\
          download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
          [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
          host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
+        ha = servers > 1,
         key = lab.key_path().display(),
         kh = lab.known_hosts_path().display(),
     );
     for (i, host) in hosts.iter().enumerate() {
-        let role = if i == 0 { "server" } else { "agent" };
+        let role = if i < servers { "server" } else { "agent" };
         toml.push_str(&format!(
             "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
             lab.host(host).address
@@ -377,4 +389,59 @@ fn drain_blocks_refuses_moves_and_a_dead_agent_is_replaced() {
     let nodes = kubectl(&lab, "get nodes -o name");
     assert_eq!(nodes.trim(), "node/lab-01\nnode/lab-03", "{out}");
     assert!(installed(&lab, "lab-03"));
+}
+
+/// A dead server of an HA cluster: its node and etcd member go (quorum checked: two of the
+/// three members stay healthy), a new board joins as a server in its place.
+#[test]
+fn a_dead_server_is_replaced_keeping_quorum() {
+    let lab = support::Lab::start(4);
+    let dir = tempfile::tempdir().unwrap();
+    let ha = inventory_ha(&lab, dir.path(), "ha", &[SERVER, "lab-02", "lab-03"], 3);
+    let edgeops = Edgeops::new();
+    edgeops.ok(&["up", ha.to_str().unwrap(), "--ready-timeout", "90s"]);
+    lab.stop("lab-03");
+    wait_for("lab-03 Unknown", Duration::from_secs(40), || {
+        kubectl(
+            &lab,
+            "get node lab-03 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
+        )
+        .trim()
+            == "Unknown"
+    });
+    let swapped = inventory_ha(
+        &lab,
+        dir.path(),
+        "swapped",
+        &[SERVER, "lab-02", "lab-04"],
+        3,
+    );
+    let swapped = swapped.to_str().unwrap();
+    let plan = edgeops.run(&["replace", swapped, "lab-03", "lab-04", "--dry-run"]);
+    let out = text(&plan);
+    assert!(plan.status.success(), "{out}");
+    assert!(out.contains("k3s removes its etcd member with it"), "{out}");
+    assert!(
+        out.contains("etcd after: 2 of 2 member(s) healthy"),
+        "{out}"
+    );
+    let replaced = edgeops.run(&[
+        "replace",
+        swapped,
+        "lab-03",
+        "lab-04",
+        "--yes",
+        "--ready-timeout",
+        "90s",
+    ]);
+    let out = text(&replaced);
+    assert!(replaced.status.success(), "{out}");
+    let nodes = kubectl(&lab, "get nodes -o name");
+    assert_eq!(
+        nodes.trim(),
+        "node/lab-01\nnode/lab-02\nnode/lab-04",
+        "{out}"
+    );
+    let roles = kubectl(&lab, "get node lab-04 -o jsonpath='{.metadata.labels}'");
+    assert!(roles.contains("node-role.kubernetes.io/etcd"), "{roles}");
 }
