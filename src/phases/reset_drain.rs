@@ -39,6 +39,12 @@ impl Reset {
                  no k3s server (pass --skip-drain to remove it without draining)"
             )
         })?;
+        self.observer.event(&crate::phases::Progress::Message {
+            text: &format!(
+                "{host}: draining node {node} through {first} ({})",
+                options.describe()
+            ),
+        });
         let started = Instant::now();
         let result = drain::drain(session, &node, options, &self.log, host).await;
         record(&self.busy, host, started);
