@@ -244,6 +244,7 @@ fn drain_blocks_refuses_moves_and_a_dead_agent_is_replaced() {
     ]);
     let took = started.elapsed();
     let out = text(&blocked);
+    eprintln!("blocked reset --limit {web_agent} took {took:?}:\n{out}");
     assert_eq!(blocked.status.code(), Some(1), "{out}");
     assert!(out.contains("drain timed out after 6s"), "{out}");
     assert!(
@@ -316,6 +317,7 @@ fn drain_blocks_refuses_moves_and_a_dead_agent_is_replaced() {
     }
     let drained = edgeops.run(&args);
     let out = text(&drained);
+    eprintln!("drained reset --limit {web_agent}:\n{out}");
     assert!(drained.status.success(), "{out}");
     assert!(out.contains("drained"), "{out}");
     assert!(!installed(&lab, &web_agent), "{web_agent} still has k3s");
