@@ -41,7 +41,7 @@ impl Reset {
         })?;
         self.observer.event(&crate::phases::Progress::Message {
             text: &format!(
-                "{host}: draining node {node} through {first} ({})",
+                "{host}: {} of node {node} through {first}",
                 options.describe()
             ),
         });
