@@ -118,6 +118,14 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         new_host.address,
         new_host.role.as_str()
     )?;
+    if new != args.old && inventory.hosts.iter().any(|h| h.name == args.old) {
+        writeln!(
+            err,
+            "note: {} is still in {}: remove it, or later runs will try to reach the dead board",
+            args.old,
+            args.inventory.display()
+        )?;
+    }
     drop(err);
     if args.dry_run {
         runtime.block_on(fleet.close_all());
