@@ -74,6 +74,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Bring the cluster back from a snapshot taken by `backup` (asks first, as `reset` does).
     Restore(RestoreArgs),
+    /// Swap a dead board: delete its node (quorum checked for a server), then `up` the new one.
+    Replace(ReplaceArgs),
     /// Rolling k3s upgrade: servers one at a time, then agents in batches.
     // `--version` is the target here, not the program's version.
     #[command(disable_version_flag = true)]
@@ -187,6 +189,43 @@ pub struct ResetArgs {
     /// `[gitlab]` section and a whole-cluster reset (no --limit).
     #[arg(long)]
     pub gitlab: bool,
+    /// Show what would be drained and wiped, then stop (nothing is changed).
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// Hosts leaving a cluster that stays (--limit) are cordoned and drained first; this skips
+    /// that (e.g. a dead board whose pods are gone anyway).
+    #[arg(long, visible_alias = "no-drain")]
+    pub skip_drain: bool,
+    /// How long `kubectl drain` may take per host leaving the cluster; the host is not reset
+    /// (and is uncordoned again) when it runs out.
+    #[arg(long, default_value = "2m", value_parser = duration_arg)]
+    pub drain_timeout: std::time::Duration,
+    /// Drain also deletes pods that no controller recreates (kubectl drain --force).
+    #[arg(long)]
+    pub force: bool,
+    /// Drain also evicts pods with emptyDir volumes, whose data is lost (kubectl drain
+    /// --delete-emptydir-data).
+    #[arg(long)]
+    pub delete_emptydir_data: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplaceArgs {
+    /// The inventory file (TOML), listing the new board.
+    pub inventory: PathBuf,
+    /// The dead board's node name (it may be gone from the inventory already).
+    pub old: String,
+    /// The new board's inventory name (default: OLD, the same name at a new address).
+    pub new: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show the plan, then stop (nothing is changed).
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// How long the new board may take to be Ready (as `up --ready-timeout`).
+    #[arg(long, default_value = "5m", value_parser = duration_arg)]
+    pub ready_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -805,4 +805,75 @@ fn real_kubectl_reads_the_simulated_api() {
     assert!(ok && out.contains("Ready,SchedulingDisabled"), "{out}");
     let (ok, out) = run(&["get", "helmcharts", "-A"]);
     assert!(ok && out.contains("helm-install-traefik"), "{out}");
+
+    // Workloads and a drain, all through the real kubectl: its own drain code meets the
+    // simulated scheduler, eviction API and budget. One node: an evicted web pod has nowhere
+    // to go, so the budget (one of two needed) blocks the second eviction until the timeout.
+    let (ok, out) = run(&["uncordon", "pi-1"]);
+    assert!(ok && out.contains("node/pi-1 uncordoned"), "{out}");
+    let manifest = sb.path("workloads.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n\
+         spec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    \
+         metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n---\n\
+         apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: web, namespace: default}\n\
+         spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: default}\n\
+         spec: {containers: [{name: bare, image: busybox}]}\n",
+    )
+    .unwrap();
+    // No OpenAPI in the simulator: kubectl's client-side validation is off.
+    let (ok, out) = run(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        manifest.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    wait_until(
+        "three pods Running and Ready",
+        Duration::from_secs(30),
+        || {
+            let (ok, out) = run(&["get", "pods", "-o", "wide"]);
+            (ok && out.matches(" 1/1 ").count() == 3 && out.contains("pi-1")).then_some(())
+        },
+    );
+    let (ok, out) = run(&["drain", "pi-1"]);
+    assert!(!ok, "{out}");
+    // kubectl's wording of this refusal changed over the releases (1.20: "Pods not managed by
+    // ReplicationController, ...", later "Pods that declare no controller"); flag and pod did not.
+    assert!(
+        out.contains("(use --force to override): default/bare"),
+        "{out}"
+    );
+    assert!(
+        out.contains("There are pending nodes to be drained:"),
+        "{out}"
+    );
+    let (ok, out) = run(&[
+        "drain",
+        "pi-1",
+        "--ignore-daemonsets",
+        "--force",
+        "--timeout=6s",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("node/pi-1 already cordoned"), "{out}");
+    assert!(out.contains("pod/bare evicted"), "{out}");
+    assert!(
+        out.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{out}"
+    );
+    // 1.20 says "drain did not complete within 6s", later releases "global timeout reached: 6s".
+    assert!(
+        out.contains("global timeout reached: 6s") || out.contains("did not complete within 6s"),
+        "{out}"
+    );
+    let (ok, out) = run(&["get", "pods"]);
+    assert!(
+        ok && out.contains("Pending") && out.contains("Running"),
+        "{out}"
+    );
 }

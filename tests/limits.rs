@@ -40,6 +40,21 @@ fn out_of_range_flags_are_refused_like_the_inventory_refuses_them() {
             "24h",
         ),
         (
+            &["reset", INVENTORY, "--yes", "--drain-timeout", "25h"],
+            "24h",
+        ),
+        (
+            &[
+                "replace",
+                INVENTORY,
+                "pi-2",
+                "--yes",
+                "--ready-timeout",
+                "0s",
+            ],
+            "zero",
+        ),
+        (
             &["exec", INVENTORY, "--timeout", "0s", "--", "true"],
             "zero",
         ),

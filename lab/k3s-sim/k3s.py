@@ -693,7 +693,405 @@ def merge_patch(target, patch):
     return out
 
 
-class Store:
+# ----------------------------------------------------------------------------------------------
+# Workloads: Deployments (via ReplicaSets), DaemonSets, bare Pods and PodDisruptionBudgets,
+# scheduled onto nodes and evicted like kube-controller-manager, kube-scheduler and the
+# apiserver's eviction subresource do - enough for `kubectl drain` to meet what it meets in k3s.
+# No container runs: a pod is Running once bound, Ready `pod-ready-delay` s later on a Ready node.
+# ----------------------------------------------------------------------------------------------
+
+WORKLOADS = {  # resource -> (apiVersion, kind, group suffix used in messages)
+    "pods": ("v1", "Pod", ""), "deployments": ("apps/v1", "Deployment", ".apps"),
+    "replicasets": ("apps/v1", "ReplicaSet", ".apps"), "daemonsets": ("apps/v1", "DaemonSet", ".apps"),
+    "poddisruptionbudgets": ("policy/v1", "PodDisruptionBudget", ".policy"),
+}
+KIND_TO_RESOURCE = {v[1]: k for k, v in WORKLOADS.items()}
+PDB_VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+def rand_suffix(n=5):
+    # Kubernetes' rand.String alphabet (no vowels, no confusable digits).
+    return "".join(secrets.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(n))
+
+
+def template_hash(template):
+    h = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+    return "".join("bcdfghjklmnpqrstvwxz2456789"[int(h[i:i + 2], 16) % 27] for i in range(0, 20, 2))
+
+
+def selector_matches(selector, labels):
+    """A LabelSelector (matchLabels and matchExpressions In/NotIn/Exists/DoesNotExist)."""
+    labels = labels or {}
+    if not selector:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        op, key, values = e.get("operator"), e.get("key"), e.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) or \
+                (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def controller_of(obj):
+    return next((r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def scaled(value, total, round_up):
+    """intstr.GetScaledValueFromIntOrPercent."""
+    if isinstance(value, str) and value.endswith("%"):
+        pct = int(value[:-1]) * total
+        return -(-pct // 100) if round_up else pct // 100
+    return int(value)
+
+
+class Workloads:
+    """Mixed into Store: the objects live in self.state (so a snapshot of the store has them)."""
+
+    def wl(self, resource):
+        return self.state.setdefault(resource, {})
+
+    def wl_list(self, resource, ns=None):
+        with self.lock:
+            self.reconcile()
+            return [o for k, o in sorted(self.wl(resource).items()) if ns is None or o["metadata"]["namespace"] == ns]
+
+    def wl_create(self, resource, ns, body):
+        api_version, kind, group = WORKLOADS[resource]
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or (meta.get("generateName", "") + rand_suffix() if meta.get("generateName") else "")
+        if not name:
+            return 422, k8s_status(422, "Invalid", "%s%s \"\" is invalid: metadata.name: Required value: name or generateName is required" % (resource, group))
+        ns = ns or meta.get("namespace") or "default"
+        with self.lock:
+            if ns not in self.state["namespaces"]:
+                return 404, k8s_status(404, "NotFound", 'namespaces "%s" not found' % ns)
+            if ns + "/" + name in self.wl(resource):
+                return 409, k8s_status(409, "AlreadyExists", '%s%s "%s" already exists' % (resource, group, name))
+            spec = json.loads(json.dumps(body.get("spec") or {}))
+            if resource == "poddisruptionbudgets" and ("minAvailable" in spec) == ("maxUnavailable" in spec):
+                return 422, k8s_status(422, "Invalid", 'PodDisruptionBudget.policy "%s" is invalid: spec: Invalid value: '
+                                       'minAvailable and maxUnavailable cannot be both set' % name
+                                       if "minAvailable" in spec else 'PodDisruptionBudget.policy "%s" is invalid: spec: '
+                                       'Required value: one of minAvailable or maxUnavailable' % name)
+            if resource in ("deployments", "daemonsets") and not selector_matches(
+                    spec.get("selector"), ((spec.get("template") or {}).get("metadata") or {}).get("labels")):
+                return 422, k8s_status(422, "Invalid", '%s%s "%s" is invalid: spec.template.metadata.labels: Invalid value: '
+                                       '`selector` does not match template `labels`' % (kind, group, name))
+            if resource == "deployments":
+                spec.setdefault("replicas", 1)
+            obj = {"apiVersion": api_version, "kind": kind,
+                   "metadata": self.meta(name, ns, meta.get("labels") or {}), "spec": spec, "status": {}}
+            obj["metadata"]["generation"] = 1
+            for k in ("annotations", "ownerReferences"):
+                if meta.get(k):
+                    obj["metadata"][k] = meta[k]
+            if resource == "pods":
+                spec.setdefault("terminationGracePeriodSeconds", 30)
+                obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
+            self.wl(resource)[ns + "/" + name] = obj
+            self.reconcile()
+            self.save()
+            return 201, json.loads(json.dumps(self.wl(resource)[ns + "/" + name]))
+
+    def wl_patch(self, resource, ns, name, patch):
+        """Merge patch of labels, annotations and spec (what `kubectl apply`/`scale` change)."""
+        with self.lock:
+            obj = self.wl(resource).get(ns + "/" + name)
+            if obj is None:
+                return None
+            for part in ("metadata", "spec"):
+                if isinstance(patch.get(part), dict):
+                    allowed = {k: v for k, v in patch[part].items() if part == "spec" or k in ("labels", "annotations")}
+                    obj[part] = merge_patch(obj[part], allowed)
+            obj["metadata"]["resourceVersion"] = self.bump()
+            obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+            self.reconcile()
+            self.save()
+            return json.loads(json.dumps(obj))
+
+    def wl_delete(self, resource, ns, name):
+        """Delete; dependents go with it (the garbage collector's background propagation)."""
+        with self.lock:
+            obj = self.wl(resource).pop(ns + "/" + name, None)
+            if obj is not None:
+                self.reconcile()
+                self.save()
+            return obj
+
+    # --- controllers -------------------------------------------------------------------------
+    def schedulable(self, node_name, pod, for_daemon=False):
+        """kube-scheduler's filters that matter here: Ready, not cordoned, taints, nodeSelector."""
+        node = self.state["nodes"].get(node_name)
+        if node is None:
+            return False
+        spec = node["obj"]["spec"]
+        tolerations = pod["spec"].get("tolerations") or []
+
+        def tolerated(taint):
+            return any(t.get("operator") == "Exists" and not t.get("key") or
+                       (t.get("key") == taint["key"] and (t.get("operator") == "Exists" or t.get("value") == taint.get("value"))
+                        and t.get("effect") in (None, "", taint.get("effect")))
+                       for t in tolerations)
+        for taint in spec.get("taints") or []:
+            if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerated(taint):
+                return False
+        labels = node["obj"]["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in (pod["spec"].get("nodeSelector") or {}).items()):
+            return False
+        if for_daemon:  # DaemonSet pods tolerate not-ready, unreachable and unschedulable
+            return True
+        return not spec.get("unschedulable") and self.node_state(node_name) == "True"
+
+    def new_pod(self, name, ns, template, owner, node=None):
+        tmeta = template.get("metadata") or {}
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": self.meta(name, ns, dict(tmeta.get("labels") or {})),
+               "spec": json.loads(json.dumps(template.get("spec") or {})),
+               "status": {"phase": "Pending", "qosClass": "BestEffort"}}
+        pod["metadata"]["ownerReferences"] = [owner]
+        pod["spec"].setdefault("terminationGracePeriodSeconds", 30)
+        if node:
+            pod["spec"]["nodeName"] = node
+        self.wl("pods")[ns + "/" + name] = pod
+        return pod
+
+    def reconcile(self):
+        """One pass of the controllers. Runs on every change and every heartbeat period."""
+        with self.lock:
+            for r in WORKLOADS:
+                self.wl(r)
+            pods = self.wl("pods")
+            nodes = sorted(self.state["nodes"])
+            # Pod GC: pods bound to a node that no longer exists, or whose controller is gone.
+            for key, pod in list(pods.items()):
+                owner = controller_of(pod)
+                gone_owner = owner and ("%s/%s" % (pod["metadata"]["namespace"], owner["name"])) not in \
+                    self.wl(KIND_TO_RESOURCE.get(owner["kind"], "replicasets"))
+                if (pod["spec"].get("nodeName") and pod["spec"]["nodeName"] not in nodes) or gone_owner:
+                    del pods[key]
+            # ReplicaSets owned by a gone Deployment.
+            for key, rs in list(self.wl("replicasets").items()):
+                owner = controller_of(rs)
+                if owner and "%s/%s" % (rs["metadata"]["namespace"], owner["name"]) not in self.wl("deployments"):
+                    del self.wl("replicasets")[key]
+                    for pkey, pod in list(pods.items()):
+                        if (controller_of(pod) or {}).get("uid") == rs["metadata"]["uid"]:
+                            del pods[pkey]
+            # Deployment controller: one ReplicaSet per pod template, the current one scaled up.
+            for key, dep in self.wl("deployments").items():
+                ns, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
+                tmpl = dep["spec"].get("template") or {}
+                h = template_hash(tmpl)
+                rs_name = "%s-%s" % (name, h)
+                for rkey, rs in list(self.wl("replicasets").items()):
+                    if (controller_of(rs) or {}).get("uid") == dep["metadata"]["uid"] and rs["metadata"]["name"] != rs_name:
+                        rs["spec"]["replicas"] = 0  # the rollout replaces old pods at once
+                rs = self.wl("replicasets").get(ns + "/" + rs_name)
+                if rs is None:
+                    labels = dict((tmpl.get("metadata") or {}).get("labels") or {}, **{"pod-template-hash": h})
+                    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": self.meta(rs_name, ns, labels),
+                          "spec": {"selector": dep["spec"].get("selector"),
+                                   "template": dict(tmpl, metadata=dict(tmpl.get("metadata") or {}, labels=labels))},
+                          "status": {}}
+                    rs["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                                          "uid": dep["metadata"]["uid"], "controller": True,
+                                                          "blockOwnerDeletion": True}]
+                    self.wl("replicasets")[ns + "/" + rs_name] = rs
+                rs["spec"]["replicas"] = int(dep["spec"].get("replicas", 1))
+            # ReplicaSet controller: create missing pods, delete surplus (unbound/unready first).
+            for key, rs in list(self.wl("replicasets").items()):
+                ns = rs["metadata"]["namespace"]
+                mine = [p for p in pods.values() if (controller_of(p) or {}).get("uid") == rs["metadata"]["uid"]]
+                want = int(rs["spec"].get("replicas", 1))
+                mine.sort(key=lambda p: (bool(p["spec"].get("nodeName")), self.pod_ready(p)))
+                for p in mine[:max(0, len(mine) - want)]:
+                    del pods[ns + "/" + p["metadata"]["name"]]
+                for _ in range(want - len(mine)):
+                    self.new_pod("%s-%s" % (rs["metadata"]["name"], rand_suffix()), ns, rs["spec"]["template"],
+                                 {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
+                                  "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True})
+                mine = [p for p in pods.values() if (controller_of(p) or {}).get("uid") == rs["metadata"]["uid"]]
+                ready = sum(1 for p in mine if self.pod_ready(p))
+                rs["status"] = {"replicas": len(mine), "readyReplicas": ready, "availableReplicas": ready,
+                                "fullyLabeledReplicas": len(mine), "observedGeneration": 1}
+            # DaemonSet controller: one pod per eligible node, bound directly.
+            for key, ds in self.wl("daemonsets").items():
+                ns, uid = ds["metadata"]["namespace"], ds["metadata"]["uid"]
+                tmpl = ds["spec"].get("template") or {}
+                probe = {"spec": tmpl.get("spec") or {}}
+                eligible = [n for n in nodes if self.schedulable(n, probe, for_daemon=True)]
+                mine = {p["spec"].get("nodeName"): p for p in pods.values() if (controller_of(p) or {}).get("uid") == uid}
+                for node, p in mine.items():
+                    if node not in eligible:
+                        del pods[ns + "/" + p["metadata"]["name"]]
+                for node in eligible:
+                    if node not in mine:
+                        self.new_pod("%s-%s" % (ds["metadata"]["name"], rand_suffix()), ns, tmpl,
+                                     {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": ds["metadata"]["name"],
+                                      "uid": uid, "controller": True, "blockOwnerDeletion": True}, node)
+                mine = [p for p in pods.values() if (controller_of(p) or {}).get("uid") == uid]
+                ready = sum(1 for p in mine if self.pod_ready(p))
+                ds["status"] = {"desiredNumberScheduled": len(eligible), "currentNumberScheduled": len(mine),
+                                "numberReady": ready, "numberAvailable": ready, "updatedNumberScheduled": len(mine),
+                                "numberMisscheduled": 0, "observedGeneration": 1}
+            # Deployment status from its ReplicaSets.
+            for dep in self.wl("deployments").values():
+                owned = [rs for rs in self.wl("replicasets").values() if (controller_of(rs) or {}).get("uid") == dep["metadata"]["uid"]]
+                total = sum(rs["status"].get("replicas", 0) for rs in owned)
+                ready = sum(rs["status"].get("readyReplicas", 0) for rs in owned)
+                dep["status"] = {"replicas": total, "readyReplicas": ready, "availableReplicas": ready,
+                                 "updatedReplicas": total, "unavailableReplicas": max(0, dep["spec"].get("replicas", 1) - ready),
+                                 "observedGeneration": dep["metadata"].get("generation", 1)}
+            self.schedule_pending(nodes)
+            for pod in pods.values():
+                self.pod_status(pod)
+            for pdb in self.wl("poddisruptionbudgets").values():
+                self.pdb_status(pdb)
+
+    def schedule_pending(self, nodes):
+        pods = self.wl("pods")
+        for key in sorted(pods):
+            pod = pods[key]
+            if pod["spec"].get("nodeName"):
+                continue
+            fits = [n for n in nodes if self.schedulable(n, pod)]
+            if not fits:
+                cordoned = sum(1 for n in nodes if self.state["nodes"][n]["obj"]["spec"].get("unschedulable"))
+                msg = "0/%d nodes are available: " % len(nodes) + ", ".join(
+                    x for x in ("%d node(s) were unschedulable" % cordoned if cordoned else "",
+                                "%d node(s) were not ready or had untolerated taints" % (len(nodes) - cordoned)
+                                if len(nodes) - cordoned else "") if x) + "."
+                pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                "message": msg, "lastTransitionTime": now_rfc3339()}]
+                continue
+            owner = (controller_of(pod) or {}).get("uid")
+            # Spread: fewest pods of the same controller, then fewest pods, then name.
+            load = {n: (sum(1 for p in pods.values() if p["spec"].get("nodeName") == n and owner
+                            and (controller_of(p) or {}).get("uid") == owner),
+                        sum(1 for p in pods.values() if p["spec"].get("nodeName") == n), n) for n in fits}
+            pod["spec"]["nodeName"] = min(fits, key=lambda n: load[n])
+            pod["status"]["scheduledAt"] = time.time()
+
+    def pod_ready(self, pod):
+        node = pod["spec"].get("nodeName")
+        if not node or node not in self.state["nodes"] or self.node_state(node) != "True":
+            return False
+        delay = float(sim_setting("pod-ready-delay", "1"))
+        return time.time() - pod["status"].get("scheduledAt", 0) >= delay
+
+    def pod_status(self, pod):
+        st = pod["status"]
+        node = pod["spec"].get("nodeName")
+        if not node:
+            st["phase"] = "Pending"
+            return
+        if "scheduledAt" not in st:
+            st["scheduledAt"] = time.time()
+        n = self.state["nodes"].get(node) or {}
+        ip = next((a["address"] for a in (n.get("status") or {}).get("addresses", []) if a["type"] == "InternalIP"), "")
+        cidr = (n.get("obj") or {}).get("spec", {}).get("podCIDR", "10.42.0.0/24")
+        ready = self.pod_ready(pod)
+        started = now_rfc3339(st["scheduledAt"])
+        st.update({"phase": "Running", "hostIP": ip, "startTime": started,
+                   "podIP": cidr.rsplit(".", 1)[0] + ".%d" % (2 + int(hashlib.sha1(pod["metadata"]["uid"].encode()).hexdigest(), 16) % 250),
+                   "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
+                                  {"type": "Initialized", "status": "True", "lastTransitionTime": started},
+                                  {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": started},
+                                  {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": started}],
+                   "containerStatuses": [{"name": c.get("name", "c"), "image": c.get("image", ""), "ready": ready,
+                                          "restartCount": 0, "started": True,
+                                          "state": {"running": {"startedAt": started}}}
+                                         for c in pod["spec"].get("containers") or []]})
+
+    def expected_scale(self, pods):
+        """The disruption controller's expected count: the scale of each pod's controller."""
+        total, seen = 0, set()
+        for p in pods:
+            owner = controller_of(p)
+            if owner is None:
+                return None
+            if owner["uid"] in seen:
+                continue
+            seen.add(owner["uid"])
+            res = KIND_TO_RESOURCE.get(owner["kind"])
+            ctrl = self.wl(res).get("%s/%s" % (p["metadata"]["namespace"], owner["name"])) if res else None
+            if ctrl is None:
+                return None
+            total += int(ctrl["spec"].get("replicas", 1)) if res == "replicasets" else \
+                int(ctrl["status"].get("desiredNumberScheduled", 0))
+        return total
+
+    def pdb_status(self, pdb):
+        ns = pdb["metadata"]["namespace"]
+        matched = [p for p in self.wl("pods").values()
+                   if p["metadata"]["namespace"] == ns and selector_matches(pdb["spec"].get("selector"), p["metadata"].get("labels"))]
+        healthy = sum(1 for p in matched if self.pod_ready(p))
+        spec = pdb["spec"]
+        if "minAvailable" in spec and not str(spec["minAvailable"]).endswith("%"):
+            expected, desired = len(matched), int(spec["minAvailable"])
+        else:
+            expected = self.expected_scale(matched)
+            if expected is None:  # pods without a (known) controller: no disruption allowed
+                expected, desired = len(matched), len(matched) + 1
+            elif "minAvailable" in spec:
+                desired = scaled(spec["minAvailable"], expected, True)
+            else:
+                desired = max(0, expected - scaled(spec["maxUnavailable"], expected, True))
+        allowed = max(0, healthy - desired)
+        pdb["status"] = {"currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": expected,
+                         "disruptionsAllowed": allowed, "observedGeneration": pdb["metadata"].get("generation", 1),
+                         "conditions": [{"type": "DisruptionAllowed", "status": "True" if allowed else "False",
+                                         "reason": "SufficientPods" if allowed else "InsufficientPods", "message": "",
+                                         "lastTransitionTime": pdb["metadata"]["creationTimestamp"]}]}
+
+    def evict(self, ns, name):
+        """The pods/eviction subresource: delete unless a PodDisruptionBudget forbids it."""
+        with self.lock:
+            self.reconcile()
+            pod = self.wl("pods").get(ns + "/" + name)
+            if pod is None:
+                return 404, k8s_status(404, "NotFound", 'pods "%s" not found' % name)
+            budgets = [b for b in self.wl("poddisruptionbudgets").values() if b["metadata"]["namespace"] == ns
+                       and selector_matches(b["spec"].get("selector"), pod["metadata"].get("labels"))]
+            if len(budgets) > 1:
+                return 500, k8s_status(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the "
+                                       "eviction subresource does not support.")
+            if budgets and pod["status"].get("phase") == "Running":
+                st = budgets[0]["status"]
+                unhealthy_ok = not self.pod_ready(pod) and st["currentHealthy"] >= st["desiredHealthy"]
+                if not unhealthy_ok and st["disruptionsAllowed"] <= 0:
+                    body = k8s_status(429, "TooManyRequests", PDB_VIOLATION)
+                    body["details"] = {"causes": [{"reason": "DisruptionBudget", "message":
+                                                   "The disruption budget %s needs %d healthy pods and has %d currently"
+                                                   % (budgets[0]["metadata"]["name"], st["desiredHealthy"], st["currentHealthy"])}]}
+                    return 429, body
+            del self.wl("pods")[ns + "/" + name]
+            log("info", "Evicted pod %s/%s from node %s" % (ns, name, pod["spec"].get("nodeName")))
+            self.reconcile()
+            self.save()
+            return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def pod_row(o, wide=False):
+    st = o.get("status", {})
+    cs = st.get("containerStatuses") or []
+    ready = "%d/%d" % (sum(1 for c in cs if c.get("ready")), len(o["spec"].get("containers") or []))
+    row = [o["metadata"]["name"], ready, st.get("phase", "Pending"), "0", age(o["metadata"]["creationTimestamp"])]
+    if wide:
+        row += [st.get("podIP", "<none>"), o["spec"].get("nodeName", "<none>"), "<none>", "<none>"]
+    return row
+
+
+def pdb_row(o, wide=False):
+    s = o["spec"]
+    return [o["metadata"]["name"], str(s.get("minAvailable", "N/A")), str(s.get("maxUnavailable", "N/A")),
+            str(o.get("status", {}).get("disruptionsAllowed", 0)), age(o["metadata"]["creationTimestamp"])]
+
+
+class Store(Workloads):
     def __init__(self, path, cluster_init, grace):
         self.path, self.lock, self.grace = path, threading.RLock(), grace
         self.state = {"rv": 1, "clusterInit": cluster_init, "nodes": {}, "namespaces": {},
@@ -911,6 +1309,7 @@ class Store:
         with self.lock:
             node = self.state["nodes"].pop(name, None)
             self.heartbeats.pop(name, None)
+            self.reconcile()  # pod GC: the node's pods go (their controllers recreate them elsewhere)
             # k3s's etcd member controller: deleting a server's Node removes its etcd member.
             members = self.state.get("etcdMembers", [])
             if name in members:
@@ -1107,7 +1506,19 @@ TABLES = {
                                           o["spec"].get("helmVersion", ""), str(o["spec"].get("bootstrap", ""))]),
     "jobs": (["NAME", "COMPLETIONS", "DURATION", "AGE"], [], lambda o, wide=False: [
         o["metadata"]["name"], "%d/1" % o["status"].get("succeeded", 0), "1s", age(o["metadata"]["creationTimestamp"])]),
-    "pods": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], [], lambda o, wide=False: []),
+    "pods": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"], ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], pod_row),
+    "deployments": (["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], [], lambda o, wide=False: [
+        o["metadata"]["name"], "%d/%d" % (o["status"].get("readyReplicas", 0), o["spec"].get("replicas", 1)),
+        str(o["status"].get("updatedReplicas", 0)), str(o["status"].get("availableReplicas", 0)), age(o["metadata"]["creationTimestamp"])]),
+    "replicasets": (["NAME", "DESIRED", "CURRENT", "READY", "AGE"], [], lambda o, wide=False: [
+        o["metadata"]["name"], str(o["spec"].get("replicas", 1)), str(o["status"].get("replicas", 0)),
+        str(o["status"].get("readyReplicas", 0)), age(o["metadata"]["creationTimestamp"])]),
+    "daemonsets": (["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"], [],
+                   lambda o, wide=False: [o["metadata"]["name"]] + [str(o["status"].get(k, 0)) for k in (
+                       "desiredNumberScheduled", "currentNumberScheduled", "numberReady", "updatedNumberScheduled",
+                       "numberAvailable")] + [",".join("%s=%s" % kv for kv in ((o["spec"].get("template") or {}).get("spec") or {}).get(
+                           "nodeSelector", {}).items()) or "<none>", age(o["metadata"]["creationTimestamp"])]),
+    "poddisruptionbudgets": (["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], [], pdb_row),
 }
 
 
@@ -1132,6 +1543,9 @@ API_RESOURCES = {
            ("pods", "Pod", True, ["po"]), ("pods/eviction", "Eviction", True, [])],
     "helm.cattle.io/v1": [("helmcharts", "HelmChart", True, []), ("helmchartconfigs", "HelmChartConfig", True, [])],
     "batch/v1": [("jobs", "Job", True, [])],
+    "apps/v1": [("deployments", "Deployment", True, ["deploy"]), ("daemonsets", "DaemonSet", True, ["ds"]),
+                ("replicasets", "ReplicaSet", True, ["rs"])],
+    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True, ["pdb"])],
 }
 API_RESOURCES["v1"].append(("secrets", "Secret", True, []))  # node-password Secrets only
 
@@ -1285,6 +1699,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def local(self, method, path, query):
         app, store = self.server.app, self.server.app.store
         parts = path.strip("/").split("/")
+        if method == "DELETE":
+            self.body_json()  # DeleteOptions: read, so the kept-alive connection stays in step
         if path == "/version":
             major, minor = VERSION.lstrip("v").split(".")[:2]
             return self.send_json(200, {"major": major, "minor": minor, "gitVersion": VERSION,
@@ -1306,9 +1722,10 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         gv = "v1" if parts[0] == "api" and len(parts) == 2 else "/".join(parts[1:3]) if parts[0] == "apis" and len(parts) == 3 else None
         if gv in API_RESOURCES:
             return self.send_json(200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
-                {"name": n, "singularName": "" if "/" in n else k.lower(), "namespaced": ns, "kind": k,
+                dict({"name": n, "singularName": "" if "/" in n else k.lower(), "namespaced": ns, "kind": k,
                  "verbs": ["create"] if "/" in n else ["create", "delete", "get", "list", "patch", "update", "watch"],
-                 "shortNames": sn} for n, k, ns, sn in API_RESOURCES[gv]]})
+                 "shortNames": sn}, **({"group": "policy", "version": "v1"} if n == "pods/eviction" else {}))
+                for n, k, ns, sn in API_RESOURCES[gv]]})
         if path.startswith("/v1-k3s/"):
             return self.k3s_endpoint(method, parts[1:])
         # Resource paths: /api/v1[/namespaces/NS]/RES[/NAME] and /apis/G/V[/namespaces/NS]/RES[/NAME]
@@ -1324,19 +1741,21 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         items = self.collection(resource, ns, query)
         if items is None:
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
-        kind = {"nodes": "Node", "namespaces": "Namespace", "helmcharts": "HelmChart", "jobs": "Job", "pods": "Pod"}[resource]
-        group = {"helmcharts": "helm.cattle.io", "jobs": "batch"}.get(resource, "")
+        kind = {"nodes": "Node", "namespaces": "Namespace", "helmcharts": "HelmChart", "jobs": "Job"}.get(resource) or WORKLOADS[resource][1]
+        group = {"helmcharts": "helm.cattle.io", "jobs": "batch"}.get(resource) or WORKLOADS.get(resource, ("", "", "."))[2][1:]
+        if resource in WORKLOADS:
+            handled = self.workload(method, resource, ns, name, rest)
+            if handled is not None:
+                return handled
         if name is None:
             if method != "GET":
                 return self.send_json(405, k8s_status(405, "MethodNotAllowed", "method not allowed"))
             if "as=Table" in self.headers.get("Accept", ""):
                 return self.send_json(200, table_json(resource, items, False, query.get("includeObject")))
-            api_version = {"helmcharts": "helm.cattle.io/v1", "jobs": "batch/v1"}.get(resource, "v1")
+            api_version = {"helmcharts": "helm.cattle.io/v1", "jobs": "batch/v1"}.get(resource) or WORKLOADS.get(resource, ("v1",))[0]
             return self.send_json(200, {"kind": kind + "List", "apiVersion": api_version,
                                         "metadata": {"resourceVersion": str(store.state["rv"])}, "items": items})
         obj = next((o for o in items if o["metadata"]["name"] == name), None)
-        if len(rest) > 2 and rest[2] == "eviction" and method == "POST":
-            return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
         if obj is None:
             return self.send_json(404, k8s_status(404, "NotFound", '%s%s "%s" not found' % (resource, "." + group if group else "", name)))
         if method == "GET":
@@ -1375,8 +1794,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             elif resource in ("helmcharts", "jobs"):
                 items = [store.state[resource][k] for k in sorted(store.state[resource])]
                 items = [o for o in items if ns is None or o["metadata"]["namespace"] == ns]
-            elif resource == "pods":
-                items = []
+            elif resource in WORKLOADS:
+                items = store.wl_list(resource, ns)
             else:
                 return None
         sel = query.get("labelSelector")
@@ -1384,10 +1803,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             for term in sel.split(","):
                 k, _, v = term.partition("=")
                 items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v or (not v and k in (o["metadata"].get("labels") or {}))]
-        fsel = query.get("fieldSelector", "")
-        m = re.fullmatch(r"metadata\.name=(.+)", fsel)
-        if m:
-            items = [o for o in items if o["metadata"]["name"] == m.group(1)]
+        for term in filter(None, query.get("fieldSelector", "").split(",")):
+            field, _, want = term.partition("=")
+            path = {"metadata.name": ("metadata", "name"), "metadata.namespace": ("metadata", "namespace"),
+                    "spec.nodeName": ("spec", "nodeName"), "status.phase": ("status", "phase")}.get(field)
+            if path:
+                items = [o for o in items if str((o.get(path[0]) or {}).get(path[1], "")) == want.lstrip("=")]
         return json.loads(json.dumps(items))
 
     def node_password_secrets(self, method, ns, name):
@@ -1413,6 +1834,40 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def member_ip(self, name):
         node = self.server.app.store.state["nodes"].get(name) or {}
         return (node.get("obj", {}).get("metadata", {}).get("annotations") or {}).get("k3s.io/internal-ip", "")
+    def workload(self, method, resource, ns, name, rest):
+        """Create/patch/replace/delete of workload objects and the pods/eviction subresource;
+        None when the generic GET path answers."""
+        store = self.server.app.store
+        group = WORKLOADS[resource][2]
+        if name is None and method == "POST":
+            body = self.body_json()
+            if not isinstance(body, dict):
+                return self.send_json(400, k8s_status(400, "BadRequest", "invalid body"))
+            code, obj = store.wl_create(resource, ns, body)
+            return self.send_json(code, obj)
+        if name is None:
+            return None
+        if len(rest) > 2 and rest[2] == "eviction" and resource == "pods":
+            if method != "POST":
+                return self.send_json(405, k8s_status(405, "MethodNotAllowed", "method not allowed"))
+            self.body_json()  # the Eviction object: its deleteOptions change nothing here
+            code, obj = store.evict(ns or "default", name)
+            return self.send_json(code, obj)
+        if method in ("PATCH", "PUT"):
+            patch = self.body_json()
+            if not isinstance(patch, dict):
+                return self.send_json(400, k8s_status(400, "BadRequest", "invalid patch"))
+            obj = store.wl_patch(resource, ns or "default", name, patch)
+            if obj is None:
+                return self.send_json(404, k8s_status(404, "NotFound", '%s%s "%s" not found' % (resource, group, name)))
+            return self.send_json(200, obj)
+        if method == "DELETE":
+            obj = store.wl_delete(resource, ns or "default", name)
+            if obj is None:
+                return self.send_json(404, k8s_status(404, "NotFound", '%s%s "%s" not found' % (resource, group, name)))
+            return self.send_json(200, obj if resource == "pods" else {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                                                                       "details": {"name": name, "kind": resource}})
+        return None
 
     def k3s_endpoint(self, method, parts):
         app, store = self.server.app, self.server.app.store
@@ -1810,6 +2265,9 @@ def run_server(cfg):
         def manifests():
             while True:
                 scan_manifests(app.store, mdir)
+                with app.store.lock:  # workload controllers and the scheduler
+                    app.store.reconcile()
+                    app.store.save()
                 time.sleep(HEARTBEAT_SECONDS)
         threading.Thread(target=manifests, daemon=True).start()
         app.store.own = ident["name"]
@@ -1867,8 +2325,12 @@ RESOURCE_ALIASES = {
     "ns": "namespaces", "helmchart": "helmcharts", "helmcharts": "helmcharts", "helmcharts.helm.cattle.io": "helmcharts",
     "helmchart.helm.cattle.io": "helmcharts", "job": "jobs", "jobs": "jobs", "jobs.batch": "jobs",
     "pod": "pods", "pods": "pods", "po": "pods",
+    "deployment": "deployments", "deployments": "deployments", "deploy": "deployments", "deployments.apps": "deployments",
+    "daemonset": "daemonsets", "daemonsets": "daemonsets", "ds": "daemonsets", "daemonsets.apps": "daemonsets",
+    "replicaset": "replicasets", "replicasets": "replicasets", "rs": "replicasets",
+    "poddisruptionbudget": "poddisruptionbudgets", "poddisruptionbudgets": "poddisruptionbudgets", "pdb": "poddisruptionbudgets",
 }
-NAMESPACED = {"helmcharts", "jobs", "pods"}
+NAMESPACED = {"helmcharts", "jobs", "pods", "deployments", "daemonsets", "replicasets", "poddisruptionbudgets"}
 # Node-password Secrets (backup/restore region): kube-system/<node>.node-password.k3s.
 RESOURCE_ALIASES.update({"secret": "secrets", "secrets": "secrets"})
 NAMESPACED.add("secrets")
@@ -1930,7 +2392,8 @@ def kube_request(client, method, path, body=None, ctype="application/json"):
 
 
 def resource_path(resource, ns, name=None):
-    base = {"helmcharts": "/apis/helm.cattle.io/v1", "jobs": "/apis/batch/v1"}.get(resource, "/api/v1")
+    base = {"helmcharts": "/apis/helm.cattle.io/v1", "jobs": "/apis/batch/v1"}.get(resource) or \
+        ("/apis/" + WORKLOADS[resource][0] if resource in WORKLOADS and resource != "pods" else "/api/v1")
     p = base + ("/namespaces/%s" % ns if ns and resource in NAMESPACED else "") + "/" + resource
     return p + ("/" + name if name else "")
 
@@ -1989,6 +2452,201 @@ def jsonpath(obj, expr):
     return out
 
 
+def parse_duration(text, default):
+    """Go's time.ParseDuration for the forms kubectl users type: 90s, 5m, 1m30s, 2h, 0."""
+    if text in (None, ""):
+        return default
+    if re.fullmatch(r"\d+", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise KubectlError('error: invalid argument "%s" for "--timeout" flag: time: invalid duration "%s"' % (text, text))
+    return sum(float(a) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[b] for a, b in parts)
+
+
+def go_duration(secs):
+    """How Go prints a time.Duration (kubectl's messages use it): 30s, 1m30s, 2h0m0s."""
+    secs = int(secs)
+    if secs < 60:
+        return "%ds" % secs
+    if secs < 3600:
+        return "%dm%ds" % (secs // 60, secs % 60)
+    return "%dh%dm%ds" % (secs // 3600, secs % 3600 // 60, secs % 60)
+
+
+def kubectl_apply(client, verb, files, ns_flag):
+    """`kubectl apply|create -f FILE|-`: create what is missing; apply also patches what exists."""
+    docs = []
+    for f in files:
+        text = sys.stdin.read() if f == "-" else read_text(f)
+        if text is None:
+            raise KubectlError('error: the path "%s" does not exist' % f)
+        docs += [(f, d) for d in yaml_load_all(text) if d]
+    for f, doc in docs:
+        kind = doc.get("kind", "")
+        resource = {"Namespace": "namespaces", "HelmChart": "helmcharts"}.get(kind) or KIND_TO_RESOURCE.get(kind)
+        if resource is None:
+            raise KubectlError('error: resource mapping not found for name: "%s" namespace: "" from "%s": no matches for kind "%s" in version "%s"'
+                               % ((doc.get("metadata") or {}).get("name", ""), f, kind, doc.get("apiVersion", "")))
+        name = (doc.get("metadata") or {}).get("name", "")
+        ns = (doc.get("metadata") or {}).get("namespace") or ns_flag or "default"
+        label = "%s%s/%s" % (kind.lower(), {"apps/v1": ".apps", "policy/v1": ".policy"}.get(doc.get("apiVersion"), ""), name)
+        if resource == "namespaces":
+            path, coll = "/api/v1/namespaces/" + name, "/api/v1/namespaces"
+        else:
+            base = "/api/v1" if doc.get("apiVersion") == "v1" else "/apis/" + doc.get("apiVersion", "")
+            coll = "%s/namespaces/%s/%s" % (base, ns, resource)
+            path = coll + "/" + name
+        try:
+            current = kube_request(client, "GET", path)
+        except KubectlError as e:
+            if "NotFound" not in str(e):
+                raise
+            current = None
+        if current is None:
+            kube_request(client, "POST", coll, doc)
+            print("%s created" % label)
+        elif verb == "create":
+            raise KubectlError('Error from server (AlreadyExists): error when creating "%s": %s%s "%s" already exists'
+                               % (f, resource, WORKLOADS.get(resource, ("", "", ""))[2], name))
+        elif all(merge_patch(current.get(p) or {}, doc.get(p) or {}) == (current.get(p) or {}) for p in ("spec",)):
+            print("%s unchanged" % label)
+        else:
+            kube_request(client, "PATCH", path, {"metadata": {"labels": (doc.get("metadata") or {}).get("labels") or {}},
+                                                 "spec": doc.get("spec") or {}}, "application/merge-patch+json")
+            print("%s configured" % label)
+    return 0
+
+
+def kubectl_drain(client, node, flags):
+    """kubectl drain (k8s.io/kubectl/pkg/drain and cmd/drain): cordon, filter the node's pods,
+    evict them (retrying budget refusals every 5 s) within --timeout, wait until they are gone."""
+    timeout = parse_duration(flags.get("timeout"), 0)
+    try:
+        obj = kube_request(client, "GET", resource_path("nodes", None, node))
+    except KubectlError as e:
+        raise KubectlError(str(e).replace("nodes.", "nodes"))
+    if obj["spec"].get("unschedulable"):
+        print("node/%s already cordoned" % node)
+    else:
+        kube_request(client, "PATCH", resource_path("nodes", None, node), {"spec": {"unschedulable": True}},
+                     "application/strategic-merge-patch+json")
+        print("node/%s cordoned" % node)
+    sys.stdout.flush()
+
+    def pods_for_deletion():
+        pods = kube_request(client, "GET", "/api/v1/pods?fieldSelector=" + urllib.parse.quote("spec.nodeName=" + node))["items"]
+        # kubectl's filters in its order; the first that refuses or skips a pod decides, and
+        # a pod keeps the warning of the last filter that let it through with one.
+        order = ["DaemonSet-managed Pods (use --ignore-daemonsets to ignore)", "ignoring DaemonSet-managed Pods",
+                 "Pods with local storage (use --delete-emptydir-data to override)", "deleting Pods with local storage",
+                 "cannot delete Pods that declare no controller (use --force to override)",
+                 "deleting Pods that declare no controller"]
+        deletable, fatal, warn = [], {}, {}
+        for p in pods:
+            ref = "%s/%s" % (p["metadata"]["namespace"], p["metadata"]["name"])
+            owner = controller_of(p)
+            if owner and owner.get("kind") == "DaemonSet":
+                if "--ignore-daemonsets" in flags:
+                    warn.setdefault(order[1], []).append(ref)
+                else:
+                    fatal.setdefault(order[0], []).append(ref)
+                continue
+            warning = None
+            if any("emptyDir" in v for v in p["spec"].get("volumes") or []):
+                if "--delete-emptydir-data" not in flags and "--delete-local-data" not in flags:
+                    fatal.setdefault(order[2], []).append(ref)
+                    continue
+                warning = order[3]
+            if owner is None:
+                if "--force" not in flags:
+                    fatal.setdefault(order[4], []).append(ref)
+                    continue
+                warning = order[5]
+            if warning:
+                warn.setdefault(warning, []).append(ref)
+            deletable.append(p)
+        fatal = {m: fatal[m] for m in order if m in fatal}
+        warn = {m: warn[m] for m in order if m in warn}
+        errors = ["cannot delete %s: %s" % (msg, ", ".join(refs)) for msg, refs in fatal.items()]
+        return deletable, errors, "; ".join("%s: %s" % (m, ", ".join(r)) for m, r in warn.items())
+
+    pods, errors, warnings = pods_for_deletion()
+    if errors:
+        err = errors[0] if len(errors) == 1 else "[%s]" % ", ".join(errors)
+        sys.stderr.write("error: unable to drain node \"%s\" due to error: %s, continuing command...\n"
+                         "There are pending nodes to be drained:\n %s\n" % (node, err, node))
+        raise KubectlError("\n".join(errors))
+    if warnings:
+        sys.stderr.write("Warning: %s\n" % warnings)
+    deadline = time.time() + timeout if timeout else None
+    pending = {p["metadata"]["uid"]: p for p in pods}
+    failures = []
+    retry_at = {uid: 0.0 for uid in pending}
+    evicted = set()
+    while pending:
+        now = time.time()
+        for uid, p in list(pending.items()):
+            ns, name = p["metadata"]["namespace"], p["metadata"]["name"]
+            if deadline and now >= deadline:
+                what = "waiting for pod \"%s\" in namespace \"%s\" to terminate" % (name, ns) if uid in evicted \
+                    else "evicting pods/\"%s\" -n \"%s\"" % (name, ns)
+                failures.append("error when %s: global timeout reached: %s" % (what, go_duration(timeout)))
+                del pending[uid]
+                continue
+            if uid not in evicted:
+                if now < retry_at[uid]:
+                    continue
+                print("evicting pod %s/%s" % (ns, name))  # kubectl says it again on every attempt
+                sys.stdout.flush()
+                try:
+                    if "--disable-eviction" in flags:
+                        kube_request(client, "DELETE", "/api/v1/namespaces/%s/pods/%s" % (ns, name))
+                    else:
+                        kube_request(client, "POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (ns, name),
+                                     {"apiVersion": "policy/v1", "kind": "Eviction",
+                                      "metadata": {"name": name, "namespace": ns},
+                                      "deleteOptions": {"gracePeriodSeconds": int(flags["grace-period"])}
+                                      if flags.get("grace-period", "-1") not in ("-1", "") else {}})
+                    evicted.add(uid)
+                except KubectlError as e:
+                    msg = str(e).split(": ", 1)[-1]
+                    if "(NotFound)" in str(e):
+                        evicted.add(uid)
+                    elif "(TooManyRequests)" in str(e):
+                        sys.stderr.write("error when evicting pods/\"%s\" -n \"%s\" (will retry after 5s): %s\n" % (name, ns, msg))
+                        sys.stderr.flush()
+                        retry_at[uid] = now + 5
+                        continue
+                    else:
+                        failures.append("error when evicting pods/\"%s\" -n \"%s\": %s" % (name, ns, msg))
+                        del pending[uid]
+                        continue
+            try:
+                cur = kube_request(client, "GET", "/api/v1/namespaces/%s/pods/%s" % (ns, name))
+                gone = cur["metadata"]["uid"] != uid
+            except KubectlError:
+                gone = True
+            if gone:
+                print("pod/%s %s" % (name, "deleted" if "--disable-eviction" in flags else "evicted"))
+                sys.stdout.flush()
+                del pending[uid]
+        if pending:
+            time.sleep(0.5)
+    if failures:
+        err = failures[0] if len(failures) == 1 else "[%s]" % ", ".join(failures)
+        left, _, _ = pods_for_deletion()
+        if left:
+            sys.stderr.write("There are pending pods in node \"%s\" when an error occurred: %s\n" % (node, err))
+            for p in left:
+                sys.stderr.write("pod/%s\n" % p["metadata"]["name"])
+        sys.stderr.write("error: unable to drain node \"%s\" due to error: %s, continuing command...\n"
+                         "There are pending nodes to be drained:\n %s\n" % (node, err, node))
+        raise KubectlError("\n".join("error: " + f for f in failures) if len(failures) == 1 else "\n".join(failures))
+    print("node/%s drained" % node)
+    return 0
+
+
 KUBECTL_VERBS = "annotate apply cluster-info completion config cordon create delete describe drain edit " \
     "exec get label logs patch rollout scale taint uncordon version wait"
 
@@ -2015,7 +2673,7 @@ def kubectl_completion(args):
 
 
 def kubectl(argv):
-    opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None}
+    opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None, "flags": {}, "files": []}
     args, i = [], 0
     while i < len(argv):
         a = argv[i]
@@ -2042,8 +2700,20 @@ def kubectl(argv):
                 opts["kubeconfig"] = a.split("=", 1)[1]
             elif a.startswith("--for=") or a.startswith("--timeout="):
                 opts[a[2:].split("=")[0]] = a.split("=", 1)[1]
+                opts["flags"][a[2:].split("=")[0]] = a.split("=", 1)[1]
+            elif a in ("-f", "--filename"):
+                opts["files"].append(argv[i])
+                i += 1
+            elif a.startswith("--filename="):
+                opts["files"].append(a.split("=", 1)[1])
+            elif a.startswith("--") and "=" in a:
+                key, _, val = a[2:].partition("=")
+                if val.lower() == "false":  # --force=false is the flag unset
+                    continue
+                opts["flags"][key] = val
+                opts["flags"]["--" + key] = True
             elif a.startswith("-"):
-                pass  # --ignore-daemonsets, --delete-emptydir-data, --force, --request-timeout=...: accepted
+                opts["flags"][a] = True  # --ignore-daemonsets, --delete-emptydir-data, --force, ...
             else:
                 args.append(a)
     if args[:1] == ["completion"]:
@@ -2063,13 +2733,21 @@ def kubectl(argv):
     if verb == "cluster-info":
         print("Kubernetes control plane is running at https://%s:%d" % (client[0], client[1]))
         return 0
-    if verb in ("cordon", "uncordon", "drain"):
+    if verb in ("apply", "create") and opts["files"]:
+        return kubectl_apply(client, verb, opts["files"], opts["namespace"])
+    if verb == "drain":
+        if len(rest) != 1:
+            raise KubectlError("error: USAGE: drain NODE [options] (the simulator drains one node per call)")
+        return kubectl_drain(client, rest[0], opts["flags"])
+    if verb in ("cordon", "uncordon"):
         for name in rest:
+            node = kube_request(client, "GET", resource_path("nodes", None, name))
+            if bool(node["spec"].get("unschedulable")) == (verb == "cordon"):
+                print("node/%s already %s" % (name, verb + "ed"))
+                continue
             kube_request(client, "PATCH", resource_path("nodes", None, name), {"spec": {"unschedulable": True if verb != "uncordon" else None}},
                          "application/strategic-merge-patch+json")
             print("node/%s %s" % (name, "uncordoned" if verb == "uncordon" else "cordoned"))
-            if verb == "drain":
-                print("node/%s drained" % name)
         return 0
     if not rest:
         raise KubectlError("error: You must specify the type of resource to %s" % verb)
@@ -2097,7 +2775,8 @@ def kubectl(argv):
             sys.stdout.write(yaml_dump(items[0] if single else {"apiVersion": "v1", "items": items, "kind": "List",
                                                                 "metadata": {"resourceVersion": ""}}))
         elif out == "name":
-            kind = {"helmcharts": "helmchart.helm.cattle.io", "jobs": "job.batch"}.get(resource, resource.rstrip("s"))
+            kind = {"helmcharts": "helmchart.helm.cattle.io", "jobs": "job.batch"}.get(resource) or \
+                (WORKLOADS[resource][1].lower() + WORKLOADS[resource][2] if resource in WORKLOADS else resource.rstrip("s"))
             for o in items:
                 print("%s/%s" % (kind, o["metadata"]["name"]))
         elif out.startswith("jsonpath="):
@@ -2115,7 +2794,8 @@ def kubectl(argv):
                 if "--ignore-not-found" in argv and "(NotFound)" in str(e):
                     continue
                 raise
-            print('%s "%s" deleted' % ({"nodes": "node", "helmcharts": "helmchart.helm.cattle.io"}.get(resource, resource), n))
+            print('%s "%s" deleted' % ({"nodes": "node", "helmcharts": "helmchart.helm.cattle.io"}.get(resource) or
+                                       (WORKLOADS[resource][1].lower() + WORKLOADS[resource][2] if resource in WORKLOADS else resource), n))
         return 0
     if verb == "wait":
         cond = opts.get("for", "")

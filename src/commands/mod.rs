@@ -14,6 +14,7 @@ pub mod plan;
 pub mod prompt;
 pub mod reach;
 pub mod render;
+pub mod replace;
 pub mod reset;
 pub mod restore;
 pub mod status;
@@ -86,6 +87,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(args) => reset::run(&global, &args),
         Command::Backup(args) => backup::run(&global, &args),
         Command::Restore(args) => restore::run(&global, &args),
+        Command::Replace(args) => replace::run(&global, &args),
         Command::Upgrade(args) => upgrade::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
         Command::Kubeconfig(args) => kubeconfig::run(&global, &args),

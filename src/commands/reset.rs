@@ -14,6 +14,7 @@ use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Inventory};
+use crate::k3s::drain::DrainOptions;
 use crate::k3s::token::{read_join_token, read_secret};
 use crate::phases::reset::{
     GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
@@ -39,7 +40,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let interactive = std::io::stdin().is_terminal();
-    if !args.yes && !interactive {
+    if !args.yes && !interactive && !args.dry_run {
         return Err(Failure::Usage(
             "refusing to reset without confirmation: stdin is not a terminal, so edgeops cannot \
              ask; pass --yes to reset non-interactively (nothing was changed)"
@@ -66,6 +67,11 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
             context: prepared.inventory.cluster.name.clone(),
         },
         gitlab,
+        drain: (!args.skip_drain).then_some(DrainOptions {
+            timeout: args.drain_timeout,
+            force: args.force,
+            delete_emptydir_data: args.delete_emptydir_data,
+        }),
     };
     let view = ProgressView::new(global);
     let observer: std::sync::Arc<dyn Observer> = view.clone();
@@ -92,8 +98,13 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     }
 
     let show_plan = !global.quiet && global.output == OutputFormat::Text;
-    if show_plan || !args.yes {
+    if show_plan || !args.yes || args.dry_run {
         print_plan(&reset)?;
+    }
+    if args.dry_run {
+        runtime.block_on(reset.abort());
+        eprintln!("--dry-run: nothing was changed");
+        return Ok(ExitCode::SUCCESS);
     }
     let must_ask = !reset.nothing_to_do() || reset.scope() == Scope::Hosts;
     if must_ask && !args.yes && !confirm(&runtime, &reset)? {
@@ -159,14 +170,23 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
     let what = match reset.scope() {
         Scope::Cluster => "the whole cluster: agents, then servers, the first server last",
         Scope::Hosts => {
-            "these hosts leave the cluster, which stays; their Node objects are deleted"
+            "these hosts leave the cluster, which stays: each is cordoned and drained first \
+             (unless --skip-drain), then wiped, and its Node object deleted"
         }
     };
     writeln!(err, "reset plan ({what}):")?;
     let mut rows = vec![
-        ["HOST", "PHASE", "ROLE", "K3S", "UNINSTALL", "WIPES"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "HOST",
+            "PHASE",
+            "ROLE",
+            "K3S",
+            "DRAIN",
+            "UNINSTALL",
+            "WIPES",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for plan in reset.plan() {
         let (k3s, method, wipes) = match (&plan.found, &plan.error) {
@@ -177,11 +197,17 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
                 format!("cannot tell: {}", error.as_deref().unwrap_or("no answer")),
             ),
         };
+        let drain = match (reset.scope(), reset.drain()) {
+            (Scope::Cluster, _) => "-".to_owned(),
+            (Scope::Hosts, Some(options)) => options.describe(),
+            (Scope::Hosts, None) => "skipped (--skip-drain)".to_owned(),
+        };
         rows.push(vec![
             plan.host.clone(),
             plan.phase.to_owned(),
             plan.role.to_owned(),
             k3s,
+            drain,
             method,
             wipes,
         ]);

@@ -8,6 +8,7 @@ pub mod airgap;
 pub mod arch;
 pub mod bundle;
 pub mod channel;
+pub mod drain;
 pub mod extras;
 pub mod firewall;
 pub mod helmcharts;

@@ -35,6 +35,9 @@ use crate::engine::runlog::RunLog;
 #[path = "reset_quorum.rs"]
 mod quorum;
 
+#[path = "reset_drain.rs"]
+mod drain_out;
+
 /// The uninstall kills containers and removes image stores: give it room on a slow board.
 const UNINSTALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// Deleting the reset hosts' Node objects through the first server.
@@ -92,6 +95,9 @@ pub struct ResetOptions {
     /// `--gitlab` (scope `Cluster` only): what to remove from GitLab once the first server is
     /// reset.
     pub gitlab: Option<GitLabReset>,
+    /// Scope `Hosts`: cordon and drain each host through the first server before it leaves
+    /// (`None`: `--skip-drain`).
+    pub drain: Option<crate::k3s::drain::DrainOptions>,
 }
 
 /// A reset between its survey and its execution: sessions open, the lock held.
@@ -272,6 +278,14 @@ impl Reset {
         Ok(copy.remove(&entry.context).then_some(entry))
     }
 
+    /// How each host leaving a cluster that stays is drained first (`None`: not drained).
+    pub fn drain(&self) -> Option<&crate::k3s::drain::DrainOptions> {
+        self.options
+            .drain
+            .as_ref()
+            .filter(|_| self.scope == Scope::Hosts)
+    }
+
     /// What `--gitlab` will remove from GitLab, when asked for.
     pub fn gitlab(&self) -> Option<&GitLabReset> {
         self.options.gitlab.as_ref()
@@ -343,7 +357,13 @@ impl Reset {
             let this = &self;
             let results: Vec<(String, Outcome)> = futures::stream::iter(agents)
                 .map(|name| async move {
-                    let outcome = this.uninstall_with_progress("agents", &name).await;
+                    let outcome = match this.drain_out(&name).await {
+                        Ok(drained) => this
+                            .uninstall_with_progress("agents", &name)
+                            .await
+                            .drained(drained),
+                        Err(reason) => Outcome::failed(reason),
+                    };
                     (name, outcome)
                 })
                 .buffer_unordered(self.options.fleet.concurrency.max(1))
@@ -366,7 +386,15 @@ impl Reset {
                     continue;
                 }
                 if phase == "servers" && self.scope == Scope::Hosts {
-                    // Member removal before the uninstall, quorum checked again first.
+                    // Drained first (its pods move while it is still a member), then member
+                    // removal before the uninstall, quorum checked again first.
+                    let drained = match self.drain_out(&name).await {
+                        Ok(drained) => drained,
+                        Err(reason) => {
+                            outcomes.insert(name, Outcome::failed(reason));
+                            continue;
+                        }
+                    };
                     let node = self.node_names.get(&name).cloned().unwrap_or(name.clone());
                     if let Err(reason) = self.leave_etcd(&name, &node).await {
                         let reason = format!("not reset: {reason}");
@@ -376,6 +404,9 @@ impl Reset {
                         outcomes.insert(name, Outcome::failed(reason));
                         continue;
                     }
+                    let outcome = self.uninstall_with_progress(phase, &name).await;
+                    outcomes.insert(name, outcome.drained(drained));
+                    continue;
                 }
                 let outcome = self.uninstall_with_progress(phase, &name).await;
                 outcomes.insert(name, outcome);
@@ -729,6 +760,17 @@ impl Outcome {
             removed: Vec::new(),
             reason: None,
         }
+    }
+
+    /// Say in the method that the host was drained before its uninstall.
+    fn drained(mut self, drained: bool) -> Outcome {
+        if drained {
+            self.method = Some(match self.method {
+                Some(method) => format!("drained, {method}"),
+                None => "drained".to_owned(),
+            });
+        }
+        self
     }
 
     fn failed(reason: String) -> Outcome {

@@ -31,8 +31,6 @@ use super::upgrade_plan::{
 use super::{Observer, Progress};
 use crate::engine::runlog::RunLog;
 
-/// kubectl's own `--timeout` for drain is `--drain-timeout`; this is the round trip around it.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// One node-list read while waiting for a node (the API may be restarting).
 const NODE_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one channel-server request may take.
@@ -865,17 +863,19 @@ impl Upgrader<'_> {
         let first = self.first.clone();
         let quoted = shell_quote(&node);
         if self.options.drain {
-            let secs = self.options.drain_timeout.as_secs().max(1);
-            let command = format!(
-                "k3s kubectl drain {quoted} --ignore-daemonsets --delete-emptydir-data --timeout={secs}s"
-            );
-            let request = ExecRequest::new(command)
-                .sudo(true)
-                .timeout(self.options.drain_timeout + DRAIN_GRACE);
-            self.step(&first, name, "drain", request)
+            let session = self
+                .fleet
+                .session(&first)
+                .ok_or_else(|| format!("{first}: no SSH session"))?;
+            let options = crate::k3s::drain::DrainOptions {
+                timeout: self.options.drain_timeout,
+                force: false,
+                delete_emptydir_data: true,
+            };
+            super::drain::drain(session, &node, &options, &self.log, name)
                 .await
-                .map_err(|reason| {
-                    format!("{reason} (left cordoned: `kubectl uncordon {node}` once fixed)")
+                .map_err(|e| {
+                    format!("{e} (left cordoned: `kubectl uncordon {node}` once fixed)")
                 })?;
         }
         let left_cordoned = |reason: String| {
