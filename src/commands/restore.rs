@@ -11,7 +11,7 @@ use crate::exit::Failure;
 use crate::k3s::snapshot::{self, Manifest};
 use crate::k3s::token::read_join_token;
 use crate::phases::restore::{Restore, RestoreOptions, RestoreReport};
-use crate::phases::runlog::{Redactor, RunLog};
+use crate::engine::runlog::{Redactor, RunLog};
 
 use super::up::{prepare, table, with_interrupt};
 

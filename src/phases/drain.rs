@@ -10,7 +10,7 @@ use crate::k3s::drain::{DrainFailure, DrainOptions, uncordon_command};
 use crate::ssh::{ExecRequest, Session};
 
 use super::outcome::last_lines;
-use super::runlog::RunLog;
+use crate::engine::runlog::RunLog;
 
 /// Bound of `kubectl uncordon` (one API write).
 const UNCORDON_TIMEOUT: Duration = Duration::from_secs(60);

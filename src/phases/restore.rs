@@ -19,7 +19,7 @@ use crate::ssh::{ConnectOptions, ExecRequest, Session, SshContext};
 
 use super::outcome::last_lines;
 use super::remote;
-use super::runlog::RunLog;
+use crate::engine::runlog::RunLog;
 
 /// Stopping one k3s unit.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(120);
