@@ -94,6 +94,47 @@ struct Spec {
     target_namespace: Option<String>,
     #[serde(default)]
     values_content: Option<String>,
+    #[serde(flatten)]
+    source: ChartSource,
+}
+
+/// Which chart a HelmChart installs (`spec.chart`, `spec.version`, `spec.repo`): what `plan`
+/// and `status` show. Holds no values, so it is safe to print.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ChartSource {
+    #[serde(default)]
+    pub chart: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+impl ChartSource {
+    /// The source named by a rendered HelmChart manifest (`None` when it is not one).
+    pub fn from_manifest(content: &str) -> Option<ChartSource> {
+        #[derive(Deserialize)]
+        struct Manifest {
+            spec: ChartSource,
+        }
+        serde_yaml_ng::from_str::<Manifest>(content)
+            .ok()
+            .map(|m| m.spec)
+    }
+
+    /// `gitlab-runner 0.71.0 from https://charts.gitlab.io`; without a version helm installs
+    /// the repository's newest release, and the text says so.
+    pub fn describe(&self) -> String {
+        let chart = self.chart.as_deref().unwrap_or("(no chart)");
+        let version = match self.version.as_deref().filter(|v| !v.is_empty()) {
+            Some(version) => version.to_owned(),
+            None => "(newest)".to_owned(),
+        };
+        match self.repo.as_deref().filter(|r| !r.is_empty()) {
+            Some(repo) => format!("{chart} {version} from {repo}"),
+            None => format!("{chart} {version}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -161,6 +202,11 @@ impl ChartListing {
     /// manifest just written (holds secrets: compare, never print).
     pub fn values_content(&self, namespace: &str, name: &str) -> Option<&str> {
         self.find(namespace, name)?.spec.values_content.as_deref()
+    }
+
+    /// The chart, version and repository the cluster's HelmChart `name` names.
+    pub fn source(&self, namespace: &str, name: &str) -> Option<&ChartSource> {
+        Some(&self.find(namespace, name)?.spec.source)
     }
 
     /// The state of chart `name` in `namespace` (HelmCharts live in kube-system).
@@ -254,6 +300,46 @@ mod tests {
         assert_eq!(
             l.state("kube-system", "a"),
             ChartState::Failed("Error: INSTALLATION FAILED: boom".into())
+        );
+    }
+
+    #[test]
+    fn source_is_read_from_the_cluster_and_from_a_manifest() {
+        let chart = r#"{"metadata":{"name":"gitlab-runner","namespace":"kube-system"},
+            "spec":{"repo":"https://charts.gitlab.io","chart":"gitlab-runner","version":"0.71.0",
+            "valuesContent":"runnerToken: glrt-secret\n"},"status":{}}"#;
+        let l = listing(chart, &["kube-system"]);
+        let source = l.source("kube-system", "gitlab-runner").unwrap();
+        assert_eq!(
+            source.describe(),
+            "gitlab-runner 0.71.0 from https://charts.gitlab.io"
+        );
+        assert!(l.source("kube-system", "other").is_none());
+        let manifest = "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: a\n\
+                        spec:\n  repo: \"https://charts.gitlab.io\"\n  chart: \"gitlab-agent\"\n\
+                        \x20 valuesContent: |\n    config:\n      token: glagent-secret\n";
+        let source = ChartSource::from_manifest(manifest).unwrap();
+        assert_eq!(
+            source.describe(),
+            "gitlab-agent (newest) from https://charts.gitlab.io"
+        );
+        assert!(!source.describe().contains("secret"));
+        assert!(ChartSource::from_manifest("not: [a manifest").is_none());
+    }
+
+    #[test]
+    fn a_failed_install_job_keeps_the_charts_reason() {
+        let failed = r#"{"metadata":{"name":"gitlab-runner","namespace":"kube-system"},"spec":{},
+            "status":{"jobName":"helm-install-gitlab-runner","conditions":[
+            {"type":"JobCreated","status":"True"},
+            {"type":"Failed","status":"True","message":"FATAL: Runner configuration other than name and executor configuration is reserved"}]}}"#;
+        let l = listing(failed, &["kube-system", "gitlab-runner"]);
+        let state = l.state("kube-system", "gitlab-runner");
+        assert_eq!(state.word(), "failed");
+        assert!(
+            state.detail().starts_with("FATAL: Runner configuration other"),
+            "{}",
+            state.detail()
         );
     }
 

@@ -16,7 +16,9 @@ use crate::gitlab::{
     RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource, sha256_hex,
 };
 use crate::inventory::{GitLab, Inventory, RunnerType};
-use crate::k3s::helmcharts::{CHARTS_COMMAND, ChartListing, ChartState, MANIFESTS_DIR};
+use crate::k3s::helmcharts::{
+    CHARTS_COMMAND, ChartListing, ChartSource, ChartState, MANIFESTS_DIR,
+};
 use crate::render::Renderer;
 use crate::render::gitlab::{
     ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
@@ -382,6 +384,18 @@ pub fn chart_names(gitlab: &GitLab) -> Vec<String> {
         names.push(RUNNER_RELEASE.to_owned());
     }
     names
+}
+
+/// A chart row's detail for `status`: the chart the cluster holds, then why it is not deployed.
+fn chart_detail(listing: &ChartListing, name: &str, state: &ChartState) -> String {
+    let source = listing
+        .source(HELMCHART_NAMESPACE, name)
+        .map(ChartSource::describe);
+    match (source, state.detail()) {
+        (Some(source), why) if why.is_empty() => source,
+        (Some(source), why) => format!("{source}: {why}"),
+        (None, why) => why,
+    }
 }
 
 /// `spec.valuesContent` of a rendered manifest, to recognise it once the cluster applied it.
@@ -841,8 +855,32 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
             }
         }
     }
+    // Which chart, version and repository each manifest names (token placeholders are enough).
+    let sources = rendered
+        .or_else(|| {
+            render_gitlab(
+                cx.renderer,
+                cluster,
+                gitlab,
+                &GitLabTokens::default(),
+                &ClusterFacts {
+                    node_arch: cx.node_arch.clone(),
+                },
+                None,
+            )
+            .ok()
+        })
+        .map(|files| manifests(gitlab, &files))
+        .unwrap_or_default();
     for name in &chart_names {
-        rows.push(GitLabRow::new("chart", name, "would wait until deployed"));
+        let source = sources
+            .iter()
+            .find(|m| &m.chart == name)
+            .and_then(|m| ChartSource::from_manifest(&m.content));
+        rows.push(
+            GitLabRow::new("chart", name, "would wait until deployed")
+                .detail(source.map(|s| s.describe()).unwrap_or_default()),
+        );
     }
     GitLabReport {
         status: Status::Planned,
@@ -868,7 +906,8 @@ pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
                 .iter()
                 .map(|name| {
                     let state = listing.state(HELMCHART_NAMESPACE, name);
-                    GitLabRow::new("chart", name, state.word()).detail(state.detail())
+                    GitLabRow::new("chart", name, state.word())
+                        .detail(chart_detail(&listing, name, &state))
                 })
                 .collect(),
             None,
