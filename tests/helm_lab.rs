@@ -60,8 +60,12 @@ fn inventory(lab: &support::Lab, dir: &Path, gitlab_url: &str) -> PathBuf {
 }
 
 fn builtin(name: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/gitlab").join(name))
-        .unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates/gitlab")
+            .join(name),
+    )
+    .unwrap()
 }
 
 /// Put (or, with `None`, remove) an override of a built-in GitLab template.
@@ -100,8 +104,7 @@ fn failed_condition(chart: &serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
-fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_deploys_the_default()
-{
+fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_deploys_the_default() {
     let lab = support::Lab::options(1).start();
     let server = lab.hosts()[0].name.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -170,7 +173,10 @@ fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_dep
     let failed = failed_condition(&chart);
     assert_eq!(failed["status"], "True", "{chart}");
     assert!(
-        failed["message"].as_str().unwrap().starts_with(RUNNER_REFUSAL),
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(RUNNER_REFUSAL),
         "{chart}"
     );
     let job = lab.ssh_ok(
@@ -202,8 +208,15 @@ fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_dep
     );
     // No token in what edgeops printed.
     let runner_secret = double.state().runners[0].secret.clone();
-    for printed in [&out, &status_out, &String::from_utf8_lossy(&json.stdout).into_owned()] {
-        assert!(!printed.contains(&runner_secret), "token printed:\n{printed}");
+    for printed in [
+        &out,
+        &status_out,
+        &String::from_utf8_lossy(&json.stdout).into_owned(),
+    ] {
+        assert!(
+            !printed.contains(&runner_secret),
+            "token printed:\n{printed}"
+        );
     }
 
     // The built-in templates deploy.

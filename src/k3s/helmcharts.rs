@@ -337,7 +337,9 @@ mod tests {
         let state = l.state("kube-system", "gitlab-runner");
         assert_eq!(state.word(), "failed");
         assert!(
-            state.detail().starts_with("FATAL: Runner configuration other"),
+            state
+                .detail()
+                .starts_with("FATAL: Runner configuration other"),
             "{}",
             state.detail()
         );

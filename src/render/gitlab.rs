@@ -349,7 +349,13 @@ mod tests {
             let keys: Vec<&str> = runners.keys().filter_map(|k| k.as_str()).collect();
             assert_eq!(keys, ["config"], "only the executor configuration");
             let config = values["runners"]["config"].as_str().unwrap();
-            for reserved in ["tag_list", "locked", "run_untagged", "maximum_timeout", "paused"] {
+            for reserved in [
+                "tag_list",
+                "locked",
+                "run_untagged",
+                "maximum_timeout",
+                "paused",
+            ] {
                 assert!(!config.contains(reserved), "{reserved} in {config}");
             }
         }
