@@ -169,6 +169,7 @@ fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_dep
         chart_line(&out, "gitlab-runner").contains(RUNNER_REFUSAL),
         "{out}"
     );
+    assert!(out.contains("set them in [gitlab.runner]"), "{out}");
     let chart = runner_chart(&lab, &server);
     let failed = failed_condition(&chart);
     assert_eq!(failed["status"], "True", "{chart}");

@@ -727,7 +727,8 @@ async fn wait_for_charts(
     for (name, state) in &states {
         rows.push(GitLabRow::new("chart", name, state.word()).detail(state.detail()));
         if *state != ChartState::Deployed {
-            problems.push(format!("{name} {}: {}", state.word(), state.detail()));
+            let hint = state.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            problems.push(format!("{name} {}: {}{hint}", state.word(), state.detail()));
         }
     }
     if problems.is_empty() {
