@@ -41,6 +41,29 @@ impl ChartState {
         }
     }
 
+    /// What to change, for the failures edgeops knows the cause of (`None` otherwise).
+    pub fn hint(&self) -> Option<&'static str> {
+        let Self::Failed(why) = self else {
+            return None;
+        };
+        if why.contains("executor configuration is reserved") {
+            Some(
+                "the runner values hold settings GitLab keeps on the runner (tags, locked, \
+                 run-untagged, ...): set them in [gitlab.runner] and leave them out of the \
+                 runner values template",
+            )
+        } else if why.contains("runnerRegistrationToken") || why.contains("Registering runner") {
+            Some(
+                "registration tokens are disabled on current GitLab: give the chart the runner's \
+                 glrt- token as runnerToken (the built-in runner values do)",
+            )
+        } else if why.contains("not found in") && why.contains("repository") {
+            Some("pin a chart version the repository has, or none for its newest")
+        } else {
+            None
+        }
+    }
+
     /// Why it is not deployed (empty when it is).
     pub fn detail(&self) -> String {
         match self {
@@ -343,6 +366,9 @@ mod tests {
             "{}",
             state.detail()
         );
+        assert!(state.hint().unwrap().contains("[gitlab.runner]"));
+        assert_eq!(ChartState::Failed("boom".into()).hint(), None);
+        assert_eq!(ChartState::Deployed.hint(), None);
     }
 
     #[test]
