@@ -229,6 +229,11 @@ fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_dep
         chart_line(&out, "gitlab-runner").contains("deployed"),
         "{out}"
     );
+    assert!(
+        chart_line(&out, "gitlab-runner")
+            .contains("gitlab-runner (newest) from https://charts.gitlab.io"),
+        "{out}"
+    );
     let status = edgeops.run(&["status", inv]);
     let status_out = text(&status);
     assert!(

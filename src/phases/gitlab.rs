@@ -686,26 +686,9 @@ async fn wait_for_charts(
     rows: &mut Vec<GitLabRow>,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let states = loop {
-        let states: Vec<(String, ChartState)> = match remote.charts().await {
-            Ok(listing) => charts
-                .iter()
-                .map(|name| {
-                    let mut state = listing.state(HELMCHART_NAMESPACE, name);
-                    let stale = fresh.iter().any(|(chart, values)| {
-                        chart == name
-                            && listing
-                                .values_content(HELMCHART_NAMESPACE, name)
-                                .is_none_or(|v| v.trim() != values)
-                    });
-                    if stale && state != ChartState::Missing {
-                        state = ChartState::Pending(
-                            "k3s has not applied the new manifest yet".to_owned(),
-                        );
-                    }
-                    (name.clone(), state)
-                })
-                .collect(),
+    let (states, listing) = loop {
+        let listing = match remote.charts().await {
+            Ok(listing) => listing,
             Err(reason) if Instant::now() >= deadline => {
                 return Err(format!("cannot read the HelmCharts: {reason}"));
             }
@@ -714,18 +697,37 @@ async fn wait_for_charts(
                 continue;
             }
         };
+        let states: Vec<(String, ChartState)> = charts
+            .iter()
+            .map(|name| {
+                let mut state = listing.state(HELMCHART_NAMESPACE, name);
+                let stale = fresh.iter().any(|(chart, values)| {
+                    chart == name
+                        && listing
+                            .values_content(HELMCHART_NAMESPACE, name)
+                            .is_none_or(|v| v.trim() != values)
+                });
+                if stale && state != ChartState::Missing {
+                    state =
+                        ChartState::Pending("k3s has not applied the new manifest yet".to_owned());
+                }
+                (name.clone(), state)
+            })
+            .collect();
         let failed = states
             .iter()
             .any(|(_, s)| matches!(s, ChartState::Failed(_)));
         let all_deployed = states.iter().all(|(_, s)| *s == ChartState::Deployed);
         if all_deployed || failed || Instant::now() >= deadline {
-            break states;
+            break (states, listing);
         }
         tokio::time::sleep(POLL_EVERY).await;
     };
     let mut problems = Vec::new();
     for (name, state) in &states {
-        rows.push(GitLabRow::new("chart", name, state.word()).detail(state.detail()));
+        rows.push(
+            GitLabRow::new("chart", name, state.word()).detail(chart_detail(&listing, name, state)),
+        );
         if *state != ChartState::Deployed {
             let hint = state.hint().map(|h| format!(" ({h})")).unwrap_or_default();
             problems.push(format!("{name} {}: {}{hint}", state.word(), state.detail()));
