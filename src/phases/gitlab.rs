@@ -386,7 +386,7 @@ pub fn chart_names(gitlab: &GitLab) -> Vec<String> {
     names
 }
 
-/// A chart row's detail for `status`: the chart the cluster holds, then why it is not deployed.
+/// A chart row's detail (`up`, `status`): the chart the cluster holds, then why it is not deployed.
 fn chart_detail(listing: &ChartListing, name: &str, state: &ChartState) -> String {
     let source = listing
         .source(HELMCHART_NAMESPACE, name)
