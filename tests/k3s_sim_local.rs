@@ -634,8 +634,16 @@ fn server_agents_and_ha_join_form_a_cluster() {
     assert_eq!(a1["spec"]["unschedulable"], true);
 }
 
+/// A gitlab-runner HelmChart manifest named `name` with these spec lines and values.
+fn runner_chart(name: &str, spec: &str, values: &str) -> String {
+    format!(
+        "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: {name}\n  namespace: kube-system\n\
+         spec:\n{spec}  targetNamespace: gitlab-runner\n  createNamespace: true\n  valuesContent: |-\n{values}"
+    )
+}
+
 #[test]
-fn helmchart_manifests_are_listed_as_deployed() {
+fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
     let mirror = Mirror::start(&[]);
     let sb = Sandbox::new("x86_64");
     let out = sb.install(
@@ -658,6 +666,46 @@ fn helmchart_manifests_are_listed_as_deployed() {
          \x20 createNamespace: true\n  valuesContent: |-\n    config:\n      kasAddress: wss://kas.gitlab.com\n",
     )
     .unwrap();
+    let gitlab = "  repo: https://charts.gitlab.io\n  chart: gitlab-runner\n";
+    let glrt = "    gitlabUrl: https://gitlab.example\n    runnerToken: glrt-abc\n";
+    for (name, spec, values) in [
+        (
+            "runner-ok",
+            gitlab.to_owned(),
+            format!("{glrt}    runners:\n      config: |\n        [[runners]]\n"),
+        ),
+        (
+            "runner-pinned",
+            format!("{gitlab}  version: 0.70.0\n"),
+            glrt.to_owned(),
+        ),
+        (
+            "runner-missing",
+            format!("{gitlab}  version: 9.9.9\n"),
+            glrt.to_owned(),
+        ),
+        (
+            "runner-elsewhere",
+            "  repo: https://charts.example.org/stable\n  chart: gitlab-runner\n".to_owned(),
+            glrt.to_owned(),
+        ),
+        (
+            "runner-tags",
+            gitlab.to_owned(),
+            format!("{glrt}    runners:\n      tags: k3s\n      locked: true\n"),
+        ),
+        (
+            "runner-legacy",
+            gitlab.to_owned(),
+            "    runnerRegistrationToken: GR1348941abc\n".to_owned(),
+        ),
+    ] {
+        std::fs::write(
+            manifests.join(format!("{name}.yaml")),
+            runner_chart(name, &spec, &values),
+        )
+        .unwrap();
+    }
     let kubeconfig = sb.path("k3s.yaml");
     let port = free_port();
     let mut procs = Procs(vec![]);
@@ -680,14 +728,72 @@ fn helmchart_manifests_are_listed_as_deployed() {
     let charts = wait_until("helmchart", Duration::from_secs(60), || {
         let list = kubectl_json(&k3s, &kubeconfig, &["get", "helmcharts", "-A"])?;
         let items = list["items"].as_array()?.clone();
-        (!items.is_empty()).then_some(items)
+        (items.len() >= 7).then_some(items)
     });
     assert_eq!(
         charts.len(),
-        1,
-        "traefik is disabled, only our chart remains"
+        7,
+        "traefik is disabled, only our charts remain"
     );
-    let chart = &charts[0];
+    let by_name = |name: &str| {
+        charts
+            .iter()
+            .find(|c| c["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no chart {name}"))
+    };
+    let failed = |name: &str| {
+        let chart = by_name(name);
+        let cond = chart["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .unwrap_or_else(|| panic!("no Failed condition on {name}"))
+            .clone();
+        (cond["status"] == "True").then(|| cond["message"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(failed("runner-ok"), None);
+    assert_eq!(failed("runner-pinned"), None);
+    assert_eq!(
+        failed("runner-missing").as_deref(),
+        Some(
+            r#"Error: INSTALLATION FAILED: chart "gitlab-runner" version "9.9.9" not found in https://charts.gitlab.io repository"#
+        )
+    );
+    assert_eq!(
+        failed("runner-elsewhere").as_deref(),
+        Some(
+            "Error: INSTALLATION FAILED: looks like \"https://charts.example.org/stable\" is not a valid chart \
+             repository or cannot be reached: failed to fetch https://charts.example.org/stable/index.yaml : 404 Not Found"
+        )
+    );
+    let tags = failed("runner-tags").unwrap();
+    assert!(
+        tags.starts_with(
+            "FATAL: Runner configuration other than name and executor configuration is reserved \
+             (specifically --locked, --access-level, --run-untagged, --maximum-timeout, --paused, \
+             --tag-list, and --maintenance-note) and cannot be specified when registering with a \
+             runner authentication token."
+        ),
+        "{tags}"
+    );
+    let legacy = failed("runner-legacy").unwrap();
+    assert!(legacy.contains("410 Gone"), "{legacy}");
+    assert!(!legacy.contains("GR1348941abc"), "token in {legacy}");
+    let job = kubectl_json(
+        &k3s,
+        &kubeconfig,
+        &[
+            "get",
+            "jobs",
+            "-n",
+            "kube-system",
+            "helm-install-runner-tags",
+        ],
+    )
+    .unwrap();
+    assert_eq!(job["status"]["failed"], 1, "{job}");
+    let chart = by_name("gitlab-agent");
     assert_eq!(
         chart["spec"]["valuesContent"],
         "config:\n  kasAddress: wss://kas.gitlab.com"

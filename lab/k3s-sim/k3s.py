@@ -25,10 +25,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 
-SIM_BUILD = {"version": "v0.0.0+k3s-sim", "arch": ""}  # rewritten by mirror.py per artifact
+SIM_BUILD = {"version": "v0.0.0+k3s-sim", "arch": "", "charts": ""}  # rewritten by mirror.py per artifact
 
 VERSION = SIM_BUILD["version"]
 # containerd and go versions shipped with each k3s release (k3s release notes).
@@ -1339,6 +1341,8 @@ class Store(Workloads):
         if not kind or not name:
             log("warning", "skipping object without kind/name in %s" % source)
             return
+        # The chart lookup talks to the mirror: done before taking the store lock.
+        install_error = helm_install_error(doc) if kind == "HelmChart" else None
         with self.lock:
             if kind == "Namespace":
                 self.ensure_namespace(name)
@@ -1354,13 +1358,16 @@ class Store(Workloads):
                     obj["metadata"]["uid"] = old["metadata"]["uid"]
                     obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
                 self.state["helmcharts"][ns + "/" + name] = obj
-                self.deploy_chart(obj)
+                self.deploy_chart(obj, install_error)
+                if install_error:
+                    log("error", "helm-install-%s failed: %s" % (name, install_error))
             else:
                 log("info", "applied %s %s from %s" % (kind, name, source))
             self.save()
 
-    def deploy_chart(self, chart):
-        """What the helm-controller reports: a helm-install job and the JobCreated condition."""
+    def deploy_chart(self, chart, install_error=None):
+        """What the helm-controller reports: a helm-install job and the JobCreated condition.
+        install_error: what helm_install_error() found (fetched outside the store lock)."""
         ns, name = chart["metadata"]["namespace"], chart["metadata"]["name"]
         spec = chart["spec"]
         target = spec.get("targetNamespace") or ns
@@ -1371,6 +1378,8 @@ class Store(Workloads):
         error = None
         if not spec.get("chart") and not spec.get("chartContent"):
             error = "chart is required"
+        elif install_error:
+            error = install_error
         elif target not in self.state["namespaces"]:
             if spec.get("createNamespace"):
                 self.ensure_namespace(target)
@@ -1379,7 +1388,8 @@ class Store(Workloads):
         ok = error is None
         chart["status"]["conditions"].append(
             {"type": "Failed", "status": "False" if ok else "True", "reason": "" if ok else "Error",
-             "message": "" if ok else "Error: INSTALLATION FAILED: " + error})
+             "message": "" if ok else error if error.startswith(("Error:", "ERROR:", "FATAL:"))
+             else "Error: INSTALLATION FAILED: " + error})
         t = now_rfc3339()
         jstatus = {"startTime": t, "succeeded": 1, "completionTime": t,
                    "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": t}]} if ok else \
@@ -1397,6 +1407,103 @@ class Store(Workloads):
             self.state["jobs"].pop(ns + "/helm-install-" + name, None)
             self.save()
             return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# The helm-install job's work: find the chart in its repository, then what the chart (and, for
+# gitlab-runner, the runner it starts) refuses in the values. Messages are helm's and the runner's.
+# ----------------------------------------------------------------------------------------------
+
+CHART_REPO_TIMEOUT = 5  # seconds for one index fetch from the mirror
+
+# What gitlab-runner (16.0+) refuses at `register` when given a glrt- authentication token, and
+# the chart values that become those flags (chart values.yaml: runners.tags -> --tag-list, ...).
+RUNNER_RESERVED_VALUES = {"tags": "--tag-list", "locked": "--locked", "runUntagged": "--run-untagged",
+                          "maximumTimeout": "--maximum-timeout", "protected": "--access-level",
+                          "paused": "--paused", "maintenanceNote": "--maintenance-note"}
+RUNNER_RESERVED_FATAL = (
+    "FATAL: Runner configuration other than name and executor configuration is reserved (specifically --locked, "
+    "--access-level, --run-untagged, --maximum-timeout, --paused, --tag-list, and --maintenance-note) "
+    "and cannot be specified when registering with a runner authentication token. "
+    "This configuration is specified on the GitLab server. "
+    "Please try again without specifying any of those arguments. "
+    "For more information, see https://docs.gitlab.com/ci/runners/new_creation_workflow/"
+    "#changes-to-the-gitlab-runner-register-command-syntax")
+# GitLab 17.0+ disables registration tokens: POST /api/v4/runners answers 410 Gone.
+RUNNER_LEGACY_TOKEN_ERROR = (
+    "ERROR: Registering runner... failed status=410 Gone (runnerRegistrationToken: runner registration "
+    "tokens are disabled on this GitLab; create the runner in GitLab and give its glrt- token as runnerToken)")
+
+
+def chart_mirror():
+    """Base URL of the chart repositories (the mirror's /charts/), or /etc/k3s-sim/chart-mirror."""
+    return sim_setting("chart-mirror", SIM_BUILD.get("charts", ""))
+
+
+def repo_unreachable(repo, why):
+    return 'looks like "%s" is not a valid chart repository or cannot be reached: %s' % (repo, why)
+
+
+def chart_lookup_error(spec):
+    """helm's repository lookup (`helm install --repo R --version V C`), or None when found.
+    A chart given as a URL (k3s's own traefik) or inline (chartContent) needs no repository."""
+    repo, chart, version = spec.get("repo"), spec.get("chart"), str(spec.get("version") or "")
+    if not repo or not chart or "://" in str(chart):
+        return None
+    repo = str(repo).rstrip("/")
+    index_url = repo + "/index.yaml"
+    base = chart_mirror()
+    if not base:
+        return repo_unreachable(repo, 'Get "%s": no chart mirror is configured for this host' % index_url)
+    u = urllib.parse.urlsplit(repo)
+    url = base.rstrip("/") + "/" + (u.netloc + u.path).strip("/") + "/index.yaml"
+    try:
+        with urllib.request.urlopen(url, timeout=CHART_REPO_TIMEOUT) as resp:
+            index = yaml_load(resp.read().decode())
+    except urllib.error.HTTPError as e:
+        return repo_unreachable(repo, "failed to fetch %s : %d %s" % (index_url, e.code, e.reason))
+    except (OSError, ValueError, YamlError) as e:
+        return repo_unreachable(repo, 'Get "%s": %s' % (index_url, getattr(e, "reason", e)))
+    entries = ((index or {}).get("entries") or {}).get(chart) or []
+    versions = [str(entry.get("version")) for entry in entries if isinstance(entry, dict)]
+    # No version: helm takes the newest release (no pre-releases). Only exact versions are
+    # matched here, not semver ranges.
+    found = version in versions if version else any("-" not in v for v in versions)
+    if found:
+        return None
+    what = 'chart "%s"' % chart + (' version "%s"' % version if version else "")
+    return "%s not found in %s repository" % (what, repo)
+
+
+def runner_values_error(values):
+    """What the gitlab-runner chart's runner refuses in its values, or None."""
+    if values.get("runnerRegistrationToken"):
+        return RUNNER_LEGACY_TOKEN_ERROR
+    token = str(values.get("runnerToken") or "")
+    runners = values.get("runners") if isinstance(values.get("runners"), dict) else {}
+    reserved = [key for key in RUNNER_RESERVED_VALUES if runners.get(key) not in (None, "", [])]
+    if token.startswith("glrt-") and reserved:
+        return RUNNER_RESERVED_FATAL
+    return None
+
+
+def helm_install_error(doc):
+    """Why the helm-install job of this HelmChart fails, as its log says it, or None."""
+    spec = doc.get("spec") or {}
+    if not isinstance(spec, dict):
+        return None
+    error = chart_lookup_error(spec)
+    if error:
+        return "Error: INSTALLATION FAILED: " + error
+    try:
+        values = yaml_load(spec.get("valuesContent") or "") or {}
+    except YamlError as e:
+        return "failed to parse valuesContent: %s" % e
+    if not isinstance(values, dict):
+        return None
+    if spec.get("chart") == "gitlab-runner":
+        return runner_values_error(values)
+    return None
 
 
 def scan_manifests(store, mdir):

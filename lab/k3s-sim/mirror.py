@@ -8,6 +8,10 @@ Serves, on one address only:
   /k3s-io/k3s/releases/tag/<version>            a small release page (what the redirect lands on)
   /k3s-io/k3s/releases/download/<version>/<asset>   k3s, k3s-arm64, k3s-armhf, sha256sum-*.txt,
                                                 k3s-airgap-images-<arch>.tar.gz, k3s-images.txt
+  /charts/<repo host and path>/index.yaml       a Helm chart repository index standing in for that
+  /charts/<repo host and path>/<chart>-<v>.tgz  repository (CHART_REPOS), with small chart archives
+Each k3s artifact knows the /charts/ URL of this mirror (SIM_BUILD["charts"]): the simulated helm
+controller looks HelmChart repos up there, as a site's chart proxy would serve them.
 Artifacts are (re)built into STATE_DIR from k3s.py when the sources change. Every request is
 appended to STATE_DIR/requests.log. An asset listed in STATE_DIR/corrupt (lines VERSION/ASSET,
 re-read on every request) or given with --corrupt is served with altered bytes, so its checksum
@@ -44,11 +48,64 @@ CHANNELS = {
 # arch -> (binary asset name, checksum file name), as on the real GitHub releases.
 ARCHES = {"amd64": ("k3s", "sha256sum-amd64.txt"), "arm64": ("k3s-arm64", "sha256sum-arm64.txt"),
           "arm": ("k3s-armhf", "sha256sum-arm.txt")}
-MARKER = 'SIM_BUILD = {"version": "v0.0.0+k3s-sim", "arch": ""}'
+MARKER = 'SIM_BUILD = {"version": "v0.0.0+k3s-sim", "arch": "", "charts": ""}'
+# Helm repositories the lab has: repo URL -> chart -> versions (oldest first). charts.gitlab.io
+# with the charts edgeops deploys; edgeops pins no version, so helm takes the newest.
+CHART_REPOS = {
+    "https://charts.gitlab.io": {
+        "gitlab-agent": ["2.9.0", "2.10.0"],
+        "gitlab-runner": ["0.70.0", "0.71.0"],
+    },
+}
 
 
-def sources_digest():
-    h = hashlib.sha256()
+def repo_dir(repo):
+    """Where a repository's index lives under /charts/: its host and path."""
+    u = urllib.parse.urlsplit(repo)
+    return (u.netloc + u.path).strip("/")
+
+
+def chart_archive(chart, version):
+    """A small, valid chart .tgz (Chart.yaml only), deterministic bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        data = ("apiVersion: v2\nname: %s\nversion: %s\ndescription: k3s lab mirror stand-in\n"
+                % (chart, version)).encode()
+        info = tarfile.TarInfo("%s/Chart.yaml" % chart)
+        info.size, info.mtime = len(data), 0
+        tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def build_charts(state_dir):
+    """index.yaml (the Helm repository index format) and the archives of every CHART_REPOS chart."""
+    root = os.path.join(state_dir, "charts")
+    shutil.rmtree(root, ignore_errors=True)
+    for repo, charts in CHART_REPOS.items():
+        rdir = os.path.join(root, repo_dir(repo))
+        os.makedirs(rdir)
+        lines = ["apiVersion: v1", "entries:"]
+        for chart, versions in sorted(charts.items()):
+            lines.append("  %s:" % chart)
+            # Helm lists the newest version first.
+            for version in reversed(versions):
+                archive = "%s-%s.tgz" % (chart, version)
+                body = chart_archive(chart, version)
+                with open(os.path.join(rdir, archive), "wb") as f:
+                    f.write(body)
+                lines += ["  - apiVersion: v2", "    name: %s" % chart, "    version: %s" % version,
+                          "    digest: %s" % hashlib.sha256(body).hexdigest(),
+                          "    created: \"2026-01-01T00:00:00Z\"", "    urls:", "    - %s" % archive]
+        lines.append("generated: \"2026-01-01T00:00:00Z\"")
+        with open(os.path.join(rdir, "index.yaml"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def sources_digest(charts_url):
+    h = hashlib.sha256(charts_url.encode() + b"\0")
     for name in ("k3s.py", "install.sh", "mirror.py"):
         with open(os.path.join(HERE, name), "rb") as f:
             h.update(name.encode() + b"\0" + f.read())
@@ -77,9 +134,9 @@ def airgap_images(version, arch):
     return out.getvalue()
 
 
-def build(state_dir):
-    """Write the release tree unless it already matches the current sources."""
-    digest = sources_digest()
+def build(state_dir, charts_url):
+    """Write the release tree unless it already matches the current sources and mirror address."""
+    digest = sources_digest(charts_url)
     stamp = os.path.join(state_dir, "build.stamp")
     try:
         with open(stamp) as f:
@@ -99,7 +156,8 @@ def build(state_dir):
         with open(os.path.join(vdir, "k3s-images.txt"), "w") as f:
             f.write(image_list(version))
         for arch, (asset, sumfile) in ARCHES.items():
-            body = template.replace(MARKER, 'SIM_BUILD = {"version": %s, "arch": %s}' % (json.dumps(version), json.dumps(arch)))
+            body = template.replace(MARKER, 'SIM_BUILD = {"version": %s, "arch": %s, "charts": %s}' % (
+                json.dumps(version), json.dumps(arch), json.dumps(charts_url)))
             with open(os.path.join(vdir, asset), "w") as f:
                 f.write(body)
             os.chmod(os.path.join(vdir, asset), 0o755)
@@ -110,6 +168,7 @@ def build(state_dir):
             with open(os.path.join(vdir, sumfile), "w") as f:
                 f.write("%s  %s\n" % (hashlib.sha256(images).hexdigest(), image_asset))
                 f.write("%s  %s\n" % (hashlib.sha256(body.encode()).hexdigest(), asset))
+    build_charts(state_dir)
     shutil.copyfile(os.path.join(HERE, "install.sh"), os.path.join(state_dir, "install.sh"))
     with open(stamp, "w") as f:
         f.write(digest + "\n")
@@ -188,6 +247,13 @@ class Mirror(http.server.BaseHTTPRequestHandler):
                 if self.corrupted(version, asset):
                     body = body + b"\n# corrupted by the k3s lab mirror\n"
                 return self.reply(200, body, "application/octet-stream")
+        if len(parts) >= 3 and parts[0] == "charts" and ".." not in parts:
+            full = os.path.join(state, *parts)
+            if os.path.isfile(full):
+                with open(full, "rb") as f:
+                    body = f.read()
+                ctype = "application/x-yaml" if parts[-1] == "index.yaml" else "application/gzip"
+                return self.reply(200, body, ctype)
         return self.reply(404, "Not Found")
 
 
@@ -208,10 +274,12 @@ def main():
     if not host or not port.isdigit():
         ap.error("--listen must be IP:PORT")
     os.makedirs(args.state_dir, exist_ok=True)
-    build(args.state_dir)
     if args.build_only:
+        build(args.state_dir, "http://%s/charts/" % args.listen)
         return
     srv = Server((host.strip("[]"), int(port)), Mirror)
+    # Built after binding: with port 0 only the bound socket knows the address the artifacts name.
+    build(args.state_dir, "http://%s:%d/charts/" % srv.server_address[:2])
     srv.state_dir, srv.corrupt, srv.log_lock = args.state_dir, args.corrupt, threading.Lock()
     print("k3s mirror listening on http://%s:%d/" % srv.server_address[:2], flush=True)
     try:

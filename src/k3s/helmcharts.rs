@@ -1,20 +1,25 @@
 //! k3s auto-deploy HelmCharts as the cluster reports them: where the manifests go, the one
-//! command that lists the charts and namespaces, and the per-chart state (deployed / pending /
-//! failed / missing) read from `kubectl get helmcharts -A -o json` (helm.cattle.io/v1: the helm
-//! controller sets `status.jobName` and the `JobCreated` / `Failed` conditions,
-//! https://docs.k3s.io/helm).
+//! command that lists the charts, their helm install jobs and the namespaces, and the per-chart
+//! state (deployed / pending / failed / missing) read from `kubectl get helmcharts -A -o json`
+//! (helm.cattle.io/v1: the helm controller sets `status.jobName` and the `JobCreated` / `Failed`
+//! conditions, https://docs.k3s.io/helm) and the Job: k3s's helm controller sets `Failed=False`
+//! when it creates the job and never from the job's outcome, so only the Job tells whether the
+//! install succeeded.
 
 use serde::Deserialize;
 
 /// Every manifest in this folder of a server is applied, and re-applied on change (k3s contract).
 pub const MANIFESTS_DIR: &str = "/var/lib/rancher/k3s/server/manifests";
 
-/// Marker between the two JSON documents [`CHARTS_COMMAND`] prints.
+/// Markers between the three JSON documents [`CHARTS_COMMAND`] prints.
+const JOBS_MARKER: &str = "--- jobs";
 const NAMESPACES_MARKER: &str = "--- namespaces";
 
-/// Lists the HelmCharts and the namespaces in one round trip (run with sudo on a server: the
-/// admin kubeconfig is 0600). The chart list holds the values, tokens included: never log it.
-pub const CHARTS_COMMAND: &str = "k3s kubectl get helmcharts -A -o json && echo '--- namespaces' \
+/// Lists the HelmCharts, the jobs of kube-system (where the helm controller runs its install jobs)
+/// and the namespaces in one round trip (run with sudo on a server: the admin kubeconfig is 0600).
+/// The chart list holds the values, tokens included: never log it.
+pub const CHARTS_COMMAND: &str = "k3s kubectl get helmcharts -A -o json && echo '--- jobs' \
+     && k3s kubectl get jobs -n kube-system -o json && echo '--- namespaces' \
      && k3s kubectl get namespaces -o json";
 
 /// Where one chart stands.
@@ -41,6 +46,29 @@ impl ChartState {
         }
     }
 
+    /// What to change, for the failures edgeops knows the cause of (`None` otherwise).
+    pub fn hint(&self) -> Option<&'static str> {
+        let Self::Failed(why) = self else {
+            return None;
+        };
+        if why.contains("executor configuration is reserved") {
+            Some(
+                "the runner values hold settings GitLab keeps on the runner (tags, locked, \
+                 run-untagged, ...): set them in [gitlab.runner] and leave them out of the \
+                 runner values template",
+            )
+        } else if why.contains("runnerRegistrationToken") || why.contains("Registering runner") {
+            Some(
+                "registration tokens are disabled on current GitLab: give the chart the runner's \
+                 glrt- token as runnerToken (the built-in runner values do)",
+            )
+        } else if why.contains("not found in") && why.contains("repository") {
+            Some("pin a chart version the repository has, or none for its newest")
+        } else {
+            None
+        }
+    }
+
     /// Why it is not deployed (empty when it is).
     pub fn detail(&self) -> String {
         match self {
@@ -57,7 +85,26 @@ impl ChartState {
 #[derive(Debug, Clone, Default)]
 pub struct ChartListing {
     charts: Vec<HelmChart>,
+    jobs: Vec<Job>,
     namespaces: Vec<String>,
+}
+
+/// A helm install Job as `kubectl get jobs -o json` lists it (batch/v1).
+#[derive(Debug, Clone, Deserialize)]
+struct Job {
+    metadata: Meta,
+    #[serde(default)]
+    status: JobStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct JobStatus {
+    #[serde(default)]
+    succeeded: u32,
+    #[serde(default)]
+    failed: u32,
+    #[serde(default)]
+    conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +141,47 @@ struct Spec {
     target_namespace: Option<String>,
     #[serde(default)]
     values_content: Option<String>,
+    #[serde(flatten)]
+    source: ChartSource,
+}
+
+/// Which chart a HelmChart installs (`spec.chart`, `spec.version`, `spec.repo`): what `plan`
+/// and `status` show. Holds no values, so it is safe to print.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ChartSource {
+    #[serde(default)]
+    pub chart: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+impl ChartSource {
+    /// The source named by a rendered HelmChart manifest (`None` when it is not one).
+    pub fn from_manifest(content: &str) -> Option<ChartSource> {
+        #[derive(Deserialize)]
+        struct Manifest {
+            spec: ChartSource,
+        }
+        serde_yaml_ng::from_str::<Manifest>(content)
+            .ok()
+            .map(|m| m.spec)
+    }
+
+    /// `gitlab-runner 0.71.0 from https://charts.gitlab.io`; without a version helm installs
+    /// the repository's newest release, and the text says so.
+    pub fn describe(&self) -> String {
+        let chart = self.chart.as_deref().unwrap_or("(no chart)");
+        let version = match self.version.as_deref().filter(|v| !v.is_empty()) {
+            Some(version) => version.to_owned(),
+            None => "(newest)".to_owned(),
+        };
+        match self.repo.as_deref().filter(|r| !r.is_empty()) {
+            Some(repo) => format!("{chart} {version} from {repo}"),
+            None => format!("{chart} {version}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,6 +207,8 @@ struct Condition {
 pub enum ChartListError {
     #[error("the output has no `{NAMESPACES_MARKER}` part")]
     NoNamespaces,
+    #[error("the output has no `{JOBS_MARKER}` part")]
+    NoJobs,
     #[error("cannot parse the {what} list: {reason}")]
     Parse { what: &'static str, reason: String },
 }
@@ -126,15 +216,22 @@ pub enum ChartListError {
 impl ChartListing {
     /// Parse [`CHARTS_COMMAND`]'s output.
     pub fn parse(stdout: &str) -> Result<ChartListing, ChartListError> {
-        let (charts, namespaces) = stdout
+        let (rest, namespaces) = stdout
             .split_once(&format!("\n{NAMESPACES_MARKER}\n"))
             .ok_or(ChartListError::NoNamespaces)?;
+        let (charts, jobs) = rest
+            .split_once(&format!("\n{JOBS_MARKER}\n"))
+            .ok_or(ChartListError::NoJobs)?;
         // serde_json's messages name a line and column, never the content around it.
         let charts: List<HelmChart> =
             serde_json::from_str(charts).map_err(|e| ChartListError::Parse {
                 what: "HelmChart",
                 reason: e.to_string(),
             })?;
+        let jobs: List<Job> = serde_json::from_str(jobs).map_err(|e| ChartListError::Parse {
+            what: "Job",
+            reason: e.to_string(),
+        })?;
         let namespaces: List<Named> =
             serde_json::from_str(namespaces).map_err(|e| ChartListError::Parse {
                 what: "namespace",
@@ -142,6 +239,7 @@ impl ChartListing {
             })?;
         Ok(ChartListing {
             charts: charts.items,
+            jobs: jobs.items,
             namespaces: namespaces
                 .items
                 .into_iter()
@@ -161,6 +259,11 @@ impl ChartListing {
     /// manifest just written (holds secrets: compare, never print).
     pub fn values_content(&self, namespace: &str, name: &str) -> Option<&str> {
         self.find(namespace, name)?.spec.values_content.as_deref()
+    }
+
+    /// The chart, version and repository the cluster's HelmChart `name` names.
+    pub fn source(&self, namespace: &str, name: &str) -> Option<&ChartSource> {
+        Some(&self.find(namespace, name)?.spec.source)
     }
 
     /// The state of chart `name` in `namespace` (HelmCharts live in kube-system).
@@ -186,6 +289,38 @@ impl ChartListing {
         if condition("Failed").is_none_or(|c| c.status != "False") {
             return ChartState::Pending("the helm install job has not finished".into());
         }
+        let job_name = chart.status.job_name.as_deref().unwrap_or_default();
+        let Some(job) = self.jobs.iter().find(|job| {
+            job.metadata.name == job_name
+                && job.metadata.namespace.as_deref().unwrap_or("default") == namespace
+        }) else {
+            return ChartState::Pending(format!("the helm install job {job_name} does not exist"));
+        };
+        if job.status.succeeded == 0 {
+            if let Some(failed) = job
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.kind == "Failed" && c.status == "True")
+            {
+                return ChartState::Failed(
+                    failed
+                        .message
+                        .clone()
+                        .filter(|m| !m.is_empty())
+                        .unwrap_or_else(|| format!("the helm install job {job_name} failed")),
+                );
+            }
+            if job.status.failed > 0 {
+                // k3s retries (backoffLimit 1000): the reason is only in the job pod's log.
+                return ChartState::Pending(format!(
+                    "the helm install job failed {} time(s) and is retrying; its reason: \
+                     k3s kubectl logs -n {namespace} job/{job_name}",
+                    job.status.failed
+                ));
+            }
+            return ChartState::Pending("the helm install job has not finished".into());
+        }
         let target = chart.spec.target_namespace.as_deref().unwrap_or(namespace);
         if !self.namespaces.iter().any(|ns| ns == target) {
             return ChartState::Pending(format!("namespace {target} does not exist yet"));
@@ -198,13 +333,22 @@ impl ChartListing {
 mod tests {
     use super::*;
 
+    /// A succeeded helm install job of chart `a` / `gitlab-runner` in kube-system.
+    const JOBS: &str = r#"{"metadata":{"name":"helm-install-gitlab-runner","namespace":"kube-system"},
+        "status":{"succeeded":1}},
+        {"metadata":{"name":"helm-install-a","namespace":"kube-system"},"status":{"succeeded":1}}"#;
+
     fn listing(charts: &str, namespaces: &[&str]) -> ChartListing {
+        listing_with_jobs(charts, JOBS, namespaces)
+    }
+
+    fn listing_with_jobs(charts: &str, jobs: &str, namespaces: &[&str]) -> ChartListing {
         let ns: Vec<String> = namespaces
             .iter()
             .map(|n| format!(r#"{{"metadata":{{"name":"{n}"}}}}"#))
             .collect();
         let text = format!(
-            "{{\"items\":[{charts}]}}\n--- namespaces\n{{\"items\":[{}]}}\n",
+            "{{\"items\":[{charts}]}}\n--- jobs\n{{\"items\":[{jobs}]}}\n--- namespaces\n{{\"items\":[{}]}}\n",
             ns.join(",")
         );
         ChartListing::parse(&text)
@@ -258,10 +402,113 @@ mod tests {
     }
 
     #[test]
+    fn source_is_read_from_the_cluster_and_from_a_manifest() {
+        let chart = r#"{"metadata":{"name":"gitlab-runner","namespace":"kube-system"},
+            "spec":{"repo":"https://charts.gitlab.io","chart":"gitlab-runner","version":"0.71.0",
+            "valuesContent":"runnerToken: glrt-secret\n"},"status":{}}"#;
+        let l = listing(chart, &["kube-system"]);
+        let source = l.source("kube-system", "gitlab-runner").unwrap();
+        assert_eq!(
+            source.describe(),
+            "gitlab-runner 0.71.0 from https://charts.gitlab.io"
+        );
+        assert!(l.source("kube-system", "other").is_none());
+        let manifest = "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: a\n\
+                        spec:\n  repo: \"https://charts.gitlab.io\"\n  chart: \"gitlab-agent\"\n\
+                        \x20 valuesContent: |\n    config:\n      token: glagent-secret\n";
+        let source = ChartSource::from_manifest(manifest).unwrap();
+        assert_eq!(
+            source.describe(),
+            "gitlab-agent (newest) from https://charts.gitlab.io"
+        );
+        assert!(!source.describe().contains("secret"));
+        assert!(ChartSource::from_manifest("not: [a manifest").is_none());
+    }
+
+    #[test]
+    fn a_failed_install_job_keeps_the_charts_reason() {
+        let failed = r#"{"metadata":{"name":"gitlab-runner","namespace":"kube-system"},"spec":{},
+            "status":{"jobName":"helm-install-gitlab-runner","conditions":[
+            {"type":"JobCreated","status":"True"},
+            {"type":"Failed","status":"True","message":"FATAL: Runner configuration other than name and executor configuration is reserved"}]}}"#;
+        let l = listing(failed, &["kube-system", "gitlab-runner"]);
+        let state = l.state("kube-system", "gitlab-runner");
+        assert_eq!(state.word(), "failed");
+        assert!(
+            state
+                .detail()
+                .starts_with("FATAL: Runner configuration other"),
+            "{}",
+            state.detail()
+        );
+        assert!(state.hint().unwrap().contains("[gitlab.runner]"));
+        assert_eq!(ChartState::Failed("boom".into()).hint(), None);
+        assert_eq!(ChartState::Deployed.hint(), None);
+    }
+
+    #[test]
+    fn only_a_succeeded_job_makes_a_chart_deployed() {
+        // What k3s's helm controller shows for a failing install: Failed=False on the chart,
+        // the Job retrying.
+        let retrying = r#"{"metadata":{"name":"helm-install-gitlab-runner","namespace":"kube-system"},
+            "status":{"active":1,"failed":3}}"#;
+        let l = listing_with_jobs(DEPLOYED, retrying, &["kube-system", "gitlab-runner"]);
+        let state = l.state("kube-system", "gitlab-runner");
+        assert_eq!(state.word(), "pending");
+        assert!(
+            state.detail().contains("failed 3 time(s)"),
+            "{}",
+            state.detail()
+        );
+        assert!(
+            state
+                .detail()
+                .contains("k3s kubectl logs -n kube-system job/helm-install-gitlab-runner"),
+            "{}",
+            state.detail()
+        );
+        let given_up = r#"{"metadata":{"name":"helm-install-gitlab-runner","namespace":"kube-system"},
+            "status":{"failed":1001,"conditions":[{"type":"Failed","status":"True",
+            "reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit"}]}}"#;
+        let l = listing_with_jobs(DEPLOYED, given_up, &["kube-system", "gitlab-runner"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-runner"),
+            ChartState::Failed("Job has reached the specified backoff limit".into())
+        );
+        let running = r#"{"metadata":{"name":"helm-install-gitlab-runner","namespace":"kube-system"},
+            "status":{"active":1}}"#;
+        let l = listing_with_jobs(DEPLOYED, running, &["kube-system", "gitlab-runner"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-runner"),
+            ChartState::Pending("the helm install job has not finished".into())
+        );
+        let l = listing_with_jobs(DEPLOYED, "", &["kube-system", "gitlab-runner"]);
+        assert_eq!(
+            l.state("kube-system", "gitlab-runner"),
+            ChartState::Pending(
+                "the helm install job helm-install-gitlab-runner does not exist".into()
+            )
+        );
+    }
+
+    #[test]
     fn errors_never_quote_the_json() {
-        let err = ChartListing::parse("{\"items\":[{\"secret\": glrt-abc}]}\n--- namespaces\n{}")
-            .unwrap_err();
+        let err = ChartListing::parse(
+            "{\"items\":[{\"secret\": glrt-abc}]}\n--- jobs\n{}\n--- namespaces\n{}",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ChartListError::Parse {
+                what: "HelmChart",
+                ..
+            }
+        ));
         assert!(!err.to_string().contains("glrt-abc"), "{err}");
+        assert!(matches!(
+            ChartListing::parse("{}\n--- namespaces\n{}"),
+            Err(ChartListError::NoJobs)
+        ));
         assert!(matches!(
             ChartListing::parse("{}"),
             Err(ChartListError::NoNamespaces)

@@ -16,7 +16,9 @@ use crate::gitlab::{
     RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource, sha256_hex,
 };
 use crate::inventory::{GitLab, Inventory, RunnerType};
-use crate::k3s::helmcharts::{CHARTS_COMMAND, ChartListing, ChartState, MANIFESTS_DIR};
+use crate::k3s::helmcharts::{
+    CHARTS_COMMAND, ChartListing, ChartSource, ChartState, MANIFESTS_DIR,
+};
 use crate::render::Renderer;
 use crate::render::gitlab::{
     ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
@@ -384,6 +386,18 @@ pub fn chart_names(gitlab: &GitLab) -> Vec<String> {
     names
 }
 
+/// A chart row's detail (`up`, `status`): the chart the cluster holds, then why it is not deployed.
+fn chart_detail(listing: &ChartListing, name: &str, state: &ChartState) -> String {
+    let source = listing
+        .source(HELMCHART_NAMESPACE, name)
+        .map(ChartSource::describe);
+    match (source, state.detail()) {
+        (Some(source), why) if why.is_empty() => source,
+        (Some(source), why) => format!("{source}: {why}"),
+        (None, why) => why,
+    }
+}
+
 /// `spec.valuesContent` of a rendered manifest, to recognise it once the cluster applied it.
 fn manifest_values(content: &str) -> Option<String> {
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(content).ok()?;
@@ -672,26 +686,9 @@ async fn wait_for_charts(
     rows: &mut Vec<GitLabRow>,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let states = loop {
-        let states: Vec<(String, ChartState)> = match remote.charts().await {
-            Ok(listing) => charts
-                .iter()
-                .map(|name| {
-                    let mut state = listing.state(HELMCHART_NAMESPACE, name);
-                    let stale = fresh.iter().any(|(chart, values)| {
-                        chart == name
-                            && listing
-                                .values_content(HELMCHART_NAMESPACE, name)
-                                .is_none_or(|v| v.trim() != values)
-                    });
-                    if stale && state != ChartState::Missing {
-                        state = ChartState::Pending(
-                            "k3s has not applied the new manifest yet".to_owned(),
-                        );
-                    }
-                    (name.clone(), state)
-                })
-                .collect(),
+    let (states, listing) = loop {
+        let listing = match remote.charts().await {
+            Ok(listing) => listing,
             Err(reason) if Instant::now() >= deadline => {
                 return Err(format!("cannot read the HelmCharts: {reason}"));
             }
@@ -700,20 +697,40 @@ async fn wait_for_charts(
                 continue;
             }
         };
+        let states: Vec<(String, ChartState)> = charts
+            .iter()
+            .map(|name| {
+                let mut state = listing.state(HELMCHART_NAMESPACE, name);
+                let stale = fresh.iter().any(|(chart, values)| {
+                    chart == name
+                        && listing
+                            .values_content(HELMCHART_NAMESPACE, name)
+                            .is_none_or(|v| v.trim() != values)
+                });
+                if stale && state != ChartState::Missing {
+                    state =
+                        ChartState::Pending("k3s has not applied the new manifest yet".to_owned());
+                }
+                (name.clone(), state)
+            })
+            .collect();
         let failed = states
             .iter()
             .any(|(_, s)| matches!(s, ChartState::Failed(_)));
         let all_deployed = states.iter().all(|(_, s)| *s == ChartState::Deployed);
         if all_deployed || failed || Instant::now() >= deadline {
-            break states;
+            break (states, listing);
         }
         tokio::time::sleep(POLL_EVERY).await;
     };
     let mut problems = Vec::new();
     for (name, state) in &states {
-        rows.push(GitLabRow::new("chart", name, state.word()).detail(state.detail()));
+        rows.push(
+            GitLabRow::new("chart", name, state.word()).detail(chart_detail(&listing, name, state)),
+        );
         if *state != ChartState::Deployed {
-            problems.push(format!("{name} {}: {}", state.word(), state.detail()));
+            let hint = state.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            problems.push(format!("{name} {}: {}{hint}", state.word(), state.detail()));
         }
     }
     if problems.is_empty() {
@@ -841,8 +858,32 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
             }
         }
     }
+    // Which chart, version and repository each manifest names (token placeholders are enough).
+    let sources = rendered
+        .or_else(|| {
+            render_gitlab(
+                cx.renderer,
+                cluster,
+                gitlab,
+                &GitLabTokens::default(),
+                &ClusterFacts {
+                    node_arch: cx.node_arch.clone(),
+                },
+                None,
+            )
+            .ok()
+        })
+        .map(|files| manifests(gitlab, &files))
+        .unwrap_or_default();
     for name in &chart_names {
-        rows.push(GitLabRow::new("chart", name, "would wait until deployed"));
+        let source = sources
+            .iter()
+            .find(|m| &m.chart == name)
+            .and_then(|m| ChartSource::from_manifest(&m.content));
+        rows.push(
+            GitLabRow::new("chart", name, "would wait until deployed")
+                .detail(source.map(|s| s.describe()).unwrap_or_default()),
+        );
     }
     GitLabReport {
         status: Status::Planned,
@@ -868,7 +909,8 @@ pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
                 .iter()
                 .map(|name| {
                     let state = listing.state(HELMCHART_NAMESPACE, name);
-                    GitLabRow::new("chart", name, state.word()).detail(state.detail())
+                    GitLabRow::new("chart", name, state.word())
+                        .detail(chart_detail(&listing, name, &state))
                 })
                 .collect(),
             None,

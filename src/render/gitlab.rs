@@ -322,6 +322,46 @@ mod tests {
     }
 
     #[test]
+    fn runner_values_hold_nothing_current_runners_refuse() {
+        // With a glrt- token the runner refuses tags, locked, run-untagged and the other
+        // settings that moved to the API, and GitLab 17+ refuses registration tokens: the
+        // built-in values must carry none of them, whatever the inventory's tags say.
+        for inventory in [ha_inventory(), pi_inventory()] {
+            let gitlab = inventory.gitlab.as_ref().unwrap();
+            assert!(!gitlab.runner.tags.is_empty());
+            let files = render_gitlab(
+                &Renderer::builtin(),
+                "edge",
+                gitlab,
+                &GitLabTokens {
+                    agent: None,
+                    runner: Some(SecretString::from("glrt-secret-runner")),
+                },
+                &ClusterFacts::default(),
+                None,
+            )
+            .unwrap();
+            let values: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&files.runner.as_ref().unwrap().values).unwrap();
+            assert!(values.get("runnerRegistrationToken").is_none());
+            assert_eq!(values["runnerToken"].as_str(), Some("glrt-secret-runner"));
+            let runners = values["runners"].as_mapping().unwrap();
+            let keys: Vec<&str> = runners.keys().filter_map(|k| k.as_str()).collect();
+            assert_eq!(keys, ["config"], "only the executor configuration");
+            let config = values["runners"]["config"].as_str().unwrap();
+            for reserved in [
+                "tag_list",
+                "locked",
+                "run_untagged",
+                "maximum_timeout",
+                "paused",
+            ] {
+                assert!(!config.contains(reserved), "{reserved} in {config}");
+            }
+        }
+    }
+
+    #[test]
     fn user_access_is_rendered_when_given() {
         let gitlab = pi_inventory().gitlab.unwrap();
         let files = render_gitlab(

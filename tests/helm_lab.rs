@@ -1,0 +1,248 @@
+//! The simulated helm controller reading the HelmCharts edgeops writes (lab + GitLab double):
+//! `plan` names each chart, version and repository; a chart version missing from the lab
+//! mirror's chart index fails `up` with helm's message; runner values the gitlab-runner chart's
+//! runner refuses with a `glrt-` token (`runners.tags`) fail `up` with the runner's reason, and
+//! `status` (table and JSON) shows it; the default templates then deploy. Needs root and
+//! `scripts/lab`.
+
+mod gitlab_double;
+mod support;
+
+use support::Edgeops;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use gitlab_double::{GitLabDouble, Role};
+
+const API_TOKEN: &str = "glpat-HELMLAB-0123456789abcdefXYZ";
+const TOKEN_ENV: &str = "EDGEOPS_TEST_GITLAB_TOKEN";
+const PROJECT: &str = "edge/fleet";
+const CLUSTER: &str = "helm";
+const RUNNER_REFUSAL: &str =
+    "FATAL: Runner configuration other than name and executor configuration is reserved";
+const MISSING_VERSION: &str =
+    r#"chart "gitlab-runner" version "9.9.9" not found in https://charts.gitlab.io repository"#;
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// One server, the lab mirror, `[gitlab]` with a runner and `templates` as `templates_dir`.
+fn inventory(lab: &support::Lab, dir: &Path, gitlab_url: &str) -> PathBuf {
+    let mirror = format!("http://{}:8080", lab.bridge_address());
+    let host = &lab.hosts()[0];
+    let toml = format!(
+        "[cluster]\nname = \"{CLUSTER}\"\nchannel = \"stable\"\ndisable = [\"traefik\"]\n\
+         install_url = \"{mirror}/install.sh\"\n\
+         channel_url = \"{mirror}/v1-release/channels\"\n\
+         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
+         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
+         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n\n\
+         [[hosts]]\nname = \"{s}\"\naddress = \"{sa}\"\nrole = \"server\"\n\n\
+         [gitlab]\nurl = \"{gitlab_url}\"\nproject = \"{PROJECT}\"\ntoken_env = \"{TOKEN_ENV}\"\n\
+         templates_dir = \"templates\"\n\n\
+         [gitlab.runner]\ntype = \"project\"\ntags = [\"k3s\", \"lab\"]\n",
+        user = host.user,
+        key = lab.key_path().display(),
+        kh = lab.known_hosts_path().display(),
+        s = host.name,
+        sa = host.address,
+    );
+    std::fs::create_dir_all(dir.join("templates/gitlab")).unwrap();
+    let path = dir.join("helm.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+fn builtin(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates/gitlab")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// Put (or, with `None`, remove) an override of a built-in GitLab template.
+fn set_override(dir: &Path, name: &str, content: Option<String>) {
+    let path = dir.join("templates/gitlab").join(name);
+    match content {
+        Some(content) => std::fs::write(path, content).unwrap(),
+        None => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn chart_line<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with("chart") && l.contains(name))
+        .unwrap_or_else(|| panic!("no chart row for {name}:\n{out}"))
+}
+
+fn runner_chart(lab: &support::Lab, server: &str) -> serde_json::Value {
+    serde_json::from_str(&lab.ssh_ok(
+        server,
+        "sudo k3s kubectl get helmchart gitlab-runner -n kube-system -o json",
+    ))
+    .expect("helmchart JSON")
+}
+
+fn failed_condition(chart: &serde_json::Value) -> serde_json::Value {
+    chart["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .cloned()
+        .unwrap_or_else(|| panic!("no Failed condition in {chart}"))
+}
+
+#[test]
+fn helm_controller_refuses_a_missing_version_and_reserved_runner_values_then_deploys_the_default() {
+    let lab = support::Lab::options(1).start();
+    let server = lab.hosts()[0].name.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let double = runtime.block_on(GitLabDouble::start());
+    double.add_token(API_TOKEN, &["api"], Role::Maintainer);
+    double.add_project(PROJECT, Some("main"));
+    let dir = tempfile::tempdir().unwrap();
+    let inv_path = inventory(&lab, dir.path(), &double.url());
+    let inv = inv_path.to_str().unwrap();
+    let edgeops = Edgeops::new().with_env(TOKEN_ENV, API_TOKEN);
+
+    // A pinned version the repository does not have.
+    let pinned = builtin("helmchart-runner.yaml.j2").replace(
+        "  chart: {{ chart | tojson }}\n",
+        "  chart: {{ chart | tojson }}\n  version: \"9.9.9\"\n",
+    );
+    assert!(pinned.contains("9.9.9"), "template layout changed");
+    set_override(dir.path(), "helmchart-runner.yaml.j2", Some(pinned));
+
+    // plan names what each chart would install.
+    let plan = edgeops.run(&["plan", inv]);
+    let plan_out = text(&plan);
+    assert!(plan.status.success(), "plan failed:\n{plan_out}");
+    assert!(
+        chart_line(&plan_out, "gitlab-runner")
+            .contains("gitlab-runner 9.9.9 from https://charts.gitlab.io"),
+        "{plan_out}"
+    );
+    assert!(
+        chart_line(&plan_out, "gitlab-agent-helm")
+            .contains("gitlab-agent (newest) from https://charts.gitlab.io"),
+        "{plan_out}"
+    );
+
+    let missing = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&missing);
+    assert_eq!(missing.status.code(), Some(1), "{out}");
+    assert!(out.contains(MISSING_VERSION), "{out}");
+    assert!(
+        chart_line(&out, "gitlab-agent-helm").contains("deployed"),
+        "{out}"
+    );
+    let chart = runner_chart(&lab, &server);
+    assert_eq!(failed_condition(&chart)["status"], "True", "{chart}");
+
+    // Runner settings that moved to the API, put back into the chart values.
+    set_override(dir.path(), "helmchart-runner.yaml.j2", None);
+    let tagged = builtin("runner-values.yaml.j2").replace(
+        "\nrunners:\n",
+        "\nrunners:\n  tags: \"k3s,lab\"\n  runUntagged: false\n",
+    );
+    assert!(tagged.contains("runUntagged"), "template layout changed");
+    set_override(dir.path(), "runner-values.yaml.j2", Some(tagged));
+    let refused = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        chart_line(&out, "gitlab-runner").contains(RUNNER_REFUSAL),
+        "{out}"
+    );
+    assert!(out.contains("set them in [gitlab.runner]"), "{out}");
+    let chart = runner_chart(&lab, &server);
+    let failed = failed_condition(&chart);
+    assert_eq!(failed["status"], "True", "{chart}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(RUNNER_REFUSAL),
+        "{chart}"
+    );
+    let job = lab.ssh_ok(
+        &server,
+        "sudo k3s kubectl get job helm-install-gitlab-runner -n kube-system -o json",
+    );
+    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
+    assert_eq!(job["status"]["failed"], 1, "{job}");
+
+    // status shows the failure and its reason, in the table and in JSON.
+    let status = edgeops.run(&["status", inv]);
+    let status_out = text(&status);
+    let line = chart_line(&status_out, "gitlab-runner");
+    assert!(line.contains("failed"), "{status_out}");
+    assert!(line.contains(RUNNER_REFUSAL), "{status_out}");
+    let json = edgeops.run(&["status", inv, "--output", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("status JSON");
+    let row = report["gitlab"]["rows"]
+        .as_array()
+        .expect("gitlab rows")
+        .iter()
+        .find(|r| r["name"] == "gitlab-runner")
+        .cloned()
+        .unwrap_or_else(|| panic!("no gitlab-runner row in {report}"));
+    assert_eq!(row["result"], "failed", "{report}");
+    assert!(
+        row["detail"].as_str().unwrap().contains(RUNNER_REFUSAL),
+        "{report}"
+    );
+    // No token in what edgeops printed.
+    let runner_secret = double.state().runners[0].secret.clone();
+    for printed in [
+        &out,
+        &status_out,
+        &String::from_utf8_lossy(&json.stdout).into_owned(),
+    ] {
+        assert!(
+            !printed.contains(&runner_secret),
+            "token printed:\n{printed}"
+        );
+    }
+
+    // The built-in templates deploy.
+    set_override(dir.path(), "runner-values.yaml.j2", None);
+    let fixed = edgeops.run(&["up", inv, "--ready-timeout", "90s"]);
+    let out = text(&fixed);
+    assert!(fixed.status.success(), "{out}");
+    assert!(
+        chart_line(&out, "gitlab-runner").contains("deployed"),
+        "{out}"
+    );
+    assert!(
+        chart_line(&out, "gitlab-runner")
+            .contains("gitlab-runner (newest) from https://charts.gitlab.io"),
+        "{out}"
+    );
+    let status = edgeops.run(&["status", inv]);
+    let status_out = text(&status);
+    assert!(
+        chart_line(&status_out, "gitlab-runner")
+            .contains("gitlab-runner (newest) from https://charts.gitlab.io"),
+        "{status_out}"
+    );
+    assert_eq!(
+        failed_condition(&runner_chart(&lab, &server))["status"],
+        "False"
+    );
+}
