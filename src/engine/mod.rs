@@ -23,6 +23,8 @@ pub use remote::{Remote, SessionRemote};
 pub type Member = (String, Result<Arc<dyn Remote>, Failure>);
 
 use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Fleet, FleetSettings, HostError};
@@ -351,35 +353,61 @@ impl Engine {
             phase: title,
             hosts: hosts.len(),
         });
+        // Each host's future comes from an `async fn` and is windowed here, not through
+        // `fleet::in_order`: an `async` block in a closure makes a phase that awaits this inside
+        // its boxed `Send` future fail rustc's higher-ranked check ("implementation of `FnOnce`
+        // is not general enough").
         let step = &step;
-        let redactor = self.log.redactor();
-        let work = hosts.iter().map(|&id| async move {
-            let outcome = match &self.slots[id.0].remote {
-                Err(failure) => Err(failure.clone()),
-                Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
-                    FailureKind::Cancelled,
-                    format!("{title}: cancelled"),
-                )),
-                Ok(remote) => {
-                    let guarded = fleet::guarded(&self.cancel, &self.settings, async {
-                        remote.ready(&self.settings).await?;
-                        step(id).await.map_err(|f| HostError::Step(f.into()))
-                    })
-                    .await;
-                    guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
-                }
-            };
-            self.observer.event(&Progress::HostDone {
-                phase: title,
-                host: &self.slots[id.0].name,
-                ok: outcome.is_ok(),
-                detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
-            });
-            (id, outcome)
-        });
-        let results = fleet::in_order(work, width.min(self.settings.concurrency)).await;
+        let work = hosts
+            .iter()
+            .copied()
+            .enumerate()
+            .map(move |(i, id)| self.one(title, i, id, step));
+        let mut done: Vec<(usize, (HostId, Result<T, Failure>))> = futures::stream::iter(work)
+            .buffer_unordered(width.min(self.settings.concurrency).max(1))
+            .collect()
+            .await;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        let results = done.into_iter().map(|(_, r)| r).collect();
         self.observer.event(&Progress::PhaseEnd { phase: title });
         results
+    }
+
+    /// One host's step of [`Engine::each_within`], with its observer event.
+    async fn one<T, F, Fut>(
+        &self,
+        title: &str,
+        index: usize,
+        id: HostId,
+        step: &F,
+    ) -> (usize, (HostId, Result<T, Failure>))
+    where
+        F: Fn(HostId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let redactor = self.log.redactor();
+        let outcome = match &self.slots[id.0].remote {
+            Err(failure) => Err(failure.clone()),
+            Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
+                FailureKind::Cancelled,
+                format!("{title}: cancelled"),
+            )),
+            Ok(remote) => {
+                let guarded = fleet::guarded(&self.cancel, &self.settings, async {
+                    remote.ready(&self.settings).await?;
+                    step(id).await.map_err(|f| HostError::Step(f.into()))
+                })
+                .await;
+                guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
+            }
+        };
+        self.observer.event(&Progress::HostDone {
+            phase: title,
+            host: &self.slots[id.0].name,
+            ok: outcome.is_ok(),
+            detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
+        });
+        (index, (id, outcome))
     }
 
     /// Close every session (concurrently). Safe after a cancel.
