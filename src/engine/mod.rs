@@ -19,6 +19,9 @@ pub use failure::{Failure, FailureKind, last_lines};
 pub use phase::{Flow, Manager, Phase, PhaseRecord, PhaseResult};
 pub use remote::{Remote, SessionRemote};
 
+/// One host's result of [`Engine::each`].
+pub type HostResult<T> = (HostId, Result<T, Failure>);
+
 /// A host for [`Engine::from_remotes`]: its name and its connection, or why it has none.
 pub type Member = (String, Result<Arc<dyn Remote>, Failure>);
 
@@ -363,7 +366,7 @@ impl Engine {
             .copied()
             .enumerate()
             .map(move |(i, id)| self.one(title, i, id, step));
-        let mut done: Vec<(usize, (HostId, Result<T, Failure>))> = futures::stream::iter(work)
+        let mut done: Vec<(usize, HostResult<T>)> = futures::stream::iter(work)
             .buffer_unordered(width.min(self.settings.concurrency).max(1))
             .collect()
             .await;
@@ -380,7 +383,7 @@ impl Engine {
         index: usize,
         id: HostId,
         step: &F,
-    ) -> (usize, (HostId, Result<T, Failure>))
+    ) -> (usize, HostResult<T>)
     where
         F: Fn(HostId) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
