@@ -163,6 +163,10 @@ pub struct ResetArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Show the plan (what each host has, what each phase would do) and change nothing: the
+    /// lock is taken and released, hosts are only surveyed. Needs no terminal and no --yes.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
     /// Also remove the cluster's GitLab side once the hosts are wiped: the runner edgeops
     /// created, the agent's tokens, the agent, and its config file in the repository. Needs a
     /// `[gitlab]` section and a whole-cluster reset (no --limit).

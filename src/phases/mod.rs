@@ -10,15 +10,15 @@
 //! - `facts`: the one-round-trip facts script and its parser.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
-//! - `remote`: the scripts each step runs on a host (their text, and `reset_remote`'s, in `sh/*.sh`,
-//!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
+//! - `remote`: the scripts each step runs on a host (their text in `sh/*.sh`, values passed as
+//!   quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
-//! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
-//!   host scripts and its report.
+//! - `reset`: `edgeops reset` (uninstall, agents first) as phases on the engine, with its host
+//!   scripts, its report and its dry run.
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
 
 pub mod airgap;
@@ -34,9 +34,6 @@ pub mod pi_memory;
 pub mod preflight;
 pub mod remote;
 pub mod reset;
-pub mod reset_gitlab;
-pub mod reset_outcome;
-pub mod reset_remote;
 mod run;
 pub mod upgrade;
 pub mod upgrade_plan;

@@ -1,0 +1,1 @@
+//! Unit tests of the reset phase lists over scripted hosts.
