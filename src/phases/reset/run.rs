@@ -60,10 +60,7 @@ impl Reset {
         selected: &[String],
         options: ResetOptions,
     ) -> anyhow::Result<Reset> {
-        let mut run = match ResetRun::new(engine, inventory, scope, selected, options) {
-            Ok(run) => run,
-            Err(e) => return Err(e),
-        };
+        let mut run = ResetRun::new(engine, inventory, scope, selected, options)?;
         let cancel = run.engine.cancel().clone();
         match survey_phases().run(&mut run, &cancel, host_name).await {
             Ok(records) => {
