@@ -352,6 +352,24 @@ impl Engine {
         F: Fn(HostId) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
+        self.each_noting(title, hosts, width, step, |_| String::new())
+            .await
+    }
+
+    /// [`Engine::each_within`], and a host that succeeds tells the observer `detail` of its
+    /// value (`reset (k3s-uninstall.sh)`: the line a progress view shows without a terminal).
+    pub async fn each_noting<T, F, Fut>(
+        &self,
+        title: &str,
+        hosts: &[HostId],
+        width: usize,
+        step: F,
+        detail: impl Fn(&T) -> String,
+    ) -> Vec<(HostId, Result<T, Failure>)>
+    where
+        F: Fn(HostId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         self.observer.event(&Progress::PhaseStart {
             phase: title,
             hosts: hosts.len(),
@@ -360,12 +378,12 @@ impl Engine {
         // `fleet::in_order`: an `async` block in a closure makes a phase that awaits this inside
         // its boxed `Send` future fail rustc's higher-ranked check ("implementation of `FnOnce`
         // is not general enough").
-        let step = &step;
+        let (step, detail) = (&step, &detail);
         let work = hosts
             .iter()
             .copied()
             .enumerate()
-            .map(move |(i, id)| self.one(title, i, id, step));
+            .map(move |(i, id)| self.one(title, i, id, step, detail));
         let mut done: Vec<(usize, HostResult<T>)> = futures::stream::iter(work)
             .buffer_unordered(width.min(self.settings.concurrency).max(1))
             .collect()
@@ -383,6 +401,7 @@ impl Engine {
         index: usize,
         id: HostId,
         step: &F,
+        detail: &impl Fn(&T) -> String,
     ) -> (usize, HostResult<T>)
     where
         F: Fn(HostId) -> Fut,
@@ -404,11 +423,15 @@ impl Engine {
                 guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
             }
         };
+        let said = match &outcome {
+            Ok(value) => detail(value),
+            Err(failure) => failure.reason.clone(),
+        };
         self.observer.event(&Progress::HostDone {
             phase: title,
             host: &self.slots[id.0].name,
             ok: outcome.is_ok(),
-            detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
+            detail: &said,
         });
         (index, (id, outcome))
     }
