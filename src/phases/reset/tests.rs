@@ -11,8 +11,8 @@ use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
 use crate::engine::{Engine, Failure, FailureKind, Member, PhaseResult, Remote};
 use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
-use crate::phases::Quiet;
 use crate::phases::outcome::Status;
+use crate::phases::{Observer, Progress};
 use crate::ssh::Cancel;
 
 use super::*;
@@ -102,8 +102,21 @@ fn host(
         .on(DELETE, Reply::ok("deleted=s2\n"))
 }
 
+/// Records what a progress view without a terminal would print per host.
+#[derive(Default)]
+struct Lines(std::sync::Mutex<Vec<String>>);
+
+impl Observer for Lines {
+    fn event(&self, event: &Progress<'_>) {
+        if let Progress::HostDone { host, detail, .. } = event {
+            self.0.lock().unwrap().push(format!("{host}: {detail}"));
+        }
+    }
+}
+
 struct Setup {
     journal: Arc<Journal>,
+    lines: Arc<Lines>,
     cancel: Cancel,
     /// Per host name: rules to add before the defaults.
     extra: Vec<(&'static str, &'static str, Reply)>,
@@ -115,6 +128,7 @@ impl Setup {
     fn new() -> Setup {
         Setup {
             journal: Journal::new(),
+            lines: Arc::default(),
             cancel: Cancel::default(),
             extra: Vec::new(),
             unreachable: Vec::new(),
@@ -153,7 +167,7 @@ impl Setup {
             FleetSettings::default(),
             self.cancel.clone(),
             RunLog::disabled(Redactor::default()),
-            Arc::new(Quiet),
+            self.lines.clone(),
         )
     }
 
@@ -250,6 +264,12 @@ async fn a_cluster_reset_runs_agents_in_one_window_then_servers_one_at_a_time_th
         }
     }
     assert_eq!(order.last(), Some(&"s1"), "{order:?}");
+    let lines = setup.lines.0.lock().unwrap().clone();
+    assert!(
+        lines.contains(&"a1: reset (k3s-agent-uninstall.sh)".to_owned())
+            && lines.contains(&"s1: reset (k3s-uninstall.sh)".to_owned()),
+        "{lines:?}"
+    );
     // The lock first, its release last, both on the first server; a whole-cluster reset reads
     // no etcd members (nothing stays to keep a quorum).
     let first = setup.calls_of("s1");

@@ -87,9 +87,13 @@ async fn all_at_once(cx: &ResetRun, hosts: &[HostId]) -> Vec<(HostId, Outcome)> 
     let partial = Mutex::new(Vec::new());
     let results = cx
         .engine
-        .each(Step::Agents.as_str(), hosts, |id| {
-            uninstall(cx, Step::Agents, id, &partial)
-        })
+        .each_noting(
+            Step::Agents.as_str(),
+            hosts,
+            cx.engine.settings().concurrency,
+            |id| uninstall(cx, Step::Agents, id, &partial),
+            said,
+        )
         .await;
     outcomes(results, partial)
 }
@@ -101,11 +105,20 @@ async fn one_at_a_time(cx: &ResetRun, step: Step, hosts: &[HostId]) -> Vec<(Host
     let leave_first = step == Step::Servers && cx.scope == Scope::Hosts;
     let results = cx
         .engine
-        .each_within(step.as_str(), hosts, 1, |id| {
-            roll_one(cx, step, id, leave_first, &stopped, &partial)
-        })
+        .each_noting(
+            step.as_str(),
+            hosts,
+            1,
+            |id| roll_one(cx, step, id, leave_first, &stopped, &partial),
+            said,
+        )
         .await;
     outcomes(results, partial)
+}
+
+/// What a progress view without a terminal says of a host that was reset.
+fn said(outcome: &Outcome) -> String {
+    format!("reset ({})", outcome.method.as_deref().unwrap_or_default())
 }
 
 /// One server of the roll: skipped when one before it failed; leaves etcd first when the
