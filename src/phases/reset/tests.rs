@@ -274,6 +274,10 @@ async fn a_cluster_reset_runs_agents_in_one_window_then_servers_one_at_a_time_th
     // no etcd members (nothing stays to keep a quorum).
     let first = setup.calls_of("s1");
     assert_eq!(first, ["lock", "survey", "uninstall", "unlock"]);
+    // The round trips per host, as the report counts them: the survey and the uninstall (the
+    // first server also the lock and its release).
+    let commands: Vec<u32> = report.hosts.iter().map(|h| h.commands).collect();
+    assert_eq!(commands, [2, 2, 2, 2, 4]);
     assert_eq!(setup.journal.calls().first().map(what), Some("lock"));
     assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
     let titles: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
