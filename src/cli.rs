@@ -184,14 +184,15 @@ pub struct ResetArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Show the plan (what each host has, what each phase would do) and change nothing: the
+    /// lock is taken and released, hosts are only surveyed. Needs no terminal and no --yes.
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
     /// Also remove the cluster's GitLab side once the hosts are wiped: the runner edgeops
     /// created, the agent's tokens, the agent, and its config file in the repository. Needs a
     /// `[gitlab]` section and a whole-cluster reset (no --limit).
     #[arg(long)]
     pub gitlab: bool,
-    /// Show what would be drained and wiped, then stop (nothing is changed).
-    #[arg(long, conflicts_with = "yes")]
-    pub dry_run: bool,
     /// Hosts leaving a cluster that stays (--limit) are cordoned and drained first; this skips
     /// that (e.g. a dead board whose pods are gone anyway).
     #[arg(long, visible_alias = "no-drain")]

@@ -392,6 +392,53 @@ fn reset_with_limit_removes_only_those_hosts_from_the_cluster() {
     }
     lab.ssh_ok("lab-05", "test ! -e /run/edgeops-up.lock");
 
+    // --dry-run (no terminal, no --yes): the plan and each phase's actions on stdout, exit 0,
+    // nothing changed, the lock given back.
+    let dry = edgeops.run(&["reset", inv, "--dry-run"]);
+    let out = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(out.contains("reset plan (the whole cluster"), "{out}");
+    assert!(
+        row(&out, "lab-06").contains("k3s-agent-uninstall.sh"),
+        "{out}"
+    );
+    assert!(out.contains("  agents: would"), "{out}");
+    assert!(
+        out.contains("    lab-05: uninstall with /usr/local/bin/k3s-uninstall.sh"),
+        "{out}"
+    );
+    assert!(out.contains("dry run: nothing was changed"), "{out}");
+    let dry = edgeops.run(&[
+        "reset",
+        inv,
+        "--limit",
+        "lab-07",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    assert_eq!(plan["scope"], "hosts", "{plan}");
+    let nodes = plan["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "nodes")
+        .unwrap();
+    assert_eq!(nodes["result"], "planned", "{plan}");
+    assert_eq!(nodes["detail"][0][0], "lab-05", "{plan}");
+    for host in hosts {
+        assert_eq!(
+            before[host],
+            lab.footprint(host),
+            "{host} changed by a dry run"
+        );
+    }
+    assert_eq!(lab.nodes("lab-05").len(), 3, "a dry run deleted a Node");
+    lab.ssh_ok("lab-05", "test ! -e /run/edgeops-up.lock");
+
     // The first server alone would orphan the agents: refused before any host is touched.
     let orphan = edgeops.run(&["reset", inv, "--limit", "lab-05", "--yes"]);
     let out = text(&orphan);

@@ -1,8 +1,8 @@
-//! `edgeops reset INVENTORY [--limit] [--yes] [--gitlab]`: show what will be wiped per host (and,
-//! with `--gitlab`, removed from GitLab), ask on a terminal (refuse without one unless `--yes`),
-//! uninstall k3s agents first, servers after, the first server last, then deregister the
-//! cluster from GitLab if asked, and report per host (table or JSON). The work is in
-//! `phases::reset`.
+//! `edgeops reset INVENTORY [--limit] [--yes | --dry-run] [--gitlab]`: show what will be wiped per
+//! host (and, with `--gitlab`, removed from GitLab), ask on a terminal (refuse without one unless
+//! `--yes`; `--dry-run` stops after the plan), uninstall k3s agents first, servers after, the
+//! first server last, then deregister the cluster from GitLab if asked, and report per host
+//! (table or JSON). The work is in `phases::reset`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -11,13 +11,15 @@ use secrecy::ExposeSecret;
 
 use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
 use crate::engine::runlog::{Redactor, RunLog};
+use crate::engine::{FailureKind, PhaseResult};
 use crate::exit::Failure;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Inventory};
 use crate::k3s::drain::DrainOptions;
 use crate::k3s::token::{read_join_token, read_secret};
+use crate::phases::reset::outcome::ResetPlan;
 use crate::phases::reset::{
-    GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
+    GitLabReset, KubeconfigEntry, Reset, ResetHost, ResetOptions, ResetReport, Scope, scope,
 };
 use crate::phases::{Observer, Status};
 
@@ -40,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let interactive = std::io::stdin().is_terminal();
-    if !args.yes && !interactive && !args.dry_run {
+    if !args.yes && !args.dry_run && !interactive {
         return Err(Failure::Usage(
             "refusing to reset without confirmation: stdin is not a terminal, so edgeops cannot \
              ask; pass --yes to reset non-interactively (nothing was changed)"
@@ -82,7 +84,6 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
             &prepared.inventory,
             scope,
             &selected,
-            prepared.hosts.clone(),
             prepared.targets.clone(),
             prepared.ctx.clone(),
             options,
@@ -98,13 +99,22 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     }
 
     let show_plan = !global.quiet && global.output == OutputFormat::Text;
-    if show_plan || !args.yes || args.dry_run {
-        print_plan(&reset)?;
-    }
     if args.dry_run {
-        runtime.block_on(reset.abort());
-        eprintln!("--dry-run: nothing was changed");
+        if show_plan {
+            print_plan(&mut std::io::stdout().lock(), &reset)?;
+        }
+        let plan = runtime.block_on(with_interrupt(&prepared.ctx, reset.dry_run()));
+        view.finish();
+        print_dry_run(global, &plan)?;
+        if let Some(why) = &plan.refused {
+            anyhow::bail!(
+                "reset --dry-run: the reset would stop here: {why} (nothing was changed)"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
+    }
+    if show_plan || !args.yes {
+        print_plan(&mut std::io::stderr().lock(), &reset)?;
     }
     let must_ask = !reset.nothing_to_do() || reset.scope() == Scope::Hosts;
     if must_ask && !args.yes && !confirm(&runtime, &reset)? {
@@ -164,9 +174,9 @@ fn gitlab_reset(inventory: &Inventory, scope: Scope) -> anyhow::Result<GitLabRes
     ))
 }
 
-/// What will be wiped, per host in execution order, on stderr (stdout keeps the report).
-fn print_plan(reset: &Reset) -> anyhow::Result<()> {
-    let mut err = std::io::stderr().lock();
+/// What will be wiped, per host in execution order: on stderr before the prompt (stdout keeps
+/// the report), on stdout for `--dry-run` (the plan is the report).
+fn print_plan(err: &mut dyn Write, reset: &Reset) -> anyhow::Result<()> {
     let what = match reset.scope() {
         Scope::Cluster => "the whole cluster: agents, then servers, the first server last",
         Scope::Hosts => {
@@ -188,7 +198,7 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
         .map(String::from)
         .to_vec(),
     ];
-    for plan in reset.plan() {
+    for plan in &reset.plan() {
         let (k3s, method, wipes) = match (&plan.found, &plan.error) {
             (Some(found), _) => (found.installed(), found.method(), found.wipes()),
             (None, error) => (
@@ -239,6 +249,39 @@ fn print_plan(reset: &Reset) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--dry-run`: what each phase would do (text, after the plan table), or the whole plan (JSON).
+fn print_dry_run(global: &GlobalArgs, plan: &ResetPlan) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if global.output == OutputFormat::Json {
+        writeln!(out, "{}", serde_json::to_string_pretty(plan)?)?;
+        return Ok(());
+    }
+    if global.quiet {
+        return Ok(());
+    }
+    writeln!(out, "phases:")?;
+    for phase in &plan.phases {
+        match &phase.result {
+            PhaseResult::Planned(lines) => {
+                writeln!(out, "  {}: would", phase.phase)?;
+                for (host, line) in lines {
+                    writeln!(out, "    {host}: {line}")?;
+                }
+            }
+            PhaseResult::Applied => writeln!(out, "  {}: done (read-only)", phase.phase)?,
+            PhaseResult::NothingToDo => writeln!(out, "  {}: nothing to do", phase.phase)?,
+            PhaseResult::NotReached(why) => {
+                writeln!(out, "  {}: not reached ({why})", phase.phase)?
+            }
+        }
+    }
+    for message in &plan.messages {
+        writeln!(out, "note: {message}")?;
+    }
+    writeln!(out, "dry run: nothing was changed")?;
+    Ok(())
+}
+
 /// Ask on the terminal. Only `y` or `yes` goes ahead; Ctrl-C or end of input is a no (the
 /// runtime's Ctrl-C handler is installed by now, so the read must race it, not block it).
 /// Any termination signal while the prompt waits (without listeners, SIGTERM would kill the
@@ -286,6 +329,24 @@ fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<b
     Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
 }
 
+/// The RESULT column: `reset`, `already clean`, or `failed` / `skipped` with the failure's kind
+/// (`failed (timed out)`, `failed (exit 3)`, `failed (unreachable)`).
+fn result_text(host: &ResetHost) -> String {
+    match host.failure {
+        Some(FailureKind::Exited) if host.exit_code.is_some() => {
+            format!(
+                "{} (exit {})",
+                host.result,
+                host.exit_code.unwrap_or_default()
+            )
+        }
+        Some(kind) if kind != FailureKind::Skipped => {
+            format!("{} ({})", host.result, kind.as_str())
+        }
+        _ => host.result.clone(),
+    }
+}
+
 fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if global.output == OutputFormat::Json {
@@ -324,7 +385,7 @@ fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()>
             host.phase.to_owned(),
             host.role.to_owned(),
             host.installed.clone(),
-            host.result.clone(),
+            result_text(host),
             format!("{:.1}s", host.seconds),
             how,
         ]);

@@ -7,11 +7,11 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs};
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::k3s::snapshot::{self, Manifest};
 use crate::k3s::token::read_join_token;
 use crate::phases::restore::{Restore, RestoreOptions, RestoreReport};
-use crate::engine::runlog::{Redactor, RunLog};
 
 use super::up::{prepare, table, with_interrupt};
 

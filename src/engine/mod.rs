@@ -21,10 +21,15 @@ pub use failure::{Failure, FailureKind, last_lines};
 pub use phase::{Flow, Manager, Phase, PhaseRecord, PhaseResult};
 pub use remote::{Remote, SessionRemote};
 
+/// One host's result of [`Engine::each`].
+pub type HostResult<T> = (HostId, Result<T, Failure>);
+
 /// A host for [`Engine::from_remotes`]: its name and its connection, or why it has none.
 pub type Member = (String, Result<Arc<dyn Remote>, Failure>);
 
 use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Fleet, FleetSettings, HostError};
@@ -349,39 +354,88 @@ impl Engine {
         F: Fn(HostId) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
+        self.each_noting(title, hosts, width, step, |_| String::new())
+            .await
+    }
+
+    /// [`Engine::each_within`], and a host that succeeds tells the observer `detail` of its
+    /// value (`reset (k3s-uninstall.sh)`: the line a progress view shows without a terminal).
+    pub async fn each_noting<T, F, Fut>(
+        &self,
+        title: &str,
+        hosts: &[HostId],
+        width: usize,
+        step: F,
+        detail: impl Fn(&T) -> String,
+    ) -> Vec<(HostId, Result<T, Failure>)>
+    where
+        F: Fn(HostId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         self.observer.event(&Progress::PhaseStart {
             phase: title,
             hosts: hosts.len(),
         });
-        let step = &step;
-        let redactor = self.log.redactor();
-        let work = hosts.iter().map(|&id| async move {
-            let outcome = match &self.slots[id.0].remote {
-                Err(failure) => Err(failure.clone()),
-                Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
-                    FailureKind::Cancelled,
-                    format!("{title}: cancelled"),
-                )),
-                Ok(remote) => {
-                    let guarded = fleet::guarded(&self.cancel, &self.settings, async {
-                        remote.ready(&self.settings).await?;
-                        step(id).await.map_err(|f| HostError::Step(f.into()))
-                    })
-                    .await;
-                    guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
-                }
-            };
-            self.observer.event(&Progress::HostDone {
-                phase: title,
-                host: &self.slots[id.0].name,
-                ok: outcome.is_ok(),
-                detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
-            });
-            (id, outcome)
-        });
-        let results = fleet::in_order(work, width.min(self.settings.concurrency)).await;
+        // Each host's future comes from an `async fn` and is windowed here, not through
+        // `fleet::in_order`: an `async` block in a closure makes a phase that awaits this inside
+        // its boxed `Send` future fail rustc's higher-ranked check ("implementation of `FnOnce`
+        // is not general enough").
+        let (step, detail) = (&step, &detail);
+        let work = hosts
+            .iter()
+            .copied()
+            .enumerate()
+            .map(move |(i, id)| self.one(title, i, id, step, detail));
+        let mut done: Vec<(usize, HostResult<T>)> = futures::stream::iter(work)
+            .buffer_unordered(width.min(self.settings.concurrency).max(1))
+            .collect()
+            .await;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        let results = done.into_iter().map(|(_, r)| r).collect();
         self.observer.event(&Progress::PhaseEnd { phase: title });
         results
+    }
+
+    /// One host's step of [`Engine::each_within`], with its observer event.
+    async fn one<T, F, Fut>(
+        &self,
+        title: &str,
+        index: usize,
+        id: HostId,
+        step: &F,
+        detail: &impl Fn(&T) -> String,
+    ) -> (usize, HostResult<T>)
+    where
+        F: Fn(HostId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let redactor = self.log.redactor();
+        let outcome = match &self.slots[id.0].remote {
+            Err(failure) => Err(failure.clone()),
+            Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
+                FailureKind::Cancelled,
+                format!("{title}: cancelled"),
+            )),
+            Ok(remote) => {
+                let guarded = fleet::guarded(&self.cancel, &self.settings, async {
+                    remote.ready(&self.settings).await?;
+                    step(id).await.map_err(|f| HostError::Step(f.into()))
+                })
+                .await;
+                guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
+            }
+        };
+        let said = match &outcome {
+            Ok(value) => detail(value),
+            Err(failure) => failure.reason.clone(),
+        };
+        self.observer.event(&Progress::HostDone {
+            phase: title,
+            host: &self.slots[id.0].name,
+            ok: outcome.is_ok(),
+            detail: &said,
+        });
+        (index, (id, outcome))
     }
 
     /// Close every session (concurrently). Safe after a cancel.

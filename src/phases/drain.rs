@@ -1,16 +1,14 @@
 //! Draining one node through the first server, for every command that takes a node out of
-//! service (`reset --limit`, `upgrade --drain`): run `k3s kubectl drain` bounded by its own
-//! `--timeout` plus [`DRAIN_GRACE`], log it in the run log, and turn a failure into a reason
-//! that names the blocking pods. Uncordoning back is here too.
+//! service (`reset --limit`, `upgrade --drain`): run `k3s kubectl drain` on the engine (logged,
+//! counted, bounded by kubectl's own `--timeout` plus [`DRAIN_GRACE`]) and turn a failure into a
+//! reason that names the blocking pods. Uncordoning back is here too.
 
 use std::time::Duration;
 
+use crate::engine::{Engine, Failure, HostId, Output};
 pub use crate::k3s::drain::DRAIN_GRACE;
 use crate::k3s::drain::{DrainFailure, DrainOptions, uncordon_command};
-use crate::ssh::{ExecRequest, Session};
-
-use super::outcome::last_lines;
-use crate::engine::runlog::RunLog;
+use crate::ssh::ExecRequest;
 
 /// Bound of `kubectl uncordon` (one API write).
 const UNCORDON_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,42 +34,36 @@ pub enum DrainError {
     },
     /// The drain could not run or answered something else (SSH, API down, exec limit).
     #[error("{0}")]
-    Failed(String),
+    Failed(Failure),
 }
 
-/// Cordon and drain `node` from `session` (the first server). `log_host`: whose run log gets
-/// the command and its output.
+/// Cordon and drain `node` from host `via` (the first server).
 pub async fn drain(
-    session: &Session,
+    engine: &Engine,
+    via: HostId,
     node: &str,
     options: &DrainOptions,
-    log: &RunLog,
-    log_host: &str,
 ) -> Result<Drained, DrainError> {
     let request = ExecRequest::new(options.command(node))
         .sudo(true)
         .timeout(options.exec_timeout());
-    log.write(log_host, "drain: command", &request.command);
-    let out = session.exec(&request).await.map_err(|e| {
-        let reason = log.redactor().redact(&format!(
-            "drain of {node} through {}: {e} (limit {} = --drain-timeout + {}s grace)",
-            session.name(),
-            humantime::format_duration(options.exec_timeout()),
-            DRAIN_GRACE.as_secs()
-        ));
-        log.write(log_host, "drain: error", &reason);
-        DrainError::Failed(reason)
-    })?;
-    let stdout = out.stdout_lossy();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    log.write(
-        log_host,
-        &format!("drain: {}", out.exit),
-        &format!("--- stdout\n{stdout}--- stderr\n{stderr}"),
-    );
+    let title = format!("drain {node}");
+    let out = engine
+        .exec(via, &title, &request, Output::Logged)
+        .await
+        .map_err(|mut failure| {
+            failure.reason = format!(
+                "{} (limit {} = --drain-timeout + {}s grace)",
+                failure.reason,
+                humantime::format_duration(options.exec_timeout()),
+                DRAIN_GRACE.as_secs()
+            );
+            DrainError::Failed(failure)
+        })?;
     if out.success() {
         return Ok(Drained::Drained);
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
     let failure = DrainFailure::parse(&stderr);
     if failure.node_not_found {
         return Ok(Drained::NotInCluster);
@@ -82,42 +74,21 @@ pub async fn drain(
             timeout: options.timeout,
         });
     }
-    Err(DrainError::Failed(log.redactor().redact(&format!(
-        "drain failed ({}): {}",
-        out.exit,
-        last_lines(&stderr, 3)
-    ))))
+    Err(DrainError::Failed(Failure::exited(
+        &title,
+        &out,
+        false,
+        engine.log().redactor(),
+    )))
 }
 
-/// `kubectl uncordon NODE` from `session`; `Err`: why not.
-pub async fn uncordon(
-    session: &Session,
-    node: &str,
-    log: &RunLog,
-    log_host: &str,
-) -> Result<(), String> {
+/// `kubectl uncordon NODE` from host `via`; `Err`: why not.
+pub async fn uncordon(engine: &Engine, via: HostId, node: &str) -> Result<(), Failure> {
     let request = ExecRequest::new(uncordon_command(node))
         .sudo(true)
         .timeout(UNCORDON_TIMEOUT);
-    log.write(log_host, "uncordon: command", &request.command);
-    match session.exec(&request).await {
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            log.write(
-                log_host,
-                &format!("uncordon: {}", out.exit),
-                &format!("--- stdout\n{}--- stderr\n{stderr}", out.stdout_lossy()),
-            );
-            if out.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "uncordon failed ({}): {}",
-                    out.exit,
-                    last_lines(&stderr, 2)
-                ))
-            }
-        }
-        Err(e) => Err(format!("uncordon: {e}")),
-    }
+    engine
+        .run(via, &format!("uncordon {node}"), &request, Output::Logged)
+        .await
+        .map(|_| ())
 }

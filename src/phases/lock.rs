@@ -1,11 +1,13 @@
-//! The cluster lock's meaning for a run that takes it (`up`, `reset`, `upgrade`): taken, taken
-//! over from a stale holder (with a note to show), or held by another run (an error naming it).
-//! The scripts that take and release it live in `remote`; this module only interprets the answer.
+//! The cluster lock of a run that takes it (`up`, `reset`, `upgrade`): [`ClusterLock`] takes it
+//! on the first server through the engine and gives it back (also after Ctrl-C); its answer means
+//! taken, taken over from a stale holder (with a note to show), or held by another run (an error
+//! naming it). The scripts that take and release it live in `remote`.
 
 use std::time::Duration;
 
 use super::remote::{self, LockAnswer};
-use crate::ssh::ExecRequest;
+use crate::engine::{Engine, Failure, HostId, Output};
+use crate::ssh::{ExecOutput, ExecRequest};
 
 /// How long releasing the lock may take, also after Ctrl-C.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -17,6 +19,149 @@ pub fn release_request(run_id: &str) -> ExecRequest {
         .sudo(true)
         .ignore_cancel(true)
         .timeout(UNLOCK_TIMEOUT)
+}
+
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Held(#[from] LockHeld),
+    /// The lock script did not run to an answer (sudo refused, the host went away, Ctrl-C).
+    #[error("{host}: cannot take the up lock: {failure}")]
+    NotTaken { host: String, failure: Failure },
+}
+
+/// The cluster lock of one run, on the first server: taken in a round trip of its own
+/// ([`ClusterLock::acquire`]) or from an answer folded into another command
+/// ([`ClusterLock::answered`]), and released once at the end ([`ClusterLock::release`]), also
+/// after Ctrl-C. `up` and `upgrade` still use their own copies (`run::cluster_lock`,
+/// `Upgrader::lock`) until they move onto the engine; then this is the one.
+#[derive(Debug)]
+pub struct ClusterLock {
+    host: HostId,
+    run_id: String,
+    /// What holds it, for a refused run to read (`edgeops reset`).
+    tag: &'static str,
+    cluster: String,
+    stale_after: Duration,
+    held: bool,
+}
+
+impl ClusterLock {
+    pub fn new(
+        host: HostId,
+        run_id: String,
+        tag: &'static str,
+        cluster: String,
+        stale_after: Duration,
+    ) -> ClusterLock {
+        ClusterLock {
+            host,
+            run_id,
+            tag,
+            cluster,
+            stale_after,
+            held: false,
+        }
+    }
+
+    pub fn host(&self) -> HostId {
+        self.host
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// How long a lock left behind blocks others (`lock_expiry` in `[cluster]`).
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    /// The owner text written into the lock file.
+    pub fn owner(&self) -> String {
+        owner(&self.run_id, Some(self.tag))
+    }
+
+    /// The acquire script, to run alone or folded into another command.
+    pub fn acquire_script(&self) -> String {
+        remote::lock_acquire_script(&self.owner(), self.stale_after)
+    }
+
+    /// Take the lock in a round trip of its own. `Ok(Some(note))`: taken over from a stale or
+    /// gone holder, the note says whose.
+    pub async fn acquire(&mut self, engine: &Engine) -> Result<Option<String>, LockError> {
+        let request = ExecRequest::new(self.acquire_script()).sudo(true);
+        let out = engine
+            .exec(self.host, "lock", &request, Output::Logged)
+            .await
+            .map_err(|failure| {
+                if failure.kind == crate::engine::FailureKind::Cancelled {
+                    // Cancelled mid-exec: the lock may be taken without the answer having
+                    // come back; the release only removes a lock of this run, so try it.
+                    self.held = true;
+                }
+                LockError::NotTaken {
+                    host: engine.name(self.host).to_owned(),
+                    failure,
+                }
+            })?;
+        let answer = remote::parse_lock_answer(&out.stdout_lossy());
+        self.answered(engine, answer, &out)
+    }
+
+    /// Settle the lock script's `answer` (from `out`, its whole exec: the reason when there is
+    /// no answer).
+    pub fn answered(
+        &mut self,
+        engine: &Engine,
+        answer: Option<LockAnswer>,
+        out: &ExecOutput,
+    ) -> Result<Option<String>, LockError> {
+        let host = engine.name(self.host).to_owned();
+        let Some(answer) = answer else {
+            let failure = if out.success() {
+                Failure::refused(format!(
+                    "the lock script answered {:?}",
+                    out.stdout_lossy().trim()
+                ))
+            } else {
+                Failure::exited("lock", out, false, engine.log().redactor())
+            };
+            return Err(LockError::NotTaken { host, failure });
+        };
+        let note = settle(answer, &self.cluster, &host, self.stale_after)?;
+        self.held = true;
+        Ok(note)
+    }
+
+    /// Give the lock back if this run holds it (also after Ctrl-C: the release ignores the
+    /// cancel and is bounded by `UNLOCK_TIMEOUT`). `Some(note)`: it could not, and why.
+    pub async fn release(&mut self, engine: &Engine) -> Option<String> {
+        if !self.held {
+            return None;
+        }
+        self.held = false;
+        let result = engine
+            .run(
+                self.host,
+                "unlock",
+                &release_request(&self.run_id),
+                Output::Logged,
+            )
+            .await;
+        result.err().map(|failure| {
+            format!(
+                "{}: could not release the up lock ({failure}); it expires after {} (or: edgeops unlock INVENTORY)",
+                engine.name(self.host),
+                humantime::format_duration(self.stale_after)
+            )
+        })
+    }
 }
 
 /// Another edgeops run (`up`, `reset` or `upgrade`) holds the cluster's lock.

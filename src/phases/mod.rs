@@ -10,15 +10,15 @@
 //! - `facts`: the one-round-trip facts script and its parser.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
 //! - `decide`: the per-host action (the idempotency rule).
-//! - `remote`: the scripts each step runs on a host (their text, and `reset_remote`'s, in `sh/*.sh`,
-//!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
+//! - `remote`: the scripts each step runs on a host (their text in `sh/*.sh`, values passed as
+//!   quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
-//! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
-//!   host scripts and its report.
+//! - `reset`: `edgeops reset` (uninstall, agents first) as phases on the engine, with its host
+//!   scripts, its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
 //!   from one (`k3s::snapshot` holds the workstation side).
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
@@ -39,9 +39,6 @@ pub mod preflight;
 pub mod remote;
 pub mod replace;
 pub mod reset;
-pub mod reset_gitlab;
-pub mod reset_outcome;
-pub mod reset_remote;
 pub mod restore;
 mod run;
 pub mod upgrade;

@@ -12,7 +12,7 @@ use crate::k3s::quorum::Members;
 use crate::ssh::{ExecRequest, Session};
 
 use super::remote;
-use super::reset_remote as scripts;
+use super::reset::remote as scripts;
 
 /// One node-list read or Node deletion through the first server.
 const API_TIMEOUT: Duration = Duration::from_secs(60);

@@ -11,7 +11,7 @@
 use crate::k3s::install::{AIRGAP_INSTALLER_PATH, CONFIG_HASH_PATH, CONFIG_PATH, TOKEN_FILE_PATH};
 use crate::shell::{shell_quote, with_vars};
 
-use super::remote::VERSION_STAMP_PATH;
+use crate::phases::remote::VERSION_STAMP_PATH;
 
 /// The folder edgeops uploads its own files to (air-gapped installer and artifacts).
 pub const EDGEOPS_SHARE_DIR: &str = "/usr/local/share/edgeops";

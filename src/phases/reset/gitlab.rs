@@ -1,19 +1,26 @@
 //! `reset --gitlab`: after a whole-cluster reset whose first server was wiped, remove the
 //! cluster's GitLab side (runner, agent tokens, agent, agent config file) through
 //! [`GitLabClient::deregister`], and report each item as a [`GitLabReport`] row: `deleted`,
-//! `already gone`, or `failed` with GitLab's answer. Nothing here runs on a host.
+//! `already gone`, or `failed` with GitLab's answer. Nothing here runs on a host. It runs under
+//! the lock still, so no `up` registers again while this removes.
 
 use std::time::Instant;
 
+use futures::future::BoxFuture;
 use secrecy::SecretString;
+
+use crate::engine::{Flow, HostId, Phase};
 
 use crate::gitlab::{
     ClientOptions, DeregisterRequest, GitLabClient, PathOrId, Removal, agent_config_path,
 };
 use crate::inventory::GitLab;
 
-use super::gitlab::{GitLabReport, GitLabRow, runner_spec};
-use super::outcome::Status;
+use crate::phases::gitlab::{GitLabReport, GitLabRow, runner_spec};
+use crate::phases::outcome::Status;
+
+use super::outcome::Scope;
+use super::state::ResetRun;
 
 /// What `reset --gitlab` removes, and how to reach GitLab; read before any host is touched.
 #[derive(Debug, Clone)]
@@ -63,6 +70,57 @@ impl GitLabReset {
             agent_config_path(&request.agent_name)
         ));
         lines
+    }
+}
+
+/// `--gitlab`: remove the cluster from GitLab once its first server is reset; skipped (with the
+/// way out) when it was not.
+pub struct GitLabCleanup;
+
+impl Phase<ResetRun> for GitLabCleanup {
+    fn title(&self) -> &'static str {
+        "gitlab"
+    }
+
+    /// The first server, whose reset it follows, when `--gitlab` asked for it.
+    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
+        if cx.scope == Scope::Cluster && cx.options.gitlab.is_some() {
+            vec![cx.first]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut ResetRun,
+        _: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        Box::pin(async move {
+            let Some(setup) = cx.options.gitlab.clone() else {
+                return Ok(Flow::Continue);
+            };
+            cx.gitlab = Some(if cx.first_reset() {
+                cx.engine
+                    .note("gitlab: removing the cluster's runner, agent and agent config");
+                run(&setup).await
+            } else {
+                GitLabReport::skipped(format!(
+                    "first server {} was not reset: the cluster's agent and runner are left in \
+                     GitLab; re-run `reset --gitlab` once it is",
+                    cx.name(cx.first)
+                ))
+            });
+            Ok(Flow::Continue)
+        })
+    }
+
+    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+        let Some(setup) = &cx.options.gitlab else {
+            return Vec::new();
+        };
+        let line = format!("remove from {}: {}", setup.url, setup.plan().join("; "));
+        hosts.iter().map(|&id| (id, line.clone())).collect()
     }
 }
 

@@ -3,9 +3,11 @@
 
 use serde::Serialize;
 
-use super::gitlab::GitLabReport;
-use super::outcome::Status;
-use super::reset_remote::Survey;
+use crate::engine::{FailureKind, PhaseRecord};
+use crate::phases::gitlab::GitLabReport;
+use crate::phases::outcome::Status;
+
+use super::remote::Survey;
 
 /// Whole cluster, or some hosts leaving a cluster that stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,8 +38,15 @@ pub struct ResetHost {
     /// What was installed before (`agent v1.31.4+k3s1`, `-`).
     pub installed: String,
     pub status: Status,
-    /// `reset`, `already clean`, `failed`.
+    /// `reset`, `already clean`, `failed`, `skipped`.
     pub result: String,
+    /// Why it failed or was skipped, for scripts: `unreachable`, `timed_out`, `exited`,
+    /// `refused`, `cancelled`, `skipped`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// The exit code, when a command exited non-zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
     /// How k3s was removed (the uninstall script, or the fallback).
     pub method: Option<String>,
     pub removed: Vec<String>,
@@ -62,6 +71,8 @@ pub struct ResetReport {
     pub failed: bool,
     /// `--gitlab`: what was removed from GitLab, item by item; `None` without `--gitlab`.
     pub gitlab: Option<GitLabReport>,
+    /// The phases in order, how each ended and how long it took.
+    pub phases: Vec<PhaseRecord>,
 }
 
 impl ResetReport {
@@ -71,4 +82,19 @@ impl ResetReport {
             .filter(|h| matches!(h.status, Status::Failed | Status::Skipped))
             .count()
     }
+}
+
+/// `reset --dry-run`: what was found and what each phase would do; nothing was changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResetPlan {
+    pub cluster: String,
+    pub scope: Scope,
+    pub dry_run: bool,
+    /// Per selected host, in execution order.
+    pub hosts: Vec<HostPlan>,
+    /// Why the reset would stop (the quorum check refused, or Ctrl-C).
+    pub refused: Option<String>,
+    pub messages: Vec<String>,
+    /// Each phase: planned per host, nothing to do, or not reached.
+    pub phases: Vec<PhaseRecord>,
 }

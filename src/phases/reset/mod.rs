@@ -1,0 +1,94 @@
+//! `reset`: uninstall k3s and edgeops's files from the selected hosts, agents first (all at
+//! once), then the other servers one at a time, the first server last; then remove the cluster
+//! from the user's kubeconfig. Two phase lists, so the CLI can ask in between: [`SURVEY`] (take
+//! the `up` lock, one survey round trip per host) and [`RESET`] (a dry run plans it instead).
+//!
+//! Scope: with the first server selected, `reset` wipes the cluster, and then every host of the
+//! inventory must be selected (a first server reset under agents that stay would leave them
+//! orphaned). Without it, `reset` removes hosts from a cluster that stays: their Node objects
+//! are deleted through the first server after their uninstall, so a re-flashed board rejoins
+//! under the same name, and the kubeconfig is left alone.
+//!
+//! - `run`: the [`Reset`] handle the CLI drives (survey, plan, execute or dry run, abort).
+//! - `state`: the run state the phases share; `scope`: which hosts a reset may take.
+//! - `survey`, `quorum`, `drain`, `uninstall`, `nodes`, `kubeconfig`, `gitlab`: the phases.
+//! - `remote`: the host scripts (`sh/reset-*.sh`) and their parsers; `outcome`: the report.
+
+use std::time::Duration;
+
+use crate::engine::Manager;
+use crate::fleet::FleetSettings;
+
+mod drain;
+pub mod gitlab;
+pub mod kubeconfig;
+mod nodes;
+pub mod outcome;
+mod quorum;
+pub mod remote;
+mod run;
+mod scope;
+mod state;
+mod survey;
+mod uninstall;
+
+#[cfg(test)]
+mod tests;
+
+pub use gitlab::GitLabReset;
+pub use kubeconfig::{KubeconfigEntry, remove_kubeconfig};
+pub use outcome::{HostPlan, ResetHost, ResetReport, Scope};
+pub use run::Reset;
+pub use scope::{ResetError, scope};
+
+use state::{ResetRun, Step};
+
+/// Before the confirmation, read-only: the lock, then what is on each host.
+fn survey_phases() -> Manager<ResetRun> {
+    Manager::new(false)
+        .then(survey::Lock)
+        .then(survey::SurveyHosts)
+}
+
+/// After the confirmation, in order (`dry_run`: only the read-only quorum check runs, the rest
+/// is planned). Draining a node before its uninstall goes between the quorum check and the
+/// agents: the hosts' pods move while the cluster still has every member.
+fn reset_phases(dry_run: bool) -> Manager<ResetRun> {
+    Manager::new(dry_run)
+        .then(quorum::QuorumCheck)
+        .then(drain::DrainHosts)
+        .then(uninstall::Uninstall(Step::Agents))
+        .then(uninstall::Uninstall(Step::Servers))
+        .then(uninstall::Uninstall(Step::FirstServer))
+        .then(nodes::DeleteNodes)
+        .then(kubeconfig::RemoveKubeconfig)
+        .then(gitlab::GitLabCleanup)
+}
+
+/// The phase titles in order, for docs and tests.
+pub const SURVEY: [&str; 2] = ["lock", "survey"];
+pub const RESET: [&str; 8] = [
+    "quorum check",
+    "drain",
+    "agents",
+    "servers",
+    "first server",
+    "nodes",
+    "kubeconfig",
+    "gitlab",
+];
+
+#[derive(Debug, Clone)]
+pub struct ResetOptions {
+    pub fleet: FleetSettings,
+    /// A lock older than this is taken over.
+    pub lock_stale_after: Duration,
+    /// The user's kubeconfig and the cluster's context in it.
+    pub kubeconfig: KubeconfigEntry,
+    /// `--gitlab` (scope `Cluster` only): what to remove from GitLab once the first server is
+    /// reset.
+    pub gitlab: Option<GitLabReset>,
+    /// Scope `Hosts`: cordon and drain each host through the first server before it leaves
+    /// (`None`: `--skip-drain`).
+    pub drain: Option<crate::k3s::drain::DrainOptions>,
+}

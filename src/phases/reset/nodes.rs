@@ -1,0 +1,116 @@
+//! Scope `Hosts`: delete the Node objects of the hosts that left the cluster, through the first
+//! server (one round trip), so a re-flashed board rejoins under the same name. A cluster that
+//! cannot be reached is a note, not a host failure: the hosts themselves are clean.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::engine::{Flow, HostId, Output, Phase};
+use crate::ssh::ExecRequest;
+
+use super::outcome::Scope;
+use super::remote as scripts;
+use super::state::ResetRun;
+
+/// Deleting the reset hosts' Node objects through the first server.
+pub const DELETE_NODES_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct DeleteNodes;
+
+impl DeleteNodes {
+    /// Node names of the selected hosts that are clean now (reset, or found clean), or are
+    /// still to be reset (a dry run plans before any is).
+    fn nodes(cx: &ResetRun) -> Vec<String> {
+        cx.order
+            .iter()
+            .filter(|&&id| cx.hosts[id].outcome.as_ref().is_none_or(|o| !o.is_failed()))
+            .map(|&id| cx.hosts[id].node_name.clone())
+            .collect()
+    }
+
+    /// Whether the first server's survey found its k3s server unit.
+    fn server_runs(cx: &ResetRun) -> bool {
+        matches!(&cx.hosts[cx.first].survey, Some(Ok(s)) if s.units.iter().any(|u| u == "k3s"))
+    }
+}
+
+impl Phase<ResetRun> for DeleteNodes {
+    fn title(&self) -> &'static str {
+        "nodes"
+    }
+
+    /// The first server, when the cluster stays, hosts left it and its survey answered.
+    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
+        let surveyed = matches!(cx.hosts[cx.first].survey, Some(Ok(_)));
+        if cx.scope == Scope::Hosts && surveyed && !DeleteNodes::nodes(cx).is_empty() {
+            vec![cx.first]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut ResetRun,
+        _: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        Box::pin(async move {
+            let first = cx.name(cx.first).to_owned();
+            if !DeleteNodes::server_runs(cx) {
+                cx.message(format!(
+                    "first server {first} runs no k3s server: no Node objects to delete"
+                ));
+                return Ok(Flow::Continue);
+            }
+            let nodes = DeleteNodes::nodes(cx);
+            let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
+                .sudo(true)
+                .timeout(DELETE_NODES_TIMEOUT);
+            let engine = &cx.engine;
+            let result = engine
+                .each("nodes", &[cx.first], |id| {
+                    engine.run(id, "delete nodes", &request, Output::Logged)
+                })
+                .await
+                .pop()
+                .map(|(_, result)| result);
+            match result {
+                Some(Ok(out)) => {
+                    let (deleted, _absent, failed) = scripts::parse_deleted(&out.stdout_lossy());
+                    if !deleted.is_empty() {
+                        cx.message(format!(
+                            "deleted node(s) {} from the cluster (through {first})",
+                            deleted.join(", ")
+                        ));
+                    }
+                    if !failed.is_empty() {
+                        cx.message(format!(
+                            "could not delete node(s) {} through {first}: see its log; delete \
+                             them with `kubectl delete node` before they rejoin",
+                            failed.join(", ")
+                        ));
+                    }
+                }
+                Some(Err(failure)) => cx.message(format!(
+                    "could not delete the Node objects of {} through {first}: {failure}",
+                    nodes.join(", ")
+                )),
+                None => {}
+            }
+            Ok(Flow::Continue)
+        })
+    }
+
+    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+        let line = if DeleteNodes::server_runs(cx) {
+            format!(
+                "delete Node object(s) {} once their hosts are reset",
+                DeleteNodes::nodes(cx).join(", ")
+            )
+        } else {
+            "runs no k3s server: no Node objects to delete".to_owned()
+        };
+        hosts.iter().map(|&id| (id, line.clone())).collect()
+    }
+}

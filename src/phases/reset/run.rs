@@ -1,0 +1,176 @@
+//! The [`Reset`] handle the CLI drives: [`Reset::survey`] connects and runs the survey phases
+//! (lock, survey); the CLI shows [`Reset::plan`] and asks; then [`Reset::execute`] runs the
+//! reset phases, [`Reset::dry_run`] plans them instead, or [`Reset::abort`] stops. Each ends by
+//! giving the lock back (also after Ctrl-C) and closing the sessions.
+
+use std::sync::Arc;
+
+use crate::engine::runlog::RunLog;
+use crate::engine::{Engine, PhaseResult};
+use crate::fleet::Fleet;
+use crate::inventory::Inventory;
+use crate::phases::Observer;
+use crate::ssh::{ConnectOptions, SshContext};
+
+use super::outcome::{HostPlan, ResetPlan, ResetReport, Scope};
+use super::remote::Survey;
+use super::state::ResetRun;
+use super::{GitLabReset, KubeconfigEntry, ResetOptions, reset_phases, survey_phases};
+
+/// A reset between its survey and its execution: sessions open, the lock held.
+pub struct Reset {
+    run: ResetRun,
+}
+
+fn host_name(cx: &ResetRun, id: crate::engine::HostId) -> String {
+    cx.name(id).to_owned()
+}
+
+impl Reset {
+    /// Connect to the selected hosts and the first server (`targets`), take the `up` lock, and
+    /// survey every host in one round trip each. `selected`: the names of the reset. Fails
+    /// with [`super::ResetError::Lock`] when another run holds the lock.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn survey(
+        inventory: &Inventory,
+        scope: Scope,
+        selected: &[String],
+        targets: Vec<ConnectOptions>,
+        ctx: SshContext,
+        options: ResetOptions,
+        observer: Arc<dyn Observer>,
+        log: RunLog,
+    ) -> anyhow::Result<Reset> {
+        let fleet = Fleet::connect_all(
+            targets,
+            ctx,
+            options.fleet.clone(),
+            Arc::new(crate::phases::run::FleetEvents(observer.clone())),
+        )
+        .await;
+        let engine = Engine::from_fleet(fleet, log, observer);
+        Reset::start(engine, inventory, scope, selected, options).await
+    }
+
+    /// The survey half over any engine (connected hosts, or scripted ones in unit tests).
+    pub async fn start(
+        engine: Engine,
+        inventory: &Inventory,
+        scope: Scope,
+        selected: &[String],
+        options: ResetOptions,
+    ) -> anyhow::Result<Reset> {
+        let mut run = ResetRun::new(engine, inventory, scope, selected, options)?;
+        let cancel = run.engine.cancel().clone();
+        match survey_phases().run(&mut run, &cancel, host_name).await {
+            Ok(records) => {
+                run.phases = records;
+                Ok(Reset { run })
+            }
+            Err(e) => {
+                Reset { run }.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Per selected host, in execution order: what was found (or why the survey failed).
+    pub fn plan(&self) -> Vec<HostPlan> {
+        self.run.plan()
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.run.scope
+    }
+
+    /// Whether the cluster's context is in the user's kubeconfig (scope `Cluster` only: a
+    /// partial reset leaves the kubeconfig alone).
+    pub fn kubeconfig_to_remove(&self) -> anyhow::Result<Option<&KubeconfigEntry>> {
+        if self.run.scope != Scope::Cluster {
+            return Ok(None);
+        }
+        let entry = &self.run.options.kubeconfig;
+        Ok(entry.present()?.then_some(entry))
+    }
+
+    /// How each host leaving a cluster that stays is drained first (`None`: not drained).
+    pub fn drain(&self) -> Option<&crate::k3s::drain::DrainOptions> {
+        self.run
+            .options
+            .drain
+            .as_ref()
+            .filter(|_| self.run.scope == Scope::Hosts)
+    }
+
+    /// What `--gitlab` will remove from GitLab, when asked for.
+    pub fn gitlab(&self) -> Option<&GitLabReset> {
+        self.run.options.gitlab.as_ref()
+    }
+
+    /// Nothing to uninstall on any reachable selected host, no kubeconfig entry, and no
+    /// `--gitlab` (which may always have something to remove).
+    pub fn nothing_to_do(&self) -> bool {
+        self.run.options.gitlab.is_none()
+            && self
+                .run
+                .plan()
+                .iter()
+                .all(|p| p.found.as_ref().is_none_or(Survey::is_clean))
+            && self.kubeconfig_to_remove().ok().flatten().is_none()
+    }
+
+    /// Stop here: release the lock and close the sessions; nothing was changed.
+    pub async fn abort(self) {
+        let mut run = self.run;
+        run.lock.release(&run.engine).await;
+        run.engine.close().await;
+    }
+
+    /// Run the reset phases in order (see [`super::RESET`]), release the lock, close the
+    /// sessions, and report.
+    pub async fn execute(self) -> ResetReport {
+        let mut run = self.run;
+        let cancel = run.engine.cancel().clone();
+        match reset_phases(false).run(&mut run, &cancel, host_name).await {
+            Ok(records) => run.phases.extend(records),
+            Err(e) => run.message(format!("{e:#}")),
+        }
+        Reset { run }.finish().await.report()
+    }
+
+    /// The dry run: the read-only quorum check runs, every phase that changes something says
+    /// what it would do; nothing is changed. Then the lock is released.
+    pub async fn dry_run(self) -> ResetPlan {
+        let mut run = self.run;
+        let cancel = run.engine.cancel().clone();
+        let hosts = run.plan();
+        match reset_phases(true).run(&mut run, &cancel, host_name).await {
+            Ok(records) => run.phases.extend(records),
+            Err(e) => run.message(format!("{e:#}")),
+        }
+        let refused = run.phases.iter().find_map(|p| match &p.result {
+            PhaseResult::NotReached(why) => Some(why.clone()),
+            _ => None,
+        });
+        let mut run = Reset { run }.finish().await;
+        ResetPlan {
+            cluster: run.cluster.clone(),
+            scope: run.scope,
+            dry_run: true,
+            hosts,
+            refused,
+            messages: std::mem::take(&mut run.messages),
+            phases: std::mem::take(&mut run.phases),
+        }
+    }
+
+    /// Give the lock back (a note when it could not) and close the sessions.
+    async fn finish(self) -> ResetRun {
+        let mut run = self.run;
+        if let Some(note) = run.lock.release(&run.engine).await {
+            run.message(note);
+        }
+        run.engine.close().await;
+        run
+    }
+}
