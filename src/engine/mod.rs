@@ -25,6 +25,8 @@ pub use remote::{Remote, SessionRemote};
 pub type Member = (String, Result<Arc<dyn Remote>, Failure>);
 
 use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{self, Fleet, FleetSettings, HostError};
@@ -355,31 +357,42 @@ impl Engine {
         });
         let step = &step;
         let redactor = self.log.redactor();
-        let work = hosts.iter().map(|&id| async move {
-            let outcome = match &self.slots[id.0].remote {
-                Err(failure) => Err(failure.clone()),
-                Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
-                    FailureKind::Cancelled,
-                    format!("{title}: cancelled"),
-                )),
-                Ok(remote) => {
-                    let guarded = fleet::guarded(&self.cancel, &self.settings, async {
-                        remote.ready(&self.settings).await?;
-                        step(id).await.map_err(|f| HostError::Step(f.into()))
-                    })
-                    .await;
-                    guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
-                }
-            };
-            self.observer.event(&Progress::HostDone {
-                phase: title,
-                host: &self.slots[id.0].name,
-                ok: outcome.is_ok(),
-                detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
+        // The futures are made in a loop, not by an iterator adapter's closure: a phase's
+        // `apply` is a `Send` future, and rustc cannot prove a closure-made future `Send` for
+        // every lifetime (rust-lang/rust#64552), so `each` could not be called from one.
+        let mut work = Vec::with_capacity(hosts.len());
+        for (index, &id) in hosts.iter().enumerate() {
+            work.push(async move {
+                let outcome = match &self.slots[id.0].remote {
+                    Err(failure) => Err(failure.clone()),
+                    Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
+                        FailureKind::Cancelled,
+                        format!("{title}: cancelled"),
+                    )),
+                    Ok(remote) => {
+                        let guarded = fleet::guarded(&self.cancel, &self.settings, async {
+                            remote.ready(&self.settings).await?;
+                            step(id).await.map_err(|f| HostError::Step(f.into()))
+                        })
+                        .await;
+                        guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
+                    }
+                };
+                self.observer.event(&Progress::HostDone {
+                    phase: title,
+                    host: &self.slots[id.0].name,
+                    ok: outcome.is_ok(),
+                    detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
+                });
+                (index, (id, outcome))
             });
-            (id, outcome)
-        });
-        let results = fleet::in_order(work, width.min(self.settings.concurrency)).await;
+        }
+        let mut done: Vec<(usize, (HostId, Result<T, Failure>))> = futures::stream::iter(work)
+            .buffer_unordered(width.min(self.settings.concurrency).max(1))
+            .collect()
+            .await;
+        done.sort_unstable_by_key(|(index, _)| *index);
+        let results = done.into_iter().map(|(_, result)| result).collect();
         self.observer.event(&Progress::PhaseEnd { phase: title });
         results
     }
