@@ -387,7 +387,7 @@ impl Engine {
                 (index, (id, outcome))
             });
         }
-        let mut done: Vec<(usize, (HostId, Result<T, Failure>))> = futures::stream::iter(work)
+        let mut done: Vec<(usize, _)> = futures::stream::iter(work)
             .buffer_unordered(width.min(self.settings.concurrency).max(1))
             .collect()
             .await;
