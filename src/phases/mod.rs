@@ -13,13 +13,14 @@
 //! - `remote`: the scripts each step runs on a host (their text, and `reset_remote`'s, in `sh/*.sh`,
 //!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
+//! - `join`: the bounds of an install that starts a k3s service and the report when it cannot.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `run`: the orchestration; `outcome`: the per-host and cluster results.
 //! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
 //!   host scripts and its report.
-//! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
+//! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 
 pub mod airgap;
 pub mod decide;
@@ -28,6 +29,7 @@ pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
+pub mod join;
 pub mod lock;
 pub mod outcome;
 pub mod pi_memory;
@@ -39,7 +41,6 @@ pub mod reset_outcome;
 pub mod reset_remote;
 mod run;
 pub mod upgrade;
-pub mod upgrade_plan;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
 pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
