@@ -33,7 +33,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, Manager, Output};
+use crate::engine::{Engine, Manager, Output, PerHost};
 use crate::inventory::{Host, Inventory};
 use crate::k3s::install::first_server;
 use crate::phases::Observer;
@@ -83,46 +83,51 @@ async fn run(
     first: &str,
     options: UpgradeOptions,
 ) -> anyhow::Result<UpgradeReport> {
+    let mut cx = run_state(engine, inventory, hosts, first, options)?;
+    let cancel = cx.engine.cancel().clone();
+    let result = phases(cx.options.dry_run)
+        .run(&mut cx, &cancel, |cx, id| cx.hosts[id].host.name.clone())
+        .await;
+    release_lock(&mut cx).await;
+    cx.engine.close().await;
+    let records = result?;
+    let log_dir = cx.engine.log().dir().map(|d| d.display().to_string());
+    Ok(cx.report(records, log_dir))
+}
+
+/// The run state before the first phase: each host of the engine with its inventory entry.
+fn run_state<'a>(
+    engine: Engine,
+    inventory: &'a Inventory,
+    hosts: Vec<Host>,
+    first: &str,
+    options: UpgradeOptions,
+) -> anyhow::Result<Upgrade<'a>> {
     let first = engine
         .id_of(first)
         .ok_or_else(|| anyhow::anyhow!("upgrade: the first server {first} is not in the run"))?;
-    let mut by_name: Vec<Option<Host>> = hosts.into_iter().map(Some).collect();
-    let mut missing = None;
-    let states = engine.per_host(|_, name| {
-        let host = by_name
-            .iter_mut()
-            .find(|h| h.as_ref().is_some_and(|h| h.name == name))
-            .and_then(Option::take);
-        if host.is_none() {
-            missing.get_or_insert_with(|| name.to_owned());
-        }
-        host
-    });
-    if let Some(name) = missing {
-        anyhow::bail!("upgrade: host {name} of the fleet is not in the run's hosts");
-    }
-    let hosts = crate::engine::PerHost::new(
-        states
+    let mut states = Vec::new();
+    for id in engine.ids() {
+        let name = engine.name(id);
+        let host = hosts
             .iter()
-            .map(|(_, h)| h.clone())
-            .collect::<Option<Vec<Host>>>()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|host| state::HostState {
-                selected: options.selected.contains(&host.name),
-                host,
-                facts: None,
-                need: None,
-                spec: None,
-                end: None,
-                spent: std::time::Duration::ZERO,
-            })
-            .collect(),
-    );
-    let mut cx = Upgrade {
+            .find(|h| h.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("upgrade: host {name} is not in the inventory"))?;
+        states.push(state::HostState {
+            selected: options.selected.contains(&host.name),
+            host,
+            facts: None,
+            need: None,
+            spec: None,
+            end: None,
+            spent: std::time::Duration::ZERO,
+        });
+    }
+    Ok(Upgrade {
         engine,
         inventory,
-        hosts,
+        hosts: PerHost::new(states),
         first,
         run_id: crate::phases::lock::new_run_id(),
         locked: false,
@@ -133,16 +138,7 @@ async fn run(
         nodes: Vec::new(),
         messages: Vec::new(),
         options,
-    };
-    let cancel = cx.engine.cancel().clone();
-    let result = phases(cx.options.dry_run)
-        .run(&mut cx, &cancel, |cx, id| cx.hosts[id].host.name.clone())
-        .await;
-    release_lock(&mut cx).await;
-    cx.engine.close().await;
-    let records = result?;
-    let log_dir = cx.engine.log().dir().map(|d| d.display().to_string());
-    Ok(cx.report(records, log_dir))
+    })
 }
 
 /// Release this run's lock, also after Ctrl-C (the release ignores the cancel, bounded by

@@ -112,6 +112,22 @@ fn inventory() -> crate::inventory::Inventory {
     inventory
 }
 
+fn options(inventory: &crate::inventory::Inventory, fleet: FleetSettings) -> UpgradeOptions {
+    UpgradeOptions {
+        target: Target::Version(TO.parse().unwrap()),
+        batch_size: 2,
+        drain: false,
+        drain_timeout: Duration::from_secs(1),
+        force: false,
+        ready_timeout: Duration::from_millis(300),
+        lock_stale_after: Duration::from_secs(3600),
+        fleet,
+        token: None,
+        selected: inventory.hosts.iter().map(|h| h.name.clone()).collect(),
+        dry_run: false,
+    }
+}
+
 struct Fixture {
     journal: Arc<Journal>,
     cancel: Cancel,
@@ -183,24 +199,8 @@ impl Fixture {
             RunLog::disabled(Redactor::default()),
             Arc::new(Quiet),
         );
-        let options = UpgradeOptions {
-            target: Target::Version(TO.parse().unwrap()),
-            batch_size: 2,
-            drain: false,
-            drain_timeout: Duration::from_secs(1),
-            force: false,
-            ready_timeout: Duration::from_millis(300),
-            lock_stale_after: Duration::from_secs(3600),
-            fleet: settings,
-            token: None,
-            selected: self
-                .inventory
-                .hosts
-                .iter()
-                .map(|h| h.name.clone())
-                .collect(),
-            dry_run,
-        };
+        let mut options = options(&self.inventory, settings);
+        options.dry_run = dry_run;
         run(
             engine,
             &self.inventory,
@@ -386,4 +386,92 @@ async fn ctrl_c_mid_roll_releases_the_lock() {
     assert!(unlock[0].started > hung.started);
     let tried: Vec<String> = fx.installs().into_iter().map(|c| c.host).collect();
     assert_eq!(tried, ["srv-1", "srv-2"]);
+}
+
+#[test]
+fn the_phases_select_from_the_state_alone() {
+    use crate::engine::{Failure, Phase};
+    use crate::k3s::install::{InstallSpec, Join};
+    let mut inventory = inventory();
+    // An agent first in the inventory: the roll still starts with the servers.
+    let wrk1 = inventory.hosts.remove(3);
+    inventory.hosts.insert(0, wrk1);
+    let journal = Journal::new();
+    let cancel = Cancel::default();
+    let engine = |unreachable: &str| {
+        let members = inventory
+            .hosts
+            .iter()
+            .map(|h| {
+                let remote = if h.name == unreachable {
+                    Err(Failure::new(
+                        FailureKind::Unreachable,
+                        "unreachable: no route",
+                    ))
+                } else {
+                    Ok(Arc::new(ScriptedRemote::new(
+                        &h.name,
+                        journal.clone(),
+                        cancel.clone(),
+                    )) as Arc<dyn Remote>)
+                };
+                (h.name.clone(), remote)
+            })
+            .collect();
+        Engine::from_remotes(
+            members,
+            FleetSettings::default(),
+            cancel.clone(),
+            RunLog::disabled(Redactor::default()),
+            Arc::new(Quiet),
+        )
+    };
+    let mut options = options(&inventory, FleetSettings::default());
+    options.selected.retain(|h| h != "wrk-2");
+    let target: crate::k3s::K3sVersion = TO.parse().unwrap();
+    let renderer = crate::render::Renderer::builtin();
+    let mut cx = run_state(
+        engine(""),
+        &inventory,
+        inventory.hosts.clone(),
+        "srv-1",
+        options.clone(),
+    )
+    .unwrap();
+    cx.target = Some(target.clone());
+    for (_, state) in cx.hosts.iter_mut() {
+        let join = Join::for_host(&inventory, &state.host).unwrap();
+        state.spec =
+            Some(InstallSpec::new(&inventory, &state.host, join, &target, &renderer).unwrap());
+    }
+    let srv2 = cx.engine.id_of("srv-2").unwrap();
+    cx.hosts[srv2].finish(Status::Unchanged, "already there", None);
+    let names = |cx: &Upgrade<'_>, ids: Vec<crate::engine::HostId>| -> Vec<String> {
+        ids.into_iter()
+            .map(|id| cx.engine.name(id).to_owned())
+            .collect()
+    };
+    assert!(prepare::FirstServer.select(&cx).is_empty());
+    assert!(prepare::Artifacts.select(&cx).is_empty(), "not air-gapped");
+    assert_eq!(names(&cx, roll::Servers.select(&cx)), ["srv-1", "srv-3"]);
+    let agents = roll::Agents.select(&cx);
+    assert_eq!(
+        names(&cx, agents.clone()),
+        ["wrk-1", "wrk-3", "wrk-4", "wrk-5"]
+    );
+    let plan = roll::Agents.plan(&mut cx, &agents);
+    assert!(plan[1].1.ends_with("(agents batch 1 of 2)"), "{plan:?}");
+    assert!(plan[2].1.ends_with("(agents batch 2 of 2)"), "{plan:?}");
+    // Nothing ran on a host to make these choices.
+    assert!(journal.calls().is_empty());
+    // An unreachable first server is the one host the first phase acts on.
+    let cx = run_state(
+        engine("srv-1"),
+        &inventory,
+        inventory.hosts.clone(),
+        "srv-1",
+        options,
+    )
+    .unwrap();
+    assert_eq!(names(&cx, prepare::FirstServer.select(&cx)), ["srv-1"]);
 }
