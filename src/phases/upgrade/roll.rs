@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::engine::{Failure, Flow, HostId, Phase};
 use crate::k3s::K3sVersion;
+use crate::phases::Progress;
 use crate::phases::outcome::{NodeRow, Status};
 
 use super::node::upgrade_node;
@@ -37,13 +38,18 @@ fn failed_server(cx: &Upgrade<'_>) -> Option<HostId> {
     order(cx).0.into_iter().find(|&id| cx.hosts[id].failed())
 }
 
-/// Upgrade `id`, timing it for the report.
+/// Upgrade `id` as part of `phase` (the observer shows it at work), timing it for the report.
 async fn timed(
     cx: &Upgrade<'_>,
+    phase: &str,
     id: HostId,
     target: &K3sVersion,
     spent: &Mutex<Vec<(HostId, Duration)>>,
 ) -> Result<(), Failure> {
+    cx.engine.observer().event(&Progress::HostStart {
+        phase,
+        host: cx.engine.name(id),
+    });
     let started = Instant::now();
     let result = upgrade_node(cx, id, target).await;
     spent
@@ -75,7 +81,7 @@ async fn server_step(
             cx.hosts[prev].host.name
         )));
     }
-    let result = timed(cx, id, target, spent).await;
+    let result = timed(cx, "servers", id, target, spent).await;
     if result.is_err() {
         *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(id);
     }
@@ -234,7 +240,7 @@ impl<'a> Phase<Upgrade<'a>> for Agents {
                     let (spent, target) = (&spent, &target);
                     cx.engine
                         .each_within(&title, &batch, cx.options.batch_size, |id| {
-                            timed(cx, id, target, spent)
+                            timed(cx, &title, id, target, spent)
                         })
                         .await
                 };
