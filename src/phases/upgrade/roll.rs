@@ -190,20 +190,12 @@ impl<'a> Phase<Upgrade<'a>> for Agents {
     fn plan(&self, cx: &mut Upgrade<'a>, hosts: &[HostId]) -> Vec<(HostId, String)> {
         let batches = batches(cx, hosts);
         let count = batches.len();
-        let lines: Vec<(HostId, String)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(i, batch)| {
-                batch
-                    .iter()
-                    .map(move |&id| (id, format!("agents batch {} of {count}", i + 1)))
-            })
-            .collect();
-        let lines = planned(
-            cx,
-            &lines.iter().map(|l| l.0).collect::<Vec<_>>(),
-            |i, _| lines[i].1.clone(),
-        );
+        let mut lines = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            lines.extend(planned(cx, batch, |_, _| {
+                format!("agents batch {} of {count}", i + 1)
+            }));
+        }
         record_plan(cx, &lines);
         lines
     }
