@@ -19,9 +19,11 @@
 //!
 //! - `options`: what is asked, and the typed refusals; `state`: the run state and the report;
 //! - `prepare`: the phases before the roll; `roll`: servers, agents, the node table;
+//! - `once`: the read-only phases done once (nodes, resolve, verify);
 //! - `node`: one node's upgrade and its limits; `plan`: the pure per-host decisions and order.
 
 mod node;
+mod once;
 mod options;
 pub mod plan;
 mod prepare;
@@ -39,6 +41,8 @@ use crate::k3s::install::first_server;
 use crate::phases::Observer;
 use crate::ssh::{ConnectOptions, SshContext};
 
+use once::Once;
+
 pub use node::{DRAIN_GRACE, POLL_EVERY, upgrade_script, wait_node_version};
 pub use options::{Target, UpgradeError, UpgradeOptions};
 pub use prepare::CHANNEL_TIMEOUT;
@@ -50,14 +54,23 @@ fn phases<'a>(dry_run: bool) -> Manager<Upgrade<'a>> {
         .then(prepare::FirstServer)
         .then(prepare::TakeLock)
         .then(prepare::GatherFacts)
-        .then(prepare::ReadNodes)
-        .then(prepare::Resolve)
+        .then(Once {
+            title: "nodes",
+            step: prepare::nodes_before,
+        })
+        .then(Once {
+            title: "resolve",
+            step: prepare::resolve,
+        })
         .then(prepare::Decide)
         .then(prepare::MinorSteps)
         .then(prepare::Artifacts)
         .then(roll::Servers)
         .then(roll::Agents)
-        .then(roll::NodesAfter)
+        .then(Once {
+            title: "verify",
+            step: roll::nodes_after,
+        })
 }
 
 /// Run `edgeops upgrade` over `hosts` (the selection plus the first server).

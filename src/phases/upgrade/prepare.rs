@@ -203,84 +203,44 @@ pub(super) async fn read_nodes(
 }
 
 /// The node list before deciding: which version each node runs, which are servers.
-pub(super) struct ReadNodes;
-
-impl<'a> Phase<Upgrade<'a>> for ReadNodes {
-    fn title(&self) -> &'static str {
-        "nodes"
-    }
-
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        _: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            cx.observed = read_nodes(cx).await;
-            Ok(Flow::Continue)
-        })
-    }
+pub(super) fn nodes_before<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+    Box::pin(async move {
+        cx.observed = read_nodes(cx).await;
+        Ok(Flow::Continue)
+    })
 }
 
 /// The target, resolved once on the workstation (`--channel` at the inventory's
-/// `channel_url`, bounded by [`CHANNEL_TIMEOUT`]). Selects the first server: the run's anchor.
-pub(super) struct Resolve;
-
-impl<'a> Phase<Upgrade<'a>> for Resolve {
-    fn title(&self) -> &'static str {
-        "resolve"
-    }
-
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        _: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            match cx.options.target.clone() {
-                Target::Version(version) => {
-                    cx.target = Some(version);
-                    cx.target_source = Some("--version".into());
-                }
-                Target::Channel(channel) => {
-                    let url = cx.inventory.cluster.channel_url.clone();
-                    let observer = cx.engine.observer().clone();
-                    observer.event(&Progress::PhaseStart {
-                        phase: "resolve",
-                        hosts: 0,
-                    });
-                    let resolved = match ChannelResolver::new(CHANNEL_TIMEOUT) {
-                        Ok(resolver) => resolver.resolve(&url, &channel).await,
-                        Err(e) => Err(e),
-                    };
-                    observer.event(&Progress::PhaseEnd { phase: "resolve" });
-                    let version = resolved.map_err(|source| UpgradeError::Resolve {
-                        channel: channel.clone(),
-                        source,
-                    })?;
-                    cx.target = Some(version);
-                    cx.target_source = Some(format!("channel {channel} at {url}"));
-                }
+/// `channel_url`, bounded by [`CHANNEL_TIMEOUT`]).
+pub(super) fn resolve<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+    Box::pin(async move {
+        match cx.options.target.clone() {
+            Target::Version(version) => {
+                cx.target = Some(version);
+                cx.target_source = Some("--version".into());
             }
-            Ok(Flow::Continue)
-        })
-    }
+            Target::Channel(channel) => {
+                let url = cx.inventory.cluster.channel_url.clone();
+                let observer = cx.engine.observer().clone();
+                observer.event(&Progress::PhaseStart {
+                    phase: "resolve",
+                    hosts: 0,
+                });
+                let resolved = match ChannelResolver::new(CHANNEL_TIMEOUT) {
+                    Ok(resolver) => resolver.resolve(&url, &channel).await,
+                    Err(e) => Err(e),
+                };
+                observer.event(&Progress::PhaseEnd { phase: "resolve" });
+                let version = resolved.map_err(|source| UpgradeError::Resolve {
+                    channel: channel.clone(),
+                    source,
+                })?;
+                cx.target = Some(version);
+                cx.target_source = Some(format!("channel {channel} at {url}"));
+            }
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 /// Per selected host: what it needs (upgrade, already there, not installed, set up otherwise)

@@ -293,43 +293,23 @@ fn record_plan(cx: &mut Upgrade<'_>, lines: &[(HostId, String)]) {
 }
 
 /// After the roll: the pinned-version reminder and the node table.
-pub(super) struct NodesAfter;
-
-impl<'a> Phase<Upgrade<'a>> for NodesAfter {
-    fn title(&self) -> &'static str {
-        "verify"
-    }
-
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        _: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let target = cx.target()?;
-            if let Some(pinned) = &cx.inventory.cluster.version
-                && *pinned != target.to_string()
-                && !cx.options.dry_run
-            {
-                cx.message(format!(
-                    "the inventory pins version = \"{pinned}\": set it to \"{target}\" so `edgeops up` keeps this version"
-                ));
-            }
-            if let Ok(observed) = read_nodes(cx).await {
-                cx.nodes = observed
-                    .iter()
-                    .map(|n| NodeRow::from_status(n, Vec::new()))
-                    .collect();
-            }
-            Ok(Flow::Continue)
-        })
-    }
+pub(super) fn nodes_after<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+    Box::pin(async move {
+        let target = cx.target()?;
+        if let Some(pinned) = &cx.inventory.cluster.version
+            && *pinned != target.to_string()
+            && !cx.options.dry_run
+        {
+            cx.message(format!(
+                "the inventory pins version = \"{pinned}\": set it to \"{target}\" so `edgeops up` keeps this version"
+            ));
+        }
+        if let Ok(observed) = read_nodes(cx).await {
+            cx.nodes = observed
+                .iter()
+                .map(|n| NodeRow::from_status(n, Vec::new()))
+                .collect();
+        }
+        Ok(Flow::Continue)
+    })
 }
