@@ -298,6 +298,10 @@ pub struct UpgradeArgs {
     /// How long `kubectl drain` may take per node (with --drain).
     #[arg(long, default_value = "2m", value_parser = duration_arg)]
     pub drain_timeout: std::time::Duration,
+    /// Read facts and nodes, decide, and print the plan (per host: from -> to, servers in
+    /// order, agent batches); change nothing (not even the lock).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

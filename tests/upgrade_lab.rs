@@ -229,6 +229,43 @@ fn ha_cluster_rolls_across_minors_then_to_a_channel_and_refuses_a_downgrade() {
     edgeops.ok(&["up", inv, "--ready-timeout", "120s"]);
     assert!(lab.nodes("lab-01").values().all(|(v, _, _)| v == V130));
 
+    // --dry-run: the plan (from -> to, the servers' order, the agents' batches) and nothing
+    // changed on any host, not even the lock.
+    let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    let plan = edgeops.ok(&[
+        "upgrade",
+        inv,
+        "--version",
+        V131,
+        "--batch-size",
+        "1",
+        "--dry-run",
+    ]);
+    assert!(plan.contains("dry run: nothing was changed"), "{plan}");
+    assert!(
+        row(&plan, "lab-01").contains(&format!(
+            "would upgrade {V130} -> {V131} (server 1 of 3, one at a time)"
+        )),
+        "{plan}"
+    );
+    assert!(row(&plan, "lab-03").contains("(server 3 of 3"), "{plan}");
+    assert!(
+        row(&plan, "lab-05").contains("(agents batch 2 of 2)"),
+        "{plan}"
+    );
+    assert!(plan.contains("5 host(s): 5 would upgrade"), "{plan}");
+    let after: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
+    assert_eq!(before, after, "a dry run changed the hosts");
+    assert_eq!(
+        lab.ssh_ok(
+            "lab-01",
+            "sudo sh -c 'test -e /run/edgeops-up.lock && echo held || echo free'"
+        )
+        .trim(),
+        "free"
+    );
+    assert!(lab.nodes("lab-01").values().all(|(v, _, _)| v == V130));
+
     // v1.30 -> v1.31, drained, agents one at a time.
     let out = edgeops.ok(&[
         "upgrade",
@@ -376,6 +413,8 @@ fn a_failing_agent_is_reported_while_the_other_agents_upgrade() {
         "{failed}"
     );
     assert!(failed.contains("left cordoned"), "{failed}");
+    // The kind of the failure: the installer exited 1.
+    assert!(failed.contains("failed (exit 1)"), "{failed}");
     for host in ["lab-06", "lab-07", "lab-09"] {
         assert!(row(&out, host).contains("upgraded"), "{out}");
     }

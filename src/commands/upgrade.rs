@@ -112,6 +112,7 @@ pub fn upgrade_options(
         fleet: prepared.fleet_settings.clone(),
         token,
         selected,
+        dry_run: args.dry_run,
     };
     Ok((options, redactor))
 }
@@ -150,6 +151,9 @@ pub fn print_report(global: &GlobalArgs, report: &UpgradeReport) -> anyhow::Resu
 
 fn render_text(report: &UpgradeReport) -> String {
     let mut text = String::new();
+    if report.dry_run {
+        text.push_str("dry run: nothing was changed\n");
+    }
     if let Some(target) = &report.target {
         text.push_str(&format!(
             "cluster {}: upgrade to k3s {target}{}\n",
@@ -176,7 +180,7 @@ fn render_text(report: &UpgradeReport) -> String {
             host.role.to_owned(),
             host.from.clone().unwrap_or_else(|| "-".into()),
             host.to.clone().unwrap_or_else(|| "-".into()),
-            host.result.clone(),
+            host.result_text(),
             format!("{:.1}s", host.seconds),
             host.reason.clone().unwrap_or_default(),
         ]);
@@ -209,6 +213,17 @@ fn render_text(report: &UpgradeReport) -> String {
         text.push_str(&format!("logs: {dir}\n"));
     }
     let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
+    if report.dry_run {
+        text.push_str(&format!(
+            "{} host(s): {} would upgrade, {} already at the target, {} failed, {} skipped\n",
+            report.hosts.len(),
+            count(Status::Planned),
+            count(Status::Unchanged),
+            count(Status::Failed),
+            count(Status::Skipped)
+        ));
+        return text;
+    }
     text.push_str(&format!(
         "{} host(s): {} upgraded, {} already at the target, {} failed, {} skipped\n",
         report.hosts.len(),
@@ -278,12 +293,15 @@ mod tests {
             ),
             status,
             result: result.into(),
+            failure: None,
+            exit_code: None,
             reason: reason.map(str::to_owned),
             seconds: 1.0,
             log: None,
         };
         let report = UpgradeReport {
             cluster: "lab".into(),
+            dry_run: false,
             target: Some("v1.31.4+k3s1".into()),
             target_source: Some("--version".into()),
             hosts: vec![
@@ -291,6 +309,7 @@ mod tests {
                 host("lab-02", Status::Failed, "failed", Some("boom")),
             ],
             nodes: Vec::new(),
+            phases: Vec::new(),
             messages: Vec::new(),
             log_dir: None,
         };
@@ -305,5 +324,68 @@ mod tests {
         );
         assert!(text.contains("failed    1.0s  boom"), "{text}");
         assert!(text.contains("2 host(s): 1 upgraded, 0 already at the target, 1 failed"));
+    }
+
+    #[test]
+    fn a_failure_shows_its_kind_in_the_table_and_in_json() {
+        use crate::engine::FailureKind;
+        let host = |name: &str, failure, exit_code, reason: &str| UpgradeHost {
+            host: name.into(),
+            role: "server",
+            from: Some("v1.30.8+k3s1".into()),
+            to: Some("v1.30.8+k3s1".into()),
+            status: if failure == FailureKind::Skipped {
+                Status::Skipped
+            } else {
+                Status::Failed
+            },
+            result: if failure == FailureKind::Skipped {
+                "skipped"
+            } else {
+                "failed"
+            }
+            .into(),
+            failure: Some(failure),
+            exit_code,
+            reason: Some(reason.into()),
+            seconds: 0.0,
+            log: None,
+        };
+        let report = UpgradeReport {
+            cluster: "lab".into(),
+            dry_run: false,
+            target: Some("v1.31.4+k3s1".into()),
+            target_source: Some("--version".into()),
+            hosts: vec![
+                host(
+                    "lab-01",
+                    FailureKind::TimedOut,
+                    None,
+                    "node lab-01 not Ready",
+                ),
+                host(
+                    "lab-02",
+                    FailureKind::Exited,
+                    Some(1),
+                    "upgrade failed (exit 1): x",
+                ),
+                host("lab-03", FailureKind::Skipped, None, "server lab-01 failed"),
+            ],
+            nodes: Vec::new(),
+            phases: Vec::new(),
+            messages: Vec::new(),
+            log_dir: None,
+        };
+        let text = render_text(&report);
+        assert!(text.contains("failed (timed out)"), "{text}");
+        assert!(text.contains("failed (exit 1)"), "{text}");
+        assert!(text.contains("skipped  "), "{text}");
+        assert!(!text.contains("skipped (skipped)"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["hosts"][0]["failure"], "timed_out");
+        assert!(json["hosts"][0].get("exit_code").is_none());
+        assert_eq!(json["hosts"][1]["failure"], "exited");
+        assert_eq!(json["hosts"][1]["exit_code"], 1);
+        assert_eq!(json["hosts"][2]["failure"], "skipped");
     }
 }

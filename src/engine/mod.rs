@@ -3,6 +3,7 @@
 //! into a typed [`Failure`], one [`Engine::each`] that fans a step out under the fleet's window,
 //! timeouts, reconnects and Ctrl-C grace, and the [`phase`] manager with the one dry-run gate.
 //!
+//! - `connect`: connecting a run's fleet with its events going to the observer.
 //! - `failure`: the failure kinds (unreachable, timed out, exited N, refused, cancelled, skipped).
 //! - `remote`: what the engine needs from a host's connection (a live session, or a fake).
 //! - `scripted`: the scripted fake host for unit tests of whole phase lists.
@@ -10,6 +11,7 @@
 //! - `phase`: phases (title, pure selection, apply) and the manager that runs them in order.
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 
+pub mod connect;
 pub mod failure;
 pub mod observer;
 pub mod phase;

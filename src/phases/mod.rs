@@ -13,6 +13,7 @@
 //! - `remote`: the scripts each step runs on a host (their text in `sh/*.sh`, values passed as
 //!   quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
+//! - `join`: the bounds of an install that starts a k3s service and the report when it cannot.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
@@ -21,7 +22,9 @@
 //!   scripts, its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
 //!   from one (`k3s::snapshot` holds the workstation side).
-//! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
+//! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
+//! - `drain`: cordon and drain one node through the first server (reset, upgrade).
+//! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
 
 pub mod airgap;
 pub mod backup;
@@ -32,6 +35,7 @@ pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
+pub mod join;
 pub mod lock;
 pub mod outcome;
 pub mod pi_memory;
@@ -42,7 +46,6 @@ pub mod reset;
 pub mod restore;
 mod run;
 pub mod upgrade;
-pub mod upgrade_plan;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
 pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};

@@ -180,6 +180,7 @@ impl Setup {
                 context: "lab".into(),
             },
             gitlab: None,
+            drain: None,
         }
     }
 

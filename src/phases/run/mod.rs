@@ -9,7 +9,7 @@
 
 mod access;
 mod cluster_lock;
-pub(super) mod join;
+use super::join;
 mod prepare;
 mod quorum_guard;
 mod skew_guard;

@@ -5,7 +5,7 @@
 use crate::inventory::{Host, Role};
 use crate::k3s::K3sVersion;
 
-use super::facts::Facts;
+use crate::phases::facts::Facts;
 
 /// What one host needs to reach the target version.
 #[derive(Debug, Clone, PartialEq, Eq)]

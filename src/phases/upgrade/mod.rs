@@ -1,0 +1,177 @@
+//! `edgeops upgrade`: a rolling k3s upgrade over one fleet, as an ordered list of phases on the
+//! run engine. Read this file for what it does, in order:
+//!
+//! 1. `first server` - without it (the lock and the API live there) nothing is attempted;
+//! 2. `lock` - the cluster lock `up` and `reset` take;
+//! 3. `facts` - every host's facts; 4. `nodes` - the node list;
+//! 5. `resolve` - the target, once (`--version`, or `--channel` at the inventory's channel_url);
+//! 6. `decide` - per host: upgrade, already there, not installed, refused; the refusals that
+//!    stop the run before any change (downgrade, agents past a server left out, quorum);
+//! 7. `minor steps` - servers go up one minor at a time;
+//! 8. `artifacts` - air-gapped clusters: the release fetched and verified on the workstation;
+//! 9. `servers` - the first server, then the others one at a time (a failure stops the roll);
+//! 10. `agents` - `--batch-size` at a time; 11. `verify` - the node table;
+//!
+//! and, whatever happened (an error, Ctrl-C), the lock released. Each node's upgrade (drain,
+//! air-gap delivery, install at the target, wait Ready at the target, uncordon) is in `node`.
+//! `--dry-run` runs the read-only phases and reports the plan of the others (the engine's
+//! dry-run gate): nothing on a host is changed, not even the lock.
+//!
+//! - `options`: what is asked, and the typed refusals; `state`: the run state and the report;
+//! - `prepare`: the phases before the roll; `roll`: servers, agents, the node table;
+//! - `once`: the read-only phases done once (nodes, resolve, verify);
+//! - `node`: one node's upgrade and its limits; `plan`: the pure per-host decisions and order.
+
+mod node;
+mod once;
+mod options;
+pub mod plan;
+mod prepare;
+mod roll;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::engine::runlog::RunLog;
+use crate::engine::{Engine, Manager, Output, PerHost};
+use crate::inventory::{Host, Inventory};
+use crate::k3s::install::first_server;
+use crate::phases::Observer;
+use crate::ssh::{ConnectOptions, SshContext};
+
+use once::Once;
+
+pub use node::{DRAIN_GRACE, POLL_EVERY, upgrade_script, wait_node_version};
+pub use options::{Target, UpgradeError, UpgradeOptions};
+pub use prepare::CHANNEL_TIMEOUT;
+pub use state::{Upgrade, UpgradeHost, UpgradeReport};
+
+/// The phases of `edgeops upgrade`, in order.
+fn phases<'a>(dry_run: bool) -> Manager<Upgrade<'a>> {
+    Manager::new(dry_run)
+        .then(prepare::FirstServer)
+        .then(prepare::TakeLock)
+        .then(prepare::GatherFacts)
+        .then(Once {
+            title: "nodes",
+            step: prepare::nodes_before,
+        })
+        .then(Once {
+            title: "resolve",
+            step: prepare::resolve,
+        })
+        .then(prepare::Decide)
+        .then(prepare::MinorSteps)
+        .then(prepare::Artifacts)
+        .then(roll::Servers)
+        .then(roll::Agents)
+        .then(Once {
+            title: "verify",
+            step: roll::nodes_after,
+        })
+}
+
+/// Run `edgeops upgrade` over `hosts` (the selection plus the first server).
+pub async fn upgrade(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    targets: Vec<ConnectOptions>,
+    ctx: SshContext,
+    options: UpgradeOptions,
+    observer: Arc<dyn Observer>,
+    log: RunLog,
+) -> anyhow::Result<UpgradeReport> {
+    let first = first_server(inventory)?.name.clone();
+    let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
+    run(engine, inventory, hosts, &first, options).await
+}
+
+/// The phases over a made engine (live hosts, or scripted ones in tests), then the release.
+async fn run(
+    engine: Engine,
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    first: &str,
+    options: UpgradeOptions,
+) -> anyhow::Result<UpgradeReport> {
+    let mut cx = run_state(engine, inventory, hosts, first, options)?;
+    let cancel = cx.engine.cancel().clone();
+    let result = phases(cx.options.dry_run)
+        .run(&mut cx, &cancel, |cx, id| cx.hosts[id].host.name.clone())
+        .await;
+    release_lock(&mut cx).await;
+    cx.engine.close().await;
+    let records = result?;
+    let log_dir = cx.engine.log().dir().map(|d| d.display().to_string());
+    Ok(cx.report(records, log_dir))
+}
+
+/// The run state before the first phase: each host of the engine with its inventory entry.
+fn run_state<'a>(
+    engine: Engine,
+    inventory: &'a Inventory,
+    hosts: Vec<Host>,
+    first: &str,
+    options: UpgradeOptions,
+) -> anyhow::Result<Upgrade<'a>> {
+    let first = engine
+        .id_of(first)
+        .ok_or_else(|| anyhow::anyhow!("upgrade: the first server {first} is not in the run"))?;
+    let mut states = Vec::new();
+    for id in engine.ids() {
+        let name = engine.name(id);
+        let host = hosts
+            .iter()
+            .find(|h| h.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("upgrade: host {name} is not in the inventory"))?;
+        states.push(state::HostState {
+            selected: options.selected.contains(&host.name),
+            host,
+            facts: None,
+            need: None,
+            spec: None,
+            end: None,
+            spent: std::time::Duration::ZERO,
+        });
+    }
+    Ok(Upgrade {
+        engine,
+        inventory,
+        hosts: PerHost::new(states),
+        first,
+        run_id: crate::phases::lock::new_run_id(),
+        locked: false,
+        observed: Err("not read".into()),
+        target: None,
+        target_source: None,
+        artifacts: None,
+        nodes: Vec::new(),
+        messages: Vec::new(),
+        options,
+    })
+}
+
+/// Release this run's lock, also after Ctrl-C (the release ignores the cancel, bounded by
+/// `lock::UNLOCK_TIMEOUT`); when it cannot, say when it expires.
+async fn release_lock(cx: &mut Upgrade<'_>) {
+    if !cx.locked {
+        return;
+    }
+    let request = crate::phases::lock::release_request(&cx.run_id);
+    if let Err(failure) = cx
+        .engine
+        .run(cx.first, "unlock", &request, Output::Logged)
+        .await
+    {
+        let name = cx.hosts[cx.first].host.name.clone();
+        cx.message(format!(
+            "{name}: could not release the lock ({}); it expires after {}",
+            failure.reason,
+            humantime::format_duration(cx.options.lock_stale_after)
+        ));
+    }
+    cx.locked = false;
+}

@@ -1,0 +1,293 @@
+//! Upgrading one node: drain it (with `--drain`), give it the air-gapped release it lacks,
+//! re-run the installer at the target, wait until its node is Ready at the target, uncordon it.
+//! Every remote step is bounded: the limits are named here and listed in docs/UP.md.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::engine::{Failure, FailureKind, HostId, Output};
+use crate::k3s::K3sVersion;
+use crate::k3s::install::InstallSpec;
+use crate::k3s::nodes::{self, ConditionStatus};
+use crate::phases::outcome::last_lines;
+use crate::phases::{airgap, join, remote};
+use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
+
+use super::state::Upgrade;
+
+/// The SSH bound of `kubectl drain` beyond its own `--timeout` (`--drain-timeout`): the round
+/// trip and kubectl's own wind-down. On expiry the remote kubectl is signalled.
+pub use crate::k3s::drain::DRAIN_GRACE;
+/// Pause between two reads of the node list while waiting for a node (not a limit: the wait
+/// is bounded by `--ready-timeout`, each read by the first server's `command_timeout`).
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// Upgrade node `id` to `target` (the steps above). Its failure keeps the kind of the step
+/// that failed; with `--drain`, the reason says the node was left cordoned.
+pub(super) async fn upgrade_node(
+    cx: &Upgrade<'_>,
+    id: HostId,
+    target: &K3sVersion,
+) -> Result<(), Failure> {
+    let state = &cx.hosts[id];
+    let node = state.host.node_name.clone();
+    let spec = state
+        .spec
+        .as_ref()
+        .ok_or_else(|| Failure::refused("no install spec"))?;
+    let left_cordoned = |mut failure: Failure| {
+        if cx.options.drain {
+            failure.reason = format!(
+                "{} (left cordoned: `kubectl uncordon {node}` once fixed)",
+                failure.reason
+            );
+        }
+        failure
+    };
+    if cx.options.drain {
+        drain(cx, &node).await.map_err(left_cordoned)?;
+    }
+    deliver(cx, id).await.map_err(left_cordoned)?;
+    install(cx, id, spec).await.map_err(left_cordoned)?;
+    let api = cx.first;
+    let wait = wait_for_version(
+        |request| async move {
+            let remote = cx.engine.remote(api).ok_or_else(|| {
+                cx.engine
+                    .unreachable(api)
+                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
+            })?;
+            let started = Instant::now();
+            let out = remote.exec(&request).await;
+            // Each read is counted on the first server; the polls are not logged (a node list
+            // every 2 s would swamp the log), the wait's outcome is the host's reason.
+            cx.engine.record(api, started);
+            out.map_err(|e| e.to_string())
+        },
+        &node,
+        target,
+        cx.options.ready_timeout,
+        cx.hosts[api].host.ssh.command_timeout,
+    )
+    .await;
+    wait.map_err(left_cordoned)?;
+    if cx.options.drain {
+        let request =
+            ExecRequest::new(format!("k3s kubectl uncordon {}", shell_quote(&node))).sudo(true);
+        cx.engine
+            .run(cx.first, "uncordon", &request, Output::Logged)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Cordon and drain `node` from the first server through the one drain module (reset uses it
+/// too), bounded by `--drain-timeout` (kubectl's own) plus [`DRAIN_GRACE`]; the reason names the
+/// pods that blocked it.
+pub(super) async fn drain(cx: &Upgrade<'_>, node: &str) -> Result<(), Failure> {
+    let options = crate::k3s::drain::DrainOptions {
+        timeout: cx.options.drain_timeout,
+        force: false,
+        delete_emptydir_data: true,
+    };
+    match crate::phases::drain::drain(&cx.engine, cx.first, node, &options).await {
+        Ok(_) => Ok(()),
+        Err(crate::phases::drain::DrainError::Failed(failure)) => Err(failure),
+        Err(blocked) => {
+            let kind = match &blocked {
+                crate::phases::drain::DrainError::Blocked { failure, .. } if failure.timed_out => {
+                    FailureKind::TimedOut
+                }
+                _ => FailureKind::Refused,
+            };
+            Err(Failure::new(kind, format!("drain {node}: {blocked}")))
+        }
+    }
+}
+
+/// Air-gapped: give host `id` the target's files it lacks (checked, then each uploaded and
+/// verified on the host), as `up` does, right before its install.
+async fn deliver(cx: &Upgrade<'_>, id: HostId) -> Result<(), Failure> {
+    let Some(artifacts) = &cx.artifacts else {
+        return Ok(());
+    };
+    let list = cx.hosts[id]
+        .facts
+        .as_ref()
+        .and_then(|f| f.arch)
+        .and_then(|arch| airgap::uploads(artifacts, arch))
+        .ok_or_else(|| Failure::refused("air-gap: no k3s binary prepared for this architecture"))?;
+    let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
+    let out = cx
+        .engine
+        .run(id, "air-gap check", &check, Output::Logged)
+        .await?;
+    for upload in airgap::missing(&list, &out.stdout_lossy()) {
+        let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
+            Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
+        })?;
+        let request = ExecRequest::new(airgap::put_script(upload))
+            .sudo(true)
+            .stdin(bytes);
+        cx.engine
+            .run(
+                id,
+                &format!("upload {}", upload.remote),
+                &request,
+                Output::Logged,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The installer at the target under the host-side join watch, bounded by the host's
+/// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
+async fn install(cx: &Upgrade<'_>, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
+    let host = &cx.hosts[id].host;
+    let script = join::watched(cx.inventory, spec, &upgrade_script(spec));
+    let request = ExecRequest::new(script)
+        .sudo(true)
+        .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
+        .timeout(join::install_timeout(cx.inventory, host));
+    let out = cx
+        .engine
+        .exec(id, "upgrade", &request, Output::Logged)
+        .await?;
+    if out.success() {
+        return Ok(());
+    }
+    let redactor = cx.engine.log().redactor();
+    // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
+    if let Some(reason) = join::stopped_reason(cx.inventory, host, spec, &out) {
+        let mut failure = Failure::exited("upgrade", &out, false, redactor);
+        failure.reason = redactor.redact(&reason);
+        return Err(failure);
+    }
+    Err(Failure::exited("upgrade", &out, false, redactor))
+}
+
+/// The install bundle of `up` at the spec's (new) version, then a restart of the service
+/// unless the installer restarted it. The installer restarts only when the binary, unit or env
+/// file changed during its run; it does not when the binary was already in place: put there
+/// by an earlier install that failed before its restart, or by the air-gap upload (the k3s
+/// docs' air-gap upgrade also ends with a restart). The main PID tells.
+pub fn upgrade_script(spec: &InstallSpec) -> String {
+    let unit = remote::unit_name(spec);
+    format!(
+        "pid_before=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         {bundle}         pid_after=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         if [ \"$pid_after\" = \"$pid_before\" ]; then\n\
+         \x20 echo 'edgeops: the installer left {unit} running as it was; restarting it'\n\
+         \x20 systemctl restart {unit}\n\
+         fi\n",
+        bundle = remote::install_bundle(spec, true),
+    )
+}
+
+/// Poll the node list on `api` (the first server) until node `node` is Ready and reports
+/// `version`, or `timeout`. The API may be away for a moment (the first server restarting):
+/// failed reads are retried until the deadline. Also used by `up` when it upgrades servers.
+pub async fn wait_node_version(
+    api: &Session,
+    node: &str,
+    version: &K3sVersion,
+    timeout: Duration,
+) -> Result<(), String> {
+    wait_for_version(
+        |request| async move { api.exec(&request).await.map_err(|e| e.to_string()) },
+        node,
+        version,
+        timeout,
+        api.options().command_timeout,
+    )
+    .await
+    .map_err(|f| f.reason)
+}
+
+/// The wait of [`wait_node_version`] over any way to run the node-list read: each read is
+/// bounded by `read_limit` (the API host's `command_timeout`) and by the time left, so the
+/// whole wait ends at `timeout` ([`FailureKind::TimedOut`], with what the node last showed).
+pub(super) async fn wait_for_version<F, Fut>(
+    read: F,
+    node: &str,
+    version: &K3sVersion,
+    timeout: Duration,
+    read_limit: Duration,
+) -> Result<(), Failure>
+where
+    F: Fn(ExecRequest) -> Fut,
+    Fut: Future<Output = Result<ExecOutput, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let want = version.to_string();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let request = ExecRequest::new(remote::NODES_COMMAND)
+            .sudo(true)
+            .timeout(read_limit.min(left).max(Duration::from_secs(1)));
+        let last = match read(request).await {
+            Ok(out) if out.success() => match nodes::parse_nodes(&out.stdout_lossy()) {
+                Ok(list) => match list.iter().find(|n| n.name == node) {
+                    None => "not registered in the cluster".to_owned(),
+                    Some(n) if n.kubelet_version != want => {
+                        format!("still reports {}", n.kubelet_version)
+                    }
+                    Some(n) if n.ready != ConditionStatus::True => format!(
+                        "at {want} but not Ready ({})",
+                        n.ready_reason.as_deref().unwrap_or("no reason given")
+                    ),
+                    Some(_) => return Ok(()),
+                },
+                Err(e) => format!("nodes: {e}"),
+            },
+            Ok(out) => format!(
+                "kubectl exited {}: {}",
+                out.exit,
+                last_lines(&String::from_utf8_lossy(&out.stderr), 1)
+            ),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                FailureKind::TimedOut,
+                format!(
+                    "node {node} not Ready at {want} after {}: {last}",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        tokio::time::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k3s::install::Join;
+
+    #[test]
+    fn the_upgrade_script_restarts_only_a_service_the_installer_left_alone() {
+        let inventory = crate::k3s::test_inventory::pi_inventory();
+        let host = inventory.hosts[1].clone();
+        let join = Join::for_host(&inventory, &host).unwrap();
+        let version: K3sVersion = "v1.31.4+k3s1".parse().unwrap();
+        let spec = InstallSpec::new(
+            &inventory,
+            &host,
+            join,
+            &version,
+            &crate::render::Renderer::builtin(),
+        )
+        .unwrap();
+        let unit = remote::unit_name(&spec);
+        let script = upgrade_script(&spec);
+        assert!(script.starts_with(&format!(
+            "pid_before=$(systemctl show -p MainPID --value {unit}"
+        )));
+        assert!(script.contains("INSTALL_K3S_VERSION=v1.31.4+k3s1"));
+        assert!(script.contains("if [ \"$pid_after\" = \"$pid_before\" ]; then"));
+        assert!(script.trim_end().ends_with("fi"));
+    }
+}
