@@ -6,13 +6,17 @@ pub mod check;
 pub mod ci;
 pub mod completions;
 pub mod exec;
+pub mod fleet;
 pub mod hostkeys;
 pub mod interrupt;
 pub mod kubeconfig;
 pub mod plan;
+pub mod progress_view;
 pub mod reach;
 pub mod render;
 pub mod reset;
+pub mod run_setup;
+pub mod run_tables;
 pub mod status;
 pub mod unlock;
 pub mod up;
@@ -22,7 +26,6 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::exit::exit_code_for;
-use crate::fleetrun;
 
 /// Run one command to completion and turn its result into the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
@@ -50,20 +53,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
         // Several inventories, a folder or a pattern: a fleet run over every cluster.
-        Command::Check(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::check(&global, &args)
+        Command::Check(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::check(&global, &args)
         }
-        Command::Up(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::up(&global, &args)
+        Command::Up(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::up(&global, &args)
         }
-        Command::Plan(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::plan(&global, &args)
+        Command::Plan(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::plan(&global, &args)
         }
-        Command::Status(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::status(&global, &args)
+        Command::Status(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::status(&global, &args)
         }
-        Command::Upgrade(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::upgrade(&global, &args)
+        Command::Upgrade(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::upgrade(&global, &args)
         }
         Command::Check(args) => check::run(&global, &args),
         Command::Ci(args) => ci::run(&args),

@@ -20,9 +20,9 @@ use crate::phases::reset::{
 };
 use crate::phases::{Observer, Status};
 
-use super::up::{
-    ProgressView, default_kubeconfig_path, gitlab_rows, prepare, table, with_interrupt,
-};
+use super::progress_view::ProgressView;
+use super::run_setup::{default_kubeconfig_path, prepare, with_interrupt};
+use super::run_tables::{gitlab_rows, table};
 
 pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be refused offline is refused before any host is contacted.

@@ -3,18 +3,21 @@
 //! into a typed [`Failure`], one [`Engine::each`] that fans a step out under the fleet's window,
 //! timeouts, reconnects and Ctrl-C grace, and the [`phase`] manager with the one dry-run gate.
 //!
+//! - `events`: fleet connect events shown as a phase.
 //! - `failure`: the failure kinds (unreachable, timed out, exited N, refused, cancelled, skipped).
 //! - `remote`: what the engine needs from a host's connection (a live session, or a fake).
 //! - `scripted`: the scripted fake host for unit tests of whole phase lists.
 //! - `phase`: phases (title, pure selection, apply) and the manager that runs them in order.
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 
+pub mod events;
 pub mod failure;
 pub mod phase;
 pub mod remote;
 pub mod runlog;
 pub mod scripted;
 
+pub use events::FleetEvents;
 pub use failure::{Failure, FailureKind, last_lines};
 pub use phase::{Flow, Manager, Phase, PhaseRecord, PhaseResult};
 pub use remote::{Remote, SessionRemote};

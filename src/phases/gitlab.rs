@@ -25,7 +25,7 @@ use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
 
 use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
-use super::outcome::Status;
+use super::host_status::Status;
 use super::{Observer, Progress};
 use crate::engine::runlog::RunLog;
 

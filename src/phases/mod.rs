@@ -14,9 +14,11 @@
 //!   values passed as quoted variables; secrets on stdin only); `fold`: the `up`
 //!   lock taken and released inside the first server's other round trips.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
+//! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
-//! - `run`: the orchestration; `outcome`: the per-host and cluster results.
+//! - `run`: the orchestration; `outcome`: the per-host and cluster results; `host_status`:
+//!   how a host ended (shared by every report).
 //! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
 //!   host scripts and its report.
 //! - `upgrade`: the rolling `edgeops upgrade`; `upgrade_plan`: its per-host decisions and order.
@@ -28,6 +30,8 @@ pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
+pub mod host_status;
+pub mod join;
 pub mod lock;
 pub mod outcome;
 pub mod pi_memory;

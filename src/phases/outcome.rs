@@ -13,21 +13,7 @@ use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 use super::decide::Decision;
 use super::facts::Facts;
 
-/// How a host ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Something was changed and the node is as wanted.
-    Done,
-    /// Already as wanted: nothing was changed.
-    Unchanged,
-    /// Work failed or the host was refused; `reason` says why.
-    Failed,
-    /// Not attempted because something it depends on failed; `reason` says what.
-    Skipped,
-    /// `plan` / `--dry-run`: `decision` says what `up` would do.
-    Planned,
-}
+pub use super::host_status::Status;
 
 /// One host's line in the final table.
 #[derive(Debug, Clone, Serialize)]

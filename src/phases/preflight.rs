@@ -15,12 +15,8 @@ pub const WARN_SERVER_MEMORY_MB: u64 = 1800;
 pub const MIN_DISK_MB: u64 = 1024;
 pub const WARN_DISK_MB: u64 = 4096;
 
-/// The verdict for one host.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub refusals: Vec<String>,
-    pub warnings: Vec<String>,
-}
+/// The verdict for one host (defined with the distribution checks, which fill it too).
+pub use super::distro::Verdict;
 
 /// Check every host that has facts. `hosts` and `facts` are matched by host name; hosts
 /// without facts (unreachable) are not judged here.

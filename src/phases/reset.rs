@@ -135,7 +135,7 @@ impl Reset {
             targets,
             ctx,
             options.fleet.clone(),
-            Arc::new(super::run::FleetEvents(observer.clone())),
+            Arc::new(crate::engine::FleetEvents(observer.clone())),
         )
         .await;
         let run_id = super::lock::new_run_id();

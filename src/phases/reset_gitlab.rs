@@ -13,7 +13,7 @@ use crate::gitlab::{
 use crate::inventory::GitLab;
 
 use super::gitlab::{GitLabReport, GitLabRow, runner_spec};
-use super::outcome::Status;
+use super::host_status::Status;
 
 /// What `reset --gitlab` removes, and how to reach GitLab; read before any host is touched.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::gitlab::GitLabReport;
-use super::outcome::Status;
+use super::host_status::Status;
 use super::reset_remote::Survey;
 
 /// Whole cluster, or some hosts leaving a cluster that stays.

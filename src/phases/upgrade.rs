@@ -208,7 +208,7 @@ pub async fn upgrade(
         targets,
         ctx,
         options.fleet.clone(),
-        Arc::new(super::run::FleetEvents(observer.clone())),
+        Arc::new(crate::engine::FleetEvents(observer.clone())),
     )
     .await;
     let order: Vec<String> = hosts
@@ -351,7 +351,7 @@ impl Upgrader<'_> {
             Ok(out)
         } else if let Some(reason) = self.hosts.get(host).and_then(|state| {
             let spec = state.spec.as_ref()?;
-            super::run::join::stopped_reason(self.inventory, &state.host, spec, &out)
+            super::join::stopped_reason(self.inventory, &state.host, spec, &out)
         }) {
             // The join watch stopped the service (see `k3s::join_watch`).
             Err(redactor.redact(&reason))
@@ -547,7 +547,7 @@ impl Upgrader<'_> {
                 HashMap::new()
             }
         };
-        let renderer = super::run::renderer_for(self.inventory);
+        let renderer = crate::render::renderer_for(self.inventory);
         for name in self.order.clone() {
             let inventory = self.inventory;
             let state = self.state_mut(&name);
@@ -890,11 +890,11 @@ impl Upgrader<'_> {
             .spec
             .as_ref()
             .ok_or_else(|| "no install spec".to_owned())?;
-        let script = super::run::join::watched(self.inventory, spec, &upgrade_script(spec));
+        let script = super::join::watched(self.inventory, spec, &upgrade_script(spec));
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(remote::install_stdin(self.options.token.as_ref(), spec))
-            .timeout(super::run::join::install_timeout(
+            .timeout(super::join::install_timeout(
                 self.inventory,
                 &self.hosts[name].host,
             ));

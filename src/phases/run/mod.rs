@@ -9,7 +9,6 @@
 
 mod access;
 mod cluster_lock;
-pub(super) mod join;
 mod prepare;
 mod quorum_guard;
 mod skew_guard;
@@ -28,13 +27,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 
-use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
+use crate::engine::FleetEvents;
+use crate::fleet::{Fleet, FleetSettings};
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, first_server};
 use crate::k3s::nodes::{self, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
-pub(super) use crate::render::renderer_for;
+use crate::render::renderer_for;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
 use super::airgap;
@@ -42,6 +42,7 @@ use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
 use super::fold;
 use super::gitlab::{self as gitlab_phase, GitLabReport, GitLabSetup, LockRelease, PhaseContext};
+use super::join;
 use super::outcome::{Busy, HostReport, NodeRow, PhaseTime, RunReport, Status, last_lines, record};
 use super::preflight;
 use super::remote::{self, ApiRead, LockAnswer};
@@ -141,28 +142,6 @@ impl HostState {
         self.decision
             .as_ref()
             .map_or(Action::Nothing, |d| d.action.clone())
-    }
-}
-
-/// Feeds fleet events (connect, facts, survey) to the phases' observer (up, reset, upgrade).
-pub(super) struct FleetEvents(pub(super) Arc<dyn Observer>);
-
-impl Reporter for FleetEvents {
-    fn event(&self, event: &Event<'_>) {
-        match event {
-            Event::Begin { label, hosts } => self.0.event(&Progress::PhaseStart {
-                phase: label,
-                hosts: *hosts,
-            }),
-            Event::Finished { host, ok } => self.0.event(&Progress::HostDone {
-                phase: "",
-                host,
-                ok: *ok,
-                detail: "",
-            }),
-            Event::End { label } => self.0.event(&Progress::PhaseEnd { phase: label }),
-            Event::Retrying { .. } => {}
-        }
     }
 }
 
