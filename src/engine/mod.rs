@@ -350,11 +350,29 @@ impl Engine {
         F: Fn(HostId) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
+        self.each_noting(title, hosts, width, step, |_, _| String::new())
+            .await
+    }
+
+    /// [`Engine::each_within`], each host announced to the observer as it starts, and its
+    /// success described by `done` (what it did: `installed`), as the live progress shows it.
+    pub async fn each_noting<T, F, Fut>(
+        &self,
+        title: &str,
+        hosts: &[HostId],
+        width: usize,
+        step: F,
+        done: impl Fn(HostId, &T) -> String,
+    ) -> Vec<(HostId, Result<T, Failure>)>
+    where
+        F: Fn(HostId) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
         self.observer.event(&Progress::PhaseStart {
             phase: title,
             hosts: hosts.len(),
         });
-        let step = &step;
+        let (step, done) = (&step, &done);
         let redactor = self.log.redactor();
         let work = hosts.iter().map(|&id| async move {
             let outcome = match &self.slots[id.0].remote {
@@ -364,6 +382,10 @@ impl Engine {
                     format!("{title}: cancelled"),
                 )),
                 Ok(remote) => {
+                    self.observer.event(&Progress::HostStart {
+                        phase: title,
+                        host: &self.slots[id.0].name,
+                    });
                     let guarded = fleet::guarded(&self.cancel, &self.settings, async {
                         remote.ready(&self.settings).await?;
                         step(id).await.map_err(|f| HostError::Step(f.into()))
@@ -372,11 +394,15 @@ impl Engine {
                     guarded.map_err(|e| Failure::from_host_error(title, &e, redactor))
                 }
             };
+            let detail = match &outcome {
+                Ok(value) => done(id, value),
+                Err(failure) => failure.reason.clone(),
+            };
             self.observer.event(&Progress::HostDone {
                 phase: title,
                 host: &self.slots[id.0].name,
                 ok: outcome.is_ok(),
-                detail: outcome.as_ref().err().map_or("", |f| f.reason.as_str()),
+                detail: &detail,
             });
             (id, outcome)
         });
