@@ -299,6 +299,21 @@ impl Engine {
         }
     }
 
+    /// Run `request` on host `id`, counted like [`Engine::exec`] but not logged: for steps that
+    /// log what they read themselves (the facts and what rides along with them).
+    pub async fn exec_unlogged(
+        &self,
+        id: HostId,
+        title: &str,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput, Failure> {
+        let remote = self.slots[id.0].remote.as_ref().map_err(Clone::clone)?;
+        let started = Instant::now();
+        let result = remote.exec(request).await;
+        self.record(id, started);
+        result.map_err(|e| Failure::from_ssh(title, &e, self.log.redactor()))
+    }
+
     /// [`Engine::exec`], and a non-zero exit is a failure too ([`FailureKind::Exited`] with the
     /// last lines of stderr as the reason).
     pub async fn run(
