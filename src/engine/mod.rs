@@ -389,7 +389,9 @@ impl Engine {
         });
         let (step, done) = (&step, &done);
         let redactor = self.log.redactor();
-        let work = hosts.iter().map(|&id| async move {
+        // By value, not `|&id|`: a closure over a reference makes the fan-out future not
+        // provably `Send` (a rustc limit with higher-ranked lifetimes), and phases need `Send`.
+        let work = hosts.iter().copied().map(|id| async move {
             let outcome = match &self.slots[id.0].remote {
                 Err(failure) => Err(failure.clone()),
                 Ok(_) if self.cancel.is_cancelled() => Err(Failure::new(
