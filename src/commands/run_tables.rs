@@ -5,9 +5,22 @@ use std::io::Write;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::phases::gitlab::GitLabReport;
-use crate::phases::{RunReport, Status};
+use crate::engine::FailureKind;
+use crate::phases::{HostReport, RunReport, Status};
 
 // ---- tables ------------------------------------------------------------------------------
+
+/// A host's RESULT: on a failed host also the kind, `failed (timed out)`, `failed (exited 3)`.
+fn result_cell(host: &HostReport) -> String {
+    match (host.status, host.failure) {
+        (Status::Failed, Some(FailureKind::Exited)) => match host.exit_code {
+            Some(code) => format!("{} (exited {code})", host.result),
+            None => format!("{} (exited)", host.result),
+        },
+        (Status::Failed, Some(kind)) => format!("{} ({})", host.result, kind.as_str()),
+        _ => host.result.clone(),
+    }
+}
 
 /// The final report: a table per host, the node table, notes; or JSON.
 pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
@@ -52,7 +65,7 @@ pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<(
             host.role.to_owned(),
             host.arch.clone().unwrap_or_else(|| "-".into()),
             host.version.clone().unwrap_or_else(|| "-".into()),
-            host.result.clone(),
+            result_cell(host),
             format!("{:.1}s", host.seconds),
             reason,
         ]);

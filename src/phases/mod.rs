@@ -41,12 +41,12 @@ pub mod reset;
 pub mod reset_gitlab;
 pub mod reset_outcome;
 pub mod reset_remote;
-mod run;
+mod up;
 pub mod upgrade;
 pub mod upgrade_plan;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
-pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
+pub use up::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
 
 /// Something the phases report while they work. Cheap, and called from many hosts at once.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::engine::FailureKind;
 use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 
 use super::decide::Decision;
@@ -29,6 +30,12 @@ pub struct HostReport {
     pub result: String,
     pub decision: Option<Decision>,
     pub reason: Option<String>,
+    /// On a failed or skipped host: the kind (`timed_out`, `exited`, ...), for scripts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// On a host whose command exited non-zero: its exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
     pub warnings: Vec<String>,
     /// Time spent in remote steps on this host.
     pub seconds: f64,

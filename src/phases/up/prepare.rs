@@ -5,75 +5,50 @@
 use super::*;
 
 impl Runner<'_> {
+    /// The live hosts whose Raspberry Pi boot needs the memory cgroup flags.
+    pub(super) fn pis_needing_cgroup(&self) -> Vec<HostId> {
+        self.alive_where(|_, s| s.facts.as_ref().is_some_and(Facts::pi_needs_cgroup))
+    }
+
     /// Raspberry Pis without the memory cgroup: add the flags to cmdline.txt, reboot, wait for
-    /// the new boot (a new boot id) on the same session, reconnected. All at once unless
-    /// `--serial`; with `--no-reboot` such hosts fail with the reason instead.
-    pub(super) async fn pi_cgroups(&mut self) -> anyhow::Result<()> {
-        let pis: Vec<String> = self
-            .order
-            .iter()
-            .filter(|n| {
-                let s = &self.hosts[*n];
-                s.alive() && s.facts.as_ref().is_some_and(Facts::pi_needs_cgroup)
-            })
-            .cloned()
-            .collect();
-        if pis.is_empty() {
-            return Ok(());
-        }
+    /// the new boot (a new boot id) on the same session, reconnected, within [`REBOOT_WAIT`].
+    /// All at once unless `--serial`; with `--no-reboot` such hosts fail with the reason instead.
+    pub(super) async fn pi_cgroups(&mut self, pis: &[HostId]) -> anyhow::Result<()> {
         if self.options.reboot == Reboot::Never {
-            for name in pis {
-                let file = self.hosts[&name]
+            for &id in pis {
+                let state = &mut self.hosts[id];
+                let file = state
                     .facts
                     .as_ref()
                     .and_then(|f| f.cmdline_file.clone())
                     .unwrap_or_default();
-                self.state_mut(&name).fail(format!(
+                state.fail(Failure::refused(format!(
                     "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
                      to {file} and reboot (--no-reboot was given)"
-                ));
+                )));
             }
             return Ok(());
         }
-        self.observer.event(&Progress::PhaseStart {
-            phase: "pi cgroups",
-            hosts: pis.len(),
-        });
         let width = match self.options.reboot {
             Reboot::Serial => 1,
-            _ => self.options.fleet.concurrency.max(1),
+            _ => self.engine.settings().concurrency,
         };
         let this = &*self;
-        let results: Vec<(String, Result<(), String>)> = futures::stream::iter(pis)
-            .map(|name| async move {
-                this.observer.event(&Progress::HostStart {
-                    phase: "pi cgroups",
-                    host: &name,
-                });
-                let result = this.enable_cgroup_and_reboot(&name).await;
-                let detail = match &result {
-                    Ok(()) => "memory cgroup enabled, rebooted".to_owned(),
-                    Err(reason) => reason.clone(),
-                };
-                this.observer.event(&Progress::HostDone {
-                    phase: "pi cgroups",
-                    host: &name,
-                    ok: result.is_ok(),
-                    detail: &detail,
-                });
-                (name, result)
-            })
-            .buffer_unordered(width)
-            .collect()
+        let results = this
+            .engine
+            .each_noting(
+                "pi cgroups",
+                pis,
+                width,
+                |id| this.enable_cgroup_and_reboot(id),
+                |_, _| "memory cgroup enabled, rebooted".to_owned(),
+            )
             .await;
-        self.observer.event(&Progress::PhaseEnd {
-            phase: "pi cgroups",
-        });
         let mut first_rebooted = false;
-        for (name, result) in results {
+        for (id, result) in results {
             match result {
-                Ok(()) => first_rebooted |= name == self.first,
-                Err(reason) => self.state_mut(&name).fail(reason),
+                Ok(()) => first_rebooted |= id == self.first,
+                Err(failure) => self.hosts[id].fail(failure),
             }
         }
         // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
@@ -84,30 +59,31 @@ impl Runner<'_> {
         Ok(())
     }
 
-    pub(super) async fn enable_cgroup_and_reboot(&self, name: &str) -> Result<(), String> {
-        let facts = self.hosts[name]
-            .facts
-            .as_ref()
-            .expect("alive hosts have facts");
+    pub(super) async fn enable_cgroup_and_reboot(&self, id: HostId) -> Result<(), Failure> {
+        let Some(facts) = self.hosts[id].facts.as_ref() else {
+            return Err(Failure::refused("no facts"));
+        };
         let file = facts.cmdline_file.clone().unwrap_or_default();
         let old_boot = facts.boot_id.clone();
         let script = remote::pi_cgroup_script(&file);
-        self.step(
-            name,
-            "enable the memory cgroup",
-            ExecRequest::new(script).sudo(true),
-            false,
-        )
-        .await?;
-        let session = self
-            .fleet
-            .session(name)
-            .ok_or_else(|| "no SSH session".to_owned())?;
+        self.engine
+            .run(
+                id,
+                "enable the memory cgroup",
+                &ExecRequest::new(script).sudo(true),
+                Output::Logged,
+            )
+            .await?;
+        let Some(remote) = self.engine.remote(id) else {
+            return Err(Failure::new(FailureKind::Unreachable, "no SSH session"));
+        };
+        let name = self.engine.name(id);
         let deadline = Instant::now() + REBOOT_WAIT;
         let mut last_error = String::from("no answer");
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            if session.is_closed()
+            if let Some(session) = remote.session()
+                && session.is_closed()
                 && let Err(e) = session.reconnect(deadline - Instant::now()).await
             {
                 last_error = e.to_string();
@@ -119,16 +95,21 @@ impl Runner<'_> {
                 remote::BOOT_ID_COMMAND,
                 crate::phases::pi_memory::MEMORY_CHECK
             ))
-            .timeout(Duration::from_secs(10));
-            match session.exec(&request).await {
+            .timeout(BOOT_CHECK_TIMEOUT);
+            match remote.exec(&request).await {
                 Ok(out) if out.success() => {
                     let stdout = out.stdout_lossy();
                     let boot = stdout.lines().next().unwrap_or("").trim().to_owned();
                     if !boot.is_empty() && boot != old_boot {
-                        self.log
-                            .write(name, "rebooted", &format!("new boot id {boot}\n{stdout}"));
+                        self.engine.log().write(
+                            name,
+                            "rebooted",
+                            &format!("new boot id {boot}\n{stdout}"),
+                        );
                         if !crate::phases::pi_memory::memory_on(&stdout) {
-                            return Err(crate::phases::pi_memory::still_off_reason(&file));
+                            return Err(Failure::refused(
+                                crate::phases::pi_memory::still_off_reason(&file),
+                            ));
                         }
                         return Ok(());
                     }
@@ -137,20 +118,19 @@ impl Runner<'_> {
                 Err(e) => last_error = e.to_string(),
             }
         }
-        Err(format!(
-            "rebooted for the memory cgroup but did not come back within {} ({last_error})",
-            humantime::format_duration(REBOOT_WAIT)
+        Err(Failure::new(
+            FailureKind::TimedOut,
+            format!(
+                "rebooted for the memory cgroup but did not come back within {} ({last_error})",
+                humantime::format_duration(REBOOT_WAIT)
+            ),
         ))
     }
 
     /// `plan` on an air-gapped cluster: say where the release would come from, reading only the
     /// workstation's cache (no download, no host touched).
     pub(super) fn plan_airgap(&mut self) {
-        let Some(version) = self
-            .version
-            .clone()
-            .filter(|_| self.inventory.cluster.airgap)
-        else {
+        let Some(version) = self.version.clone() else {
             return;
         };
         let names = self.airgap_hosts();
@@ -185,26 +165,23 @@ impl Runner<'_> {
     }
 
     /// Live hosts that will run the installer (and so need the release on an air-gapped site).
-    pub(super) fn airgap_hosts(&self) -> Vec<String> {
-        self.order
-            .iter()
-            .filter(|n| {
-                let s = &self.hosts[*n];
-                s.alive()
-                    && matches!(
-                        s.action(),
-                        Action::Install | Action::Reconfigure | Action::Upgrade
-                    )
-            })
-            .cloned()
-            .collect()
+    pub(super) fn airgap_hosts(&self) -> Vec<HostId> {
+        if !self.inventory.cluster.airgap || self.version.is_none() {
+            return Vec::new();
+        }
+        self.alive_where(|_, s| {
+            matches!(
+                s.action(),
+                Action::Install | Action::Reconfigure | Action::Upgrade
+            )
+        })
     }
 
-    /// The architectures of `names`, each once, in host order.
-    pub(super) fn airgap_arches(&self, names: &[String]) -> Vec<K3sArch> {
+    /// The architectures of `hosts`, each once, in host order.
+    pub(super) fn airgap_arches(&self, hosts: &[HostId]) -> Vec<K3sArch> {
         let mut arches = Vec::new();
-        for name in names {
-            if let Some(arch) = self.hosts[name].facts.as_ref().and_then(|f| f.arch)
+        for &id in hosts {
+            if let Some(arch) = self.hosts[id].facts.as_ref().and_then(|f| f.arch)
                 && !arches.contains(&arch)
             {
                 arches.push(arch);
@@ -216,21 +193,14 @@ impl Runner<'_> {
     /// Air-gapped clusters: fetch and verify the release once on the workstation (any mismatch
     /// stops the run before anything is installed), then give each host that installs what it
     /// lacks, verified on the host (`phases::airgap`). Checks at full width; at most
-    /// `AIRGAP_UPLOADS` uploads at once (each holds a file in memory).
-    pub(super) async fn airgap(&mut self) -> anyhow::Result<()> {
-        let Some(version) = self
-            .version
-            .clone()
-            .filter(|_| self.inventory.cluster.airgap)
-        else {
+    /// [`AIRGAP_UPLOADS`] uploads at once (each holds a file in memory).
+    pub(super) async fn airgap(&mut self, hosts: &[HostId]) -> anyhow::Result<()> {
+        let Some(version) = self.version.clone() else {
             return Ok(());
         };
-        let names = self.airgap_hosts();
-        let arches = self.airgap_arches(&names);
-        if names.is_empty() {
-            return Ok(());
-        }
-        self.observer.event(&Progress::PhaseStart {
+        let arches = self.airgap_arches(hosts);
+        let observer = self.engine.observer().clone();
+        observer.event(&Progress::PhaseStart {
             phase: "artifacts",
             hosts: 0,
         });
@@ -238,8 +208,7 @@ impl Runner<'_> {
         let artifacts = k3s_airgap::prepare(&sources, &version, &arches)
             .await
             .context("air-gap artifacts")?;
-        self.observer
-            .event(&Progress::PhaseEnd { phase: "artifacts" });
+        observer.event(&Progress::PhaseEnd { phase: "artifacts" });
         if !artifacts.downloaded.is_empty() {
             self.message(format!(
                 "downloaded {} into {}",
@@ -247,39 +216,24 @@ impl Runner<'_> {
                 artifacts.origin
             ));
         }
-        self.observer.event(&Progress::PhaseStart {
-            phase: "upload",
-            hosts: names.len(),
-        });
         let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
         let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
-        let results: Vec<(String, Result<usize, String>)> = futures::stream::iter(names)
-            .map(|name| async move {
-                this.observer.event(&Progress::HostStart {
-                    phase: "upload",
-                    host: &name,
-                });
-                let result = this.deliver(&name, artifacts, uploads).await;
-                let detail = match &result {
-                    Ok(0) => "artifacts already there".to_owned(),
-                    Ok(n) => format!("{n} files uploaded and verified"),
-                    Err(reason) => reason.clone(),
-                };
-                this.observer.event(&Progress::HostDone {
-                    phase: "upload",
-                    host: &name,
-                    ok: result.is_ok(),
-                    detail: &detail,
-                });
-                (name, result)
-            })
-            .buffer_unordered(self.options.fleet.concurrency.max(1))
-            .collect()
+        let results = this
+            .engine
+            .each_noting(
+                "upload",
+                hosts,
+                this.engine.settings().concurrency,
+                |id| this.deliver(id, artifacts, uploads),
+                |_, n| match n {
+                    0 => "artifacts already there".to_owned(),
+                    n => format!("{n} files uploaded and verified"),
+                },
+            )
             .await;
-        self.observer.event(&Progress::PhaseEnd { phase: "upload" });
-        for (name, result) in results {
-            if let Err(reason) = result {
-                self.state_mut(&name).fail(reason);
+        for (id, result) in results {
+            if let Err(failure) = result {
+                self.hosts[id].fail(failure);
             }
         }
         Ok(())
@@ -289,26 +243,40 @@ impl Runner<'_> {
     /// files uploaded.
     pub(super) async fn deliver(
         &self,
-        name: &str,
+        id: HostId,
         artifacts: &k3s_airgap::Artifacts,
         uploads: &tokio::sync::Semaphore,
-    ) -> Result<usize, String> {
-        let arch = self.hosts[name].facts.as_ref().and_then(|f| f.arch);
+    ) -> Result<usize, Failure> {
+        let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
         let list = arch
             .and_then(|arch| airgap::uploads(artifacts, arch))
-            .ok_or_else(|| "air-gap: no k3s binary prepared for this architecture".to_owned())?;
+            .ok_or_else(|| {
+                Failure::refused("air-gap: no k3s binary prepared for this architecture")
+            })?;
         let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
-        let out = self.step(name, "air-gap check", check, false).await?;
+        let out = self
+            .engine
+            .run(id, "air-gap check", &check, Output::Logged)
+            .await?;
         let missing = airgap::missing(&list, &out.stdout_lossy());
         for upload in &missing {
-            let _permit = uploads.acquire().await.map_err(|e| e.to_string())?;
-            let bytes = tokio::fs::read(&upload.local)
+            let _permit = uploads
+                .acquire()
                 .await
-                .map_err(|e| format!("air-gap: reading {}: {e}", upload.local.display()))?;
+                .map_err(|e| Failure::new(FailureKind::Cancelled, e.to_string()))?;
+            let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
+                Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
+            })?;
             let request = ExecRequest::new(airgap::put_script(upload))
                 .sudo(true)
                 .stdin(bytes);
-            self.step(name, &format!("upload {}", upload.remote), request, false)
+            self.engine
+                .run(
+                    id,
+                    &format!("upload {}", upload.remote),
+                    &request,
+                    Output::Logged,
+                )
                 .await?;
         }
         Ok(missing.len())
