@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::phases::gitlab::GitLabReport;
 use crate::engine::FailureKind;
+use crate::phases::gitlab::GitLabReport;
 use crate::phases::{HostReport, RunReport, Status};
 
 // ---- tables ------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ mod survey;
 mod token_guard;
 mod verify;
 
+#[cfg(test)]
+mod tests;
+
 use access::merge_kubeconfig;
 pub use access::{fetch_kubeconfig, status};
 pub use options::{KubeconfigTarget, Mode, Reboot, UpOptions};
