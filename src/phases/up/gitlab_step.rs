@@ -28,8 +28,8 @@ impl Runner<'_> {
             // No cluster yet, as the messages already say: nothing to report, nothing failed.
             return;
         }
-        let session = self.engine.remote(self.first).and_then(|r| r.session());
-        let (true, Some(session)) = (first_ok, session) else {
+        let remote = self.engine.remote(self.first).cloned();
+        let (true, Some(remote)) = (first_ok, remote) else {
             let why = first_state
                 .reason()
                 .unwrap_or("no running k3s server")
@@ -52,7 +52,7 @@ impl Runner<'_> {
             gitlab,
             renderer: &renderer,
             first: &first,
-            session,
+            remote,
             log: self.engine.log(),
             observer: self.engine.observer().as_ref(),
             node_arch: self.node_arch(),
