@@ -324,6 +324,17 @@ impl Engine {
         output: Output,
     ) -> Result<ExecOutput, Failure> {
         let out = self.exec(id, title, request, output).await?;
+        self.checked(title, out, output)
+    }
+
+    /// A command's end judged: a non-zero exit is [`FailureKind::Exited`] with the last lines
+    /// of stderr as the reason (for steps that look at the output before judging the exit).
+    pub fn checked(
+        &self,
+        title: &str,
+        out: ExecOutput,
+        output: Output,
+    ) -> Result<ExecOutput, Failure> {
         if out.success() {
             Ok(out)
         } else {
