@@ -121,24 +121,33 @@ pub async fn status(
 ) -> anyhow::Result<RunReport> {
     let log = RunLog::disabled(Default::default());
     let options = UpOptions::read_only(fleet_settings);
-    let mut runner =
-        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    runner.status().await;
+    let runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    status_on(runner).await
+}
+
+/// The phases of `status` over a connected run state; the sessions closed at the end.
+pub(super) async fn status_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
+    let cancel = runner.engine.cancel().clone();
+    let result = status_phases()
+        .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
+        .await;
     runner.engine.close().await;
+    result?;
     Ok(runner.status_report())
 }
 
-impl Runner<'_> {
-    /// `status`'s phases, in order.
-    pub(super) async fn status(&mut self) {
-        let nodes_read = self.status_facts().await;
-        self.status_nodes(nodes_read).await;
-        self.gitlab_phase(GitLabStep::Status).await;
-    }
+/// `status`, in order: it changes nothing.
+fn status_phases<'i>() -> Manager<Runner<'i>> {
+    Manager::new(false)
+        .then(phases::StatusFacts)
+        .then(phases::StatusNodes)
+        .then(phases::StatusGitLab)
+}
 
+impl Runner<'_> {
     /// The facts of every host; the first server's facts and node list in one exec (with sudo,
     /// for the admin kubeconfig). The node list when it came with them.
-    async fn status_facts(&mut self) -> Option<Vec<NodeStatus>> {
+    pub(super) async fn status_facts(&mut self) -> Option<Vec<NodeStatus>> {
         let first = self.first;
         let first_facts = FirstFacts {
             script: fold::facts_with_nodes(&facts::script()),
@@ -177,7 +186,7 @@ impl Runner<'_> {
     }
 
     /// The node table and the quorum (from the first server), when it runs a k3s server.
-    async fn status_nodes(&mut self, nodes_read: Option<Vec<NodeStatus>>) {
+    pub(super) async fn status_nodes(&mut self, nodes_read: Option<Vec<NodeStatus>>) {
         let first = self.first;
         let first_name = self.first_name();
         if !self.hosts[first].runs_server() {

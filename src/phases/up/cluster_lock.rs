@@ -83,7 +83,8 @@ impl Runner<'_> {
                 // The script never got to the lock (sudo refused, most often): as before the
                 // fold, the run stops here.
                 let reason = self
-                    .exit_checked("lock", out, Output::Logged)
+                    .engine
+                    .checked("lock", out, Output::Logged)
                     .err()
                     .map_or_else(|| "the lock script gave no answer".to_owned(), |f| f.reason);
                 anyhow::bail!("{first}: cannot take the up lock: {reason}")

@@ -84,7 +84,7 @@ impl Runner<'_> {
                 reason: self.engine.log().redactor().redact(&reason),
             });
         }
-        self.exit_checked(title, out, Output::Logged)
+        self.engine.checked(title, out, Output::Logged)
     }
 
     /// Whether the GitLab phase will run commands on the first server after verify (so the
@@ -228,7 +228,8 @@ impl Runner<'_> {
             Some(api_text) => {
                 let api_text = api_text.to_owned();
                 self.api_answer = Some(
-                    self.exit_checked(API_TITLE, out, Output::Secret)
+                    self.engine
+                        .checked(API_TITLE, out, Output::Secret)
                         .map(|_| api_text),
                 );
                 Ok(())

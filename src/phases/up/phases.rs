@@ -270,3 +270,34 @@ phase!(
         Ok(Flow::Continue)
     }
 );
+
+phase!(
+    /// `status`: every host's facts; the first server's with its node list, in one exec.
+    StatusFacts, "facts", changes: false,
+    select: |cx| all(cx),
+    apply: |cx, _hosts| {
+        cx.status_nodes = cx.status_facts().await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `status`: the node table and the embedded etcd's quorum, from the first server.
+    StatusNodes, "nodes", changes: false,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        let read = cx.status_nodes.take();
+        cx.status_nodes(read).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `status`: the GitLab charts, when the inventory has `[gitlab]`.
+    StatusGitLab, "gitlab", changes: false,
+    select: |cx| if cx.inventory.gitlab.is_some() { first(cx) } else { Vec::new() },
+    apply: |cx, _hosts| {
+        cx.gitlab_phase(GitLabStep::Status).await;
+        Ok(Flow::Continue)
+    }
+);

@@ -137,6 +137,8 @@ pub(super) struct Runner<'a> {
     pub(super) join_token: Option<JoinToken>,
     /// The kubeconfig read with the API, to merge.
     pub(super) kubeconfig_text: Option<String>,
+    /// `status`: the node list read with the first server's facts.
+    pub(super) status_nodes: Option<Vec<NodeStatus>>,
     /// What the GitLab phase did, would do or found; `None` when it did not run.
     pub(super) gitlab: Option<GitLabReport>,
 }
@@ -206,6 +208,7 @@ impl<'a> Runner<'a> {
             api_answer: None,
             join_token: None,
             kubeconfig_text: None,
+            status_nodes: None,
             gitlab: None,
         })
     }
@@ -289,26 +292,7 @@ impl<'a> Runner<'a> {
         let out = self
             .exec_releasing(id, title, request, output, release)
             .await?;
-        self.exit_checked(title, out, output)
-    }
-
-    /// A non-zero exit turned into a failure (the last lines of stderr, redacted).
-    pub(super) fn exit_checked(
-        &self,
-        title: &str,
-        out: ExecOutput,
-        output: Output,
-    ) -> Result<ExecOutput, Failure> {
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(Failure::exited(
-                title,
-                &out,
-                output == Output::Secret,
-                self.engine.log().redactor(),
-            ))
-        }
+        self.engine.checked(title, out, output)
     }
 
     /// After Ctrl-C (or SIGTERM, SIGHUP): a host whose change never ran to its end is

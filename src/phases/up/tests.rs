@@ -141,13 +141,14 @@ fn options(mode: Mode) -> UpOptions {
     }
 }
 
-/// Run `mode` over `members` (in inventory order).
+/// Run `mode` (`None`: `status`) over `members` (in inventory order).
 async fn run_fake(
     inventory: &Inventory,
     members: Vec<Member>,
-    mode: Mode,
+    mode: impl Into<Option<Mode>>,
     cancel: &Cancel,
 ) -> RunReport {
+    let mode = mode.into();
     let clock = PhaseClock::new(Arc::new(Quiet));
     let engine = Engine::from_remotes(
         members,
@@ -156,15 +157,15 @@ async fn run_fake(
         RunLog::disabled(Redactor::default()),
         clock.clone(),
     );
-    let runner = Runner::new(
-        inventory,
-        inventory.hosts.clone(),
-        engine,
-        clock,
-        options(mode),
-    )
-    .unwrap();
-    run_on(runner).await.unwrap()
+    let options = match mode {
+        Some(mode) => options(mode),
+        None => UpOptions::read_only(FleetSettings::default()),
+    };
+    let runner = Runner::new(inventory, inventory.hosts.clone(), engine, clock, options).unwrap();
+    match mode {
+        Some(_) => run_on(runner).await.unwrap(),
+        None => access::status_on(runner).await.unwrap(),
+    }
 }
 
 fn member(remote: ScriptedRemote) -> Member {
@@ -412,6 +413,43 @@ async fn plan_changes_nothing() {
             "plan took the lock"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_reads_one_exec_per_host_and_changes_nothing() {
+    let inv = inventory(&["s1"], &["a1"]);
+    let (journal, cancel) = (Journal::new(), Cancel::default());
+    let k3s = format!("k3s_version={VERSION}\nunit_k3s=active\n");
+    let agent = format!("k3s_version={VERSION}\nunit_k3s-agent=active\n");
+    let members = vec![
+        member(
+            ScriptedRemote::new("s1", journal.clone(), cancel.clone()).on(
+                "--- nodes",
+                Reply::ok(format!(
+                    "--- edgeops-facts\n{}{k3s}--- nodes\n{}",
+                    facts("s1"),
+                    nodes_ready(&inv)
+                )),
+            ),
+        ),
+        member(
+            ScriptedRemote::new("a1", journal.clone(), cancel.clone())
+                .on("kv mem_kb", Reply::ok(format!("{}{agent}", facts("a1")))),
+        ),
+    ];
+    let report = run_fake(&inv, members, None, &cancel).await;
+    assert_eq!(host(&report, "s1").result, "k3s active");
+    assert_eq!(host(&report, "a1").result, "k3s-agent active");
+    assert!(host(&report, "a1").facts.is_some());
+    assert_eq!(report.nodes.len(), 2, "{report:?}");
+    assert_eq!(report.failed_hosts(), 0);
+    let calls = journal.calls();
+    assert_eq!(calls.len(), 2, "one exec per host: {calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.command.contains(INSTALL) && !c.command.contains("--- edgeops-lock"))
+    );
 }
 
 #[test]
