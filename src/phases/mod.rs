@@ -1,10 +1,11 @@
-//! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
-//! in one round trip per host (the first server's also takes the lock), preflight, resolve one
-//! version, Pi cgroups (edit
-//! cmdline.txt, reboot, reconnect), first server, other
-//! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
-//! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
-//! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
+//! The orchestration of `up`, `plan`, `status`, `reset` and `upgrade` on the run engine
+//! (`crate::engine`): each command an ordered list of small phases. `up` (`up/mod.rs` lists
+//! them): facts in one round trip per host (the first server's also takes the lock), preflight,
+//! one version, decisions, guards, Pi cgroups (edit cmdline.txt, reboot, reconnect), air-gap
+//! upload, first server, other servers one at a time, agents in one window, kubeconfig, verify,
+//! GitLab. Each phase decides per host from live facts what is needed (`decide`), and only then
+//! does it through the engine; `plan` is the same list through the dry-run gate. Progress goes
+//! to an [`Observer`]; drawing it is the CLI's job.
 //!
 //! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
 //! - `facts`: the one-round-trip facts script and its parser.
@@ -17,7 +18,7 @@
 //! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
-//! - `run`: the orchestration; `outcome`: the per-host and cluster results; `host_status`:
+//! - `up`: `up` / `plan` / `status`; `outcome`: the per-host and cluster results; `host_status`:
 //!   how a host ended (shared by every report).
 //! - `reset`, `reset_remote`, `reset_outcome`: `edgeops reset` (uninstall, agents first), its
 //!   host scripts and its report.
