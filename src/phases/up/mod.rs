@@ -33,7 +33,6 @@ use access::merge_kubeconfig;
 pub use access::{fetch_kubeconfig, status};
 pub use options::{KubeconfigTarget, Mode, Reboot, UpOptions};
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

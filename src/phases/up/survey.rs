@@ -83,16 +83,15 @@ impl Runner<'_> {
     }
 
     pub(super) fn preflight(&mut self) {
-        let hosts: Vec<&Host> = self.hosts.iter().map(|(_, s)| &s.host).collect();
-        let facts: HashMap<String, Facts> = self
+        let hosts: Vec<(&Host, Option<&Facts>)> = self
             .hosts
             .iter()
-            .filter_map(|(_, s)| Some((s.host.name.clone(), s.facts.clone()?)))
+            .map(|(_, s)| (&s.host, s.facts.as_ref()))
             .collect();
-        let mut verdicts = preflight::check(&hosts, &facts);
+        let verdicts = preflight::check(&hosts);
         let mut notes = Vec::new();
-        for (_, state) in self.hosts.iter_mut() {
-            let Some(verdict) = verdicts.remove(&state.host.name) else {
+        for ((_, state), verdict) in self.hosts.iter_mut().zip(verdicts) {
+            let Some(verdict) = verdict else {
                 continue;
             };
             state.warnings.extend(verdict.warnings);
