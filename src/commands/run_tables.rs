@@ -243,6 +243,44 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_hosts_result_names_the_kind_of_failure() {
+        let host = |status, failure, exit_code| HostReport {
+            host: "a1".into(),
+            role: "agent",
+            arch: None,
+            version: None,
+            status,
+            result: match status {
+                Status::Failed => "failed".into(),
+                _ => "skipped".into(),
+            },
+            decision: None,
+            reason: Some("why".into()),
+            failure,
+            exit_code,
+            warnings: Vec::new(),
+            seconds: 0.0,
+            commands: 0,
+            log: None,
+            facts: None,
+        };
+        let cell = |status, kind, code| result_cell(&host(status, Some(kind), code));
+        assert_eq!(
+            cell(Status::Failed, FailureKind::TimedOut, None),
+            "failed (timed out)"
+        );
+        assert_eq!(
+            cell(Status::Failed, FailureKind::Exited, Some(7)),
+            "failed (exited 7)"
+        );
+        assert_eq!(
+            cell(Status::Failed, FailureKind::Unreachable, None),
+            "failed (unreachable)"
+        );
+        assert_eq!(cell(Status::Skipped, FailureKind::Skipped, None), "skipped");
+    }
+
+    #[test]
     fn table_aligns_columns() {
         let rows = vec![
             vec!["HOST".into(), "RESULT".into(), "REASON".into()],
