@@ -10,9 +10,10 @@
 //!   node readiness, kubeconfig.
 //! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
-//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline;
-//!   `fleetrun`: `up`/`plan`/`status`/`check` over many clusters at once, above `phases`.
-//! - `cli` / `commands`: clap surface and the wiring of each command; `exit`: exit codes.
+//! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline.
+//! - `engine`: the one run core (host ids, typed failures, one exec, fan-out, phase manager).
+//! - `cli` / `commands`: clap surface and the wiring of each command (`commands::fleet`: several
+//!   inventories at once); `exit`: exit codes.
 
 pub mod ci;
 pub mod cli;
@@ -20,7 +21,6 @@ pub mod commands;
 pub mod engine;
 pub mod exit;
 pub mod fleet;
-pub mod fleetrun;
 pub mod gitlab;
 pub mod inventory;
 pub mod k3s;

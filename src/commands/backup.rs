@@ -18,7 +18,8 @@ use crate::k3s::install::first_server;
 use crate::k3s::snapshot::{self, Listed, Manifest};
 use crate::phases::backup;
 
-use super::up::{prepare, table};
+use super::run_setup::prepare;
+use super::run_tables::table;
 
 /// Where backups go without `--dest`: `backups/CLUSTER` next to the inventory.
 pub fn default_dest(inventory: &Path, cluster: &str) -> PathBuf {

@@ -150,7 +150,7 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
     }
     let mut out = std::io::stdout().lock();
     if text {
-        write!(out, "{}", super::up::table(&rows))?;
+        write!(out, "{}", super::run_tables::table(&rows))?;
         writeln!(
             out,
             "{total} host(s): {changed} changed, {} nothing to do, {failed} failed",

@@ -334,7 +334,7 @@ fn print_reports(global: &GlobalArgs, reports: &[HostReport]) -> anyhow::Result<
             ]);
         }
     }
-    write!(out, "{}", super::up::table(&rows))?;
+    write!(out, "{}", super::run_tables::table(&rows))?;
     out.flush()?;
     Ok(())
 }

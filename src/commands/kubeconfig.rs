@@ -24,7 +24,7 @@ pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCod
     let merge_into = KubeconfigTarget {
         path: match &args.merge_into {
             Some(path) => path.clone(),
-            None => super::up::default_kubeconfig_path()?,
+            None => super::run_setup::default_kubeconfig_path()?,
         },
         context: args
             .context

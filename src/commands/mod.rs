@@ -7,6 +7,7 @@ pub mod check;
 pub mod ci;
 pub mod completions;
 pub mod exec;
+pub mod fleet;
 pub mod hostkeys;
 pub mod interrupt;
 pub mod kubeconfig;
@@ -17,6 +18,8 @@ pub mod render;
 pub mod replace;
 pub mod reset;
 pub mod restore;
+pub mod run_setup;
+pub mod run_tables;
 pub mod status;
 pub mod unlock;
 pub mod up;
@@ -26,7 +29,22 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
 use crate::exit::exit_code_for;
-use crate::fleetrun;
+
+/// The live progress of a run (`up`, `plan`, `status`, `reset`, `upgrade`): nothing with
+/// `--quiet` or JSON, bars on a terminal (without `-v`), else a line per phase and host result.
+pub fn run_progress(
+    global: &crate::cli::GlobalArgs,
+) -> std::sync::Arc<crate::report::ProgressView> {
+    use std::io::IsTerminal;
+    let show = if global.quiet || global.output == crate::cli::OutputFormat::Json {
+        crate::report::Show::Nothing
+    } else if std::io::stderr().is_terminal() && global.verbose == 0 {
+        crate::report::Show::Bars
+    } else {
+        crate::report::Show::Lines
+    };
+    std::sync::Arc::new(crate::report::ProgressView::new(show))
+}
 
 /// What a one-shot command over the fleet (`exec`, `bootstrap`) shows while it works: bars on a
 /// terminal, nothing otherwise (its own output is the result).
@@ -63,20 +81,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = cli.global;
     match cli.command {
         // Several inventories, a folder or a pattern: a fleet run over every cluster.
-        Command::Check(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::check(&global, &args)
+        Command::Check(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::check(&global, &args)
         }
-        Command::Up(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::up(&global, &args)
+        Command::Up(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::up(&global, &args)
         }
-        Command::Plan(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::plan(&global, &args)
+        Command::Plan(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::plan(&global, &args)
         }
-        Command::Status(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::status(&global, &args)
+        Command::Status(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::status(&global, &args)
         }
-        Command::Upgrade(args) if fleetrun::is_fleet(&args.inventory, &args.more) => {
-            fleetrun::upgrade(&global, &args)
+        Command::Upgrade(args) if fleet::is_fleet(&args.inventory, &args.more) => {
+            fleet::upgrade(&global, &args)
         }
         Command::Check(args) => check::run(&global, &args),
         Command::Ci(args) => ci::run(&args),

@@ -349,7 +349,7 @@ pub fn provenance(hosts: &[&Host]) -> anyhow::Result<String> {
             ]);
         }
     }
-    Ok(super::up::table(&rows))
+    Ok(super::run_tables::table(&rows))
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         limit: Some(first.name.clone()),
         ..global.clone()
     };
-    let prepared = super::up::prepare(&first_only, &args.inventory, true)?;
+    let prepared = super::run_setup::prepare(&first_only, &args.inventory, true)?;
     let runtime = super::runtime()?;
     let fleet = runtime.block_on(Fleet::connect_all(
         prepared.targets.clone(),

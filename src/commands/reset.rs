@@ -23,9 +23,8 @@ use crate::phases::reset::{
 };
 use crate::phases::{Observer, Status};
 
-use super::up::{
-    ProgressView, default_kubeconfig_path, gitlab_rows, prepare, table, with_interrupt,
-};
+use super::run_setup::{default_kubeconfig_path, prepare, with_interrupt};
+use super::run_tables::{gitlab_rows, table};
 
 pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be refused offline is refused before any host is contacted.
@@ -75,7 +74,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
             delete_emptydir_data: args.delete_emptydir_data,
         }),
     };
-    let view = ProgressView::new(global);
+    let view = super::run_progress(global);
     let observer: std::sync::Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
     let surveyed = runtime.block_on(with_interrupt(

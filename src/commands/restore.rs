@@ -13,7 +13,8 @@ use crate::k3s::snapshot::{self, Manifest};
 use crate::k3s::token::read_join_token;
 use crate::phases::restore::{Restore, RestoreOptions, RestoreReport};
 
-use super::up::{prepare, table, with_interrupt};
+use super::run_setup::{prepare, with_interrupt};
+use super::run_tables::table;
 
 pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> {
     // Everything that can be refused offline is refused before any host is contacted.

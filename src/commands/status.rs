@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use crate::cli::{GlobalArgs, InventoryArg, OutputFormat};
 use crate::phases::{self, RunReport};
 
-use super::up::{ProgressView, prepare, table, with_interrupt};
+use super::run_setup::{prepare, with_interrupt};
+use super::run_tables::table;
 
 pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
     let prepared = prepare(global, &args.inventory, true)?;
-    let view = ProgressView::new(global);
+    let view = super::run_progress(global);
     let runtime = super::runtime()?;
     let report = runtime.block_on(with_interrupt(
         &prepared.ctx,
@@ -28,7 +29,7 @@ pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode>
     view.finish();
     let report = report?;
     print(global, &report)?;
-    super::up::outcome(&report)
+    super::run_setup::outcome(&report)
 }
 
 pub fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
@@ -101,7 +102,7 @@ pub fn print(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
     }
     if let Some(gitlab) = &report.gitlab {
         writeln!(out)?;
-        write!(out, "{}", super::up::gitlab_rows(gitlab))?;
+        write!(out, "{}", super::run_tables::gitlab_rows(gitlab))?;
         if let Some(reason) = &gitlab.reason {
             writeln!(out, "note: gitlab: {reason}")?;
         }

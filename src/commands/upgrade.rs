@@ -16,7 +16,8 @@ use crate::k3s::{Channel, K3sVersion};
 use crate::phases::upgrade::{self, Target, UpgradeError, UpgradeOptions, UpgradeReport};
 use crate::phases::{Observer, Status};
 
-use super::up::{Prepared, ProgressView, prepare, table, with_interrupt};
+use super::run_setup::{Prepared, prepare, with_interrupt};
+use super::run_tables::table;
 
 pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
     let target = target(args)?;
@@ -26,7 +27,7 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
     let prepared = prepare(global, &args.inventory, true)?;
     let (options, redactor) = upgrade_options(global, &prepared, args, target)?;
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
-    let view = ProgressView::new(global);
+    let view = super::run_progress(global);
     let observer: Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
     let report = runtime.block_on(async {
@@ -83,7 +84,7 @@ pub fn run(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> 
 
 /// What one cluster's upgrade needs besides its hosts, read before any host is touched (a bad
 /// `--limit` or token is bad input, exit 2): the options, with the redactor that knows the
-/// token. Fleet runs (`crate::fleetrun`) build one per cluster.
+/// token. Fleet runs (`commands::fleet`) build one per cluster.
 pub fn upgrade_options(
     global: &GlobalArgs,
     prepared: &Prepared,

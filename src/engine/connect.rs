@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::observer::{Observer, Progress};
 use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
-use crate::phases::{Observer, Progress};
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::Engine;

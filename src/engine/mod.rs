@@ -4,6 +4,7 @@
 //! timeouts, reconnects and Ctrl-C grace, and the [`phase`] manager with the one dry-run gate.
 //!
 //! - `connect`: connecting a run's fleet with its events going to the observer.
+//! - `events`: fleet connect events shown as a phase.
 //! - `failure`: the failure kinds (unreachable, timed out, exited N, refused, cancelled, skipped).
 //! - `remote`: what the engine needs from a host's connection (a live session, or a fake).
 //! - `scripted`: the scripted fake host for unit tests of whole phase lists.
@@ -12,6 +13,7 @@
 //! - `runlog`: the per-host 0600 logs of a run, redacted.
 
 pub mod connect;
+pub mod events;
 pub mod failure;
 pub mod observer;
 pub mod phase;
@@ -19,6 +21,7 @@ pub mod remote;
 pub mod runlog;
 pub mod scripted;
 
+pub use events::FleetEvents;
 pub use failure::{Failure, FailureKind, last_lines};
 pub use phase::{Flow, Manager, Phase, PhaseRecord, PhaseResult};
 pub use remote::{Remote, SessionRemote};
@@ -305,6 +308,21 @@ impl Engine {
         }
     }
 
+    /// Run `request` on host `id`, counted like [`Engine::exec`] but not logged: for steps that
+    /// log what they read themselves (the facts and what rides along with them).
+    pub async fn exec_unlogged(
+        &self,
+        id: HostId,
+        title: &str,
+        request: &ExecRequest,
+    ) -> Result<ExecOutput, Failure> {
+        let remote = self.slots[id.0].remote.as_ref().map_err(Clone::clone)?;
+        let started = Instant::now();
+        let result = remote.exec(request).await;
+        self.record(id, started);
+        result.map_err(|e| Failure::from_ssh(title, &e, self.log.redactor()))
+    }
+
     /// [`Engine::exec`], and a non-zero exit is a failure too ([`FailureKind::Exited`] with the
     /// last lines of stderr as the reason).
     pub async fn run(
@@ -315,6 +333,17 @@ impl Engine {
         output: Output,
     ) -> Result<ExecOutput, Failure> {
         let out = self.exec(id, title, request, output).await?;
+        self.checked(title, out, output)
+    }
+
+    /// A command's end judged: a non-zero exit is [`FailureKind::Exited`] with the last lines
+    /// of stderr as the reason (for steps that look at the output before judging the exit).
+    pub fn checked(
+        &self,
+        title: &str,
+        out: ExecOutput,
+        output: Output,
+    ) -> Result<ExecOutput, Failure> {
         if out.success() {
             Ok(out)
         } else {
@@ -356,19 +385,19 @@ impl Engine {
         F: Fn(HostId) -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
-        self.each_noting(title, hosts, width, step, |_| String::new())
+        self.each_noting(title, hosts, width, step, |_, _| String::new())
             .await
     }
 
-    /// [`Engine::each_within`], and a host that succeeds tells the observer `detail` of its
-    /// value (`reset (k3s-uninstall.sh)`: the line a progress view shows without a terminal).
+    /// [`Engine::each_within`], each host announced to the observer as it starts, and its
+    /// success described by `done` (what it did: `installed`), as the live progress shows it.
     pub async fn each_noting<T, F, Fut>(
         &self,
         title: &str,
         hosts: &[HostId],
         width: usize,
         step: F,
-        detail: impl Fn(&T) -> String,
+        done: impl Fn(HostId, &T) -> String,
     ) -> Vec<(HostId, Result<T, Failure>)>
     where
         F: Fn(HostId) -> Fut,
@@ -382,12 +411,12 @@ impl Engine {
         // `fleet::in_order`: an `async` block in a closure makes a phase that awaits this inside
         // its boxed `Send` future fail rustc's higher-ranked check ("implementation of `FnOnce`
         // is not general enough").
-        let (step, detail) = (&step, &detail);
+        let (step, done) = (&step, &done);
         let work = hosts
             .iter()
             .copied()
             .enumerate()
-            .map(move |(i, id)| self.one(title, i, id, step, detail));
+            .map(move |(i, id)| self.one(title, i, id, step, done));
         let mut done: Vec<(usize, HostResult<T>)> = futures::stream::iter(work)
             .buffer_unordered(width.min(self.settings.concurrency).max(1))
             .collect()
@@ -405,7 +434,7 @@ impl Engine {
         index: usize,
         id: HostId,
         step: &F,
-        detail: &impl Fn(&T) -> String,
+        done: &impl Fn(HostId, &T) -> String,
     ) -> (usize, HostResult<T>)
     where
         F: Fn(HostId) -> Fut,
@@ -419,6 +448,10 @@ impl Engine {
                 format!("{title}: cancelled"),
             )),
             Ok(remote) => {
+                self.observer.event(&Progress::HostStart {
+                    phase: title,
+                    host: &self.slots[id.0].name,
+                });
                 let guarded = fleet::guarded(&self.cancel, &self.settings, async {
                     remote.ready(&self.settings).await?;
                     step(id).await.map_err(|f| HostError::Step(f.into()))
@@ -428,7 +461,7 @@ impl Engine {
             }
         };
         let said = match &outcome {
-            Ok(value) => detail(value),
+            Ok(value) => done(id, value),
             Err(failure) => failure.reason.clone(),
         };
         self.observer.event(&Progress::HostDone {

@@ -420,13 +420,22 @@ pub async fn in_order<T>(
     work: impl Iterator<Item = impl Future<Output = T>>,
     width: usize,
 ) -> Vec<T> {
-    let indexed = work
-        .enumerate()
-        .map(|(i, fut)| async move { (i, fut.await) });
-    let mut done: Vec<(usize, T)> = futures::stream::iter(indexed)
-        .buffer_unordered(width.max(1))
-        .collect()
-        .await;
+    // A hand-fed window rather than `stream::iter(..).map(|(i, fut)| async ..)`: a closure
+    // that makes async blocks over borrowed futures is not provably `Send` (a rustc limit with
+    // higher-ranked lifetimes), and the run engine's phases must be `Send`.
+    let mut work = work.enumerate();
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut done: Vec<(usize, T)> = Vec::new();
+    loop {
+        while running.len() < width.max(1) {
+            let Some((i, fut)) = work.next() else { break };
+            running.push(futures::FutureExt::map(fut, move |v| (i, v)));
+        }
+        match running.next().await {
+            Some(result) => done.push(result),
+            None => break,
+        }
+    }
     done.sort_unstable_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, v)| v).collect()
 }

@@ -10,7 +10,14 @@
 //!   (`--prefer-bundled-bin`), or the host switches to iptables-legacy / a newer version. Warned.
 
 use super::facts::Facts;
-use super::preflight::Verdict;
+
+/// One host's preflight verdict: what stops k3s (refusals) and what often bites (warnings).
+/// Defined here, below `preflight`, which adds its own findings to the same verdict.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub refusals: Vec<String>,
+    pub warnings: Vec<String>,
+}
 
 /// Add the distribution findings for one host to `v`.
 pub fn check(f: &Facts, v: &mut Verdict) {

@@ -23,11 +23,11 @@ use crate::render::Renderer;
 use crate::render::gitlab::{
     ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
 };
-use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
+use crate::ssh::{ExecOutput, ExecRequest, shell_quote, upload_request, upload_result};
 
 use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
-use super::outcome::Status;
+use super::host_status::Status;
 use super::{Observer, Progress};
 use crate::engine::runlog::RunLog;
 
@@ -118,13 +118,14 @@ impl GitLabRow {
     }
 }
 
-/// What the phase works with: the first server's session and the run's log and observer.
+/// What the phase works with: the first server's connection (the run engine's remote) and the
+/// run's log and observer.
 pub struct PhaseContext<'a> {
     pub inventory: &'a Inventory,
     pub gitlab: &'a GitLab,
     pub renderer: &'a Renderer,
     pub first: &'a str,
-    pub session: Arc<Session>,
+    pub remote: Arc<dyn crate::engine::Remote>,
     pub log: &'a RunLog,
     pub observer: &'a dyn Observer,
     /// The nodes' common architecture, for the runner's node selector.
@@ -210,7 +211,7 @@ impl Remote<'_> {
         let redactor = self.cx.log.redactor();
         let mut out = self
             .cx
-            .session
+            .remote
             .exec(&request)
             .await
             .map_err(|e| redactor.redact(&format!("{title}: {e}")))?;
@@ -250,16 +251,18 @@ impl Remote<'_> {
             &format!("upload {path} (0600 root:root; content holds secrets, not logged)"),
             "",
         );
+        let request = upload_request(
+            content.as_bytes(),
+            path,
+            SECRET_MODE,
+            Some(SECRET_OWNER),
+            true,
+        );
         self.cx
-            .session
-            .upload(
-                content.as_bytes(),
-                path,
-                SECRET_MODE,
-                Some(SECRET_OWNER),
-                true,
-            )
+            .remote
+            .exec(&request)
             .await
+            .and_then(|out| upload_result(self.cx.first, path, &out))
             .map_err(|e| self.cx.log.redactor().redact(&e.to_string()))
     }
 

@@ -1,10 +1,11 @@
-//! The ordered phases of `up` (and the read-only `plan` and `status`): connect and gather facts
-//! in one round trip per host (the first server's also takes the lock), preflight, resolve one
-//! version, Pi cgroups (edit
-//! cmdline.txt, reboot, reconnect), first server, other
-//! servers one at a time, agents all at once, kubeconfig, verify. Each phase decides per host
-//! from live facts what is needed (`decide`), and only then does it through the fleet; `plan`
-//! runs only the deciding half. Progress goes to an [`Observer`]; drawing it is the CLI's job.
+//! The orchestration of `up`, `plan`, `status`, `reset` and `upgrade` on the run engine
+//! (`crate::engine`): each command an ordered list of small phases. `up` (`up/mod.rs` lists
+//! them): facts in one round trip per host (the first server's also takes the lock), preflight,
+//! one version, decisions, guards, Pi cgroups (edit cmdline.txt, reboot, reconnect), air-gap
+//! upload, first server, other servers one at a time, agents in one window, kubeconfig, verify,
+//! GitLab. Each phase decides per host from live facts what is needed (`decide`), and only then
+//! does it through the engine; `plan` is the same list through the dry-run gate. Progress goes
+//! to an [`Observer`]; drawing it is the CLI's job.
 //!
 //! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
 //! - `facts`: the one-round-trip facts script and its parser.
@@ -15,9 +16,11 @@
 //!   lock taken and released inside the first server's other round trips.
 //! - `join`: the bounds of an install that starts a k3s service and the report when it cannot.
 //! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
+//! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
-//! - `run`: the orchestration; `outcome`: the per-host and cluster results.
+//! - `up`: `up` / `plan` / `status`; `outcome`: the per-host and cluster results; `host_status`:
+//!   how a host ended (shared by every report).
 //! - `reset`: `edgeops reset` (uninstall, agents first) as phases on the engine, with its host
 //!   scripts, its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
@@ -35,6 +38,7 @@ pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
+pub mod host_status;
 pub mod join;
 pub mod lock;
 pub mod outcome;
@@ -44,10 +48,11 @@ pub mod remote;
 pub mod replace;
 pub mod reset;
 pub mod restore;
-mod run;
+mod up;
 pub mod upgrade;
+pub mod workstation;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
-pub use run::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
+pub use up::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};
 
 pub use crate::engine::observer::{Observer, Progress, Quiet};

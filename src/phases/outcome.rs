@@ -2,32 +2,15 @@
 //! data, serialisable for `--output json`; the CLI draws the tables. Also what each host's
 //! remote work cost (time, commands) and the short reason taken from a command's output.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
 use serde::Serialize;
 
+use crate::engine::FailureKind;
 use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 
 use super::decide::Decision;
 use super::facts::Facts;
 
-/// How a host ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Something was changed and the node is as wanted.
-    Done,
-    /// Already as wanted: nothing was changed.
-    Unchanged,
-    /// Work failed or the host was refused; `reason` says why.
-    Failed,
-    /// Not attempted because something it depends on failed; `reason` says what.
-    Skipped,
-    /// `plan` / `--dry-run`: `decision` says what `up` would do.
-    Planned,
-}
+pub use super::host_status::Status;
 
 /// One host's line in the final table.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +26,12 @@ pub struct HostReport {
     pub result: String,
     pub decision: Option<Decision>,
     pub reason: Option<String>,
+    /// On a failed or skipped host: the kind (`timed_out`, `exited`, ...), for scripts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// On a host whose command exited non-zero: its exit code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
     pub warnings: Vec<String>,
     /// Time spent in remote steps on this host.
     pub seconds: f64,
@@ -132,28 +121,4 @@ impl RunReport {
     }
 }
 
-/// Time and command count of one host's remote work (the report's TIME and round trips).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Busy {
-    pub(crate) time: Duration,
-    pub(crate) commands: u32,
-}
-
-/// Count one remote command on `host` that started at `started`.
-pub(crate) fn record(busy: &Mutex<HashMap<String, Busy>>, host: &str, started: Instant) {
-    let mut map = busy.lock().unwrap_or_else(|e| e.into_inner());
-    let entry = map.entry(host.to_owned()).or_default();
-    entry.time += started.elapsed();
-    entry.commands += 1;
-}
-
-/// The last `n` non-empty lines of a command's output, on one line: the reason a report shows.
-pub(crate) fn last_lines(text: &str, n: usize) -> String {
-    // Host output: only text reaches the report (no escapes, no carriage returns).
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| crate::sanitize::clean_line(l).into_owned())
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(n)..].join(" | ")
-}
+pub(crate) use crate::engine::last_lines;

@@ -1,7 +1,7 @@
 //! Preflight: from the facts alone, refuse (with a reason per host) what cannot work and warn
 //! about what may not. Nothing is changed on hosts.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::inventory::{Host, Role, Sudo};
 
@@ -15,36 +15,34 @@ pub const WARN_SERVER_MEMORY_MB: u64 = 1800;
 pub const MIN_DISK_MB: u64 = 1024;
 pub const WARN_DISK_MB: u64 = 4096;
 
-/// The verdict for one host.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub refusals: Vec<String>,
-    pub warnings: Vec<String>,
-}
+/// The verdict for one host (defined with the distribution checks, which fill it too).
+pub use super::distro::Verdict;
 
-/// Check every host that has facts. `hosts` and `facts` are matched by host name; hosts
-/// without facts (unreachable) are not judged here.
-pub fn check(hosts: &[&Host], facts: &HashMap<String, Facts>) -> HashMap<String, Verdict> {
-    let mut verdicts: HashMap<String, Verdict> = HashMap::new();
-    let mut by_hostname: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut by_node_name: HashMap<&str, Vec<&str>> = HashMap::new();
-    for host in hosts {
-        by_node_name
-            .entry(&host.node_name)
-            .or_default()
-            .push(&host.name);
-        let Some(f) = facts.get(&host.name) else {
-            continue;
-        };
-        if !f.hostname.is_empty() {
-            by_hostname.entry(&f.hostname).or_default().push(&host.name);
+/// Check every host that has facts (`None`: unreachable, not judged here): a verdict per host,
+/// in the order given.
+pub fn check(hosts: &[(&Host, Option<&Facts>)]) -> Vec<Option<Verdict>> {
+    let mut verdicts: Vec<Option<Verdict>> = hosts
+        .iter()
+        .map(|(host, facts)| facts.map(|f| check_one(host, f)))
+        .collect();
+    // Hosts (by index) sharing a hostname or a node name.
+    let mut by_hostname: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut by_node_name: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (host, facts)) in hosts.iter().enumerate() {
+        by_node_name.entry(&host.node_name).or_default().push(i);
+        if let Some(f) = facts.filter(|f| !f.hostname.is_empty()) {
+            by_hostname.entry(&f.hostname).or_default().push(i);
         }
-        verdicts.insert(host.name.clone(), check_one(host, f));
     }
-    for (hostname, names) in by_hostname.iter().filter(|(_, n)| n.len() > 1) {
-        for name in names {
-            let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
-            if let Some(v) = verdicts.get_mut(*name) {
+    let name = |i: usize| hosts[i].0.name.as_str();
+    for (hostname, shared) in by_hostname.iter().filter(|(_, n)| n.len() > 1) {
+        for &i in shared {
+            let others: Vec<&str> = shared
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| name(j))
+                .collect();
+            if let Some(v) = &mut verdicts[i] {
                 v.refusals.push(format!(
                     "hostname {hostname} is also the hostname of {} (k3s node passwords and \
                      hostnames must be unique)",
@@ -53,9 +51,10 @@ pub fn check(hosts: &[&Host], facts: &HashMap<String, Facts>) -> HashMap<String,
             }
         }
     }
-    for (node, names) in by_node_name.iter().filter(|(_, n)| n.len() > 1) {
-        for name in names {
-            if let Some(v) = verdicts.get_mut(*name) {
+    for (node, shared) in by_node_name.iter().filter(|(_, n)| n.len() > 1) {
+        let names: Vec<&str> = shared.iter().map(|&j| name(j)).collect();
+        for &i in shared {
+            if let Some(v) = &mut verdicts[i] {
                 v.refusals.push(format!(
                     "node name {node} is shared by {}",
                     names.join(", ")
@@ -144,9 +143,9 @@ mod tests {
     #[test]
     fn a_good_host_passes() {
         let host = test_inventory::agent("a1", "10.0.0.2");
-        let f = HashMap::from([("a1".to_owned(), facts(&format!("{GOOD}hostname=a1\n")))]);
-        let v = check(&[&host], &f);
-        assert_eq!(v["a1"], Verdict::default());
+        let f = facts(&format!("{GOOD}hostname=a1\n"));
+        let v = check(&[(&host, Some(&f))]);
+        assert_eq!(v, vec![Some(Verdict::default())]);
     }
 
     #[test]
@@ -154,8 +153,9 @@ mod tests {
         let host = test_inventory::agent("a1", "10.0.0.2");
         let text = "arch=mips\ninit=other:sh\nmem_kb=100000\ndisk_kb=100\nsudo=no\nuid=1000\n\
                     model=Raspberry Pi 4\nmemory_cgroup=no\n";
-        let v = check(&[&host], &HashMap::from([("a1".to_owned(), facts(text))]));
-        let reasons = v["a1"].refusals.join("\n");
+        let f = facts(text);
+        let v = check(&[(&host, Some(&f))]);
+        let reasons = v[0].as_ref().unwrap().refusals.join("\n");
         for needle in [
             "mips",
             "init system \"sh\"",
@@ -173,8 +173,9 @@ mod tests {
         let host = test_inventory::agent("a1", "10.0.0.2");
         let text =
             "arch=x86_64\ninit=systemd\nmem_kb=4000000\ndisk_kb=20000000\nsudo=no\nuid=1000\n";
-        let v = check(&[&host], &HashMap::from([("a1".to_owned(), facts(text))]));
-        let reason = v["a1"].refusals.join("\n");
+        let f = facts(text);
+        let v = check(&[(&host, Some(&f))]);
+        let reason = v[0].as_ref().unwrap().refusals.join("\n");
         // The hint's TOML, pasted into [ssh] as it says, must load.
         let (_, hint) = reason.split_once("or set ").expect("a hint");
         let hint = hint.trim_end_matches(" in [ssh])");
@@ -191,18 +192,11 @@ mod tests {
     fn duplicate_hostnames_refuse_both() {
         let a = test_inventory::agent("a1", "10.0.0.2");
         let b = test_inventory::agent("a2", "10.0.0.3");
-        let f = HashMap::from([
-            (
-                "a1".to_owned(),
-                facts(&format!("{GOOD}hostname=raspberrypi\n")),
-            ),
-            (
-                "a2".to_owned(),
-                facts(&format!("{GOOD}hostname=raspberrypi\n")),
-            ),
-        ]);
-        let v = check(&[&a, &b], &f);
-        assert!(v["a1"].refusals[0].contains("also the hostname of a2"));
-        assert!(v["a2"].refusals[0].contains("also the hostname of a1"));
+        let f = facts(&format!("{GOOD}hostname=raspberrypi\n"));
+        let c = test_inventory::agent("a3", "10.0.0.4");
+        let v = check(&[(&a, Some(&f)), (&b, Some(&f)), (&c, None)]);
+        assert!(v[0].as_ref().unwrap().refusals[0].contains("also the hostname of a2"));
+        assert!(v[1].as_ref().unwrap().refusals[0].contains("also the hostname of a1"));
+        assert_eq!(v[2], None, "a host without facts is not judged");
     }
 }

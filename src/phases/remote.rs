@@ -224,14 +224,14 @@ pub fn lock_acquire_script(owner: &str, stale_after: Duration) -> String {
     lock_acquire_script_for(
         owner,
         stale_after,
-        &crate::phases::lock::Workstation::current(),
+        &super::workstation::Workstation::current(),
     )
 }
 
 fn lock_acquire_script_for(
     owner: &str,
     stale_after: Duration,
-    workstation: &crate::phases::lock::Workstation,
+    workstation: &super::workstation::Workstation,
 ) -> String {
     let live: Vec<String> = workstation
         .edgeops_pids
@@ -330,7 +330,7 @@ mod tests {
     fn acquire_locally(
         lock: &std::path::Path,
         owner: &str,
-        workstation: &crate::phases::lock::Workstation,
+        workstation: &crate::phases::workstation::Workstation,
     ) -> Option<LockAnswer> {
         let script = lock_acquire_script_for(owner, Duration::from_secs(600), workstation)
             .replace(LOCK_PATH, lock.to_str().unwrap());
@@ -346,7 +346,7 @@ mod tests {
     fn a_lock_whose_holder_is_gone_from_this_workstation_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let lock = dir.path().join("lock");
-        let here = crate::phases::lock::Workstation {
+        let here = crate::phases::workstation::Workstation {
             hostname: "ws-1".into(),
             edgeops_pids: vec![100, 4242],
         };

@@ -45,7 +45,7 @@ impl Reset {
             targets,
             ctx,
             options.fleet.clone(),
-            Arc::new(crate::phases::run::FleetEvents(observer.clone())),
+            Arc::new(crate::engine::FleetEvents(observer.clone())),
         )
         .await;
         let engine = Engine::from_fleet(fleet, log, observer);

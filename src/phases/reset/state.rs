@@ -5,7 +5,6 @@
 
 use crate::engine::{Engine, Failure, FailureKind, HostId, PerHost, PhaseRecord};
 use crate::inventory::{Inventory, Role};
-use crate::phases::Progress;
 use crate::phases::gitlab::GitLabReport;
 use crate::phases::lock::ClusterLock;
 use crate::phases::outcome::Status;
@@ -287,13 +286,5 @@ impl ResetRun {
             gitlab: self.gitlab.take(),
             phases: std::mem::take(&mut self.phases),
         }
-    }
-
-    /// Tell the observer a host starts its step (its spinner), as `up` does.
-    pub fn host_start(&self, phase: &str, id: HostId) {
-        self.engine.observer().event(&Progress::HostStart {
-            phase,
-            host: self.name(id),
-        });
     }
 }

@@ -98,8 +98,8 @@ async fn all_at_once(cx: &ResetRun, hosts: &[HostId]) -> Vec<(HostId, Outcome)> 
             Step::Agents.as_str(),
             hosts,
             cx.engine.settings().concurrency,
-            |id| uninstall(cx, Step::Agents, id, &partial),
-            said,
+            |id| uninstall(cx, id, &partial),
+            |_, outcome| said(outcome),
         )
         .await;
     outcomes(results, partial)
@@ -116,8 +116,8 @@ async fn one_at_a_time(cx: &ResetRun, step: Step, hosts: &[HostId]) -> Vec<(Host
             step.as_str(),
             hosts,
             1,
-            |id| roll_one(cx, step, id, leave_first, &stopped, &partial),
-            said,
+            |id| roll_one(cx, id, leave_first, &stopped, &partial),
+            |_, outcome| said(outcome),
         )
         .await;
     outcomes(results, partial)
@@ -132,7 +132,6 @@ fn said(outcome: &Outcome) -> String {
 /// cluster stays (`leave_first`); a failure stops the servers after it.
 async fn roll_one(
     cx: &ResetRun,
-    step: Step,
     id: HostId,
     leave_first: bool,
     stopped: &Mutex<Option<String>>,
@@ -149,7 +148,7 @@ async fn roll_one(
         ));
         return Err(Failure::refused(format!("not reset: {reason}")));
     }
-    let result = uninstall(cx, step, id, partial).await;
+    let result = uninstall(cx, id, partial).await;
     if result.is_err() {
         stop(format!(
             "not reset: the server before it ({}) failed",
@@ -188,11 +187,9 @@ fn outcomes(
 /// clean (what the script printed goes to `partial`).
 async fn uninstall(
     cx: &ResetRun,
-    step: Step,
     id: HostId,
     partial: &Mutex<Vec<(HostId, UninstallOutput)>>,
 ) -> Result<Outcome, Failure> {
-    cx.host_start(step.as_str(), id);
     let request = ExecRequest::new(scripts::uninstall_script(cx.lock.run_id()))
         .sudo(true)
         .timeout(UNINSTALL_TIMEOUT);

@@ -1,31 +1,30 @@
-//! `up`'s last phase: poll the first server's node list until every expected node is Ready
-//! with the pinned version, labels and taints (or the timeout), and record the node table.
+//! `up`'s last phase: poll the first server's node list every [`POLL_EVERY`] until every
+//! expected node is Ready with the pinned version, labels and taints (or `--ready-timeout`),
+//! and record the node table.
 
 use super::*;
 
 impl Runner<'_> {
+    /// The hosts verify waits for: every host still alive.
+    pub(super) fn to_verify(&self) -> Vec<HostId> {
+        if self.version.is_none() {
+            return Vec::new();
+        }
+        self.alive_where(|_, _| true)
+    }
+
     /// Poll until every expected node is Ready as the inventory says, or `--ready-timeout`.
-    pub(super) async fn verify(&mut self) {
+    pub(super) async fn verify(&mut self, ids: &[HostId]) {
         let Some(version) = self.version.clone() else {
             return;
         };
-        let names: Vec<String> = self
-            .order
-            .iter()
-            .filter(|n| self.hosts[*n].alive())
-            .cloned()
-            .collect();
-        if names.is_empty() {
-            return;
-        }
         let expected: Vec<nodes::ExpectedNode> =
             match nodes::expected_nodes(self.inventory, Some(&version)) {
                 Ok(all) => all
                     .into_iter()
                     .filter(|node| {
-                        names
-                            .iter()
-                            .any(|n| self.hosts[n].host.node_name == node.name)
+                        ids.iter()
+                            .any(|&id| self.hosts[id].host.node_name == node.name)
                     })
                     .collect(),
                 Err(e) => {
@@ -33,11 +32,18 @@ impl Runner<'_> {
                     return;
                 }
             };
-        self.observer.event(&Progress::PhaseStart {
+        let host_of = |this: &Runner<'_>, node: &str| {
+            ids.iter()
+                .copied()
+                .find(|&id| this.hosts[id].host.node_name == node)
+        };
+        let observer = self.engine.observer().clone();
+        observer.event(&Progress::PhaseStart {
             phase: "verify",
             hosts: expected.len(),
         });
-        let first = self.first.clone();
+        let first = self.first;
+        let first_name = self.first_name();
         let deadline = Instant::now() + self.options.ready_timeout;
         let mut reported_ok: Vec<String> = Vec::new();
         // Nothing after verify changes a host unless the GitLab phase follows: the first poll
@@ -48,28 +54,31 @@ impl Runner<'_> {
                 Some(text) => Ok(text),
                 None => {
                     let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-                    if release {
-                        self.step_releasing(&first, "nodes", request, false).await
-                    } else {
-                        self.step(&first, "nodes", request, false).await
-                    }
-                    .map(|out| out.stdout_lossy())
+                    self.run_releasing(first, "nodes", request, Output::Logged, release)
+                        .await
+                        .map(|out| out.stdout_lossy())
                 }
             };
             // After Ctrl-C, polling on until the deadline would only keep the user waiting.
-            let give_up = Instant::now() >= deadline || self.fleet.context().cancel.is_cancelled();
-            let result = result
-                .and_then(|text| nodes::parse_nodes(&text).map_err(|e| format!("nodes: {e}")));
+            let give_up = Instant::now() >= deadline || self.engine.is_cancelled();
+            let result = result.and_then(|text| {
+                nodes::parse_nodes(&text)
+                    .map_err(|e| Failure::new(FailureKind::Exited, format!("nodes: {e}")))
+            });
             let observed: Vec<NodeStatus> = match result {
                 Ok(observed) => observed,
-                Err(reason) if give_up => {
+                Err(failure) if give_up => {
                     self.message(format!(
-                        "verify: cannot read the nodes from {first}: {reason}"
+                        "verify: cannot read the nodes from {first_name}: {}",
+                        failure.reason
                     ));
-                    for name in &names {
-                        self.state_mut(name).fail(format!("not verified: {reason}"));
+                    for &id in ids {
+                        self.hosts[id].fail(Failure {
+                            reason: format!("not verified: {}", failure.reason),
+                            ..failure.clone()
+                        });
                     }
-                    self.observer.event(&Progress::PhaseEnd { phase: "verify" });
+                    observer.event(&Progress::PhaseEnd { phase: "verify" });
                     return;
                 }
                 Err(_) => {
@@ -81,13 +90,10 @@ impl Runner<'_> {
             for report in check.reports.iter().filter(|r| r.is_ok()) {
                 if !reported_ok.contains(&report.name) {
                     reported_ok.push(report.name.clone());
-                    if let Some(host) = names
-                        .iter()
-                        .find(|n| self.hosts[*n].host.node_name == report.name)
-                    {
-                        self.observer.event(&Progress::HostDone {
+                    if let Some(id) = host_of(self, &report.name) {
+                        observer.event(&Progress::HostDone {
                             phase: "verify",
-                            host,
+                            host: self.engine.name(id),
                             ok: true,
                             detail: "Ready",
                         });
@@ -99,12 +105,9 @@ impl Runner<'_> {
             }
             tokio::time::sleep(POLL_EVERY).await;
         };
-        self.observer.event(&Progress::PhaseEnd { phase: "verify" });
+        observer.event(&Progress::PhaseEnd { phase: "verify" });
         for report in &check.reports {
-            let Some(name) = names
-                .iter()
-                .find(|n| self.hosts[*n].host.node_name == report.name)
-            else {
+            let Some(id) = host_of(self, &report.name) else {
                 continue;
             };
             if !report.is_ok() {
@@ -114,13 +117,18 @@ impl Runner<'_> {
                     humantime::format_duration(self.options.ready_timeout),
                     report.problems.join("; ")
                 );
-                self.observer.event(&Progress::HostDone {
+                observer.event(&Progress::HostDone {
                     phase: "verify",
-                    host: name,
+                    host: self.engine.name(id),
                     ok: false,
                     detail: &reason,
                 });
-                self.state_mut(name).fail(reason);
+                let kind = if self.engine.is_cancelled() {
+                    FailureKind::Cancelled
+                } else {
+                    FailureKind::TimedOut
+                };
+                self.hosts[id].fail(Failure::new(kind, reason));
             }
         }
         // Only nodes no inventory host names: an unreachable or failed host was left out of

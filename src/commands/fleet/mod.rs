@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs, UpgradeArgs};
-use crate::commands::up::{Prepared, outcome, prepare, print_report, run_log, run_options};
+use crate::commands::run_setup::{Prepared, outcome, prepare, run_log, run_options};
+use crate::commands::run_tables::print_report;
 use crate::commands::upgrade::upgrade_options;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;

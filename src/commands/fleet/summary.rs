@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::commands::up::table;
+use crate::commands::run_tables::table;
 use crate::phases::upgrade::UpgradeReport;
 use crate::phases::{RunReport, Status};
 

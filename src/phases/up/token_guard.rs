@@ -80,38 +80,46 @@ impl Runner<'_> {
     /// the servers restarted one at a time (first server first) as k3s asks ("restart k3s
     /// nodes with new token"). `false`: it failed; the hosts say why.
     async fn rotate_join_token(&mut self, token: &JoinToken) -> bool {
-        let first = self.first.clone();
-        self.observer.event(&Progress::PhaseStart {
+        let first = self.first;
+        let observer = self.engine.observer().clone();
+        observer.event(&Progress::PhaseStart {
             phase: "rotate join token",
-            hosts: self.order.len(),
+            hosts: self.hosts.len(),
         });
         let request = ExecRequest::new(rotate_request_script())
             .sudo(true)
             .stdin(token.file_contents().into_bytes());
-        if let Err(reason) = self.step(&first, "rotate join token", request, false).await {
-            self.observer.event(&Progress::PhaseEnd {
+        if let Err(failure) = self
+            .engine
+            .run(first, "rotate join token", &request, Output::Logged)
+            .await
+        {
+            observer.event(&Progress::PhaseEnd {
                 phase: "rotate join token",
             });
-            self.stop_all(&first, &format!("join token rotation failed: {reason}"));
+            self.stop_all(Failure {
+                reason: format!("join token rotation failed: {}", failure.reason),
+                ..failure
+            });
             return false;
         }
         // The first server, then the other servers one at a time, then the agents.
-        let mut names: Vec<String> = vec![first.clone()];
-        names.extend(
-            self.order
+        let mut order: Vec<HostId> = vec![first];
+        order.extend(
+            self.hosts
                 .iter()
-                .filter(|n| **n != first && self.hosts[*n].host.role == Role::Server)
-                .cloned(),
+                .filter(|(id, s)| *id != first && s.host.role == Role::Server)
+                .map(|(id, _)| id),
         );
-        names.extend(
-            self.order
+        order.extend(
+            self.hosts
                 .iter()
-                .filter(|n| self.hosts[*n].host.role == Role::Agent)
-                .cloned(),
+                .filter(|(_, s)| s.host.role == Role::Agent)
+                .map(|(id, _)| id),
         );
         let mut failed = false;
-        for name in names {
-            let state = &self.hosts[&name];
+        for id in order {
+            let state = &self.hosts[id];
             let installed = state.facts.as_ref().and_then(|f| f.installed_role());
             if !state.alive() || installed.is_none() {
                 continue;
@@ -128,17 +136,25 @@ impl Runner<'_> {
                 .sudo(true)
                 .stdin(token.file_contents().into_bytes())
                 .timeout(join::install_timeout(self.inventory, &state.host));
-            if let Err(reason) = self.step(&name, "new join token", request, false).await {
-                self.state_mut(&name).fail(format!(
-                    "join token rotated, but updating this node failed: {reason}"
-                ));
+            if let Err(failure) = self
+                .engine
+                .run(id, "new join token", &request, Output::Logged)
+                .await
+            {
+                self.hosts[id].fail(Failure {
+                    reason: format!(
+                        "join token rotated, but updating this node failed: {}",
+                        failure.reason
+                    ),
+                    ..failure
+                });
                 failed = true;
-                if name == first {
+                if id == first {
                     break;
                 }
             }
         }
-        self.observer.event(&Progress::PhaseEnd {
+        observer.event(&Progress::PhaseEnd {
             phase: "rotate join token",
         });
         self.message(format!(
@@ -146,9 +162,10 @@ impl Runner<'_> {
             self.inventory.cluster.name,
             if failed { " except the failed hosts" } else { "" }
         ));
-        self.hosts[&first].alive() || {
+        self.hosts[first].alive() || {
             self.skip_rest(&format!(
-                "the first server {first} failed after the token rotation"
+                "the first server {} failed after the token rotation",
+                self.first_name()
             ));
             false
         }
@@ -162,35 +179,37 @@ impl Runner<'_> {
         let Some(token) = self.options.token.clone() else {
             return true;
         };
-        let first = self.first.clone();
-        let running = self.hosts[&first]
-            .facts
-            .as_ref()
-            .is_some_and(|f| f.installed_role() == Some(Role::Server));
+        let first = self.first;
+        let first_name = self.first_name();
+        let running = self.hosts[first].runs_server();
         let writers: Vec<String> = self
-            .order
-            .iter()
-            .filter(|n| {
-                let s = &self.hosts[*n];
-                s.alive()
-                    && matches!(
-                        s.action(),
-                        Action::Install | Action::Reconfigure | Action::Upgrade
-                    )
+            .alive_where(|_, s| {
+                matches!(
+                    s.action(),
+                    Action::Install | Action::Reconfigure | Action::Upgrade
+                )
             })
-            .cloned()
+            .into_iter()
+            .map(|id| self.name(id).to_owned())
             .collect();
         let rotate = self.options.rotate_join_token;
-        if !running || (writers.is_empty() && !rotate) || !self.hosts[&first].alive() {
+        if !running || (writers.is_empty() && !rotate) || !self.hosts[first].alive() {
             return true;
         }
         let request = ExecRequest::new(token_check_script())
             .sudo(true)
             .stdin(token.file_contents().into_bytes());
-        let answer = match self.step(&first, "join token check", request, false).await {
+        let answer = match self
+            .engine
+            .run(first, "join token check", &request, Output::Logged)
+            .await
+        {
             Ok(out) => out.stdout_lossy(),
-            Err(reason) => {
-                self.stop_all(&first, &format!("the join token check failed ({reason})"));
+            Err(failure) => {
+                self.stop_all(Failure {
+                    reason: format!("the join token check failed ({})", failure.reason),
+                    ..failure
+                });
                 return false;
             }
         };
@@ -216,7 +235,10 @@ impl Runner<'_> {
             "ca-differs" => "its CA hash is not this cluster's CA (a token of another cluster)",
             "secret-differs" => "it is not the token the cluster was started with",
             _ => {
-                self.stop_all(&first, "the join token check gave no answer");
+                self.stop_all(Failure::new(
+                    FailureKind::Exited,
+                    "the join token check gave no answer",
+                ));
                 return false;
             }
         };
@@ -227,24 +249,25 @@ impl Runner<'_> {
         };
         let reason = format!(
             "cluster {cluster}: the inventory's join token ({source}) does not match the running \
-             cluster's on {first}: {what}. k3s would refuse it (a server restarted with it exits: \
+             cluster's on {first_name}: {what}. k3s would refuse it (a server restarted with it exits: \
              \"bootstrap data already found and encrypted with different token\"; joins with it are \
              refused), so nothing was changed on {hosts}. Fix: give the cluster's token (the one in \
-             /var/lib/rancher/k3s/server/token on {first}) in {source}, or change the cluster's \
+             /var/lib/rancher/k3s/server/token on {first_name}) in {source}, or change the cluster's \
              token to this one with `edgeops up --rotate-join-token`",
             cluster = self.inventory.cluster.name,
             hosts = writers.join(", "),
         );
         self.message(reason.clone());
-        self.stop_all(&first, &reason);
+        self.stop_all(Failure::refused(reason));
         false
     }
 
-    /// The first server fails with `reason`; every other host still waiting is skipped.
-    fn stop_all(&mut self, first: &str, reason: &str) {
-        self.state_mut(first).fail(reason.to_owned());
+    /// The first server fails with `failure`; every other host still waiting is skipped.
+    fn stop_all(&mut self, failure: Failure) {
+        self.hosts[self.first].fail(failure);
         self.skip_rest(&format!(
-            "the join token check on {first} stopped the run: nothing was changed"
+            "the join token check on {} stopped the run: nothing was changed",
+            self.first_name()
         ));
     }
 }

@@ -11,16 +11,15 @@ impl Runner<'_> {
             return true;
         };
         let behind: Vec<(String, K3sVersion)> = self
-            .order
+            .hosts
             .iter()
-            .filter_map(|n| {
-                let s = &self.hosts[n];
+            .filter_map(|(_, s)| {
                 if !s.alive() || s.host.role != Role::Server || s.action() != Action::Upgrade {
                     return None;
                 }
                 let from = s.facts.as_ref()?.k3s_version.clone()?;
                 (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
-                    .then(|| (n.clone(), from))
+                    .then(|| (s.host.name.clone(), from))
             })
             .collect();
         let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
@@ -50,8 +49,9 @@ impl Runner<'_> {
             self.inventory.cluster.name
         );
         self.message(text.clone());
-        let first_behind = behind[0].0.clone();
-        self.state_mut(&first_behind).fail(text);
+        if let Some(id) = self.engine.id_of(&behind[0].0) {
+            self.hosts[id].fail(Failure::refused(text));
+        }
         self.skip_rest("refused: the pinned version skips a minor (see the note)");
         false
     }

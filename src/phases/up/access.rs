@@ -2,8 +2,10 @@
 //! the API endpoint, merge) and `edgeops status` (facts, services, nodes, GitLab charts).
 
 use super::*;
+use crate::engine::last_lines;
 use crate::k3s::install::{api_endpoint, server_url};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
+use std::path::PathBuf;
 
 /// Rewrite the k3s kubeconfig for the API endpoint and merge it into `target` (0600). Writes
 /// only when the merged file differs. Returns whether it wrote.
@@ -107,7 +109,8 @@ pub async fn fetch_kubeconfig(
 }
 
 /// `edgeops status`: facts of every host and the node table from the first server. Changes
-/// nothing.
+/// nothing: facts (the first server's carrying the node list), the nodes and quorum, the
+/// GitLab charts.
 pub async fn status(
     inventory: &Inventory,
     hosts: Vec<Host>,
@@ -116,121 +119,139 @@ pub async fn status(
     fleet_settings: FleetSettings,
     observer: Arc<dyn Observer>,
 ) -> anyhow::Result<RunReport> {
-    let options = UpOptions {
-        mode: Mode::Plan,
-        ready_timeout: Duration::ZERO,
-        kubeconfig: None,
-        lock_stale_after: Duration::ZERO,
-        fleet: fleet_settings,
-        token: None,
-        reboot: Reboot::Never,
-        gitlab: None,
-        rotate_join_token: false,
-    };
     let log = RunLog::disabled(Default::default());
-    let mut runner =
-        Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    // The first server's facts and node list in one exec (with sudo, for the admin kubeconfig).
-    let first = runner.first.clone();
-    let first_facts = FirstFacts {
-        host: first.clone(),
-        script: fold::facts_with_nodes(&facts::script()),
-        with_lock: false,
-        reply: Mutex::new(None),
-    };
-    runner.gather(Some(&first_facts)).await;
-    let mut nodes_read = None;
-    if let Some(Ok(out)) = first_facts
-        .reply
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-    {
+    let options = UpOptions::read_only(fleet_settings);
+    let runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    status_on(runner).await
+}
+
+/// The phases of `status` over a connected run state; the sessions closed at the end.
+pub(super) async fn status_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
+    let cancel = runner.engine.cancel().clone();
+    let result = status_phases()
+        .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
+        .await;
+    runner.engine.close().await;
+    result?;
+    Ok(runner.status_report())
+}
+
+/// `status`, in order: it changes nothing.
+fn status_phases<'i>() -> Manager<Runner<'i>> {
+    Manager::new(false)
+        .then(phases::StatusFacts)
+        .then(phases::StatusNodes)
+        .then(phases::StatusGitLab)
+}
+
+impl Runner<'_> {
+    /// The facts of every host; the first server's facts and node list in one exec (with sudo,
+    /// for the admin kubeconfig). The node list when it came with them.
+    pub(super) async fn status_facts(&mut self) -> Option<Vec<NodeStatus>> {
+        let first = self.first;
+        let first_facts = FirstFacts {
+            script: fold::facts_with_nodes(&facts::script()),
+            with_lock: false,
+            reply: Mutex::new(None),
+        };
+        self.gather(Some(&first_facts)).await;
+        let Some(Ok(out)) = first_facts
+            .reply
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        else {
+            return None;
+        };
         match fold::split_facts_with_nodes(&out.stdout_lossy()) {
-            Some((_, nodes_text)) => {
-                nodes_read = nodes_text.and_then(|text| nodes::parse_nodes(text).ok());
-            }
+            Some((_, nodes_text)) => nodes_text.and_then(|text| nodes::parse_nodes(text).ok()),
             None => {
                 // sudo refused before the script ran: the facts need no root, so ask again
                 // without it, as `up` would (its preflight then names the sudo problem).
-                let facts = runner
-                    .step(
-                        &first,
-                        "facts",
-                        ExecRequest::new(facts::script()).max_output(facts::MAX_OUTPUT),
-                        false,
-                    )
+                let request = ExecRequest::new(facts::script()).max_output(facts::MAX_OUTPUT);
+                let facts = self
+                    .engine
+                    .run(first, "facts", &request, Output::Logged)
                     .await
                     .and_then(|out| {
-                        facts::bounded(&out).map_err(|e| e.to_string())?;
+                        facts::bounded(&out).map_err(|e| Failure::refused(format!("{e:#}")))?;
                         Ok(Facts::parse(&out.stdout_lossy()))
                     });
-                let state = runner.state_mut(&first);
                 match facts {
-                    Ok(facts) => state.facts = Some(facts),
-                    Err(reason) => state.fail(reason),
+                    Ok(facts) => self.hosts[first].facts = Some(facts),
+                    Err(failure) => self.hosts[first].fail(failure),
                 }
+                None
             }
         }
     }
-    let installed = runner.hosts[&first]
-        .facts
-        .as_ref()
-        .is_some_and(|f| f.installed_role() == Some(Role::Server));
-    if installed {
+
+    /// The node table and the quorum (from the first server), when it runs a k3s server.
+    pub(super) async fn status_nodes(&mut self, nodes_read: Option<Vec<NodeStatus>>) {
+        let first = self.first;
+        let first_name = self.first_name();
+        if !self.hosts[first].runs_server() {
+            self.message(format!(
+                "{first_name} (first server) has no k3s server: no cluster yet"
+            ));
+            return;
+        }
         let observed = match nodes_read {
             Some(observed) => Ok(observed),
             // Not read with the facts: ask on its own, for the reason if it fails again.
-            None => runner
-                .step(
-                    &first,
-                    "nodes",
-                    ExecRequest::new(remote::NODES_COMMAND).sudo(true),
-                    false,
-                )
-                .await
-                .and_then(|out| nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())),
+            None => {
+                let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
+                self.engine
+                    .run(first, "nodes", &request, Output::Logged)
+                    .await
+                    .map_err(|f| f.reason)
+                    .and_then(|out| {
+                        nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())
+                    })
+            }
         };
         match observed {
             Ok(observed) => {
                 let members = crate::k3s::quorum::Members::from_nodes(&observed);
                 if !members.has_quorum() {
-                    runner.message(quorum_lost(inventory, &first, &members.describe()));
+                    self.message(quorum_lost(
+                        self.inventory,
+                        &first_name,
+                        &members.describe(),
+                    ));
                 }
-                runner.nodes = observed
+                self.nodes = observed
                     .iter()
                     .map(|n| NodeRow::from_status(n, Vec::new()))
                     .collect();
             }
             Err(reason) => {
-                runner.message(format!("{first}: cannot list nodes: {reason}"));
+                self.message(format!("{first_name}: cannot list nodes: {reason}"));
                 if reason.contains("etcdserver") {
-                    runner.message(quorum_lost(inventory, &first, "see the servers above"));
+                    self.message(quorum_lost(
+                        self.inventory,
+                        &first_name,
+                        "see the servers above",
+                    ));
                 }
             }
         }
-    } else {
-        runner.message(format!(
-            "{first} (first server) has no k3s server: no cluster yet"
-        ));
     }
-    runner.gitlab_phase(GitLabStep::Status).await;
-    runner.fleet.close_all().await;
-    let facts: HashMap<String, Facts> = runner
-        .hosts
-        .values()
-        .filter_map(|s| Some((s.host.name.clone(), s.facts.clone()?)))
-        .collect();
-    let mut report = runner.report();
-    for host in &mut report.hosts {
-        host.facts = facts.get(&host.host).cloned();
-        if host.status == Status::Unchanged {
-            host.result = match facts.get(&host.host).and_then(|f| f.services.first()) {
-                Some(s) => format!("{} {}", s.unit, s.state),
-                None => "no k3s".to_owned(),
-            };
+
+    /// The report of `status`: each host's facts, and its k3s service as the result.
+    fn status_report(self) -> RunReport {
+        let facts: Vec<Option<Facts>> = self.hosts.iter().map(|(_, s)| s.facts.clone()).collect();
+        let mut report = self.report();
+        for (host, facts) in report.hosts.iter_mut().zip(facts) {
+            if host.status == Status::Unchanged {
+                host.result = match facts.as_ref().and_then(|f| f.services.first()) {
+                    Some(s) => format!("{} {}", s.unit, s.state),
+                    None => "no k3s".to_owned(),
+                };
+            }
+            host.facts = facts;
         }
+        report
     }
-    Ok(report)
 }
 
 /// `status`'s diagnosis of an embedded etcd that lost its quorum, with the recovery k3s

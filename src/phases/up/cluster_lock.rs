@@ -14,7 +14,6 @@ impl Runner<'_> {
     /// lock or the lock could not be taken.
     pub(super) async fn facts_and_lock(&mut self) -> anyhow::Result<()> {
         let lock = FirstFacts {
-            host: self.first.clone(),
             script: fold::facts_with_lock(
                 &facts::script(),
                 &self.lock_owner(),
@@ -29,7 +28,7 @@ impl Runner<'_> {
                 let answer = fold::split_facts_with_lock(&out.stdout_lossy()).0;
                 self.lock_answered(out, answer)
             }
-            Some(Err(())) if self.fleet.context().cancel.is_cancelled() => {
+            Some(Err(())) if self.engine.is_cancelled() => {
                 // Ctrl-C during the exec: the lock may be taken without the answer having
                 // come back. The release only removes a lock of this run, so try it.
                 self.locked = true;
@@ -43,12 +42,18 @@ impl Runner<'_> {
     /// Take the lock in a round trip of its own: only after the first server rebooted (the
     /// lock is on tmpfs), when there is no other command to fold it into.
     pub(super) async fn lock(&mut self) -> anyhow::Result<()> {
-        let first = self.first.clone();
+        let first = self.first_name();
         let script = remote::lock_acquire_script(&self.lock_owner(), self.options.lock_stale_after);
         let out = self
-            .exec_logged(&first, "lock", &ExecRequest::new(script).sudo(true), false)
+            .engine
+            .exec(
+                self.first,
+                "lock",
+                &ExecRequest::new(script).sudo(true),
+                Output::Logged,
+            )
             .await
-            .map_err(|reason| anyhow::anyhow!("{first}: cannot take the up lock: {reason}"))?;
+            .map_err(|failure| anyhow::anyhow!("{first}: cannot take the up lock: {failure}"))?;
         let answer = remote::parse_lock_answer(&out.stdout_lossy());
         self.lock_answered(out, answer)
     }
@@ -59,7 +64,7 @@ impl Runner<'_> {
         out: ExecOutput,
         answer: Option<LockAnswer>,
     ) -> anyhow::Result<()> {
-        let first = self.first.clone();
+        let first = self.first_name();
         match answer {
             Some(answer) => {
                 let note = crate::phases::lock::settle(
@@ -78,23 +83,30 @@ impl Runner<'_> {
                 // The script never got to the lock (sudo refused, most often): as before the
                 // fold, the run stops here.
                 let reason = self
-                    .exit_checked("lock", out, false)
+                    .engine
+                    .checked("lock", out, Output::Logged)
                     .err()
-                    .unwrap_or_else(|| "the lock script gave no answer".to_owned());
+                    .map_or_else(|| "the lock script gave no answer".to_owned(), |f| f.reason);
                 anyhow::bail!("{first}: cannot take the up lock: {reason}")
             }
         }
     }
 
+    /// Release the lock when this run still holds it (also after a failure or Ctrl-C: the
+    /// release only removes a lock of this run).
     pub(super) async fn release_lock(&mut self) {
         if !self.locked {
             return;
         }
-        let first = self.first.clone();
+        let first = self.first_name();
         let request = crate::phases::lock::release_request(&self.run_id);
-        if let Err(reason) = self.step(&first, "unlock", request, false).await {
+        if let Err(failure) = self
+            .engine
+            .run(self.first, "unlock", &request, Output::Logged)
+            .await
+        {
             self.message(format!(
-                "{first}: could not release the up lock ({reason}); it expires after {} (or: edgeops unlock INVENTORY)",
+                "{first}: could not release the up lock ({failure}); it expires after {} (or: edgeops unlock INVENTORY)",
                 humantime::format_duration(self.options.lock_stale_after)
             ));
         }

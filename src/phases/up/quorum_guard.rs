@@ -10,42 +10,38 @@ impl Runner<'_> {
         if !self.inventory.cluster.ha {
             return true;
         }
-        let restarting: Vec<(String, String)> = self
-            .order
-            .iter()
-            .filter(|n| {
-                let s = &self.hosts[*n];
-                s.alive()
-                    && s.host.role == Role::Server
-                    && s.facts
-                        .as_ref()
-                        .is_some_and(|f| f.installed_role() == Some(Role::Server))
+        let restarting: Vec<(HostId, String)> = self
+            .alive_where(|_, s| {
+                s.host.role == Role::Server
+                    && s.runs_server()
                     && matches!(
                         s.action(),
                         Action::Reconfigure | Action::Upgrade | Action::Restart
                     )
             })
-            .map(|n| (n.clone(), self.hosts[n].host.node_name.clone()))
+            .into_iter()
+            .map(|id| (id, self.hosts[id].host.node_name.clone()))
             .collect();
         if restarting.is_empty() {
             return true;
         }
-        let first = self.first.clone();
+        let first = self.first;
         let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
         let members = match self
-            .step(&first, "etcd members (node list)", request, false)
+            .engine
+            .run(first, "etcd members (node list)", &request, Output::Logged)
             .await
         {
             Ok(out) => match nodes::parse_nodes(&out.stdout_lossy()) {
                 Ok(list) => crate::k3s::quorum::Members::from_nodes(&list),
                 Err(e) => {
-                    self.refuse_for_quorum(&first, &format!("cannot read the etcd members: {e}"));
+                    self.refuse_for_quorum(first, &format!("cannot read the etcd members: {e}"));
                     return false;
                 }
             },
             Err(reason) => {
                 self.refuse_for_quorum(
-                    &first,
+                    first,
                     &format!(
                         "cannot read the etcd members ({reason}); if the cluster lost its quorum, \
                          `edgeops status` names the recovery"
@@ -54,14 +50,15 @@ impl Runner<'_> {
                 return false;
             }
         };
-        for (host, node) in restarting {
+        for (id, node) in restarting {
+            let host = self.name(id).to_owned();
             if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
                 let why = why
                     .strip_prefix(&format!("removing {node} "))
                     .unwrap_or(&why)
                     .to_owned();
                 self.refuse_for_quorum(
-                    &host,
+                    id,
                     &format!(
                         "restarting server {host} {why}; nothing was changed: bring the down \
                          servers back, or take them out with `edgeops reset --limit`"
@@ -73,10 +70,10 @@ impl Runner<'_> {
         true
     }
 
-    fn refuse_for_quorum(&mut self, host: &str, reason: &str) {
+    fn refuse_for_quorum(&mut self, id: HostId, reason: &str) {
         let text = format!("cluster {}: {reason}", self.inventory.cluster.name);
         self.message(text.clone());
-        self.state_mut(host).fail(text);
+        self.hosts[id].fail(Failure::refused(text));
         self.skip_rest("refused: the embedded etcd would lose its quorum (see the note)");
     }
 }

@@ -1,0 +1,128 @@
+//! `up`, `plan` and `status` over one fleet: the phase order (this file), the run state
+//! (`state`), and a [`RunReport`] at the end. One failing host never hides the others; a dead
+//! first server stops only what depends on it. `plan` is the same list through the manager's
+//! dry-run gate: every phase that changes a host is planned, not applied.
+//!
+//! - `options`: what a run is asked to do, and the named limits of its steps.
+//! - `state`: the run state (engine, per-host state by `HostId`), shared steps, the report.
+//! - `phases`: the phases (title, pure selection, apply); `survey`: facts, preflight, version,
+//!   decisions; `cluster_lock`: the lock on the first server, taken and released inside other
+//!   round trips; `skew_guard`, `token_guard`, `quorum_guard`: refusals before any change;
+//!   `prepare`: Raspberry Pi cgroups and air-gap delivery; `install`: first server, API,
+//!   servers, agents, kubeconfig; `verify`: nodes Ready; `gitlab_step`: the GitLab phase.
+//! - `access`: `kubeconfig` and `status`, the read-only uses of a connected fleet.
+
+mod access;
+mod cluster_lock;
+mod gitlab_step;
+mod install;
+mod options;
+mod phases;
+mod prepare;
+mod quorum_guard;
+mod skew_guard;
+mod state;
+mod survey;
+mod token_guard;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use access::merge_kubeconfig;
+pub use access::{fetch_kubeconfig, status};
+pub use options::{KubeconfigTarget, Mode, Reboot, UpOptions};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+
+use crate::engine::runlog::RunLog;
+use crate::engine::{Engine, Failure, FailureKind, FleetEvents, HostId, Manager, Output, PerHost};
+use crate::fleet::{Fleet, FleetSettings};
+use crate::inventory::{Host, Inventory, Role};
+use crate::k3s::airgap as k3s_airgap;
+use crate::k3s::install::{InstallSpec, Join, first_server};
+use crate::k3s::nodes::{self, NodeStatus};
+use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
+use crate::render::renderer_for;
+use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
+
+use super::airgap;
+use super::decide::{Action, Decision, decide};
+use super::facts::{self, Facts};
+use super::fold;
+use super::gitlab::{self as gitlab_phase, GitLabReport, LockRelease, PhaseContext};
+use super::join;
+use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
+use super::preflight;
+use super::remote::{self, ApiRead, LockAnswer};
+use super::{Observer, Progress};
+use gitlab_step::GitLabStep;
+use options::{
+    AIRGAP_UPLOADS, API_WAIT, BOOT_CHECK_TIMEOUT, CHANNEL_TIMEOUT, POLL_EVERY, REBOOT_WAIT,
+};
+use state::Runner;
+use survey::FirstFacts;
+
+/// The step that waits for the first server's API and reads from it.
+const API_TITLE: &str = "wait for the API";
+
+/// `up` (and `plan`, through the dry-run gate), in order.
+fn up_phases<'i>(mode: Mode) -> Manager<Runner<'i>> {
+    Manager::new(mode == Mode::Plan)
+        .then(phases::GatherFacts)
+        .then(phases::Preflight)
+        .then(phases::SudoCheck)
+        .then(phases::FirstServerGate)
+        .then(phases::ResolveVersion)
+        .then(phases::Decide)
+        .then(phases::SkewGuard)
+        .then(phases::TokenGuard)
+        .then(phases::QuorumGuard)
+        .then(phases::PiCgroups)
+        .then(phases::Airgap)
+        .then(phases::FirstServer)
+        .then(phases::ReadApi)
+        .then(phases::Servers)
+        .then(phases::Agents)
+        .then(phases::MergeKubeconfig)
+        .then(phases::Verify)
+        .then(phases::MarkPlanned)
+        .then(phases::GitLab)
+}
+
+/// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`
+/// left it out, since everything depends on it).
+pub async fn run(
+    inventory: &Inventory,
+    hosts: Vec<Host>,
+    targets: Vec<ConnectOptions>,
+    ctx: SshContext,
+    options: UpOptions,
+    observer: Arc<dyn Observer>,
+    log: RunLog,
+) -> anyhow::Result<RunReport> {
+    let runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
+    run_on(runner).await
+}
+
+/// The phases of `up` / `plan` over a connected run state, the lock released and the sessions
+/// closed whatever happened.
+async fn run_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
+    let manager = up_phases(runner.options.mode);
+    let cancel = runner.engine.cancel().clone();
+    let result = manager
+        .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
+        .await;
+    if runner.engine.is_cancelled() {
+        runner.cancel_unfinished();
+    }
+    runner.release_lock().await;
+    runner.engine.close().await;
+    result?;
+    Ok(runner.report())
+}

@@ -1,0 +1,303 @@
+//! The phases of `up` and `plan`, each a title, a pure selection of hosts from the run state and
+//! an apply step calling the run state's methods. `mod.rs` lists their order.
+
+use super::*;
+use crate::engine::{Flow, Phase};
+
+/// One phase: `select` is pure (the run state alone); `apply` gets the selection. `changes`:
+/// whether a dry run (`plan`) plans it instead of applying it.
+macro_rules! phase {
+    ($(#[$doc:meta])* $name:ident, $title:literal, changes: $changes:literal,
+     select: |$cx:ident| $select:expr,
+     apply: |$acx:ident, $hosts:ident| $apply:expr) => {
+        $(#[$doc])*
+        pub(super) struct $name;
+
+        impl<'i> Phase<Runner<'i>> for $name {
+            fn title(&self) -> &'static str {
+                $title
+            }
+
+            fn changes(&self) -> bool {
+                $changes
+            }
+
+            fn select(&self, $cx: &Runner<'i>) -> Vec<HostId> {
+                $select
+            }
+
+            fn apply<'a>(
+                &'a self,
+                $acx: &'a mut Runner<'i>,
+                $hosts: &'a [HostId],
+            ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+                Box::pin(async move { $apply })
+            }
+        }
+    };
+}
+
+/// Every host of the run, in inventory order.
+fn all(cx: &Runner<'_>) -> Vec<HostId> {
+    cx.engine.ids().collect()
+}
+
+/// The first server (what the guards, its install and the API read act on).
+fn first(cx: &Runner<'_>) -> Vec<HostId> {
+    vec![cx.first]
+}
+
+phase!(
+    /// One facts round trip per host; on `up` the first server's also takes the lock.
+    GatherFacts, "facts", changes: false,
+    select: |cx| all(cx),
+    apply: |cx, _hosts| {
+        if cx.options.mode == Mode::Up {
+            cx.facts_and_lock().await?;
+        } else {
+            cx.gather(None).await;
+        }
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// Refusals and warnings from the facts.
+    Preflight, "preflight", changes: false,
+    select: |cx| cx.alive_where(|_, s| s.facts.is_some()),
+    apply: |cx, _hosts| {
+        cx.preflight();
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `sudo = "password"` hosts prove their password before any secret is sent.
+    SudoCheck, "sudo check", changes: false,
+    select: |cx| cx.password_sudo_hosts(),
+    apply: |cx, hosts| {
+        cx.sudo_preflight(hosts).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// A first server that is unreachable or refused stops everything else.
+    FirstServerGate, "first server alive", changes: false,
+    select: |cx| vec![cx.first],
+    apply: |cx, _hosts| {
+        if cx.hosts[cx.first].alive() {
+            return Ok(Flow::Continue);
+        }
+        cx.first_server_lost("failed");
+        Ok(Flow::Stop("the first server failed".to_owned()))
+    }
+);
+
+phase!(
+    /// One version for every node: pinned, running on the first server, or the channel's.
+    ResolveVersion, "resolve", changes: false,
+    select: |cx| vec![cx.first],
+    apply: |cx, _hosts| {
+        cx.resolve_version().await?;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// Each live host's action from its facts (the idempotency rule).
+    Decide, "decide", changes: false,
+    select: |cx| cx.alive_where(|_, _| true),
+    apply: |cx, _hosts| {
+        cx.decide_all();
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `plan`, after the dry-run gate planned every changing phase: what `up` would do on
+    /// each host still in the run (and where an air-gapped release would come from).
+    MarkPlanned, "plan", changes: false,
+    select: |cx| if cx.options.mode == Mode::Plan { cx.alive_where(|_, _| true) } else { Vec::new() },
+    apply: |cx, hosts| {
+        cx.plan_airgap();
+        for &id in hosts {
+            cx.hosts[id].status = Some(Status::Planned);
+        }
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// Servers go up one minor at a time: a pin that skips one is refused before any change.
+    SkewGuard, "minor steps", changes: true,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        Ok(if cx.minor_steps_allowed().await {
+            Flow::Continue
+        } else {
+            Flow::Stop("the pinned version skips a minor".to_owned())
+        })
+    }
+);
+
+phase!(
+    /// The inventory's join token must be the running cluster's (or `--rotate-join-token`).
+    TokenGuard, "join token", changes: true,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        Ok(if cx.join_token_matches().await {
+            Flow::Continue
+        } else {
+            Flow::Stop("the join token check stopped the run".to_owned())
+        })
+    }
+);
+
+phase!(
+    /// Restarting servers must not cost the embedded etcd its quorum.
+    QuorumGuard, "quorum", changes: true,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        Ok(if cx.quorum_allows_restarts().await {
+            Flow::Continue
+        } else {
+            Flow::Stop("the embedded etcd would lose its quorum".to_owned())
+        })
+    }
+);
+
+phase!(
+    /// Raspberry Pis: the memory cgroup flags in cmdline.txt, reboot, reconnect.
+    PiCgroups, "pi cgroups", changes: true,
+    select: |cx| cx.pis_needing_cgroup(),
+    apply: |cx, hosts| {
+        cx.pi_cgroups(hosts).await?;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// Air-gapped sites: the release checked on the workstation, delivered where missing.
+    Airgap, "upload", changes: true,
+    select: |cx| cx.airgap_hosts(),
+    apply: |cx, hosts| {
+        cx.airgap(hosts).await?;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// The first server before anyone else (its install and the API read in one exec).
+    FirstServer, "first server", changes: true,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        if !cx.hosts[cx.first].alive() {
+            cx.first_server_lost("failed");
+            return Ok(Flow::Stop("the first server failed".to_owned()));
+        }
+        if !cx.hosts[cx.first].action().changes() || cx.first_server().await {
+            Ok(Flow::Continue)
+        } else {
+            Ok(Flow::Stop("the first server failed".to_owned()))
+        }
+    }
+);
+
+phase!(
+    /// The first server's API: the join token and kubeconfig (unless read with its install).
+    ReadApi, "api", changes: true,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        Ok(if cx.read_from_api().await {
+            Flow::Continue
+        } else {
+            Flow::Stop("the first server's API did not come up".to_owned())
+        })
+    }
+);
+
+phase!(
+    /// The other servers, one at a time.
+    Servers, "servers", changes: true,
+    select: |cx| cx.joining_servers(),
+    apply: |cx, hosts| {
+        cx.other_servers(hosts).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// The agents, in one window.
+    Agents, "agents", changes: true,
+    select: |cx| cx.joining_agents(),
+    apply: |cx, hosts| {
+        cx.agents(hosts).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// The cluster's kubeconfig merged into the user's (a workstation file).
+    MergeKubeconfig, "kubeconfig", changes: true,
+    select: |cx| if cx.kubeconfig_text.is_some() { vec![cx.first] } else { Vec::new() },
+    apply: |cx, _hosts| {
+        cx.merge_kubeconfig();
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// Every node Ready as the inventory says, or `--ready-timeout`.
+    Verify, "verify", changes: true,
+    select: |cx| cx.to_verify(),
+    apply: |cx, hosts| {
+        cx.verify(hosts).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `[gitlab]`: the agent and runner charts on the first server (`plan`: what it would do).
+    GitLab, "gitlab", changes: false,
+    select: |cx| if cx.inventory.gitlab.is_some() { vec![cx.first] } else { Vec::new() },
+    apply: |cx, _hosts| {
+        let step = match cx.options.mode {
+            Mode::Up => GitLabStep::Up,
+            Mode::Plan => GitLabStep::Plan,
+        };
+        cx.gitlab_phase(step).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `status`: every host's facts; the first server's with its node list, in one exec.
+    StatusFacts, "facts", changes: false,
+    select: |cx| all(cx),
+    apply: |cx, _hosts| {
+        cx.status_nodes = cx.status_facts().await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `status`: the node table and the embedded etcd's quorum, from the first server.
+    StatusNodes, "nodes", changes: false,
+    select: |cx| first(cx),
+    apply: |cx, _hosts| {
+        let read = cx.status_nodes.take();
+        cx.status_nodes(read).await;
+        Ok(Flow::Continue)
+    }
+);
+
+phase!(
+    /// `status`: the GitLab charts, when the inventory has `[gitlab]`.
+    StatusGitLab, "gitlab", changes: false,
+    select: |cx| if cx.inventory.gitlab.is_some() { first(cx) } else { Vec::new() },
+    apply: |cx, _hosts| {
+        cx.gitlab_phase(GitLabStep::Status).await;
+        Ok(Flow::Continue)
+    }
+);

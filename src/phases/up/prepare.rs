@@ -1,0 +1,284 @@
+//! `up`'s preparation of hosts before k3s installs: the Raspberry Pi memory cgroup (edit
+//! cmdline.txt, reboot, reconnect) and, on air-gapped sites, the release fetched once on the
+//! workstation and delivered to the hosts that lack it.
+
+use super::*;
+
+impl Runner<'_> {
+    /// The live hosts whose Raspberry Pi boot needs the memory cgroup flags.
+    pub(super) fn pis_needing_cgroup(&self) -> Vec<HostId> {
+        self.alive_where(|_, s| s.facts.as_ref().is_some_and(Facts::pi_needs_cgroup))
+    }
+
+    /// Raspberry Pis without the memory cgroup: add the flags to cmdline.txt, reboot, wait for
+    /// the new boot (a new boot id) on the same session, reconnected, within [`REBOOT_WAIT`].
+    /// All at once unless `--serial`; with `--no-reboot` such hosts fail with the reason instead.
+    pub(super) async fn pi_cgroups(&mut self, pis: &[HostId]) -> anyhow::Result<()> {
+        if self.options.reboot == Reboot::Never {
+            for &id in pis {
+                let state = &mut self.hosts[id];
+                let file = state
+                    .facts
+                    .as_ref()
+                    .and_then(|f| f.cmdline_file.clone())
+                    .unwrap_or_default();
+                state.fail(Failure::refused(format!(
+                    "Raspberry Pi without the memory cgroup: add `cgroup_memory=1 cgroup_enable=memory` \
+                     to {file} and reboot (--no-reboot was given)"
+                )));
+            }
+            return Ok(());
+        }
+        let width = match self.options.reboot {
+            Reboot::Serial => 1,
+            _ => self.engine.settings().concurrency,
+        };
+        let this = &*self;
+        let results = this
+            .engine
+            .each_noting(
+                "pi cgroups",
+                pis,
+                width,
+                |id| this.enable_cgroup_and_reboot(id),
+                |_, _| "memory cgroup enabled, rebooted".to_owned(),
+            )
+            .await;
+        let mut first_rebooted = false;
+        for (id, result) in results {
+            match result {
+                Ok(()) => first_rebooted |= id == self.first,
+                Err(failure) => self.hosts[id].fail(failure),
+            }
+        }
+        // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
+        if first_rebooted && self.locked {
+            self.locked = false;
+            self.lock().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn enable_cgroup_and_reboot(&self, id: HostId) -> Result<(), Failure> {
+        let Some(facts) = self.hosts[id].facts.as_ref() else {
+            return Err(Failure::refused("no facts"));
+        };
+        let file = facts.cmdline_file.clone().unwrap_or_default();
+        let old_boot = facts.boot_id.clone();
+        let script = remote::pi_cgroup_script(&file);
+        self.engine
+            .run(
+                id,
+                "enable the memory cgroup",
+                &ExecRequest::new(script).sudo(true),
+                Output::Logged,
+            )
+            .await?;
+        let Some(remote) = self.engine.remote(id) else {
+            return Err(Failure::new(FailureKind::Unreachable, "no SSH session"));
+        };
+        let name = self.engine.name(id);
+        let deadline = Instant::now() + REBOOT_WAIT;
+        let mut last_error = String::from("no answer");
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Some(session) = remote.session()
+                && session.is_closed()
+                && let Err(e) = session.reconnect(deadline - Instant::now()).await
+            {
+                last_error = e.to_string();
+                continue;
+            }
+            // The boot id and, in the same exec, whether the memory controller is now on.
+            let request = ExecRequest::new(format!(
+                "{}; {}",
+                remote::BOOT_ID_COMMAND,
+                crate::phases::pi_memory::MEMORY_CHECK
+            ))
+            .timeout(BOOT_CHECK_TIMEOUT);
+            match remote.exec(&request).await {
+                Ok(out) if out.success() => {
+                    let stdout = out.stdout_lossy();
+                    let boot = stdout.lines().next().unwrap_or("").trim().to_owned();
+                    if !boot.is_empty() && boot != old_boot {
+                        self.engine.log().write(
+                            name,
+                            "rebooted",
+                            &format!("new boot id {boot}\n{stdout}"),
+                        );
+                        if !crate::phases::pi_memory::memory_on(&stdout) {
+                            return Err(Failure::refused(
+                                crate::phases::pi_memory::still_off_reason(&file),
+                            ));
+                        }
+                        return Ok(());
+                    }
+                }
+                Ok(out) => last_error = format!("boot id check: {}", out.exit),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(Failure::new(
+            FailureKind::TimedOut,
+            format!(
+                "rebooted for the memory cgroup but did not come back within {} ({last_error})",
+                humantime::format_duration(REBOOT_WAIT)
+            ),
+        ))
+    }
+
+    /// `plan` on an air-gapped cluster: say where the release would come from, reading only the
+    /// workstation's cache (no download, no host touched).
+    pub(super) fn plan_airgap(&mut self) {
+        let Some(version) = self.version.clone() else {
+            return;
+        };
+        let names = self.airgap_hosts();
+        if names.is_empty() {
+            return;
+        }
+        let (origin, dir) = match &self.inventory.cluster.artifacts_dir {
+            Some(dir) => (
+                format!("artifacts_dir {}", dir.display()),
+                Some(dir.clone()),
+            ),
+            None => match k3s_airgap::cache_root() {
+                Ok(root) => {
+                    let dir = root.join(version.to_string());
+                    (format!("cache {}", dir.display()), Some(dir))
+                }
+                Err(e) => (format!("no cache folder: {e}"), None),
+            },
+        };
+        let arches: Vec<(K3sArch, bool)> = self
+            .airgap_arches(&names)
+            .into_iter()
+            .map(|arch| {
+                let cached = dir.as_ref().is_some_and(|d| {
+                    d.join(arch.binary_asset()).is_file() && d.join(arch.checksum_asset()).is_file()
+                });
+                (arch, cached)
+            })
+            .collect();
+        let note = airgap::plan_note(&version.to_string(), names.len(), &origin, &arches);
+        self.message(note);
+    }
+
+    /// Live hosts that will run the installer (and so need the release on an air-gapped site).
+    pub(super) fn airgap_hosts(&self) -> Vec<HostId> {
+        if !self.inventory.cluster.airgap || self.version.is_none() {
+            return Vec::new();
+        }
+        self.alive_where(|_, s| {
+            matches!(
+                s.action(),
+                Action::Install | Action::Reconfigure | Action::Upgrade
+            )
+        })
+    }
+
+    /// The architectures of `hosts`, each once, in host order.
+    pub(super) fn airgap_arches(&self, hosts: &[HostId]) -> Vec<K3sArch> {
+        let mut arches = Vec::new();
+        for &id in hosts {
+            if let Some(arch) = self.hosts[id].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
+        }
+        arches
+    }
+
+    /// Air-gapped clusters: fetch and verify the release once on the workstation (any mismatch
+    /// stops the run before anything is installed), then give each host that installs what it
+    /// lacks, verified on the host (`phases::airgap`). Checks at full width; at most
+    /// [`AIRGAP_UPLOADS`] uploads at once (each holds a file in memory).
+    pub(super) async fn airgap(&mut self, hosts: &[HostId]) -> anyhow::Result<()> {
+        let Some(version) = self.version.clone() else {
+            return Ok(());
+        };
+        let arches = self.airgap_arches(hosts);
+        let observer = self.engine.observer().clone();
+        observer.event(&Progress::PhaseStart {
+            phase: "artifacts",
+            hosts: 0,
+        });
+        let sources = k3s_airgap::Sources::from_cluster(&self.inventory.cluster)?;
+        let artifacts = k3s_airgap::prepare(&sources, &version, &arches)
+            .await
+            .context("air-gap artifacts")?;
+        observer.event(&Progress::PhaseEnd { phase: "artifacts" });
+        if !artifacts.downloaded.is_empty() {
+            self.message(format!(
+                "downloaded {} into {}",
+                artifacts.downloaded.join(", "),
+                artifacts.origin
+            ));
+        }
+        let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
+        let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
+        let results = this
+            .engine
+            .each_noting(
+                "upload",
+                hosts,
+                this.engine.settings().concurrency,
+                |id| this.deliver(id, artifacts, uploads),
+                |_, n| match n {
+                    0 => "artifacts already there".to_owned(),
+                    n => format!("{n} files uploaded and verified"),
+                },
+            )
+            .await;
+        for (id, result) in results {
+            if let Err(failure) = result {
+                self.hosts[id].fail(failure);
+            }
+        }
+        Ok(())
+    }
+
+    /// One host: hash what it has (one round trip), upload each missing file. The number of
+    /// files uploaded.
+    pub(super) async fn deliver(
+        &self,
+        id: HostId,
+        artifacts: &k3s_airgap::Artifacts,
+        uploads: &tokio::sync::Semaphore,
+    ) -> Result<usize, Failure> {
+        let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
+        let list = arch
+            .and_then(|arch| airgap::uploads(artifacts, arch))
+            .ok_or_else(|| {
+                Failure::refused("air-gap: no k3s binary prepared for this architecture")
+            })?;
+        let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
+        let out = self
+            .engine
+            .run(id, "air-gap check", &check, Output::Logged)
+            .await?;
+        let missing = airgap::missing(&list, &out.stdout_lossy());
+        for upload in &missing {
+            let _permit = uploads
+                .acquire()
+                .await
+                .map_err(|e| Failure::new(FailureKind::Cancelled, e.to_string()))?;
+            let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
+                Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
+            })?;
+            let request = ExecRequest::new(airgap::put_script(upload))
+                .sudo(true)
+                .stdin(bytes);
+            self.engine
+                .run(
+                    id,
+                    &format!("upload {}", upload.remote),
+                    &request,
+                    Output::Logged,
+                )
+                .await?;
+        }
+        Ok(missing.len())
+    }
+}
