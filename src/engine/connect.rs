@@ -4,34 +4,13 @@
 
 use std::sync::Arc;
 
-use super::observer::{Observer, Progress};
-use crate::fleet::{Event, Fleet, FleetSettings, Reporter};
+use super::events::FleetEvents;
+use super::observer::Observer;
+use crate::fleet::{Fleet, FleetSettings};
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::Engine;
 use super::runlog::RunLog;
-
-/// The fleet's connect events, as the observer's phase events.
-pub struct ObserverReporter(pub Arc<dyn Observer>);
-
-impl Reporter for ObserverReporter {
-    fn event(&self, event: &Event<'_>) {
-        match event {
-            Event::Begin { label, hosts } => self.0.event(&Progress::PhaseStart {
-                phase: label,
-                hosts: *hosts,
-            }),
-            Event::Finished { host, ok } => self.0.event(&Progress::HostDone {
-                phase: "",
-                host,
-                ok: *ok,
-                detail: "",
-            }),
-            Event::End { label } => self.0.event(&Progress::PhaseEnd { phase: label }),
-            Event::Retrying { .. } => {}
-        }
-    }
-}
 
 impl Engine {
     /// Connect to every target (concurrently, with the fleet's retries) and make the engine
@@ -47,7 +26,7 @@ impl Engine {
             targets,
             ctx,
             settings,
-            Arc::new(ObserverReporter(observer.clone())),
+            Arc::new(FleetEvents(observer.clone())),
         )
         .await;
         Engine::from_fleet(fleet, log, observer)
