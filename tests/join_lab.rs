@@ -422,10 +422,24 @@ fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
         text(&status)
     );
 
-    // Both back. Now both leave, one at a time, Node (member) before uninstall: the API still
-    // answers and lab-07 is the one node left.
+    // Both back. As k3s documents for a cluster reset ("back up and delete ${datadir}/server/db
+    // on each peer etcd server and rejoin the nodes"), their old etcd data goes first (here on
+    // the stopped boards' disks): a server that still holds it is no member of the reset
+    // cluster and never becomes ready (k3s logs "this server is a not a member of the etcd
+    // cluster" every 5 s), so its boot would not finish.
+    for host in ["lab-08", "lab-09"] {
+        let db = lab
+            .inner
+            .state_dir()
+            .join("hosts")
+            .join(host)
+            .join("upper/var/lib/rancher/k3s/server/db");
+        std::fs::rename(&db, db.with_file_name("db.before-cluster-reset")).unwrap();
+    }
     lab.knob(&["start", "lab-08"]);
     lab.knob(&["start", "lab-09"]);
+    // Now both leave, one at a time, Node (member) before uninstall: the API still answers and
+    // lab-07 is the one node left.
     wait_for("lab-08 and lab-09 Ready", Duration::from_secs(90), || {
         node_ready(lab, "lab-07", "lab-08") == "True"
             && node_ready(lab, "lab-07", "lab-09") == "True"
