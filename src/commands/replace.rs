@@ -4,7 +4,7 @@
 //! plan), deletes node OLD through the first server, then runs `up --limit NEW` (NEW defaults
 //! to OLD: the same name with the new board's address in the inventory).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -170,16 +170,7 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
 
 /// Ask on the terminal; only `y`/`yes` goes ahead.
 fn confirm(old: &str, new: &str) -> anyhow::Result<bool> {
-    let mut err = std::io::stderr().lock();
-    write!(
-        err,
+    super::prompt::confirm(&format!(
         "Delete node {old} from the cluster and bring {new} in? [y/N] "
-    )?;
-    err.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
     ))
 }

@@ -4,7 +4,7 @@
 //! first server last, then deregister the cluster from GitLab if asked, and report per host
 //! (table or JSON). The work is in `phases::reset`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use secrecy::ExposeSecret;
@@ -281,51 +281,21 @@ fn print_dry_run(global: &GlobalArgs, plan: &ResetPlan) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ask on the terminal. Only `y` or `yes` goes ahead; Ctrl-C or end of input is a no (the
-/// runtime's Ctrl-C handler is installed by now, so the read must race it, not block it).
-/// Any termination signal while the prompt waits (without listeners, SIGTERM would kill the
-/// process before `abort` cleans up).
-async fn interrupted() {
-    match super::interrupt::Interrupts::new() {
-        Ok(mut interrupts) => {
-            interrupts.next().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-}
-
+/// Ask on the terminal. Only `y` or `yes` goes ahead; a termination signal or end of input is
+/// a no.
 fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<bool> {
     let hosts = reset.plan().len();
-    {
-        let mut err = std::io::stderr().lock();
-        write!(
-            err,
+    super::prompt::confirm_or_interrupted(
+        runtime,
+        &format!(
             "Reset {hosts} host(s){}? k3s and its data will be deleted and cannot be restored. [y/N] ",
             if reset.gitlab().is_some() {
                 " and remove the cluster from GitLab"
             } else {
                 ""
             }
-        )?;
-        err.flush()?;
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // A plain thread: left blocked on stdin after Ctrl-C, it does not hold up the exit.
-    std::thread::spawn(move || {
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        let _ = tx.send(answer);
-    });
-    let answer = runtime.block_on(async {
-        tokio::select! {
-            answer = rx => answer.ok(),
-            _ = interrupted() => None,
-        }
-    });
-    if answer.is_none() {
-        eprintln!();
-    }
-    Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+        ),
+    )
 }
 
 /// The RESULT column: `reset`, `already clean`, or `failed` / `skipped` with the failure's kind

@@ -3,7 +3,7 @@
 //! lock, show the plan (which host does what), ask on a terminal as `reset` does (refuse without
 //! one unless `--yes`), then restore (`phases::restore`) and report per host.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs};
@@ -145,43 +145,15 @@ fn print_plan(restore: &Restore, file: &str, sha256: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Any termination signal while the prompt waits counts as a no.
-async fn interrupted() {
-    match super::interrupt::Interrupts::new() {
-        Ok(mut interrupts) => {
-            interrupts.next().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-}
-
 /// Ask on the terminal; only `y` or `yes` goes ahead (as `reset` asks).
 fn confirm(runtime: &tokio::runtime::Runtime, hosts: usize) -> anyhow::Result<bool> {
-    {
-        let mut err = std::io::stderr().lock();
-        write!(
-            err,
+    super::prompt::confirm_or_interrupted(
+        runtime,
+        &format!(
             "Restore {hosts} host(s) from this snapshot? Everything changed in the cluster since \
              the snapshot is lost. [y/N] "
-        )?;
-        err.flush()?;
-    }
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        let _ = tx.send(answer);
-    });
-    let answer = runtime.block_on(async {
-        tokio::select! {
-            answer = rx => answer.ok(),
-            _ = interrupted() => None,
-        }
-    });
-    if answer.is_none() {
-        eprintln!();
-    }
-    Ok(answer.is_some_and(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes")))
+        ),
+    )
 }
 
 fn print_report(global: &GlobalArgs, report: &RestoreReport) -> anyhow::Result<()> {
