@@ -1,6 +1,7 @@
-//! What `up`, `plan`, `status` and the other fleet commands prepare before any host is
-//! touched: the inventory, the selected hosts and how to reach them, a run's options and log
-//! (a missing secret is bad input, exit 2), the Ctrl-C wiring, and the exit code of a run.
+//! What `up`, `plan`, `status`, `upgrade` and the other fleet commands prepare before any host
+//! is touched: the inventory, the selected hosts (or the first server alone) and how to reach
+//! them, a run's options and log (a missing secret is bad input, exit 2), the Ctrl-C wiring, and
+//! the exit code of an `up`/`plan`/`status` run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
