@@ -57,10 +57,6 @@ extern "C" fn teardown() {
     }
 }
 
-fn mirror(lab: &support::Lab) -> String {
-    format!("http://{}:8080", lab.bridge_address())
-}
-
 /// An air-gapped inventory at `version`: the first host the server, the others agents.
 fn inventory(
     lab: &support::Lab,
@@ -70,28 +66,12 @@ fn inventory(
     version: &str,
     cluster_extra: &str,
 ) -> PathBuf {
-    let mirror = mirror(lab);
-    let mut toml = format!(
-        "[cluster]\nname = \"{name}\"\nversion = \"{version}\"\nairgap = true\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-        user = lab.hosts()[0].user,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        let role = if i == 0 { "server" } else { "agent" };
-        toml.push_str(&format!(
-            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-            lab.host(host).address
-        ));
-    }
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(name)
+        .hosts(hosts)
+        .version(version)
+        .airgap()
+        .cluster(cluster_extra)
+        .write(dir)
 }
 
 /// Mirror requests for release downloads of `PINNED` so far (from its request log).

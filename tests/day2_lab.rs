@@ -50,29 +50,11 @@ extern "C" fn teardown() {
 
 /// An inventory: the first host the server, the others agents, then `extra` tables.
 fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str], extra: &str) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let user = &lab.hosts()[0].user;
-    let mut toml = format!(
-        "[cluster]\nname = \"{name}\"\nversion = \"{PINNED}\"\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        let role = if i == 0 { "server" } else { "agent" };
-        toml.push_str(&format!(
-            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-            lab.host(host).address
-        ));
-    }
-    toml.push_str(extra);
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(name)
+        .hosts(hosts)
+        .version(PINNED)
+        .tables(extra)
+        .write(dir)
 }
 
 /// The table line of `host` in `up`/`plan` output.

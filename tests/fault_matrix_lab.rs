@@ -54,28 +54,11 @@ fn row<'a>(out: &'a str, host: &str) -> &'a str {
 
 /// An inventory for cluster `name` in `dir`: the first host the server, the rest agents.
 fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str], extra: &str) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let mut toml = format!(
-        "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n{extra}\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\nconnect_timeout = \"3s\"\n",
-        user = lab.hosts()[0].user,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        let role = if i == 0 { "server" } else { "agent" };
-        toml.push_str(&format!(
-            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-            lab.host(host).address
-        ));
-    }
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(name)
+        .hosts(hosts)
+        .cluster(extra)
+        .ssh("connect_timeout = \"3s\"")
+        .write(dir)
 }
 
 fn spawn(edgeops: &Edgeops, args: &[&str]) -> Child {

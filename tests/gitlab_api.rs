@@ -7,9 +7,9 @@ mod gitlab_double;
 use std::time::Duration;
 
 use edgeops::gitlab::{
-    ClientOptions, DeregisterRequest, ExistingTokens, FileChange, GitLabClient, GitLabError,
-    Outcome, ProjectRef, RegisterRequest, Registration, Removal, RunnerScope, RunnerSpec,
-    TokenSource,
+    ClientOptions, DeregisterRequest, ExistingTokens, FileChange, FileCommit, GitLabClient,
+    GitLabError, Outcome, ProjectRef, RegisterRequest, Registration, Removal, RunnerScope,
+    RunnerSpec, TokenSource,
 };
 use gitlab_double::{Fault, GitLabDouble, Role};
 use secrecy::{ExposeSecret, SecretString};
@@ -370,7 +370,13 @@ async fn unchanged_file_makes_no_commit() {
         let project = project.clone();
         async move {
             client
-                .put_file_if_changed(&project, CONFIG_PATH, "main", content, "edgeops: config")
+                .put_file_if_changed(&FileCommit {
+                    project: &project,
+                    path: CONFIG_PATH,
+                    branch: "main",
+                    content,
+                    message: "edgeops: config",
+                })
                 .await
                 .expect("put file")
         }

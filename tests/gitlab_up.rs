@@ -31,31 +31,18 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The lab's first host the server, the second an agent, `[gitlab]` with a project runner.
 fn inventory(lab: &support::Lab, dir: &Path, gitlab_url: &str) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
     let hosts = lab.hosts();
-    let toml = format!(
-        "[cluster]\nname = \"{CLUSTER}\"\nchannel = \"stable\"\ndisable = [\"traefik\"]\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n\n\
-         [[hosts]]\nname = \"{s}\"\naddress = \"{sa}\"\nrole = \"server\"\n\n\
-         [[hosts]]\nname = \"{a}\"\naddress = \"{aa}\"\nrole = \"agent\"\n\n\
-         [gitlab]\nurl = \"{gitlab_url}\"\nproject = \"{PROJECT}\"\ntoken_env = \"{TOKEN_ENV}\"\n\n\
-         [gitlab.runner]\ntype = \"project\"\ntags = [\"k3s\", \"lab\"]\n",
-        user = hosts[0].user,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-        s = hosts[0].name,
-        sa = hosts[0].address,
-        a = hosts[1].name,
-        aa = hosts[1].address,
-    );
-    let path = dir.join("gitlab.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(CLUSTER)
+        .hosts(&[&hosts[0].name, &hosts[1].name])
+        .cluster("disable = [\"traefik\"]")
+        .tables(&format!(
+            "[gitlab]\nurl = \"{gitlab_url}\"\nproject = \"{PROJECT}\"\ntoken_env = \"{TOKEN_ENV}\"\n\n\
+             [gitlab.runner]\ntype = \"project\"\ntags = [\"k3s\", \"lab\"]\n"
+        ))
+        .file_name("gitlab.toml")
+        .write(dir)
 }
 
 /// `METHOD path` of every request that changes something in GitLab.

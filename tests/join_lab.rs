@@ -5,8 +5,6 @@
 //! The tests share one small lab (id from `tests/support`) on disjoint hosts, each its own
 //! cluster. What changed or kept running is checked on the hosts, never only in the output.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,8 +17,6 @@ const HOSTS: usize = 13;
 
 struct Lab {
     inner: support::Lab,
-    addrs: HashMap<String, String>,
-    user: String,
 }
 
 fn text(out: &Output) -> String {
@@ -41,13 +37,7 @@ fn row<'a>(out: &'a str, host: &str) -> &'a str {
 impl Lab {
     fn start() -> Lab {
         let inner = support::Lab::options(HOSTS).start();
-        let addrs = inner
-            .hosts()
-            .iter()
-            .map(|h| (h.name.clone(), h.address.clone()))
-            .collect::<HashMap<_, _>>();
-        let user = inner.hosts()[0].user.clone();
-        Lab { inner, addrs, user }
+        Lab { inner }
     }
 
     fn ssh_ok(&self, host: &str, cmd: &str) -> String {
@@ -65,43 +55,9 @@ impl Lab {
         );
     }
 
-    /// Cluster `name`: the first host the server, the rest agents; `cluster_extra` and
-    /// `ssh_extra` are more lines for those tables.
-    fn inventory(
-        &self,
-        dir: &Path,
-        name: &str,
-        hosts: &[&str],
-        cluster_extra: &str,
-        ssh_extra: &str,
-    ) -> PathBuf {
-        let mirror = format!("http://{}:8080", self.inner.bridge_address());
-        let mut toml = format!(
-            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\n\
-             install_url = \"{mirror}/install.sh\"\n\
-             channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
-             [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-             host_key_policy = \"strict\"\nsudo = \"passwordless\"\n{ssh_extra}\n",
-            user = self.user,
-            key = self.inner.key_path().display(),
-            kh = self.inner.known_hosts_path().display(),
-        );
-        let servers = if cluster_extra.contains("ha = true") {
-            hosts.len()
-        } else {
-            1
-        };
-        for (i, host) in hosts.iter().enumerate() {
-            let role = if i < servers { "server" } else { "agent" };
-            toml.push_str(&format!(
-                "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-                self.addrs[*host]
-            ));
-        }
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, toml).unwrap();
-        path
+    /// Cluster `name` (support's lab inventory): the first host the server, the rest agents.
+    fn inventory(&self, name: &str, hosts: &[&str]) -> support::LabInventory<'_> {
+        self.inner.inventory(name).hosts(hosts)
     }
 
     /// edgeops's files (inode + mtime), the unit files and the service's start and PID.
@@ -146,7 +102,10 @@ fn a_changed_join_token_stops_up_before_any_change_and_rotates_on_request() {
     std::fs::write(&token_file, "alpha-join-secret-0001\n").unwrap();
     let token_line = format!("token_file = \"{}\"", token_file.display());
     let hosts = ["lab-01", "lab-02"];
-    let inventory = lab.inventory(dir.path(), "tok", &hosts, &token_line, "");
+    let inventory = lab
+        .inventory("tok", &hosts)
+        .cluster(&token_line)
+        .write(dir.path());
     let edgeops = Edgeops::new();
     edgeops.ok(&["up", inventory.to_str().unwrap(), "--ready-timeout", "60s"]);
 
@@ -154,7 +113,10 @@ fn a_changed_join_token_stops_up_before_any_change_and_rotates_on_request() {
     // would write the token and restart k3s).
     std::fs::write(&token_file, "bravo-join-secret-0002\n").unwrap();
     let extra = format!("{token_line}\ndisable = [\"traefik\"]");
-    let inventory = lab.inventory(dir.path(), "tok", &hosts, &extra, "");
+    let inventory = lab
+        .inventory("tok", &hosts)
+        .cluster(&extra)
+        .write(dir.path());
     let before: Vec<String> = hosts.iter().map(|h| lab.footprint(h)).collect();
     let run = edgeops.run(&["up", inventory.to_str().unwrap()]);
     let out = text(&run);
@@ -210,7 +172,10 @@ fn a_taken_node_name_is_refused_reported_and_stopped_within_the_join_limit() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-03", "lab-04"];
-    let inventory = lab.inventory(dir.path(), "taken", &hosts, "join_timeout = \"40s\"", "");
+    let inventory = lab
+        .inventory("taken", &hosts)
+        .cluster("join_timeout = \"40s\"")
+        .write(dir.path());
     let inv = inventory.to_str().unwrap();
     let edgeops = Edgeops::new();
     edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
@@ -254,7 +219,10 @@ fn losing_the_first_server_mid_run_stops_the_waiting_agent_within_the_join_limit
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-05", "lab-06"];
-    let inventory = lab.inventory(dir.path(), "lost", &hosts, "join_timeout = \"20s\"", "");
+    let inventory = lab
+        .inventory("lost", &hosts)
+        .cluster("join_timeout = \"20s\"")
+        .write(dir.path());
     let inv = inventory.to_str().unwrap().to_owned();
     // The agent's install spends 10 s downloading: the first server goes away meanwhile.
     lab.knob(&["k3s-fault", "lab-06", "slow-install", "10"]);
@@ -334,7 +302,10 @@ fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-07", "lab-08", "lab-09"];
-    let inventory = lab.inventory(dir.path(), "quorum", &hosts, "ha = true", "");
+    let inventory = lab
+        .inventory("quorum", &hosts)
+        .servers(hosts.len())
+        .write(dir.path());
     let inv = inventory.to_str().unwrap();
     let edgeops = Edgeops::new();
     edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
@@ -361,13 +332,11 @@ fn ha_servers_leave_one_at_a_time_and_what_would_break_quorum_is_refused() {
         .iter()
         .map(|h| lab.footprint(h))
         .collect();
-    let changed = lab.inventory(
-        dir.path(),
-        "quorum",
-        &hosts,
-        "ha = true\ndisable = [\"traefik\"]",
-        "",
-    );
+    let changed = lab
+        .inventory("quorum", &hosts)
+        .servers(hosts.len())
+        .cluster("disable = [\"traefik\"]")
+        .write(dir.path());
     let run = edgeops.run(&["up", changed.to_str().unwrap()]);
     let out = text(&run);
     assert_eq!(run.status.code(), Some(1), "{out}");
@@ -456,13 +425,12 @@ fn servers_go_up_one_minor_at_a_time_and_agents_never_pass_them() {
     let lab = lab();
     let dir = tempfile::tempdir().unwrap();
     let hosts = ["lab-10", "lab-11"];
-    let pin = |v: &str| format!("version = \"{v}\"\njoin_timeout = \"20s\"");
-    // A pinned version: the channel line goes (the inventory takes one or the other).
-    let old_path = lab.inventory(dir.path(), "skew", &hosts, &pin("v1.30.8+k3s1"), "");
-    let pinned = std::fs::read_to_string(&old_path)
-        .unwrap()
-        .replace("channel = \"stable\"\n", "");
-    std::fs::write(&old_path, &pinned).unwrap();
+    let old_path = lab
+        .inventory("skew", &hosts)
+        .version("v1.30.8+k3s1")
+        .cluster("join_timeout = \"20s\"")
+        .write(dir.path());
+    let pinned = std::fs::read_to_string(&old_path).unwrap();
     let inv = old_path.to_str().unwrap();
     let edgeops = Edgeops::new();
     edgeops.ok(&["up", inv, "--ready-timeout", "60s"]);
@@ -531,7 +499,10 @@ fn a_slow_board_past_its_join_limit_is_stopped_and_a_fitting_limit_lets_it_join(
     let hosts = ["lab-12", "lab-13"];
     // A Pi-like agent: its k3s takes 15 s to start (slow-boards knob), the limit is 5 s.
     lab.knob(&["k3s-fault", "lab-13", "slow", "15"]);
-    let short = lab.inventory(dir.path(), "slow", &hosts, "join_timeout = \"5s\"", "");
+    let short = lab
+        .inventory("slow", &hosts)
+        .cluster("join_timeout = \"5s\"")
+        .write(dir.path());
     let edgeops = Edgeops::new();
     let started = Instant::now();
     let run = edgeops.run(&["up", short.to_str().unwrap(), "--ready-timeout", "20s"]);
@@ -547,7 +518,10 @@ fn a_slow_board_past_its_join_limit_is_stopped_and_a_fitting_limit_lets_it_join(
     assert!(took < Duration::from_secs(90), "took {took:?}");
     assert_eq!(lab.unit_state("lab-13", "k3s-agent"), "inactive");
     // With a limit that fits the board, the same board joins.
-    let fitting = lab.inventory(dir.path(), "slow", &hosts, "join_timeout = \"60s\"", "");
+    let fitting = lab
+        .inventory("slow", &hosts)
+        .cluster("join_timeout = \"60s\"")
+        .write(dir.path());
     let run = edgeops.run(&["up", fitting.to_str().unwrap(), "--ready-timeout", "90s"]);
     lab.knob(&["k3s-fault", "lab-13", "--clear"]);
     assert!(run.status.success(), "{}", text(&run));

@@ -19,8 +19,6 @@ const HOSTS: usize = 14;
 
 struct Lab {
     inner: support::Lab,
-    addrs: HashMap<String, String>,
-    user: String,
 }
 
 fn text(out: &Output) -> String {
@@ -34,14 +32,9 @@ fn text(out: &Output) -> String {
 impl Lab {
     fn start() -> Lab {
         let inner = support::Lab::options(HOSTS).start();
-        let addrs = inner
-            .hosts()
-            .iter()
-            .map(|h| (h.name.clone(), h.address.clone()))
-            .collect::<HashMap<_, _>>();
-        let user = inner.hosts()[0].user.clone();
-        assert!(addrs.len() >= HOSTS, "lab lists {} hosts", addrs.len());
-        Lab { inner, addrs, user }
+        let hosts = inner.hosts().len();
+        assert!(hosts >= HOSTS, "lab lists {hosts} hosts");
+        Lab { inner }
     }
 
     fn ssh_ok(&self, host: &str, cmd: &str) -> String {
@@ -57,29 +50,11 @@ impl Lab {
 
     /// The first `servers` hosts are servers (HA with embedded etcd when more than one).
     fn inventory_ha(&self, dir: &Path, name: &str, hosts: &[&str], servers: usize) -> PathBuf {
-        let mirror = format!("http://{}:8080", self.inner.bridge_address());
-        let mut toml = format!(
-            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
-             install_url = \"{mirror}/install.sh\"\n\
-             channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
-             [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-             host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-            ha = servers > 1,
-            user = self.user,
-            key = self.inner.key_path().display(),
-            kh = self.inner.known_hosts_path().display(),
-        );
-        for (i, host) in hosts.iter().enumerate() {
-            let role = if i < servers { "server" } else { "agent" };
-            toml.push_str(&format!(
-                "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-                self.addrs[*host]
-            ));
-        }
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, toml).unwrap();
-        path
+        self.inner
+            .inventory(name)
+            .hosts(hosts)
+            .servers(servers)
+            .write(dir)
     }
 
     /// Every trace of k3s on a host, one per line; empty when the host is clean. Checked with

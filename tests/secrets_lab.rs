@@ -46,24 +46,13 @@ extern "C" fn teardown() {
 /// A one-server inventory for `host` with `sudo = "password"` (password in $SUDO_PW) and the
 /// cluster token in $CLUSTER_TOKEN.
 fn inventory(lab: &support::Lab, dir: &Path, host: &str, server_args: &str) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let h = lab.host(host);
-    let toml = format!(
-        "[cluster]\nname = \"sec-{host}\"\nchannel = \"stable\"\ntoken_env = \"CLUSTER_TOKEN\"\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n{server_args}\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         sudo = \"password\"\nsudo_password_env = \"SUDO_PW\"\n\n\
-         [[hosts]]\nname = \"{host}\"\naddress = \"{addr}\"\nrole = \"server\"\n",
-        user = h.user,
-        addr = h.address,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    let path = dir.join(format!("{host}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(&format!("sec-{host}"))
+        .hosts(&[host])
+        .cluster("token_env = \"CLUSTER_TOKEN\"")
+        .cluster(server_args)
+        .sudo_password_env("SUDO_PW")
+        .file_name(&format!("{host}.toml"))
+        .write(dir)
 }
 
 fn edgeops(password: &str) -> Edgeops {

@@ -23,7 +23,6 @@ use support::Edgeops;
 struct Lab {
     inner: support::Lab,
     addrs: HashMap<String, String>,
-    user: String,
 }
 
 fn text(out: &Output) -> String {
@@ -53,13 +52,8 @@ impl Lab {
             .iter()
             .map(|h| (h.name.clone(), h.address.clone()))
             .collect::<HashMap<_, _>>();
-        let user = inner.hosts()[0].user.clone();
         assert!(addrs.len() >= HOSTS, "lab lists {} hosts", addrs.len());
-        Lab { inner, addrs, user }
-    }
-
-    fn mirror(&self) -> String {
-        format!("http://{}:8080", self.inner.bridge_address())
+        Lab { inner, addrs }
     }
 
     fn ssh(&self, host: &str, cmd: &str) -> Output {
@@ -87,29 +81,12 @@ impl Lab {
         servers: usize,
         cluster_extra: &str,
     ) -> PathBuf {
-        let mirror = self.mirror();
-        let mut toml = format!(
-            "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
-             install_url = \"{mirror}/install.sh\"\n\
-             channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
-             [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-             host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-            ha = servers > 1,
-            user = self.user,
-            key = self.inner.key_path().display(),
-            kh = self.inner.known_hosts_path().display(),
-        );
-        for (i, host) in hosts.iter().enumerate() {
-            let role = if i < servers { "server" } else { "agent" };
-            toml.push_str(&format!(
-                "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-                self.addrs[*host]
-            ));
-        }
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, toml).unwrap();
-        path
+        self.inner
+            .inventory(name)
+            .hosts(hosts)
+            .servers(servers)
+            .cluster(cluster_extra)
+            .write(dir)
     }
 
     /// What "changed" would touch on a host: edgeops's files (inode + mtime), the k3s binary

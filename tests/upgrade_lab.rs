@@ -25,7 +25,6 @@ const V132: &str = "v1.32.0+k3s1";
 
 struct Lab {
     inner: support::Lab,
-    addrs: HashMap<String, String>,
 }
 
 static LAB: OnceLock<Lab> = OnceLock::new();
@@ -39,16 +38,11 @@ fn lab() -> &'static Lab {
         // down by its Drop, and a second start usually makes it.
         let inner = std::panic::catch_unwind(|| support::Lab::options(HOSTS).start())
             .unwrap_or_else(|_| support::Lab::options(HOSTS).start());
-        let addrs = inner
-            .hosts()
-            .iter()
-            .map(|h| (h.name.clone(), h.address.clone()))
-            .collect();
         if std::env::var_os("UPGRADE_LAB_KEEP").is_none() {
             // SAFETY: registers a plain `extern "C"` function; it only runs at process exit.
             unsafe { libc::atexit(teardown) };
         }
-        Lab { inner, addrs }
+        Lab { inner }
     })
 }
 
@@ -105,29 +99,14 @@ impl Lab {
         version: &str,
         cluster_extra: &str,
     ) -> PathBuf {
-        let mirror = format!("http://{}:8080", self.inner.bridge_address());
-        let user = &self.inner.hosts()[0].user;
-        let mut toml = format!(
-            "[cluster]\nname = \"{name}\"\nversion = \"{version}\"\nha = {ha}\n\
-             install_url = \"{mirror}/install.sh\"\n\
-             channel_url = \"{mirror}/v1-release/channels\"\n\
-             download_url = \"{mirror}/k3s-io/k3s/releases\"\n{cluster_extra}\n\
-             [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-             host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-            ha = servers > 1,
-            key = self.inner.key_path().display(),
-            kh = self.inner.known_hosts_path().display(),
-        );
-        for (i, host) in hosts.iter().enumerate() {
-            let role = if i < servers { "server" } else { "agent" };
-            toml.push_str(&format!(
-                "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-                self.addrs[*host]
-            ));
-        }
-        let path = dir.join(format!("{name}-{version}.toml"));
-        std::fs::write(&path, toml).unwrap();
-        path
+        self.inner
+            .inventory(name)
+            .hosts(hosts)
+            .servers(servers)
+            .version(version)
+            .cluster(cluster_extra)
+            .file_name(&format!("{name}-{version}.toml"))
+            .write(dir)
     }
 
     /// The nodes as the cluster reports them (on `server`): name → (kubeletVersion, Ready,

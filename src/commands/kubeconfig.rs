@@ -6,25 +6,22 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, KubeconfigArgs};
-use crate::exit::Failure;
-use crate::inventory;
-use crate::k3s::install::first_server;
 use crate::phases::{self, KubeconfigTarget};
+
+use super::run_setup::{FirstServer, default_kubeconfig_path, first_server_only};
 
 pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCode> {
     let _ = global;
-    let inventory = inventory::load(&args.inventory)?;
-    let first = first_server(&inventory).map_err(|e| Failure::Usage(e.to_string()))?;
-    let setup = super::exec::ssh_setup(&[first], true)?;
-    let target = setup
-        .targets
-        .into_iter()
-        .next()
-        .expect("one target per host");
+    let FirstServer {
+        inventory,
+        target,
+        ctx,
+        ..
+    } = first_server_only(&args.inventory)?;
     let merge_into = KubeconfigTarget {
         path: match &args.merge_into {
             Some(path) => path.clone(),
-            None => super::run_setup::default_kubeconfig_path()?,
+            None => default_kubeconfig_path()?,
         },
         context: args
             .context
@@ -35,7 +32,7 @@ pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCod
     let message = runtime.block_on(phases::fetch_kubeconfig(
         &inventory,
         target,
-        setup.ctx,
+        ctx,
         merge_into,
         args.out.clone(),
     ))?;

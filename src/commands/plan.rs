@@ -2,17 +2,11 @@
 //! same phases as `up`, stopping after the decisions); changes nothing on any host.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::cli::{GlobalArgs, InventoryArg};
-use crate::phases::{Mode, Reboot};
+
+use super::runs::{Work, run_one};
 
 pub fn run(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
-    super::up::run_phases(
-        global,
-        &args.inventory,
-        Mode::Plan,
-        Duration::ZERO,
-        Reboot::AllAtOnce,
-    )
+    run_one(global, &args.inventory, Work::plan())
 }

@@ -1,20 +1,22 @@
-//! What `up`, `plan`, `status` and the other fleet commands prepare before any host is
-//! touched: the inventory, the selected hosts and how to reach them, a run's options and log
-//! (a missing secret is bad input, exit 2), the Ctrl-C wiring, and the exit code of a run.
+//! What `up`, `plan`, `status`, `upgrade` and the other fleet commands prepare before any host
+//! is touched: the inventory, the selected hosts (or the first server alone) and how to reach
+//! them, a run's options and log (a missing secret is bad input, exit 2), the Ctrl-C wiring, and
+//! the exit code of an `up`/`plan`/`status` run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, UpgradeArgs};
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Host, Inventory};
 use crate::k3s::install::first_server;
-use crate::k3s::token::{read_join_token, read_secret};
+use crate::k3s::token::{JoinToken, read_join_token, read_secret};
 use crate::phases::gitlab::GitLabSetup;
+use crate::phases::upgrade::{Target, UpgradeOptions};
 use crate::phases::{KubeconfigTarget, Mode, Reboot, RunReport, Status, UpOptions};
 use crate::ssh::{ConnectOptions, SshContext};
 use secrecy::ExposeSecret;
@@ -31,18 +33,13 @@ pub fn run_options(
     rotate_tokens: bool,
     rotate_join_token: bool,
 ) -> anyhow::Result<(UpOptions, Redactor)> {
-    let token = read_join_token(&prepared.inventory.cluster.token)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let (token, redactor) = join_token(&prepared.inventory)?;
     if rotate_join_token && token.is_none() {
         return Err(Failure::Usage(format!(
             "{}: --rotate-join-token needs the new token in [cluster] token_env or token_file",
             prepared.inventory.path.display()
         ))
         .into());
-    }
-    let redactor = Redactor::default();
-    if let Some(token) = &token {
-        redactor.add(token.expose());
     }
     if let Some(registries) = &prepared.inventory.registries {
         for secret in crate::k3s::registries::secret_values(registries)
@@ -74,6 +71,54 @@ pub fn run_options(
         rotate_join_token,
     };
     Ok((options, redactor))
+}
+
+/// What one cluster's upgrade needs besides its hosts, read before any host is touched (a bad
+/// `--limit` or token is bad input, exit 2): the options, with the redactor that knows the
+/// token. Fleet runs (`commands::fleet`) build one per cluster.
+pub fn upgrade_options(
+    global: &GlobalArgs,
+    prepared: &Prepared,
+    args: &UpgradeArgs,
+    target: Target,
+) -> anyhow::Result<(UpgradeOptions, Redactor)> {
+    let selected = selected_names(&prepared.inventory, global)?;
+    let (token, redactor) = join_token(&prepared.inventory)?;
+    let options = UpgradeOptions {
+        target,
+        batch_size: args.batch_size,
+        drain: args.drain,
+        drain_timeout: args.drain_timeout,
+        force: args.force,
+        ready_timeout: args.ready_timeout,
+        lock_stale_after: prepared.inventory.cluster.lock_expiry,
+        fleet: prepared.fleet_settings.clone(),
+        token,
+        selected,
+        dry_run: args.dry_run,
+    };
+    Ok((options, redactor))
+}
+
+/// The cluster's join token, if the inventory names one (an unreadable one is bad input), and a
+/// redactor that already knows it.
+fn join_token(inventory: &Inventory) -> anyhow::Result<(Option<JoinToken>, Redactor)> {
+    let token =
+        read_join_token(&inventory.cluster.token).map_err(|e| Failure::Usage(e.to_string()))?;
+    let redactor = Redactor::default();
+    if let Some(token) = &token {
+        redactor.add(token.expose());
+    }
+    Ok((token, redactor))
+}
+
+/// The names of the hosts `--limit` selects (all without it); a bad pattern is bad input.
+fn selected_names(inventory: &Inventory, global: &GlobalArgs) -> anyhow::Result<Vec<String>> {
+    Ok(inventory::select(inventory, global.limit.as_deref())
+        .map_err(|e| Failure::Usage(e.to_string()))?
+        .into_iter()
+        .map(|h| h.name.clone())
+        .collect())
 }
 
 /// The run's log folder: `up` keeps one per run, `plan` none.
@@ -170,11 +215,7 @@ pub fn prepare(
         .map_err(|e| Failure::Usage(e.to_string()))?
         .name
         .clone();
-    let selected: Vec<String> = inventory::select(&inventory, global.limit.as_deref())
-        .map_err(|e| Failure::Usage(e.to_string()))?
-        .into_iter()
-        .map(|h| h.name.clone())
-        .collect();
+    let selected = selected_names(&inventory, global)?;
     let hosts: Vec<Host> = inventory
         .hosts
         .iter()
@@ -193,6 +234,34 @@ pub fn prepare(
         inventory,
         hosts,
         fleet_settings,
+    })
+}
+
+/// The inventory and how to reach its first server, for the commands that talk to it alone
+/// (`kubeconfig`, `unlock`).
+pub struct FirstServer {
+    pub inventory: Inventory,
+    /// The first server's name.
+    pub host: String,
+    pub target: ConnectOptions,
+    pub ctx: SshContext,
+}
+
+pub fn first_server_only(path: &std::path::Path) -> anyhow::Result<FirstServer> {
+    let inventory = inventory::load(path)?;
+    let first = first_server(&inventory).map_err(|e| Failure::Usage(e.to_string()))?;
+    let host = first.name.clone();
+    let setup = super::exec::ssh_setup(&[first], true)?;
+    let target = setup
+        .targets
+        .into_iter()
+        .next()
+        .expect("one target per host");
+    Ok(FirstServer {
+        host,
+        target,
+        ctx: setup.ctx,
+        inventory,
     })
 }
 

@@ -1,142 +1,36 @@
-//! The tables (and JSON) at the end of `up`, `plan` and `status`, and the one column-aligned
-//! table every command prints with.
+//! The one column-aligned table every command prints with, and the tables several reports
+//! share: the cluster's nodes and the GitLab phase.
 
-use std::io::Write;
-
-use crate::cli::{GlobalArgs, OutputFormat};
-use crate::engine::FailureKind;
 use crate::phases::gitlab::GitLabReport;
-use crate::phases::{HostReport, RunReport, Status};
+use crate::phases::{NodeRow, Status};
 
-// ---- tables ------------------------------------------------------------------------------
-
-/// A host's RESULT: on a failed host also the kind, `failed (timed out)`, `failed (exited 3)`.
-fn result_cell(host: &HostReport) -> String {
-    match (host.status, host.failure) {
-        (Status::Failed, Some(FailureKind::Exited)) => match host.exit_code {
-            Some(code) => format!("{} (exited {code})", host.result),
-            None => format!("{} (exited)", host.result),
-        },
-        (Status::Failed, Some(kind)) => format!("{} ({})", host.result, kind.as_str()),
-        _ => host.result.clone(),
-    }
+/// A table's first row.
+pub fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|&name| name.to_owned()).collect()
 }
 
-/// The final report: a table per host, the node table, notes; or JSON.
-pub fn print_report(global: &GlobalArgs, report: &RunReport) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if global.output == OutputFormat::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
-        return Ok(());
+/// The cluster's nodes as the API reports them; `up` and `plan` add a PROBLEMS column (why a
+/// node is not as the inventory expects).
+pub fn node_table(nodes: &[NodeRow], problems: bool) -> String {
+    let mut columns = vec!["NODE", "STATUS", "ROLES", "VERSION", "ARCH"];
+    if problems {
+        columns.push("PROBLEMS");
     }
-    if let Some(version) = &report.version {
-        writeln!(
-            out,
-            "cluster {}: k3s {version}{}",
-            report.cluster,
-            report
-                .version_source
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
-        )?;
-    }
-    let mut rows = vec![vec![
-        "HOST".to_owned(),
-        "ROLE".into(),
-        "ARCH".into(),
-        "VERSION".into(),
-        if report.dry_run { "PLAN" } else { "RESULT" }.into(),
-        "TIME".into(),
-        "REASON".into(),
-    ]];
-    for host in &report.hosts {
-        let reason = match host.status {
-            Status::Failed | Status::Skipped => host.reason.clone().unwrap_or_default(),
-            Status::Planned => host
-                .decision
-                .as_ref()
-                .map(|d| d.why.clone())
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        rows.push(vec![
-            host.host.clone(),
-            host.role.to_owned(),
-            host.arch.clone().unwrap_or_else(|| "-".into()),
-            host.version.clone().unwrap_or_else(|| "-".into()),
-            result_cell(host),
-            format!("{:.1}s", host.seconds),
-            reason,
-        ]);
-    }
-    write!(out, "{}", table(&rows))?;
-    if !report.nodes.is_empty() {
-        writeln!(out)?;
-        let mut rows = vec![vec![
-            "NODE".to_owned(),
-            "STATUS".into(),
-            "ROLES".into(),
-            "VERSION".into(),
-            "ARCH".into(),
-            "PROBLEMS".into(),
-        ]];
-        for node in &report.nodes {
-            rows.push(vec![
-                node.name.clone(),
-                node.ready.clone(),
-                node.roles.clone(),
-                node.version.clone(),
-                node.arch.clone(),
-                node.problems.join("; "),
-            ]);
+    let mut rows = vec![header(&columns)];
+    for node in nodes {
+        let mut row = vec![
+            node.name.clone(),
+            node.ready.clone(),
+            node.roles.clone(),
+            node.version.clone(),
+            node.arch.clone(),
+        ];
+        if problems {
+            row.push(node.problems.join("; "));
         }
-        write!(out, "{}", table(&rows))?;
+        rows.push(row);
     }
-    if let Some(gitlab) = &report.gitlab {
-        writeln!(out)?;
-        write!(out, "{}", gitlab_table(gitlab))?;
-    }
-    for message in &report.messages {
-        writeln!(out, "note: {message}")?;
-    }
-    if let Some(kubeconfig) = &report.kubeconfig {
-        writeln!(out, "kubeconfig: {kubeconfig}")?;
-    }
-    if let Some(dir) = &report.log_dir {
-        writeln!(out, "logs: {dir}")?;
-    }
-    let count = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
-    let summary = if report.dry_run {
-        format!(
-            "{} host(s): {} would change, {} nothing to do, {} refused or unreachable",
-            report.hosts.len(),
-            report
-                .hosts
-                .iter()
-                .filter(|h| h.status == Status::Planned
-                    && h.decision.as_ref().is_some_and(|d| d.action.changes()))
-                .count(),
-            report
-                .hosts
-                .iter()
-                .filter(|h| h.status == Status::Planned
-                    && h.decision.as_ref().is_none_or(|d| !d.action.changes()))
-                .count(),
-            count(Status::Failed) + count(Status::Skipped),
-        )
-    } else {
-        format!(
-            "{} host(s): {} changed, {} nothing to do, {} failed, {} skipped",
-            report.hosts.len(),
-            count(Status::Done),
-            count(Status::Unchanged),
-            count(Status::Failed),
-            count(Status::Skipped)
-        )
-    };
-    writeln!(out, "{summary}")?;
-    Ok(())
+    table(&rows)
 }
 
 /// The GitLab phase as a table (`GITLAB` rows: what in GitLab or on the first server, and what
@@ -165,11 +59,7 @@ pub fn gitlab_table(gitlab: &GitLabReport) -> String {
 
 /// Only the rows of [`gitlab_table`] (empty when there are none).
 pub fn gitlab_rows(gitlab: &GitLabReport) -> String {
-    let mut rows = vec![
-        ["GITLAB", "NAME", "RESULT", "DETAIL"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut rows = vec![header(&["GITLAB", "NAME", "RESULT", "DETAIL"])];
     for row in &gitlab.rows {
         rows.push(vec![
             row.item.clone(),
@@ -240,44 +130,6 @@ mod tests {
         let skipped = GitLabReport::skipped("the cluster did not come up");
         assert_eq!(gitlab_rows(&skipped), "");
         assert!(skipped.is_failure());
-    }
-
-    #[test]
-    fn a_failed_hosts_result_names_the_kind_of_failure() {
-        let host = |status, failure, exit_code| HostReport {
-            host: "a1".into(),
-            role: "agent",
-            arch: None,
-            version: None,
-            status,
-            result: match status {
-                Status::Failed => "failed".into(),
-                _ => "skipped".into(),
-            },
-            decision: None,
-            reason: Some("why".into()),
-            failure,
-            exit_code,
-            warnings: Vec::new(),
-            seconds: 0.0,
-            commands: 0,
-            log: None,
-            facts: None,
-        };
-        let cell = |status, kind, code| result_cell(&host(status, Some(kind), code));
-        assert_eq!(
-            cell(Status::Failed, FailureKind::TimedOut, None),
-            "failed (timed out)"
-        );
-        assert_eq!(
-            cell(Status::Failed, FailureKind::Exited, Some(7)),
-            "failed (exited 7)"
-        );
-        assert_eq!(
-            cell(Status::Failed, FailureKind::Unreachable, None),
-            "failed (unreachable)"
-        );
-        assert_eq!(cell(Status::Skipped, FailureKind::Skipped, None), "skipped");
     }
 
     #[test]

@@ -11,29 +11,27 @@ use anyhow::Context;
 use crate::cli::{GlobalArgs, UnlockArgs};
 use crate::exit::Failure;
 use crate::inventory;
-use crate::k3s::install::first_server;
 use crate::phases::lock::{self, LockLine, Workstation};
 use crate::phases::remote::LOCK_PATH;
 use crate::ssh::{ExecRequest, Session};
+
+use super::run_setup::{FirstServer, first_server_only};
 
 /// How long reading or removing the lock may take on the first server.
 const UNLOCK_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
     let _ = global;
-    let inventory = inventory::load(&args.inventory)?;
-    let first = first_server(&inventory).map_err(|e| Failure::Usage(e.to_string()))?;
-    let host = first.name.clone();
     let interactive = std::io::stdin().is_terminal();
-    let setup = super::exec::ssh_setup(&[first], true)?;
-    let target = setup
-        .targets
-        .into_iter()
-        .next()
-        .expect("one target per host");
+    let FirstServer {
+        inventory,
+        host,
+        target,
+        ctx,
+    } = first_server_only(&args.inventory)?;
     let runtime = super::runtime()?;
     let session = runtime
-        .block_on(Session::connect(target, setup.ctx))
+        .block_on(Session::connect(target, ctx))
         .with_context(|| format!("connecting to the first server {host}"))?;
     let exec = |script: String| {
         let request = ExecRequest::new(script)

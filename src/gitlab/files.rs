@@ -27,6 +27,16 @@ pub struct Project {
     pub default_branch: Option<String>,
 }
 
+/// One file committed on a branch: where, what, and the commit's message.
+#[derive(Debug, Clone, Copy)]
+pub struct FileCommit<'a> {
+    pub project: &'a ProjectRef,
+    pub path: &'a str,
+    pub branch: &'a str,
+    pub content: &'a str,
+    pub message: &'a str,
+}
+
 /// A repository file's identity on a branch, without its content.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct RepoFile {
@@ -119,75 +129,30 @@ impl GitLabClient {
         }
     }
 
-    /// Create `file_path` on `branch` with `content`, as one commit.
-    pub async fn create_file(
-        &self,
-        project: &ProjectRef,
-        file_path: &str,
-        branch: &str,
-        content: &str,
-        commit_message: &str,
-    ) -> Result<(), GitLabError> {
-        self.write_file(
-            Method::POST,
-            project,
-            file_path,
-            branch,
-            content,
-            commit_message,
-        )
-        .await
+    /// Create the file, as one commit.
+    pub async fn create_file(&self, file: &FileCommit<'_>) -> Result<(), GitLabError> {
+        self.write_file(Method::POST, file).await
     }
 
-    /// Replace the content of `file_path` on `branch`, as one commit.
-    pub async fn update_file(
-        &self,
-        project: &ProjectRef,
-        file_path: &str,
-        branch: &str,
-        content: &str,
-        commit_message: &str,
-    ) -> Result<(), GitLabError> {
-        self.write_file(
-            Method::PUT,
-            project,
-            file_path,
-            branch,
-            content,
-            commit_message,
-        )
-        .await
-    }
-
-    /// Make `file_path` on `branch` hold `content`: create it, update it, or, when GitLab's
+    /// Make the file on its branch hold its content: create it, update it, or, when GitLab's
     /// checksum already matches, leave it alone without a commit.
     pub async fn put_file_if_changed(
         &self,
-        project: &ProjectRef,
-        file_path: &str,
-        branch: &str,
-        content: &str,
-        commit_message: &str,
+        file: &FileCommit<'_>,
     ) -> Result<FileChange, GitLabError> {
-        match self.get_file(project, file_path, branch).await? {
-            None => {
-                self.create_file(project, file_path, branch, content, commit_message)
-                    .await?;
-                Ok(FileChange::Created)
-            }
+        let (method, change) = match self.get_file(file.project, file.path, file.branch).await? {
+            None => (Method::POST, FileChange::Created),
             Some(existing)
                 if existing
                     .content_sha256
-                    .eq_ignore_ascii_case(&sha256_hex(content.as_bytes())) =>
+                    .eq_ignore_ascii_case(&sha256_hex(file.content.as_bytes())) =>
             {
-                Ok(FileChange::Unchanged)
+                return Ok(FileChange::Unchanged);
             }
-            Some(_) => {
-                self.update_file(project, file_path, branch, content, commit_message)
-                    .await?;
-                Ok(FileChange::Updated)
-            }
-        }
+            Some(_) => (Method::PUT, FileChange::Updated),
+        };
+        self.write_file(method, file).await?;
+        Ok(change)
     }
 
     /// Delete `file_path` on `branch` as one commit. `Ok(false)` when there was no such file
@@ -221,26 +186,18 @@ impl GitLabClient {
         }
     }
 
-    async fn write_file(
-        &self,
-        method: Method,
-        project: &ProjectRef,
-        file_path: &str,
-        branch: &str,
-        content: &str,
-        commit_message: &str,
-    ) -> Result<(), GitLabError> {
+    async fn write_file(&self, method: Method, file: &FileCommit<'_>) -> Result<(), GitLabError> {
         let context = project_context(
-            project,
+            file.project,
             "committing a repository file",
             "scope `api`",
             "Developer",
         );
         // Text content needs no `encoding`; GitLab's default is text.
-        let call = Call::new(method, files_path(project, file_path), context).body(json!({
-            "branch": branch,
-            "content": content,
-            "commit_message": commit_message,
+        let call = Call::new(method, files_path(file.project, file.path), context).body(json!({
+            "branch": file.branch,
+            "content": file.content,
+            "commit_message": file.message,
         }));
         self.send(&call).await?;
         Ok(())

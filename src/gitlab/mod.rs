@@ -24,7 +24,7 @@ pub use client::{
 };
 pub use deregister::{DeregisterRequest, Removal, Removed};
 pub use error::{GitLabError, RequestLabel};
-pub use files::{FileChange, Project, RepoFile, sha256_hex};
+pub use files::{FileChange, FileCommit, Project, RepoFile, sha256_hex};
 pub use kas::kas_address;
 pub use register::{
     AGENT_TOKEN_NAME, ExistingTokens, IssuedToken, RegisterRequest, Registration,

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::agents::{Agent, MAX_ACTIVE_AGENT_TOKENS, Outcome};
 use super::client::{GitLabClient, ProjectRef};
 use super::error::GitLabError;
-use super::files::FileChange;
+use super::files::{FileChange, FileCommit};
 use super::runners::RunnerSpec;
 
 /// Name given to every agent token edgeops creates; how rotation tells ours from others.
@@ -115,13 +115,18 @@ impl GitLabClient {
             Some(content) => {
                 let path = agent_config_path(&request.agent_name);
                 let message = format!("edgeops: agent config for {}", request.agent_name);
+                let file = FileCommit {
+                    project: project_ref,
+                    path: &path,
+                    branch: &branch,
+                    content,
+                    message: &message,
+                };
                 Some(if project.default_branch.is_some() {
-                    self.put_file_if_changed(project_ref, &path, &branch, content, &message)
-                        .await?
+                    self.put_file_if_changed(&file).await?
                 } else {
                     // An empty repository has no branch to read from; the first commit makes it.
-                    self.create_file(project_ref, &path, &branch, content, &message)
-                        .await?;
+                    self.create_file(&file).await?;
                     FileChange::Created
                 })
             }

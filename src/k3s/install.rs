@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inventory::{Host, Inventory, Role};
 use crate::render::{RenderError, Renderer, engine::K3S_CONFIG};
-use crate::shell::shell_quote;
+use crate::shell::{shell_quote, with_vars, without_comments};
 
 use super::registries::{ManagedFile, Secrets};
 use super::version::K3sVersion;
@@ -381,23 +381,15 @@ impl InstallSpec {
             Installer::Uploaded(path) => {
                 format!("set -eu\n{run} {}\n", shell_quote(path))
             }
-            Installer::Download(url) => {
-                let url = shell_quote(url);
-                format!(
-                    "set -eu\n\
-                     installer=$(mktemp)\n\
-                     trap 'rm -f \"$installer\"' EXIT\n\
-                     if command -v curl >/dev/null 2>&1; then\n\
-                     \x20 curl -sfL --retry 3 -o \"$installer\" {url}\n\
-                     elif command -v wget >/dev/null 2>&1; then\n\
-                     \x20 wget -qO \"$installer\" {url}\n\
-                     else\n\
-                     \x20 echo 'edgeops: neither curl nor wget is installed; cannot download the k3s installer' >&2\n\
-                     \x20 exit 127\n\
-                     fi\n\
-                     {run} \"$installer\"\n"
+            // The downloaded installer runs through `run_installer`: the environment stays
+            // generated text, the download a static, shellchecked file.
+            Installer::Download(url) => format!(
+                "run_installer() {{ {run} \"$1\"; }}\n{}",
+                with_vars(
+                    &[("url", url)],
+                    &without_comments(include_str!("sh/install-download.sh"))
                 )
-            }
+            ),
         }
     }
 }
@@ -800,9 +792,11 @@ mod tests {
         inventory.cluster.install_url = "https://get.k3s.io/?x='1'".into();
         let script = spec(&inventory, "pi-02").install_script();
         assert!(
-            script.contains(
-                r#"curl -sfL --retry 3 -o "$installer" 'https://get.k3s.io/?x='\''1'\'''"#
-            ),
+            script.contains(r#"url='https://get.k3s.io/?x='\''1'\'''"#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"curl -sfL --retry 3 -o "$installer" "$url""#),
             "{script}"
         );
         let status = std::process::Command::new("sh")

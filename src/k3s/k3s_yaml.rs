@@ -204,15 +204,16 @@ impl std::fmt::Debug for K3sCredentials {
     }
 }
 
+/// k3s.yaml as k3s writes it, with these base64 certificate and key fields: the fixture of the
+/// tests here and in `kubeconfig`.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const K3S_YAML: &str = "\
+pub(crate) fn written_by_k3s(ca: &str, cert: &str, key: &str) -> String {
+    format!(
+        "\
 apiVersion: v1
 clusters:
 - cluster:
-    certificate-authority-data: Q0EtREFUQQ==
+    certificate-authority-data: {ca}
     server: https://127.0.0.1:6443
   name: default
 contexts:
@@ -222,22 +223,32 @@ contexts:
   name: default
 current-context: default
 kind: Config
-preferences: {}
+preferences: {{}}
 users:
 - name: default
   user:
-    client-certificate-data: Q0VSVA==
-    client-key-data: S0VZIQ==
-";
+    client-certificate-data: {cert}
+    client-key-data: {key}
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k3s_yaml() -> String {
+        written_by_k3s("Q0EtREFUQQ==", "Q0VSVA==", "S0VZIQ==")
+    }
 
     fn poisoned(from: &str, to: &str) -> Refused {
-        assert!(K3S_YAML.contains(from), "{from}");
-        read_k3s_yaml(&K3S_YAML.replacen(from, to, 1)).unwrap_err()
+        assert!(k3s_yaml().contains(from), "{from}");
+        read_k3s_yaml(&k3s_yaml().replacen(from, to, 1)).unwrap_err()
     }
 
     #[test]
     fn what_k3s_writes_is_accepted() {
-        let credentials = read_k3s_yaml(K3S_YAML).unwrap();
+        let credentials = read_k3s_yaml(&k3s_yaml()).unwrap();
         assert_eq!(credentials.ca_data, "Q0EtREFUQQ==");
         // No `Debug` on credentials (they are secrets): compare without printing them.
         assert!(
@@ -247,7 +258,7 @@ users:
                     key_data: "S0VZIQ==".into()
                 }
         );
-        let token = K3S_YAML.replace(
+        let token = k3s_yaml().replace(
             "    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZIQ==\n",
             "    token: K10abc::server:secret\n",
         );
@@ -329,7 +340,7 @@ users:
         ] {
             assert_eq!(poisoned(from, to).field, field);
         }
-        let two_users = format!("{K3S_YAML}- name: other\n  user: {{token: abc}}\n");
+        let two_users = format!("{}- name: other\n  user: {{token: abc}}\n", k3s_yaml());
         assert_eq!(read_k3s_yaml(&two_users).unwrap_err().field, "users");
     }
 

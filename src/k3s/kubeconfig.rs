@@ -364,27 +364,13 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     /// As k3s writes it (certificate data shortened).
-    const K3S_YAML: &str = "\
-apiVersion: v1
-clusters:
-- cluster:
-    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJkekNDQVIyZ0F3SUJBZ0lCQURBS0JnZ3Foa2pPUFFRREFqQWpNU0V3SHdZRFZRUUREQmhyTTNNdGMyVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=
-    server: https://127.0.0.1:6443
-  name: default
-contexts:
-- context:
-    cluster: default
-    user: default
-  name: default
-current-context: default
-kind: Config
-preferences: {}
-users:
-- name: default
-  user:
-    client-certificate-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENDQVRlZ0F3SUJBZ0lJYzJWeWRtVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=
-    client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUFTRUNSRVRLRVlEQVRBCi0tLS0tRU5EIEVDIFBSSVZBVEUgS0VZLS0tLS0K
-";
+    fn k3s_yaml() -> String {
+        crate::k3s::k3s_yaml::written_by_k3s(
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJkekNDQVIyZ0F3SUJBZ0lCQURBS0JnZ3Foa2pPUFFRREFqQWpNU0V3SHdZRFZRUUREQmhyTTNNdGMyVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENDQVRlZ0F3SUJBZ0lJYzJWeWRtVnkKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=",
+            "LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk1IY0NBUUVFSUFTRUNSRVRLRVlEQVRBCi0tLS0tRU5EIEVDIFBSSVZBVEUgS0VZLS0tLS0K",
+        )
+    }
 
     /// A user's existing kubeconfig: another cluster with an exec plugin, and a stale entry for
     /// the same cluster name that the merge must replace.
@@ -427,7 +413,7 @@ preferences:
 
     fn pi_lab() -> Kubeconfig {
         Kubeconfig::from_k3s(
-            K3S_YAML,
+            &k3s_yaml(),
             "k3s.yaml of pi-01",
             "pi-lab",
             "https://10.0.0.11:6443",
@@ -531,7 +517,7 @@ preferences:
 
     #[test]
     fn a_poisoned_k3s_yaml_is_refused_naming_the_host_and_the_field() {
-        let poisoned = K3S_YAML.replace(
+        let poisoned = k3s_yaml().replace(
             "  user:\n",
             "  user:\n    exec: {command: /bin/sh, args: [-c, touch /tmp/pwned]}\n",
         );
@@ -549,7 +535,7 @@ preferences:
         );
         assert!(text.contains("nothing was merged"), "{text}");
         // A server address of the host's choosing never survives: edgeops's own is used.
-        let elsewhere = K3S_YAML.replace("https://127.0.0.1:6443", "https://evil.example:6443");
+        let elsewhere = k3s_yaml().replace("https://127.0.0.1:6443", "https://evil.example:6443");
         let config = Kubeconfig::from_k3s(&elsewhere, "k3s.yaml", "x", "https://a:6443").unwrap();
         assert_eq!(config.server("x"), Some("https://a:6443"));
         assert!(!config.to_yaml().contains("evil"));

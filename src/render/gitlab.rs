@@ -199,10 +199,28 @@ pub fn render_gitlab(
         },
     )?;
 
-    let agent_token = tokens
-        .agent
-        .as_ref()
-        .map_or(AGENT_TOKEN_PLACEHOLDER, |token| token.expose_secret());
+    // One HelmChart manifest per chart, installed by k3s's helm-controller.
+    let helmchart = |template: &str,
+                     name: String,
+                     chart: &'static str,
+                     target_namespace: String,
+                     values_content: &str| {
+        renderer.render(
+            template,
+            &HelmChartContext {
+                cluster: cluster_name,
+                agent_name: &gitlab.agent_name,
+                name,
+                repo: CHARTS_REPO,
+                chart,
+                chart_version: None,
+                target_namespace,
+                values_content,
+            },
+        )
+    };
+
+    let agent_token = exposed_or(&tokens.agent, AGENT_TOKEN_PLACEHOLDER);
     let agent_values = renderer.render(
         GITLAB_AGENT_VALUES,
         &AgentValuesContext {
@@ -212,26 +230,17 @@ pub fn render_gitlab(
             agent_token,
         },
     )?;
-    let agent_helmchart = renderer.render(
+    let agent_helmchart = helmchart(
         GITLAB_HELMCHART_AGENT,
-        &HelmChartContext {
-            cluster: cluster_name,
-            agent_name: &gitlab.agent_name,
-            name: agent_release(&gitlab.agent_name),
-            repo: CHARTS_REPO,
-            chart: "gitlab-agent",
-            chart_version: None,
-            target_namespace: agent_namespace(&gitlab.agent_name),
-            values_content: &agent_values,
-        },
+        agent_release(&gitlab.agent_name),
+        "gitlab-agent",
+        agent_namespace(&gitlab.agent_name),
+        &agent_values,
     )?;
 
     let runner = if gitlab.runner.enabled {
         let settings = &gitlab.runner;
-        let runner_token = tokens
-            .runner
-            .as_ref()
-            .map_or(RUNNER_TOKEN_PLACEHOLDER, |token| token.expose_secret());
+        let runner_token = exposed_or(&tokens.runner, RUNNER_TOKEN_PLACEHOLDER);
         let values = renderer.render(
             GITLAB_RUNNER_VALUES,
             &RunnerValuesContext {
@@ -248,18 +257,12 @@ pub fn render_gitlab(
                 node_arch: facts.node_arch.as_deref(),
             },
         )?;
-        let helmchart = renderer.render(
+        let helmchart = helmchart(
             GITLAB_HELMCHART_RUNNER,
-            &HelmChartContext {
-                cluster: cluster_name,
-                agent_name: &gitlab.agent_name,
-                name: RUNNER_RELEASE.to_owned(),
-                repo: CHARTS_REPO,
-                chart: "gitlab-runner",
-                chart_version: None,
-                target_namespace: RUNNER_NAMESPACE.to_owned(),
-                values_content: &values,
-            },
+            RUNNER_RELEASE.to_owned(),
+            "gitlab-runner",
+            RUNNER_NAMESPACE.to_owned(),
+            &values,
         )?;
         Some(RunnerFiles { values, helmchart })
     } else {
@@ -274,6 +277,13 @@ pub fn render_gitlab(
         runner,
         holds_secrets: tokens.agent.is_some() || tokens.runner.is_some(),
     })
+}
+
+/// The token's text, or the placeholder that stands for it until it is known.
+fn exposed_or<'a>(token: &'a Option<SecretString>, placeholder: &'a str) -> &'a str {
+    token
+        .as_ref()
+        .map_or(placeholder, |token| token.expose_secret())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod edgeops;
 mod ids;
+mod inventory;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 #[allow(unused_imports)] // only the crates that run edgeops use it
 pub use edgeops::Edgeops;
 pub use ids::LabId;
+#[allow(unused_imports)] // only the crates that name the builder's type use it
+pub use inventory::LabInventory;
 
 /// One host of a running lab, as a client reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]

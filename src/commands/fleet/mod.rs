@@ -11,19 +11,15 @@ mod summary;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cli::{GlobalArgs, InventoryArg, OutputFormat, UpArgs, UpgradeArgs};
-use crate::commands::run_setup::{Prepared, outcome, prepare, run_log, run_options};
-use crate::commands::run_tables::print_report;
-use crate::commands::upgrade::upgrade_options;
-use crate::engine::runlog::{Redactor, RunLog};
+use crate::commands::run_setup::{Prepared, prepare};
+use crate::commands::runs::{self, Setup, Work};
 use crate::exit::Failure;
-use crate::phases::upgrade::{Target, UpgradeOptions};
-use crate::phases::{self, Mode, Reboot, RunReport, UpOptions};
 use crate::ssh::Cancel;
 
-pub use summary::{ClusterOutcome, ClusterReport, FleetReport};
+pub use summary::{ClusterOutcome, FleetReport};
 
 /// Does this command line name a fleet (several inventories, a folder or a pattern) rather
 /// than one inventory file?
@@ -31,50 +27,15 @@ pub fn is_fleet(first: &Path, more: &[PathBuf]) -> bool {
     !more.is_empty() || first.is_dir() || first.to_string_lossy().contains(['*', '?', '['])
 }
 
-/// What each cluster of the fleet runs.
-#[derive(Debug, Clone)]
-enum Work<'a> {
-    /// `up` (or `plan` / `up --dry-run` with `Mode::Plan`).
-    Up {
-        mode: Mode,
-        ready_timeout: Duration,
-        reboot: Reboot,
-        rotate_tokens: bool,
-        rotate_join_token: bool,
-    },
-    Status,
-    /// `upgrade` to one target for every cluster.
-    Upgrade(&'a UpgradeArgs, Target),
-}
-
 /// `edgeops up A.toml B.toml ...` / `edgeops up sites/`.
 pub fn up(global: &GlobalArgs, args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let reboot = if args.no_reboot {
-        Reboot::Never
-    } else if args.serial {
-        Reboot::Serial
-    } else {
-        Reboot::AllAtOnce
-    };
-    let work = Work::Up {
-        mode: if args.dry_run { Mode::Plan } else { Mode::Up },
-        ready_timeout: args.ready_timeout,
-        reboot,
-        rotate_tokens: args.rotate_tokens,
-        rotate_join_token: args.rotate_join_token,
-    };
+    let work = Work::up(args);
     run(global, work, &inputs(&args.inventory, &args.more))
 }
 
 /// `edgeops plan A.toml B.toml ...`.
 pub fn plan(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCode> {
-    let work = Work::Up {
-        mode: Mode::Plan,
-        ready_timeout: Duration::ZERO,
-        reboot: Reboot::AllAtOnce,
-        rotate_tokens: false,
-        rotate_join_token: false,
-    };
+    let work = Work::plan();
     run(global, work, &inputs(&args.inventory, &args.more))
 }
 
@@ -86,15 +47,8 @@ pub fn status(global: &GlobalArgs, args: &InventoryArg) -> anyhow::Result<ExitCo
 /// `edgeops upgrade A.toml B.toml ... --version V`: one target for every cluster. A cluster
 /// that would go down a version (without `--force`) fails alone, nothing changed on it.
 pub fn upgrade(global: &GlobalArgs, args: &UpgradeArgs) -> anyhow::Result<ExitCode> {
-    let target = crate::commands::upgrade::target(args)?;
-    if args.batch_size == 0 {
-        return Err(Failure::Usage("--batch-size must be at least 1".into()).into());
-    }
-    run(
-        global,
-        Work::Upgrade(args, target),
-        &inputs(&args.inventory, &args.more),
-    )
+    let work = Work::upgrade(args)?;
+    run(global, work, &inputs(&args.inventory, &args.more))
 }
 
 /// `edgeops check A.toml B.toml ...`: each inventory checked offline and summarised as a
@@ -143,13 +97,6 @@ struct Cluster {
     setup: Setup,
 }
 
-/// The options of one cluster's run, with the redactor that knows its secrets.
-enum Setup {
-    Up(UpOptions, Redactor),
-    Status,
-    Upgrade(UpgradeOptions, Redactor),
-}
-
 fn run(global: &GlobalArgs, work: Work<'_>, inputs: &[String]) -> anyhow::Result<ExitCode> {
     if global.limit.is_some() {
         return Err(Failure::Usage(
@@ -190,11 +137,7 @@ fn run(global: &GlobalArgs, work: Work<'_>, inputs: &[String]) -> anyhow::Result
         outcomes
     });
     let report = FleetReport::new(outcomes, budget, started.elapsed());
-    report.print(global, |global, run| match (&work, run) {
-        (Work::Status, ClusterReport::Run(run)) => crate::commands::status::print(global, run),
-        (_, ClusterReport::Run(run)) => print_report(global, run),
-        (_, ClusterReport::Upgrade(run)) => crate::commands::upgrade::print_report(global, run),
-    })?;
+    report.print(global, |global, run| runs::print(global, &work, run))?;
     let failed = report.failed_clusters();
     if failed == 0 {
         Ok(ExitCode::SUCCESS)
@@ -213,42 +156,12 @@ fn prepare_all(
     work: &Work<'_>,
     files: &[PathBuf],
 ) -> anyhow::Result<Vec<Cluster>> {
-    let need_sudo = !matches!(
-        work,
-        Work::Up {
-            mode: Mode::Plan,
-            ..
-        }
-    );
+    let need_sudo = work.needs_sudo();
     let mut clusters: Vec<Cluster> = Vec::new();
     let mut bad = 0;
     for path in files {
         let prepared = prepare(global, path, need_sudo).and_then(|prepared| {
-            let setup = match work {
-                Work::Up {
-                    mode,
-                    ready_timeout,
-                    reboot,
-                    rotate_tokens,
-                    rotate_join_token,
-                } => {
-                    let (options, redactor) = run_options(
-                        &prepared,
-                        *mode,
-                        *ready_timeout,
-                        *reboot,
-                        *rotate_tokens,
-                        *rotate_join_token,
-                    )?;
-                    Setup::Up(options, redactor)
-                }
-                Work::Status => Setup::Status,
-                Work::Upgrade(args, target) => {
-                    let (options, redactor) =
-                        upgrade_options(global, &prepared, args, target.clone())?;
-                    Setup::Upgrade(options, redactor)
-                }
-            };
+            let setup = work.setup(global, &prepared)?;
             Ok((prepared, setup))
         });
         match prepared {
@@ -311,60 +224,6 @@ async fn run_cluster(
     let mut fleet = prepared.fleet_settings.clone();
     fleet.shared_budget = Some(shared);
     let started = Instant::now();
-    let Prepared {
-        inventory,
-        hosts,
-        targets,
-        ctx,
-        ..
-    } = &prepared;
-    // Run logs are made only now: a bad inventory elsewhere in the fleet leaves none.
-    let result: anyhow::Result<ClusterReport> = match setup {
-        Setup::Up(mut options, redactor) => {
-            let log = run_log(&name, options.mode, redactor);
-            options.fleet = fleet;
-            phases::run(
-                inventory,
-                hosts.clone(),
-                targets.clone(),
-                ctx.clone(),
-                options,
-                observer,
-                log,
-            )
-            .await
-            .map(ClusterReport::Run)
-        }
-        Setup::Status => phases::status(
-            inventory,
-            hosts.clone(),
-            targets.clone(),
-            ctx.clone(),
-            fleet,
-            observer,
-        )
-        .await
-        .map(ClusterReport::Run),
-        Setup::Upgrade(mut options, redactor) => {
-            let log = RunLog::create(&name, redactor);
-            options.fleet = fleet;
-            crate::phases::upgrade::upgrade(
-                inventory,
-                hosts.clone(),
-                targets.clone(),
-                ctx.clone(),
-                options,
-                observer,
-                log,
-            )
-            .await
-            .map(ClusterReport::Upgrade)
-        }
-    };
+    let result = runs::run_cluster(&prepared, setup, fleet, observer).await;
     ClusterOutcome::new(name, path, result, started.elapsed())
-}
-
-/// The exit-code reason of one finished cluster run, `None` when it is fine.
-fn failure_reason(report: &RunReport) -> Option<String> {
-    outcome(report).err().map(|e| format!("{e:#}"))
 }

@@ -9,49 +9,27 @@ use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::commands::run_tables::table;
-use crate::phases::upgrade::UpgradeReport;
-use crate::phases::{RunReport, Status};
+use crate::commands::runs::ClusterReport;
+use crate::phases::Status;
 
-/// A cluster's report, as its own command's `-o json` gives it.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum ClusterReport {
-    /// `up`, `plan`, `status`.
-    Run(RunReport),
-    Upgrade(UpgradeReport),
-}
-
-impl ClusterReport {
-    /// Hosts, then per status: done, unchanged, planned; and failed or skipped.
-    fn counts(&self) -> (usize, usize, usize, usize, usize) {
-        let statuses: Vec<Status> = match self {
-            ClusterReport::Run(r) => r.hosts.iter().map(|h| h.status).collect(),
-            ClusterReport::Upgrade(r) => r.hosts.iter().map(|h| h.status).collect(),
-        };
-        let count = |s: Status| statuses.iter().filter(|&&x| x == s).count();
-        let failed = match self {
-            ClusterReport::Run(r) => r.failed_hosts(),
-            ClusterReport::Upgrade(r) => r.failed_hosts(),
-        };
-        (
-            statuses.len(),
-            count(Status::Done),
-            count(Status::Unchanged),
-            count(Status::Planned),
-            failed,
-        )
-    }
-
-    /// Why the cluster's own run would exit 1, if it would.
-    fn failure(&self) -> Option<String> {
-        match self {
-            ClusterReport::Run(r) => super::failure_reason(r),
-            ClusterReport::Upgrade(r) => {
-                let failed = r.failed_hosts();
-                (failed > 0).then(|| format!("{failed} of {} hosts failed", r.hosts.len()))
-            }
-        }
-    }
+/// Hosts, then per status: done, unchanged, planned; and failed or skipped.
+fn counts(report: &ClusterReport) -> (usize, usize, usize, usize, usize) {
+    let statuses: Vec<Status> = match report {
+        ClusterReport::Run(r) => r.hosts.iter().map(|h| h.status).collect(),
+        ClusterReport::Upgrade(r) => r.hosts.iter().map(|h| h.status).collect(),
+    };
+    let count = |s: Status| statuses.iter().filter(|&&x| x == s).count();
+    let failed = match report {
+        ClusterReport::Run(r) => r.failed_hosts(),
+        ClusterReport::Upgrade(r) => r.failed_hosts(),
+    };
+    (
+        statuses.len(),
+        count(Status::Done),
+        count(Status::Unchanged),
+        count(Status::Planned),
+        failed,
+    )
 }
 
 /// How one cluster's run ended.
@@ -85,8 +63,9 @@ impl ClusterOutcome {
         let seconds = (took.as_secs_f64() * 10.0).round() / 10.0;
         match result {
             Ok(report) => {
-                let (hosts, changed, unchanged, planned, failed) = report.counts();
-                let reason = report.failure();
+                let (hosts, changed, unchanged, planned, failed) = counts(&report);
+                // The same reason the cluster's single-inventory run exits 1 with.
+                let reason = report.exit_code().err().map(|e| format!("{e:#}"));
                 ClusterOutcome {
                     cluster,
                     inventory,
@@ -223,6 +202,7 @@ impl FleetReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phases::RunReport;
 
     fn outcome(name: &str, result: anyhow::Result<ClusterReport>) -> ClusterOutcome {
         ClusterOutcome::new(
