@@ -16,6 +16,7 @@ pub mod prompt;
 pub mod reach;
 pub mod render;
 pub mod replace;
+pub mod report_out;
 pub mod reset;
 pub mod restore;
 pub mod run_setup;

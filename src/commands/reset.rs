@@ -317,11 +317,10 @@ fn result_text(host: &ResetHost) -> String {
 }
 
 fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if global.output == OutputFormat::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
-        return Ok(());
-    }
+    super::report_out::print(global, report, |out| report_text(out, report))
+}
+
+fn report_text(out: &mut impl Write, report: &ResetReport) -> anyhow::Result<()> {
     writeln!(
         out,
         "cluster {}: reset {}",

@@ -1,7 +1,7 @@
 # shellcheck shell=sh
 # On the first server, k3s stopped: restore the uploaded snapshot with k3s's own cluster reset,
 umask 077
-# then start k3s normally and wait for its API (phases/restore.rs). The unit's environment
+# then start k3s normally and wait for its API (phases/restore). The unit's environment
 # (K3S_TOKEN_FILE...) is loaded as systemd would; k3s reads config.yaml itself.
 # Given: snapshot (path on this host), secs (limit for the API).
 # Exit 5: the reset failed; 3: the API did not answer in time.

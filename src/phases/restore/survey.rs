@@ -1,0 +1,88 @@
+//! The read-only half of a restore, before the confirmation: take the cluster lock on the first
+//! server (a restore must not race an `up`, `reset` or `upgrade`), then ask every host in one
+//! round trip whether k3s is installed in its role and running.
+
+use futures::future::BoxFuture;
+
+use crate::engine::{Engine, Failure, Flow, HostId, Output, Phase};
+use crate::ssh::ExecRequest;
+
+use super::state::{Found, RestoreRun};
+
+/// The cluster lock, on the first server. The restore goes through that server, so an
+/// unreachable one ends the run here.
+pub struct Lock;
+
+impl Phase<RestoreRun> for Lock {
+    fn title(&self) -> &'static str {
+        "lock"
+    }
+
+    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
+        vec![cx.first]
+    }
+
+    fn changes(&self) -> bool {
+        false
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut RestoreRun,
+        _: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        Box::pin(async move {
+            if let Some(failure) = cx.engine.unreachable(cx.first) {
+                anyhow::bail!(
+                    "first server {} is unreachable, and a restore starts there: {failure} \
+                     (nothing was changed)",
+                    cx.name(cx.first)
+                );
+            }
+            if let Some(note) = cx.lock.acquire(&cx.engine).await? {
+                cx.message(note);
+            }
+            Ok(Flow::Continue)
+        })
+    }
+}
+
+async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Found, Failure> {
+    let out = engine.run(id, "survey", request, Output::Logged).await?;
+    Ok(Found::parse(&out.stdout_lossy()))
+}
+
+/// Every host: k3s installed in its role? running?
+pub struct SurveyHosts;
+
+impl Phase<RestoreRun> for SurveyHosts {
+    fn title(&self) -> &'static str {
+        "survey"
+    }
+
+    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
+        cx.order.clone()
+    }
+
+    fn changes(&self) -> bool {
+        false
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut RestoreRun,
+        hosts: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        Box::pin(async move {
+            let request = ExecRequest::new(include_str!("sh/restore-survey.sh")).sudo(true);
+            let engine = &cx.engine;
+            let results = engine
+                .each("survey", hosts, |id| survey(engine, id, &request))
+                .await;
+            for (id, result) in results {
+                cx.hosts[id].survey = Some(result);
+            }
+            Ok(Flow::Continue)
+        })
+    }
+}
