@@ -1,5 +1,6 @@
 //! The one way a command's final report goes out on stdout: the report as JSON with `--output
-//! json`, else the command's own text (a table and notes).
+//! json`, else the command's own text (a table and notes); and the exit it gives when hosts
+//! failed.
 
 use std::io::{StdoutLock, Write};
 
@@ -19,4 +20,13 @@ pub fn print<R: Serialize>(
         return Ok(());
     }
     text(&mut out)
+}
+
+/// `Err` ([`crate::exit::Failure::HostsFailed`], its exit code) when `failed` of `total` hosts
+/// failed.
+pub fn hosts_failed(failed: usize, total: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        return Err(crate::exit::Failure::HostsFailed { failed, total }.into());
+    }
+    Ok(())
 }

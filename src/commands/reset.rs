@@ -124,14 +124,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(with_interrupt(&prepared.ctx, reset.execute()));
     view.finish();
     print_report(global, &report)?;
-    let failed = report.failed_hosts();
-    if failed > 0 {
-        return Err(Failure::HostsFailed {
-            failed,
-            total: report.hosts.len(),
-        }
-        .into());
-    }
+    super::report_out::hosts_failed(report.failed_hosts(), report.hosts.len())?;
     if report.failed {
         anyhow::bail!("the hosts are reset, but the kubeconfig could not be updated (see above)");
     }

@@ -125,14 +125,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
     }
     let report = runtime.block_on(with_interrupt(&prepared.ctx, restore.execute(snapshot)));
     print_report(global, &report)?;
-    let failed = report.failed_hosts();
-    if failed > 0 {
-        return Err(Failure::HostsFailed {
-            failed,
-            total: report.hosts.len(),
-        }
-        .into());
-    }
+    super::report_out::hosts_failed(report.failed_hosts(), report.hosts.len())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -71,6 +71,11 @@ impl BackupRun {
     fn saving(&self) -> bool {
         matches!(self.request, Request::Save { .. })
     }
+
+    /// The first server when `wanted`: a phase's selection.
+    fn first_if(&self, wanted: bool) -> Vec<HostId> {
+        if wanted { vec![self.first] } else { Vec::new() }
+    }
 }
 
 /// The phases of `request`, in order.

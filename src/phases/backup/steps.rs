@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Engine, Failure, FailureKind, Flow, HostId, Output, Phase, last_lines};
+use crate::engine::{Engine, Failure, FailureKind, Flow, HostId, Output, last_lines, phase_impl};
 use crate::k3s::snapshot::{self, Entry, Listed, Manifest};
 use crate::shell::with_vars;
 use crate::ssh::{ExecOutput, ExecRequest};
@@ -70,41 +68,10 @@ fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> 
     })
 }
 
-macro_rules! first_server_phase {
-    ($phase:ident, $title:literal, changes: $changes:literal, select: $select:expr) => {
-        impl Phase<BackupRun> for $phase {
-            fn title(&self) -> &'static str {
-                $title
-            }
-
-            fn select(&self, cx: &BackupRun) -> Vec<HostId> {
-                let wanted: fn(&BackupRun) -> bool = $select;
-                if wanted(cx) {
-                    vec![cx.first]
-                } else {
-                    Vec::new()
-                }
-            }
-
-            fn changes(&self) -> bool {
-                $changes
-            }
-
-            fn apply<'a>(
-                &'a self,
-                cx: &'a mut BackupRun,
-                hosts: &'a [HostId],
-            ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-                Box::pin(self.run(cx, hosts))
-            }
-        }
-    };
-}
-
 /// The server's snapshots.
 pub struct ListServer;
 
-first_server_phase!(ListServer, "list", changes: false, select: |cx| !cx.saving());
+phase_impl!(ListServer, BackupRun, "list", changes: false, select: |cx| cx.first_if(!cx.saving()));
 
 impl ListServer {
     async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
@@ -134,7 +101,7 @@ impl ListServer {
 /// `k3s etcd-snapshot save --name NAME`, then where k3s put it (its own listing, same exec).
 pub struct Save;
 
-first_server_phase!(Save, "save", changes: true, select: BackupRun::saving);
+phase_impl!(Save, BackupRun, "save", changes: true, select: |cx| cx.first_if(cx.saving()));
 
 impl Save {
     async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
@@ -185,7 +152,7 @@ impl Save {
 /// [`MAX_SNAPSHOT_BYTES`], the size k3s listed; written 0600 into the 0700 folder and recorded.
 pub struct Fetch;
 
-first_server_phase!(Fetch, "fetch", changes: true, select: |cx| cx.taken.is_some());
+phase_impl!(Fetch, BackupRun, "fetch", changes: true, select: |cx| cx.first_if(cx.taken.is_some()));
 
 async fn fetch(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, Failure> {
     let title = "copying the snapshot";
@@ -288,8 +255,8 @@ fn restrict_dir(dir: &Path) -> Result<(), snapshot::SnapshotError> {
 /// own prune).
 pub struct Prune;
 
-first_server_phase!(Prune, "prune", changes: true, select: |cx| {
-    cx.saved.is_some() && matches!(cx.request, Request::Save { prune: Some(_), .. })
+phase_impl!(Prune, BackupRun, "prune", changes: true, select: |cx| {
+    cx.first_if(cx.saved.is_some() && matches!(cx.request, Request::Save { prune: Some(_), .. }))
 });
 
 impl Prune {

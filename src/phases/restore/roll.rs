@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Engine, Failure, Flow, HostId, Output, Phase, last_lines};
+use crate::engine::{Engine, Failure, Flow, HostId, Output, last_lines, phase_impl};
 use crate::k3s::snapshot;
 use crate::shell::with_vars;
 use crate::ssh::{ExecRequest, upload_request};
@@ -68,103 +66,68 @@ impl CheckSnapshot {
             )
         })
     }
-}
 
-impl Phase<RestoreRun> for CheckSnapshot {
-    fn title(&self) -> &'static str {
-        "snapshot"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            Ok(match CheckSnapshot::mismatch(cx.snapshot.as_ref()) {
-                None => Flow::Continue,
-                Some(why) => {
-                    for id in cx.order.clone() {
-                        cx.hosts[id].outcome = Some((Err(Failure::refused(&why)), Duration::ZERO));
-                    }
-                    cx.stop(why)
+    async fn run(&self, cx: &mut RestoreRun, _: &[HostId]) -> anyhow::Result<Flow> {
+        Ok(match CheckSnapshot::mismatch(cx.snapshot.as_ref()) {
+            None => Flow::Continue,
+            Some(why) => {
+                for id in cx.order.clone() {
+                    cx.hosts[id].outcome = Some((Err(Failure::refused(&why)), Duration::ZERO));
                 }
-            })
+                cx.stop(why)
+            }
         })
     }
 }
+
+phase_impl!(CheckSnapshot, RestoreRun, "snapshot", changes: false, select: |cx| vec![cx.first]);
 
 /// k3s stopped on every server at once: etcd must not run anywhere during the reset. One that
 /// cannot be stopped ends the restore before anything is restored, and the others are started
 /// again.
 pub struct StopServers;
 
-impl Phase<RestoreRun> for StopServers {
-    fn title(&self) -> &'static str {
-        "stop servers"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        cx.servers()
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let stop = sudo(
-                with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh")),
-                STOP_TIMEOUT,
-            );
-            let engine = &cx.engine;
-            let results = engine
-                .each("stop servers", hosts, |id| {
-                    engine.run(id, "stop k3s", &stop, Output::Logged)
-                })
-                .await;
-            if results.iter().all(|(_, r)| r.is_ok()) {
-                return Ok(Flow::Continue);
-            }
-            // Nothing restored yet: start what was stopped again, and report.
-            let stopped: Vec<HostId> = results
-                .iter()
-                .filter(|(_, r)| r.is_ok())
-                .map(|(id, _)| *id)
-                .collect();
-            let start = sudo("systemctl start k3s".to_owned(), cx.options.ready_timeout);
-            engine
-                .each("start k3s again", &stopped, |id| {
-                    engine.run(id, "start k3s again", &start, Output::Logged)
-                })
-                .await;
-            for (id, result) in results {
-                let outcome = result.and_then(|_| {
-                    Err(Failure::skipped(
-                        "not restored: another server could not be stopped (k3s started again)",
-                    ))
-                });
-                cx.hosts[id].outcome = Some((outcome.map(|()| String::new()), started.elapsed()));
-            }
-            Ok(cx.stop("a server could not be stopped (k3s started again)".to_owned()))
-        })
-    }
-
-    fn plan(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let _ = cx;
-        hosts.iter().map(|&h| (h, "stop k3s".to_owned())).collect()
+impl StopServers {
+    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let started = Instant::now();
+        let stop = sudo(
+            with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh")),
+            STOP_TIMEOUT,
+        );
+        let engine = &cx.engine;
+        let results = engine
+            .each("stop servers", hosts, |id| {
+                engine.run(id, "stop k3s", &stop, Output::Logged)
+            })
+            .await;
+        if results.iter().all(|(_, r)| r.is_ok()) {
+            return Ok(Flow::Continue);
+        }
+        // Nothing restored yet: start what was stopped again, and report.
+        let stopped: Vec<HostId> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(id, _)| *id)
+            .collect();
+        let start = sudo("systemctl start k3s".to_owned(), cx.options.ready_timeout);
+        engine
+            .each("start k3s again", &stopped, |id| {
+                engine.run(id, "start k3s again", &start, Output::Logged)
+            })
+            .await;
+        for (id, result) in results {
+            let outcome = result.and_then(|_| {
+                Err(Failure::skipped(
+                    "not restored: another server could not be stopped (k3s started again)",
+                ))
+            });
+            cx.hosts[id].outcome = Some((outcome.map(|()| String::new()), started.elapsed()));
+        }
+        Ok(cx.stop("a server could not be stopped (k3s started again)".to_owned()))
     }
 }
+
+phase_impl!(StopServers, RestoreRun, "stop servers", changes: true, select: |cx| cx.servers(), plan: "stop k3s");
 
 /// The first server: upload the snapshot, `k3s server --cluster-reset
 /// --cluster-reset-restore-path` (`--api-timeout`), start k3s, wait for the API and its Node.
@@ -208,49 +171,32 @@ async fn restore_first(
 
 pub struct FirstServer;
 
-impl Phase<RestoreRun> for FirstServer {
-    fn title(&self) -> &'static str {
-        "first server"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        cx.todo(Step::FirstServer)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let Some(snapshot) = cx.snapshot.as_ref() else {
-                return Ok(cx.stop("no snapshot was given".to_owned()));
-            };
-            let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[cx.first].node_name);
-            let results = engine
-                .each("first server", hosts, |id| {
-                    restore_first(engine, id, options, snapshot, node)
-                })
-                .await;
-            let mut failed = false;
-            for (id, result) in results {
-                failed |= result.is_err();
-                cx.hosts[id].outcome = Some((result, started.elapsed()));
-            }
-            Ok(if failed {
-                cx.stop("the first server was not restored".to_owned())
-            } else {
-                Flow::Continue
+impl FirstServer {
+    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let started = Instant::now();
+        let Some(snapshot) = cx.snapshot.as_ref() else {
+            return Ok(cx.stop("no snapshot was given".to_owned()));
+        };
+        let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[cx.first].node_name);
+        let results = engine
+            .each("first server", hosts, |id| {
+                restore_first(engine, id, options, snapshot, node)
             })
+            .await;
+        let mut failed = false;
+        for (id, result) in results {
+            failed |= result.is_err();
+            cx.hosts[id].outcome = Some((result, started.elapsed()));
+        }
+        Ok(if failed {
+            cx.stop("the first server was not restored".to_owned())
+        } else {
+            Flow::Continue
         })
     }
-
-    fn plan(&self, _: &mut RestoreRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let line = Step::FirstServer.action().to_owned();
-        hosts.iter().map(|&h| (h, line.clone())).collect()
-    }
 }
+
+phase_impl!(FirstServer, RestoreRun, "first server", changes: true, select: |cx| cx.todo(Step::FirstServer), plan: Step::FirstServer.action());
 
 /// One other server: forget its old node password (through the first server), move its etcd
 /// data aside and start k3s (`--ready-timeout`), wait until its Node is Ready.
@@ -287,48 +233,31 @@ async fn rejoin(cx: &RestoreRun, id: HostId) -> Result<String, Failure> {
 /// quorum while each one joins; a server that fails stops the roll.
 pub struct RejoinServers;
 
-impl Phase<RestoreRun> for RejoinServers {
-    fn title(&self) -> &'static str {
-        "servers"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        cx.todo(Step::Servers)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            for &id in hosts {
-                let started = Instant::now();
-                let run: &RestoreRun = cx;
-                let result = run
-                    .engine
-                    .each_within("servers", &[id], 1, |id| rejoin(run, id))
-                    .await
-                    .pop()
-                    .map_or_else(|| Err(Failure::skipped("not started")), |(_, r)| r);
-                let failed = result.is_err();
-                cx.hosts[id].outcome = Some((result, started.elapsed()));
-                if failed {
-                    let name = cx.name(id).to_owned();
-                    return Ok(cx.stop(format!(
-                        "server {name} did not rejoin, so the roll stopped (etcd quorum)"
-                    )));
-                }
+impl RejoinServers {
+    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        for &id in hosts {
+            let started = Instant::now();
+            let run: &RestoreRun = cx;
+            let result = run
+                .engine
+                .each_within("servers", &[id], 1, |id| rejoin(run, id))
+                .await
+                .pop()
+                .map_or_else(|| Err(Failure::skipped("not started")), |(_, r)| r);
+            let failed = result.is_err();
+            cx.hosts[id].outcome = Some((result, started.elapsed()));
+            if failed {
+                let name = cx.name(id).to_owned();
+                return Ok(cx.stop(format!(
+                    "server {name} did not rejoin, so the roll stopped (etcd quorum)"
+                )));
             }
-            Ok(Flow::Continue)
-        })
-    }
-
-    fn plan(&self, _: &mut RestoreRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let line = Step::Servers.action().to_owned();
-        hosts.iter().map(|&h| (h, line.clone())).collect()
+        }
+        Ok(Flow::Continue)
     }
 }
+
+phase_impl!(RejoinServers, RestoreRun, "servers", changes: true, select: |cx| cx.todo(Step::Servers), plan: Step::Servers.action());
 
 /// One agent: forget its old node password, restart k3s-agent (`--ready-timeout`), wait Ready.
 async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration), Failure> {
@@ -366,39 +295,22 @@ async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration)
 /// The agents, in one window (the fleet's): restarted so they reconnect to the restored servers.
 pub struct RestartAgents;
 
-impl Phase<RestoreRun> for RestartAgents {
-    fn title(&self) -> &'static str {
-        "agents"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        cx.todo(Step::Agents)
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let started = Instant::now();
-            let run: &RestoreRun = cx;
-            let results = run
-                .engine
-                .each("agents", hosts, |id| restart_agent(run, id))
-                .await;
-            for (id, result) in results {
-                cx.hosts[id].outcome = Some(match result {
-                    Ok((said, took)) => (Ok(said), took),
-                    Err(failure) => (Err(failure), started.elapsed()),
-                });
-            }
-            Ok(Flow::Continue)
-        })
-    }
-
-    fn plan(&self, _: &mut RestoreRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let line = Step::Agents.action().to_owned();
-        hosts.iter().map(|&h| (h, line.clone())).collect()
+impl RestartAgents {
+    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let started = Instant::now();
+        let run: &RestoreRun = cx;
+        let results = run
+            .engine
+            .each("agents", hosts, |id| restart_agent(run, id))
+            .await;
+        for (id, result) in results {
+            cx.hosts[id].outcome = Some(match result {
+                Ok((said, took)) => (Ok(said), took),
+                Err(failure) => (Err(failure), started.elapsed()),
+            });
+        }
+        Ok(Flow::Continue)
     }
 }
+
+phase_impl!(RestartAgents, RestoreRun, "agents", changes: true, select: |cx| cx.todo(Step::Agents), plan: Step::Agents.action());

@@ -2,9 +2,7 @@
 //! server (a restore must not race an `up`, `reset` or `upgrade`), then ask every host in one
 //! round trip whether k3s is installed in its role and running.
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Engine, Failure, Flow, HostId, Output, Phase};
+use crate::engine::{Engine, Failure, Flow, HostId, Output, phase_impl};
 use crate::ssh::ExecRequest;
 
 use super::state::{Found, RestoreRun};
@@ -13,39 +11,23 @@ use super::state::{Found, RestoreRun};
 /// unreachable one ends the run here.
 pub struct Lock;
 
-impl Phase<RestoreRun> for Lock {
-    fn title(&self) -> &'static str {
-        "lock"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            if let Some(failure) = cx.engine.unreachable(cx.first) {
-                anyhow::bail!(
-                    "first server {} is unreachable, and a restore starts there: {failure} \
-                     (nothing was changed)",
-                    cx.name(cx.first)
-                );
-            }
-            if let Some(note) = cx.lock.acquire(&cx.engine).await? {
-                cx.message(note);
-            }
-            Ok(Flow::Continue)
-        })
+impl Lock {
+    async fn run(&self, cx: &mut RestoreRun, _: &[HostId]) -> anyhow::Result<Flow> {
+        if let Some(failure) = cx.engine.unreachable(cx.first) {
+            anyhow::bail!(
+                "first server {} is unreachable, and a restore starts there: {failure} \
+             (nothing was changed)",
+                cx.name(cx.first)
+            );
+        }
+        if let Some(note) = cx.lock.acquire(&cx.engine).await? {
+            cx.message(note);
+        }
+        Ok(Flow::Continue)
     }
 }
+
+phase_impl!(Lock, RestoreRun, "lock", changes: false, select: |cx| vec![cx.first]);
 
 async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Found, Failure> {
     let out = engine.run(id, "survey", request, Output::Logged).await?;
@@ -55,34 +37,18 @@ async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Fo
 /// Every host: k3s installed in its role? running?
 pub struct SurveyHosts;
 
-impl Phase<RestoreRun> for SurveyHosts {
-    fn title(&self) -> &'static str {
-        "survey"
-    }
-
-    fn select(&self, cx: &RestoreRun) -> Vec<HostId> {
-        cx.order.clone()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut RestoreRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let request = ExecRequest::new(include_str!("sh/restore-survey.sh")).sudo(true);
-            let engine = &cx.engine;
-            let results = engine
-                .each("survey", hosts, |id| survey(engine, id, &request))
-                .await;
-            for (id, result) in results {
-                cx.hosts[id].survey = Some(result);
-            }
-            Ok(Flow::Continue)
-        })
+impl SurveyHosts {
+    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let request = ExecRequest::new(include_str!("sh/restore-survey.sh")).sudo(true);
+        let engine = &cx.engine;
+        let results = engine
+            .each("survey", hosts, |id| survey(engine, id, &request))
+            .await;
+        for (id, result) in results {
+            cx.hosts[id].survey = Some(result);
+        }
+        Ok(Flow::Continue)
     }
 }
+
+phase_impl!(SurveyHosts, RestoreRun, "survey", changes: false, select: |cx| cx.order.clone());
