@@ -11,16 +11,11 @@ use super::scripted::{Journal, Reply, ScriptedRemote};
 use super::*;
 
 fn engine(hosts: Vec<ScriptedRemote>, settings: FleetSettings, cancel: Cancel) -> Engine {
-    let remotes = hosts
-        .into_iter()
-        .map(|h| (h.name().to_owned(), Ok(Arc::new(h) as Arc<dyn Remote>)))
-        .collect();
-    Engine::from_remotes(
-        remotes,
+    scripted::engine(
+        hosts,
         settings,
         cancel,
         RunLog::disabled(Redactor::default()),
-        Arc::new(Quiet),
     )
 }
 
