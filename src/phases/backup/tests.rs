@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, FailureKind, Member, Remote};
+use crate::engine::scripted::{self, Journal, Reply, ScriptedRemote};
+use crate::engine::{Engine, FailureKind};
 use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::{Manifest, sha256_hex};
-use crate::phases::Quiet;
 use crate::ssh::Cancel;
 
 use super::*;
@@ -38,18 +37,8 @@ fn listing(size: usize) -> String {
 }
 
 fn first_server(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>, log: RunLog) -> Engine {
-    let mut remote = ScriptedRemote::new("s1", journal.clone(), Cancel::default());
-    for (text, reply) in rules {
-        remote = remote.on(text, reply);
-    }
-    let members: Vec<Member> = vec![("s1".into(), Ok(Arc::new(remote) as Arc<dyn Remote>))];
-    Engine::from_remotes(
-        members,
-        FleetSettings::default(),
-        Cancel::default(),
-        log,
-        Arc::new(Quiet),
-    )
+    let s1 = ScriptedRemote::new("s1", journal.clone(), Cancel::default()).with_rules(rules);
+    scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
 }
 
 fn saving(prune: Option<usize>) -> Request {

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::engine::Engine;
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, Member, Remote};
+use crate::engine::scripted::{self, Journal, Reply, ScriptedRemote};
 use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
-use crate::phases::Quiet;
 use crate::ssh::Cancel;
 
 use super::*;
@@ -43,18 +42,9 @@ const NODES: &str = "k3s kubectl get nodes -o json";
 const DELETE: &str = "k3s kubectl delete node";
 
 fn engine(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>) -> Engine {
-    let mut remote = ScriptedRemote::new("s1", journal.clone(), Cancel::default());
-    for (text, reply) in rules {
-        remote = remote.on(text, reply);
-    }
-    let members: Vec<Member> = vec![("s1".into(), Ok(Arc::new(remote) as Arc<dyn Remote>))];
-    Engine::from_remotes(
-        members,
-        FleetSettings::default(),
-        Cancel::default(),
-        RunLog::disabled(Redactor::default()),
-        Arc::new(Quiet),
-    )
+    let s1 = ScriptedRemote::new("s1", journal.clone(), Cancel::default()).with_rules(rules);
+    let log = RunLog::disabled(Redactor::default());
+    scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
 }
 
 /// Which script each call ran, in order.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Failure, Flow, HostId, Output, last_lines, phase_impl};
 use crate::k3s::snapshot;
+use crate::phases::remote::NODE_TOKEN_PATH;
 use crate::shell::with_vars;
 use crate::ssh::{ExecRequest, upload_request};
 
@@ -144,16 +145,22 @@ async fn restore_first(
     engine
         .run(id, "upload the snapshot", &upload, Output::Logged)
         .await?;
-    // Two waits of `--api-timeout` in the script: the reset, then the API after the start.
+    // Three waits of `--api-timeout` in the script: the reset, the start, the API.
+    let script = [
+        include_str!("sh/restore-first.sh"),
+        include_str!("../sh/api-wait.sh"),
+    ]
+    .concat();
     let reset = sudo(
         with_vars(
             &[
                 ("snapshot", &remote_path),
                 ("secs", &secs(options.api_timeout)),
+                ("token", NODE_TOKEN_PATH),
             ],
-            include_str!("sh/restore-first.sh"),
+            &script,
         ),
-        options.api_timeout * 2 + SCRIPT_GRACE * 2,
+        options.api_timeout * 3 + SCRIPT_GRACE,
     );
     let said = engine
         .run(
@@ -198,35 +205,45 @@ impl FirstServer {
 
 phase_impl!(FirstServer, RestoreRun, "first server", changes: true, select: |cx| cx.todo(Step::FirstServer), plan: Step::FirstServer.action());
 
-/// One other server: forget its old node password (through the first server), move its etcd
-/// data aside and start k3s (`--ready-timeout`), wait until its Node is Ready.
-async fn rejoin(cx: &RestoreRun, id: HostId) -> Result<String, Failure> {
+/// A node that comes back after the first server: forget its old node password (through the
+/// first server: a re-flashed board has a new one), run `request` on it (start k3s; bounded by
+/// `--ready-timeout`), wait until its Node is Ready. What `request` printed.
+async fn bring_back(
+    cx: &RestoreRun,
+    id: HostId,
+    title: &str,
+    request: ExecRequest,
+) -> Result<String, Failure> {
     let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[id].node_name);
+    let forget = forget_password(node);
     engine
         .run(
             cx.first,
             "forget the old node password",
-            &forget_password(node),
+            &forget,
             Output::Logged,
         )
         .await?;
+    let said = engine.run(id, title, &request, Output::Logged).await?;
+    let ready = wait_node(options, node);
+    engine
+        .run(cx.first, "wait Ready", &ready, Output::Logged)
+        .await?;
+    Ok(said.stdout_lossy())
+}
+
+/// One other server: move its etcd data aside and start k3s, so it joins as a new member.
+async fn rejoin(cx: &RestoreRun, id: HostId) -> Result<String, Failure> {
+    let limit = cx.options.ready_timeout;
     let request = sudo(
         with_vars(
-            &[("aside", &cx.aside), ("secs", &secs(options.ready_timeout))],
+            &[("aside", &cx.aside), ("secs", &secs(limit))],
             include_str!("sh/restore-peer.sh"),
         ),
-        options.ready_timeout + SCRIPT_GRACE,
+        limit + SCRIPT_GRACE,
     );
-    let said = engine.run(id, "rejoin", &request, Output::Logged).await?;
-    engine
-        .run(
-            cx.first,
-            "wait Ready",
-            &wait_node(options, node),
-            Output::Logged,
-        )
-        .await?;
-    Ok(format!("rejoined; {}", last_lines(&said.stdout_lossy(), 1)))
+    let said = bring_back(cx, id, "rejoin", request).await?;
+    Ok(format!("rejoined; {}", last_lines(&said, 1)))
 }
 
 /// The other servers, one at a time: their old etcd data cannot rejoin, and etcd must keep its
@@ -259,36 +276,18 @@ impl RejoinServers {
 
 phase_impl!(RejoinServers, RestoreRun, "servers", changes: true, select: |cx| cx.todo(Step::Servers), plan: Step::Servers.action());
 
-/// One agent: forget its old node password, restart k3s-agent (`--ready-timeout`), wait Ready.
+/// One agent: restart k3s-agent so it reconnects to the restored servers.
 async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration), Failure> {
     let started = Instant::now();
-    let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[id].node_name);
-    engine
-        .run(
-            cx.first,
-            "forget the old node password",
-            &forget_password(node),
-            Output::Logged,
-        )
-        .await?;
+    let limit = cx.options.ready_timeout;
     let request = sudo(
         with_vars(
-            &[("secs", &secs(options.ready_timeout))],
+            &[("secs", &secs(limit))],
             include_str!("sh/restore-agent.sh"),
         ),
-        options.ready_timeout + SCRIPT_GRACE,
+        limit + SCRIPT_GRACE,
     );
-    engine
-        .run(id, "restart k3s-agent", &request, Output::Logged)
-        .await?;
-    engine
-        .run(
-            cx.first,
-            "wait Ready",
-            &wait_node(options, node),
-            Output::Logged,
-        )
-        .await?;
+    bring_back(cx, id, "restart k3s-agent", request).await?;
     Ok(("restarted, Ready".to_owned(), started.elapsed()))
 }
 

@@ -13,7 +13,7 @@ use crate::phases::lock::ClusterLock;
 use super::RestoreOptions;
 
 /// The step a host is restored in (the plan's PHASE column), in execution order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Step {
     FirstServer,
     Servers,
@@ -164,15 +164,9 @@ impl RestoreRun {
         let first = engine.id_of(&first_name).ok_or_else(|| {
             anyhow::anyhow!("the first server {first_name} is not among the hosts of the run")
         })?;
-        let order = [Step::FirstServer, Step::Servers, Step::Agents]
-            .into_iter()
-            .flat_map(|step| {
-                hosts
-                    .iter()
-                    .filter(move |(_, h)| h.step == step)
-                    .map(|(id, _)| id)
-            })
-            .collect();
+        // Execution order: by step, inventory order within one (a stable sort).
+        let mut order: Vec<HostId> = hosts.ids().collect();
+        order.sort_by_key(|&id| hosts[id].step);
         let run_id = crate::phases::lock::new_run_id();
         let aside = format!("edgeops-before-restore-{run_id}");
         let lock = ClusterLock::new(

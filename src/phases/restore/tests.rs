@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, FailureKind, Member, PhaseResult, Remote};
+use crate::engine::scripted::{self, Call, Journal, Reply, ScriptedRemote};
+use crate::engine::{Engine, FailureKind, PhaseResult};
 use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::sha256_hex;
-use crate::phases::Quiet;
 use crate::ssh::Cancel;
 
 use super::state::Found;
@@ -77,7 +76,7 @@ impl Setup {
     }
 
     fn engine(&self) -> Engine {
-        let members: Vec<Member> = ALL
+        let hosts = ALL
             .into_iter()
             .map(|name| {
                 let unit = if name.starts_with('a') {
@@ -85,13 +84,15 @@ impl Setup {
                 } else {
                     "k3s"
                 };
-                let mut remote =
-                    ScriptedRemote::new(name, self.journal.clone(), self.cancel.clone());
-                for (_, text, reply) in self.extra.iter().filter(|(h, _, _)| *h == name) {
-                    remote = remote.on(*text, reply.clone());
-                }
+                let remote = ScriptedRemote::new(name, self.journal.clone(), self.cancel.clone())
+                    .with_rules(
+                        self.extra
+                            .iter()
+                            .filter(|(h, _, _)| *h == name)
+                            .map(|(_, text, reply)| (*text, reply.clone())),
+                    );
                 let slow = |reply: Reply| Reply::After(Duration::from_millis(20), Box::new(reply));
-                let remote = remote
+                remote
                     .on("take() {", Reply::ok("acquired\n"))
                     .on(
                         "for u in k3s k3s-agent",
@@ -104,17 +105,11 @@ impl Setup {
                         )),
                     )
                     .on("mv \"$db\"", slow(Reply::ok("moved db\n")))
-                    .on("systemctl restart k3s-agent", slow(Reply::ok("")));
-                (name.to_owned(), Ok(Arc::new(remote) as Arc<dyn Remote>))
+                    .on("systemctl restart k3s-agent", slow(Reply::ok("")))
             })
             .collect();
-        Engine::from_remotes(
-            members,
-            FleetSettings::default(),
-            self.cancel.clone(),
-            RunLog::disabled(Redactor::default()),
-            Arc::new(Quiet),
-        )
+        let log = RunLog::disabled(Redactor::default());
+        scripted::engine(hosts, FleetSettings::default(), self.cancel.clone(), log)
     }
 
     fn options(&self) -> RestoreOptions {
