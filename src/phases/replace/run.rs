@@ -4,7 +4,6 @@
 //! --limit NEW` that follows in the same process, or [`Replace::abort`] gives it back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, HostId};
@@ -154,10 +153,5 @@ impl HandedLock {
         let note = self.lock.release(&engine).await;
         engine.close().await;
         note
-    }
-
-    /// How long the lock blocks other runs when it cannot be given back.
-    pub fn stale_after(&self) -> Duration {
-        self.lock.stale_after()
     }
 }
