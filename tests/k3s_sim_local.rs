@@ -752,24 +752,73 @@ fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
             .clone();
         (cond["status"] == "True").then(|| cond["message"].as_str().unwrap().to_owned())
     };
-    assert_eq!(failed("runner-ok"), None);
-    assert_eq!(failed("runner-pinned"), None);
-    assert_eq!(
-        failed("runner-missing").as_deref(),
-        Some(
-            r#"Error: INSTALLATION FAILED: chart "gitlab-runner" version "9.9.9" not found in https://charts.gitlab.io repository"#
-        )
-    );
-    assert_eq!(
-        failed("runner-elsewhere").as_deref(),
-        Some(
+    // k3s's helm controller never puts the install's outcome on the HelmChart: Failed stays
+    // False on every chart, whatever its job does.
+    for name in [
+        "runner-ok",
+        "runner-pinned",
+        "runner-missing",
+        "runner-elsewhere",
+        "runner-tags",
+        "runner-legacy",
+        "gitlab-agent",
+    ] {
+        assert_eq!(failed(name), None, "{name}");
+    }
+    // A failing install: the job's pod crash-loops, helm's error only in its log.
+    let logs = |args: &[&str]| {
+        let out = Command::new(&k3s)
+            .arg("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("logs")
+            .args(args)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+            .filter(|text| !text.is_empty())
+    };
+    for (name, error) in [
+        (
+            "runner-missing",
+            r#"Error: INSTALLATION FAILED: chart "gitlab-runner" version "9.9.9" not found in https://charts.gitlab.io repository"#,
+        ),
+        (
+            "runner-elsewhere",
             "Error: INSTALLATION FAILED: looks like \"https://charts.example.org/stable\" is not a valid chart \
-             repository or cannot be reached: failed to fetch https://charts.example.org/stable/index.yaml : 404 Not Found"
+             repository or cannot be reached: failed to fetch https://charts.example.org/stable/index.yaml : 404 Not Found",
+        ),
+    ] {
+        let job = format!("job/helm-install-{name}");
+        let log = wait_until("helm job log", Duration::from_secs(30), || {
+            logs(&["-n", "kube-system", &job])
+        });
+        assert!(log.lines().any(|l| l == error), "{name}: {log}");
+        let job = kubectl_json(
+            &k3s,
+            &kubeconfig,
+            &[
+                "get",
+                "jobs",
+                "-n",
+                "kube-system",
+                &format!("helm-install-{name}"),
+            ],
         )
-    );
-    let tags = failed("runner-tags").unwrap();
+        .unwrap();
+        assert_eq!(job["status"]["active"], 1, "{job}");
+        assert!(job["status"]["succeeded"].is_null(), "{job}");
+    }
+    // Runner values the runner refuses: the install succeeds, the runner's pod cannot register
+    // and says why in its log.
+    let tags = wait_until("runner log", Duration::from_secs(30), || {
+        logs(&["-n", "gitlab-runner", "deployment/runner-tags"])
+    });
+    assert!(tags.contains("Registration attempt 1 of 30"), "{tags}");
     assert!(
-        tags.starts_with(
+        tags.contains(
             "FATAL: Runner configuration other than name and executor configuration is reserved \
              (specifically --locked, --access-level, --run-untagged, --maximum-timeout, --paused, \
              --tag-list, and --maintenance-note) and cannot be specified when registering with a \
@@ -777,9 +826,24 @@ fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
         ),
         "{tags}"
     );
-    let legacy = failed("runner-legacy").unwrap();
+    let legacy = wait_until("runner log", Duration::from_secs(30), || {
+        logs(&["-n", "gitlab-runner", "deployment/runner-legacy"])
+    });
     assert!(legacy.contains("410 Gone"), "{legacy}");
+    assert!(
+        legacy.contains("PANIC: Failed to register the runner."),
+        "{legacy}"
+    );
     assert!(!legacy.contains("GR1348941abc"), "token in {legacy}");
+    // Values the runner takes: its Deployment becomes available.
+    wait_until("runner-ok available", Duration::from_secs(30), || {
+        let dep = kubectl_json(
+            &k3s,
+            &kubeconfig,
+            &["get", "deployments", "-n", "gitlab-runner", "runner-ok"],
+        )?;
+        (dep["status"]["readyReplicas"] == 1).then_some(())
+    });
     let job = kubectl_json(
         &k3s,
         &kubeconfig,
@@ -792,7 +856,7 @@ fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
         ],
     )
     .unwrap();
-    assert_eq!(job["status"]["failed"], 1, "{job}");
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
     let chart = by_name("gitlab-agent");
     assert_eq!(
         chart["spec"]["valuesContent"],

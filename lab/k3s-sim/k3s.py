@@ -905,10 +905,12 @@ class Workloads:
             # Pod GC: pods bound to a node that no longer exists, or whose controller is gone.
             for key, pod in list(pods.items()):
                 owner = controller_of(pod)
-                gone_owner = owner and ("%s/%s" % (pod["metadata"]["namespace"], owner["name"])) not in \
-                    self.wl(KIND_TO_RESOURCE.get(owner["kind"], "replicasets"))
+                owners = self.state["jobs"] if owner and owner["kind"] == "Job" else \
+                    self.wl(KIND_TO_RESOURCE.get((owner or {}).get("kind"), "replicasets"))
+                gone_owner = owner and ("%s/%s" % (pod["metadata"]["namespace"], owner["name"])) not in owners
                 if (pod["spec"].get("nodeName") and pod["spec"]["nodeName"] not in nodes) or gone_owner:
                     del pods[key]
+                    self.state.get("crashloops", {}).pop(key, None)
             # ReplicaSets owned by a gone Deployment.
             for key, rs in list(self.wl("replicasets").items()):
                 owner = controller_of(rs)
@@ -1019,6 +1021,59 @@ class Workloads:
         delay = float(sim_setting("pod-ready-delay", "1"))
         return time.time() - pod["status"].get("scheduledAt", 0) >= delay
 
+    def crashloop_of(self, pod):
+        """The crash loop this pod's container is in (a dict from crashloop_for), or None: set
+        on a helm-install Job's pod, or on the pods of a Deployment the helm controller made."""
+        loops = self.state.get("crashloops") or {}
+        key = pod["metadata"]["namespace"] + "/" + pod["metadata"]["name"]
+        if key in loops:
+            return loops[key]
+        rs = controller_of(pod)
+        if rs and rs["kind"] == "ReplicaSet":
+            rs_obj = self.wl("replicasets").get(pod["metadata"]["namespace"] + "/" + rs["name"])
+            dep = controller_of(rs_obj) if rs_obj else None
+            if dep:
+                return loops.get("deployment:%s/%s" % (pod["metadata"]["namespace"], dep["name"]))
+        return None
+
+    def container_runs(self, pod, loop):
+        """The container's runs so far, [(start, end or None)], by the kubelet's restart back-off
+        (10 s doubling, capped at 5 min, after each failed run) from when the pod started."""
+        t0 = pod["status"].get("scheduledAt")
+        if t0 is None:
+            return []
+        now, runs, start, backoff = time.time(), [], t0, CRASHLOOP_BACKOFF_FIRST
+        while start <= now:
+            end = start + loop["run"]
+            runs.append((start, end if end <= now else None))
+            if end > now:
+                break
+            start, backoff = end + backoff, min(backoff * 2, CRASHLOOP_BACKOFF_CAP)
+        return runs
+
+    def container_log(self, pod, previous):
+        """(lines, error) of the pod's container: its current (or last) run, or the one before."""
+        loop = self.crashloop_of(pod)
+        if loop is None:
+            return [], ("previous terminated container \"%s\" in pod \"%s\" not found"
+                        % ((pod["spec"].get("containers") or [{}])[0].get("name", ""), pod["metadata"]["name"])
+                        if previous else None)
+        runs = self.container_runs(pod, loop)
+        if previous:
+            done = [r for r in runs if r[1] is not None]
+            if runs and runs[-1][1] is not None:
+                done = done[:-1]
+            if not done:
+                return [], 'previous terminated container "%s" in pod "%s" not found' % (
+                    (pod["spec"].get("containers") or [{}])[0].get("name", ""), pod["metadata"]["name"])
+            start, end = done[-1]
+        elif not runs:
+            return [], 'container "%s" in pod "%s" is waiting to start: ContainerCreating' % (
+                (pod["spec"].get("containers") or [{}])[0].get("name", ""), pod["metadata"]["name"])
+        else:
+            start, end = runs[-1]
+        return crashloop_lines(loop, (end or time.time()) - start), None
+
     def pod_status(self, pod):
         st = pod["status"]
         node = pod["spec"].get("nodeName")
@@ -1042,6 +1097,36 @@ class Workloads:
                                           "restartCount": 0, "started": True,
                                           "state": {"running": {"startedAt": started}}}
                                          for c in pod["spec"].get("containers") or []]})
+        loop = self.crashloop_of(pod)
+        if loop is None:
+            return
+        # A container that keeps failing: never ready; between runs waiting in CrashLoopBackOff
+        # with the last run's exit; the pod stays Running (restartPolicy Always / OnFailure).
+        runs = self.container_runs(pod, loop)
+        cs = st["containerStatuses"][0] if st["containerStatuses"] else None
+        for cond in st["conditions"]:
+            if cond["type"] in ("ContainersReady", "Ready"):
+                cond["status"] = "False"
+        if cs is None or not runs:
+            return
+        cs.update({"ready": False, "restartCount": len(runs) - 1})
+        start, end = runs[-1]
+        finished = [r for r in runs if r[1] is not None]
+        if finished:
+            fs, fe = finished[-1]
+            cs["lastState"] = {"terminated": {"exitCode": loop["exit"], "reason": "Error",
+                                              "startedAt": now_rfc3339(fs), "finishedAt": now_rfc3339(fe)}}
+        if end is None:
+            cs["state"] = {"running": {"startedAt": now_rfc3339(start)}}
+            cs["started"] = True
+        else:
+            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off %s restarting failed container=%s pod=%s_%s(%s)"
+                                       % (go_duration(min(CRASHLOOP_BACKOFF_FIRST * 2 ** (len(runs) - 1), CRASHLOOP_BACKOFF_CAP)),
+                                          cs["name"], pod["metadata"]["name"], pod["metadata"]["namespace"], pod["metadata"]["uid"])}}
+            cs["started"] = False
+            cs.pop("lastState", None)
+            cs["lastState"] = {"terminated": {"exitCode": loop["exit"], "reason": "Error",
+                                              "startedAt": now_rfc3339(start), "finishedAt": now_rfc3339(end)}}
 
     def expected_scale(self, pods):
         """The disruption controller's expected count: the scale of each pod's controller."""
@@ -1394,52 +1479,105 @@ class Store(Workloads):
                     obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"]
                 self.state["helmcharts"][ns + "/" + name] = obj
                 self.deploy_chart(obj, install_error)
-                if install_error:
-                    log("error", "helm-install-%s failed: %s" % (name, install_error))
             else:
                 log("info", "applied %s %s from %s" % (kind, name, source))
             self.save()
 
     def deploy_chart(self, chart, install_error=None):
-        """What the helm-controller reports: a helm-install job and the JobCreated condition.
+        """What k3s's helm-controller does with a HelmChart: status JobCreated=True and Failed=False
+        (it never reports the install's outcome there), and Job helm-install-NAME (backoffLimit
+        1000, restartPolicy OnFailure). A failing install is that Job's pod crash-looping, helm's
+        error only in the pod's log; a good one completes. For gitlab-runner the chart's Deployment
+        follows, and a runner that refuses its values crash-loops there after a good install.
         install_error: what helm_install_error() found (fetched outside the store lock)."""
         ns, name = chart["metadata"]["namespace"], chart["metadata"]["name"]
         spec = chart["spec"]
         target = spec.get("targetNamespace") or ns
         job = "helm-install-" + name
+        if not spec.get("chart") and not spec.get("chartContent"):
+            chart["status"] = {}  # the helm-controller leaves such a HelmChart alone
+            return
         chart["status"] = {"jobName": job, "conditions": [
             {"type": "JobCreated", "status": "True", "reason": "Job created",
-             "message": "Applying HelmChart using Job %s/%s" % (ns, job)}]}
-        error = None
-        if not spec.get("chart") and not spec.get("chartContent"):
-            error = "chart is required"
-        elif install_error:
-            error = install_error
-        elif target not in self.state["namespaces"]:
+             "message": "Applying HelmChart using Job %s/%s" % (ns, job)},
+            {"type": "Failed", "status": "False"}]}
+        error = install_error
+        if error is None and target not in self.state["namespaces"]:
             if spec.get("createNamespace"):
                 self.ensure_namespace(target)
             else:
-                error = "namespaces \"%s\" not found" % target
-        ok = error is None
-        chart["status"]["conditions"].append(
-            {"type": "Failed", "status": "False" if ok else "True", "reason": "" if ok else "Error",
-             "message": "" if ok else error if error.startswith(("Error:", "ERROR:", "FATAL:"))
-             else "Error: INSTALLATION FAILED: " + error})
+                error = 'Error: INSTALLATION FAILED: create: failed to create: namespaces "%s" not found' % target
+        self.forget_chart_objects(ns, name)
         t = now_rfc3339()
-        jstatus = {"startTime": t, "succeeded": 1, "completionTime": t,
-                   "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": t}]} if ok else \
-            {"startTime": t, "failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                                         "message": error, "lastTransitionTime": t}]}
-        self.state["jobs"][ns + "/" + job] = {
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": self.meta(job, ns, {"helmcharts.helm.cattle.io/chart": name}),
-            "spec": {"backoffLimit": 1000, "completions": 1, "parallelism": 1},
-            "status": jstatus}
+        job_obj = {"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": self.meta(job, ns, {CHART_LABEL: name}),
+                   "spec": {"backoffLimit": 1000, "completions": 1, "parallelism": 1},
+                   "status": {"startTime": t, "succeeded": 1, "completionTime": t, "conditions": [
+                       {"type": "Complete", "status": "True", "lastTransitionTime": t}]}}
+        self.state["jobs"][ns + "/" + job] = job_obj
+        if error is not None:
+            job_obj["status"] = {"startTime": t, "active": 1, "ready": 0, "uncountedTerminatedPods": {}}
+            labels = {CHART_LABEL: name, "batch.kubernetes.io/job-name": job, "job-name": job}
+            pod = self.new_pod("%s-%s" % (job, rand_suffix()), ns, {
+                "metadata": {"labels": labels},
+                "spec": {"restartPolicy": "OnFailure", "serviceAccountName": "helm-" + name,
+                         "containers": [{"name": "helm", "image": KLIPPER_HELM_IMAGE}],
+                         "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                                         {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                                          "effect": "NoSchedule"}]}},
+                {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": job_obj["metadata"]["uid"],
+                 "controller": True, "blockOwnerDeletion": True})
+            self.state.setdefault("crashloops", {})[ns + "/" + pod["metadata"]["name"]] = {
+                "run": HELM_RUN_SECONDS, "exit": 1, "kind": "helm", "lines": helm_job_lines(chart, target, error)}
+            self.reconcile()
+            return
+        if spec.get("chart") == "gitlab-runner":
+            self.deploy_runner(ns, name, target, spec)
+
+    def deploy_runner(self, ns, name, target, spec):
+        """The gitlab-runner chart's Deployment (its fullname is the release name when that holds
+        the chart's name); its pod registers the runner, and crash-loops when the runner refuses."""
+        labels = {"app": name, "release": name, "chart": "gitlab-runner-%s" % (spec.get("version") or ""), "heritage": "Helm"}
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.meta(name, target, labels),
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                        "template": {"metadata": {"labels": {"app": name, "release": name}},
+                                     "spec": {"containers": [{"name": name, "image": RUNNER_IMAGE}]}}},
+               "status": {}}
+        dep["metadata"]["generation"] = 1
+        self.wl("deployments")[target + "/" + name] = dep
+        self.state.setdefault("chart_objects", {})[ns + "/" + name] = ["deployments:%s/%s" % (target, name)]
+        try:
+            values = yaml_load(spec.get("valuesContent") or "") or {}
+        except YamlError:
+            values = {}
+        refusal = runner_values_error(values) if isinstance(values, dict) else None
+        if refusal:
+            self.state.setdefault("crashloops", {})["deployment:%s/%s" % (target, name)] = {
+                "run": RUNNER_REGISTER_ATTEMPTS * RUNNER_REGISTER_SLEEP, "exit": 1, "kind": "runner", "lines": refusal}
+        self.reconcile()
+
+    def forget_chart_objects(self, ns, name):
+        """What helm uninstall (or the Job's replacement on a changed chart) takes away: the old
+        Job's pods and the release's objects."""
+        loops = self.state.setdefault("crashloops", {})
+        job = "helm-install-" + name
+        for key, pod in list(self.wl("pods").items()):
+            owner = controller_of(pod)
+            if pod["metadata"]["namespace"] == ns and owner and owner["kind"] == "Job" and owner["name"] == job:
+                del self.wl("pods")[key]
+                loops.pop(key, None)
+        for ref in self.state.setdefault("chart_objects", {}).pop(ns + "/" + name, []):
+            resource, key = ref.split(":", 1)
+            self.wl(resource).pop(key, None)
+            loops.pop("deployment:" + key, None)
+        self.reconcile()
 
     def delete_chart(self, ns, name):
         with self.lock:
             obj = self.state["helmcharts"].pop(ns + "/" + name, None)
+            self.forget_chart_objects(ns, name)
             self.state["jobs"].pop(ns + "/helm-install-" + name, None)
+            self.reconcile()
             self.save()
             return obj
 
@@ -1450,6 +1588,18 @@ class Store(Workloads):
 # ----------------------------------------------------------------------------------------------
 
 CHART_REPO_TIMEOUT = 5  # seconds for one index fetch from the mirror
+CHART_LABEL = "helmcharts.helm.cattle.io/chart"
+KLIPPER_HELM_IMAGE = "rancher/klipper-helm:v0.9.4-build20250113"
+HELM_RUN_SECONDS = 2  # one klipper-helm run until helm's error
+# The kubelet's restart back-off for a failing container: 10 s, doubling, capped at 5 min.
+CRASHLOOP_BACKOFF_FIRST = 10
+CRASHLOOP_BACKOFF_CAP = 300
+# The gitlab-runner chart's register-the-runner script: 30 attempts, 5 s apart, then exit 1.
+RUNNER_REGISTER_ATTEMPTS = 30
+RUNNER_REGISTER_SLEEP = 5
+RUNNER_VERSION = "17.5.0"
+RUNNER_REVISION = "8ec04662"
+RUNNER_IMAGE = "registry.gitlab.com/gitlab-org/gitlab-runner:alpine-v" + RUNNER_VERSION
 
 # What gitlab-runner (16.0+) refuses at `register` when given a glrt- authentication token, and
 # the chart values that become those flags (chart values.yaml: runners.tags -> --tag-list, ...).
@@ -1511,15 +1661,45 @@ def chart_lookup_error(spec):
 
 
 def runner_values_error(values):
-    """What the gitlab-runner chart's runner refuses in its values, or None."""
+    """What the runner prints when `gitlab-runner register` refuses these chart values (one
+    registration attempt's lines after its banner), or None."""
     if values.get("runnerRegistrationToken"):
-        return RUNNER_LEGACY_TOKEN_ERROR
+        return [RUNNER_LEGACY_TOKEN_ERROR, "PANIC: Failed to register the runner."]
     token = str(values.get("runnerToken") or "")
     runners = values.get("runners") if isinstance(values.get("runners"), dict) else {}
     reserved = [key for key in RUNNER_RESERVED_VALUES if runners.get(key) not in (None, "", [])]
     if token.startswith("glrt-") and reserved:
-        return RUNNER_RESERVED_FATAL
+        return [RUNNER_RESERVED_FATAL]
     return None
+
+
+def helm_job_lines(chart, target, error):
+    """What a failing klipper-helm run prints (its entrypoint runs under `set -x`)."""
+    spec = chart["spec"]
+    name = chart["metadata"]["name"]
+    ref = "%s/%s" % (name, spec.get("chart")) if spec.get("repo") else str(spec.get("chart"))
+    lines = ["+ echo 'Installing helm_v3 chart'", "Installing helm_v3 chart"]
+    if spec.get("repo"):
+        lines += ["+ helm_v3 repo add %s %s" % (name, spec["repo"])]
+    version = " --version %s" % spec["version"] if spec.get("version") else ""
+    lines += ["+ helm_v3 install --namespace %s%s %s %s --values /config/values-01_HelmChart.yaml" % (target, version, name, ref),
+              error if error.startswith(("Error:", "ERROR:")) else "Error: INSTALLATION FAILED: " + error]
+    return lines
+
+
+def crashloop_lines(loop, elapsed):
+    """A crash-looping container's log after `elapsed` seconds of its current run. helm fails
+    once; the gitlab-runner chart's register script tries RUNNER_REGISTER_ATTEMPTS times,
+    RUNNER_REGISTER_SLEEP s apart, then exits 1."""
+    if loop["kind"] != "runner":
+        return list(loop["lines"])
+    lines = []
+    attempts = min(RUNNER_REGISTER_ATTEMPTS, 1 + int(elapsed // RUNNER_REGISTER_SLEEP))
+    for i in range(1, attempts + 1):
+        lines += ["Registration attempt %d of %d" % (i, RUNNER_REGISTER_ATTEMPTS),
+                  "Runtime platform                                    arch=amd64 os=linux pid=%d revision=%s version=%s"
+                  % (6 + i, RUNNER_REVISION, RUNNER_VERSION)] + list(loop["lines"])
+    return lines
 
 
 def helm_install_error(doc):
@@ -1533,11 +1713,9 @@ def helm_install_error(doc):
     try:
         values = yaml_load(spec.get("valuesContent") or "") or {}
     except YamlError as e:
-        return "failed to parse valuesContent: %s" % e
+        return "Error: failed to parse /config/values-01_HelmChart.yaml: %s" % e
     if not isinstance(values, dict):
         return None
-    if spec.get("chart") == "gitlab-runner":
-        return runner_values_error(values)
     return None
 
 
@@ -1885,6 +2063,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self.send_json(404, k8s_status(404, "NotFound", "the server could not find the requested resource"))
         kind = {"nodes": "Node", "namespaces": "Namespace", "helmcharts": "HelmChart", "jobs": "Job"}.get(resource) or WORKLOADS[resource][1]
         group = {"helmcharts": "helm.cattle.io", "jobs": "batch"}.get(resource) or WORKLOADS.get(resource, ("", "", "."))[2][1:]
+        if resource == "pods" and name and len(rest) > 2 and rest[2] == "log" and method == "GET":
+            return self.pod_log(ns or "default", name, query)
         if resource in WORKLOADS:
             handled = self.workload(method, resource, ns, name, rest)
             if handled is not None:
@@ -1976,6 +2156,30 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def member_ip(self, name):
         node = self.server.app.store.state["nodes"].get(name) or {}
         return (node.get("obj", {}).get("metadata", {}).get("annotations") or {}).get("k3s.io/internal-ip", "")
+    def pod_log(self, ns, name, query):
+        """GET pods/NAME/log: the container's output, as the kubelet keeps it (current or
+        `previous` instance; `tailLines`). Only crash-looping containers say anything here."""
+        store = self.server.app.store
+        with store.lock:
+            store.reconcile()
+            pod = store.wl("pods").get(ns + "/" + name)
+            if pod is None:
+                return self.send_json(404, k8s_status(404, "NotFound", 'pods "%s" not found' % name))
+            containers = [c.get("name") for c in pod["spec"].get("containers") or []]
+            container = query.get("container") or (containers[0] if len(containers) == 1 else None)
+            if container is None:
+                return self.send_json(400, k8s_status(400, "BadRequest", "a container name must be specified for pod %s, "
+                                                      "choose one of: [%s]" % (name, " ".join(containers))))
+            if container not in containers:
+                return self.send_json(400, k8s_status(400, "BadRequest", "container %s is not valid for pod %s" % (container, name)))
+            lines, err = store.container_log(pod, query.get("previous") == "true")
+        if err:
+            return self.send_json(400, k8s_status(400, "BadRequest", err))
+        tail = query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = lines[-int(tail):] if int(tail) else []
+        return self.send_text(200, "".join(line + "\n" for line in lines))
+
     def workload(self, method, resource, ns, name, rest):
         """Create/patch/replace/delete of workload objects and the pods/eviction subresource;
         None when the generic GET path answers."""
@@ -2821,7 +3025,60 @@ def kubectl_completion(args):
     return 0
 
 
+def kubectl_logs(client, target, ns, flags):
+    """`kubectl logs POD | TYPE/NAME [-c C] [--tail N] [-p]`: a Job's or Deployment's first pod,
+    as kubectl picks it (saying so on stderr when there are more)."""
+    kind, _, name = target.rpartition("/")
+    kind = {"": "pod", "pods": "pod", "po": "pod", "jobs": "job", "deployments": "deployment", "deploy": "deployment"}.get(kind, kind)
+    if kind == "pod":
+        pod = name
+    elif kind in ("job", "deployment"):
+        owner = kube_request(client, "GET", "/apis/%s/namespaces/%s/%ss/%s" % (
+            "batch/v1" if kind == "job" else "apps/v1", ns, kind, name))
+        sel = owner["spec"]["selector"]["matchLabels"] if kind == "deployment" else {"job-name": name}
+        pods = kube_request(client, "GET", resource_path("pods", ns) + "?labelSelector=" + urllib.parse.quote(
+            ",".join("%s=%s" % kv for kv in sorted(sel.items()))))["items"]
+        if not pods:
+            raise KubectlError("error: timed out waiting for the condition")
+        if len(pods) > 1:
+            sys.stderr.write("Found %d pods, using pod/%s\n" % (len(pods), pods[0]["metadata"]["name"]))
+        pod = pods[0]["metadata"]["name"]
+    else:
+        raise KubectlError('error: cannot get the logs from %s: selector for %s not implemented (simulator)' % (kind, kind))
+    query = {}
+    if flags.get("container"):
+        query["container"] = flags["container"]
+    if flags.get("tail") not in (None, True, "-1"):
+        query["tailLines"] = flags["tail"]
+    if flags.get("previous") or flags.get("-p") or flags.get("--previous"):
+        query["previous"] = "true"
+    host, port, ctx = client
+    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=15)
+    try:
+        conn.request("GET", resource_path("pods", ns, pod) + "/log" + ("?" + urllib.parse.urlencode(query) if query else ""))
+        r = conn.getresponse()
+        data = r.read().decode(errors="replace")
+    except (OSError, ssl.SSLError) as e:
+        raise KubectlError("The connection to the server %s:%d was refused - did you specify the right host or port? (%s)" % (host, port, e))
+    finally:
+        conn.close()
+    if r.status >= 400:
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            obj = {"message": data}
+        raise KubectlError("Error from server (%s): %s" % (obj.get("reason", r.status), obj.get("message", "")))
+    sys.stdout.write(data)
+    return 0
+
+
 def kubectl(argv):
+    # `logs` flags with a separate value (`-c helm`, `--tail 20`) in their `=` form.
+    argv = list(argv)
+    for short, long_ in (("-c", "--container"), ("--container", "--container"), ("--tail", "--tail")):
+        while short in argv[:-1]:
+            i = argv.index(short)
+            argv[i:i + 2] = ["%s=%s" % (long_, argv[i + 1])]
     opts = {"namespace": None, "all": False, "output": "", "kubeconfig": None, "selector": None, "flags": {}, "files": []}
     args, i = [], 0
     while i < len(argv):
@@ -2882,6 +3139,10 @@ def kubectl(argv):
     if verb == "cluster-info":
         print("Kubernetes control plane is running at https://%s:%d" % (client[0], client[1]))
         return 0
+    if verb == "logs":
+        if len(rest) != 1:
+            raise KubectlError("error: expected 'logs [-f] [-p] (POD | TYPE/NAME) [-c CONTAINER]'.")
+        return kubectl_logs(client, rest[0], opts["namespace"] or "default", opts["flags"])
     if verb in ("apply", "create") and opts["files"]:
         return kubectl_apply(client, verb, opts["files"], opts["namespace"])
     if verb == "drain":

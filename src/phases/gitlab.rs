@@ -305,6 +305,30 @@ impl Remote<'_> {
             .await?;
         ChartListing::parse(&out.stdout_lossy()).map_err(|e| format!("charts: {e}"))
     }
+
+    /// Chart `name`'s state; when the cluster shows a failing container for it (the install
+    /// job's, or a release pod that is not ready), one more command reads that container's log
+    /// for the reason (never on a deployed chart, so a converged re-run costs nothing more).
+    async fn chart_state(&mut self, listing: &ChartListing, name: &str) -> ChartState {
+        let state = listing.state(HELMCHART_NAMESPACE, name);
+        if !matches!(state, ChartState::Pending(_)) {
+            return state;
+        }
+        let Some(watch) = listing.watch(HELMCHART_NAMESPACE, name) else {
+            return state;
+        };
+        match self
+            .exec(
+                "gitlab: chart log",
+                ExecRequest::new(watch.command()).sudo(true),
+                false,
+            )
+            .await
+        {
+            Ok(out) => watch.verdict(&out.stdout_lossy()),
+            Err(_) => state,
+        }
+    }
 }
 
 fn parse_look(stdout: &str) -> HostLook {
@@ -700,23 +724,23 @@ async fn wait_for_charts(
                 continue;
             }
         };
-        let states: Vec<(String, ChartState)> = charts
-            .iter()
-            .map(|name| {
-                let mut state = listing.state(HELMCHART_NAMESPACE, name);
-                let stale = fresh.iter().any(|(chart, values)| {
-                    chart == name
-                        && listing
-                            .values_content(HELMCHART_NAMESPACE, name)
-                            .is_none_or(|v| v.trim() != values)
-                });
-                if stale && state != ChartState::Missing {
-                    state =
-                        ChartState::Pending("k3s has not applied the new manifest yet".to_owned());
+        let mut states: Vec<(String, ChartState)> = Vec::with_capacity(charts.len());
+        for name in charts {
+            let stale = fresh.iter().any(|(chart, values)| {
+                chart == name
+                    && listing
+                        .values_content(HELMCHART_NAMESPACE, name)
+                        .is_none_or(|v| v.trim() != values)
+            });
+            let state = match listing.state(HELMCHART_NAMESPACE, name) {
+                ChartState::Missing => ChartState::Missing,
+                _ if stale => {
+                    ChartState::Pending("k3s has not applied the new manifest yet".to_owned())
                 }
-                (name.clone(), state)
-            })
-            .collect();
+                _ => remote.chart_state(&listing, name).await,
+            };
+            states.push((name.clone(), state));
+        }
         let failed = states
             .iter()
             .any(|(_, s)| matches!(s, ChartState::Failed(_)));
@@ -907,17 +931,17 @@ pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
     };
     let names = chart_names(cx.gitlab);
     let (rows, reason) = match remote.charts().await {
-        Ok(listing) => (
-            names
-                .iter()
-                .map(|name| {
-                    let state = listing.state(HELMCHART_NAMESPACE, name);
+        Ok(listing) => {
+            let mut rows = Vec::with_capacity(names.len());
+            for name in &names {
+                let state = remote.chart_state(&listing, name).await;
+                rows.push(
                     GitLabRow::new("chart", name, state.word())
-                        .detail(chart_detail(&listing, name, &state))
-                })
-                .collect(),
-            None,
-        ),
+                        .detail(chart_detail(&listing, name, &state)),
+                );
+            }
+            (rows, None)
+        }
         Err(reason) => (Vec::new(), Some(reason)),
     };
     let all_deployed = reason.is_none() && rows.iter().all(|r| r.result == "deployed");
