@@ -25,30 +25,13 @@ fn text(out: &Output) -> String {
 
 /// An inventory: the first `servers` hosts are servers (HA when more than one), then agents.
 fn inventory(lab: &support::Lab, dir: &Path, name: &str, hosts: &[&str], servers: usize) -> String {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let user = lab.hosts()[0].user.clone();
-    let mut toml = format!(
-        "[cluster]\nname = \"{name}\"\nchannel = \"stable\"\nha = {ha}\n\
-         token_env = \"BACKUP_LAB_TOKEN\"\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-        ha = servers > 1,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        let role = if i < servers { "server" } else { "agent" };
-        toml.push_str(&format!(
-            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-            lab.host(host).address
-        ));
-    }
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path.display().to_string()
+    lab.inventory(name)
+        .hosts(hosts)
+        .servers(servers)
+        .cluster("token_env = \"BACKUP_LAB_TOKEN\"")
+        .write(dir)
+        .display()
+        .to_string()
 }
 
 fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {

@@ -38,29 +38,11 @@ fn inventory_ha(
     hosts: &[&str],
     servers: usize,
 ) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let user = lab.hosts()[0].user.clone();
-    let mut toml = format!(
-        "[cluster]\nname = \"drain\"\nchannel = \"stable\"\nha = {ha}\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n",
-        ha = servers > 1,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        let role = if i < servers { "server" } else { "agent" };
-        toml.push_str(&format!(
-            "\n[[hosts]]\nname = \"{host}\"\naddress = \"{}\"\nrole = \"{role}\"\n",
-            lab.host(host).address
-        ));
-    }
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory("drain")
+        .hosts(hosts)
+        .servers(servers)
+        .file_name(&format!("{name}.toml"))
+        .write(dir)
 }
 
 /// `kubectl` on the server, as root.

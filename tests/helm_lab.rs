@@ -36,29 +36,16 @@ fn text(out: &Output) -> String {
 
 /// One server, the lab mirror, `[gitlab]` with a runner and `templates` as `templates_dir`.
 fn inventory(lab: &support::Lab, dir: &Path, gitlab_url: &str) -> PathBuf {
-    let mirror = format!("http://{}:8080", lab.bridge_address());
-    let host = &lab.hosts()[0];
-    let toml = format!(
-        "[cluster]\nname = \"{CLUSTER}\"\nchannel = \"stable\"\ndisable = [\"traefik\"]\n\
-         install_url = \"{mirror}/install.sh\"\n\
-         channel_url = \"{mirror}/v1-release/channels\"\n\
-         download_url = \"{mirror}/k3s-io/k3s/releases\"\n\n\
-         [ssh]\nuser = \"{user}\"\nidentity_files = [\"{key}\"]\nknown_hosts = \"{kh}\"\n\
-         host_key_policy = \"strict\"\nsudo = \"passwordless\"\n\n\
-         [[hosts]]\nname = \"{s}\"\naddress = \"{sa}\"\nrole = \"server\"\n\n\
-         [gitlab]\nurl = \"{gitlab_url}\"\nproject = \"{PROJECT}\"\ntoken_env = \"{TOKEN_ENV}\"\n\
-         templates_dir = \"templates\"\n\n\
-         [gitlab.runner]\ntype = \"project\"\ntags = [\"k3s\", \"lab\"]\n",
-        user = host.user,
-        key = lab.key_path().display(),
-        kh = lab.known_hosts_path().display(),
-        s = host.name,
-        sa = host.address,
-    );
     std::fs::create_dir_all(dir.join("templates/gitlab")).unwrap();
-    let path = dir.join("helm.toml");
-    std::fs::write(&path, toml).unwrap();
-    path
+    lab.inventory(CLUSTER)
+        .hosts(&[&lab.hosts()[0].name])
+        .cluster("disable = [\"traefik\"]")
+        .tables(&format!(
+            "[gitlab]\nurl = \"{gitlab_url}\"\nproject = \"{PROJECT}\"\ntoken_env = \"{TOKEN_ENV}\"\n\
+             templates_dir = \"templates\"\n\n\
+             [gitlab.runner]\ntype = \"project\"\ntags = [\"k3s\", \"lab\"]\n"
+        ))
+        .write(dir)
 }
 
 fn builtin(name: &str) -> String {
