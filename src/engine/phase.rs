@@ -45,10 +45,7 @@ pub trait Phase<C>: Send + Sync {
     /// the phase itself when the report needs more. The default lists the title per host.
     fn plan(&self, cx: &mut C, hosts: &[HostId]) -> Vec<(HostId, String)> {
         let _ = cx;
-        hosts
-            .iter()
-            .map(|&h| (h, self.title().to_owned()))
-            .collect()
+        same_line(hosts, self.title())
     }
 }
 
@@ -143,4 +140,56 @@ impl<C: Send> Manager<C> {
         }
         Ok(records)
     }
+}
+
+/// How a [`Step`] applies: a plain function of the run state and the selection.
+pub type Apply<C> = for<'b> fn(&'b mut C, &'b [HostId]) -> BoxFuture<'b, anyhow::Result<Flow>>;
+
+/// How a [`Step`] plans in a dry run (see [`Phase::plan`]).
+pub type Plan<C> = fn(&mut C, &[HostId]) -> Vec<(HostId, String)>;
+
+/// A phase made of plain functions, so a command's phase is its selection and its apply step,
+/// not a type with the same trait skeleton each time.
+pub struct Step<C> {
+    pub title: &'static str,
+    /// Whether applying it changes hosts (see [`Phase::changes`]).
+    pub changes: bool,
+    pub select: fn(&C) -> Vec<HostId>,
+    pub apply: Apply<C>,
+    /// `None`: the title per host.
+    pub plan: Option<Plan<C>>,
+}
+
+impl<C> Phase<C> for Step<C> {
+    fn title(&self) -> &'static str {
+        self.title
+    }
+
+    fn select(&self, cx: &C) -> Vec<HostId> {
+        (self.select)(cx)
+    }
+
+    fn changes(&self) -> bool {
+        self.changes
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut C,
+        hosts: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        (self.apply)(cx, hosts)
+    }
+
+    fn plan(&self, cx: &mut C, hosts: &[HostId]) -> Vec<(HostId, String)> {
+        match self.plan {
+            Some(plan) => plan(cx, hosts),
+            None => same_line(hosts, self.title),
+        }
+    }
+}
+
+/// The same plan line for every host of a selection.
+pub fn same_line(hosts: &[HostId], line: &str) -> Vec<(HostId, String)> {
+    hosts.iter().map(|&h| (h, line.to_owned())).collect()
 }
