@@ -160,6 +160,36 @@ pub struct Step<C> {
     pub plan: Option<Plan<C>>,
 }
 
+impl<C> Step<C> {
+    /// A read-only step: a dry run applies it too.
+    pub fn reads(title: &'static str, select: fn(&C) -> Vec<HostId>, apply: Apply<C>) -> Step<C> {
+        Step {
+            title,
+            changes: false,
+            select,
+            apply,
+            plan: None,
+        }
+    }
+
+    /// A step that changes hosts: a dry run plans it instead (the title per host, unless
+    /// [`Step::planned`]).
+    pub fn writes(title: &'static str, select: fn(&C) -> Vec<HostId>, apply: Apply<C>) -> Step<C> {
+        Step {
+            changes: true,
+            ..Step::reads(title, select, apply)
+        }
+    }
+
+    /// What a dry run says it would do on each host.
+    pub fn planned(self, plan: Plan<C>) -> Step<C> {
+        Step {
+            plan: Some(plan),
+            ..self
+        }
+    }
+}
+
 impl<C> Phase<C> for Step<C> {
     fn title(&self) -> &'static str {
         self.title

@@ -340,12 +340,13 @@ fn record_install<'b>(cx: &'b mut Trace, _: &'b [HostId]) -> BoxFuture<'b, anyho
 async fn a_step_of_functions_selects_applies_and_plans_its_own_lines() {
     let ids = PerHost::new(vec![(), ()]).ids().collect::<Vec<_>>();
     let name = |_: &Trace, id: HostId| format!("h{}", id.index());
-    let install = || phase::Step::<Trace> {
-        title: "install",
-        changes: true,
-        select: |cx| cx.hosts[1..].to_vec(),
-        apply: record_install,
-        plan: Some(|_, hosts| same_line(hosts, "install k3s")),
+    let install = || {
+        phase::Step::writes(
+            "install",
+            |cx: &Trace| cx.hosts[1..].to_vec(),
+            record_install,
+        )
+        .planned(|_, hosts| same_line(hosts, "install k3s"))
     };
     let mut trace = Trace {
         hosts: ids.clone(),
