@@ -25,7 +25,7 @@ pub const POLL_EVERY: Duration = Duration::from_secs(2);
 /// Upgrade node `id` to `target` (the steps above). Its failure keeps the kind of the step
 /// that failed; with `--drain`, the reason says the node was left cordoned.
 pub(super) async fn upgrade_node(
-    cx: &Upgrade<'_>,
+    cx: &Upgrade,
     id: HostId,
     target: &K3sVersion,
 ) -> Result<(), Failure> {
@@ -84,7 +84,7 @@ pub(super) async fn upgrade_node(
 /// Cordon and drain `node` from the first server through the one drain module (reset uses it
 /// too), bounded by `--drain-timeout` (kubectl's own) plus [`DRAIN_GRACE`]; the reason names the
 /// pods that blocked it.
-pub(super) async fn drain(cx: &Upgrade<'_>, node: &str) -> Result<(), Failure> {
+pub(super) async fn drain(cx: &Upgrade, node: &str) -> Result<(), Failure> {
     let options = crate::k3s::drain::DrainOptions {
         timeout: cx.options.drain_timeout,
         force: false,
@@ -107,7 +107,7 @@ pub(super) async fn drain(cx: &Upgrade<'_>, node: &str) -> Result<(), Failure> {
 
 /// Air-gapped: give host `id` the target's files it lacks (checked, then each uploaded and
 /// verified on the host), as `up` does, right before its install.
-async fn deliver(cx: &Upgrade<'_>, id: HostId) -> Result<(), Failure> {
+async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
     let Some(artifacts) = &cx.artifacts else {
         return Ok(());
     };
@@ -143,13 +143,13 @@ async fn deliver(cx: &Upgrade<'_>, id: HostId) -> Result<(), Failure> {
 
 /// The installer at the target under the host-side join watch, bounded by the host's
 /// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
-async fn install(cx: &Upgrade<'_>, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
+async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
     let host = &cx.hosts[id].host;
-    let script = join::watched(cx.inventory, spec, &upgrade_script(spec));
+    let script = join::watched(&cx.inventory, spec, &upgrade_script(spec));
     let request = ExecRequest::new(script)
         .sudo(true)
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
-        .timeout(join::install_timeout(cx.inventory, host));
+        .timeout(join::install_timeout(&cx.inventory, host));
     let out = cx
         .engine
         .exec(id, "upgrade", &request, Output::Logged)
@@ -159,7 +159,7 @@ async fn install(cx: &Upgrade<'_>, id: HostId, spec: &InstallSpec) -> Result<(),
     }
     let redactor = cx.engine.log().redactor();
     // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
-    if let Some(reason) = join::stopped_reason(cx.inventory, host, spec, &out) {
+    if let Some(reason) = join::stopped_reason(&cx.inventory, host, spec, &out) {
         let mut failure = Failure::exited("upgrade", &out, false, redactor);
         failure.reason = redactor.redact(&reason);
         return Err(failure);

@@ -141,9 +141,9 @@ impl HostState {
 }
 
 /// The state of one `edgeops upgrade` run, handed from phase to phase.
-pub struct Upgrade<'a> {
+pub struct Upgrade {
     pub(super) engine: Engine,
-    pub(super) inventory: &'a Inventory,
+    pub(super) inventory: Inventory,
     pub(super) options: UpgradeOptions,
     pub(super) hosts: PerHost<HostState>,
     /// The first server: the lock and the API live there.
@@ -161,7 +161,7 @@ pub struct Upgrade<'a> {
     pub(super) messages: Vec<String>,
 }
 
-impl Upgrade<'_> {
+impl Upgrade {
     /// Show a note now and keep it for the report.
     pub(super) fn message(&mut self, text: String) {
         self.engine.note(&text);
