@@ -5,13 +5,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Failure, FailureKind, HostId, Output};
+use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::nodes::{self, ConditionStatus};
 use crate::phases::outcome::last_lines;
 use crate::phases::{airgap, join, remote};
-use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
+use crate::ssh::{ExecOutput, ExecRequest, shell_quote};
 
 use super::state::Upgrade;
 
@@ -50,20 +50,9 @@ pub(super) async fn upgrade_node(
     deliver(cx, id).await.map_err(left_cordoned)?;
     install(cx, id, spec).await.map_err(left_cordoned)?;
     let api = cx.first;
-    let wait = wait_for_version(
-        |request| async move {
-            let remote = cx.engine.remote(api).ok_or_else(|| {
-                cx.engine
-                    .unreachable(api)
-                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
-            })?;
-            let started = Instant::now();
-            let out = remote.exec(&request).await;
-            // Each read is counted on the first server; the polls are not logged (a node list
-            // every 2 s would swamp the log), the wait's outcome is the host's reason.
-            cx.engine.record(api, started);
-            out.map_err(|e| e.to_string())
-        },
+    let wait = wait_node_version(
+        &cx.engine,
+        api,
         &node,
         target,
         cx.options.ready_timeout,
@@ -185,30 +174,45 @@ pub fn upgrade_script(spec: &InstallSpec) -> String {
     )
 }
 
-/// Poll the node list on `api` (the first server) until node `node` is Ready and reports
-/// `version`, or `timeout`. The API may be away for a moment (the first server restarting):
-/// failed reads are retried until the deadline. Also used by `up` when it upgrades servers.
+/// Poll the node list on `api` (the first server) through the engine until node `node` is
+/// Ready and reports `version`, or `timeout` ([`FailureKind::TimedOut`], with what the node last
+/// showed). The API may be away for a moment (the first server restarting): failed reads are
+/// retried until the deadline. Each read is bounded by `read_limit` (the first server's
+/// `command_timeout`) and counted on `api`; the polls are not logged (a node list every
+/// [`POLL_EVERY`] would swamp the log), the wait's outcome is the host's reason. Used by
+/// `upgrade` for every node and by `up` when it upgrades servers.
 pub async fn wait_node_version(
-    api: &Session,
+    engine: &Engine,
+    api: HostId,
     node: &str,
     version: &K3sVersion,
     timeout: Duration,
-) -> Result<(), String> {
+    read_limit: Duration,
+) -> Result<(), Failure> {
     wait_for_version(
-        |request| async move { api.exec(&request).await.map_err(|e| e.to_string()) },
+        |request| async move {
+            let remote = engine.remote(api).ok_or_else(|| {
+                engine
+                    .unreachable(api)
+                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
+            })?;
+            let started = Instant::now();
+            let out = remote.exec(&request).await;
+            engine.record(api, started);
+            out.map_err(|e| e.to_string())
+        },
         node,
         version,
         timeout,
-        api.options().command_timeout,
+        read_limit,
     )
     .await
-    .map_err(|f| f.reason)
 }
 
 /// The wait of [`wait_node_version`] over any way to run the node-list read: each read is
 /// bounded by `read_limit` (the API host's `command_timeout`) and by the time left, so the
 /// whole wait ends at `timeout` ([`FailureKind::TimedOut`], with what the node last showed).
-pub(super) async fn wait_for_version<F, Fut>(
+async fn wait_for_version<F, Fut>(
     read: F,
     node: &str,
     version: &K3sVersion,
