@@ -223,10 +223,12 @@ where
     F: Fn(ExecRequest) -> Fut,
     Fut: Future<Output = Result<ExecOutput, String>>,
 {
-    let deadline = Instant::now() + timeout;
+    // tokio's clock (the same as the wall clock outside tests): paused-time unit tests
+    // reach the limit without waiting it out.
+    let deadline = tokio::time::Instant::now() + timeout;
     let want = version.to_string();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let request = ExecRequest::new(remote::NODES_COMMAND)
             .sudo(true)
             .timeout(read_limit.min(left).max(Duration::from_secs(1)));
@@ -252,7 +254,7 @@ where
             ),
             Err(e) => e,
         };
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return Err(Failure::new(
                 FailureKind::TimedOut,
                 format!(
@@ -261,8 +263,10 @@ where
                 ),
             ));
         }
-        tokio::time::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())))
-            .await;
+        tokio::time::sleep(
+            POLL_EVERY.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
     }
 }
 
