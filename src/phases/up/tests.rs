@@ -499,6 +499,17 @@ fn phase_selections_follow_the_run_state() {
     assert_eq!(runner.joining_servers(), vec![s2]);
     assert_eq!(runner.joining_agents(), vec![a1]);
     assert!(runner.pis_needing_cgroup().is_empty());
+    // A token rotation rewrites the file where k3s is installed, on the live hosts but the
+    // first server (done before them): servers (one at a time) and agents apart.
+    for (id, state) in runner.hosts.iter_mut() {
+        let unit = if id == a1 { "k3s-agent" } else { "k3s" };
+        state.facts = Some(Facts::parse(&format!(
+            "{}k3s_version={VERSION}\nunit_{unit}=active\n",
+            facts("x")
+        )));
+    }
+    runner.hosts[a2].facts = Some(Facts::parse(&facts("a2")));
+    assert_eq!(runner.token_rotation_hosts(), (vec![s2], vec![a1]));
     assert!(
         runner.airgap_hosts().is_empty(),
         "not an air-gapped cluster"
