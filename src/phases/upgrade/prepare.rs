@@ -203,10 +203,7 @@ pub(super) fn resolve<'b>(
 
 /// The selected hosts whose facts were read.
 pub(super) fn with_facts(cx: &Upgrade) -> Vec<HostId> {
-    cx.selected()
-        .filter(|(_, s)| s.facts.is_some())
-        .map(|(id, _)| id)
-        .collect()
+    cx.selected_where(|s| s.facts.is_some())
 }
 
 /// Per selected host: what it needs (upgrade, already there, not installed, set up otherwise)
@@ -342,10 +339,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
 
 /// The servers to upgrade.
 pub(super) fn servers_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
-    cx.selected()
-        .filter(|(_, s)| s.is_server() && s.spec.is_some())
-        .map(|(id, _)| id)
-        .collect()
+    cx.selected_where(|s| s.is_server() && s.spec.is_some())
 }
 
 /// Servers go up one minor at a time: a target that skips a minor line is refused, naming the
@@ -404,11 +398,7 @@ pub(super) fn airgapped_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
 }
 
 pub(super) fn plan_artifacts(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, String)> {
-    let target = cx
-        .target
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let target = cx.target_text();
     hosts
         .iter()
         .map(|&h| {

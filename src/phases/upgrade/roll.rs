@@ -245,11 +245,7 @@ fn planned(
     hosts: &[HostId],
     place: impl Fn(usize, usize) -> String,
 ) -> Vec<(HostId, String)> {
-    let target = cx
-        .target
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let target = cx.target_text();
     hosts
         .iter()
         .enumerate()

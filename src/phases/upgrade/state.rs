@@ -180,6 +180,22 @@ impl Upgrade {
         self.hosts.iter().filter(|(_, s)| s.selected)
     }
 
+    /// The selected hosts for which `keep` holds (a phase's selection).
+    pub(super) fn selected_where(&self, keep: impl Fn(&HostState) -> bool) -> Vec<HostId> {
+        self.selected()
+            .filter(|(_, s)| keep(s))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The target as text, empty before it is resolved (for plan lines).
+    pub(super) fn target_text(&self) -> String {
+        self.target
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     pub(super) fn report(self, phases: Vec<PhaseRecord>, log_dir: Option<String>) -> UpgradeReport {
         let target = self.target.as_ref().map(ToString::to_string);
         let hosts = self
