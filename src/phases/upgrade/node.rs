@@ -100,33 +100,8 @@ async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
     let Some(artifacts) = &cx.artifacts else {
         return Ok(());
     };
-    let list = cx.hosts[id]
-        .facts
-        .as_ref()
-        .and_then(|f| f.arch)
-        .and_then(|arch| airgap::uploads(artifacts, arch))
-        .ok_or_else(|| Failure::refused("air-gap: no k3s binary prepared for this architecture"))?;
-    let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
-    let out = cx
-        .engine
-        .run(id, "air-gap check", &check, Output::Logged)
-        .await?;
-    for upload in airgap::missing(&list, &out.stdout_lossy()) {
-        let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
-            Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
-        })?;
-        let request = ExecRequest::new(airgap::put_script(upload))
-            .sudo(true)
-            .stdin(bytes);
-        cx.engine
-            .run(
-                id,
-                &format!("upload {}", upload.remote),
-                &request,
-                Output::Logged,
-            )
-            .await?;
-    }
+    let arch = cx.hosts[id].facts.as_ref().and_then(|f| f.arch);
+    airgap::deliver(&cx.engine, id, artifacts, arch, None).await?;
     Ok(())
 }
 
