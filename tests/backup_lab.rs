@@ -318,6 +318,13 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
     );
 
     // The cluster wiped (as re-flashed boards would be): restore refuses with what to do...
+    let ca = |lab: &support::Lab| {
+        lab.ssh_ok(
+            "lab-01",
+            "sudo cat /var/lib/rancher/k3s/server/tls/server-ca.crt",
+        )
+    };
+    let snapshot_ca = ca(&lab);
     let reset = edgeops.run(&["reset", &inv, "--yes"]);
     assert!(reset.status.success(), "reset failed:\n{}", text(&reset));
     let refused = edgeops.run(&["restore", &inv, local.to_str().unwrap(), "--yes"]);
@@ -332,6 +339,7 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
     assert!(up.status.success(), "up after reset failed:\n{}", text(&up));
     assert!(!namespaces(&lab).contains(&"before-backup".to_owned()));
     assert!(!cordoned(&lab, "lab-04"));
+    assert_ne!(ca(&lab), snapshot_ca, "the rebuilt cluster kept the old CA");
     let restore = edgeops.run(&[
         "restore",
         &inv,
@@ -352,6 +360,9 @@ fn backup_then_restore_brings_the_snapshot_objects_back() {
         cordoned(&lab, "lab-04"),
         "the cordon of the snapshot is not back"
     );
+    // The snapshot's bootstrap data (sealed with the same token) gives the cluster CA back, so
+    // kubeconfigs and tokens made before the wipe trust the restored cluster again.
+    assert_eq!(ca(&lab), snapshot_ca, "the snapshot's CA is not back");
 
     // Prune: two more snapshots, keep one, here and on the server.
     for _ in 0..2 {

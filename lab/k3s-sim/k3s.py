@@ -495,6 +495,33 @@ def token_key(secret):
     return hashlib.sha256(("k3s-sim-bootstrap:" + secret).encode()).hexdigest()
 
 
+def bootstrap_stream(secret, n):
+    """The keystream the simulated bootstrap data is sealed with, derived from the token (k3s
+    derives an AES-GCM key from it with PBKDF2; the simulator's cipher is its own)."""
+    out, block = b"", 0
+    while len(out) < n:
+        out += hashlib.sha256(("k3s-sim-bootstrap-key:%s:%d" % (secret, block)).encode()).digest()
+        block += 1
+    return out[:n]
+
+
+def bootstrap_seal(secret, tls):
+    """k3s keeps the cluster CA (its bootstrap data) in the datastore, encrypted with the token,
+    so a snapshot carries it (pkg/cluster/bootstrap.go)."""
+    files = {n: read_text(os.path.join(tls, n)) or "" for n in ("server-ca.crt", "server-ca.key")}
+    plain = json.dumps(files).encode()
+    sealed = bytes(a ^ b for a, b in zip(plain, bootstrap_stream(secret, len(plain))))
+    return {"tokenHash": token_key(secret), "data": base64.b64encode(sealed).decode()}
+
+
+def bootstrap_open(sealed, secret):
+    """The CA files of sealed bootstrap data; None when it is another token's."""
+    if sealed.get("tokenHash") != token_key(secret):
+        return None
+    data = base64.b64decode(sealed["data"])
+    return json.loads(bytes(a ^ b for a, b in zip(data, bootstrap_stream(secret, len(data)))))
+
+
 def write_server_tokens(server_dir, ca_file, secret):
     with open(ca_file, "rb") as f:
         ca_hash = hashlib.sha256(f.read()).hexdigest()
@@ -565,6 +592,14 @@ def make_serving_cert(tls, cfg, hostname):
     return make_leaf(tls, "serving-kube-apiserver", "/O=k3s/CN=k3s",
                      "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
                      "extendedKeyUsage=serverAuth\nsubjectAltName=%s\n" % alt)
+
+
+def clean_leaf_certs(tls):
+    """k3s's cleanCerts after a restore: the leaf certificates signed by the CA that was
+    replaced go, and are made again from the current CA at the start."""
+    for name in os.listdir(tls):
+        if name.startswith(("client-", "serving-")):
+            os.remove(os.path.join(tls, name))
 
 
 def make_admin_cert(tls):
@@ -1988,6 +2023,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             with store.lock:
                 app.secret = new
                 store.state["bootstrapTokenHash"] = token_key(new)
+                store.state["bootstrapData"] = bootstrap_seal(new, os.path.dirname(app.ca_file))
                 store.save()
             write_server_tokens(app.server_dir, app.ca_file, new)
             log("info", "Server token rotated")
@@ -2271,15 +2307,19 @@ def run_server(cfg):
                     "cluster. Found [%s], expect: %s" % (" ".join(data.get("members") or []), me))
                 time.sleep(5 * slow_factor())
         write_file(member_file, json.dumps({"clusterID": data.get("cluster_id")}), 0o600)
+        if (read_text(app.ca_file) or data["ca_crt"]) != data["ca_crt"]:
+            # The cluster's CA changed (a restore brought another one back): certificates it
+            # did not sign are made again from it, as k3s regenerates them at start.
+            clean_leaf_certs(tls)
         write_file(app.ca_file, data["ca_crt"], 0o644)
         write_file(app.ca_key, data["ca_key"], 0o600)
         app.secret = data["secret"]
     else:
         make_ca(tls)
-        if cfg.get("cluster-reset-restore-path"):
-            restore_snapshot(cfg, server_dir)
         stored = (read_text(os.path.join(server_dir, "token")) or "").strip()
         app.secret = split_token(token)[1] if token else (split_token(stored)[1] if stored else secrets.token_hex(16))
+        if cfg.get("cluster-reset-restore-path"):
+            restore_snapshot(cfg, server_dir, app.secret, tls)
         # k3s encrypts the bootstrap data with a key derived from the token: once written, a
         # server started with another token cannot read it and exits (k3s-io/k3s#4640).
         db_path = os.path.join(server_dir, "db", "sim-state.json")
@@ -2328,8 +2368,10 @@ def run_server(cfg):
             log("info", "Managed etcd cluster membership has been reset, restart without --cluster-reset "
                 "flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes")
             sys.exit(0)
-        if app.store.state.get("bootstrapTokenHash") != token_key(app.secret):
+        if (app.store.state.get("bootstrapTokenHash") != token_key(app.secret)
+                or (app.store.state.get("bootstrapData") or {}).get("tokenHash") != token_key(app.secret)):
             app.store.state["bootstrapTokenHash"] = token_key(app.secret)
+            app.store.state["bootstrapData"] = bootstrap_seal(app.secret, tls)
             app.store.save()
     app.server_dir = server_dir
     app.node_name = cfg.get("node-name") or socket.gethostname()
@@ -3078,9 +3120,12 @@ def etcd_snapshot(argv):
     return 0
 
 
-def restore_snapshot(cfg, server_dir):
+def restore_snapshot(cfg, server_dir, secret, tls):
     """--cluster-reset --cluster-reset-restore-path=FILE: the datastore becomes the snapshot's
-    (the old one moved to db/etcd-old-<unix time>, as k3s does)."""
+    (the old one moved to db/etcd-old-<unix time>, as k3s does); the bootstrap data it carries
+    is decrypted with this server's token and its CA written to disk (k3s's rebootstrap after a
+    restore), so a rebuilt server gets the snapshot's CA back and old kubeconfigs work. Another
+    token's bootstrap data is left sealed: the start then fails on it as k3s does."""
     path = cfg.get("cluster-reset-restore-path")
     if not cfg.get("cluster-reset"):
         fatal("Error: invalid flag use; --cluster-reset required with --cluster-reset-restore-path")
@@ -3098,6 +3143,12 @@ def restore_snapshot(cfg, server_dir):
         log("info", "Pre-restore etcd database moved to %s" % old)
     write_file(current, json.dumps(state), 0o600)
     log("info", "Restoring etcd snapshot from %s" % path)
+    files = bootstrap_open(state.get("bootstrapData") or {}, secret) if state.get("bootstrapData") else None
+    if files and files.get("server-ca.crt") and files.get("server-ca.key"):
+        write_file(os.path.join(tls, "server-ca.crt"), files["server-ca.crt"], 0o644)
+        write_file(os.path.join(tls, "server-ca.key"), files["server-ca.key"], 0o600)
+        clean_leaf_certs(tls)
+        log("info", "Bootstrap data restored from the snapshot: cluster CA written to %s" % tls)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,23 +2,24 @@
 //! taken on the first server with k3s's own command, copied to the workstation (0600, folder
 //! 0700, sha256 in `manifest.json`); or the snapshots listed (here, checked against the
 //! manifest, and on the server); old ones pruned in both places. The work is in
-//! `phases::backup`; sqlite clusters are refused offline with the reason.
+//! `phases::backup` (on the run engine); sqlite clusters are refused offline with the reason.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::cli::{BackupArgs, GlobalArgs, OutputFormat};
+use crate::engine::FailureKind;
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
-use crate::fleet::{Fleet, Silent};
 use crate::k3s::install::first_server;
 use crate::k3s::snapshot::{self, Listed, Manifest};
-use crate::phases::backup;
+use crate::k3s::token::read_join_token;
+use crate::phases::backup::{self, Backup, Request};
 
-use super::run_setup::prepare;
+use super::run_setup::{prepare, with_interrupt};
 use super::run_tables::table;
 
 /// Where backups go without `--dest`: `backups/CLUSTER` next to the inventory.
@@ -55,6 +56,13 @@ struct Report {
     pruned_local: Vec<String>,
     pruned_server: Vec<String>,
     notes: Vec<String>,
+    /// Why the first server's step failed: unreachable, timed_out, exited, refused, cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<FailureKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 pub fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
@@ -96,41 +104,51 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
         pruned_local: vec![],
         pruned_server: vec![],
         notes: vec![],
+        failure: None,
+        exit_code: None,
+        reason: None,
     };
-    let result: anyhow::Result<()> = runtime.block_on(async {
-        let fleet = Fleet::connect_all(
+    let redactor = Redactor::default();
+    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
+        redactor.add(token.expose());
+    }
+    let request = if args.list {
+        report.local = Some(local_rows(&dest)?);
+        Request::List
+    } else {
+        Request::Save {
+            name: args.name.clone(),
+            prune: args.prune.map(|keep| keep as usize),
+        }
+    };
+    let outcome = runtime.block_on(with_interrupt(
+        &prepared.ctx,
+        Backup::connect_and_run(
+            inventory,
             targets,
             prepared.ctx.clone(),
             prepared.fleet_settings.clone(),
-            Arc::new(Silent),
-        )
-        .await;
-        let outcome = async {
-            let session = fleet
-                .session(&first)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("{first}: cannot connect (no SSH session)"))?;
-            if args.list {
-                report.local = Some(local_rows(&dest)?);
-                match backup::list(&session).await {
-                    Ok(listed) => report.server = Some(listed),
-                    Err(e) => report.notes.push(format!("server snapshots: {e}")),
-                }
-                return Ok(());
-            }
-            report.saved = Some(backup::save(&session, &cluster, &args.name, &dest).await?);
-            if let Some(keep) = args.prune {
-                let (local, remote) =
-                    backup::prune(&session, &args.name, keep as usize, &dest).await?;
-                report.pruned_local = local;
-                report.pruned_server = remote;
-            }
-            Ok(())
+            RunLog::create(&cluster, redactor),
+            dest.clone(),
+            request,
+        ),
+    ))?;
+    report.saved = outcome.saved;
+    report.server = outcome.listed;
+    report.pruned_local = outcome.pruned_local;
+    report.pruned_server = outcome.pruned_server;
+    let mut result = Ok(());
+    if let Some(failure) = outcome.failure {
+        let reason = format!("{first}: {}", failure.reason);
+        if args.list {
+            report.notes.push(format!("server snapshots: {reason}"));
+        } else {
+            result = Err(anyhow::anyhow!("{reason}"));
+            report.failure = Some(failure.kind);
+            report.exit_code = failure.exit_code;
+            report.reason = Some(reason);
         }
-        .await;
-        fleet.close_all().await;
-        outcome
-    });
+    }
     print(global, &report)?;
     result?;
     Ok(ExitCode::SUCCESS)

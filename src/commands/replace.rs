@@ -1,19 +1,22 @@
-//! `edgeops replace INVENTORY OLD [NEW]`: swap a dead board. Reads the first server's node
-//! list, refuses what would be unsafe (a Ready node, the first server, a lost quorum), shows
-//! the plan and asks (refused without a terminal unless `--yes`; `--dry-run` stops after the
-//! plan), deletes node OLD through the first server, then runs `up --limit NEW` (NEW defaults
-//! to OLD: the same name with the new board's address in the inventory).
+//! `edgeops replace INVENTORY OLD [NEW]`: swap a dead board. Takes the cluster lock on the first
+//! server and reads its node list, refuses what would be unsafe (a held lock, a Ready node, the
+//! first server, a lost quorum), shows the plan and asks (refused without a terminal unless
+//! `--yes`; `--dry-run` stops after the plan), deletes node OLD through the first server, then
+//! runs `up --limit NEW` under the same lock (NEW defaults to OLD: the same name with the new
+//! board's address in the inventory). The work is in `phases::replace`.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, ReplaceArgs, UpArgs};
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
-use crate::fleet::{Fleet, Silent};
 use crate::inventory;
 use crate::k3s::install::first_server;
-use crate::phases::replace::{self, OldNode};
+use crate::k3s::token::read_join_token;
+use crate::phases::replace::{OldNode, Replace};
+
+use super::run_setup::with_interrupt;
 
 pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> {
     let inventory = inventory::load(&args.inventory)?;
@@ -56,28 +59,32 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         ..global.clone()
     };
     let prepared = super::run_setup::prepare(&first_only, &args.inventory, true)?;
+    let redactor = Redactor::default();
+    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
+        redactor.add(token.expose());
+    }
+    let log = RunLog::create(&inventory.cluster.name, redactor);
     let runtime = super::runtime()?;
-    let fleet = runtime.block_on(Fleet::connect_all(
-        prepared.targets.clone(),
-        prepared.ctx.clone(),
-        prepared.fleet_settings.clone(),
-        Arc::new(Silent),
+    let surveyed = runtime.block_on(with_interrupt(
+        &prepared.ctx,
+        Replace::survey(
+            &inventory,
+            old_node.clone(),
+            prepared.targets.clone(),
+            prepared.ctx.clone(),
+            prepared.fleet_settings.clone(),
+            log.clone(),
+        ),
     ));
-    let decided = runtime.block_on(async {
-        let session = fleet.session(&first.name).ok_or_else(|| {
-            format!(
-                "first server {} is unreachable: the cluster cannot be asked about {old_node} \
-                 (nothing was changed)",
-                first.name
-            )
-        })?;
-        let nodes = replace::read_nodes(session).await?;
-        replace::decide(&nodes, &old_node, &first.node_name).map_err(|e| e.to_string())
-    });
-    let old = match decided {
-        Ok(old) => old,
+    let replace = match surveyed {
+        Ok(replace) => replace,
+        Err(e) => return Err(Failure::Usage(format!("replace refused: {e:#}")).into()),
+    };
+    let old = match replace.decision() {
+        Ok(old) => old.clone(),
         Err(reason) => {
-            runtime.block_on(fleet.close_all());
+            let reason = reason.to_owned();
+            runtime.block_on(replace.abort());
             return Err(Failure::Usage(format!("replace refused: {reason}")).into());
         }
     };
@@ -97,7 +104,7 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
             writeln!(
                 err,
                 "  1. delete node {old_node} (Ready={ready:?}) through {}{}",
-                first.name,
+                replace.first_name(),
                 if *member {
                     " - k3s removes its etcd member with it"
                 } else {
@@ -126,30 +133,27 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
             args.inventory.display()
         )?;
     }
+    for note in replace.messages() {
+        writeln!(err, "note: {note}")?;
+    }
     drop(err);
     if args.dry_run {
-        runtime.block_on(fleet.close_all());
+        runtime.block_on(replace.abort());
         eprintln!("--dry-run: nothing was changed");
         return Ok(ExitCode::SUCCESS);
     }
     if !args.yes && !confirm(&old_node, &new)? {
-        runtime.block_on(fleet.close_all());
+        runtime.block_on(replace.abort());
         return Err(Failure::Usage("replace cancelled: nothing was changed".to_owned()).into());
     }
+    let handed = match runtime.block_on(with_interrupt(&prepared.ctx, replace.delete())) {
+        Ok(handed) => handed,
+        Err(reason) => anyhow::bail!("replace stopped before {new} was brought in: {reason}"),
+    };
     if matches!(old, OldNode::Dead { .. }) {
-        let deleted = runtime.block_on(async {
-            match fleet.session(&first.name) {
-                Some(session) => replace::delete_node(session, &old_node).await,
-                None => Err(format!("{}: no SSH session", first.name)),
-            }
-        });
-        if let Err(reason) = deleted {
-            runtime.block_on(fleet.close_all());
-            anyhow::bail!("replace stopped before {new} was brought in: {reason}");
-        }
         eprintln!("replace: node {old_node} deleted from the cluster");
     }
-    runtime.block_on(fleet.close_all());
+    // `up` runs its own runtime; the lock stays held for it (see `HandedLock`).
     drop(runtime);
     let up_args = UpArgs {
         inventory: args.inventory.clone(),
@@ -165,7 +169,20 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         limit: Some(new.clone()),
         ..global.clone()
     };
-    super::up::run(&limited, &up_args)
+    let joined = super::up::run(&limited, &up_args);
+    if joined.is_err() {
+        // `up` may have ended before it took the lock on: give it back.
+        let note = super::runtime()?.block_on(handed.give_back(
+            prepared.targets.clone(),
+            prepared.ctx.clone(),
+            prepared.fleet_settings.clone(),
+            log,
+        ));
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
+    }
+    joined
 }
 
 /// Ask on the terminal; only `y`/`yes` goes ahead.

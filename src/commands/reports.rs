@@ -26,17 +26,27 @@ fn result_cell(host: &HostReport) -> String {
     }
 }
 
-/// The report as JSON with `-o json`, else as `text` renders it.
-pub fn print<T: Serialize>(
+/// The report as JSON with `-o json`, else as `text` renders it: the one way every command's
+/// final report goes out on stdout.
+pub fn print<T: Serialize, E: Into<anyhow::Error>>(
     global: &GlobalArgs,
     report: &T,
-    text: impl FnOnce(&T) -> Result<String, std::fmt::Error>,
+    text: impl FnOnce(&T) -> Result<String, E>,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if global.output == OutputFormat::Json {
         writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
     } else {
-        write!(out, "{}", text(report)?)?;
+        write!(out, "{}", text(report).map_err(Into::into)?)?;
+    }
+    Ok(())
+}
+
+/// `Err` ([`crate::exit::Failure::HostsFailed`], its exit code) when `failed` of `total` hosts
+/// failed.
+pub fn hosts_failed(failed: usize, total: usize) -> anyhow::Result<()> {
+    if failed > 0 {
+        return Err(crate::exit::Failure::HostsFailed { failed, total }.into());
     }
     Ok(())
 }

@@ -124,14 +124,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     let report = runtime.block_on(with_interrupt(&prepared.ctx, reset.execute()));
     view.finish();
     print_report(global, &report)?;
-    let failed = report.failed_hosts();
-    if failed > 0 {
-        return Err(Failure::HostsFailed {
-            failed,
-            total: report.hosts.len(),
-        }
-        .into());
-    }
+    super::reports::hosts_failed(report.failed_hosts(), report.hosts.len())?;
     if report.failed {
         anyhow::bail!("the hosts are reset, but the kubeconfig could not be updated (see above)");
     }
@@ -317,11 +310,12 @@ fn result_text(host: &ResetHost) -> String {
 }
 
 fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if global.output == OutputFormat::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
-        return Ok(());
-    }
+    super::reports::print(global, report, report_text)
+}
+
+fn report_text(report: &ResetReport) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     writeln!(
         out,
         "cluster {}: reset {}",
@@ -400,5 +394,5 @@ fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()>
         count(Status::Unchanged),
         count(Status::Failed) + count(Status::Skipped),
     )?;
-    Ok(())
+    Ok(out)
 }

@@ -5,13 +5,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::cli::{GlobalArgs, OutputFormat, RestoreArgs};
+use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::engine::PhaseResult;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::k3s::snapshot::{self, Manifest};
 use crate::k3s::token::read_join_token;
-use crate::phases::restore::{Restore, RestoreOptions, RestoreReport};
+use crate::phases::restore::{Restore, RestoreOptions, RestoreReport, Snapshot};
 
 use super::run_setup::{prepare, with_interrupt};
 use super::run_tables::table;
@@ -70,6 +72,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
             prepared.targets.clone(),
             prepared.ctx.clone(),
             options,
+            Arc::new(crate::phases::Quiet),
             log,
         ),
     ))?;
@@ -87,8 +90,32 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
         ))
         .into());
     }
+    let snapshot = Snapshot {
+        file: entry.file.clone(),
+        sha256: entry.sha256.clone(),
+        bytes,
+    };
     if args.dry_run {
-        runtime.block_on(restore.abort());
+        let phases = runtime.block_on(with_interrupt(&prepared.ctx, restore.dry_run(snapshot)));
+        let mut err = std::io::stderr().lock();
+        for record in &phases {
+            match &record.result {
+                PhaseResult::Planned(lines) => {
+                    for (host, line) in lines {
+                        writeln!(err, "would: {}: {host}: {line}", record.phase)?;
+                    }
+                }
+                PhaseResult::NotReached(why) => {
+                    return Err(Failure::Usage(format!(
+                        "restore --dry-run: the restore would stop at {}: {why} (nothing was \
+                         changed)",
+                        record.phase
+                    ))
+                    .into());
+                }
+                PhaseResult::Applied | PhaseResult::NothingToDo => {}
+            }
+        }
         eprintln!("dry run: nothing was changed");
         return Ok(ExitCode::SUCCESS);
     }
@@ -96,19 +123,9 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
         runtime.block_on(restore.abort());
         return Err(Failure::Usage("restore cancelled: nothing was changed".to_owned()).into());
     }
-    let report = runtime.block_on(with_interrupt(
-        &prepared.ctx,
-        restore.execute(&entry.file, bytes),
-    ));
+    let report = runtime.block_on(with_interrupt(&prepared.ctx, restore.execute(snapshot)));
     print_report(global, &report)?;
-    let failed = report.failed_hosts();
-    if failed > 0 {
-        return Err(Failure::HostsFailed {
-            failed,
-            total: report.hosts.len(),
-        }
-        .into());
-    }
+    super::reports::hosts_failed(report.failed_hosts(), report.hosts.len())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,7 +154,7 @@ fn print_plan(restore: &Restore, file: &str, sha256: &str) -> anyhow::Result<()>
             },
             match &p.problem {
                 Some(why) => format!("cannot: {why}"),
-                None => p.action().to_owned(),
+                None => p.action.to_owned(),
             },
         ]);
     }
@@ -157,11 +174,12 @@ fn confirm(runtime: &tokio::runtime::Runtime, hosts: usize) -> anyhow::Result<bo
 }
 
 fn print_report(global: &GlobalArgs, report: &RestoreReport) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if global.output == OutputFormat::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(report)?)?;
-        return Ok(());
-    }
+    super::reports::print(global, report, report_text)
+}
+
+fn report_text(report: &RestoreReport) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     writeln!(
         out,
         "cluster {}: restore from {}",
@@ -176,7 +194,7 @@ fn print_report(global: &GlobalArgs, report: &RestoreReport) -> anyhow::Result<(
         rows.push(vec![
             h.host.clone(),
             h.role.to_owned(),
-            if h.ok { "restored" } else { "FAILED" }.to_owned(),
+            h.result(),
             format!("{:.1}s", h.seconds),
             h.detail.clone(),
         ]);
@@ -195,5 +213,5 @@ fn print_report(global: &GlobalArgs, report: &RestoreReport) -> anyhow::Result<(
         report.hosts.len() - report.failed_hosts(),
         report.failed_hosts()
     )?;
-    Ok(())
+    Ok(out)
 }

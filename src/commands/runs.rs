@@ -216,9 +216,9 @@ pub fn print(global: &GlobalArgs, work: &Work<'_>, report: &ClusterReport) -> an
             reports::print(global, run, reports::status_text)
         }
         (_, ClusterReport::Run(run)) => reports::print(global, run, reports::run_text),
-        (_, ClusterReport::Upgrade(run)) => {
-            reports::print(global, run, |run| Ok(reports::upgrade_text(run)))
-        }
+        (_, ClusterReport::Upgrade(run)) => reports::print(global, run, |run| {
+            Ok::<_, std::fmt::Error>(reports::upgrade_text(run))
+        }),
     }
 }
 

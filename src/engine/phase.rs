@@ -223,3 +223,47 @@ impl<C> Phase<C> for Step<C> {
 pub fn same_line(hosts: &[HostId], line: &str) -> Vec<(HostId, String)> {
     hosts.iter().map(|&h| (h, line.to_owned())).collect()
 }
+
+/// Implement [`Phase`] for a type whose work is an inherent `async fn run(&self, cx: &mut C,
+/// hosts: &[HostId]) -> anyhow::Result<Flow>`, so a phase file holds what the phase does and
+/// not the trait's wiring: the title, whether it changes hosts, its pure selection (a `fn(&C) ->
+/// Vec<HostId>`), and optionally the one line a dry run shows for each selected host.
+macro_rules! phase_impl {
+    ($ty:ty, $cx:ty, $title:literal, changes: $changes:literal, select: $select:expr
+     $(, plan: $plan:expr)? $(,)?) => {
+        impl $crate::engine::Phase<$cx> for $ty {
+            fn title(&self) -> &'static str {
+                $title
+            }
+
+            fn select(&self, cx: &$cx) -> Vec<$crate::engine::HostId> {
+                let select: fn(&$cx) -> Vec<$crate::engine::HostId> = $select;
+                select(cx)
+            }
+
+            fn changes(&self) -> bool {
+                $changes
+            }
+
+            fn apply<'a>(
+                &'a self,
+                cx: &'a mut $cx,
+                hosts: &'a [$crate::engine::HostId],
+            ) -> futures::future::BoxFuture<'a, anyhow::Result<$crate::engine::Flow>> {
+                Box::pin(self.run(cx, hosts))
+            }
+
+            $(
+            fn plan(
+                &self,
+                _: &mut $cx,
+                hosts: &[$crate::engine::HostId],
+            ) -> Vec<($crate::engine::HostId, String)> {
+                let line: &str = $plan;
+                hosts.iter().map(|&h| (h, line.to_owned())).collect()
+            }
+            )?
+        }
+    };
+}
+pub(crate) use phase_impl;

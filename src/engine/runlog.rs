@@ -116,6 +116,14 @@ impl RunLog {
         RunLog { dir, redactor }
     }
 
+    /// A log in `dir`, which exists (unit tests that read what a run logged).
+    pub fn in_dir(dir: &Path, redactor: Redactor) -> RunLog {
+        RunLog {
+            dir: Some(dir.to_owned()),
+            redactor,
+        }
+    }
+
     /// A log that writes nothing (plan, status).
     pub fn disabled(redactor: Redactor) -> RunLog {
         RunLog {

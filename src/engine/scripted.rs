@@ -137,6 +137,16 @@ impl ScriptedRemote {
         self
     }
 
+    /// [`ScriptedRemote::on`] for each rule, in order.
+    pub fn with_rules<'a>(
+        self,
+        rules: impl IntoIterator<Item = (&'a str, Reply)>,
+    ) -> ScriptedRemote {
+        rules
+            .into_iter()
+            .fold(self, |remote, (text, reply)| remote.on(text, reply))
+    }
+
     fn reply_for(&self, command: &str) -> Reply {
         self.rules
             .iter()
@@ -238,4 +248,18 @@ impl Remote for ScriptedRemote {
     fn ready<'a>(&'a self, _: &'a FleetSettings) -> BoxFuture<'a, Result<(), HostError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// An engine over scripted hosts (no progress shown), in their order.
+pub fn engine(
+    hosts: Vec<ScriptedRemote>,
+    settings: FleetSettings,
+    cancel: Cancel,
+    log: super::runlog::RunLog,
+) -> super::Engine {
+    let members = hosts
+        .into_iter()
+        .map(|h| (h.name.clone(), Ok(Arc::new(h) as Arc<dyn Remote>)))
+        .collect();
+    super::Engine::from_remotes(members, settings, cancel, log, Arc::new(super::Quiet))
 }

@@ -11,16 +11,11 @@ use super::scripted::{Journal, Reply, ScriptedRemote};
 use super::*;
 
 fn engine(hosts: Vec<ScriptedRemote>, settings: FleetSettings, cancel: Cancel) -> Engine {
-    let remotes = hosts
-        .into_iter()
-        .map(|h| (h.name().to_owned(), Ok(Arc::new(h) as Arc<dyn Remote>)))
-        .collect();
-    Engine::from_remotes(
-        remotes,
+    scripted::engine(
+        hosts,
         settings,
         cancel,
         RunLog::disabled(Redactor::default()),
-        Arc::new(Quiet),
     )
 }
 
@@ -373,4 +368,54 @@ async fn a_step_of_functions_selects_applies_and_plans_its_own_lines() {
         records[0].result,
         PhaseResult::Planned(vec![("h1".into(), "install k3s".into())])
     );
+}
+
+mod phase_impl_macro {
+    use crate::engine::{Flow, HostId, Manager, PhaseResult, phase_impl};
+    use crate::ssh::Cancel;
+
+    /// A run state: which hosts exist and what the phases did.
+    struct Cx {
+        hosts: Vec<HostId>,
+        done: Vec<&'static str>,
+    }
+
+    struct Touch;
+
+    impl Touch {
+        async fn run(&self, cx: &mut Cx, _: &[HostId]) -> anyhow::Result<Flow> {
+            cx.done.push("touch");
+            Ok(Flow::Continue)
+        }
+    }
+
+    phase_impl!(Touch, Cx, "touch", changes: true, select: |cx| cx.hosts.clone(), plan: "would touch");
+
+    #[tokio::test]
+    async fn a_macro_phase_applies_and_plans_its_line() {
+        let mut cx = Cx {
+            hosts: vec![HostId(0), HostId(1)],
+            done: Vec::new(),
+        };
+        let name = |_: &Cx, h: HostId| format!("h{}", h.index());
+        let records = Manager::new(true)
+            .then(Touch)
+            .run(&mut cx, &Cancel::default(), name)
+            .await
+            .unwrap();
+        assert!(cx.done.is_empty());
+        assert_eq!(
+            records[0].result,
+            PhaseResult::Planned(vec![
+                ("h0".into(), "would touch".into()),
+                ("h1".into(), "would touch".into())
+            ])
+        );
+        Manager::new(false)
+            .then(Touch)
+            .run(&mut cx, &Cancel::default(), name)
+            .await
+            .unwrap();
+        assert_eq!(cx.done, ["touch"]);
+    }
 }

@@ -392,6 +392,45 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_this_process_holds_is_handed_on_and_one_of_another_pid_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("lock");
+        let here = crate::phases::workstation::Workstation {
+            hostname: "ws-1".into(),
+            edgeops_pids: vec![1, 11],
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // `replace` (pid 1) holds it and runs `up` in the same process: up takes it on.
+        std::fs::write(
+            &lock,
+            format!("{now} me@ws-1 pid 1 run aa (edgeops replace)\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            acquire_locally(&lock, "me@ws-1 pid 1 run bb (edgeops up)", &here),
+            Some(LockAnswer::Acquired)
+        );
+        assert!(
+            std::fs::read_to_string(&lock)
+                .unwrap()
+                .ends_with(" me@ws-1 pid 1 run bb (edgeops up)\n")
+        );
+        // pid 11 is another live edgeops: `pid 1` is not a prefix of it, held.
+        std::fs::write(
+            &lock,
+            format!("{now} me@ws-1 pid 11 run aa (edgeops replace)\n"),
+        )
+        .unwrap();
+        assert!(matches!(
+            acquire_locally(&lock, "me@ws-1 pid 1 run bb (edgeops up)", &here),
+            Some(LockAnswer::Held { .. })
+        ));
+    }
+
+    #[test]
     fn lock_scripts_quote_the_owner() {
         let script = lock_acquire_script("bob@ws pid 1 run x'y", Duration::from_secs(60));
         assert!(script.contains(r"me='bob@ws pid 1 run x'\''y'"));

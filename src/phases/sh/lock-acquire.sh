@@ -6,6 +6,16 @@
 take() { ( set -C; printf '%s %s\n' "$(date +%s)" "$me" >"$f" ) 2>/dev/null; }
 if take; then echo acquired; exit 0; fi
 read -r t holder <"$f" || true
+# A lock this very process holds (same user, workstation and pid: a command that hands its lock
+# on to the `up` it runs in the same process, as `replace` does) is taken on without a note.
+mine=${me%% run *}
+case "$mine" in *@"$ws pid "[0-9]*)
+  case "$holder" in "$mine run "*)
+    rm -f "$f"
+    if take; then echo acquired; exit 0; fi
+    read -r t holder <"$f" || true ;;
+  esac ;;
+esac
 age=$(( $(date +%s) - ${t:-0} ))
 gone=
 case "$holder" in *@"$ws pid "*)

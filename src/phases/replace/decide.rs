@@ -1,21 +1,10 @@
-//! `edgeops replace`: take a dead board's node out of the cluster so a new board can take its
-//! place. Decided from the first server's node list before anything changes: the old node must
-//! not be Ready (a live board is removed with `reset --limit`, which drains it), and for a
-//! server the embedded etcd must keep its quorum without the member. Then the Node is deleted
-//! through the first server (k3s removes a server's etcd member with it); the new board is
-//! brought in by the same path as `up --limit NEW` (the command runs it).
+//! What a replacement may do, decided from the first server's node list before anything
+//! changes (pure): the old node must not be Ready (a live board is removed with `reset
+//! --limit`, which drains it), it must not be the first server, and for a server the embedded
+//! etcd must keep its quorum without the member.
 
-use std::time::Duration;
-
-use crate::k3s::nodes::{self, ConditionStatus, NodeStatus};
+use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 use crate::k3s::quorum::Members;
-use crate::ssh::{ExecRequest, Session};
-
-use super::remote;
-use super::reset::remote as scripts;
-
-/// One node-list read or Node deletion through the first server.
-const API_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the old node is, seen from the first server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,51 +70,10 @@ pub fn decide(nodes: &[NodeStatus], old: &str, first: &str) -> Result<OldNode, R
     })
 }
 
-/// The first server's node list.
-pub async fn read_nodes(first: &Session) -> Result<Vec<NodeStatus>, String> {
-    let request = ExecRequest::new(remote::NODES_COMMAND)
-        .sudo(true)
-        .timeout(API_TIMEOUT);
-    let out = first
-        .exec(&request)
-        .await
-        .map_err(|e| format!("{}: reading the node list: {e}", first.name()))?;
-    if !out.success() {
-        return Err(format!(
-            "{}: reading the node list failed ({}): {}",
-            first.name(),
-            out.exit,
-            super::outcome::last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-        ));
-    }
-    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())
-}
-
-/// Delete Node `old` through the first server (k3s removes its etcd member with it).
-pub async fn delete_node(first: &Session, old: &str) -> Result<(), String> {
-    let request = ExecRequest::new(scripts::delete_nodes_script(&[old.to_owned()]))
-        .sudo(true)
-        .timeout(API_TIMEOUT);
-    let out = first
-        .exec(&request)
-        .await
-        .map_err(|e| format!("{}: deleting node {old}: {e}", first.name()))?;
-    let (_, _, failed) = scripts::parse_deleted(&out.stdout_lossy());
-    if out.success() && failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: could not delete node {old} ({}): {}",
-            first.name(),
-            out.exit,
-            super::outcome::last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::k3s::nodes;
 
     fn node(name: &str, ready: ConditionStatus, etcd: bool) -> NodeStatus {
         let roles = if etcd {

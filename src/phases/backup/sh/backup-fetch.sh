@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Print one snapshot file (as root: it is 0600) so edgeops can copy it (phases/backup.rs).
+# Print one snapshot file (as root: it is 0600) so edgeops can copy it (phases/backup).
 # Given: path. Refuses anything but a regular file.
 : "${path:?}"
 if [ ! -f "$path" ]; then

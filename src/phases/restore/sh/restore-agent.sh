@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Restart an agent so it reconnects to the restored servers (phases/restore.rs). Given: secs.
+# Restart an agent so it reconnects to the restored servers (phases/restore). Given: secs.
 : "${secs:?}"
 if ! timeout "$secs" systemctl restart k3s-agent; then
   systemctl stop k3s-agent || true

@@ -1,11 +1,11 @@
 # shellcheck shell=sh
 # On the first server, k3s stopped: restore the uploaded snapshot with k3s's own cluster reset,
-umask 077
-# then start k3s normally and wait for its API (phases/restore.rs). The unit's environment
+# then start k3s normally; the API wait is appended (phases/restore). The unit's environment
 # (K3S_TOKEN_FILE...) is loaded as systemd would; k3s reads config.yaml itself.
-# Given: snapshot (path on this host), secs (limit for the API).
-# Exit 5: the reset failed; 3: the API did not answer in time.
+# Given: snapshot (path on this host), secs (limit for the reset, the start and the API).
+# Exit 5: the reset failed; 3: k3s did not start, or (api-wait.sh) its API did not answer.
 : "${snapshot:?}" "${secs:?}"
+umask 077
 env_file=/etc/systemd/system/k3s.service.env
 log=/var/lib/rancher/k3s/server/edgeops-restore.log
 mkdir -p /var/lib/rancher/k3s/server
@@ -29,12 +29,4 @@ if ! timeout "$secs" systemctl start k3s; then
   journalctl -u k3s --no-pager -n 40 -o cat | grep "level=" | tail -n 2 >&2 || true
   exit 3
 fi
-deadline=$(( $(date +%s) + secs ))
-until k3s kubectl get nodes -o name >/dev/null 2>&1; do
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "edgeops: the k3s API did not answer within ${secs}s after the restore" >&2
-    systemctl is-active k3s >&2 || true
-    exit 3
-  fi
-  sleep 1
-done
+# The API wait follows (sh/api-wait.sh, appended by phases/restore/roll.rs).

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# What a restore needs to know of one host (phases/restore.rs): is k3s installed, which unit,
+# What a restore needs to know of one host (phases/restore): is k3s installed, which unit,
 # is it active. Prints `k3s yes|no`, `unit NAME|none`, `active yes|no`.
 if command -v k3s >/dev/null 2>&1; then echo "k3s yes"; else echo "k3s no"; fi
 unit=none

@@ -1,0 +1,319 @@
+//! The phases of a backup, each on the first server: `list` (k3s's `etcd-snapshot ls`), `save`
+//! (`etcd-snapshot save`, then where k3s put it), `fetch` (the file copied here, 0600, its
+//! sha256 in the manifest), `prune` (the newest N kept here and on the server).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::engine::{Engine, Failure, FailureKind, Flow, HostId, Output, last_lines, phase_impl};
+use crate::k3s::snapshot::{self, Entry, Listed, Manifest};
+use crate::shell::with_vars;
+use crate::ssh::{ExecOutput, ExecRequest};
+
+use super::{
+    BackupRun, FETCH_TIMEOUT, LIST_TIMEOUT, MAX_SNAPSHOT_BYTES, Request, SAVE_TIMEOUT, Saved,
+};
+
+/// k3s's answer on a sqlite server, and what to do instead.
+const SQLITE: &str = "k3s answered `etcd datastore disabled`: this cluster keeps its state in \
+     sqlite (a single server without `ha = true`), and k3s can snapshot only embedded etcd. \
+     Alternatives: stop k3s and copy /var/lib/rancher/k3s/server/db/state.db* and server/token \
+     aside yourself, or rebuild the cluster with `ha = true` (3+ servers)";
+
+/// Run a k3s script with sudo within `timeout`; a non-zero exit is a failure (the sqlite answer
+/// refused with what to do instead).
+async fn k3s(
+    engine: &Engine,
+    id: HostId,
+    title: &str,
+    script: String,
+    timeout: Duration,
+) -> Result<ExecOutput, Failure> {
+    let request = ExecRequest::new(script).sudo(true).timeout(timeout);
+    let out = engine.exec(id, title, &request, Output::Logged).await?;
+    let said = format!(
+        "{}{}",
+        out.stdout_lossy(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.success() && said.contains("etcd datastore disabled") {
+        return Err(Failure::refused(SQLITE));
+    }
+    engine.checked(title, out, Output::Logged)
+}
+
+/// k3s ran to its end but its answer cannot be used.
+fn unusable(title: &str, why: String) -> Failure {
+    Failure {
+        kind: FailureKind::Exited,
+        exit_code: Some(0),
+        reason: format!("{title}: {why}"),
+    }
+}
+
+/// The one host of a phase's step: its result, or why it did not run.
+fn only<T>(mut results: Vec<(HostId, Result<T, Failure>)>, title: &str) -> Result<T, Failure> {
+    results.pop().map_or_else(
+        || Err(Failure::skipped(format!("{title}: not run"))),
+        |(_, r)| r,
+    )
+}
+
+/// Keep `result`'s value, or record its failure and stop the run.
+fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> {
+    result.map_err(|failure| {
+        let why = failure.reason.clone();
+        cx.failure = Some(failure);
+        Flow::Stop(why)
+    })
+}
+
+/// The server's snapshots.
+pub struct ListServer;
+
+phase_impl!(ListServer, BackupRun, "list", changes: false, select: |cx| cx.first_if(!cx.saving()));
+
+impl ListServer {
+    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let engine = &cx.engine;
+        let script = include_str!("sh/backup-list.sh");
+        let results = engine
+            .each("list", hosts, |id| {
+                k3s(
+                    engine,
+                    id,
+                    "etcd-snapshot ls",
+                    script.to_owned(),
+                    LIST_TIMEOUT,
+                )
+            })
+            .await;
+        Ok(match settle(cx, only(results, "list")) {
+            Ok(out) => {
+                cx.listed = Some(snapshot::parse_list(&out.stdout_lossy()));
+                Flow::Continue
+            }
+            Err(stop) => stop,
+        })
+    }
+}
+
+/// `k3s etcd-snapshot save --name NAME`, then where k3s put it (its own listing, same exec).
+pub struct Save;
+
+phase_impl!(Save, BackupRun, "save", changes: true, select: |cx| cx.first_if(cx.saving()));
+
+impl Save {
+    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let Request::Save { name, .. } = &cx.request else {
+            return Ok(Flow::Continue);
+        };
+        let script = with_vars(&[("name", name)], include_str!("sh/backup-save.sh"));
+        let engine = &cx.engine;
+        let title = "etcd-snapshot save";
+        let results = engine
+            .each("save", hosts, |id| {
+                k3s(engine, id, title, script.clone(), SAVE_TIMEOUT)
+            })
+            .await;
+        let taken = only(results, "save").and_then(|out| {
+            let text = out.stdout_lossy();
+            let (saved, listing) = text.split_once("--- list\n").unwrap_or((&text, ""));
+            let file = snapshot::saved_names(saved).pop().ok_or_else(|| {
+                unusable(
+                    title,
+                    format!(
+                        "no `Snapshot NAME saved.` line in: {}",
+                        last_lines(saved, 3)
+                    ),
+                )
+            })?;
+            snapshot::parse_list(listing)
+                .into_iter()
+                .find(|l| l.name == file)
+                .ok_or_else(|| {
+                    unusable(
+                        title,
+                        format!("snapshot {file} is not in `k3s etcd-snapshot ls`"),
+                    )
+                })
+        });
+        Ok(match settle(cx, taken) {
+            Ok(taken) => {
+                cx.taken = Some(taken);
+                Flow::Continue
+            }
+            Err(stop) => stop,
+        })
+    }
+}
+
+/// The snapshot copied here: its bytes as root (it is 0600 there), never logged, at most
+/// [`MAX_SNAPSHOT_BYTES`], the size k3s listed; written 0600 into the 0700 folder and recorded.
+pub struct Fetch;
+
+phase_impl!(Fetch, BackupRun, "fetch", changes: true, select: |cx| cx.first_if(cx.taken.is_some()));
+
+async fn fetch(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, Failure> {
+    let title = "copying the snapshot";
+    let request = ExecRequest::new(with_vars(
+        &[("path", &taken.path)],
+        include_str!("sh/backup-fetch.sh"),
+    ))
+    .sudo(true)
+    .timeout(FETCH_TIMEOUT)
+    .max_output(MAX_SNAPSHOT_BYTES);
+    // The snapshot holds the cluster's secrets: its bytes never reach the run log.
+    let out = engine.exec(id, title, &request, Output::Secret).await?;
+    if out.truncated {
+        return Err(unusable(
+            title,
+            format!("{} is larger than {MAX_SNAPSHOT_BYTES} bytes", taken.name),
+        ));
+    }
+    let out = engine.checked(title, out, Output::Secret)?;
+    if out.stdout.len() as u64 != taken.size {
+        return Err(unusable(
+            title,
+            format!(
+                "copied {} bytes of {}, but k3s lists it with {} bytes",
+                out.stdout.len(),
+                taken.name,
+                taken.size
+            ),
+        ));
+    }
+    Ok(out.stdout)
+}
+
+impl Fetch {
+    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let Some(taken) = cx.taken.clone() else {
+            return Ok(Flow::Continue);
+        };
+        let engine = &cx.engine;
+        let results = engine
+            .each("fetch", hosts, |id| fetch(engine, id, &taken))
+            .await;
+        let bytes = match settle(cx, only(results, "fetch")) {
+            Ok(bytes) => bytes,
+            Err(stop) => return Ok(stop),
+        };
+        let host = cx.engine.name(cx.first).to_owned();
+        cx.saved = Some(keep(&cx.dest, &cx.cluster, &host, taken, &bytes)?);
+        Ok(Flow::Continue)
+    }
+}
+
+/// Write the copy into `dir` (0600; the folder 0700) and record it in the manifest.
+fn keep(
+    dir: &Path,
+    cluster: &str,
+    host: &str,
+    taken: Listed,
+    bytes: &[u8],
+) -> Result<Saved, snapshot::SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    restrict_dir(dir)?;
+    let local = dir.join(&taken.name);
+    snapshot::write_private(&local, bytes)?;
+    let entry = Entry {
+        file: taken.name,
+        sha256: snapshot::sha256_hex(bytes),
+        size: bytes.len() as u64,
+        host: host.to_owned(),
+        fetched: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        remote_path: taken.path,
+    };
+    let mut manifest = Manifest::load(dir)?;
+    manifest.cluster = cluster.to_owned();
+    manifest.add(entry.clone());
+    manifest.save(dir)?;
+    Ok(Saved {
+        entry,
+        local: local.display().to_string(),
+    })
+}
+
+fn io(path: &Path, e: std::io::Error) -> snapshot::SnapshotError {
+    snapshot::SnapshotError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// The backup folder is 0700: it holds snapshots, which hold the cluster's secrets.
+fn restrict_dir(dir: &Path) -> Result<(), snapshot::SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))
+}
+
+/// Keep the newest N snapshots of the name here (files and manifest) and on the server (k3s's
+/// own prune).
+pub struct Prune;
+
+phase_impl!(Prune, BackupRun, "prune", changes: true, select: |cx| {
+    cx.first_if(cx.saved.is_some() && matches!(cx.request, Request::Save { prune: Some(_), .. }))
+});
+
+impl Prune {
+    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let Request::Save {
+            name,
+            prune: Some(keep),
+        } = cx.request.clone()
+        else {
+            return Ok(Flow::Continue);
+        };
+        cx.pruned_local = prune_here(&cx.dest, keep)?;
+        let script = with_vars(
+            &[("name", &name), ("keep", &keep.to_string())],
+            include_str!("sh/backup-prune.sh"),
+        );
+        let engine = &cx.engine;
+        let results = engine
+            .each("prune", hosts, |id| {
+                k3s(
+                    engine,
+                    id,
+                    "etcd-snapshot prune",
+                    script.clone(),
+                    LIST_TIMEOUT,
+                )
+            })
+            .await;
+        Ok(match settle(cx, only(results, "prune")) {
+            Ok(out) => {
+                cx.pruned_server = out
+                    .stdout_lossy()
+                    .lines()
+                    .filter_map(|l| {
+                        let rest = &l[l.find("Snapshot ")? + "Snapshot ".len()..];
+                        rest.split_once(" deleted.").map(|(n, _)| n.to_owned())
+                    })
+                    .collect();
+                Flow::Continue
+            }
+            Err(stop) => stop,
+        })
+    }
+}
+
+/// The newest `keep` entries of the manifest stay; the older files go. The files removed.
+fn prune_here(dir: &Path, keep: usize) -> Result<Vec<String>, snapshot::SnapshotError> {
+    let mut manifest = Manifest::load(dir)?;
+    let gone = manifest.prune(keep);
+    for entry in &gone {
+        let path = dir.join(&entry.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path, e)),
+        }
+    }
+    manifest.save(dir)?;
+    Ok(gone.into_iter().map(|e| e.file).collect())
+}

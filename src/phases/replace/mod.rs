@@ -1,0 +1,64 @@
+//! `replace`: take a dead board's node out of the cluster so a new board can take its place,
+//! on the run engine with the first server as its only host. [`SURVEY`] (read-only): take the
+//! cluster lock, read the node list and decide (`decide`); the CLI shows the plan and asks;
+//! [`REPLACE`]: delete the Node through the first server (k3s removes a server's etcd member with
+//! it). The lock is then handed on to the `up --limit NEW` the CLI runs in the same process
+//! (which takes it on and releases it), so no other run comes between the deletion and the join.
+//!
+//! - `decide`: the pure decision; `phases`: the lock, nodes and delete phases; `run`: the
+//!   [`Replace`] handle the CLI drives.
+
+use std::time::Duration;
+
+use crate::engine::{Engine, HostId, Manager};
+use crate::phases::lock::ClusterLock;
+
+mod decide;
+mod phases;
+mod run;
+
+#[cfg(test)]
+mod tests;
+
+pub use decide::{OldNode, ReplaceRefusal, decide};
+pub use run::{HandedLock, Replace};
+
+/// One node-list read or Node deletion through the first server.
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything one replacement knows between its phases.
+pub struct ReplaceRun {
+    pub engine: Engine,
+    pub first: HostId,
+    pub first_node: String,
+    /// The node name of the board that is replaced.
+    pub old_node: String,
+    pub lock: ClusterLock,
+    /// What the node list said about the old node, or why it could not be read or is refused.
+    pub decision: Option<Result<OldNode, String>>,
+    /// The Node deletion failed: why.
+    pub delete_failed: Option<String>,
+    pub messages: Vec<String>,
+}
+
+impl ReplaceRun {
+    pub fn first_name(&self) -> &str {
+        self.engine.name(self.first)
+    }
+}
+
+/// Before the confirmation, read-only.
+fn survey_phases() -> Manager<ReplaceRun> {
+    Manager::new(false)
+        .then(phases::Lock)
+        .then(phases::ReadNodes)
+}
+
+/// After the confirmation.
+fn replace_phases() -> Manager<ReplaceRun> {
+    Manager::new(false).then(phases::DeleteNode)
+}
+
+/// The phase titles in order, for docs and tests.
+pub const SURVEY: [&str; 2] = ["lock", "nodes"];
+pub const REPLACE: [&str; 1] = ["delete node"];

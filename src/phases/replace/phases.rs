@@ -1,0 +1,112 @@
+//! The phases of a replacement, all on the first server: the cluster lock, the node list read
+//! and decided, the old Node deleted.
+
+use crate::engine::{Flow, HostId, Output, last_lines, phase_impl};
+use crate::k3s::nodes;
+use crate::phases::remote::NODES_COMMAND;
+use crate::phases::reset::remote as scripts;
+use crate::ssh::ExecRequest;
+
+use super::{API_TIMEOUT, OldNode, ReplaceRun, decide};
+
+/// The cluster lock, as `up` and `reset` take it: a held one refuses the replacement naming its
+/// holder. An unreachable first server refuses it too: the cluster cannot be asked.
+pub struct Lock;
+
+impl Lock {
+    async fn run(&self, cx: &mut ReplaceRun, _: &[HostId]) -> anyhow::Result<Flow> {
+        if cx.engine.unreachable(cx.first).is_some() {
+            anyhow::bail!(
+                "first server {} is unreachable: the cluster cannot be asked about {} \
+             (nothing was changed)",
+                cx.first_name(),
+                cx.old_node
+            );
+        }
+        if let Some(note) = cx.lock.acquire(&cx.engine).await? {
+            cx.messages.push(note);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+phase_impl!(Lock, ReplaceRun, "lock", changes: false, select: |cx| vec![cx.first]);
+
+/// The node list, and what it means for the old node ([`decide`]).
+pub struct ReadNodes;
+
+impl ReadNodes {
+    async fn run(&self, cx: &mut ReplaceRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let request = ExecRequest::new(NODES_COMMAND)
+            .sudo(true)
+            .timeout(API_TIMEOUT);
+        let engine = &cx.engine;
+        let read = engine
+            .each("nodes", hosts, |id| {
+                engine.run(id, "reading the node list", &request, Output::Logged)
+            })
+            .await
+            .pop()
+            .map(|(_, r)| r);
+        let first = cx.first_name().to_owned();
+        cx.decision = Some(match read {
+            Some(Ok(out)) => nodes::parse_nodes(&out.stdout_lossy())
+                .map_err(|e| format!("{first}: {e}"))
+                .and_then(|list| {
+                    decide(&list, &cx.old_node, &cx.first_node).map_err(|e| e.to_string())
+                }),
+            Some(Err(failure)) => Err(format!("{first}: {failure}")),
+            None => Err(format!("{first}: the node list was not read")),
+        });
+        Ok(Flow::Continue)
+    }
+}
+
+phase_impl!(ReadNodes, ReplaceRun, "nodes", changes: false, select: |cx| vec![cx.first]);
+
+/// The old Node deleted through the first server (k3s removes a server's etcd member with it).
+pub struct DeleteNode;
+
+impl DeleteNode {
+    async fn run(&self, cx: &mut ReplaceRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+        let old = cx.old_node.clone();
+        let request = ExecRequest::new(scripts::delete_nodes_script(std::slice::from_ref(&old)))
+            .sudo(true)
+            .timeout(API_TIMEOUT);
+        let engine = &cx.engine;
+        let result = engine
+            .each("delete node", hosts, |id| {
+                engine.exec(id, "delete node", &request, Output::Logged)
+            })
+            .await
+            .pop()
+            .map(|(_, r)| r);
+        let first = cx.first_name().to_owned();
+        let failed = match result {
+            Some(Ok(out)) => {
+                let (_, _, failed) = scripts::parse_deleted(&out.stdout_lossy());
+                (!out.success() || !failed.is_empty()).then(|| {
+                    format!(
+                        "{first}: could not delete node {old} ({}): {}",
+                        out.exit,
+                        last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+                    )
+                })
+            }
+            Some(Err(failure)) => Some(format!("{first}: deleting node {old}: {failure}")),
+            None => Some(format!("{first}: node {old} was not deleted")),
+        };
+        Ok(match failed {
+            Some(why) => {
+                cx.delete_failed = Some(why.clone());
+                Flow::Stop(why)
+            }
+            None => Flow::Continue,
+        })
+    }
+}
+
+phase_impl!(DeleteNode, ReplaceRun, "delete node", changes: true, select: |cx| { match cx.decision {
+            Some(Ok(OldNode::Dead { .. })) => vec![cx.first],
+            _ => Vec::new(),
+        } });

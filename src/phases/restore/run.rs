@@ -1,0 +1,132 @@
+//! The [`Restore`] handle the CLI drives: [`Restore::survey`] connects and runs the survey
+//! phases (lock, survey); the CLI shows [`Restore::plan`] and asks; then [`Restore::execute`]
+//! runs the restore phases, [`Restore::dry_run`] plans them instead, or [`Restore::abort`]
+//! stops. Each ends by giving the lock back (also after Ctrl-C) and closing the sessions.
+
+use std::sync::Arc;
+
+use crate::engine::runlog::RunLog;
+use crate::engine::{Engine, HostId, PhaseRecord};
+use crate::fleet::Fleet;
+use crate::inventory::Inventory;
+use crate::phases::Observer;
+use crate::ssh::{ConnectOptions, SshContext};
+
+use super::state::{HostPlan, RestoreReport, RestoreRun, Snapshot};
+use super::{RestoreOptions, restore_phases, survey_phases};
+
+/// A restore between its survey and its execution: sessions open, the lock held.
+pub struct Restore {
+    run: RestoreRun,
+}
+
+fn host_name(cx: &RestoreRun, id: HostId) -> String {
+    cx.name(id).to_owned()
+}
+
+impl Restore {
+    /// Connect to every host, take the cluster lock on the first server, survey each host.
+    pub async fn survey(
+        inventory: &Inventory,
+        targets: Vec<ConnectOptions>,
+        ctx: SshContext,
+        options: RestoreOptions,
+        observer: Arc<dyn Observer>,
+        log: RunLog,
+    ) -> anyhow::Result<Restore> {
+        let fleet = Fleet::connect_all(
+            targets,
+            ctx,
+            options.fleet.clone(),
+            Arc::new(crate::engine::FleetEvents(observer.clone())),
+        )
+        .await;
+        let engine = Engine::from_fleet(fleet, log, observer);
+        Restore::start(engine, inventory, options).await
+    }
+
+    /// The survey half over any engine (connected hosts, or scripted ones in unit tests).
+    pub async fn start(
+        engine: Engine,
+        inventory: &Inventory,
+        options: RestoreOptions,
+    ) -> anyhow::Result<Restore> {
+        let mut run = RestoreRun::new(engine, inventory, options)?;
+        let cancel = run.engine.cancel().clone();
+        match survey_phases().run(&mut run, &cancel, host_name).await {
+            Ok(records) => {
+                run.phases = records;
+                Ok(Restore { run })
+            }
+            Err(e) => {
+                Restore { run }.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Per host, in execution order: what was found and what the restore will do.
+    pub fn plan(&self) -> Vec<HostPlan> {
+        self.run.plan()
+    }
+
+    /// Hosts that stop the restore before it starts.
+    pub fn problems(&self) -> Vec<String> {
+        self.plan()
+            .into_iter()
+            .filter_map(|p| p.problem.map(|why| format!("{}: {why}", p.host)))
+            .collect()
+    }
+
+    /// Notes so far (a stale lock taken over).
+    pub fn messages(&self) -> &[String] {
+        &self.run.messages
+    }
+
+    /// Stop here: release the lock and close the sessions; nothing was changed.
+    pub async fn abort(self) {
+        self.finish().await;
+    }
+
+    /// Restore `snapshot` (checked against its manifest): run the restore phases in order (see
+    /// [`super::RESTORE`]), release the lock, close the sessions, and report.
+    pub async fn execute(self, snapshot: Snapshot) -> RestoreReport {
+        self.run_phases(snapshot, false).await.report()
+    }
+
+    /// The dry run: the snapshot check runs, every phase that changes something says what it
+    /// would do; nothing is changed. Then the lock is released.
+    pub async fn dry_run(self, snapshot: Snapshot) -> Vec<PhaseRecord> {
+        std::mem::take(&mut self.run_phases(snapshot, true).await.phases)
+    }
+
+    async fn run_phases(self, snapshot: Snapshot, dry_run: bool) -> RestoreRun {
+        let mut run = self.run;
+        run.snapshot = Some(snapshot);
+        let cancel = run.engine.cancel().clone();
+        match restore_phases(dry_run)
+            .run(&mut run, &cancel, host_name)
+            .await
+        {
+            Ok(records) => run.phases.extend(records),
+            Err(e) => {
+                run.stopped = Some(format!("{e:#}"));
+                run.message(format!("{e:#}"));
+            }
+        }
+        if cancel.is_cancelled() && run.stopped.is_none() {
+            run.stopped = Some("cancelled".to_owned());
+        }
+        Restore { run }.finish().await
+    }
+
+    /// Give the lock back (a note when it could not) and close the sessions.
+    async fn finish(self) -> RestoreRun {
+        let mut run = self.run;
+        if let Some(note) = run.lock.release(&run.engine).await {
+            run.message(note);
+        }
+        run.engine.close().await;
+        run
+    }
+}

@@ -1,0 +1,357 @@
+//! The run state of one restore: the engine, what each host is (role, node name, the step it is
+//! restored in), what its survey found and how its restore ended, indexed by [`HostId`]; the
+//! verified snapshot; and the report the state turns into.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::engine::{Engine, Failure, FailureKind, HostId, PerHost, PhaseRecord};
+use crate::inventory::{Inventory, Role};
+use crate::phases::lock::ClusterLock;
+
+use super::RestoreOptions;
+
+/// The step a host is restored in (the plan's PHASE column), in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    FirstServer,
+    Servers,
+    Agents,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::FirstServer => "first server",
+            Step::Servers => "servers",
+            Step::Agents => "agents",
+        }
+    }
+
+    /// What the restore will do on a host of this step, for the plan.
+    pub fn action(self) -> &'static str {
+        match self {
+            Step::FirstServer => {
+                "stop k3s, upload the snapshot, k3s --cluster-reset --cluster-reset-restore-path, start, wait for the API"
+            }
+            Step::Servers => {
+                "stop k3s; after the first server: move server/db aside, start, wait Ready (one at a time)"
+            }
+            Step::Agents => "restart k3s-agent after the servers, wait Ready",
+        }
+    }
+}
+
+/// `sh/restore-survey.sh`'s answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// k3s on PATH.
+    pub k3s: bool,
+    /// The k3s unit installed (`k3s` or `k3s-agent`).
+    pub unit: Option<String>,
+    pub active: bool,
+}
+
+impl Found {
+    pub fn parse(text: &str) -> Found {
+        let mut found = Found::default();
+        for line in text.lines() {
+            match line.trim().split_once(' ') {
+                Some(("k3s", v)) => found.k3s = v == "yes",
+                Some(("unit", v)) if v != "none" => found.unit = Some(v.to_owned()),
+                Some(("active", v)) => found.active = v == "yes",
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// The snapshot to restore, checked against its manifest by the CLI.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub file: String,
+    /// The manifest's sha256 of it.
+    pub sha256: String,
+    pub bytes: Vec<u8>,
+}
+
+/// One host of the run.
+#[derive(Debug)]
+pub struct HostState {
+    pub role: Role,
+    pub node_name: String,
+    pub step: Step,
+    /// What the survey found, or why it could not tell; `None` before the survey.
+    pub survey: Option<Result<Found, Failure>>,
+    /// How its restore ended (what it did, or why not) and how long it took; `None` while
+    /// there is still something to do.
+    pub outcome: Option<(Result<String, Failure>, Duration)>,
+}
+
+impl HostState {
+    /// Why this host cannot take part (unreachable, survey failed, k3s missing).
+    pub fn problem(&self) -> Option<String> {
+        let want = match self.role {
+            Role::Server => "k3s",
+            Role::Agent => "k3s-agent",
+        };
+        match &self.survey {
+            None => Some("not surveyed".to_owned()),
+            Some(Err(failure)) => Some(failure.reason.clone()),
+            Some(Ok(found)) if !found.k3s || found.unit.as_deref() != Some(want) => Some(format!(
+                "k3s is not installed as {want}.service (a re-flashed board?): run `edgeops up \
+                 INVENTORY` first, then restore"
+            )),
+            Some(Ok(_)) => None,
+        }
+    }
+}
+
+/// Everything one restore knows between its phases.
+pub struct RestoreRun {
+    pub engine: Engine,
+    pub hosts: PerHost<HostState>,
+    /// Every host in execution order: the first server, the other servers, the agents.
+    pub order: Vec<HostId>,
+    pub first: HostId,
+    pub cluster: String,
+    pub lock: ClusterLock,
+    pub options: RestoreOptions,
+    /// Set by the CLI before the restore phases run.
+    pub snapshot: Option<Snapshot>,
+    /// The suffix each other server's old `server/db` is moved aside to.
+    pub aside: String,
+    /// Why the run stopped, for the hosts it did not reach.
+    pub stopped: Option<String>,
+    pub messages: Vec<String>,
+    pub phases: Vec<PhaseRecord>,
+}
+
+impl RestoreRun {
+    /// The run state over `engine` (every host of the inventory, connected or not).
+    pub fn new(
+        engine: Engine,
+        inventory: &Inventory,
+        options: RestoreOptions,
+    ) -> anyhow::Result<RestoreRun> {
+        let first_name = crate::k3s::install::first_server(inventory)?.name.clone();
+        let mut missing = Vec::new();
+        let hosts = engine.per_host(|_, name| {
+            let host = inventory.hosts.iter().find(|h| h.name == name);
+            if host.is_none() {
+                missing.push(name.to_owned());
+            }
+            let role = host.map_or(Role::Agent, |h| h.role);
+            HostState {
+                role,
+                node_name: host.map_or_else(|| name.to_owned(), |h| h.node_name.clone()),
+                step: match role {
+                    Role::Server if name == first_name => Step::FirstServer,
+                    Role::Server => Step::Servers,
+                    Role::Agent => Step::Agents,
+                },
+                survey: None,
+                outcome: None,
+            }
+        });
+        anyhow::ensure!(
+            missing.is_empty(),
+            "not in the inventory: {}",
+            missing.join(", ")
+        );
+        let first = engine.id_of(&first_name).ok_or_else(|| {
+            anyhow::anyhow!("the first server {first_name} is not among the hosts of the run")
+        })?;
+        // Execution order: by step, inventory order within one (a stable sort).
+        let mut order: Vec<HostId> = hosts.ids().collect();
+        order.sort_by_key(|&id| hosts[id].step);
+        let run_id = crate::phases::lock::new_run_id();
+        let aside = format!("edgeops-before-restore-{run_id}");
+        let lock = ClusterLock::new(
+            first,
+            run_id,
+            "edgeops restore",
+            inventory.cluster.name.clone(),
+            options.lock_stale_after,
+        );
+        Ok(RestoreRun {
+            engine,
+            hosts,
+            order,
+            first,
+            cluster: inventory.cluster.name.clone(),
+            lock,
+            options,
+            snapshot: None,
+            aside,
+            stopped: None,
+            messages: Vec::new(),
+            phases: Vec::new(),
+        })
+    }
+
+    /// The hosts of `step` that still have something to do, in execution order.
+    pub fn todo(&self, step: Step) -> Vec<HostId> {
+        self.order
+            .iter()
+            .copied()
+            .filter(|&id| self.hosts[id].step == step && self.hosts[id].outcome.is_none())
+            .collect()
+    }
+
+    /// The servers (the first one too) that still have something to do.
+    pub fn servers(&self) -> Vec<HostId> {
+        let mut servers = self.todo(Step::FirstServer);
+        servers.extend(self.todo(Step::Servers));
+        servers
+    }
+
+    pub fn name(&self, id: HostId) -> &str {
+        self.engine.name(id)
+    }
+
+    /// Show a note now and keep it for the report.
+    pub fn message(&mut self, text: String) {
+        self.engine.note(&text);
+        self.messages.push(text);
+    }
+
+    /// Stop the run: every host not done yet is skipped with `why` (the report says
+    /// `not started: WHY`).
+    pub fn stop(&mut self, why: String) -> crate::engine::Flow {
+        self.stopped = Some(why.clone());
+        crate::engine::Flow::Stop(why)
+    }
+
+    /// Per host, in execution order: what was found and what the restore will do.
+    pub fn plan(&self) -> Vec<HostPlan> {
+        self.order
+            .iter()
+            .map(|&id| {
+                let host = &self.hosts[id];
+                let found = host.survey.as_ref().and_then(|s| s.as_ref().ok());
+                HostPlan {
+                    host: self.name(id).to_owned(),
+                    role: host.role.as_str(),
+                    node: host.node_name.clone(),
+                    phase: host.step.as_str(),
+                    k3s_installed: found.is_some_and(|f| f.k3s),
+                    unit: found.and_then(|f| f.unit.clone()),
+                    active: found.is_some_and(|f| f.active),
+                    action: host.step.action(),
+                    problem: host.problem(),
+                }
+            })
+            .collect()
+    }
+
+    /// The final report; hosts in execution order.
+    pub fn report(&mut self) -> RestoreReport {
+        let stopped = self.stopped.clone();
+        let hosts = self
+            .order
+            .iter()
+            .map(|&id| {
+                let host = &self.hosts[id];
+                let (result, took) = host.outcome.clone().unwrap_or_else(|| {
+                    let why = stopped.as_deref().unwrap_or("the run stopped before it");
+                    (
+                        Err(Failure::skipped(format!("not started: {why}"))),
+                        Duration::ZERO,
+                    )
+                });
+                let failure = result.as_ref().err();
+                HostOutcome {
+                    host: self.name(id).to_owned(),
+                    role: host.role.as_str(),
+                    ok: result.is_ok(),
+                    failure: failure.map(|f| f.kind),
+                    exit_code: failure.and_then(|f| f.exit_code),
+                    seconds: took.as_secs_f64(),
+                    commands: self.engine.busy(id).commands,
+                    detail: match &result {
+                        Ok(said) => said.clone(),
+                        Err(failure) => failure.reason.clone(),
+                    },
+                }
+            })
+            .collect();
+        RestoreReport {
+            cluster: self.cluster.clone(),
+            snapshot: self
+                .snapshot
+                .as_ref()
+                .map(|s| s.file.clone())
+                .unwrap_or_default(),
+            hosts,
+            messages: std::mem::take(&mut self.messages),
+            log_dir: self.engine.log().dir().map(|d| d.display().to_string()),
+            phases: std::mem::take(&mut self.phases),
+        }
+    }
+}
+
+/// What the survey found on one host, and what the restore will do there.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub role: &'static str,
+    pub node: String,
+    /// `first server`, `servers` or `agents`: the order of execution.
+    pub phase: &'static str,
+    pub k3s_installed: bool,
+    pub unit: Option<String>,
+    pub active: bool,
+    pub action: &'static str,
+    /// Why this host cannot take part (unreachable, survey failed, k3s missing).
+    pub problem: Option<String>,
+}
+
+/// One host's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostOutcome {
+    pub host: String,
+    pub role: &'static str,
+    pub ok: bool,
+    /// On a failed or skipped host: unreachable, timed_out, exited, refused, cancelled, skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u32>,
+    pub seconds: f64,
+    /// Commands run on the host itself (its waits run on the first server).
+    pub commands: u32,
+    pub detail: String,
+}
+
+impl HostOutcome {
+    /// The RESULT column: `restored`, or `FAILED` / `skipped` with the failure's kind
+    /// (`FAILED (timed out)`, `FAILED (exit 3)`).
+    pub fn result(&self) -> String {
+        match (self.failure, self.exit_code) {
+            (None, _) => "restored".to_owned(),
+            (Some(FailureKind::Skipped), _) => "skipped".to_owned(),
+            (Some(FailureKind::Exited), Some(code)) => format!("FAILED (exit {code})"),
+            (Some(kind), _) => format!("FAILED ({})", kind.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub cluster: String,
+    pub snapshot: String,
+    pub hosts: Vec<HostOutcome>,
+    pub messages: Vec<String>,
+    pub log_dir: Option<String>,
+    /// The phases run, in order, for the report.
+    pub phases: Vec<PhaseRecord>,
+}
+
+impl RestoreReport {
+    pub fn failed_hosts(&self) -> usize {
+        self.hosts.iter().filter(|h| !h.ok).count()
+    }
+}
