@@ -142,8 +142,11 @@ impl<C: Send> Manager<C> {
     }
 }
 
+/// What applying a phase returns: its work, to be awaited (a [`Step`]'s apply function).
+pub type Applied<'a> = BoxFuture<'a, anyhow::Result<Flow>>;
+
 /// How a [`Step`] applies: a plain function of the run state and the selection.
-pub type Apply<C> = for<'b> fn(&'b mut C, &'b [HostId]) -> BoxFuture<'b, anyhow::Result<Flow>>;
+pub type Apply<C> = for<'b> fn(&'b mut C, &'b [HostId]) -> Applied<'b>;
 
 /// How a [`Step`] plans in a dry run (see [`Phase::plan`]).
 pub type Plan<C> = fn(&mut C, &[HostId]) -> Vec<(HostId, String)>;
