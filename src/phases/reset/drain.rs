@@ -5,9 +5,7 @@
 //! working member; kubectl itself would leave it cordoned, but edgeops changed nothing else on it
 //! and leaves no half-done removal behind); the reason names the blocking pods.
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::phases::drain::{self, DrainError, Drained};
 
 use super::outcome::Scope;
@@ -43,10 +41,7 @@ pub(super) fn plan_drain(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, St
         .collect()
 }
 
-pub(super) fn drain_hosts<'a>(
-    cx: &'a mut ResetRun,
-    hosts: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn drain_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         for &id in hosts {
             match drain_out(cx, id).await {

@@ -6,10 +6,9 @@
 
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use crate::engine::{Flow, HostId, same_line};
+use crate::engine::{Applied, Flow, HostId, same_line};
 
 use crate::gitlab::{
     ClientOptions, DeregisterRequest, GitLabClient, PathOrId, Removal, agent_config_path,
@@ -92,10 +91,7 @@ pub(super) fn plan_gitlab(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, S
 
 /// `--gitlab`: remove the cluster from GitLab once its first server is reset; skipped (with the
 /// way out) when it was not.
-pub(super) fn clean_gitlab<'a>(
-    cx: &'a mut ResetRun,
-    _: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn clean_gitlab<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let Some(setup) = cx.options.gitlab.clone() else {
             return Ok(Flow::Continue);

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 
-use crate::engine::{Flow, HostId, same_line};
+use crate::engine::{Applied, Flow, HostId, same_line};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 
 use super::outcome::Scope;
@@ -56,10 +55,7 @@ pub(super) fn plan_kubeconfig(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostI
 
 /// Remove the context after the first server's reset (a local file, no host); when the first
 /// server was not reset, the context stays and a note says so.
-pub(super) fn remove_context<'a>(
-    cx: &'a mut ResetRun,
-    _: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let entry = cx.options.kubeconfig.clone();
         if !cx.first_reset() {

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Flow, HostId, Output, same_line};
+use crate::engine::{Applied, Flow, HostId, Output, same_line};
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
@@ -53,10 +51,7 @@ pub(super) fn plan_delete_nodes(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(Hos
     same_line(hosts, &line)
 }
 
-pub(super) fn delete_nodes<'a>(
-    cx: &'a mut ResetRun,
-    _: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let first = cx.name(cx.first).to_owned();
         if !server_runs(cx) {

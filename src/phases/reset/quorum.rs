@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId, Output};
+use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::k3s::nodes;
 use crate::k3s::quorum::Members;
 use crate::phases::remote;
@@ -43,10 +41,7 @@ pub(super) fn first_if_servers_leave(cx: &ResetRun) -> Vec<HostId> {
 /// Before anything changes: can the selected servers leave one at a time with the rest keeping
 /// quorum? Read-only (it runs in a dry run too); a refusal fails every host still to do and
 /// stops the run.
-pub(super) fn check_quorum<'a>(
-    cx: &'a mut ResetRun,
-    _: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn check_quorum<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let nodes: Vec<String> = leaving(cx)
             .into_iter()

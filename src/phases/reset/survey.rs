@@ -2,9 +2,7 @@
 //! server (a reset must not race an `up`), then survey every host in one round trip each: what
 //! k3s and edgeops left there. Hosts found clean are done; hosts that cannot tell fail.
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Engine, Failure, Flow, HostId, Output};
+use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output};
 use crate::ssh::ExecRequest;
 
 use super::ResetError;
@@ -14,10 +12,7 @@ use super::state::{Outcome, ResetRun};
 
 /// The same lock as `up`, on the first server when it is reachable. Unreachable, no `up` can be
 /// running against it either; a note says so.
-pub(super) fn take_lock<'a>(
-    cx: &'a mut ResetRun,
-    _: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         if cx.engine.unreachable(cx.first).is_some() {
             let first = cx.name(cx.first).to_owned();
@@ -48,10 +43,7 @@ pub(super) fn every_host(cx: &ResetRun) -> Vec<HostId> {
 }
 
 /// Every host of the run (the first server too: does it run k3s, for the Node deletions).
-pub(super) fn survey_hosts<'a>(
-    cx: &'a mut ResetRun,
-    hosts: &'a [HostId],
-) -> BoxFuture<'a, anyhow::Result<Flow>> {
+pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let request = ExecRequest::new(scripts::survey_script()).sudo(true);
         let engine = &cx.engine;

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 
-use crate::engine::{Failure, Flow, HostId, Output};
+use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
@@ -35,10 +34,7 @@ pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
 }
 
 /// The first server, where the lock and the API live: without it nothing is attempted.
-pub(super) fn stop_without_first<'b>(
-    cx: &'b mut Upgrade,
-    _: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let first = cx.first;
         let name = cx.hosts[first].host.name.clone();
@@ -62,10 +58,7 @@ pub(super) fn stop_without_first<'b>(
 }
 
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
-pub(super) fn take_lock<'b>(
-    cx: &'b mut Upgrade,
-    _: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let first = cx.first;
         let name = cx.hosts[first].host.name.clone();
@@ -111,10 +104,7 @@ pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
 }
 
 /// Every host's facts (one read-only round trip each).
-pub(super) fn gather_facts<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let script = facts::script();
         let engine = &cx.engine;
@@ -155,10 +145,7 @@ pub(super) async fn read_nodes(cx: &Upgrade) -> Result<Vec<crate::k3s::nodes::No
 }
 
 /// The node list before deciding: which version each node runs, which are servers.
-pub(super) fn nodes_before<'b>(
-    cx: &'b mut Upgrade,
-    _: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn nodes_before<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         cx.observed = read_nodes(cx).await;
         Ok(Flow::Continue)
@@ -167,10 +154,7 @@ pub(super) fn nodes_before<'b>(
 
 /// The target, resolved once on the workstation (`--channel` at the inventory's
 /// `channel_url`, bounded by [`CHANNEL_TIMEOUT`]).
-pub(super) fn resolve<'b>(
-    cx: &'b mut Upgrade,
-    _: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn resolve<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         match cx.options.target.clone() {
             Target::Version(version) => {
@@ -209,10 +193,7 @@ pub(super) fn with_facts(cx: &Upgrade) -> Vec<HostId> {
 /// Per selected host: what it needs (upgrade, already there, not installed, set up otherwise)
 /// and its install at the target; then the refusals that stop the run before any change:
 /// agents past a server left out, a server whose restart would lose quorum, a downgrade.
-pub(super) fn decide_each<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn decide_each<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         decide(cx, hosts, &target)?;
@@ -345,10 +326,7 @@ pub(super) fn servers_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
 /// Servers go up one minor at a time: a target that skips a minor line is refused, naming the
 /// newest release of each line in between (from the channel server). `--force` lets it
 /// through with a note.
-pub(super) fn check_minor_steps<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn check_minor_steps<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         let behind: Vec<(String, K3sVersion)> = hosts
@@ -418,10 +396,7 @@ pub(super) fn plan_artifacts(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId,
 
 /// Air-gapped clusters: fetch and verify the target release once on the workstation, for the
 /// architectures of the hosts to upgrade (a mismatch stops the run before any change).
-pub(super) fn fetch_artifacts<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn fetch_artifacts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         let mut arches = Vec::new();

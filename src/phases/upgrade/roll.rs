@@ -6,9 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::k3s::K3sVersion;
 use crate::phases::Progress;
 use crate::phases::outcome::{NodeRow, Status};
@@ -134,10 +132,7 @@ pub(super) fn plan_servers(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, S
 }
 
 /// The servers, one at a time.
-pub(super) fn roll_servers<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn roll_servers<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         // A server that failed before the roll (unreachable, refused) counts as failed
@@ -184,10 +179,7 @@ pub(super) fn plan_agents(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, St
 
 /// The agents, `--batch-size` at a time; none when a server failed (they must not run newer
 /// than the servers).
-pub(super) fn roll_agents<'b>(
-    cx: &'b mut Upgrade,
-    hosts: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn roll_agents<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         if let Some(prev) = failed_server(cx) {
             let name = cx.hosts[prev].host.name.clone();
@@ -271,10 +263,7 @@ fn record_plan(cx: &mut Upgrade, lines: &[(HostId, String)]) {
 }
 
 /// After the roll: the pinned-version reminder and the node table.
-pub(super) fn nodes_after<'b>(
-    cx: &'b mut Upgrade,
-    _: &'b [HostId],
-) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn nodes_after<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         if let Some(pinned) = &cx.inventory.cluster.version
