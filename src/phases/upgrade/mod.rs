@@ -33,7 +33,7 @@ mod tests;
 use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, HostId, Manager, Output, PerHost, Step, same_line};
+use crate::engine::{Engine, HostId, Manager, PerHost, Step, same_line};
 use crate::inventory::{Host, Inventory};
 use crate::k3s::install::first_server;
 use crate::phases::Observer;
@@ -158,8 +158,13 @@ fn run_state(
         inventory: inventory.clone(),
         hosts: PerHost::new(states),
         first,
-        run_id: crate::phases::lock::new_run_id(),
-        locked: false,
+        lock: crate::phases::lock::ClusterLock::new(
+            first,
+            crate::phases::lock::new_run_id(),
+            "upgrade",
+            inventory.cluster.name.clone(),
+            options.lock_stale_after,
+        ),
         observed: Err("not read".into()),
         target: None,
         target_source: None,
@@ -173,21 +178,7 @@ fn run_state(
 /// Release this run's lock, also after Ctrl-C (the release ignores the cancel, bounded by
 /// `lock::UNLOCK_TIMEOUT`); when it cannot, say when it expires.
 async fn release_lock(cx: &mut Upgrade) {
-    if !cx.locked {
-        return;
+    if let Some(note) = cx.lock.release(&cx.engine).await {
+        cx.message(note);
     }
-    let request = crate::phases::lock::release_request(&cx.run_id);
-    if let Err(failure) = cx
-        .engine
-        .run(cx.first, "unlock", &request, Output::Logged)
-        .await
-    {
-        let name = cx.hosts[cx.first].host.name.clone();
-        cx.message(format!(
-            "{name}: could not release the lock ({}); it expires after {}",
-            failure.reason,
-            humantime::format_duration(cx.options.lock_stale_after)
-        ));
-    }
-    cx.locked = false;
 }

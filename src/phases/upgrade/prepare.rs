@@ -13,8 +13,9 @@ use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
 use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::phases::lock::LockError;
 use crate::phases::outcome::Status;
-use crate::phases::{Progress, facts, lock, remote};
+use crate::phases::{Progress, facts, remote};
 use crate::ssh::ExecRequest;
 
 use super::options::{Target, UpgradeError};
@@ -60,38 +61,13 @@ pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Ap
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
 pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let first = cx.first;
-        let name = cx.hosts[first].host.name.clone();
-        let owner = lock::owner(&cx.run_id, Some("upgrade"));
-        let script = remote::lock_acquire_script(&owner, cx.options.lock_stale_after);
-        let out = cx
-            .engine
-            .run(
-                first,
-                "lock",
-                &ExecRequest::new(script).sudo(true),
-                Output::Logged,
-            )
-            .await
-            .map_err(|failure| UpgradeError::Lock {
-                host: name.clone(),
+        let note = cx.lock.acquire(&cx.engine).await.map_err(|e| match e {
+            LockError::Held(held) => UpgradeError::Locked(held),
+            LockError::NotTaken { host, failure } => UpgradeError::Lock {
+                host,
                 reason: failure.reason,
-            })?;
-        let Some(answer) = remote::parse_lock_answer(&out.stdout_lossy()) else {
-            return Err(UpgradeError::Lock {
-                host: name,
-                reason: format!("the lock script answered {:?}", out.stdout_lossy().trim()),
-            }
-            .into());
-        };
-        let note = lock::settle(
-            answer,
-            &cx.inventory.cluster.name,
-            &name,
-            cx.options.lock_stale_after,
-        )
-        .map_err(UpgradeError::Locked)?;
-        cx.locked = true;
+            },
+        })?;
         if let Some(note) = note {
             cx.message(note);
         }

@@ -148,8 +148,8 @@ pub struct Upgrade {
     pub(super) hosts: PerHost<HostState>,
     /// The first server: the lock and the API live there.
     pub(super) first: HostId,
-    pub(super) run_id: String,
-    pub(super) locked: bool,
+    /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
+    pub(super) lock: crate::phases::lock::ClusterLock,
     /// The node list read before deciding (`Err`: why it could not be read).
     pub(super) observed: Result<Vec<NodeStatus>, String>,
     pub(super) target: Option<K3sVersion>,
