@@ -45,10 +45,7 @@ pub trait Phase<C>: Send + Sync {
     /// the phase itself when the report needs more. The default lists the title per host.
     fn plan(&self, cx: &mut C, hosts: &[HostId]) -> Vec<(HostId, String)> {
         let _ = cx;
-        hosts
-            .iter()
-            .map(|&h| (h, self.title().to_owned()))
-            .collect()
+        same_line(hosts, self.title())
     }
 }
 
@@ -143,6 +140,91 @@ impl<C: Send> Manager<C> {
         }
         Ok(records)
     }
+}
+
+/// What applying a phase returns: its work, to be awaited (a [`Step`]'s apply function).
+pub type Applied<'a> = BoxFuture<'a, anyhow::Result<Flow>>;
+
+/// How a [`Step`] applies: a plain function of the run state and the selection.
+pub type Apply<C> = for<'b> fn(&'b mut C, &'b [HostId]) -> Applied<'b>;
+
+/// How a [`Step`] plans in a dry run (see [`Phase::plan`]).
+pub type Plan<C> = fn(&mut C, &[HostId]) -> Vec<(HostId, String)>;
+
+/// A phase made of plain functions, so a command's phase is its selection and its apply step,
+/// not a type with the same trait skeleton each time.
+pub struct Step<C> {
+    pub title: &'static str,
+    /// Whether applying it changes hosts (see [`Phase::changes`]).
+    pub changes: bool,
+    pub select: fn(&C) -> Vec<HostId>,
+    pub apply: Apply<C>,
+    /// `None`: the title per host.
+    pub plan: Option<Plan<C>>,
+}
+
+impl<C> Step<C> {
+    /// A read-only step: a dry run applies it too.
+    pub fn reads(title: &'static str, select: fn(&C) -> Vec<HostId>, apply: Apply<C>) -> Step<C> {
+        Step {
+            title,
+            changes: false,
+            select,
+            apply,
+            plan: None,
+        }
+    }
+
+    /// A step that changes hosts: a dry run plans it instead (the title per host, unless
+    /// [`Step::planned`]).
+    pub fn writes(title: &'static str, select: fn(&C) -> Vec<HostId>, apply: Apply<C>) -> Step<C> {
+        Step {
+            changes: true,
+            ..Step::reads(title, select, apply)
+        }
+    }
+
+    /// What a dry run says it would do on each host.
+    pub fn planned(self, plan: Plan<C>) -> Step<C> {
+        Step {
+            plan: Some(plan),
+            ..self
+        }
+    }
+}
+
+impl<C> Phase<C> for Step<C> {
+    fn title(&self) -> &'static str {
+        self.title
+    }
+
+    fn select(&self, cx: &C) -> Vec<HostId> {
+        (self.select)(cx)
+    }
+
+    fn changes(&self) -> bool {
+        self.changes
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a mut C,
+        hosts: &'a [HostId],
+    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        (self.apply)(cx, hosts)
+    }
+
+    fn plan(&self, cx: &mut C, hosts: &[HostId]) -> Vec<(HostId, String)> {
+        match self.plan {
+            Some(plan) => plan(cx, hosts),
+            None => same_line(hosts, self.title),
+        }
+    }
+}
+
+/// The same plan line for every host of a selection.
+pub fn same_line(hosts: &[HostId], line: &str) -> Vec<(HostId, String)> {
+    hosts.iter().map(|&h| (h, line.to_owned())).collect()
 }
 
 /// Implement [`Phase`] for a type whose work is an inherent `async fn run(&self, cx: &mut C,

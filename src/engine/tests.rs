@@ -324,6 +324,52 @@ async fn the_manager_runs_in_order_stops_and_gates_dry_runs() {
     );
 }
 
+fn record_install<'b>(cx: &'b mut Trace, _: &'b [HostId]) -> BoxFuture<'b, anyhow::Result<Flow>> {
+    Box::pin(async move {
+        cx.applied.push("install");
+        Ok(Flow::Continue)
+    })
+}
+
+#[tokio::test]
+async fn a_step_of_functions_selects_applies_and_plans_its_own_lines() {
+    let ids = PerHost::new(vec![(), ()]).ids().collect::<Vec<_>>();
+    let name = |_: &Trace, id: HostId| format!("h{}", id.index());
+    let install = || {
+        phase::Step::writes(
+            "install",
+            |cx: &Trace| cx.hosts[1..].to_vec(),
+            record_install,
+        )
+        .planned(|_, hosts| same_line(hosts, "install k3s"))
+    };
+    let mut trace = Trace {
+        hosts: ids.clone(),
+        ..Trace::default()
+    };
+    let records = Manager::new(false)
+        .then(install())
+        .run(&mut trace, &Cancel::default(), name)
+        .await
+        .unwrap();
+    assert_eq!(trace.applied, ["install"]);
+    assert_eq!(records[0].hosts, 1);
+    let mut trace = Trace {
+        hosts: ids,
+        ..Trace::default()
+    };
+    let records = Manager::new(true)
+        .then(install())
+        .run(&mut trace, &Cancel::default(), name)
+        .await
+        .unwrap();
+    assert!(trace.applied.is_empty());
+    assert_eq!(
+        records[0].result,
+        PhaseResult::Planned(vec![("h1".into(), "install k3s".into())])
+    );
+}
+
 mod phase_impl_macro {
     use crate::engine::{Flow, HostId, Manager, PhaseResult, phase_impl};
     use crate::ssh::Cancel;

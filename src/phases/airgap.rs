@@ -5,10 +5,12 @@
 
 use std::path::PathBuf;
 
+use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sArch;
 use crate::k3s::airgap::{Artifact, Artifacts};
 use crate::k3s::install::AIRGAP_INSTALLER_PATH;
 use crate::shell::{shell_quote, with_vars};
+use crate::ssh::ExecRequest;
 
 /// Where the installer expects the binary with `INSTALL_K3S_SKIP_DOWNLOAD=true`.
 pub const BINARY_PATH: &str = "/usr/local/bin/k3s";
@@ -177,6 +179,51 @@ mod tests {
 
 /// What `plan` says of an air-gapped cluster: where the release of each architecture would come
 /// from (`cached`: already verified on the workstation) and that hosts get only what they lack.
+/// Give host `id` (of architecture `arch`) the files of `artifacts` it lacks: hash what it has
+/// (one round trip), then upload each missing file, verified on the host; at most as many
+/// uploads at once across the run as `window` has permits (`None`: no limit beyond the
+/// caller's). The number of files uploaded. Used by `up` and `upgrade`.
+pub async fn deliver(
+    engine: &Engine,
+    id: HostId,
+    artifacts: &Artifacts,
+    arch: Option<K3sArch>,
+    window: Option<&tokio::sync::Semaphore>,
+) -> Result<usize, Failure> {
+    let list = arch
+        .and_then(|arch| uploads(artifacts, arch))
+        .ok_or_else(|| Failure::refused("air-gap: no k3s binary prepared for this architecture"))?;
+    let check = ExecRequest::new(check_script(&list)).sudo(true);
+    let out = engine
+        .run(id, "air-gap check", &check, Output::Logged)
+        .await?;
+    let lacking = missing(&list, &out.stdout_lossy());
+    for upload in &lacking {
+        let _permit = match window {
+            Some(window) => Some(
+                window
+                    .acquire()
+                    .await
+                    .map_err(|e| Failure::new(FailureKind::Cancelled, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
+            Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
+        })?;
+        let request = ExecRequest::new(put_script(upload)).sudo(true).stdin(bytes);
+        engine
+            .run(
+                id,
+                &format!("upload {}", upload.remote),
+                &request,
+                Output::Logged,
+            )
+            .await?;
+    }
+    Ok(lacking.len())
+}
+
 pub fn plan_note(version: &str, hosts: usize, origin: &str, arches: &[(K3sArch, bool)]) -> String {
     let per_arch: Vec<String> = arches
         .iter()

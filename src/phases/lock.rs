@@ -34,8 +34,8 @@ pub enum LockError {
 /// The cluster lock of one run, on the first server: taken in a round trip of its own
 /// ([`ClusterLock::acquire`]) or from an answer folded into another command
 /// ([`ClusterLock::answered`]), and released once at the end ([`ClusterLock::release`]), also
-/// after Ctrl-C. `up` and `upgrade` still use their own copies (`run::cluster_lock`,
-/// `Upgrader::lock`) until they move onto the engine; then this is the one.
+/// after Ctrl-C. `reset` and `upgrade` use it; `up` still has its own copy folded into its
+/// facts read (`up/cluster_lock.rs`).
 #[derive(Debug)]
 pub struct ClusterLock {
     host: HostId,

@@ -5,66 +5,52 @@
 //! working member; kubectl itself would leave it cordoned, but edgeops changed nothing else on it
 //! and leaves no half-done removal behind); the reason names the blocking pods.
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId, Phase};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::phases::drain::{self, DrainError, Drained};
 
 use super::outcome::Scope;
 use super::state::{Outcome, ResetRun, Step};
 
-pub struct DrainHosts;
-
-impl Phase<ResetRun> for DrainHosts {
-    fn title(&self) -> &'static str {
-        "drain"
+/// Hosts leaving a cluster that stays, when draining is on (not `--skip-drain`).
+pub(super) fn to_drain(cx: &ResetRun) -> Vec<HostId> {
+    if cx.scope != Scope::Hosts || cx.options.drain.is_none() {
+        return Vec::new();
     }
+    let mut hosts = cx.todo(Step::Agents);
+    hosts.extend(cx.todo(Step::Servers));
+    hosts
+}
 
-    /// Hosts leaving a cluster that stays, when draining is on (not `--skip-drain`).
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        if cx.scope != Scope::Hosts || cx.options.drain.is_none() {
-            return Vec::new();
-        }
-        let mut hosts = cx.todo(Step::Agents);
-        hosts.extend(cx.todo(Step::Servers));
-        hosts
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            for &id in hosts {
-                match drain_out(cx, id).await {
-                    Ok(drained) => cx.hosts[id].drained = drained,
-                    Err(failure) => cx.hosts[id].outcome = Some(Outcome::failed(failure)),
-                }
-            }
-            Ok(Flow::Continue)
+pub(super) fn plan_drain(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let how = cx
+        .options
+        .drain
+        .as_ref()
+        .map(|d| d.describe())
+        .unwrap_or_default();
+    let first = cx.name(cx.first).to_owned();
+    hosts
+        .iter()
+        .map(|&id| {
+            let node = &cx.hosts[id].node_name;
+            (
+                id,
+                format!("cordon and drain node {node} through {first} ({how})"),
+            )
         })
-    }
+        .collect()
+}
 
-    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let how = cx
-            .options
-            .drain
-            .as_ref()
-            .map(|d| d.describe())
-            .unwrap_or_default();
-        let first = cx.name(cx.first).to_owned();
-        hosts
-            .iter()
-            .map(|&id| {
-                let node = &cx.hosts[id].node_name;
-                (
-                    id,
-                    format!("cordon and drain node {node} through {first} ({how})"),
-                )
-            })
-            .collect()
-    }
+pub(super) fn drain_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        for &id in hosts {
+            match drain_out(cx, id).await {
+                Ok(drained) => cx.hosts[id].drained = drained,
+                Err(failure) => cx.hosts[id].outcome = Some(Outcome::failed(failure)),
+            }
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 /// Drain one host: `Ok(true)` drained, `Ok(false)` its node is not in the cluster; `Err`: why

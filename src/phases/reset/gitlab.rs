@@ -6,10 +6,9 @@
 
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use secrecy::SecretString;
 
-use crate::engine::{Flow, HostId, Phase};
+use crate::engine::{Applied, Flow, HostId, same_line};
 
 use crate::gitlab::{
     ClientOptions, DeregisterRequest, GitLabClient, PathOrId, Removal, agent_config_path,
@@ -73,55 +72,43 @@ impl GitLabReset {
     }
 }
 
+/// The first server, whose reset it follows, when `--gitlab` asked for it.
+pub(super) fn first_if_gitlab(cx: &ResetRun) -> Vec<HostId> {
+    if cx.scope == Scope::Cluster && cx.options.gitlab.is_some() {
+        vec![cx.first]
+    } else {
+        Vec::new()
+    }
+}
+
+pub(super) fn plan_gitlab(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let Some(setup) = &cx.options.gitlab else {
+        return Vec::new();
+    };
+    let line = format!("remove from {}: {}", setup.url, setup.plan().join("; "));
+    same_line(hosts, &line)
+}
+
 /// `--gitlab`: remove the cluster from GitLab once its first server is reset; skipped (with the
 /// way out) when it was not.
-pub struct GitLabCleanup;
-
-impl Phase<ResetRun> for GitLabCleanup {
-    fn title(&self) -> &'static str {
-        "gitlab"
-    }
-
-    /// The first server, whose reset it follows, when `--gitlab` asked for it.
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        if cx.scope == Scope::Cluster && cx.options.gitlab.is_some() {
-            vec![cx.first]
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let Some(setup) = cx.options.gitlab.clone() else {
-                return Ok(Flow::Continue);
-            };
-            cx.gitlab = Some(if cx.first_reset() {
-                cx.engine
-                    .note("gitlab: removing the cluster's runner, agent and agent config");
-                run(&setup).await
-            } else {
-                GitLabReport::skipped(format!(
-                    "first server {} was not reset: the cluster's agent and runner are left in \
-                     GitLab; re-run `reset --gitlab` once it is",
-                    cx.name(cx.first)
-                ))
-            });
-            Ok(Flow::Continue)
-        })
-    }
-
-    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let Some(setup) = &cx.options.gitlab else {
-            return Vec::new();
+pub(super) fn clean_gitlab<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        let Some(setup) = cx.options.gitlab.clone() else {
+            return Ok(Flow::Continue);
         };
-        let line = format!("remove from {}: {}", setup.url, setup.plan().join("; "));
-        hosts.iter().map(|&id| (id, line.clone())).collect()
-    }
+        cx.gitlab = Some(if cx.first_reset() {
+            cx.engine
+                .note("gitlab: removing the cluster's runner, agent and agent config");
+            run(&setup).await
+        } else {
+            GitLabReport::skipped(format!(
+                "first server {} was not reset: the cluster's agent and runner are left in \
+                 GitLab; re-run `reset --gitlab` once it is",
+                cx.name(cx.first)
+            ))
+        });
+        Ok(Flow::Continue)
+    })
 }
 
 /// Remove everything; never fails as a whole: each row says what happened.

@@ -4,9 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 
-use crate::engine::{Flow, HostId, Phase};
+use crate::engine::{Applied, Flow, HostId, same_line};
 use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
 
 use super::outcome::Scope;
@@ -26,69 +25,57 @@ impl KubeconfigEntry {
     }
 }
 
+/// The first server, whose reset it follows (scope `Cluster` only: a cluster that stays
+/// keeps its context).
+pub(super) fn first_if_cluster(cx: &ResetRun) -> Vec<HostId> {
+    if cx.scope == Scope::Cluster {
+        vec![cx.first]
+    } else {
+        Vec::new()
+    }
+}
+
+pub(super) fn plan_kubeconfig(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let entry = &cx.options.kubeconfig;
+    let line = match entry.present() {
+        Ok(true) => format!(
+            "remove context {} (its cluster and user too) from {}",
+            entry.context,
+            entry.path.display()
+        ),
+        Ok(false) => format!(
+            "nothing of context {} in {}",
+            entry.context,
+            entry.path.display()
+        ),
+        Err(e) => format!("cannot read {}: {e:#}", entry.path.display()),
+    };
+    same_line(hosts, &line)
+}
+
 /// Remove the context after the first server's reset (a local file, no host); when the first
 /// server was not reset, the context stays and a note says so.
-pub struct RemoveKubeconfig;
-
-impl Phase<ResetRun> for RemoveKubeconfig {
-    fn title(&self) -> &'static str {
-        "kubeconfig"
-    }
-
-    /// The first server, whose reset it follows (scope `Cluster` only: a cluster that stays
-    /// keeps its context).
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        if cx.scope == Scope::Cluster {
-            vec![cx.first]
-        } else {
-            Vec::new()
+pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        let entry = cx.options.kubeconfig.clone();
+        if !cx.first_reset() {
+            let first = cx.name(cx.first).to_owned();
+            cx.message(format!(
+                "first server {first} was not reset: context {} left in {}",
+                entry.context,
+                entry.path.display()
+            ));
+            return Ok(Flow::Continue);
         }
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let entry = cx.options.kubeconfig.clone();
-            if !cx.first_reset() {
-                let first = cx.name(cx.first).to_owned();
-                cx.message(format!(
-                    "first server {first} was not reset: context {} left in {}",
-                    entry.context,
-                    entry.path.display()
-                ));
-                return Ok(Flow::Continue);
+        match remove_kubeconfig(&entry) {
+            Ok(text) => cx.kubeconfig = Some(text),
+            Err(e) => {
+                cx.kubeconfig_failed = true;
+                cx.message(format!("kubeconfig: {e:#}"));
             }
-            match remove_kubeconfig(&entry) {
-                Ok(text) => cx.kubeconfig = Some(text),
-                Err(e) => {
-                    cx.kubeconfig_failed = true;
-                    cx.message(format!("kubeconfig: {e:#}"));
-                }
-            }
-            Ok(Flow::Continue)
-        })
-    }
-
-    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let entry = &cx.options.kubeconfig;
-        let line = match entry.present() {
-            Ok(true) => format!(
-                "remove context {} (its cluster and user too) from {}",
-                entry.context,
-                entry.path.display()
-            ),
-            Ok(false) => format!(
-                "nothing of context {} in {}",
-                entry.context,
-                entry.path.display()
-            ),
-            Err(e) => format!("cannot read {}: {e:#}", entry.path.display()),
-        };
-        hosts.iter().map(|&id| (id, line.clone())).collect()
-    }
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 fn read_kubeconfig(path: &Path) -> anyhow::Result<Option<Kubeconfig>> {

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use crate::engine::Manager;
+use crate::engine::{self, HostId, Manager};
 use crate::fleet::FleetSettings;
 
 mod drain;
@@ -41,13 +41,19 @@ pub use outcome::{HostPlan, ResetHost, ResetReport, Scope};
 pub use run::Reset;
 pub use scope::{ResetError, scope};
 
+use drain::{drain_hosts, plan_drain, to_drain};
+use gitlab::{clean_gitlab, first_if_gitlab, plan_gitlab};
+use kubeconfig::{first_if_cluster, plan_kubeconfig, remove_context};
+use nodes::{delete_nodes, first_if_hosts_left, plan_delete_nodes};
+use quorum::{check_quorum, first_if_servers_leave};
 use state::{ResetRun, Step};
+use survey::{every_host, survey_hosts, take_lock};
 
 /// Before the confirmation, read-only: the lock, then what is on each host.
 fn survey_phases() -> Manager<ResetRun> {
     Manager::new(false)
-        .then(survey::Lock)
-        .then(survey::SurveyHosts)
+        .then(engine::Step::reads("lock", first, take_lock))
+        .then(engine::Step::reads("survey", every_host, survey_hosts))
 }
 
 /// After the confirmation, in order (`dry_run`: only the read-only quorum check runs, the rest
@@ -55,14 +61,29 @@ fn survey_phases() -> Manager<ResetRun> {
 /// agents: the hosts' pods move while the cluster still has every member.
 fn reset_phases(dry_run: bool) -> Manager<ResetRun> {
     Manager::new(dry_run)
-        .then(quorum::QuorumCheck)
-        .then(drain::DrainHosts)
+        .then(engine::Step::reads(
+            "quorum check",
+            first_if_servers_leave,
+            check_quorum,
+        ))
+        .then(engine::Step::writes("drain", to_drain, drain_hosts).planned(plan_drain))
         .then(uninstall::Uninstall(Step::Agents))
         .then(uninstall::Uninstall(Step::Servers))
         .then(uninstall::Uninstall(Step::FirstServer))
-        .then(nodes::DeleteNodes)
-        .then(kubeconfig::RemoveKubeconfig)
-        .then(gitlab::GitLabCleanup)
+        .then(
+            engine::Step::writes("nodes", first_if_hosts_left, delete_nodes)
+                .planned(plan_delete_nodes),
+        )
+        .then(
+            engine::Step::writes("kubeconfig", first_if_cluster, remove_context)
+                .planned(plan_kubeconfig),
+        )
+        .then(engine::Step::writes("gitlab", first_if_gitlab, clean_gitlab).planned(plan_gitlab))
+}
+
+/// The first server alone (where the lock is).
+fn first(cx: &ResetRun) -> Vec<HostId> {
+    vec![cx.first]
 }
 
 /// The phase titles in order, for docs and tests.

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Flow, HostId, Output, Phase};
+use crate::engine::{Applied, Flow, HostId, Output, same_line};
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
@@ -16,101 +14,87 @@ use super::state::ResetRun;
 /// Deleting the reset hosts' Node objects through the first server.
 pub const DELETE_NODES_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub struct DeleteNodes;
+/// Node names of the selected hosts that are clean now (reset, or found clean), or are
+/// still to be reset (a dry run plans before any is).
+fn nodes_left(cx: &ResetRun) -> Vec<String> {
+    cx.order
+        .iter()
+        .filter(|&&id| cx.hosts[id].outcome.as_ref().is_none_or(|o| !o.is_failed()))
+        .map(|&id| cx.hosts[id].node_name.clone())
+        .collect()
+}
 
-impl DeleteNodes {
-    /// Node names of the selected hosts that are clean now (reset, or found clean), or are
-    /// still to be reset (a dry run plans before any is).
-    fn nodes(cx: &ResetRun) -> Vec<String> {
-        cx.order
-            .iter()
-            .filter(|&&id| cx.hosts[id].outcome.as_ref().is_none_or(|o| !o.is_failed()))
-            .map(|&id| cx.hosts[id].node_name.clone())
-            .collect()
-    }
+/// Whether the first server's survey found its k3s server unit.
+fn server_runs(cx: &ResetRun) -> bool {
+    matches!(&cx.hosts[cx.first].survey, Some(Ok(s)) if s.units.iter().any(|u| u == "k3s"))
+}
 
-    /// Whether the first server's survey found its k3s server unit.
-    fn server_runs(cx: &ResetRun) -> bool {
-        matches!(&cx.hosts[cx.first].survey, Some(Ok(s)) if s.units.iter().any(|u| u == "k3s"))
+/// The first server, when the cluster stays, hosts left it and its survey answered.
+pub(super) fn first_if_hosts_left(cx: &ResetRun) -> Vec<HostId> {
+    let surveyed = matches!(cx.hosts[cx.first].survey, Some(Ok(_)));
+    if cx.scope == Scope::Hosts && surveyed && !nodes_left(cx).is_empty() {
+        vec![cx.first]
+    } else {
+        Vec::new()
     }
 }
 
-impl Phase<ResetRun> for DeleteNodes {
-    fn title(&self) -> &'static str {
-        "nodes"
-    }
+pub(super) fn plan_delete_nodes(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let line = if server_runs(cx) {
+        format!(
+            "delete Node object(s) {} once their hosts are reset",
+            nodes_left(cx).join(", ")
+        )
+    } else {
+        "runs no k3s server: no Node objects to delete".to_owned()
+    };
+    same_line(hosts, &line)
+}
 
-    /// The first server, when the cluster stays, hosts left it and its survey answered.
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        let surveyed = matches!(cx.hosts[cx.first].survey, Some(Ok(_)));
-        if cx.scope == Scope::Hosts && surveyed && !DeleteNodes::nodes(cx).is_empty() {
-            vec![cx.first]
-        } else {
-            Vec::new()
+pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        let first = cx.name(cx.first).to_owned();
+        if !server_runs(cx) {
+            cx.message(format!(
+                "first server {first} runs no k3s server: no Node objects to delete"
+            ));
+            return Ok(Flow::Continue);
         }
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let first = cx.name(cx.first).to_owned();
-            if !DeleteNodes::server_runs(cx) {
-                cx.message(format!(
-                    "first server {first} runs no k3s server: no Node objects to delete"
-                ));
-                return Ok(Flow::Continue);
-            }
-            let nodes = DeleteNodes::nodes(cx);
-            let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
-                .sudo(true)
-                .timeout(DELETE_NODES_TIMEOUT);
-            let engine = &cx.engine;
-            let result = engine
-                .each("nodes", &[cx.first], |id| {
-                    engine.run(id, "delete nodes", &request, Output::Logged)
-                })
-                .await
-                .pop()
-                .map(|(_, result)| result);
-            match result {
-                Some(Ok(out)) => {
-                    let (deleted, _absent, failed) = scripts::parse_deleted(&out.stdout_lossy());
-                    if !deleted.is_empty() {
-                        cx.message(format!(
-                            "deleted node(s) {} from the cluster (through {first})",
-                            deleted.join(", ")
-                        ));
-                    }
-                    if !failed.is_empty() {
-                        cx.message(format!(
-                            "could not delete node(s) {} through {first}: see its log; delete \
-                             them with `kubectl delete node` before they rejoin",
-                            failed.join(", ")
-                        ));
-                    }
+        let nodes = nodes_left(cx);
+        let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
+            .sudo(true)
+            .timeout(DELETE_NODES_TIMEOUT);
+        let engine = &cx.engine;
+        let result = engine
+            .each("nodes", &[cx.first], |id| {
+                engine.run(id, "delete nodes", &request, Output::Logged)
+            })
+            .await
+            .pop()
+            .map(|(_, result)| result);
+        match result {
+            Some(Ok(out)) => {
+                let (deleted, _absent, failed) = scripts::parse_deleted(&out.stdout_lossy());
+                if !deleted.is_empty() {
+                    cx.message(format!(
+                        "deleted node(s) {} from the cluster (through {first})",
+                        deleted.join(", ")
+                    ));
                 }
-                Some(Err(failure)) => cx.message(format!(
-                    "could not delete the Node objects of {} through {first}: {failure}",
-                    nodes.join(", ")
-                )),
-                None => {}
+                if !failed.is_empty() {
+                    cx.message(format!(
+                        "could not delete node(s) {} through {first}: see its log; delete \
+                         them with `kubectl delete node` before they rejoin",
+                        failed.join(", ")
+                    ));
+                }
             }
-            Ok(Flow::Continue)
-        })
-    }
-
-    fn plan(&self, cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let line = if DeleteNodes::server_runs(cx) {
-            format!(
-                "delete Node object(s) {} once their hosts are reset",
-                DeleteNodes::nodes(cx).join(", ")
-            )
-        } else {
-            "runs no k3s server: no Node objects to delete".to_owned()
-        };
-        hosts.iter().map(|&id| (id, line.clone())).collect()
-    }
+            Some(Err(failure)) => cx.message(format!(
+                "could not delete the Node objects of {} through {first}: {failure}",
+                nodes.join(", ")
+            )),
+            None => {}
+        }
+        Ok(Flow::Continue)
+    })
 }

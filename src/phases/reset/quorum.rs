@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId, Output, Phase};
+use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::k3s::nodes;
 use crate::k3s::quorum::Members;
 use crate::phases::remote;
@@ -22,65 +20,47 @@ use super::state::{Outcome, ResetRun, Step};
 /// cluster without quorum hangs: this is how long edgeops lets it).
 pub const API_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Before anything changes: can the selected servers leave one at a time with the rest keeping
-/// quorum? Read-only (it runs in a dry run too); a refusal fails every host still to do and
-/// stops the run.
-pub struct QuorumCheck;
-
-impl QuorumCheck {
-    /// Servers leaving a cluster that stays (their etcd must keep quorum at every step).
-    fn leaving(cx: &ResetRun) -> Vec<HostId> {
-        if cx.scope == Scope::Hosts {
-            cx.todo(Step::Servers)
-        } else {
-            Vec::new()
-        }
+/// Servers leaving a cluster that stays (their etcd must keep quorum at every step).
+fn leaving(cx: &ResetRun) -> Vec<HostId> {
+    if cx.scope == Scope::Hosts {
+        cx.todo(Step::Servers)
+    } else {
+        Vec::new()
     }
 }
 
-impl Phase<ResetRun> for QuorumCheck {
-    fn title(&self) -> &'static str {
-        "quorum check"
+/// The first server (the API the members are read from), when servers leave.
+pub(super) fn first_if_servers_leave(cx: &ResetRun) -> Vec<HostId> {
+    if leaving(cx).is_empty() {
+        Vec::new()
+    } else {
+        vec![cx.first]
     }
+}
 
-    /// The first server (the API the members are read from), when servers leave.
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        if QuorumCheck::leaving(cx).is_empty() {
-            Vec::new()
-        } else {
-            vec![cx.first]
-        }
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let nodes: Vec<String> = QuorumCheck::leaving(cx)
-                .into_iter()
-                .map(|id| cx.hosts[id].node_name.clone())
-                .collect();
-            let Err(reason) = servers_may_leave(cx, &nodes).await else {
-                return Ok(Flow::Continue);
-            };
-            cx.message(format!("reset refused: {reason}"));
-            for id in cx.order.clone() {
-                let host = &mut cx.hosts[id];
-                if host.outcome.is_none() {
-                    host.outcome = Some(Outcome::failed(Failure::refused(format!(
-                        "refused: {reason}"
-                    ))));
-                }
+/// Before anything changes: can the selected servers leave one at a time with the rest keeping
+/// quorum? Read-only (it runs in a dry run too); a refusal fails every host still to do and
+/// stops the run.
+pub(super) fn check_quorum<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        let nodes: Vec<String> = leaving(cx)
+            .into_iter()
+            .map(|id| cx.hosts[id].node_name.clone())
+            .collect();
+        let Err(reason) = servers_may_leave(cx, &nodes).await else {
+            return Ok(Flow::Continue);
+        };
+        cx.message(format!("reset refused: {reason}"));
+        for id in cx.order.clone() {
+            let host = &mut cx.hosts[id];
+            if host.outcome.is_none() {
+                host.outcome = Some(Outcome::failed(Failure::refused(format!(
+                    "refused: {reason}"
+                ))));
             }
-            Ok(Flow::Stop(format!("refused: {reason}")))
-        })
-    }
+        }
+        Ok(Flow::Stop(format!("refused: {reason}")))
+    })
 }
 
 /// The etcd members as the first server's API reports them; `Err`: why it could not say.

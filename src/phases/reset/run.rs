@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, PhaseResult};
-use crate::fleet::Fleet;
 use crate::inventory::Inventory;
 use crate::phases::Observer;
 use crate::ssh::{ConnectOptions, SshContext};
@@ -41,14 +40,7 @@ impl Reset {
         observer: Arc<dyn Observer>,
         log: RunLog,
     ) -> anyhow::Result<Reset> {
-        let fleet = Fleet::connect_all(
-            targets,
-            ctx,
-            options.fleet.clone(),
-            Arc::new(crate::engine::FleetEvents(observer.clone())),
-        )
-        .await;
-        let engine = Engine::from_fleet(fleet, log, observer);
+        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
         Reset::start(engine, inventory, scope, selected, options).await
     }
 

@@ -2,9 +2,7 @@
 //! server (a reset must not race an `up`), then survey every host in one round trip each: what
 //! k3s and edgeops left there. Hosts found clean are done; hosts that cannot tell fail.
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Engine, Failure, Flow, HostId, Output, Phase};
+use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output};
 use crate::ssh::ExecRequest;
 
 use super::ResetError;
@@ -14,45 +12,25 @@ use super::state::{Outcome, ResetRun};
 
 /// The same lock as `up`, on the first server when it is reachable. Unreachable, no `up` can be
 /// running against it either; a note says so.
-pub struct Lock;
-
-impl Phase<ResetRun> for Lock {
-    fn title(&self) -> &'static str {
-        "lock"
-    }
-
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        _: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            if cx.engine.unreachable(cx.first).is_some() {
-                let first = cx.name(cx.first).to_owned();
-                cx.message(format!(
-                    "first server {first} is unreachable: the up lock was not taken"
-                ));
-                return Ok(Flow::Continue);
-            }
-            match cx.lock.acquire(&cx.engine).await {
-                Ok(note) => {
-                    if let Some(note) = note {
-                        cx.message(note);
-                    }
-                    Ok(Flow::Continue)
+pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        if cx.engine.unreachable(cx.first).is_some() {
+            let first = cx.name(cx.first).to_owned();
+            cx.message(format!(
+                "first server {first} is unreachable: the up lock was not taken"
+            ));
+            return Ok(Flow::Continue);
+        }
+        match cx.lock.acquire(&cx.engine).await {
+            Ok(note) => {
+                if let Some(note) = note {
+                    cx.message(note);
                 }
-                Err(e) => Err(ResetError::Lock(e).into()),
+                Ok(Flow::Continue)
             }
-        })
-    }
+            Err(e) => Err(ResetError::Lock(e).into()),
+        }
+    })
 }
 
 async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Survey, Failure> {
@@ -60,55 +38,39 @@ async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Su
     Ok(Survey::parse(&out.stdout_lossy()))
 }
 
+pub(super) fn every_host(cx: &ResetRun) -> Vec<HostId> {
+    cx.hosts.ids().collect()
+}
+
 /// Every host of the run (the first server too: does it run k3s, for the Node deletions).
-pub struct SurveyHosts;
-
-impl Phase<ResetRun> for SurveyHosts {
-    fn title(&self) -> &'static str {
-        "survey"
-    }
-
-    fn select(&self, cx: &ResetRun) -> Vec<HostId> {
-        cx.hosts.ids().collect()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a mut ResetRun,
-        hosts: &'a [HostId],
-    ) -> BoxFuture<'a, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let request = ExecRequest::new(scripts::survey_script()).sudo(true);
-            let engine = &cx.engine;
-            let results = engine
-                .each("survey", hosts, |id| survey(engine, id, &request))
-                .await;
-            for (id, result) in results {
-                let host = &mut cx.hosts[id];
-                if host.step.is_some() {
-                    host.outcome = match &result {
-                        Err(failure) => Some(Outcome::failed(failure.clone())),
-                        Ok(survey) if survey.is_clean() => Some(Outcome::clean()),
-                        Ok(_) => None,
-                    };
-                }
-                host.survey = Some(result);
+pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
+    Box::pin(async move {
+        let request = ExecRequest::new(scripts::survey_script()).sudo(true);
+        let engine = &cx.engine;
+        let results = engine
+            .each("survey", hosts, |id| survey(engine, id, &request))
+            .await;
+        for (id, result) in results {
+            let host = &mut cx.hosts[id];
+            if host.step.is_some() {
+                host.outcome = match &result {
+                    Err(failure) => Some(Outcome::failed(failure.clone())),
+                    Ok(survey) if survey.is_clean() => Some(Outcome::clean()),
+                    Ok(_) => None,
+                };
             }
-            if cx.scope == Scope::Hosts
-                && let Some(Err(failure)) = &cx.hosts[cx.first].survey
-            {
-                let first = cx.name(cx.first).to_owned();
-                let reason = failure.reason.clone();
-                cx.message(format!(
-                    "first server {first}: {reason}; the Node objects of the reset hosts cannot \
-                     be deleted from the cluster (do it with `kubectl delete node`)"
-                ));
-            }
-            Ok(Flow::Continue)
-        })
-    }
+            host.survey = Some(result);
+        }
+        if cx.scope == Scope::Hosts
+            && let Some(Err(failure)) = &cx.hosts[cx.first].survey
+        {
+            let first = cx.name(cx.first).to_owned();
+            let reason = failure.reason.clone();
+            cx.message(format!(
+                "first server {first}: {reason}; the Node objects of the reset hosts cannot \
+                 be deleted from the cluster (do it with `kubectl delete node`)"
+            ));
+        }
+        Ok(Flow::Continue)
+    })
 }

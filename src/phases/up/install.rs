@@ -370,19 +370,18 @@ impl Runner<'_> {
 
     /// Wait (through the first server) until `id`'s node is Ready at the pinned version.
     pub(super) async fn wait_upgraded(&self, id: HostId) -> Result<(), Failure> {
-        let session = self.engine.remote(self.first).and_then(|r| r.session());
-        let (Some(session), Some(version)) = (session, &self.version) else {
+        let Some(version) = &self.version else {
             return Ok(());
         };
-        let node = &self.hosts[id].host.node_name;
         super::super::upgrade::wait_node_version(
-            &session,
-            node,
+            &self.engine,
+            self.first,
+            &self.hosts[id].host.node_name,
             version,
             self.options.ready_timeout,
+            self.hosts[self.first].host.ssh.command_timeout,
         )
         .await
-        .map_err(|reason| Failure::new(FailureKind::TimedOut, reason))
     }
 
     /// The agents, in one window (the fleet's concurrency).

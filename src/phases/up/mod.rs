@@ -41,8 +41,8 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, Failure, FailureKind, FleetEvents, HostId, Manager, Output, PerHost};
-use crate::fleet::{Fleet, FleetSettings};
+use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHost};
+use crate::fleet::FleetSettings;
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join, first_server};

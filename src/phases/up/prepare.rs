@@ -248,37 +248,6 @@ impl Runner<'_> {
         uploads: &tokio::sync::Semaphore,
     ) -> Result<usize, Failure> {
         let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
-        let list = arch
-            .and_then(|arch| airgap::uploads(artifacts, arch))
-            .ok_or_else(|| {
-                Failure::refused("air-gap: no k3s binary prepared for this architecture")
-            })?;
-        let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
-        let out = self
-            .engine
-            .run(id, "air-gap check", &check, Output::Logged)
-            .await?;
-        let missing = airgap::missing(&list, &out.stdout_lossy());
-        for upload in &missing {
-            let _permit = uploads
-                .acquire()
-                .await
-                .map_err(|e| Failure::new(FailureKind::Cancelled, e.to_string()))?;
-            let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
-                Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
-            })?;
-            let request = ExecRequest::new(airgap::put_script(upload))
-                .sudo(true)
-                .stdin(bytes);
-            self.engine
-                .run(
-                    id,
-                    &format!("upload {}", upload.remote),
-                    &request,
-                    Output::Logged,
-                )
-                .await?;
-        }
-        Ok(missing.len())
+        airgap::deliver(&self.engine, id, artifacts, arch, Some(uploads)).await
     }
 }

@@ -155,14 +155,7 @@ impl<'a> Runner<'a> {
         log: RunLog,
     ) -> anyhow::Result<Runner<'a>> {
         let clock = PhaseClock::new(observer);
-        let fleet = Fleet::connect_all(
-            targets,
-            ctx,
-            options.fleet.clone(),
-            Arc::new(FleetEvents(clock.clone())),
-        )
-        .await;
-        let engine = Engine::from_fleet(fleet, log, clock.clone());
+        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, clock.clone()).await;
         Runner::new(inventory, hosts, engine, clock, options)
     }
 

@@ -499,8 +499,88 @@ fn phase_selections_follow_the_run_state() {
     assert_eq!(runner.joining_servers(), vec![s2]);
     assert_eq!(runner.joining_agents(), vec![a1]);
     assert!(runner.pis_needing_cgroup().is_empty());
+    // A token rotation rewrites the file where k3s is installed, on the live hosts but the
+    // first server (done before them): servers (one at a time) and agents apart.
+    for (id, state) in runner.hosts.iter_mut() {
+        let unit = if id == a1 { "k3s-agent" } else { "k3s" };
+        state.facts = Some(Facts::parse(&format!(
+            "{}k3s_version={VERSION}\nunit_{unit}=active\n",
+            facts("x")
+        )));
+    }
+    runner.hosts[a2].facts = Some(Facts::parse(&facts("a2")));
+    assert_eq!(runner.token_rotation_hosts(), (vec![s2], vec![a1]));
     assert!(
         runner.airgap_hosts().is_empty(),
         "not an air-gapped cluster"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn up_upgrading_a_server_waits_for_its_node_through_the_first_server_and_times_out() {
+    const OLD: &str = "v1.30.6+k3s1";
+    let inv = inventory(&["s1", "s2", "s3"], &[]);
+    let (journal, cancel) = (Journal::new(), Cancel::default());
+    let running = |name: &str| format!("{}k3s_version={OLD}\nunit_k3s=active\n", facts(name));
+    // s2's node never reports the pinned version: its upgrade must not count as done.
+    let nodes = nodes_ready(&inv);
+    let (head, tail) = nodes.split_at(nodes.find(r#""name": "s2""#).unwrap());
+    let nodes = format!("{head}{}", tail.replacen(VERSION, OLD, 1));
+    let token = JoinToken::generate().unwrap();
+    let first = ScriptedRemote::new("s1", journal.clone(), cancel.clone())
+        .on(
+            "--- edgeops-lock",
+            Reply::ok(format!(
+                "--- edgeops-lock\nacquired\n--- edgeops-facts\n{}",
+                running("s1")
+            )),
+        )
+        .on(
+            "--- edgeops-api",
+            Reply::ok(format!(
+                "installed\n--- edgeops-api\n--- token\n{}\n",
+                token.expose()
+            )),
+        )
+        .on(
+            RELEASE,
+            Reply::ok(format!("{nodes}\n--- edgeops-unlocked\n")),
+        )
+        .on(remote::NODES_COMMAND, Reply::ok(nodes.clone()));
+    let server = |name: &str| {
+        ScriptedRemote::new(name, journal.clone(), cancel.clone())
+            .on("kv mem_kb", Reply::ok(running(name)))
+            .on(INSTALL, slow_ok())
+    };
+    let members = vec![member(first), member(server("s2")), member(server("s3"))];
+    let started = tokio::time::Instant::now();
+    let report = run_fake(&inv, members, Mode::Up, &cancel).await;
+    let took = started.elapsed();
+    // The first server is Ready at the pin: upgraded. s2 never is: it times out at
+    // --ready-timeout naming what its node still reports, and s3 waits for it (skipped).
+    let s1 = host(&report, "s1");
+    assert_eq!(s1.status, Status::Done, "{s1:?}");
+    assert_eq!(s1.result, "upgraded", "{s1:?}");
+    let s2 = host(&report, "s2");
+    assert_eq!(s2.status, Status::Failed, "{s2:?}");
+    assert_eq!(s2.failure, Some(FailureKind::TimedOut), "{s2:?}");
+    let reason = s2.reason.as_deref().unwrap();
+    assert!(
+        reason.contains(&format!("node s2 not Ready at {VERSION}"))
+            && reason.contains(&format!("still reports {OLD}")),
+        "{reason}"
+    );
+    assert_eq!(host(&report, "s3").status, Status::Skipped);
+    assert!(installs(&journal, "s3").is_empty(), "s3 ran no install");
+    let ready_timeout = options(Mode::Up).ready_timeout;
+    assert!(took >= ready_timeout, "gave up after {took:?}");
+    // The polls ran on the first server, after s2's install, through the engine (counted).
+    let s2_install = installs(&journal, "s2")[0].clone();
+    let polls: Vec<Call> = journal
+        .matching(remote::NODES_COMMAND)
+        .into_iter()
+        .filter(|c| c.host == "s1" && c.started > s2_install.ended)
+        .collect();
+    assert!(polls.len() >= 2, "polled until the limit: {polls:?}");
+    assert!(s1.commands as usize >= polls.len(), "{s1:?}");
 }

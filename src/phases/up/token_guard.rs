@@ -76,15 +76,16 @@ unset new
 }
 
 impl Runner<'_> {
-    /// `--rotate-join-token`: k3s's rotation on the first server, then every node's token file,
-    /// the servers restarted one at a time (first server first) as k3s asks ("restart k3s
-    /// nodes with new token"). `false`: it failed; the hosts say why.
+    /// `--rotate-join-token`: k3s's rotation on the first server, then every node's token file:
+    /// the first server's, the other servers' one at a time (each restarts), the agents' in one
+    /// window, as k3s asks ("restart k3s nodes with new token"). `false`: it failed; the hosts
+    /// say why.
     async fn rotate_join_token(&mut self, token: &JoinToken) -> bool {
         let first = self.first;
         let observer = self.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "rotate join token",
-            hosts: self.hosts.len(),
+            hosts: 1,
         });
         let request = ExecRequest::new(rotate_request_script())
             .sudo(true)
@@ -103,44 +104,35 @@ impl Runner<'_> {
             });
             return false;
         }
-        // The first server, then the other servers one at a time, then the agents.
-        let mut order: Vec<HostId> = vec![first];
-        order.extend(
-            self.hosts
-                .iter()
-                .filter(|(id, s)| *id != first && s.host.role == Role::Server)
-                .map(|(id, _)| id),
-        );
-        order.extend(
-            self.hosts
-                .iter()
-                .filter(|(_, s)| s.host.role == Role::Agent)
-                .map(|(id, _)| id),
-        );
+        // The first server's own file and restart, before anyone else (the others join it).
+        let mut results = vec![(first, self.new_join_token(first, token).await)];
+        observer.event(&Progress::PhaseEnd {
+            phase: "rotate join token",
+        });
+        if results[0].1.is_ok() {
+            // Servers restart one at a time, so the others keep etcd quorum while one is away
+            // (k3s: "restart k3s nodes with new token", servers first). Agents only have their
+            // file rewritten (no restart): their order does not matter, so one window.
+            let (servers, agents) = self.token_rotation_hosts();
+            let this = &*self;
+            results.extend(
+                this.engine
+                    .each_within("new join token (servers)", &servers, 1, |id| {
+                        this.new_join_token(id, token)
+                    })
+                    .await,
+            );
+            results.extend(
+                this.engine
+                    .each("new join token (agents)", &agents, |id| {
+                        this.new_join_token(id, token)
+                    })
+                    .await,
+            );
+        }
         let mut failed = false;
-        for id in order {
-            let state = &self.hosts[id];
-            let installed = state.facts.as_ref().and_then(|f| f.installed_role());
-            if !state.alive() || installed.is_none() {
-                continue;
-            }
-            let server = installed == Some(Role::Server);
-            let unit = if server { "k3s" } else { "k3s-agent" };
-            let script = token_file_script(server.then_some(unit));
-            let script = if server {
-                crate::k3s::join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
-            } else {
-                script
-            };
-            let request = ExecRequest::new(script)
-                .sudo(true)
-                .stdin(token.file_contents().into_bytes())
-                .timeout(join::install_timeout(self.inventory, &state.host));
-            if let Err(failure) = self
-                .engine
-                .run(id, "new join token", &request, Output::Logged)
-                .await
-            {
+        for (id, result) in results {
+            if let Err(failure) = result {
                 self.hosts[id].fail(Failure {
                     reason: format!(
                         "join token rotated, but updating this node failed: {}",
@@ -149,14 +141,8 @@ impl Runner<'_> {
                     ..failure
                 });
                 failed = true;
-                if id == first {
-                    break;
-                }
             }
         }
-        observer.event(&Progress::PhaseEnd {
-            phase: "rotate join token",
-        });
         self.message(format!(
             "cluster {}: join token rotated with k3s token rotate; every node's token file updated{}",
             self.inventory.cluster.name,
@@ -169,6 +155,39 @@ impl Runner<'_> {
             ));
             false
         }
+    }
+
+    /// After the rotation on the first server: the other live hosts where k3s is installed,
+    /// servers (restarted one at a time) and agents (file only), in inventory order.
+    pub(super) fn token_rotation_hosts(&self) -> (Vec<HostId>, Vec<HostId>) {
+        let installed = |role: Role| {
+            self.alive_where(|id, s| {
+                id != self.first && s.facts.as_ref().and_then(|f| f.installed_role()) == Some(role)
+            })
+        };
+        (installed(Role::Server), installed(Role::Agent))
+    }
+
+    /// Write the new token into `id`'s token file; a server restarts with it (watched up to
+    /// the join limit), bounded by the host's install limit.
+    async fn new_join_token(&self, id: HostId, token: &JoinToken) -> Result<(), Failure> {
+        let state = &self.hosts[id];
+        let server = state.facts.as_ref().and_then(|f| f.installed_role()) == Some(Role::Server);
+        let unit = if server { "k3s" } else { "k3s-agent" };
+        let script = token_file_script(server.then_some(unit));
+        let script = if server {
+            crate::k3s::join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
+        } else {
+            script
+        };
+        let request = ExecRequest::new(script)
+            .sudo(true)
+            .stdin(token.file_contents().into_bytes())
+            .timeout(join::install_timeout(self.inventory, &state.host));
+        self.engine
+            .run(id, "new join token", &request, Output::Logged)
+            .await
+            .map(drop)
     }
 
     /// `false`: the inventory's token is not the cluster's; every host is stopped with why.

@@ -19,11 +19,9 @@
 //!
 //! - `options`: what is asked, and the typed refusals; `state`: the run state and the report;
 //! - `prepare`: the phases before the roll; `roll`: servers, agents, the node table;
-//! - `once`: the read-only phases done once (nodes, resolve, verify);
 //! - `node`: one node's upgrade and its limits; `plan`: the pure per-host decisions and order.
 
 mod node;
-mod once;
 mod options;
 pub mod plan;
 mod prepare;
@@ -35,13 +33,21 @@ mod tests;
 use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, Manager, Output, PerHost};
+use crate::engine::{Engine, HostId, Manager, PerHost, Step, same_line};
 use crate::inventory::{Host, Inventory};
 use crate::k3s::install::first_server;
 use crate::phases::Observer;
 use crate::ssh::{ConnectOptions, SshContext};
 
-use once::Once;
+use prepare::{
+    airgapped_to_upgrade, check_minor_steps, decide_each, every_host, fetch_artifacts,
+    first_if_unreachable, gather_facts, nodes_before, plan_artifacts, resolve, servers_to_upgrade,
+    stop_without_first, take_lock, with_facts,
+};
+use roll::{
+    agents_pending, nodes_after, plan_agents, plan_servers, roll_agents, roll_servers,
+    servers_pending,
+};
 
 pub use node::{DRAIN_GRACE, POLL_EVERY, upgrade_script, wait_node_version};
 pub use options::{Target, UpgradeError, UpgradeOptions};
@@ -49,28 +55,38 @@ pub use prepare::CHANNEL_TIMEOUT;
 pub use state::{Upgrade, UpgradeHost, UpgradeReport};
 
 /// The phases of `edgeops upgrade`, in order.
-fn phases<'a>(dry_run: bool) -> Manager<Upgrade<'a>> {
+fn phases(dry_run: bool) -> Manager<Upgrade> {
     Manager::new(dry_run)
-        .then(prepare::FirstServer)
-        .then(prepare::TakeLock)
-        .then(prepare::GatherFacts)
-        .then(Once {
-            title: "nodes",
-            step: prepare::nodes_before,
-        })
-        .then(Once {
-            title: "resolve",
-            step: prepare::resolve,
-        })
-        .then(prepare::Decide)
-        .then(prepare::MinorSteps)
-        .then(prepare::Artifacts)
-        .then(roll::Servers)
-        .then(roll::Agents)
-        .then(Once {
-            title: "verify",
-            step: roll::nodes_after,
-        })
+        .then(Step::reads(
+            "first server",
+            first_if_unreachable,
+            stop_without_first,
+        ))
+        .then(
+            Step::writes("lock", first, take_lock)
+                .planned(|_, h| same_line(h, "take the cluster lock")),
+        )
+        .then(Step::reads("facts", every_host, gather_facts))
+        .then(Step::reads("nodes", first, nodes_before))
+        .then(Step::reads("resolve", first, resolve))
+        .then(Step::reads("decide", with_facts, decide_each))
+        .then(Step::reads(
+            "minor steps",
+            servers_to_upgrade,
+            check_minor_steps,
+        ))
+        .then(
+            Step::writes("artifacts", airgapped_to_upgrade, fetch_artifacts)
+                .planned(plan_artifacts),
+        )
+        .then(Step::writes("servers", servers_pending, roll_servers).planned(plan_servers))
+        .then(Step::writes("agents", agents_pending, roll_agents).planned(plan_agents))
+        .then(Step::reads("verify", first, nodes_after))
+}
+
+/// The first server alone: the run's anchor (the lock, the API, what is done once).
+fn first(cx: &Upgrade) -> Vec<HostId> {
+    vec![cx.first]
 }
 
 /// Run `edgeops upgrade` over `hosts` (the selection plus the first server).
@@ -109,13 +125,13 @@ async fn run(
 }
 
 /// The run state before the first phase: each host of the engine with its inventory entry.
-fn run_state<'a>(
+fn run_state(
     engine: Engine,
-    inventory: &'a Inventory,
+    inventory: &Inventory,
     hosts: Vec<Host>,
     first: &str,
     options: UpgradeOptions,
-) -> anyhow::Result<Upgrade<'a>> {
+) -> anyhow::Result<Upgrade> {
     let first = engine
         .id_of(first)
         .ok_or_else(|| anyhow::anyhow!("upgrade: the first server {first} is not in the run"))?;
@@ -139,11 +155,16 @@ fn run_state<'a>(
     }
     Ok(Upgrade {
         engine,
-        inventory,
+        inventory: inventory.clone(),
         hosts: PerHost::new(states),
         first,
-        run_id: crate::phases::lock::new_run_id(),
-        locked: false,
+        lock: crate::phases::lock::ClusterLock::new(
+            first,
+            crate::phases::lock::new_run_id(),
+            "upgrade",
+            inventory.cluster.name.clone(),
+            options.lock_stale_after,
+        ),
         observed: Err("not read".into()),
         target: None,
         target_source: None,
@@ -156,22 +177,8 @@ fn run_state<'a>(
 
 /// Release this run's lock, also after Ctrl-C (the release ignores the cancel, bounded by
 /// `lock::UNLOCK_TIMEOUT`); when it cannot, say when it expires.
-async fn release_lock(cx: &mut Upgrade<'_>) {
-    if !cx.locked {
-        return;
+async fn release_lock(cx: &mut Upgrade) {
+    if let Some(note) = cx.lock.release(&cx.engine).await {
+        cx.message(note);
     }
-    let request = crate::phases::lock::release_request(&cx.run_id);
-    if let Err(failure) = cx
-        .engine
-        .run(cx.first, "unlock", &request, Output::Logged)
-        .await
-    {
-        let name = cx.hosts[cx.first].host.name.clone();
-        cx.message(format!(
-            "{name}: could not release the lock ({}); it expires after {}",
-            failure.reason,
-            humantime::format_duration(cx.options.lock_stale_after)
-        ));
-    }
-    cx.locked = false;
 }

@@ -5,13 +5,13 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Failure, FailureKind, HostId, Output};
+use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::nodes::{self, ConditionStatus};
 use crate::phases::outcome::last_lines;
 use crate::phases::{airgap, join, remote};
-use crate::ssh::{ExecOutput, ExecRequest, Session, shell_quote};
+use crate::ssh::{ExecOutput, ExecRequest, shell_quote};
 
 use super::state::Upgrade;
 
@@ -25,7 +25,7 @@ pub const POLL_EVERY: Duration = Duration::from_secs(2);
 /// Upgrade node `id` to `target` (the steps above). Its failure keeps the kind of the step
 /// that failed; with `--drain`, the reason says the node was left cordoned.
 pub(super) async fn upgrade_node(
-    cx: &Upgrade<'_>,
+    cx: &Upgrade,
     id: HostId,
     target: &K3sVersion,
 ) -> Result<(), Failure> {
@@ -50,20 +50,9 @@ pub(super) async fn upgrade_node(
     deliver(cx, id).await.map_err(left_cordoned)?;
     install(cx, id, spec).await.map_err(left_cordoned)?;
     let api = cx.first;
-    let wait = wait_for_version(
-        |request| async move {
-            let remote = cx.engine.remote(api).ok_or_else(|| {
-                cx.engine
-                    .unreachable(api)
-                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
-            })?;
-            let started = Instant::now();
-            let out = remote.exec(&request).await;
-            // Each read is counted on the first server; the polls are not logged (a node list
-            // every 2 s would swamp the log), the wait's outcome is the host's reason.
-            cx.engine.record(api, started);
-            out.map_err(|e| e.to_string())
-        },
+    let wait = wait_node_version(
+        &cx.engine,
+        api,
         &node,
         target,
         cx.options.ready_timeout,
@@ -84,7 +73,7 @@ pub(super) async fn upgrade_node(
 /// Cordon and drain `node` from the first server through the one drain module (reset uses it
 /// too), bounded by `--drain-timeout` (kubectl's own) plus [`DRAIN_GRACE`]; the reason names the
 /// pods that blocked it.
-pub(super) async fn drain(cx: &Upgrade<'_>, node: &str) -> Result<(), Failure> {
+pub(super) async fn drain(cx: &Upgrade, node: &str) -> Result<(), Failure> {
     let options = crate::k3s::drain::DrainOptions {
         timeout: cx.options.drain_timeout,
         force: false,
@@ -107,49 +96,24 @@ pub(super) async fn drain(cx: &Upgrade<'_>, node: &str) -> Result<(), Failure> {
 
 /// Air-gapped: give host `id` the target's files it lacks (checked, then each uploaded and
 /// verified on the host), as `up` does, right before its install.
-async fn deliver(cx: &Upgrade<'_>, id: HostId) -> Result<(), Failure> {
+async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
     let Some(artifacts) = &cx.artifacts else {
         return Ok(());
     };
-    let list = cx.hosts[id]
-        .facts
-        .as_ref()
-        .and_then(|f| f.arch)
-        .and_then(|arch| airgap::uploads(artifacts, arch))
-        .ok_or_else(|| Failure::refused("air-gap: no k3s binary prepared for this architecture"))?;
-    let check = ExecRequest::new(airgap::check_script(&list)).sudo(true);
-    let out = cx
-        .engine
-        .run(id, "air-gap check", &check, Output::Logged)
-        .await?;
-    for upload in airgap::missing(&list, &out.stdout_lossy()) {
-        let bytes = tokio::fs::read(&upload.local).await.map_err(|e| {
-            Failure::refused(format!("air-gap: reading {}: {e}", upload.local.display()))
-        })?;
-        let request = ExecRequest::new(airgap::put_script(upload))
-            .sudo(true)
-            .stdin(bytes);
-        cx.engine
-            .run(
-                id,
-                &format!("upload {}", upload.remote),
-                &request,
-                Output::Logged,
-            )
-            .await?;
-    }
+    let arch = cx.hosts[id].facts.as_ref().and_then(|f| f.arch);
+    airgap::deliver(&cx.engine, id, artifacts, arch, None).await?;
     Ok(())
 }
 
 /// The installer at the target under the host-side join watch, bounded by the host's
 /// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
-async fn install(cx: &Upgrade<'_>, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
+async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
     let host = &cx.hosts[id].host;
-    let script = join::watched(cx.inventory, spec, &upgrade_script(spec));
+    let script = join::watched(&cx.inventory, spec, &upgrade_script(spec));
     let request = ExecRequest::new(script)
         .sudo(true)
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
-        .timeout(join::install_timeout(cx.inventory, host));
+        .timeout(join::install_timeout(&cx.inventory, host));
     let out = cx
         .engine
         .exec(id, "upgrade", &request, Output::Logged)
@@ -159,7 +123,7 @@ async fn install(cx: &Upgrade<'_>, id: HostId, spec: &InstallSpec) -> Result<(),
     }
     let redactor = cx.engine.log().redactor();
     // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
-    if let Some(reason) = join::stopped_reason(cx.inventory, host, spec, &out) {
+    if let Some(reason) = join::stopped_reason(&cx.inventory, host, spec, &out) {
         let mut failure = Failure::exited("upgrade", &out, false, redactor);
         failure.reason = redactor.redact(&reason);
         return Err(failure);
@@ -185,30 +149,45 @@ pub fn upgrade_script(spec: &InstallSpec) -> String {
     )
 }
 
-/// Poll the node list on `api` (the first server) until node `node` is Ready and reports
-/// `version`, or `timeout`. The API may be away for a moment (the first server restarting):
-/// failed reads are retried until the deadline. Also used by `up` when it upgrades servers.
+/// Poll the node list on `api` (the first server) through the engine until node `node` is
+/// Ready and reports `version`, or `timeout` ([`FailureKind::TimedOut`], with what the node last
+/// showed). The API may be away for a moment (the first server restarting): failed reads are
+/// retried until the deadline. Each read is bounded by `read_limit` (the first server's
+/// `command_timeout`) and counted on `api`; the polls are not logged (a node list every
+/// [`POLL_EVERY`] would swamp the log), the wait's outcome is the host's reason. Used by
+/// `upgrade` for every node and by `up` when it upgrades servers.
 pub async fn wait_node_version(
-    api: &Session,
+    engine: &Engine,
+    api: HostId,
     node: &str,
     version: &K3sVersion,
     timeout: Duration,
-) -> Result<(), String> {
+    read_limit: Duration,
+) -> Result<(), Failure> {
     wait_for_version(
-        |request| async move { api.exec(&request).await.map_err(|e| e.to_string()) },
+        |request| async move {
+            let remote = engine.remote(api).ok_or_else(|| {
+                engine
+                    .unreachable(api)
+                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
+            })?;
+            let started = Instant::now();
+            let out = remote.exec(&request).await;
+            engine.record(api, started);
+            out.map_err(|e| e.to_string())
+        },
         node,
         version,
         timeout,
-        api.options().command_timeout,
+        read_limit,
     )
     .await
-    .map_err(|f| f.reason)
 }
 
 /// The wait of [`wait_node_version`] over any way to run the node-list read: each read is
 /// bounded by `read_limit` (the API host's `command_timeout`) and by the time left, so the
 /// whole wait ends at `timeout` ([`FailureKind::TimedOut`], with what the node last showed).
-pub(super) async fn wait_for_version<F, Fut>(
+async fn wait_for_version<F, Fut>(
     read: F,
     node: &str,
     version: &K3sVersion,
@@ -219,10 +198,12 @@ where
     F: Fn(ExecRequest) -> Fut,
     Fut: Future<Output = Result<ExecOutput, String>>,
 {
-    let deadline = Instant::now() + timeout;
+    // tokio's clock (the same as the wall clock outside tests): paused-time unit tests
+    // reach the limit without waiting it out.
+    let deadline = tokio::time::Instant::now() + timeout;
     let want = version.to_string();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let request = ExecRequest::new(remote::NODES_COMMAND)
             .sudo(true)
             .timeout(read_limit.min(left).max(Duration::from_secs(1)));
@@ -248,7 +229,7 @@ where
             ),
             Err(e) => e,
         };
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return Err(Failure::new(
                 FailureKind::TimedOut,
                 format!(
@@ -257,8 +238,10 @@ where
                 ),
             ));
         }
-        tokio::time::sleep(POLL_EVERY.min(deadline.saturating_duration_since(Instant::now())))
-            .await;
+        tokio::time::sleep(
+            POLL_EVERY.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
     }
 }
 

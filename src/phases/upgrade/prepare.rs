@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 
-use crate::engine::{Failure, Flow, HostId, Output, Phase};
+use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
 use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::phases::lock::LockError;
 use crate::phases::outcome::Status;
-use crate::phases::{Progress, facts, lock, remote};
+use crate::phases::{Progress, facts, remote};
 use crate::ssh::ExecRequest;
 
 use super::options::{Target, UpgradeError};
@@ -25,156 +25,76 @@ use super::state::Upgrade;
 /// How long one request to the channel server (`[cluster] channel_url`) may take.
 pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The first server, only when it could not be reached.
+pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
+    let first = cx.first;
+    cx.engine
+        .unreachable(first)
+        .map(|_| vec![first])
+        .unwrap_or_default()
+}
+
 /// The first server, where the lock and the API live: without it nothing is attempted.
-pub(super) struct FirstServer;
-
-impl<'a> Phase<Upgrade<'a>> for FirstServer {
-    fn title(&self) -> &'static str {
-        "first server"
-    }
-
-    /// The first server, only when it could not be reached.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
+pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let first = cx.first;
-        cx.engine
-            .unreachable(first)
-            .map(|_| vec![first])
-            .unwrap_or_default()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        _: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let first = cx.first;
-            let name = cx.hosts[first].host.name.clone();
-            let why = format!("first server {name} is unreachable: nothing was attempted");
-            cx.message(why.clone());
-            let cause = cx.engine.unreachable(first).cloned();
-            for (id, state) in cx.hosts.iter_mut() {
-                if !state.selected {
-                    continue;
-                }
-                if id == first {
-                    let mut failure = cause.clone().unwrap_or_else(|| Failure::refused(&why));
-                    failure.reason = why.clone();
-                    state.fail(failure);
-                } else {
-                    state.skip(why.clone());
-                }
+        let name = cx.hosts[first].host.name.clone();
+        let why = format!("first server {name} is unreachable: nothing was attempted");
+        cx.message(why.clone());
+        let cause = cx.engine.unreachable(first).cloned();
+        for (id, state) in cx.hosts.iter_mut() {
+            if !state.selected {
+                continue;
             }
-            Ok(Flow::Stop(why))
-        })
-    }
+            if id == first {
+                let mut failure = cause.clone().unwrap_or_else(|| Failure::refused(&why));
+                failure.reason = why.clone();
+                state.fail(failure);
+            } else {
+                state.skip(why.clone());
+            }
+        }
+        Ok(Flow::Stop(why))
+    })
 }
 
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
-pub(super) struct TakeLock;
+pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let note = cx.lock.acquire(&cx.engine).await.map_err(|e| match e {
+            LockError::Held(held) => UpgradeError::Locked(held),
+            LockError::NotTaken { host, failure } => UpgradeError::Lock {
+                host,
+                reason: failure.reason,
+            },
+        })?;
+        if let Some(note) = note {
+            cx.message(note);
+        }
+        Ok(Flow::Continue)
+    })
+}
 
-impl<'a> Phase<Upgrade<'a>> for TakeLock {
-    fn title(&self) -> &'static str {
-        "lock"
-    }
-
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        vec![cx.first]
-    }
-
-    fn plan(&self, _: &mut Upgrade<'a>, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        hosts
-            .iter()
-            .map(|&h| (h, "take the cluster lock".to_owned()))
-            .collect()
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        _: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let first = cx.first;
-            let name = cx.hosts[first].host.name.clone();
-            let owner = lock::owner(&cx.run_id, Some("upgrade"));
-            let script = remote::lock_acquire_script(&owner, cx.options.lock_stale_after);
-            let out = cx
-                .engine
-                .run(
-                    first,
-                    "lock",
-                    &ExecRequest::new(script).sudo(true),
-                    Output::Logged,
-                )
-                .await
-                .map_err(|failure| UpgradeError::Lock {
-                    host: name.clone(),
-                    reason: failure.reason,
-                })?;
-            let Some(answer) = remote::parse_lock_answer(&out.stdout_lossy()) else {
-                return Err(UpgradeError::Lock {
-                    host: name,
-                    reason: format!("the lock script answered {:?}", out.stdout_lossy().trim()),
-                }
-                .into());
-            };
-            let note = lock::settle(
-                answer,
-                &cx.inventory.cluster.name,
-                &name,
-                cx.options.lock_stale_after,
-            )
-            .map_err(UpgradeError::Locked)?;
-            cx.locked = true;
-            if let Some(note) = note {
-                cx.message(note);
-            }
-            Ok(Flow::Continue)
-        })
-    }
+pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
+    cx.hosts.ids().collect()
 }
 
 /// Every host's facts (one read-only round trip each).
-pub(super) struct GatherFacts;
-
-impl<'a> Phase<Upgrade<'a>> for GatherFacts {
-    fn title(&self) -> &'static str {
-        "facts"
-    }
-
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        cx.hosts.ids().collect()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let script = facts::script();
-            let engine = &cx.engine;
-            let results = engine
-                .each("facts", hosts, |id| facts_of(engine, id, &script))
-                .await;
-            for (id, result) in results {
-                match result {
-                    Ok(found) => cx.hosts[id].facts = Some(found),
-                    Err(failure) => cx.hosts[id].fail(failure),
-                }
+pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let script = facts::script();
+        let engine = &cx.engine;
+        let results = engine
+            .each("facts", hosts, |id| facts_of(engine, id, &script))
+            .await;
+        for (id, result) in results {
+            match result {
+                Ok(found) => cx.hosts[id].facts = Some(found),
+                Err(failure) => cx.hosts[id].fail(failure),
             }
-            Ok(Flow::Continue)
-        })
-    }
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 /// One host's facts (read-only, bounded output).
@@ -190,9 +110,7 @@ async fn facts_of(
 }
 
 /// Read the node list on the first server (`Err` kept: the decisions go on without it).
-pub(super) async fn read_nodes(
-    cx: &Upgrade<'_>,
-) -> Result<Vec<crate::k3s::nodes::NodeStatus>, String> {
+pub(super) async fn read_nodes(cx: &Upgrade) -> Result<Vec<crate::k3s::nodes::NodeStatus>, String> {
     let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
     let out = cx
         .engine
@@ -203,7 +121,7 @@ pub(super) async fn read_nodes(
 }
 
 /// The node list before deciding: which version each node runs, which are servers.
-pub(super) fn nodes_before<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn nodes_before<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         cx.observed = read_nodes(cx).await;
         Ok(Flow::Continue)
@@ -212,7 +130,7 @@ pub(super) fn nodes_before<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, any
 
 /// The target, resolved once on the workstation (`--channel` at the inventory's
 /// `channel_url`, bounded by [`CHANNEL_TIMEOUT`]).
-pub(super) fn resolve<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn resolve<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         match cx.options.target.clone() {
             Target::Version(version) => {
@@ -243,42 +161,23 @@ pub(super) fn resolve<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::
     })
 }
 
+/// The selected hosts whose facts were read.
+pub(super) fn with_facts(cx: &Upgrade) -> Vec<HostId> {
+    cx.selected_where(|s| s.facts.is_some())
+}
+
 /// Per selected host: what it needs (upgrade, already there, not installed, set up otherwise)
 /// and its install at the target; then the refusals that stop the run before any change:
 /// agents past a server left out, a server whose restart would lose quorum, a downgrade.
-pub(super) struct Decide;
-
-impl<'a> Phase<Upgrade<'a>> for Decide {
-    fn title(&self) -> &'static str {
-        "decide"
-    }
-
-    /// The selected hosts whose facts were read.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        cx.selected()
-            .filter(|(_, s)| s.facts.is_some())
-            .map(|(id, _)| id)
-            .collect()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let target = cx.target()?;
-            decide(cx, hosts, &target)?;
-            Ok(Flow::Continue)
-        })
-    }
+pub(super) fn decide_each<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let target = cx.target()?;
+        decide(cx, hosts, &target)?;
+        Ok(Flow::Continue)
+    })
 }
 
-fn decide(cx: &mut Upgrade<'_>, hosts: &[HostId], target: &K3sVersion) -> anyhow::Result<()> {
+fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Result<()> {
     let node_versions: HashMap<String, K3sVersion> = match &cx.observed {
         Ok(list) => list
             .iter()
@@ -293,8 +192,8 @@ fn decide(cx: &mut Upgrade<'_>, hosts: &[HostId], target: &K3sVersion) -> anyhow
             HashMap::new()
         }
     };
-    let renderer = crate::render::renderer_for(cx.inventory);
-    let inventory = cx.inventory;
+    let renderer = crate::render::renderer_for(&cx.inventory);
+    let inventory = &cx.inventory;
     for &id in hosts {
         let state = &mut cx.hosts[id];
         let Some(facts) = state.facts.as_ref() else {
@@ -395,148 +294,113 @@ fn decide(cx: &mut Upgrade<'_>, hosts: &[HostId], target: &K3sVersion) -> anyhow
     Ok(())
 }
 
+/// The servers to upgrade.
+pub(super) fn servers_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
+    cx.selected_where(|s| s.is_server() && s.spec.is_some())
+}
+
 /// Servers go up one minor at a time: a target that skips a minor line is refused, naming the
 /// newest release of each line in between (from the channel server). `--force` lets it
 /// through with a note.
-pub(super) struct MinorSteps;
+pub(super) fn check_minor_steps<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let target = cx.target()?;
+        let behind: Vec<(String, K3sVersion)> = hosts
+            .iter()
+            .filter_map(|&id| {
+                let state = &cx.hosts[id];
+                let from = state.need.as_ref()?.from.clone()?;
+                (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
+                    .then(|| (state.host.name.clone(), from))
+            })
+            .collect();
+        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+            return Ok(Flow::Continue);
+        };
+        let resolve_error = |source| UpgradeError::Resolve {
+            channel: oldest.minor_channel(),
+            source,
+        };
+        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(resolve_error)?;
+        let steps = crate::k3s::skew::intermediate_versions(
+            &resolver,
+            &cx.inventory.cluster.channel_url,
+            &oldest,
+            &target,
+        )
+        .await
+        .map_err(resolve_error)?;
+        let text = crate::k3s::skew::refusal(&behind, &target, &steps);
+        if cx.options.force {
+            cx.message(format!("--force: {text}"));
+            return Ok(Flow::Continue);
+        }
+        Err(UpgradeError::SkipsMinor(text).into())
+    })
+}
 
-impl<'a> Phase<Upgrade<'a>> for MinorSteps {
-    fn title(&self) -> &'static str {
-        "minor steps"
+/// Air-gapped clusters only: the hosts to upgrade.
+pub(super) fn airgapped_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
+    if !cx.inventory.cluster.airgap {
+        return Vec::new();
     }
+    cx.hosts
+        .iter()
+        .filter(|(_, s)| s.pending() && s.facts.as_ref().is_some_and(|f| f.arch.is_some()))
+        .map(|(id, _)| id)
+        .collect()
+}
 
-    /// The servers to upgrade.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        cx.selected()
-            .filter(|(_, s)| s.is_server() && s.spec.is_some())
-            .map(|(id, _)| id)
-            .collect()
-    }
-
-    fn changes(&self) -> bool {
-        false
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let target = cx.target()?;
-            let behind: Vec<(String, K3sVersion)> = hosts
-                .iter()
-                .filter_map(|&id| {
-                    let state = &cx.hosts[id];
-                    let from = state.need.as_ref()?.from.clone()?;
-                    (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
-                        .then(|| (state.host.name.clone(), from))
-                })
-                .collect();
-            let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
-                return Ok(Flow::Continue);
-            };
-            let resolve_error = |source| UpgradeError::Resolve {
-                channel: oldest.minor_channel(),
-                source,
-            };
-            let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(resolve_error)?;
-            let steps = crate::k3s::skew::intermediate_versions(
-                &resolver,
-                &cx.inventory.cluster.channel_url,
-                &oldest,
-                &target,
+pub(super) fn plan_artifacts(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let target = cx.target_text();
+    hosts
+        .iter()
+        .map(|&h| {
+            let arch = cx.hosts[h]
+                .facts
+                .as_ref()
+                .and_then(|f| f.arch)
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            (
+                h,
+                format!("fetch and verify k3s {target} for {arch} on the workstation"),
             )
-            .await
-            .map_err(resolve_error)?;
-            let text = crate::k3s::skew::refusal(&behind, &target, &steps);
-            if cx.options.force {
-                cx.message(format!("--force: {text}"));
-                return Ok(Flow::Continue);
-            }
-            Err(UpgradeError::SkipsMinor(text).into())
         })
-    }
+        .collect()
 }
 
 /// Air-gapped clusters: fetch and verify the target release once on the workstation, for the
 /// architectures of the hosts to upgrade (a mismatch stops the run before any change).
-pub(super) struct Artifacts;
-
-impl<'a> Phase<Upgrade<'a>> for Artifacts {
-    fn title(&self) -> &'static str {
-        "artifacts"
-    }
-
-    /// Air-gapped clusters only: the hosts to upgrade.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        if !cx.inventory.cluster.airgap {
-            return Vec::new();
+pub(super) fn fetch_artifacts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let target = cx.target()?;
+        let mut arches = Vec::new();
+        for &id in hosts {
+            if let Some(arch) = cx.hosts[id].facts.as_ref().and_then(|f| f.arch)
+                && !arches.contains(&arch)
+            {
+                arches.push(arch);
+            }
         }
-        cx.hosts
-            .iter()
-            .filter(|(_, s)| s.pending() && s.facts.as_ref().is_some_and(|f| f.arch.is_some()))
-            .map(|(id, _)| id)
-            .collect()
-    }
-
-    fn plan(&self, cx: &mut Upgrade<'a>, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let target = cx
-            .target
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        hosts
-            .iter()
-            .map(|&h| {
-                let arch = cx.hosts[h]
-                    .facts
-                    .as_ref()
-                    .and_then(|f| f.arch)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                (
-                    h,
-                    format!("fetch and verify k3s {target} for {arch} on the workstation"),
-                )
-            })
-            .collect()
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let target = cx.target()?;
-            let mut arches = Vec::new();
-            for &id in hosts {
-                if let Some(arch) = cx.hosts[id].facts.as_ref().and_then(|f| f.arch)
-                    && !arches.contains(&arch)
-                {
-                    arches.push(arch);
-                }
-            }
-            let observer = cx.engine.observer().clone();
-            observer.event(&Progress::PhaseStart {
-                phase: "artifacts",
-                hosts: 0,
-            });
-            let sources = k3s_airgap::Sources::from_cluster(&cx.inventory.cluster)?;
-            let artifacts = k3s_airgap::prepare(&sources, &target, &arches)
-                .await
-                .context("air-gap artifacts")?;
-            observer.event(&Progress::PhaseEnd { phase: "artifacts" });
-            if !artifacts.downloaded.is_empty() {
-                cx.message(format!(
-                    "downloaded {} into {}",
-                    artifacts.downloaded.join(", "),
-                    artifacts.origin
-                ));
-            }
-            cx.artifacts = Some(artifacts);
-            Ok(Flow::Continue)
-        })
-    }
+        let observer = cx.engine.observer().clone();
+        observer.event(&Progress::PhaseStart {
+            phase: "artifacts",
+            hosts: 0,
+        });
+        let sources = k3s_airgap::Sources::from_cluster(&cx.inventory.cluster)?;
+        let artifacts = k3s_airgap::prepare(&sources, &target, &arches)
+            .await
+            .context("air-gap artifacts")?;
+        observer.event(&Progress::PhaseEnd { phase: "artifacts" });
+        if !artifacts.downloaded.is_empty() {
+            cx.message(format!(
+                "downloaded {} into {}",
+                artifacts.downloaded.join(", "),
+                artifacts.origin
+            ));
+        }
+        cx.artifacts = Some(artifacts);
+        Ok(Flow::Continue)
+    })
 }

@@ -6,9 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-
-use crate::engine::{Failure, Flow, HostId, Phase};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::k3s::K3sVersion;
 use crate::phases::Progress;
 use crate::phases::outcome::{NodeRow, Status};
@@ -19,7 +17,7 @@ use super::prepare::read_nodes;
 use super::state::Upgrade;
 
 /// The rolling order of the selected hosts: servers (first server first), agent batches.
-fn order(cx: &Upgrade<'_>) -> (Vec<HostId>, Vec<Vec<HostId>>) {
+fn order(cx: &Upgrade) -> (Vec<HostId>, Vec<Vec<HostId>>) {
     let selected: Vec<_> = cx.selected().map(|(_, s)| &s.host).collect();
     let first = cx.hosts[cx.first].host.name.clone();
     let (servers, batches) = rolling_order(selected, &first, cx.options.batch_size);
@@ -34,13 +32,13 @@ fn order(cx: &Upgrade<'_>) -> (Vec<HostId>, Vec<Vec<HostId>>) {
 }
 
 /// The first server of the roll that failed (before the roll or in it), if any.
-fn failed_server(cx: &Upgrade<'_>) -> Option<HostId> {
+fn failed_server(cx: &Upgrade) -> Option<HostId> {
     order(cx).0.into_iter().find(|&id| cx.hosts[id].failed())
 }
 
 /// Upgrade `id` as part of `phase` (the observer shows it at work), timing it for the report.
 async fn timed(
-    cx: &Upgrade<'_>,
+    cx: &Upgrade,
     phase: &str,
     id: HostId,
     target: &K3sVersion,
@@ -62,7 +60,7 @@ async fn timed(
 /// One server of the roll: skipped when a server before it failed (before the roll or in
 /// it), else upgraded; a failure stops the servers after it.
 async fn server_step(
-    cx: &Upgrade<'_>,
+    cx: &Upgrade,
     id: HostId,
     servers: &[HostId],
     failed: &Mutex<Option<HostId>>,
@@ -90,7 +88,7 @@ async fn server_step(
 
 /// Record how each host's upgrade ended.
 fn record(
-    cx: &mut Upgrade<'_>,
+    cx: &mut Upgrade,
     results: Vec<(HostId, Result<(), Failure>)>,
     spent: Mutex<Vec<(HostId, Duration)>>,
     target: &K3sVersion,
@@ -116,135 +114,111 @@ fn record(
     }
 }
 
+/// The servers to upgrade, in rolling order.
+pub(super) fn servers_pending(cx: &Upgrade) -> Vec<HostId> {
+    order(cx)
+        .0
+        .into_iter()
+        .filter(|&id| cx.hosts[id].pending())
+        .collect()
+}
+
+pub(super) fn plan_servers(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let lines = planned(cx, hosts, |i, n| {
+        format!("server {} of {n}, one at a time", i + 1)
+    });
+    record_plan(cx, &lines);
+    lines
+}
+
 /// The servers, one at a time.
-pub(super) struct Servers;
+pub(super) fn roll_servers<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        let target = cx.target()?;
+        // A server that failed before the roll (unreachable, refused) counts as failed
+        // already: the servers after it would upgrade with one member down.
+        let servers = order(cx).0;
+        let failed: Mutex<Option<HostId>> = Mutex::new(None);
+        let spent = Mutex::new(Vec::new());
+        let results = {
+            let cx = &*cx;
+            let (servers, failed, spent, target) = (&servers, &failed, &spent, &target);
+            cx.engine
+                .each_within("servers", hosts, 1, |id| {
+                    server_step(cx, id, servers, failed, spent, target)
+                })
+                .await
+        };
+        record(cx, results, spent, &target);
+        Ok(Flow::Continue)
+    })
+}
 
-impl<'a> Phase<Upgrade<'a>> for Servers {
-    fn title(&self) -> &'static str {
-        "servers"
-    }
+/// The agents to upgrade, in rolling order.
+pub(super) fn agents_pending(cx: &Upgrade) -> Vec<HostId> {
+    order(cx)
+        .1
+        .into_iter()
+        .flatten()
+        .filter(|&id| cx.hosts[id].pending())
+        .collect()
+}
 
-    /// The servers to upgrade, in rolling order.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        order(cx)
-            .0
-            .into_iter()
-            .filter(|&id| cx.hosts[id].pending())
-            .collect()
+pub(super) fn plan_agents(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId, String)> {
+    let batches = batches(cx, hosts);
+    let count = batches.len();
+    let mut lines = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        lines.extend(planned(cx, batch, |_, _| {
+            format!("agents batch {} of {count}", i + 1)
+        }));
     }
-
-    fn plan(&self, cx: &mut Upgrade<'a>, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let lines = planned(cx, hosts, |i, n| {
-            format!("server {} of {n}, one at a time", i + 1)
-        });
-        record_plan(cx, &lines);
-        lines
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            let target = cx.target()?;
-            // A server that failed before the roll (unreachable, refused) counts as failed
-            // already: the servers after it would upgrade with one member down.
-            let servers = order(cx).0;
-            let failed: Mutex<Option<HostId>> = Mutex::new(None);
-            let spent = Mutex::new(Vec::new());
-            let results = {
-                let cx = &*cx;
-                let (servers, failed, spent, target) = (&servers, &failed, &spent, &target);
-                cx.engine
-                    .each_within("servers", hosts, 1, |id| {
-                        server_step(cx, id, servers, failed, spent, target)
-                    })
-                    .await
-            };
-            record(cx, results, spent, &target);
-            Ok(Flow::Continue)
-        })
-    }
+    record_plan(cx, &lines);
+    lines
 }
 
 /// The agents, `--batch-size` at a time; none when a server failed (they must not run newer
 /// than the servers).
-pub(super) struct Agents;
-
-impl<'a> Phase<Upgrade<'a>> for Agents {
-    fn title(&self) -> &'static str {
-        "agents"
-    }
-
-    /// The agents to upgrade, in rolling order.
-    fn select(&self, cx: &Upgrade<'a>) -> Vec<HostId> {
-        order(cx)
-            .1
-            .into_iter()
-            .flatten()
-            .filter(|&id| cx.hosts[id].pending())
-            .collect()
-    }
-
-    fn plan(&self, cx: &mut Upgrade<'a>, hosts: &[HostId]) -> Vec<(HostId, String)> {
-        let batches = batches(cx, hosts);
-        let count = batches.len();
-        let mut lines = Vec::new();
-        for (i, batch) in batches.iter().enumerate() {
-            lines.extend(planned(cx, batch, |_, _| {
-                format!("agents batch {} of {count}", i + 1)
-            }));
-        }
-        record_plan(cx, &lines);
-        lines
-    }
-
-    fn apply<'b>(
-        &'b self,
-        cx: &'b mut Upgrade<'a>,
-        hosts: &'b [HostId],
-    ) -> BoxFuture<'b, anyhow::Result<Flow>> {
-        Box::pin(async move {
-            if let Some(prev) = failed_server(cx) {
-                let name = cx.hosts[prev].host.name.clone();
-                cx.message(format!(
-                    "server {name} failed: the later servers and all agents were not attempted"
+pub(super) fn roll_agents<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
+        if let Some(prev) = failed_server(cx) {
+            let name = cx.hosts[prev].host.name.clone();
+            cx.message(format!(
+                "server {name} failed: the later servers and all agents were not attempted"
+            ));
+            for &id in hosts {
+                cx.hosts[id].skip(format!(
+                    "server {name} failed; agents go after every server, so this one was not attempted"
                 ));
-                for &id in hosts {
-                    cx.hosts[id].skip(format!(
-                        "server {name} failed; agents go after every server, so this one was not attempted"
-                    ));
-                }
-                return Ok(Flow::Continue);
             }
-            let target = cx.target()?;
-            let count = batches(cx, hosts).len();
-            for (i, batch) in batches(cx, hosts).into_iter().enumerate() {
-                let spent = Mutex::new(Vec::new());
-                let title = if count == 1 {
-                    "agents".to_owned()
-                } else {
-                    format!("agents {}/{count}", i + 1)
-                };
-                let results = {
-                    let cx = &*cx;
-                    let (spent, target) = (&spent, &target);
-                    cx.engine
-                        .each_within(&title, &batch, cx.options.batch_size, |id| {
-                            timed(cx, &title, id, target, spent)
-                        })
-                        .await
-                };
-                record(cx, results, spent, &target);
-            }
-            Ok(Flow::Continue)
-        })
-    }
+            return Ok(Flow::Continue);
+        }
+        let target = cx.target()?;
+        let count = batches(cx, hosts).len();
+        for (i, batch) in batches(cx, hosts).into_iter().enumerate() {
+            let spent = Mutex::new(Vec::new());
+            let title = if count == 1 {
+                "agents".to_owned()
+            } else {
+                format!("agents {}/{count}", i + 1)
+            };
+            let results = {
+                let cx = &*cx;
+                let (spent, target) = (&spent, &target);
+                cx.engine
+                    .each_within(&title, &batch, cx.options.batch_size, |id| {
+                        timed(cx, &title, id, target, spent)
+                    })
+                    .await
+            };
+            record(cx, results, spent, &target);
+        }
+        Ok(Flow::Continue)
+    })
 }
 
 /// `hosts` (agents) in the rolling order's batches.
-fn batches(cx: &Upgrade<'_>, hosts: &[HostId]) -> Vec<Vec<HostId>> {
+fn batches(cx: &Upgrade, hosts: &[HostId]) -> Vec<Vec<HostId>> {
     order(cx)
         .1
         .into_iter()
@@ -259,15 +233,11 @@ fn batches(cx: &Upgrade<'_>, hosts: &[HostId]) -> Vec<Vec<HostId>> {
 
 /// Plan lines `from -> to (where in the order)` for `hosts`.
 fn planned(
-    cx: &Upgrade<'_>,
+    cx: &Upgrade,
     hosts: &[HostId],
     place: impl Fn(usize, usize) -> String,
 ) -> Vec<(HostId, String)> {
-    let target = cx
-        .target
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let target = cx.target_text();
     hosts
         .iter()
         .enumerate()
@@ -286,14 +256,14 @@ fn planned(
 }
 
 /// A dry run's hosts end as planned, with the plan line as their result.
-fn record_plan(cx: &mut Upgrade<'_>, lines: &[(HostId, String)]) {
+fn record_plan(cx: &mut Upgrade, lines: &[(HostId, String)]) {
     for (id, line) in lines {
         cx.hosts[*id].finish(Status::Planned, format!("would upgrade {line}"), None);
     }
 }
 
 /// After the roll: the pinned-version reminder and the node table.
-pub(super) fn nodes_after<'b, 'a>(cx: &'b mut Upgrade<'a>) -> BoxFuture<'b, anyhow::Result<Flow>> {
+pub(super) fn nodes_after<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
         if let Some(pinned) = &cx.inventory.cluster.version

@@ -141,15 +141,15 @@ impl HostState {
 }
 
 /// The state of one `edgeops upgrade` run, handed from phase to phase.
-pub struct Upgrade<'a> {
+pub struct Upgrade {
     pub(super) engine: Engine,
-    pub(super) inventory: &'a Inventory,
+    pub(super) inventory: Inventory,
     pub(super) options: UpgradeOptions,
     pub(super) hosts: PerHost<HostState>,
     /// The first server: the lock and the API live there.
     pub(super) first: HostId,
-    pub(super) run_id: String,
-    pub(super) locked: bool,
+    /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
+    pub(super) lock: crate::phases::lock::ClusterLock,
     /// The node list read before deciding (`Err`: why it could not be read).
     pub(super) observed: Result<Vec<NodeStatus>, String>,
     pub(super) target: Option<K3sVersion>,
@@ -161,7 +161,7 @@ pub struct Upgrade<'a> {
     pub(super) messages: Vec<String>,
 }
 
-impl Upgrade<'_> {
+impl Upgrade {
     /// Show a note now and keep it for the report.
     pub(super) fn message(&mut self, text: String) {
         self.engine.note(&text);
@@ -178,6 +178,22 @@ impl Upgrade<'_> {
     /// The selected hosts, in inventory order.
     pub(super) fn selected(&self) -> impl Iterator<Item = (HostId, &HostState)> {
         self.hosts.iter().filter(|(_, s)| s.selected)
+    }
+
+    /// The selected hosts for which `keep` holds (a phase's selection).
+    pub(super) fn selected_where(&self, keep: impl Fn(&HostState) -> bool) -> Vec<HostId> {
+        self.selected()
+            .filter(|(_, s)| keep(s))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The target as text, empty before it is resolved (for plan lines).
+    pub(super) fn target_text(&self) -> String {
+        self.target
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
     pub(super) fn report(self, phases: Vec<PhaseRecord>, log_dir: Option<String>) -> UpgradeReport {

@@ -390,7 +390,7 @@ async fn ctrl_c_mid_roll_releases_the_lock() {
 
 #[test]
 fn the_phases_select_from_the_state_alone() {
-    use crate::engine::{Failure, Phase};
+    use crate::engine::Failure;
     use crate::k3s::install::{InstallSpec, Join};
     let mut inventory = inventory();
     // An agent first in the inventory: the roll still starts with the servers.
@@ -446,20 +446,23 @@ fn the_phases_select_from_the_state_alone() {
     }
     let srv2 = cx.engine.id_of("srv-2").unwrap();
     cx.hosts[srv2].finish(Status::Unchanged, "already there", None);
-    let names = |cx: &Upgrade<'_>, ids: Vec<crate::engine::HostId>| -> Vec<String> {
+    let names = |cx: &Upgrade, ids: Vec<crate::engine::HostId>| -> Vec<String> {
         ids.into_iter()
             .map(|id| cx.engine.name(id).to_owned())
             .collect()
     };
-    assert!(prepare::FirstServer.select(&cx).is_empty());
-    assert!(prepare::Artifacts.select(&cx).is_empty(), "not air-gapped");
-    assert_eq!(names(&cx, roll::Servers.select(&cx)), ["srv-1", "srv-3"]);
-    let agents = roll::Agents.select(&cx);
+    assert!(prepare::first_if_unreachable(&cx).is_empty());
+    assert!(
+        prepare::airgapped_to_upgrade(&cx).is_empty(),
+        "not air-gapped"
+    );
+    assert_eq!(names(&cx, roll::servers_pending(&cx)), ["srv-1", "srv-3"]);
+    let agents = roll::agents_pending(&cx);
     assert_eq!(
         names(&cx, agents.clone()),
         ["wrk-1", "wrk-3", "wrk-4", "wrk-5"]
     );
-    let plan = roll::Agents.plan(&mut cx, &agents);
+    let plan = roll::plan_agents(&mut cx, &agents);
     assert!(plan[1].1.ends_with("(agents batch 1 of 2)"), "{plan:?}");
     assert!(plan[2].1.ends_with("(agents batch 2 of 2)"), "{plan:?}");
     // Nothing ran on a host to make these choices.
@@ -473,5 +476,5 @@ fn the_phases_select_from_the_state_alone() {
         options,
     )
     .unwrap();
-    assert_eq!(names(&cx, prepare::FirstServer.select(&cx)), ["srv-1"]);
+    assert_eq!(names(&cx, prepare::first_if_unreachable(&cx)), ["srv-1"]);
 }
