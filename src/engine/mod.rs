@@ -23,7 +23,6 @@ pub mod scripted;
 
 pub use events::FleetEvents;
 pub use failure::{Failure, FailureKind, last_lines};
-pub(crate) use phase::phase_impl;
 pub use phase::{Applied, Flow, Manager, Phase, PhaseRecord, PhaseResult, Step, same_line};
 pub use remote::{Remote, SessionRemote};
 

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::{Engine, Failure, HostId, Manager};
+use crate::engine::{Engine, Failure, HostId, Manager, Step};
 use crate::k3s::snapshot::{Entry, Listed};
 
 mod run;
@@ -81,11 +81,32 @@ impl BackupRun {
 /// The phases of `request`, in order.
 fn phases(request: &Request) -> Manager<BackupRun> {
     match request {
-        Request::List => Manager::new(false).then(steps::ListServer),
+        Request::List => Manager::new(false).then(Step::reads(
+            "list",
+            |cx| cx.first_if(!cx.saving()),
+            steps::list_server,
+        )),
         Request::Save { .. } => Manager::new(false)
-            .then(steps::Save)
-            .then(steps::Fetch)
-            .then(steps::Prune),
+            .then(Step::writes(
+                "save",
+                |cx| cx.first_if(cx.saving()),
+                steps::save,
+            ))
+            .then(Step::writes(
+                "fetch",
+                |cx| cx.first_if(cx.taken.is_some()),
+                steps::fetch,
+            ))
+            .then(Step::writes(
+                "prune",
+                |cx| {
+                    cx.first_if(
+                        cx.saved.is_some()
+                            && matches!(cx.request, Request::Save { prune: Some(_), .. }),
+                    )
+                },
+                steps::prune,
+            )),
     }
 }
 

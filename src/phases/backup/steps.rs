@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::{Engine, Failure, FailureKind, Flow, HostId, Output, last_lines, phase_impl};
+use crate::engine::{Applied, Engine, Failure, FailureKind, Flow, HostId, Output, last_lines};
 use crate::k3s::snapshot::{self, Entry, Listed, Manifest};
 use crate::shell::with_vars;
 use crate::ssh::{ExecOutput, ExecRequest};
@@ -69,12 +69,8 @@ fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> 
 }
 
 /// The server's snapshots.
-pub struct ListServer;
-
-phase_impl!(ListServer, BackupRun, "list", changes: false, select: |cx| cx.first_if(!cx.saving()));
-
-impl ListServer {
-    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn list_server<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let engine = &cx.engine;
         let script = include_str!("sh/backup-list.sh");
         let results = engine
@@ -95,16 +91,12 @@ impl ListServer {
             }
             Err(stop) => stop,
         })
-    }
+    })
 }
 
 /// `k3s etcd-snapshot save --name NAME`, then where k3s put it (its own listing, same exec).
-pub struct Save;
-
-phase_impl!(Save, BackupRun, "save", changes: true, select: |cx| cx.first_if(cx.saving()));
-
-impl Save {
-    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn save<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let Request::Save { name, .. } = &cx.request else {
             return Ok(Flow::Continue);
         };
@@ -145,16 +137,11 @@ impl Save {
             }
             Err(stop) => stop,
         })
-    }
+    })
 }
 
-/// The snapshot copied here: its bytes as root (it is 0600 there), never logged, at most
-/// [`MAX_SNAPSHOT_BYTES`], the size k3s listed; written 0600 into the 0700 folder and recorded.
-pub struct Fetch;
-
-phase_impl!(Fetch, BackupRun, "fetch", changes: true, select: |cx| cx.first_if(cx.taken.is_some()));
-
-async fn fetch(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, Failure> {
+/// One copy of the listed snapshot from the server, as root, never logged.
+async fn fetch_snapshot(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, Failure> {
     let title = "copying the snapshot";
     let request = ExecRequest::new(with_vars(
         &[("path", &taken.path)],
@@ -186,14 +173,16 @@ async fn fetch(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, F
     Ok(out.stdout)
 }
 
-impl Fetch {
-    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+/// The snapshot copied here: its bytes as root (it is 0600 there), never logged, at most
+/// [`MAX_SNAPSHOT_BYTES`], the size k3s listed; written 0600 into the 0700 folder and recorded.
+pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let Some(taken) = cx.taken.clone() else {
             return Ok(Flow::Continue);
         };
         let engine = &cx.engine;
         let results = engine
-            .each("fetch", hosts, |id| fetch(engine, id, &taken))
+            .each("fetch", hosts, |id| fetch_snapshot(engine, id, &taken))
             .await;
         let bytes = match settle(cx, only(results, "fetch")) {
             Ok(bytes) => bytes,
@@ -202,7 +191,7 @@ impl Fetch {
         let host = cx.engine.name(cx.first).to_owned();
         cx.saved = Some(keep(&cx.dest, &cx.cluster, &host, taken, &bytes)?);
         Ok(Flow::Continue)
-    }
+    })
 }
 
 /// Write the copy into `dir` (0600; the folder 0700) and record it in the manifest.
@@ -253,14 +242,8 @@ fn restrict_dir(dir: &Path) -> Result<(), snapshot::SnapshotError> {
 
 /// Keep the newest N snapshots of the name here (files and manifest) and on the server (k3s's
 /// own prune).
-pub struct Prune;
-
-phase_impl!(Prune, BackupRun, "prune", changes: true, select: |cx| {
-    cx.first_if(cx.saved.is_some() && matches!(cx.request, Request::Save { prune: Some(_), .. }))
-});
-
-impl Prune {
-    async fn run(&self, cx: &mut BackupRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let Request::Save {
             name,
             prune: Some(keep),
@@ -299,7 +282,7 @@ impl Prune {
             }
             Err(stop) => stop,
         })
-    }
+    })
 }
 
 /// The newest `keep` entries of the manifest stay; the older files go. The files removed.

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::engine::{Engine, HostId, Manager};
+use crate::engine::{Engine, HostId, Manager, Step};
 use crate::phases::lock::ClusterLock;
 
 mod decide;
@@ -50,13 +50,24 @@ impl ReplaceRun {
 /// Before the confirmation, read-only.
 fn survey_phases() -> Manager<ReplaceRun> {
     Manager::new(false)
-        .then(phases::Lock)
-        .then(phases::ReadNodes)
+        .then(Step::reads("lock", |cx| vec![cx.first], phases::lock))
+        .then(Step::reads(
+            "nodes",
+            |cx| vec![cx.first],
+            phases::read_nodes,
+        ))
 }
 
 /// After the confirmation.
 fn replace_phases() -> Manager<ReplaceRun> {
-    Manager::new(false).then(phases::DeleteNode)
+    Manager::new(false).then(Step::writes(
+        "delete node",
+        |cx| match cx.decision {
+            Some(Ok(OldNode::Dead { .. })) => vec![cx.first],
+            _ => Vec::new(),
+        },
+        phases::delete_node,
+    ))
 }
 
 /// The phase titles in order, for docs and tests.

@@ -1,20 +1,18 @@
 //! The phases of a replacement, all on the first server: the cluster lock, the node list read
 //! and decided, the old Node deleted.
 
-use crate::engine::{Flow, HostId, Output, last_lines, phase_impl};
+use crate::engine::{Applied, Flow, HostId, Output, last_lines};
 use crate::k3s::nodes;
 use crate::phases::remote::NODES_COMMAND;
 use crate::phases::reset::remote as scripts;
 use crate::ssh::ExecRequest;
 
-use super::{API_TIMEOUT, OldNode, ReplaceRun, decide};
+use super::{API_TIMEOUT, ReplaceRun, decide};
 
 /// The cluster lock, as `up` and `reset` take it: a held one refuses the replacement naming its
 /// holder. An unreachable first server refuses it too: the cluster cannot be asked.
-pub struct Lock;
-
-impl Lock {
-    async fn run(&self, cx: &mut ReplaceRun, _: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn lock<'b>(cx: &'b mut ReplaceRun, _: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         if cx.engine.unreachable(cx.first).is_some() {
             anyhow::bail!(
                 "first server {} is unreachable: the cluster cannot be asked about {} \
@@ -27,16 +25,12 @@ impl Lock {
             cx.messages.push(note);
         }
         Ok(Flow::Continue)
-    }
+    })
 }
 
-phase_impl!(Lock, ReplaceRun, "lock", changes: false, select: |cx| vec![cx.first]);
-
 /// The node list, and what it means for the old node ([`decide`]).
-pub struct ReadNodes;
-
-impl ReadNodes {
-    async fn run(&self, cx: &mut ReplaceRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn read_nodes<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let request = ExecRequest::new(NODES_COMMAND)
             .sudo(true)
             .timeout(API_TIMEOUT);
@@ -59,16 +53,12 @@ impl ReadNodes {
             None => Err(format!("{first}: the node list was not read")),
         });
         Ok(Flow::Continue)
-    }
+    })
 }
 
-phase_impl!(ReadNodes, ReplaceRun, "nodes", changes: false, select: |cx| vec![cx.first]);
-
 /// The old Node deleted through the first server (k3s removes a server's etcd member with it).
-pub struct DeleteNode;
-
-impl DeleteNode {
-    async fn run(&self, cx: &mut ReplaceRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn delete_node<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let old = cx.old_node.clone();
         let request = ExecRequest::new(scripts::delete_nodes_script(std::slice::from_ref(&old)))
             .sudo(true)
@@ -103,10 +93,5 @@ impl DeleteNode {
             }
             None => Flow::Continue,
         })
-    }
+    })
 }
-
-phase_impl!(DeleteNode, ReplaceRun, "delete node", changes: true, select: |cx| { match cx.decision {
-            Some(Ok(OldNode::Dead { .. })) => vec![cx.first],
-            _ => Vec::new(),
-        } });

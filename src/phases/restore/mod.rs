@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::engine::Manager;
+use crate::engine::{Manager, Step, same_line};
 use crate::fleet::FleetSettings;
 
 mod roll;
@@ -29,7 +29,7 @@ mod tests;
 pub use run::Restore;
 pub use state::{HostOutcome, HostPlan, RestoreReport, Snapshot};
 
-use state::RestoreRun;
+use state::{RestoreRun, Stage};
 
 /// Stopping one k3s unit (and starting it again when the restore cannot go on).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -53,19 +53,47 @@ pub struct RestoreOptions {
 /// Before the confirmation, read-only: the lock, then what is on each host.
 fn survey_phases() -> Manager<RestoreRun> {
     Manager::new(false)
-        .then(survey::Lock)
-        .then(survey::SurveyHosts)
+        .then(Step::reads("lock", |cx| vec![cx.first], survey::lock))
+        .then(Step::reads(
+            "survey",
+            |cx| cx.order.clone(),
+            survey::survey_hosts,
+        ))
 }
 
 /// After the confirmation, in order (`dry_run`: only the snapshot check runs, the rest is
 /// planned).
 fn restore_phases(dry_run: bool) -> Manager<RestoreRun> {
     Manager::new(dry_run)
-        .then(roll::CheckSnapshot)
-        .then(roll::StopServers)
-        .then(roll::FirstServer)
-        .then(roll::RejoinServers)
-        .then(roll::RestartAgents)
+        .then(Step::reads(
+            "snapshot",
+            |cx| vec![cx.first],
+            roll::check_snapshot,
+        ))
+        .then(
+            Step::writes("stop servers", |cx| cx.servers(), roll::stop_servers)
+                .planned(|_, hosts| same_line(hosts, "stop k3s")),
+        )
+        .then(
+            Step::writes(
+                "first server",
+                |cx| cx.todo(Stage::FirstServer),
+                roll::first_server,
+            )
+            .planned(|_, hosts| same_line(hosts, Stage::FirstServer.action())),
+        )
+        .then(
+            Step::writes(
+                "servers",
+                |cx| cx.todo(Stage::Servers),
+                roll::rejoin_servers,
+            )
+            .planned(|_, hosts| same_line(hosts, Stage::Servers.action())),
+        )
+        .then(
+            Step::writes("agents", |cx| cx.todo(Stage::Agents), roll::restart_agents)
+                .planned(|_, hosts| same_line(hosts, Stage::Agents.action())),
+        )
 }
 
 /// The phase titles in order, for docs and tests.

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Failure, Flow, HostId, Output, last_lines, phase_impl};
+use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output, last_lines};
 use crate::k3s::snapshot;
 use crate::phases::remote::NODE_TOKEN_PATH;
 use crate::shell::with_vars;
 use crate::ssh::{ExecRequest, upload_request};
 
-use super::state::{RestoreRun, Snapshot, Step};
+use super::state::{RestoreRun, Snapshot};
 use super::{RestoreOptions, SCRIPT_GRACE, STOP_TIMEOUT, UPLOAD_TIMEOUT};
 
 /// Where the snapshot is uploaded on the first server (the script removes it after the reset).
@@ -67,8 +67,10 @@ impl CheckSnapshot {
             )
         })
     }
+}
 
-    async fn run(&self, cx: &mut RestoreRun, _: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn check_snapshot<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         Ok(match CheckSnapshot::mismatch(cx.snapshot.as_ref()) {
             None => Flow::Continue,
             Some(why) => {
@@ -78,18 +80,14 @@ impl CheckSnapshot {
                 cx.stop(why)
             }
         })
-    }
+    })
 }
-
-phase_impl!(CheckSnapshot, RestoreRun, "snapshot", changes: false, select: |cx| vec![cx.first]);
 
 /// k3s stopped on every server at once: etcd must not run anywhere during the reset. One that
 /// cannot be stopped ends the restore before anything is restored, and the others are started
 /// again.
-pub struct StopServers;
-
-impl StopServers {
-    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn stop_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let started = Instant::now();
         let stop = sudo(
             with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh")),
@@ -125,10 +123,8 @@ impl StopServers {
             cx.hosts[id].outcome = Some((outcome.map(|()| String::new()), started.elapsed()));
         }
         Ok(cx.stop("a server could not be stopped (k3s started again)".to_owned()))
-    }
+    })
 }
-
-phase_impl!(StopServers, RestoreRun, "stop servers", changes: true, select: |cx| cx.servers(), plan: "stop k3s");
 
 /// The first server: upload the snapshot, `k3s server --cluster-reset
 /// --cluster-reset-restore-path` (`--api-timeout`), start k3s, wait for the API and its Node.
@@ -176,10 +172,8 @@ async fn restore_first(
     Ok(format!("restored: {}", last_lines(&said.stdout_lossy(), 1)))
 }
 
-pub struct FirstServer;
-
-impl FirstServer {
-    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn first_server<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let started = Instant::now();
         let Some(snapshot) = cx.snapshot.as_ref() else {
             return Ok(cx.stop("no snapshot was given".to_owned()));
@@ -200,10 +194,8 @@ impl FirstServer {
         } else {
             Flow::Continue
         })
-    }
+    })
 }
-
-phase_impl!(FirstServer, RestoreRun, "first server", changes: true, select: |cx| cx.todo(Step::FirstServer), plan: Step::FirstServer.action());
 
 /// A node that comes back after the first server: forget its old node password (through the
 /// first server: a re-flashed board has a new one), run `request` on it (start k3s; bounded by
@@ -248,10 +240,8 @@ async fn rejoin(cx: &RestoreRun, id: HostId) -> Result<String, Failure> {
 
 /// The other servers, one at a time: their old etcd data cannot rejoin, and etcd must keep its
 /// quorum while each one joins; a server that fails stops the roll.
-pub struct RejoinServers;
-
-impl RejoinServers {
-    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn rejoin_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         for &id in hosts {
             let started = Instant::now();
             let run: &RestoreRun = cx;
@@ -271,10 +261,8 @@ impl RejoinServers {
             }
         }
         Ok(Flow::Continue)
-    }
+    })
 }
-
-phase_impl!(RejoinServers, RestoreRun, "servers", changes: true, select: |cx| cx.todo(Step::Servers), plan: Step::Servers.action());
 
 /// One agent: restart k3s-agent so it reconnects to the restored servers.
 async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration), Failure> {
@@ -292,10 +280,8 @@ async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration)
 }
 
 /// The agents, in one window (the fleet's): restarted so they reconnect to the restored servers.
-pub struct RestartAgents;
-
-impl RestartAgents {
-    async fn run(&self, cx: &mut RestoreRun, hosts: &[HostId]) -> anyhow::Result<Flow> {
+pub(super) fn restart_agents<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
+    Box::pin(async move {
         let started = Instant::now();
         let run: &RestoreRun = cx;
         let results = run
@@ -309,7 +295,5 @@ impl RestartAgents {
             });
         }
         Ok(Flow::Continue)
-    }
+    })
 }
-
-phase_impl!(RestartAgents, RestoreRun, "agents", changes: true, select: |cx| cx.todo(Step::Agents), plan: Step::Agents.action());

@@ -14,31 +14,31 @@ use super::RestoreOptions;
 
 /// The step a host is restored in (the plan's PHASE column), in execution order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Step {
+pub enum Stage {
     FirstServer,
     Servers,
     Agents,
 }
 
-impl Step {
+impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
-            Step::FirstServer => "first server",
-            Step::Servers => "servers",
-            Step::Agents => "agents",
+            Stage::FirstServer => "first server",
+            Stage::Servers => "servers",
+            Stage::Agents => "agents",
         }
     }
 
     /// What the restore will do on a host of this step, for the plan.
     pub fn action(self) -> &'static str {
         match self {
-            Step::FirstServer => {
+            Stage::FirstServer => {
                 "stop k3s, upload the snapshot, k3s --cluster-reset --cluster-reset-restore-path, start, wait for the API"
             }
-            Step::Servers => {
+            Stage::Servers => {
                 "stop k3s; after the first server: move server/db aside, start, wait Ready (one at a time)"
             }
-            Step::Agents => "restart k3s-agent after the servers, wait Ready",
+            Stage::Agents => "restart k3s-agent after the servers, wait Ready",
         }
     }
 }
@@ -82,7 +82,7 @@ pub struct Snapshot {
 pub struct HostState {
     pub role: Role,
     pub node_name: String,
-    pub step: Step,
+    pub step: Stage,
     /// What the survey found, or why it could not tell; `None` before the survey.
     pub survey: Option<Result<Found, Failure>>,
     /// How its restore ended (what it did, or why not) and how long it took; `None` while
@@ -148,9 +148,9 @@ impl RestoreRun {
                 role,
                 node_name: host.map_or_else(|| name.to_owned(), |h| h.node_name.clone()),
                 step: match role {
-                    Role::Server if name == first_name => Step::FirstServer,
-                    Role::Server => Step::Servers,
-                    Role::Agent => Step::Agents,
+                    Role::Server if name == first_name => Stage::FirstServer,
+                    Role::Server => Stage::Servers,
+                    Role::Agent => Stage::Agents,
                 },
                 survey: None,
                 outcome: None,
@@ -193,7 +193,7 @@ impl RestoreRun {
     }
 
     /// The hosts of `step` that still have something to do, in execution order.
-    pub fn todo(&self, step: Step) -> Vec<HostId> {
+    pub fn todo(&self, step: Stage) -> Vec<HostId> {
         self.order
             .iter()
             .copied()
@@ -203,8 +203,8 @@ impl RestoreRun {
 
     /// The servers (the first one too) that still have something to do.
     pub fn servers(&self) -> Vec<HostId> {
-        let mut servers = self.todo(Step::FirstServer);
-        servers.extend(self.todo(Step::Servers));
+        let mut servers = self.todo(Stage::FirstServer);
+        servers.extend(self.todo(Stage::Servers));
         servers
     }
 
