@@ -72,21 +72,22 @@ pub struct PhaseRecord {
     pub seconds: f64,
 }
 
-/// An ordered list of phases and the dry-run gate.
-pub struct Manager<C> {
-    phases: Vec<Box<dyn Phase<C>>>,
+/// An ordered list of phases and the dry-run gate. `'p`: how long its phases may live (a
+/// [`Step`] over a run state that borrows, like `up`'s, lives no longer than that borrow).
+pub struct Manager<'p, C> {
+    phases: Vec<Box<dyn Phase<C> + 'p>>,
     dry_run: bool,
 }
 
-impl<C: Send> Manager<C> {
-    pub fn new(dry_run: bool) -> Manager<C> {
+impl<'p, C: Send> Manager<'p, C> {
+    pub fn new(dry_run: bool) -> Manager<'p, C> {
         Manager {
             phases: Vec::new(),
             dry_run,
         }
     }
 
-    pub fn then(mut self, phase: impl Phase<C> + 'static) -> Manager<C> {
+    pub fn then(mut self, phase: impl Phase<C> + 'p) -> Manager<'p, C> {
         self.phases.push(Box::new(phase));
         self
     }

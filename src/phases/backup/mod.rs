@@ -79,7 +79,7 @@ impl BackupRun {
 }
 
 /// The phases of `request`, in order.
-fn phases(request: &Request) -> Manager<BackupRun> {
+fn phases(request: &Request) -> Manager<'static, BackupRun> {
     match request {
         Request::List => Manager::new(false).then(Step::reads(
             "list",

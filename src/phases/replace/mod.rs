@@ -48,7 +48,7 @@ impl ReplaceRun {
 }
 
 /// Before the confirmation, read-only.
-fn survey_phases() -> Manager<ReplaceRun> {
+fn survey_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false)
         .then(Step::reads("lock", |cx| vec![cx.first], phases::lock))
         .then(Step::reads(
@@ -59,7 +59,7 @@ fn survey_phases() -> Manager<ReplaceRun> {
 }
 
 /// After the confirmation.
-fn replace_phases() -> Manager<ReplaceRun> {
+fn replace_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false).then(Step::writes(
         "delete node",
         |cx| match cx.decision {

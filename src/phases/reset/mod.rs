@@ -50,7 +50,7 @@ use state::{ResetRun, Step};
 use survey::{every_host, survey_hosts, take_lock};
 
 /// Before the confirmation, read-only: the lock, then what is on each host.
-fn survey_phases() -> Manager<ResetRun> {
+fn survey_phases() -> Manager<'static, ResetRun> {
     Manager::new(false)
         .then(engine::Step::reads("lock", first, take_lock))
         .then(engine::Step::reads("survey", every_host, survey_hosts))
@@ -59,7 +59,7 @@ fn survey_phases() -> Manager<ResetRun> {
 /// After the confirmation, in order (`dry_run`: only the read-only quorum check runs, the rest
 /// is planned). Draining a node before its uninstall goes between the quorum check and the
 /// agents: the hosts' pods move while the cluster still has every member.
-fn reset_phases(dry_run: bool) -> Manager<ResetRun> {
+fn reset_phases(dry_run: bool) -> Manager<'static, ResetRun> {
     Manager::new(dry_run)
         .then(engine::Step::reads(
             "quorum check",

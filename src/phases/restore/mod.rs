@@ -51,7 +51,7 @@ pub struct RestoreOptions {
 }
 
 /// Before the confirmation, read-only: the lock, then what is on each host.
-fn survey_phases() -> Manager<RestoreRun> {
+fn survey_phases() -> Manager<'static, RestoreRun> {
     Manager::new(false)
         .then(Step::reads("lock", |cx| vec![cx.first], survey::lock))
         .then(Step::reads(
@@ -63,7 +63,7 @@ fn survey_phases() -> Manager<RestoreRun> {
 
 /// After the confirmation, in order (`dry_run`: only the snapshot check runs, the rest is
 /// planned).
-fn restore_phases(dry_run: bool) -> Manager<RestoreRun> {
+fn restore_phases(dry_run: bool) -> Manager<'static, RestoreRun> {
     Manager::new(dry_run)
         .then(Step::reads(
             "snapshot",

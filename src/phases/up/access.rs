@@ -137,11 +137,11 @@ pub(super) async fn status_on(mut runner: Runner<'_>) -> anyhow::Result<RunRepor
 }
 
 /// `status`, in order: it changes nothing.
-fn status_phases<'i>() -> Manager<Runner<'i>> {
+fn status_phases<'i>() -> Manager<'i, Runner<'i>> {
     Manager::new(false)
-        .then(phases::StatusFacts)
-        .then(phases::StatusNodes)
-        .then(phases::StatusGitLab)
+        .then(phases::status_facts())
+        .then(phases::status_nodes())
+        .then(phases::status_git_lab())
 }
 
 impl Runner<'_> {

@@ -38,7 +38,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 
 use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHost};
@@ -72,27 +71,27 @@ use survey::FirstFacts;
 const API_TITLE: &str = "wait for the API";
 
 /// `up` (and `plan`, through the dry-run gate), in order.
-fn up_phases<'i>(mode: Mode) -> Manager<Runner<'i>> {
+fn up_phases<'i>(mode: Mode) -> Manager<'i, Runner<'i>> {
     Manager::new(mode == Mode::Plan)
-        .then(phases::GatherFacts)
-        .then(phases::Preflight)
-        .then(phases::SudoCheck)
-        .then(phases::FirstServerGate)
-        .then(phases::ResolveVersion)
-        .then(phases::Decide)
-        .then(phases::SkewGuard)
-        .then(phases::TokenGuard)
-        .then(phases::QuorumGuard)
-        .then(phases::PiCgroups)
-        .then(phases::Airgap)
-        .then(phases::FirstServer)
-        .then(phases::ReadApi)
-        .then(phases::Servers)
-        .then(phases::Agents)
-        .then(phases::MergeKubeconfig)
-        .then(phases::Verify)
-        .then(phases::MarkPlanned)
-        .then(phases::GitLab)
+        .then(phases::gather_facts())
+        .then(phases::preflight())
+        .then(phases::sudo_check())
+        .then(phases::first_server_gate())
+        .then(phases::resolve_version())
+        .then(phases::decide())
+        .then(phases::skew_guard())
+        .then(phases::token_guard())
+        .then(phases::quorum_guard())
+        .then(phases::pi_cgroups())
+        .then(phases::airgap())
+        .then(phases::first_server())
+        .then(phases::read_api())
+        .then(phases::servers())
+        .then(phases::agents())
+        .then(phases::merge_kubeconfig())
+        .then(phases::verify())
+        .then(phases::mark_planned())
+        .then(phases::git_lab())
 }
 
 /// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`

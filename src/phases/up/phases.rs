@@ -2,36 +2,26 @@
 //! an apply step calling the run state's methods. `mod.rs` lists their order.
 
 use super::*;
-use crate::engine::{Flow, Phase};
+use crate::engine::{Applied, Flow, Step};
 
-/// One phase: `select` is pure (the run state alone); `apply` gets the selection. `changes`:
-/// whether a dry run (`plan`) plans it instead of applying it.
+/// One phase as an engine [`Step`]: `select` is pure (the run state alone); `apply` gets the
+/// selection. `changes`: whether a dry run (`plan`) plans it instead of applying it. The macro
+/// only lets the apply body be written inline.
 macro_rules! phase {
     ($(#[$doc:meta])* $name:ident, $title:literal, changes: $changes:literal,
      select: |$cx:ident| $select:expr,
      apply: |$acx:ident, $hosts:ident| $apply:expr) => {
         $(#[$doc])*
-        pub(super) struct $name;
-
-        impl<'i> Phase<Runner<'i>> for $name {
-            fn title(&self) -> &'static str {
-                $title
-            }
-
-            fn changes(&self) -> bool {
-                $changes
-            }
-
-            fn select(&self, $cx: &Runner<'i>) -> Vec<HostId> {
-                $select
-            }
-
-            fn apply<'a>(
-                &'a self,
-                $acx: &'a mut Runner<'i>,
-                $hosts: &'a [HostId],
-            ) -> BoxFuture<'a, anyhow::Result<Flow>> {
+        pub(super) fn $name<'i>() -> Step<Runner<'i>> {
+            fn apply<'b>($acx: &'b mut Runner<'_>, $hosts: &'b [HostId]) -> Applied<'b> {
                 Box::pin(async move { $apply })
+            }
+            Step {
+                title: $title,
+                changes: $changes,
+                select: |$cx| $select,
+                apply,
+                plan: None,
             }
         }
     };
@@ -49,7 +39,7 @@ fn first(cx: &Runner<'_>) -> Vec<HostId> {
 
 phase!(
     /// One facts round trip per host; on `up` the first server's also takes the lock.
-    GatherFacts, "facts", changes: false,
+    gather_facts, "facts", changes: false,
     select: |cx| all(cx),
     apply: |cx, _hosts| {
         if cx.options.mode == Mode::Up {
@@ -63,7 +53,7 @@ phase!(
 
 phase!(
     /// Refusals and warnings from the facts.
-    Preflight, "preflight", changes: false,
+    preflight, "preflight", changes: false,
     select: |cx| cx.alive_where(|_, s| s.facts.is_some()),
     apply: |cx, _hosts| {
         cx.preflight();
@@ -73,7 +63,7 @@ phase!(
 
 phase!(
     /// `sudo = "password"` hosts prove their password before any secret is sent.
-    SudoCheck, "sudo check", changes: false,
+    sudo_check, "sudo check", changes: false,
     select: |cx| cx.password_sudo_hosts(),
     apply: |cx, hosts| {
         cx.sudo_preflight(hosts).await;
@@ -83,7 +73,7 @@ phase!(
 
 phase!(
     /// A first server that is unreachable or refused stops everything else.
-    FirstServerGate, "first server alive", changes: false,
+    first_server_gate, "first server alive", changes: false,
     select: |cx| vec![cx.first],
     apply: |cx, _hosts| {
         if cx.hosts[cx.first].alive() {
@@ -96,7 +86,7 @@ phase!(
 
 phase!(
     /// One version for every node: pinned, running on the first server, or the channel's.
-    ResolveVersion, "resolve", changes: false,
+    resolve_version, "resolve", changes: false,
     select: |cx| vec![cx.first],
     apply: |cx, _hosts| {
         cx.resolve_version().await?;
@@ -106,7 +96,7 @@ phase!(
 
 phase!(
     /// Each live host's action from its facts (the idempotency rule).
-    Decide, "decide", changes: false,
+    decide, "decide", changes: false,
     select: |cx| cx.alive_where(|_, _| true),
     apply: |cx, _hosts| {
         cx.decide_all();
@@ -117,7 +107,7 @@ phase!(
 phase!(
     /// `plan`, after the dry-run gate planned every changing phase: what `up` would do on
     /// each host still in the run (and where an air-gapped release would come from).
-    MarkPlanned, "plan", changes: false,
+    mark_planned, "plan", changes: false,
     select: |cx| if cx.options.mode == Mode::Plan { cx.alive_where(|_, _| true) } else { Vec::new() },
     apply: |cx, hosts| {
         cx.plan_airgap();
@@ -130,7 +120,7 @@ phase!(
 
 phase!(
     /// Servers go up one minor at a time: a pin that skips one is refused before any change.
-    SkewGuard, "minor steps", changes: true,
+    skew_guard, "minor steps", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         Ok(if cx.minor_steps_allowed().await {
@@ -143,7 +133,7 @@ phase!(
 
 phase!(
     /// The inventory's join token must be the running cluster's (or `--rotate-join-token`).
-    TokenGuard, "join token", changes: true,
+    token_guard, "join token", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         Ok(if cx.join_token_matches().await {
@@ -156,7 +146,7 @@ phase!(
 
 phase!(
     /// Restarting servers must not cost the embedded etcd its quorum.
-    QuorumGuard, "quorum", changes: true,
+    quorum_guard, "quorum", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         Ok(if cx.quorum_allows_restarts().await {
@@ -169,7 +159,7 @@ phase!(
 
 phase!(
     /// Raspberry Pis: the memory cgroup flags in cmdline.txt, reboot, reconnect.
-    PiCgroups, "pi cgroups", changes: true,
+    pi_cgroups, "pi cgroups", changes: true,
     select: |cx| cx.pis_needing_cgroup(),
     apply: |cx, hosts| {
         cx.pi_cgroups(hosts).await?;
@@ -179,7 +169,7 @@ phase!(
 
 phase!(
     /// Air-gapped sites: the release checked on the workstation, delivered where missing.
-    Airgap, "upload", changes: true,
+    airgap, "upload", changes: true,
     select: |cx| cx.airgap_hosts(),
     apply: |cx, hosts| {
         cx.airgap(hosts).await?;
@@ -189,7 +179,7 @@ phase!(
 
 phase!(
     /// The first server before anyone else (its install and the API read in one exec).
-    FirstServer, "first server", changes: true,
+    first_server, "first server", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         if !cx.hosts[cx.first].alive() {
@@ -206,7 +196,7 @@ phase!(
 
 phase!(
     /// The first server's API: the join token and kubeconfig (unless read with its install).
-    ReadApi, "api", changes: true,
+    read_api, "api", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         Ok(if cx.read_from_api().await {
@@ -219,7 +209,7 @@ phase!(
 
 phase!(
     /// The other servers, one at a time.
-    Servers, "servers", changes: true,
+    servers, "servers", changes: true,
     select: |cx| cx.joining_servers(),
     apply: |cx, hosts| {
         cx.other_servers(hosts).await;
@@ -229,7 +219,7 @@ phase!(
 
 phase!(
     /// The agents, in one window.
-    Agents, "agents", changes: true,
+    agents, "agents", changes: true,
     select: |cx| cx.joining_agents(),
     apply: |cx, hosts| {
         cx.agents(hosts).await;
@@ -239,7 +229,7 @@ phase!(
 
 phase!(
     /// The cluster's kubeconfig merged into the user's (a workstation file).
-    MergeKubeconfig, "kubeconfig", changes: true,
+    merge_kubeconfig, "kubeconfig", changes: true,
     select: |cx| if cx.kubeconfig_text.is_some() { vec![cx.first] } else { Vec::new() },
     apply: |cx, _hosts| {
         cx.merge_kubeconfig();
@@ -249,7 +239,7 @@ phase!(
 
 phase!(
     /// Every node Ready as the inventory says, or `--ready-timeout`.
-    Verify, "verify", changes: true,
+    verify, "verify", changes: true,
     select: |cx| cx.to_verify(),
     apply: |cx, hosts| {
         cx.verify(hosts).await;
@@ -259,7 +249,7 @@ phase!(
 
 phase!(
     /// `[gitlab]`: the agent and runner charts on the first server (`plan`: what it would do).
-    GitLab, "gitlab", changes: false,
+    git_lab, "gitlab", changes: false,
     select: |cx| if cx.inventory.gitlab.is_some() { vec![cx.first] } else { Vec::new() },
     apply: |cx, _hosts| {
         let step = match cx.options.mode {
@@ -273,7 +263,7 @@ phase!(
 
 phase!(
     /// `status`: every host's facts; the first server's with its node list, in one exec.
-    StatusFacts, "facts", changes: false,
+    status_facts, "facts", changes: false,
     select: |cx| all(cx),
     apply: |cx, _hosts| {
         cx.status_nodes = cx.status_facts().await;
@@ -283,7 +273,7 @@ phase!(
 
 phase!(
     /// `status`: the node table and the embedded etcd's quorum, from the first server.
-    StatusNodes, "nodes", changes: false,
+    status_nodes, "nodes", changes: false,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
         let read = cx.status_nodes.take();
@@ -294,7 +284,7 @@ phase!(
 
 phase!(
     /// `status`: the GitLab charts, when the inventory has `[gitlab]`.
-    StatusGitLab, "gitlab", changes: false,
+    status_git_lab, "gitlab", changes: false,
     select: |cx| if cx.inventory.gitlab.is_some() { first(cx) } else { Vec::new() },
     apply: |cx, _hosts| {
         cx.gitlab_phase(GitLabStep::Status).await;

@@ -55,7 +55,7 @@ pub use prepare::CHANNEL_TIMEOUT;
 pub use state::{Upgrade, UpgradeHost, UpgradeReport};
 
 /// The phases of `edgeops upgrade`, in order.
-fn phases(dry_run: bool) -> Manager<Upgrade> {
+fn phases(dry_run: bool) -> Manager<'static, Upgrade> {
     Manager::new(dry_run)
         .then(Step::reads(
             "first server",
