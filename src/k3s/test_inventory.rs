@@ -176,3 +176,22 @@ pub fn ha_inventory() -> Inventory {
         }),
     }
 }
+
+/// Cluster `lab` as the orchestration tests use it: `servers` servers s1.. (s1 first; embedded
+/// etcd when more than one) and `agents` agents a1.., on 10.0.0.1.. in that order, user `pi`.
+pub fn lab_inventory(servers: usize, agents: usize) -> Inventory {
+    let mut toml = format!(
+        "[cluster]\nname = \"lab\"\nha = {}\n[ssh]\nuser = \"pi\"\n",
+        servers > 1
+    );
+    let hosts = (1..=servers)
+        .map(|i| (format!("s{i}"), "server"))
+        .chain((1..=agents).map(|i| (format!("a{i}"), "agent")));
+    for (n, (name, role)) in hosts.enumerate() {
+        toml.push_str(&format!(
+            "[[hosts]]\nname = \"{name}\"\naddress = \"10.0.0.{}\"\nrole = \"{role}\"\n",
+            n + 1
+        ));
+    }
+    crate::inventory::parse(&toml, std::path::Path::new("lab.toml")).unwrap()
+}

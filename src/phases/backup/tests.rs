@@ -15,12 +15,7 @@ use crate::ssh::Cancel;
 use super::*;
 
 fn inventory() -> Inventory {
-    crate::inventory::parse(
-        "[cluster]\nname = \"lab\"\nha = true\n[ssh]\nuser = \"pi\"\n\
-         [[hosts]]\nname = \"s[1-3]\"\naddress = \"10.0.0.[1-3]\"\nrole = \"server\"\n",
-        std::path::Path::new("lab.toml"),
-    )
-    .unwrap()
+    crate::k3s::test_inventory::lab_inventory(3, 0)
 }
 
 const SAVE_SCRIPT: &str = "etcd-snapshot save --name";

@@ -14,13 +14,7 @@ use crate::ssh::Cancel;
 use super::*;
 
 fn inventory() -> Inventory {
-    crate::inventory::parse(
-        "[cluster]\nname = \"lab\"\n[ssh]\nuser = \"pi\"\n\
-         [[hosts]]\nname = \"s1\"\naddress = \"10.0.0.1\"\nrole = \"server\"\n\
-         [[hosts]]\nname = \"a[1-2]\"\naddress = \"10.0.0.[2-3]\"\nrole = \"agent\"\n",
-        std::path::Path::new("lab.toml"),
-    )
-    .unwrap()
+    crate::k3s::test_inventory::lab_inventory(1, 2)
 }
 
 fn node_list(a1_ready: &str) -> String {

@@ -17,16 +17,8 @@ use crate::ssh::Cancel;
 use super::state::Found;
 use super::*;
 
-/// Three servers (embedded etcd, s1 first) and two agents.
 fn inventory() -> Inventory {
-    crate::inventory::parse(
-        "[cluster]\nname = \"lab\"\nha = true\n\
-         [ssh]\nuser = \"pi\"\n\
-         [[hosts]]\nname = \"s[1-3]\"\naddress = \"10.0.0.[1-3]\"\nrole = \"server\"\n\
-         [[hosts]]\nname = \"a[1-2]\"\naddress = \"10.0.0.[4-5]\"\nrole = \"agent\"\n",
-        std::path::Path::new("lab.toml"),
-    )
-    .unwrap()
+    crate::k3s::test_inventory::lab_inventory(3, 2)
 }
 
 // What identifies each script the restore sends (a line only that script has); the more
