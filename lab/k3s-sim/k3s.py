@@ -1124,9 +1124,6 @@ class Workloads:
                                        % (go_duration(min(CRASHLOOP_BACKOFF_FIRST * 2 ** (len(runs) - 1), CRASHLOOP_BACKOFF_CAP)),
                                           cs["name"], pod["metadata"]["name"], pod["metadata"]["namespace"], pod["metadata"]["uid"])}}
             cs["started"] = False
-            cs.pop("lastState", None)
-            cs["lastState"] = {"terminated": {"exitCode": loop["exit"], "reason": "Error",
-                                              "startedAt": now_rfc3339(start), "finishedAt": now_rfc3339(end)}}
 
     def expected_scale(self, pods):
         """The disruption controller's expected count: the scale of each pod's controller."""
@@ -2723,7 +2720,8 @@ def kube_client(kubeconfig):
     return u.hostname, u.port or 443, ctx_ssl
 
 
-def kube_request(client, method, path, body=None, ctype="application/json"):
+def kube_request(client, method, path, body=None, ctype="application/json", raw=False):
+    """One API request; the decoded JSON answer, or with `raw` its text (pods/NAME/log)."""
     host, port, ctx = client
     conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=15)
     try:
@@ -2735,6 +2733,8 @@ def kube_request(client, method, path, body=None, ctype="application/json"):
         raise KubectlError("The connection to the server %s:%d was refused - did you specify the right host or port? (%s)" % (host, port, e))
     finally:
         conn.close()
+    if raw and r.status < 400:
+        return data.decode(errors="replace")
     try:
         obj = json.loads(data)
     except ValueError:
@@ -3052,22 +3052,8 @@ def kubectl_logs(client, target, ns, flags):
         query["tailLines"] = flags["tail"]
     if flags.get("previous") or flags.get("-p") or flags.get("--previous"):
         query["previous"] = "true"
-    host, port, ctx = client
-    conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=15)
-    try:
-        conn.request("GET", resource_path("pods", ns, pod) + "/log" + ("?" + urllib.parse.urlencode(query) if query else ""))
-        r = conn.getresponse()
-        data = r.read().decode(errors="replace")
-    except (OSError, ssl.SSLError) as e:
-        raise KubectlError("The connection to the server %s:%d was refused - did you specify the right host or port? (%s)" % (host, port, e))
-    finally:
-        conn.close()
-    if r.status >= 400:
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            obj = {"message": data}
-        raise KubectlError("Error from server (%s): %s" % (obj.get("reason", r.status), obj.get("message", "")))
+    data = kube_request(client, "GET", resource_path("pods", ns, pod) + "/log" +
+                        ("?" + urllib.parse.urlencode(query) if query else ""), raw=True)
     sys.stdout.write(data)
     return 0
 
