@@ -1893,6 +1893,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
+    # send_json/send_text return True ("answered"): a handler that may decline a request
+    # returns what they return, so its caller never writes a second response on a kept-alive
+    # connection (a client then reads that stray answer as the reply to its next request).
     def send_json(self, code, obj, headers=None):
         body = json.dumps(obj).encode()
         self.send_response(code)
@@ -1902,6 +1905,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
+        return True
 
     def send_text(self, code, text, ctype="text/plain"):
         body = text.encode()
@@ -1910,6 +1914,7 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        return True
 
     def body_json(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -2062,10 +2067,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         group = {"helmcharts": "helm.cattle.io", "jobs": "batch"}.get(resource) or WORKLOADS.get(resource, ("", "", "."))[2][1:]
         if resource == "pods" and name and len(rest) > 2 and rest[2] == "log" and method == "GET":
             return self.pod_log(ns or "default", name, query)
-        if resource in WORKLOADS:
-            handled = self.workload(method, resource, ns, name, rest)
-            if handled is not None:
-                return handled
+        if resource in WORKLOADS and self.workload(method, resource, ns, name, rest):
+            return True
         if name is None:
             if method != "GET":
                 return self.send_json(405, k8s_status(405, "MethodNotAllowed", "method not allowed"))
@@ -2178,8 +2181,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         return self.send_text(200, "".join(line + "\n" for line in lines))
 
     def workload(self, method, resource, ns, name, rest):
-        """Create/patch/replace/delete of workload objects and the pods/eviction subresource;
-        None when the generic GET path answers."""
+        """Create/patch/replace/delete of workload objects and the pods/eviction subresource:
+        True once answered, None when the generic GET path answers."""
         store = self.server.app.store
         group = WORKLOADS[resource][2]
         if name is None and method == "POST":
