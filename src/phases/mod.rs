@@ -48,6 +48,7 @@ pub mod remote;
 pub mod replace;
 pub mod reset;
 pub mod restore;
+pub mod run_core;
 mod up;
 pub mod upgrade;
 pub mod workstation;

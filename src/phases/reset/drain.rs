@@ -28,7 +28,7 @@ pub(super) fn plan_drain(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, St
         .as_ref()
         .map(|d| d.describe())
         .unwrap_or_default();
-    let first = cx.name(cx.first).to_owned();
+    let first = cx.name(cx.core.first).to_owned();
     hosts
         .iter()
         .map(|&id| {
@@ -61,28 +61,28 @@ async fn drain_out(cx: &ResetRun, id: HostId) -> Result<bool, Failure> {
     };
     let host = cx.name(id).to_owned();
     let node = cx.hosts[id].node_name.clone();
-    let first = cx.first;
+    let first = cx.core.first;
     let first_name = cx.name(first).to_owned();
     let runs_k3s = cx.hosts[first]
         .survey
         .as_ref()
         .and_then(|s| s.as_ref().ok())
         .is_some_and(|s| s.units.iter().any(|u| u == "k3s"));
-    if !runs_k3s || cx.engine.unreachable(first).is_some() {
+    if !runs_k3s || cx.core.engine.unreachable(first).is_some() {
         return Err(Failure::refused(format!(
             "not reset: cannot drain {node}: the first server {first_name} is unreachable or runs \
              no k3s server (pass --skip-drain to remove it without draining)"
         )));
     }
-    cx.engine.note(&format!(
+    cx.core.engine.note(&format!(
         "{host}: {} of node {node} through {first_name}",
         options.describe()
     ));
-    match drain::drain(&cx.engine, first, &node, options).await {
+    match drain::drain(&cx.core.engine, first, &node, options).await {
         Ok(Drained::Drained) => Ok(true),
         Ok(Drained::NotInCluster) => Ok(false),
         Err(e) => {
-            let uncordoned = match drain::uncordon(&cx.engine, first, &node).await {
+            let uncordoned = match drain::uncordon(&cx.core.engine, first, &node).await {
                 Ok(()) => "uncordoned again".to_owned(),
                 Err(why) => format!(
                     "left cordoned ({}; `kubectl uncordon {node}` once fixed)",
@@ -103,7 +103,7 @@ async fn drain_out(cx: &ResetRun, id: HostId) -> Result<bool, Failure> {
                 DrainError::Blocked { .. } => crate::engine::FailureKind::Refused,
             };
             let reason = format!("not reset: {e}{hint}; k3s left installed, {uncordoned}");
-            cx.engine.note(&format!("{host}: {reason}"));
+            cx.core.engine.note(&format!("{host}: {reason}"));
             Err(Failure::new(kind, reason))
         }
     }

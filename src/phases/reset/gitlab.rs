@@ -75,7 +75,7 @@ impl GitLabReset {
 /// The first server, whose reset it follows, when `--gitlab` asked for it.
 pub(super) fn first_if_gitlab(cx: &ResetRun) -> Vec<HostId> {
     if cx.scope == Scope::Cluster && cx.options.gitlab.is_some() {
-        vec![cx.first]
+        vec![cx.core.first]
     } else {
         Vec::new()
     }
@@ -97,14 +97,15 @@ pub(super) fn clean_gitlab<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
             return Ok(Flow::Continue);
         };
         cx.gitlab = Some(if cx.first_reset() {
-            cx.engine
+            cx.core
+                .engine
                 .note("gitlab: removing the cluster's runner, agent and agent config");
             run(&setup).await
         } else {
             GitLabReport::skipped(format!(
                 "first server {} was not reset: the cluster's agent and runner are left in \
                  GitLab; re-run `reset --gitlab` once it is",
-                cx.name(cx.first)
+                cx.name(cx.core.first)
             ))
         });
         Ok(Flow::Continue)

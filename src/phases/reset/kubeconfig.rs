@@ -29,7 +29,7 @@ impl KubeconfigEntry {
 /// keeps its context).
 pub(super) fn first_if_cluster(cx: &ResetRun) -> Vec<HostId> {
     if cx.scope == Scope::Cluster {
-        vec![cx.first]
+        vec![cx.core.first]
     } else {
         Vec::new()
     }
@@ -59,7 +59,7 @@ pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Appli
     Box::pin(async move {
         let entry = cx.options.kubeconfig.clone();
         if !cx.first_reset() {
-            let first = cx.name(cx.first).to_owned();
+            let first = cx.name(cx.core.first).to_owned();
             cx.message(format!(
                 "first server {first} was not reset: context {} left in {}",
                 entry.context,

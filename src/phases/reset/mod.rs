@@ -83,7 +83,7 @@ fn reset_phases(dry_run: bool) -> Manager<'static, ResetRun> {
 
 /// The first server alone (where the lock is).
 fn first(cx: &ResetRun) -> Vec<HostId> {
-    vec![cx.first]
+    vec![cx.core.first]
 }
 
 /// The phase titles in order, for docs and tests.

@@ -26,14 +26,14 @@ fn nodes_left(cx: &ResetRun) -> Vec<String> {
 
 /// Whether the first server's survey found its k3s server unit.
 fn server_runs(cx: &ResetRun) -> bool {
-    matches!(&cx.hosts[cx.first].survey, Some(Ok(s)) if s.units.iter().any(|u| u == "k3s"))
+    matches!(&cx.hosts[cx.core.first].survey, Some(Ok(s)) if s.units.iter().any(|u| u == "k3s"))
 }
 
 /// The first server, when the cluster stays, hosts left it and its survey answered.
 pub(super) fn first_if_hosts_left(cx: &ResetRun) -> Vec<HostId> {
-    let surveyed = matches!(cx.hosts[cx.first].survey, Some(Ok(_)));
+    let surveyed = matches!(cx.hosts[cx.core.first].survey, Some(Ok(_)));
     if cx.scope == Scope::Hosts && surveyed && !nodes_left(cx).is_empty() {
-        vec![cx.first]
+        vec![cx.core.first]
     } else {
         Vec::new()
     }
@@ -53,7 +53,7 @@ pub(super) fn plan_delete_nodes(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(Hos
 
 pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
-        let first = cx.name(cx.first).to_owned();
+        let first = cx.name(cx.core.first).to_owned();
         if !server_runs(cx) {
             cx.message(format!(
                 "first server {first} runs no k3s server: no Node objects to delete"
@@ -64,9 +64,9 @@ pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
         let request = ExecRequest::new(scripts::delete_nodes_script(&nodes))
             .sudo(true)
             .timeout(DELETE_NODES_TIMEOUT);
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let result = engine
-            .each("nodes", &[cx.first], |id| {
+            .each("nodes", &[cx.core.first], |id| {
                 engine.run(id, "delete nodes", &request, Output::Logged)
             })
             .await

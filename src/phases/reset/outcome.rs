@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::engine::{FailureKind, PhaseRecord};
+use crate::engine::PhaseRecord;
 use crate::phases::gitlab::GitLabReport;
-use crate::phases::outcome::Status;
+use crate::phases::host_status::HostLine;
 
 use super::remote::Survey;
 
@@ -29,32 +29,27 @@ pub struct HostPlan {
     pub error: Option<String>,
 }
 
-/// One host's line in the final report.
+/// One host's line in the final report: the shared columns (`result`: `reset`, `already
+/// clean`, `failed`, `skipped`) and what a reset adds.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResetHost {
-    pub host: String,
-    pub role: &'static str,
+    #[serde(flatten)]
+    pub line: HostLine,
     pub phase: &'static str,
     /// What was installed before (`agent v1.31.4+k3s1`, `-`).
     pub installed: String,
-    pub status: Status,
-    /// `reset`, `already clean`, `failed`, `skipped`.
-    pub result: String,
-    /// Why it failed or was skipped, for scripts: `unreachable`, `timed_out`, `exited`,
-    /// `refused`, `cancelled`, `skipped`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureKind>,
-    /// The exit code, when a command exited non-zero.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<u32>,
     /// How k3s was removed (the uninstall script, or the fallback).
     pub method: Option<String>,
     pub removed: Vec<String>,
-    pub reason: Option<String>,
-    pub seconds: f64,
-    pub commands: u32,
-    pub log: Option<String>,
     pub found: Option<Survey>,
+}
+
+impl std::ops::Deref for ResetHost {
+    type Target = HostLine;
+
+    fn deref(&self) -> &HostLine {
+        &self.line
+    }
 }
 
 /// The whole reset; hosts in execution order.
@@ -77,10 +72,7 @@ pub struct ResetReport {
 
 impl ResetReport {
     pub fn failed_hosts(&self) -> usize {
-        self.hosts
-            .iter()
-            .filter(|h| matches!(h.status, Status::Failed | Status::Skipped))
-            .count()
+        self.hosts.iter().filter(|h| h.is_failure()).count()
     }
 }
 

@@ -34,7 +34,7 @@ pub(super) fn first_if_servers_leave(cx: &ResetRun) -> Vec<HostId> {
     if leaving(cx).is_empty() {
         Vec::new()
     } else {
-        vec![cx.first]
+        vec![cx.core.first]
     }
 }
 
@@ -69,9 +69,10 @@ async fn etcd_members(cx: &ResetRun) -> Result<Members, String> {
         .sudo(true)
         .timeout(API_STEP_TIMEOUT);
     let out = cx
+        .core
         .engine
         .run(
-            cx.first,
+            cx.core.first,
             "etcd members (node list)",
             &request,
             Output::Logged,
@@ -85,7 +86,7 @@ async fn etcd_members(cx: &ResetRun) -> Result<Members, String> {
 /// Can `servers` (node names, in order) leave one at a time with the rest keeping quorum?
 /// `Err`: the refusal, naming the members and the way out.
 async fn servers_may_leave(cx: &ResetRun, servers: &[String]) -> Result<(), String> {
-    let first = cx.name(cx.first);
+    let first = cx.name(cx.core.first);
     let members = etcd_members(cx).await.map_err(|reason| {
         format!(
             "cannot read the etcd members through the first server {first} ({reason}); if the \
@@ -115,8 +116,9 @@ pub async fn leave_etcd(cx: &ResetRun, id: HostId) -> Result<(), String> {
         .timeout(API_STEP_TIMEOUT);
     let title = format!("remove {} from etcd", cx.name(id));
     let out = cx
+        .core
         .engine
-        .run(cx.first, &title, &request, Output::Logged)
+        .run(cx.core.first, &title, &request, Output::Logged)
         .await
         .map_err(|failure| failure.reason)?;
     let (_, _, failed) = scripts::parse_deleted(&out.stdout_lossy());
@@ -125,7 +127,7 @@ pub async fn leave_etcd(cx: &ResetRun, id: HostId) -> Result<(), String> {
     } else {
         Err(format!(
             "could not delete Node {node} (its etcd member) through {}",
-            cx.name(cx.first)
+            cx.name(cx.core.first)
         ))
     }
 }

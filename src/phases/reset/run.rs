@@ -9,6 +9,7 @@ use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, PhaseResult};
 use crate::inventory::Inventory;
 use crate::phases::Observer;
+use crate::phases::run_core::run_phases;
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::outcome::{HostPlan, ResetPlan, ResetReport, Scope};
@@ -19,10 +20,6 @@ use super::{GitLabReset, KubeconfigEntry, ResetOptions, reset_phases, survey_pha
 /// A reset between its survey and its execution: sessions open, the lock held.
 pub struct Reset {
     run: ResetRun,
-}
-
-fn host_name(cx: &ResetRun, id: crate::engine::HostId) -> String {
-    cx.name(id).to_owned()
 }
 
 impl Reset {
@@ -53,12 +50,8 @@ impl Reset {
         options: ResetOptions,
     ) -> anyhow::Result<Reset> {
         let mut run = ResetRun::new(engine, inventory, scope, selected, options)?;
-        let cancel = run.engine.cancel().clone();
-        match survey_phases().run(&mut run, &cancel, host_name).await {
-            Ok(records) => {
-                run.phases = records;
-                Ok(Reset { run })
-            }
+        match run_phases(&mut run, &survey_phases()).await {
+            Ok(()) => Ok(Reset { run }),
             Err(e) => {
                 Reset { run }.abort().await;
                 Err(e)
@@ -113,19 +106,15 @@ impl Reset {
 
     /// Stop here: release the lock and close the sessions; nothing was changed.
     pub async fn abort(self) {
-        let mut run = self.run;
-        run.lock.release(&run.engine).await;
-        run.engine.close().await;
+        self.finish().await;
     }
 
     /// Run the reset phases in order (see [`super::RESET`]), release the lock, close the
     /// sessions, and report.
     pub async fn execute(self) -> ResetReport {
         let mut run = self.run;
-        let cancel = run.engine.cancel().clone();
-        match reset_phases(false).run(&mut run, &cancel, host_name).await {
-            Ok(records) => run.phases.extend(records),
-            Err(e) => run.message(format!("{e:#}")),
+        if let Err(e) = run_phases(&mut run, &reset_phases(false)).await {
+            run.message(format!("{e:#}"));
         }
         Reset { run }.finish().await.report()
     }
@@ -134,35 +123,30 @@ impl Reset {
     /// what it would do; nothing is changed. Then the lock is released.
     pub async fn dry_run(self) -> ResetPlan {
         let mut run = self.run;
-        let cancel = run.engine.cancel().clone();
         let hosts = run.plan();
-        match reset_phases(true).run(&mut run, &cancel, host_name).await {
-            Ok(records) => run.phases.extend(records),
-            Err(e) => run.message(format!("{e:#}")),
+        if let Err(e) = run_phases(&mut run, &reset_phases(true)).await {
+            run.message(format!("{e:#}"));
         }
-        let refused = run.phases.iter().find_map(|p| match &p.result {
+        let refused = run.core.phases.iter().find_map(|p| match &p.result {
             PhaseResult::NotReached(why) => Some(why.clone()),
             _ => None,
         });
         let mut run = Reset { run }.finish().await;
         ResetPlan {
-            cluster: run.cluster.clone(),
+            cluster: run.core.cluster.clone(),
             scope: run.scope,
             dry_run: true,
             hosts,
             refused,
-            messages: std::mem::take(&mut run.messages),
-            phases: std::mem::take(&mut run.phases),
+            messages: std::mem::take(&mut run.core.messages),
+            phases: std::mem::take(&mut run.core.phases),
         }
     }
 
     /// Give the lock back (a note when it could not) and close the sessions.
     async fn finish(self) -> ResetRun {
         let mut run = self.run;
-        if let Some(note) = run.lock.release(&run.engine).await {
-            run.message(note);
-        }
-        run.engine.close().await;
+        run.core.finish().await;
         run
     }
 }

@@ -3,11 +3,11 @@
 //! run-level results (notes, kubeconfig, GitLab). The phases read and write it; `report` turns it
 //! into the [`ResetReport`].
 
-use crate::engine::{Engine, Failure, FailureKind, HostId, PerHost, PhaseRecord};
+use crate::engine::{Engine, Failure, HostId, PerHost};
 use crate::inventory::{Inventory, Role};
 use crate::phases::gitlab::GitLabReport;
-use crate::phases::lock::ClusterLock;
-use crate::phases::outcome::Status;
+use crate::phases::host_status::{HostEnd, HostLine, Status};
+use crate::phases::run_core::{Run, RunCore, inventory_hosts};
 
 use super::ResetOptions;
 use super::outcome::{HostPlan, ResetHost, ResetReport, Scope};
@@ -50,64 +50,69 @@ pub struct HostState {
     pub drained: bool,
 }
 
-/// How one host's reset ended.
+/// How one host's reset ended: its end (`reset`, `already clean`, failed or skipped), and how
+/// k3s was removed and what, as far as the uninstall script got.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: Status,
-    /// How k3s was removed.
+    pub end: HostEnd,
     pub method: Option<String>,
     pub removed: Vec<String>,
-    pub failure: Option<Failure>,
 }
 
 impl Outcome {
+    pub fn reset(method: String, removed: Vec<String>) -> Outcome {
+        Outcome {
+            end: HostEnd::new(Status::Done, "reset"),
+            method: Some(method),
+            removed,
+        }
+    }
+
     pub fn clean() -> Outcome {
         Outcome {
-            status: Status::Unchanged,
+            end: HostEnd::new(Status::Unchanged, "already clean"),
             method: None,
             removed: Vec::new(),
-            failure: None,
         }
     }
 
     /// Failed, or skipped when `failure` is of kind skipped.
     pub fn failed(failure: Failure) -> Outcome {
         Outcome {
-            status: if failure.kind == FailureKind::Skipped {
-                Status::Skipped
-            } else {
-                Status::Failed
-            },
+            end: HostEnd::failed(failure),
             method: None,
             removed: Vec::new(),
-            failure: Some(failure),
         }
     }
 
     pub fn is_failed(&self) -> bool {
-        matches!(self.status, Status::Failed | Status::Skipped)
+        self.end.is_failed()
     }
 }
 
 /// Everything one reset knows between its phases.
 pub struct ResetRun {
-    pub engine: Engine,
+    pub core: RunCore,
     pub hosts: PerHost<HostState>,
     /// The selected hosts in execution order: agents, other servers, the first server.
     pub order: Vec<HostId>,
-    pub first: HostId,
     pub scope: Scope,
-    pub cluster: String,
-    pub lock: ClusterLock,
     pub options: ResetOptions,
-    pub messages: Vec<String>,
     /// What happened to the kubeconfig context (scope `Cluster`).
     pub kubeconfig: Option<String>,
     /// The kubeconfig could not be written.
     pub kubeconfig_failed: bool,
     pub gitlab: Option<GitLabReport>,
-    /// The phases run so far, for the report.
-    pub phases: Vec<PhaseRecord>,
+}
+
+impl Run for ResetRun {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
 }
 
 impl ResetRun {
@@ -120,36 +125,26 @@ impl ResetRun {
         selected: &[String],
         options: ResetOptions,
     ) -> anyhow::Result<ResetRun> {
-        let first_name = crate::k3s::install::first_server(inventory)?.name.clone();
-        let mut missing = Vec::new();
-        let hosts = engine.per_host(|_, name| {
-            let host = inventory.hosts.iter().find(|h| h.name == name);
-            if host.is_none() {
-                missing.push(name.to_owned());
-            }
-            let role = host.map_or(Role::Agent, |h| h.role);
-            let step = selected.iter().any(|s| s == name).then_some(match role {
-                Role::Agent => Step::Agents,
-                Role::Server if name == first_name => Step::FirstServer,
-                Role::Server => Step::Servers,
-            });
-            HostState {
-                role,
-                node_name: host.map_or_else(|| name.to_owned(), |h| h.node_name.clone()),
-                step,
-                survey: None,
-                outcome: None,
-                drained: false,
-            }
-        });
-        anyhow::ensure!(
-            missing.is_empty(),
-            "not in the inventory: {}",
-            missing.join(", ")
+        let core = RunCore::new(engine, inventory, "edgeops reset", options.lock_stale_after)?;
+        let first = core.first;
+        let known = inventory_hosts(&core.engine, &inventory.hosts)?;
+        let hosts = PerHost::new(
+            known
+                .iter()
+                .map(|(id, host)| HostState {
+                    role: host.role,
+                    node_name: host.node_name.clone(),
+                    step: selected.contains(&host.name).then_some(match host.role {
+                        Role::Agent => Step::Agents,
+                        Role::Server if id == first => Step::FirstServer,
+                        Role::Server => Step::Servers,
+                    }),
+                    survey: None,
+                    outcome: None,
+                    drained: false,
+                })
+                .collect(),
         );
-        let first = engine.id_of(&first_name).ok_or_else(|| {
-            anyhow::anyhow!("the first server {first_name} is not among the hosts of the run")
-        })?;
         let order = [Step::Agents, Step::Servers, Step::FirstServer]
             .into_iter()
             .flat_map(|step| {
@@ -159,27 +154,15 @@ impl ResetRun {
                     .map(|(id, _)| id)
             })
             .collect();
-        let lock = ClusterLock::new(
-            first,
-            crate::phases::lock::new_run_id(),
-            "edgeops reset",
-            inventory.cluster.name.clone(),
-            options.lock_stale_after,
-        );
         Ok(ResetRun {
-            engine,
+            core,
             hosts,
             order,
-            first,
             scope,
-            cluster: inventory.cluster.name.clone(),
-            lock,
             options,
-            messages: Vec::new(),
             kubeconfig: None,
             kubeconfig_failed: false,
             gitlab: None,
-            phases: Vec::new(),
         })
     }
 
@@ -194,7 +177,7 @@ impl ResetRun {
 
     /// Whether the first server's reset went through (scope `Cluster`).
     pub fn first_reset(&self) -> bool {
-        self.hosts[self.first]
+        self.hosts[self.core.first]
             .outcome
             .as_ref()
             .is_some_and(|o| !o.is_failed())
@@ -202,12 +185,11 @@ impl ResetRun {
 
     /// Show a note now and keep it for the report.
     pub fn message(&mut self, text: String) {
-        self.engine.note(&text);
-        self.messages.push(text);
+        self.core.message(text);
     }
 
     pub fn name(&self, id: HostId) -> &str {
-        self.engine.name(id)
+        self.core.name(id)
     }
 
     /// Per selected host, in execution order: what was found (or why the survey failed).
@@ -233,7 +215,7 @@ impl ResetRun {
 
     /// The final report; hosts in execution order.
     pub fn report(&mut self) -> ResetReport {
-        let log = self.engine.log();
+        let engine = &self.core.engine;
         let hosts = self
             .order
             .iter()
@@ -245,46 +227,28 @@ impl ResetRun {
                     ))
                 });
                 let found = host.survey.as_ref().and_then(|s| s.as_ref().ok()).cloned();
-                let busy = self.engine.busy(id);
                 ResetHost {
-                    host: self.name(id).to_owned(),
-                    role: host.role.as_str(),
+                    line: HostLine::new(engine, id, host.role, &outcome.end),
                     phase: host.step.map_or("-", Step::as_str),
                     installed: found
                         .as_ref()
                         .map_or_else(|| "?".to_owned(), Survey::installed),
-                    result: match outcome.status {
-                        Status::Done => "reset",
-                        Status::Unchanged => "already clean",
-                        Status::Skipped => "skipped",
-                        _ => "failed",
-                    }
-                    .to_owned(),
-                    status: outcome.status,
-                    failure: outcome.failure.as_ref().map(|f| f.kind),
-                    exit_code: outcome.failure.as_ref().and_then(|f| f.exit_code),
                     method: outcome.method,
                     removed: outcome.removed,
-                    reason: outcome.failure.map(|f| f.reason),
-                    seconds: busy.time.as_secs_f64(),
-                    commands: busy.commands,
-                    log: log
-                        .host_file(self.engine.name(id))
-                        .map(|p| p.display().to_string()),
                     found,
                 }
             })
             .collect();
         ResetReport {
-            cluster: self.cluster.clone(),
+            cluster: self.core.cluster.clone(),
             scope: self.scope,
             hosts,
             kubeconfig: self.kubeconfig.take(),
-            log_dir: log.dir().map(|d| d.display().to_string()),
-            messages: std::mem::take(&mut self.messages),
+            log_dir: self.core.log_dir(),
+            messages: std::mem::take(&mut self.core.messages),
             failed: self.kubeconfig_failed,
             gitlab: self.gitlab.take(),
-            phases: std::mem::take(&mut self.phases),
+            phases: std::mem::take(&mut self.core.phases),
         }
     }
 }

@@ -14,14 +14,14 @@ use super::state::{Outcome, ResetRun};
 /// running against it either; a note says so.
 pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
-        if cx.engine.unreachable(cx.first).is_some() {
-            let first = cx.name(cx.first).to_owned();
+        if cx.core.engine.unreachable(cx.core.first).is_some() {
+            let first = cx.name(cx.core.first).to_owned();
             cx.message(format!(
                 "first server {first} is unreachable: the up lock was not taken"
             ));
             return Ok(Flow::Continue);
         }
-        match cx.lock.acquire(&cx.engine).await {
+        match cx.core.lock.acquire(&cx.core.engine).await {
             Ok(note) => {
                 if let Some(note) = note {
                     cx.message(note);
@@ -46,7 +46,7 @@ pub(super) fn every_host(cx: &ResetRun) -> Vec<HostId> {
 pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         let request = ExecRequest::new(scripts::survey_script()).sudo(true);
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("survey", hosts, |id| survey(engine, id, &request))
             .await;
@@ -62,9 +62,9 @@ pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> App
             host.survey = Some(result);
         }
         if cx.scope == Scope::Hosts
-            && let Some(Err(failure)) = &cx.hosts[cx.first].survey
+            && let Some(Err(failure)) = &cx.hosts[cx.core.first].survey
         {
-            let first = cx.name(cx.first).to_owned();
+            let first = cx.name(cx.core.first).to_owned();
             let reason = failure.reason.clone();
             cx.message(format!(
                 "first server {first}: {reason}; the Node objects of the reset hosts cannot \

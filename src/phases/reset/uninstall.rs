@@ -8,7 +8,6 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::engine::{Failure, Flow, HostId, Output, Phase};
-use crate::phases::outcome::Status;
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
@@ -93,11 +92,12 @@ impl Phase<ResetRun> for Uninstall {
 async fn all_at_once(cx: &ResetRun, hosts: &[HostId]) -> Vec<(HostId, Outcome)> {
     let partial = Mutex::new(Vec::new());
     let results = cx
+        .core
         .engine
         .each_noting(
             Step::Agents.as_str(),
             hosts,
-            cx.engine.settings().concurrency,
+            cx.core.engine.settings().concurrency,
             |id| uninstall(cx, id, &partial),
             |_, outcome| said(outcome),
         )
@@ -111,6 +111,7 @@ async fn one_at_a_time(cx: &ResetRun, step: Step, hosts: &[HostId]) -> Vec<(Host
     let stopped: Mutex<Option<String>> = Mutex::new(None);
     let leave_first = step == Step::Servers && cx.scope == Scope::Hosts;
     let results = cx
+        .core
         .engine
         .each_noting(
             step.as_str(),
@@ -190,23 +191,19 @@ async fn uninstall(
     id: HostId,
     partial: &Mutex<Vec<(HostId, UninstallOutput)>>,
 ) -> Result<Outcome, Failure> {
-    let request = ExecRequest::new(scripts::uninstall_script(cx.lock.run_id()))
+    let request = ExecRequest::new(scripts::uninstall_script(cx.core.lock.run_id()))
         .sudo(true)
         .timeout(UNINSTALL_TIMEOUT);
     let out = cx
+        .core
         .engine
         .exec(id, "uninstall", &request, Output::Logged)
         .await?;
     let printed = UninstallOutput::parse(&out.stdout_lossy());
     if out.success() {
-        return Ok(Outcome {
-            status: Status::Done,
-            method: Some(printed.method()),
-            removed: printed.removed,
-            failure: None,
-        });
+        return Ok(Outcome::reset(printed.method(), printed.removed));
     }
-    let mut failure = Failure::exited("uninstall", &out, false, cx.engine.log().redactor());
+    let mut failure = Failure::exited("uninstall", &out, false, cx.core.engine.log().redactor());
     if !printed.remaining.is_empty() {
         failure.reason = format!(
             "still present after reset: {}",
