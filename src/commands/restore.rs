@@ -194,7 +194,7 @@ fn report_text(report: &RestoreReport) -> anyhow::Result<String> {
         rows.push(vec![
             h.host.clone(),
             h.role.to_owned(),
-            h.result(),
+            h.result_text(),
             format!("{:.1}s", h.seconds),
             h.detail.clone(),
         ]);

@@ -53,7 +53,7 @@ pub struct RestoreOptions {
 /// Before the confirmation, read-only: the lock, then what is on each host.
 fn survey_phases() -> Manager<'static, RestoreRun> {
     Manager::new(false)
-        .then(Step::reads("lock", |cx| vec![cx.first], survey::lock))
+        .then(Step::reads("lock", |cx| vec![cx.core.first], survey::lock))
         .then(Step::reads(
             "survey",
             |cx| cx.order.clone(),
@@ -67,7 +67,7 @@ fn restore_phases(dry_run: bool) -> Manager<'static, RestoreRun> {
     Manager::new(dry_run)
         .then(Step::reads(
             "snapshot",
-            |cx| vec![cx.first],
+            |cx| vec![cx.core.first],
             roll::check_snapshot,
         ))
         .then(

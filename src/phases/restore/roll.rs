@@ -93,7 +93,7 @@ pub(super) fn stop_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> A
             with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh")),
             STOP_TIMEOUT,
         );
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("stop servers", hosts, |id| {
                 engine.run(id, "stop k3s", &stop, Output::Logged)
@@ -178,7 +178,11 @@ pub(super) fn first_server<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> A
         let Some(snapshot) = cx.snapshot.as_ref() else {
             return Ok(cx.stop("no snapshot was given".to_owned()));
         };
-        let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[cx.first].node_name);
+        let (engine, options, node) = (
+            &cx.core.engine,
+            &cx.options,
+            &cx.hosts[cx.core.first].node_name,
+        );
         let results = engine
             .each("first server", hosts, |id| {
                 restore_first(engine, id, options, snapshot, node)
@@ -206,11 +210,11 @@ async fn bring_back(
     title: &str,
     request: ExecRequest,
 ) -> Result<String, Failure> {
-    let (engine, options, node) = (&cx.engine, &cx.options, &cx.hosts[id].node_name);
+    let (engine, options, node) = (&cx.core.engine, &cx.options, &cx.hosts[id].node_name);
     let forget = forget_password(node);
     engine
         .run(
-            cx.first,
+            cx.core.first,
             "forget the old node password",
             &forget,
             Output::Logged,
@@ -219,7 +223,7 @@ async fn bring_back(
     let said = engine.run(id, title, &request, Output::Logged).await?;
     let ready = wait_node(options, node);
     engine
-        .run(cx.first, "wait Ready", &ready, Output::Logged)
+        .run(cx.core.first, "wait Ready", &ready, Output::Logged)
         .await?;
     Ok(said.stdout_lossy())
 }
@@ -246,6 +250,7 @@ pub(super) fn rejoin_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) ->
             let started = Instant::now();
             let run: &RestoreRun = cx;
             let result = run
+                .core
                 .engine
                 .each_within("servers", &[id], 1, |id| rejoin(run, id))
                 .await
@@ -285,6 +290,7 @@ pub(super) fn restart_agents<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) ->
         let started = Instant::now();
         let run: &RestoreRun = cx;
         let results = run
+            .core
             .engine
             .each("agents", hosts, |id| restart_agent(run, id))
             .await;

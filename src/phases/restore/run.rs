@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, HostId, PhaseRecord};
-use crate::fleet::Fleet;
+use crate::engine::{Engine, PhaseRecord};
 use crate::inventory::Inventory;
 use crate::phases::Observer;
+use crate::phases::run_core::run_phases;
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::state::{HostPlan, RestoreReport, RestoreRun, Snapshot};
@@ -18,10 +18,6 @@ use super::{RestoreOptions, restore_phases, survey_phases};
 /// A restore between its survey and its execution: sessions open, the lock held.
 pub struct Restore {
     run: RestoreRun,
-}
-
-fn host_name(cx: &RestoreRun, id: HostId) -> String {
-    cx.name(id).to_owned()
 }
 
 impl Restore {
@@ -34,14 +30,7 @@ impl Restore {
         observer: Arc<dyn Observer>,
         log: RunLog,
     ) -> anyhow::Result<Restore> {
-        let fleet = Fleet::connect_all(
-            targets,
-            ctx,
-            options.fleet.clone(),
-            Arc::new(crate::engine::FleetEvents(observer.clone())),
-        )
-        .await;
-        let engine = Engine::from_fleet(fleet, log, observer);
+        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
         Restore::start(engine, inventory, options).await
     }
 
@@ -52,12 +41,8 @@ impl Restore {
         options: RestoreOptions,
     ) -> anyhow::Result<Restore> {
         let mut run = RestoreRun::new(engine, inventory, options)?;
-        let cancel = run.engine.cancel().clone();
-        match survey_phases().run(&mut run, &cancel, host_name).await {
-            Ok(records) => {
-                run.phases = records;
-                Ok(Restore { run })
-            }
+        match run_phases(&mut run, &survey_phases()).await {
+            Ok(()) => Ok(Restore { run }),
             Err(e) => {
                 Restore { run }.abort().await;
                 Err(e)
@@ -80,7 +65,7 @@ impl Restore {
 
     /// Notes so far (a stale lock taken over).
     pub fn messages(&self) -> &[String] {
-        &self.run.messages
+        &self.run.core.messages
     }
 
     /// Stop here: release the lock and close the sessions; nothing was changed.
@@ -91,30 +76,23 @@ impl Restore {
     /// Restore `snapshot` (checked against its manifest): run the restore phases in order (see
     /// [`super::RESTORE`]), release the lock, close the sessions, and report.
     pub async fn execute(self, snapshot: Snapshot) -> RestoreReport {
-        self.run_phases(snapshot, false).await.report()
+        self.run_stage(snapshot, false).await.report()
     }
 
     /// The dry run: the snapshot check runs, every phase that changes something says what it
     /// would do; nothing is changed. Then the lock is released.
     pub async fn dry_run(self, snapshot: Snapshot) -> Vec<PhaseRecord> {
-        std::mem::take(&mut self.run_phases(snapshot, true).await.phases)
+        std::mem::take(&mut self.run_stage(snapshot, true).await.core.phases)
     }
 
-    async fn run_phases(self, snapshot: Snapshot, dry_run: bool) -> RestoreRun {
+    async fn run_stage(self, snapshot: Snapshot, dry_run: bool) -> RestoreRun {
         let mut run = self.run;
         run.snapshot = Some(snapshot);
-        let cancel = run.engine.cancel().clone();
-        match restore_phases(dry_run)
-            .run(&mut run, &cancel, host_name)
-            .await
-        {
-            Ok(records) => run.phases.extend(records),
-            Err(e) => {
-                run.stopped = Some(format!("{e:#}"));
-                run.message(format!("{e:#}"));
-            }
+        if let Err(e) = run_phases(&mut run, &restore_phases(dry_run)).await {
+            run.stopped = Some(format!("{e:#}"));
+            run.message(format!("{e:#}"));
         }
-        if cancel.is_cancelled() && run.stopped.is_none() {
+        if run.core.engine.is_cancelled() && run.stopped.is_none() {
             run.stopped = Some("cancelled".to_owned());
         }
         Restore { run }.finish().await
@@ -123,10 +101,7 @@ impl Restore {
     /// Give the lock back (a note when it could not) and close the sessions.
     async fn finish(self) -> RestoreRun {
         let mut run = self.run;
-        if let Some(note) = run.lock.release(&run.engine).await {
-            run.message(note);
-        }
-        run.engine.close().await;
+        run.core.finish().await;
         run
     }
 }

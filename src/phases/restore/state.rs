@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, Failure, FailureKind, HostId, PerHost, PhaseRecord};
+use crate::engine::{Engine, Failure, HostId, PerHost, PhaseRecord};
 use crate::inventory::{Inventory, Role};
-use crate::phases::lock::ClusterLock;
+use crate::phases::host_status::{HostEnd, HostLine, Status};
+use crate::phases::run_core::{Run, RunCore, inventory_hosts};
 
 use super::RestoreOptions;
 
@@ -111,13 +112,10 @@ impl HostState {
 
 /// Everything one restore knows between its phases.
 pub struct RestoreRun {
-    pub engine: Engine,
+    pub core: RunCore,
     pub hosts: PerHost<HostState>,
     /// Every host in execution order: the first server, the other servers, the agents.
     pub order: Vec<HostId>,
-    pub first: HostId,
-    pub cluster: String,
-    pub lock: ClusterLock,
     pub options: RestoreOptions,
     /// Set by the CLI before the restore phases run.
     pub snapshot: Option<Snapshot>,
@@ -125,8 +123,16 @@ pub struct RestoreRun {
     pub aside: String,
     /// Why the run stopped, for the hosts it did not reach.
     pub stopped: Option<String>,
-    pub messages: Vec<String>,
-    pub phases: Vec<PhaseRecord>,
+}
+
+impl Run for RestoreRun {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
 }
 
 impl RestoreRun {
@@ -136,59 +142,42 @@ impl RestoreRun {
         inventory: &Inventory,
         options: RestoreOptions,
     ) -> anyhow::Result<RestoreRun> {
-        let first_name = crate::k3s::install::first_server(inventory)?.name.clone();
-        let mut missing = Vec::new();
-        let hosts = engine.per_host(|_, name| {
-            let host = inventory.hosts.iter().find(|h| h.name == name);
-            if host.is_none() {
-                missing.push(name.to_owned());
-            }
-            let role = host.map_or(Role::Agent, |h| h.role);
-            HostState {
-                role,
-                node_name: host.map_or_else(|| name.to_owned(), |h| h.node_name.clone()),
-                step: match role {
-                    Role::Server if name == first_name => Stage::FirstServer,
-                    Role::Server => Stage::Servers,
-                    Role::Agent => Stage::Agents,
-                },
-                survey: None,
-                outcome: None,
-            }
-        });
-        anyhow::ensure!(
-            missing.is_empty(),
-            "not in the inventory: {}",
-            missing.join(", ")
+        let core = RunCore::new(
+            engine,
+            inventory,
+            "edgeops restore",
+            options.lock_stale_after,
+        )?;
+        let first = core.first;
+        let known = inventory_hosts(&core.engine, &inventory.hosts)?;
+        let hosts = PerHost::new(
+            known
+                .iter()
+                .map(|(id, host)| HostState {
+                    role: host.role,
+                    node_name: host.node_name.clone(),
+                    step: match host.role {
+                        Role::Server if id == first => Stage::FirstServer,
+                        Role::Server => Stage::Servers,
+                        Role::Agent => Stage::Agents,
+                    },
+                    survey: None,
+                    outcome: None,
+                })
+                .collect(),
         );
-        let first = engine.id_of(&first_name).ok_or_else(|| {
-            anyhow::anyhow!("the first server {first_name} is not among the hosts of the run")
-        })?;
         // Execution order: by step, inventory order within one (a stable sort).
         let mut order: Vec<HostId> = hosts.ids().collect();
         order.sort_by_key(|&id| hosts[id].step);
-        let run_id = crate::phases::lock::new_run_id();
-        let aside = format!("edgeops-before-restore-{run_id}");
-        let lock = ClusterLock::new(
-            first,
-            run_id,
-            "edgeops restore",
-            inventory.cluster.name.clone(),
-            options.lock_stale_after,
-        );
+        let aside = format!("edgeops-before-restore-{}", core.lock.run_id());
         Ok(RestoreRun {
-            engine,
+            core,
             hosts,
             order,
-            first,
-            cluster: inventory.cluster.name.clone(),
-            lock,
             options,
             snapshot: None,
             aside,
             stopped: None,
-            messages: Vec::new(),
-            phases: Vec::new(),
         })
     }
 
@@ -209,13 +198,12 @@ impl RestoreRun {
     }
 
     pub fn name(&self, id: HostId) -> &str {
-        self.engine.name(id)
+        self.core.name(id)
     }
 
     /// Show a note now and keep it for the report.
     pub fn message(&mut self, text: String) {
-        self.engine.note(&text);
-        self.messages.push(text);
+        self.core.message(text);
     }
 
     /// Stop the run: every host not done yet is skipped with `why` (the report says
@@ -262,33 +250,30 @@ impl RestoreRun {
                         Duration::ZERO,
                     )
                 });
-                let failure = result.as_ref().err();
+                let (end, detail) = match result {
+                    Ok(said) => (HostEnd::new(Status::Done, "restored"), said),
+                    Err(failure) => {
+                        let reason = failure.reason.clone();
+                        (HostEnd::failed(failure), reason)
+                    }
+                };
                 HostOutcome {
-                    host: self.name(id).to_owned(),
-                    role: host.role.as_str(),
-                    ok: result.is_ok(),
-                    failure: failure.map(|f| f.kind),
-                    exit_code: failure.and_then(|f| f.exit_code),
-                    seconds: took.as_secs_f64(),
-                    commands: self.engine.busy(id).commands,
-                    detail: match &result {
-                        Ok(said) => said.clone(),
-                        Err(failure) => failure.reason.clone(),
-                    },
+                    line: HostLine::new(&self.core.engine, id, host.role, &end).took(took),
+                    detail,
                 }
             })
             .collect();
         RestoreReport {
-            cluster: self.cluster.clone(),
+            cluster: self.core.cluster.clone(),
             snapshot: self
                 .snapshot
                 .as_ref()
                 .map(|s| s.file.clone())
                 .unwrap_or_default(),
             hosts,
-            messages: std::mem::take(&mut self.messages),
-            log_dir: self.engine.log().dir().map(|d| d.display().to_string()),
-            phases: std::mem::take(&mut self.phases),
+            messages: std::mem::take(&mut self.core.messages),
+            log_dir: self.core.log_dir(),
+            phases: std::mem::take(&mut self.core.phases),
         }
     }
 }
@@ -309,33 +294,21 @@ pub struct HostPlan {
     pub problem: Option<String>,
 }
 
-/// One host's result.
+/// One host's result: the shared columns (`result`: `restored`, `failed`, `skipped`; `seconds`:
+/// the wall time of its part; `commands`: those run on the host itself, its waits run on the
+/// first server) and what it said or why it failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostOutcome {
-    pub host: String,
-    pub role: &'static str,
-    pub ok: bool,
-    /// On a failed or skipped host: unreachable, timed_out, exited, refused, cancelled, skipped.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<u32>,
-    pub seconds: f64,
-    /// Commands run on the host itself (its waits run on the first server).
-    pub commands: u32,
+    #[serde(flatten)]
+    pub line: HostLine,
     pub detail: String,
 }
 
-impl HostOutcome {
-    /// The RESULT column: `restored`, or `FAILED` / `skipped` with the failure's kind
-    /// (`FAILED (timed out)`, `FAILED (exit 3)`).
-    pub fn result(&self) -> String {
-        match (self.failure, self.exit_code) {
-            (None, _) => "restored".to_owned(),
-            (Some(FailureKind::Skipped), _) => "skipped".to_owned(),
-            (Some(FailureKind::Exited), Some(code)) => format!("FAILED (exit {code})"),
-            (Some(kind), _) => format!("FAILED ({})", kind.as_str()),
-        }
+impl std::ops::Deref for HostOutcome {
+    type Target = HostLine;
+
+    fn deref(&self) -> &HostLine {
+        &self.line
     }
 }
 
@@ -352,6 +325,6 @@ pub struct RestoreReport {
 
 impl RestoreReport {
     pub fn failed_hosts(&self) -> usize {
-        self.hosts.iter().filter(|h| !h.ok).count()
+        self.hosts.iter().filter(|h| h.is_failure()).count()
     }
 }

@@ -11,14 +11,14 @@ use super::state::{Found, RestoreRun};
 /// unreachable one ends the run here.
 pub(super) fn lock<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        if let Some(failure) = cx.engine.unreachable(cx.first) {
+        if let Some(failure) = cx.core.engine.unreachable(cx.core.first) {
             anyhow::bail!(
                 "first server {} is unreachable, and a restore starts there: {failure} \
              (nothing was changed)",
-                cx.name(cx.first)
+                cx.name(cx.core.first)
             );
         }
-        if let Some(note) = cx.lock.acquire(&cx.engine).await? {
+        if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {
             cx.message(note);
         }
         Ok(Flow::Continue)
@@ -34,7 +34,7 @@ async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Fo
 pub(super) fn survey_hosts<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let request = ExecRequest::new(include_str!("sh/restore-survey.sh")).sudo(true);
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("survey", hosts, |id| survey(engine, id, &request))
             .await;

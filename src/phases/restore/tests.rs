@@ -151,7 +151,7 @@ fn results(report: &RestoreReport) -> Vec<(&str, String)> {
     report
         .hosts
         .iter()
-        .map(|h| (h.host.as_str(), h.result()))
+        .map(|h| (h.host.as_str(), h.result_text()))
         .collect()
 }
 
@@ -234,7 +234,7 @@ async fn a_snapshot_whose_bytes_do_not_match_its_sha256_changes_nothing() {
     tampered.bytes.push(b'!');
     let report = restore.execute(tampered).await;
     assert_eq!(setup.sequence(), ["s1:unlock"]);
-    assert!(report.hosts.iter().all(|h| !h.ok
+    assert!(report.hosts.iter().all(|h| h.is_failure()
         && h.failure == Some(FailureKind::Refused)
         && h.detail.contains("the manifest says")));
 }
@@ -247,7 +247,7 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
         results(&report),
         [
             ("s1", "restored".to_owned()),
-            ("s2", "FAILED (exit 3)".to_owned()),
+            ("s2", "failed (exit 3)".to_owned()),
             ("s3", "skipped".to_owned()),
             ("a1", "skipped".to_owned()),
             ("a2", "skipped".to_owned()),
@@ -275,7 +275,7 @@ async fn a_failed_first_server_starts_no_one_else() {
         Reply::fail(5, "edgeops: k3s --cluster-reset failed; its last lines:"),
     );
     let report = setup.survey().await.execute(snapshot()).await;
-    assert_eq!(report.hosts[0].result(), "FAILED (exit 5)");
+    assert_eq!(report.hosts[0].result_text(), "failed (exit 5)");
     assert!(
         report.hosts[1..]
             .iter()
@@ -342,7 +342,7 @@ async fn ctrl_c_mid_restore_releases_the_lock() {
     });
     let report = restore.execute(snapshot()).await;
     assert_eq!(report.hosts[1].failure, Some(FailureKind::Cancelled));
-    assert!(report.hosts[2..].iter().all(|h| !h.ok));
+    assert!(report.hosts[2..].iter().all(|h| h.is_failure()));
     assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
 }
 
