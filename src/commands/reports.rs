@@ -8,23 +8,10 @@ use std::io::Write as _;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, OutputFormat};
-use crate::engine::FailureKind;
 use crate::phases::upgrade::UpgradeReport;
-use crate::phases::{HostReport, RunReport, Status};
+use crate::phases::{RunReport, Status};
 
 use super::run_tables::{gitlab_rows, gitlab_table, header, node_table, table};
-
-/// A host's RESULT: on a failed host also the kind, `failed (timed out)`, `failed (exited 3)`.
-fn result_cell(host: &HostReport) -> String {
-    match (host.status, host.failure) {
-        (Status::Failed, Some(FailureKind::Exited)) => match host.exit_code {
-            Some(code) => format!("{} (exited {code})", host.result),
-            None => format!("{} (exited)", host.result),
-        },
-        (Status::Failed, Some(kind)) => format!("{} ({})", host.result, kind.as_str()),
-        _ => host.result.clone(),
-    }
-}
 
 /// The report as JSON with `-o json`, else as `text` renders it: the one way every command's
 /// final report goes out on stdout.
@@ -90,7 +77,7 @@ pub fn run_text(report: &RunReport) -> Result<String, std::fmt::Error> {
             host.role.to_owned(),
             host.arch.clone().unwrap_or_else(|| "-".into()),
             host.version.clone().unwrap_or_else(|| "-".into()),
-            result_cell(host),
+            host.result_text(),
             format!("{:.1}s", host.seconds),
             reason,
         ]);
@@ -274,38 +261,53 @@ pub fn upgrade_text(report: &UpgradeReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::FailureKind;
+    use crate::phases::HostReport;
+    use crate::phases::outcome::HostLine;
     use crate::phases::upgrade::UpgradeHost;
+
+    /// A host row of `status` without a failure kind, timings or log.
+    fn line(name: &str, status: Status, reason: Option<&str>) -> HostLine {
+        HostLine {
+            host: name.into(),
+            role: "agent",
+            status,
+            result: String::new(),
+            failure: None,
+            exit_code: None,
+            reason: reason.map(str::to_owned),
+            seconds: 0.0,
+            commands: 0,
+            log: None,
+        }
+    }
 
     #[test]
     fn a_failed_hosts_result_names_the_kind_of_failure() {
         let host = |status, failure, exit_code| HostReport {
-            host: "a1".into(),
-            role: "agent",
+            line: HostLine {
+                result: match status {
+                    Status::Failed => "failed".into(),
+                    _ => "skipped".into(),
+                },
+                failure,
+                exit_code,
+                ..line("a1", status, Some("why"))
+            },
             arch: None,
             version: None,
-            status,
-            result: match status {
-                Status::Failed => "failed".into(),
-                _ => "skipped".into(),
-            },
             decision: None,
-            reason: Some("why".into()),
-            failure,
-            exit_code,
             warnings: Vec::new(),
-            seconds: 0.0,
-            commands: 0,
-            log: None,
             facts: None,
         };
-        let cell = |status, kind, code| result_cell(&host(status, Some(kind), code));
+        let cell = |status, kind, code| host(status, Some(kind), code).result_text();
         assert_eq!(
             cell(Status::Failed, FailureKind::TimedOut, None),
             "failed (timed out)"
         );
         assert_eq!(
             cell(Status::Failed, FailureKind::Exited, Some(7)),
-            "failed (exited 7)"
+            "failed (exit 7)"
         );
         assert_eq!(
             cell(Status::Failed, FailureKind::Unreachable, None),
@@ -332,8 +334,11 @@ mod tests {
     #[test]
     fn table_shows_from_to_result_and_reason() {
         let host = |name: &str, status, result: &str, reason: Option<&str>| UpgradeHost {
-            host: name.into(),
-            role: "agent",
+            line: HostLine {
+                result: result.into(),
+                seconds: 1.0,
+                ..line(name, status, reason)
+            },
             from: Some("v1.30.8+k3s1".into()),
             to: Some(
                 if status == Status::Done {
@@ -343,13 +348,6 @@ mod tests {
                 }
                 .into(),
             ),
-            status,
-            result: result.into(),
-            failure: None,
-            exit_code: None,
-            reason: reason.map(str::to_owned),
-            seconds: 1.0,
-            log: None,
         };
         let report = upgrade_report(vec![
             host("lab-01", Status::Done, "upgraded", None),
@@ -370,28 +368,24 @@ mod tests {
 
     #[test]
     fn a_failure_shows_its_kind_in_the_table_and_in_json() {
-        use crate::engine::FailureKind;
-        let host = |name: &str, failure, exit_code, reason: &str| UpgradeHost {
-            host: name.into(),
-            role: "server",
-            from: Some("v1.30.8+k3s1".into()),
-            to: Some("v1.30.8+k3s1".into()),
-            status: if failure == FailureKind::Skipped {
+        let host = |name: &str, failure, exit_code, reason: &str| {
+            let skipped = failure == FailureKind::Skipped;
+            let status = if skipped {
                 Status::Skipped
             } else {
                 Status::Failed
-            },
-            result: if failure == FailureKind::Skipped {
-                "skipped"
-            } else {
-                "failed"
+            };
+            UpgradeHost {
+                line: HostLine {
+                    role: "server",
+                    result: if skipped { "skipped" } else { "failed" }.into(),
+                    failure: Some(failure),
+                    exit_code,
+                    ..line(name, status, Some(reason))
+                },
+                from: Some("v1.30.8+k3s1".into()),
+                to: Some("v1.30.8+k3s1".into()),
             }
-            .into(),
-            failure: Some(failure),
-            exit_code,
-            reason: Some(reason.into()),
-            seconds: 0.0,
-            log: None,
         };
         let report = upgrade_report(vec![
             host(

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use secrecy::ExposeSecret;
 
 use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
+use crate::engine::PhaseResult;
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::{FailureKind, PhaseResult};
 use crate::exit::Failure;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Inventory};
@@ -19,7 +19,7 @@ use crate::k3s::drain::DrainOptions;
 use crate::k3s::token::{read_join_token, read_secret};
 use crate::phases::reset::outcome::ResetPlan;
 use crate::phases::reset::{
-    GitLabReset, KubeconfigEntry, Reset, ResetHost, ResetOptions, ResetReport, Scope, scope,
+    GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
 };
 use crate::phases::{Observer, Status};
 
@@ -291,24 +291,6 @@ fn confirm(runtime: &tokio::runtime::Runtime, reset: &Reset) -> anyhow::Result<b
     )
 }
 
-/// The RESULT column: `reset`, `already clean`, or `failed` / `skipped` with the failure's kind
-/// (`failed (timed out)`, `failed (exit 3)`, `failed (unreachable)`).
-fn result_text(host: &ResetHost) -> String {
-    match host.failure {
-        Some(FailureKind::Exited) if host.exit_code.is_some() => {
-            format!(
-                "{} (exit {})",
-                host.result,
-                host.exit_code.unwrap_or_default()
-            )
-        }
-        Some(kind) if kind != FailureKind::Skipped => {
-            format!("{} ({})", host.result, kind.as_str())
-        }
-        _ => host.result.clone(),
-    }
-}
-
 fn print_report(global: &GlobalArgs, report: &ResetReport) -> anyhow::Result<()> {
     super::reports::print(global, report, report_text)
 }
@@ -348,7 +330,7 @@ fn report_text(report: &ResetReport) -> anyhow::Result<String> {
             host.phase.to_owned(),
             host.role.to_owned(),
             host.installed.clone(),
-            result_text(host),
+            host.result_text(),
             format!("{:.1}s", host.seconds),
             how,
         ]);

@@ -34,8 +34,8 @@ pub enum LockError {
 /// The cluster lock of one run, on the first server: taken in a round trip of its own
 /// ([`ClusterLock::acquire`]) or from an answer folded into another command
 /// ([`ClusterLock::answered`]), and released once at the end ([`ClusterLock::release`]), also
-/// after Ctrl-C. `reset` and `upgrade` use it; `up` still has its own copy folded into its
-/// facts read (`up/cluster_lock.rs`).
+/// after Ctrl-C. Every command that changes the cluster holds one in its `RunCore`; `up` folds
+/// the take into its facts read and the release into its last command (`up/cluster_lock.rs`).
 #[derive(Debug)]
 pub struct ClusterLock {
     host: HostId,
@@ -137,6 +137,18 @@ impl ClusterLock {
         let note = settle(answer, &self.cluster, &host, self.stale_after)?;
         self.held = true;
         Ok(note)
+    }
+
+    /// The lock's take went out but its answer never came back (Ctrl-C mid-exec): it may be
+    /// taken, and the release only removes a lock of this run, so count it as held.
+    pub fn taken_unanswered(&mut self) {
+        self.held = true;
+    }
+
+    /// The lock is gone without [`ClusterLock::release`]: released by a command it was folded
+    /// into, or lost with a reboot of its host (it lives on tmpfs).
+    pub fn gone(&mut self) {
+        self.held = false;
     }
 
     /// Give the lock back if this run holds it (also after Ctrl-C: the release ignores the

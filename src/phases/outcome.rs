@@ -4,48 +4,36 @@
 
 use serde::Serialize;
 
-use crate::engine::FailureKind;
+use crate::engine::PhaseRecord;
 use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 
 use super::decide::Decision;
 use super::facts::Facts;
 
-pub use super::host_status::Status;
+pub use super::host_status::{HostLine, Status};
 
-/// One host's line in the final table.
+/// One host's line in the final table: the shared columns (`result`: what `up` did or would
+/// do, `installed`, `nothing to do`, ...; `seconds`: time spent in remote steps) and what `up`
+/// adds.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
-    pub host: String,
-    pub role: &'static str,
+    #[serde(flatten)]
+    pub line: HostLine,
     /// k3s architecture (`arm64`), or the raw `uname -m` when k3s has none.
     pub arch: Option<String>,
     /// The k3s version on the host after the run.
     pub version: Option<String>,
-    pub status: Status,
-    /// What `up` did or would do (`installed`, `nothing to do`, ...).
-    pub result: String,
     pub decision: Option<Decision>,
-    pub reason: Option<String>,
-    /// On a failed or skipped host: the kind (`timed_out`, `exited`, ...), for scripts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureKind>,
-    /// On a host whose command exited non-zero: its exit code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<u32>,
     pub warnings: Vec<String>,
-    /// Time spent in remote steps on this host.
-    pub seconds: f64,
-    /// Remote commands run on this host (each one SSH round trip plus its own work).
-    pub commands: u32,
-    /// This host's log file in the run folder.
-    pub log: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
 }
 
-impl HostReport {
-    pub fn is_failure(&self) -> bool {
-        matches!(self.status, Status::Failed | Status::Skipped)
+impl std::ops::Deref for HostReport {
+    type Target = HostLine;
+
+    fn deref(&self) -> &HostLine {
+        &self.line
     }
 }
 
@@ -101,18 +89,12 @@ pub struct RunReport {
     pub log_dir: Option<String>,
     /// Cluster-level notes: a dead first server, unexpected nodes, a replaced stale lock.
     pub messages: Vec<String>,
-    /// Wall time of each phase that ran, in order.
-    pub phases: Vec<PhaseTime>,
+    /// The phases in order: how each ended (applied, planned with its lines, nothing to do,
+    /// not reached) and how long it took.
+    pub phases: Vec<PhaseRecord>,
     /// The GitLab phase, when the inventory has `[gitlab]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gitlab: Option<super::gitlab::GitLabReport>,
-}
-
-/// How long one phase took, start to end, over all its hosts.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseTime {
-    pub phase: String,
-    pub seconds: f64,
 }
 
 impl RunReport {

@@ -127,11 +127,11 @@ pub async fn status(
 
 /// The phases of `status` over a connected run state; the sessions closed at the end.
 pub(super) async fn status_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
-    let cancel = runner.engine.cancel().clone();
+    let cancel = runner.core.engine.cancel().clone();
     let result = status_phases()
         .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
         .await;
-    runner.engine.close().await;
+    runner.core.engine.close().await;
     result?;
     Ok(runner.status_report())
 }
@@ -148,7 +148,7 @@ impl Runner<'_> {
     /// The facts of every host; the first server's facts and node list in one exec (with sudo,
     /// for the admin kubeconfig). The node list when it came with them.
     pub(super) async fn status_facts(&mut self) -> Option<Vec<NodeStatus>> {
-        let first = self.first;
+        let first = self.core.first;
         let first_facts = FirstFacts {
             script: fold::facts_with_nodes(&facts::script()),
             with_lock: false,
@@ -169,6 +169,7 @@ impl Runner<'_> {
                 // without it, as `up` would (its preflight then names the sudo problem).
                 let request = ExecRequest::new(facts::script()).max_output(facts::MAX_OUTPUT);
                 let facts = self
+                    .core
                     .engine
                     .run(first, "facts", &request, Output::Logged)
                     .await
@@ -187,7 +188,7 @@ impl Runner<'_> {
 
     /// The node table and the quorum (from the first server), when it runs a k3s server.
     pub(super) async fn status_nodes(&mut self, nodes_read: Option<Vec<NodeStatus>>) {
-        let first = self.first;
+        let first = self.core.first;
         let first_name = self.first_name();
         if !self.hosts[first].runs_server() {
             self.message(format!(
@@ -200,7 +201,8 @@ impl Runner<'_> {
             // Not read with the facts: ask on its own, for the reason if it fails again.
             None => {
                 let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-                self.engine
+                self.core
+                    .engine
                     .run(first, "nodes", &request, Output::Logged)
                     .await
                     .map_err(|f| f.reason)
@@ -243,7 +245,7 @@ impl Runner<'_> {
         let mut report = self.report();
         for (host, facts) in report.hosts.iter_mut().zip(facts) {
             if host.status == Status::Unchanged {
-                host.result = match facts.as_ref().and_then(|f| f.services.first()) {
+                host.line.result = match facts.as_ref().and_then(|f| f.services.first()) {
                     Some(s) => format!("{} {}", s.unit, s.state),
                     None => "no k3s".to_owned(),
                 };

@@ -19,7 +19,7 @@ impl Runner<'_> {
             return;
         };
         let first = self.first_name();
-        let first_state = &self.hosts[self.first];
+        let first_state = &self.hosts[self.core.first];
         let first_ok = match step {
             GitLabStep::Status => first_state.runs_server(),
             _ => first_state.status.is_none_or(|s| s == Status::Planned),
@@ -28,7 +28,7 @@ impl Runner<'_> {
             // No cluster yet, as the messages already say: nothing to report, nothing failed.
             return;
         }
-        let remote = self.engine.remote(self.first).cloned();
+        let remote = self.core.engine.remote(self.core.first).cloned();
         let (true, Some(remote)) = (first_ok, remote) else {
             let why = first_state
                 .reason()
@@ -53,13 +53,15 @@ impl Runner<'_> {
             renderer: &renderer,
             first: &first,
             remote,
-            log: self.engine.log(),
-            observer: self.engine.observer().as_ref(),
+            log: self.core.engine.log(),
+            observer: self.core.engine.observer().as_ref(),
             node_arch: self.node_arch(),
-            lock_release: (step == GitLabStep::Up && self.locked).then_some(LockRelease {
-                run_id: &self.run_id,
-                released: &released,
-            }),
+            lock_release: (step == GitLabStep::Up && self.core.lock.is_held()).then_some(
+                LockRelease {
+                    run_id: self.core.lock.run_id(),
+                    released: &released,
+                },
+            ),
         };
         let setup = self.options.gitlab.clone();
         let report = match (step, setup) {
@@ -73,7 +75,7 @@ impl Runner<'_> {
             }
         };
         if released.load(Ordering::SeqCst) {
-            self.locked = false;
+            self.core.lock.gone();
         }
         self.gitlab = Some(report);
     }

@@ -60,6 +60,7 @@ impl Runner<'_> {
             return Ok(());
         };
         let out = self
+            .core
             .engine
             .exec(id, title, &request, Output::Logged)
             .await?;
@@ -81,10 +82,10 @@ impl Runner<'_> {
             return Err(Failure {
                 kind: FailureKind::Exited,
                 exit_code: Some(crate::k3s::join_watch::STOPPED_EXIT),
-                reason: self.engine.log().redactor().redact(&reason),
+                reason: self.core.engine.log().redactor().redact(&reason),
             });
         }
-        self.engine.checked(title, out, Output::Logged)
+        self.core.engine.checked(title, out, Output::Logged)
     }
 
     /// Whether the GitLab phase will run commands on the first server after verify (so the
@@ -100,7 +101,7 @@ impl Runner<'_> {
     /// has anything to do, it also reads the node list for verify's first look and (without a
     /// GitLab phase after verify) releases the lock: nothing changes on any host after it.
     pub(super) fn api_plan(&self) -> ApiPlan {
-        let first = self.first;
+        let first = self.core.first;
         let joiner_installs = self
             .hosts
             .iter()
@@ -127,7 +128,7 @@ impl Runner<'_> {
     /// its API in the same exec (`fold::then_api`). `false`: it failed and everything else was
     /// skipped.
     pub(super) async fn first_server(&mut self) -> bool {
-        let first = self.first;
+        let first = self.core.first;
         let action = self.hosts[first].action();
         // The first server gets the inventory's token, or a fresh one on a first install (k3s
         // would make one up, but then it is never in a file we control).
@@ -144,9 +145,9 @@ impl Runner<'_> {
             (None, _) => None,
         };
         if let Some(token) = &token {
-            self.engine.log().redactor().add(token.expose());
+            self.core.engine.log().redactor().add(token.expose());
         }
-        let observer = self.engine.observer().clone();
+        let observer = self.core.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "first server",
             hosts: 1,
@@ -190,7 +191,7 @@ impl Runner<'_> {
     /// (`fold::then_api`): the API answer is kept for `read_from_api`. The install's own output
     /// is logged; the API part holds secrets and is not.
     async fn apply_first_with_api(&mut self, token: Option<&JoinToken>) -> Result<(), Failure> {
-        let first = self.first;
+        let first = self.core.first;
         let Some((title, mut request)) = self.install_request(first, token) else {
             return Ok(());
         };
@@ -205,7 +206,7 @@ impl Runner<'_> {
         let stdout = out.stdout_lossy();
         let (own, api_text) = fold::split_api(&stdout);
         let name = self.first_name();
-        self.engine.log().write(
+        self.core.engine.log().write(
             &name,
             &format!("{title}: stdout (before the API read)"),
             own,
@@ -228,7 +229,8 @@ impl Runner<'_> {
             Some(api_text) => {
                 let api_text = api_text.to_owned();
                 self.api_answer = Some(
-                    self.engine
+                    self.core
+                        .engine
                         .checked(API_TITLE, out, Output::Secret)
                         .map(|_| api_text),
                 );
@@ -240,7 +242,7 @@ impl Runner<'_> {
     /// Wait for the first server's API and read from it (see [`Self::api_plan`]); unless the
     /// first server's install already did. `false`: it failed and everything else was skipped.
     pub(super) async fn read_from_api(&mut self) -> bool {
-        let first = self.first;
+        let first = self.core.first;
         let result = match self.api_answer.take() {
             // Already read in the first server's install exec.
             Some(answer) => answer,
@@ -249,7 +251,7 @@ impl Runner<'_> {
                 let request = ExecRequest::new(api.script)
                     .sudo(true)
                     .timeout(API_WAIT + join::STOP_GRACE);
-                let observer = self.engine.observer().clone();
+                let observer = self.core.engine.observer().clone();
                 observer.event(&Progress::PhaseStart {
                     phase: "api",
                     hosts: 1,
@@ -278,9 +280,11 @@ impl Runner<'_> {
         };
         let (api_text, nodes_text) = fold::split_nodes(&stdout);
         if let Some(nodes_text) = nodes_text {
-            self.engine
-                .log()
-                .write(&self.first_name(), "nodes (read with the API)", nodes_text);
+            self.core.engine.log().write(
+                &self.first_name(),
+                "nodes (read with the API)",
+                nodes_text,
+            );
             self.prefetched_nodes = Some(nodes_text.to_owned());
         }
         let (token_text, kubeconfig) = remote::parse_api_output(api_text);
@@ -289,7 +293,7 @@ impl Runner<'_> {
             (Some(token), _) => Some(token.clone()),
             (None, Some(text)) => match JoinToken::parse(&text) {
                 Ok(token) => {
-                    self.engine.log().redactor().add(token.expose());
+                    self.core.engine.log().redactor().add(token.expose());
                     Some(token)
                 }
                 Err(e) => {
@@ -306,7 +310,7 @@ impl Runner<'_> {
 
     /// Servers other than the first that change, in inventory order.
     pub(super) fn joining_servers(&self) -> Vec<HostId> {
-        let first = self.first;
+        let first = self.core.first;
         self.alive_where(|id, s| id != first && s.host.role == Role::Server && s.action().changes())
     }
 
@@ -323,6 +327,7 @@ impl Runner<'_> {
         let this = &*self;
         let (token, failed_ref) = (token.as_ref(), &failed);
         let results = this
+            .core
             .engine
             .each_noting(
                 "servers",
@@ -363,7 +368,7 @@ impl Runner<'_> {
         }
         if result.is_err() {
             *failed.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(self.engine.name(id).to_owned());
+                Some(self.core.engine.name(id).to_owned());
         }
         result
     }
@@ -374,12 +379,12 @@ impl Runner<'_> {
             return Ok(());
         };
         super::super::upgrade::wait_node_version(
-            &self.engine,
-            self.first,
+            &self.core.engine,
+            self.core.first,
             &self.hosts[id].host.node_name,
             version,
             self.options.ready_timeout,
-            self.hosts[self.first].host.ssh.command_timeout,
+            self.hosts[self.core.first].host.ssh.command_timeout,
         )
         .await
     }
@@ -389,11 +394,12 @@ impl Runner<'_> {
         let token = self.join_token.clone();
         let (this, token) = (&*self, token.as_ref());
         let results = this
+            .core
             .engine
             .each_noting(
                 "agents",
                 agents,
-                this.engine.settings().concurrency,
+                this.core.engine.settings().concurrency,
                 |id| this.apply(id, token),
                 |id, _| this.hosts[id].action().done_word().to_owned(),
             )

@@ -44,7 +44,7 @@ use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHo
 use crate::fleet::FleetSettings;
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::airgap as k3s_airgap;
-use crate::k3s::install::{InstallSpec, Join, first_server};
+use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes::{self, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
 use crate::render::renderer_for;
@@ -55,10 +55,12 @@ use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
 use super::fold;
 use super::gitlab::{self as gitlab_phase, GitLabReport, LockRelease, PhaseContext};
+use super::host_status::{HostEnd, HostLine};
 use super::join;
-use super::outcome::{HostReport, NodeRow, PhaseTime, RunReport, Status};
+use super::outcome::{HostReport, NodeRow, RunReport, Status};
 use super::preflight;
-use super::remote::{self, ApiRead, LockAnswer};
+use super::remote::{self, ApiRead};
+use super::run_core::{Run, RunCore, inventory_hosts, run_phases};
 use super::{Observer, Progress};
 use gitlab_step::GitLabStep;
 use options::{
@@ -112,16 +114,12 @@ pub async fn run(
 /// The phases of `up` / `plan` over a connected run state, the lock released and the sessions
 /// closed whatever happened.
 async fn run_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
-    let manager = up_phases(runner.options.mode);
-    let cancel = runner.engine.cancel().clone();
-    let result = manager
-        .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
-        .await;
-    if runner.engine.is_cancelled() {
+    let phases = up_phases(runner.options.mode);
+    let result = run_phases(&mut runner, &phases).await;
+    if runner.core.engine.is_cancelled() {
         runner.cancel_unfinished();
     }
-    runner.release_lock().await;
-    runner.engine.close().await;
+    runner.core.finish().await;
     result?;
     Ok(runner.report())
 }

@@ -29,12 +29,12 @@ macro_rules! phase {
 
 /// Every host of the run, in inventory order.
 fn all(cx: &Runner<'_>) -> Vec<HostId> {
-    cx.engine.ids().collect()
+    cx.core.engine.ids().collect()
 }
 
 /// The first server (what the guards, its install and the API read act on).
 fn first(cx: &Runner<'_>) -> Vec<HostId> {
-    vec![cx.first]
+    vec![cx.core.first]
 }
 
 phase!(
@@ -74,9 +74,9 @@ phase!(
 phase!(
     /// A first server that is unreachable or refused stops everything else.
     first_server_gate, "first server alive", changes: false,
-    select: |cx| vec![cx.first],
+    select: |cx| vec![cx.core.first],
     apply: |cx, _hosts| {
-        if cx.hosts[cx.first].alive() {
+        if cx.hosts[cx.core.first].alive() {
             return Ok(Flow::Continue);
         }
         cx.first_server_lost("failed");
@@ -87,7 +87,7 @@ phase!(
 phase!(
     /// One version for every node: pinned, running on the first server, or the channel's.
     resolve_version, "resolve", changes: false,
-    select: |cx| vec![cx.first],
+    select: |cx| vec![cx.core.first],
     apply: |cx, _hosts| {
         cx.resolve_version().await?;
         Ok(Flow::Continue)
@@ -182,11 +182,11 @@ phase!(
     first_server, "first server", changes: true,
     select: |cx| first(cx),
     apply: |cx, _hosts| {
-        if !cx.hosts[cx.first].alive() {
+        if !cx.hosts[cx.core.first].alive() {
             cx.first_server_lost("failed");
             return Ok(Flow::Stop("the first server failed".to_owned()));
         }
-        if !cx.hosts[cx.first].action().changes() || cx.first_server().await {
+        if !cx.hosts[cx.core.first].action().changes() || cx.first_server().await {
             Ok(Flow::Continue)
         } else {
             Ok(Flow::Stop("the first server failed".to_owned()))
@@ -230,7 +230,7 @@ phase!(
 phase!(
     /// The cluster's kubeconfig merged into the user's (a workstation file).
     merge_kubeconfig, "kubeconfig", changes: true,
-    select: |cx| if cx.kubeconfig_text.is_some() { vec![cx.first] } else { Vec::new() },
+    select: |cx| if cx.kubeconfig_text.is_some() { vec![cx.core.first] } else { Vec::new() },
     apply: |cx, _hosts| {
         cx.merge_kubeconfig();
         Ok(Flow::Continue)
@@ -250,7 +250,7 @@ phase!(
 phase!(
     /// `[gitlab]`: the agent and runner charts on the first server (`plan`: what it would do).
     git_lab, "gitlab", changes: false,
-    select: |cx| if cx.inventory.gitlab.is_some() { vec![cx.first] } else { Vec::new() },
+    select: |cx| if cx.inventory.gitlab.is_some() { vec![cx.core.first] } else { Vec::new() },
     apply: |cx, _hosts| {
         let step = match cx.options.mode {
             Mode::Up => GitLabStep::Up,

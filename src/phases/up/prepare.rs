@@ -31,10 +31,11 @@ impl Runner<'_> {
         }
         let width = match self.options.reboot {
             Reboot::Serial => 1,
-            _ => self.engine.settings().concurrency,
+            _ => self.core.engine.settings().concurrency,
         };
         let this = &*self;
         let results = this
+            .core
             .engine
             .each_noting(
                 "pi cgroups",
@@ -47,14 +48,13 @@ impl Runner<'_> {
         let mut first_rebooted = false;
         for (id, result) in results {
             match result {
-                Ok(()) => first_rebooted |= id == self.first,
+                Ok(()) => first_rebooted |= id == self.core.first,
                 Err(failure) => self.hosts[id].fail(failure),
             }
         }
         // The lock lives on tmpfs: a reboot of the first server dropped it. Take it again.
-        if first_rebooted && self.locked {
-            self.locked = false;
-            self.lock().await?;
+        if first_rebooted && self.core.lock.is_held() {
+            self.retake_lock().await?;
         }
         Ok(())
     }
@@ -66,7 +66,8 @@ impl Runner<'_> {
         let file = facts.cmdline_file.clone().unwrap_or_default();
         let old_boot = facts.boot_id.clone();
         let script = remote::pi_cgroup_script(&file);
-        self.engine
+        self.core
+            .engine
             .run(
                 id,
                 "enable the memory cgroup",
@@ -74,10 +75,10 @@ impl Runner<'_> {
                 Output::Logged,
             )
             .await?;
-        let Some(remote) = self.engine.remote(id) else {
+        let Some(remote) = self.core.engine.remote(id) else {
             return Err(Failure::new(FailureKind::Unreachable, "no SSH session"));
         };
-        let name = self.engine.name(id);
+        let name = self.core.engine.name(id);
         let deadline = Instant::now() + REBOOT_WAIT;
         let mut last_error = String::from("no answer");
         while Instant::now() < deadline {
@@ -101,7 +102,7 @@ impl Runner<'_> {
                     let stdout = out.stdout_lossy();
                     let boot = stdout.lines().next().unwrap_or("").trim().to_owned();
                     if !boot.is_empty() && boot != old_boot {
-                        self.engine.log().write(
+                        self.core.engine.log().write(
                             name,
                             "rebooted",
                             &format!("new boot id {boot}\n{stdout}"),
@@ -199,7 +200,7 @@ impl Runner<'_> {
             return Ok(());
         };
         let arches = self.airgap_arches(hosts);
-        let observer = self.engine.observer().clone();
+        let observer = self.core.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "artifacts",
             hosts: 0,
@@ -219,11 +220,12 @@ impl Runner<'_> {
         let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
         let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
         let results = this
+            .core
             .engine
             .each_noting(
                 "upload",
                 hosts,
-                this.engine.settings().concurrency,
+                this.core.engine.settings().concurrency,
                 |id| this.deliver(id, artifacts, uploads),
                 |_, n| match n {
                     0 => "artifacts already there".to_owned(),
@@ -248,6 +250,6 @@ impl Runner<'_> {
         uploads: &tokio::sync::Semaphore,
     ) -> Result<usize, Failure> {
         let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
-        airgap::deliver(&self.engine, id, artifacts, arch, Some(uploads)).await
+        airgap::deliver(&self.core.engine, id, artifacts, arch, Some(uploads)).await
     }
 }

@@ -25,9 +25,10 @@ impl Runner<'_> {
         if restarting.is_empty() {
             return true;
         }
-        let first = self.first;
+        let first = self.core.first;
         let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
         let members = match self
+            .core
             .engine
             .run(first, "etcd members (node list)", &request, Output::Logged)
             .await

@@ -49,7 +49,7 @@ impl Runner<'_> {
             self.inventory.cluster.name
         );
         self.message(text.clone());
-        if let Some(id) = self.engine.id_of(&behind[0].0) {
+        if let Some(id) = self.core.engine.id_of(&behind[0].0) {
             self.hosts[id].fail(Failure::refused(text));
         }
         self.skip_rest("refused: the pinned version skips a minor (see the note)");

@@ -68,67 +68,18 @@ impl HostState {
     }
 }
 
-/// Times every phase (wall clock, start to end) on its way to the real observer.
-pub(super) struct PhaseClock {
-    inner: Arc<dyn Observer>,
-    running: Mutex<Vec<(String, Instant)>>,
-    done: Mutex<Vec<PhaseTime>>,
-}
-
-impl PhaseClock {
-    pub(super) fn new(inner: Arc<dyn Observer>) -> Arc<PhaseClock> {
-        Arc::new(PhaseClock {
-            inner,
-            running: Mutex::new(Vec::new()),
-            done: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-impl Observer for PhaseClock {
-    fn event(&self, event: &Progress<'_>) {
-        match event {
-            Progress::PhaseStart { phase, .. } => self
-                .running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((phase.to_string(), Instant::now())),
-            Progress::PhaseEnd { phase } => {
-                let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(i) = running.iter().position(|(p, _)| p == phase) {
-                    let (name, started) = running.remove(i);
-                    self.done
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(PhaseTime {
-                            phase: name,
-                            seconds: started.elapsed().as_secs_f64(),
-                        });
-                }
-            }
-            _ => {}
-        }
-        self.inner.event(event);
-    }
-}
-
 /// Everything `up`, `plan` and `status` keep during a run.
 pub(super) struct Runner<'a> {
     pub(super) inventory: &'a Inventory,
-    pub(super) engine: Engine,
-    pub(super) clock: Arc<PhaseClock>,
+    /// The engine, the first server, the cluster lock (`cluster_lock`), notes, phase records.
+    pub(super) core: RunCore,
     pub(super) options: UpOptions,
     pub(super) hosts: PerHost<HostState>,
-    pub(super) first: HostId,
-    pub(super) messages: Vec<String>,
     pub(super) version: Option<K3sVersion>,
     pub(super) version_source: Option<String>,
     pub(super) nodes: Vec<NodeRow>,
     pub(super) kubeconfig_written: Option<String>,
     pub(super) kubeconfig_error: Option<String>,
-    pub(super) run_id: String,
-    /// This run holds the lock on the first server.
-    pub(super) locked: bool,
     /// The node list read along with the API (see `read_from_api`), for verify's first look.
     pub(super) prefetched_nodes: Option<String>,
     /// The API read's stdout, or why it failed, when the first server's install did it.
@@ -143,6 +94,16 @@ pub(super) struct Runner<'a> {
     pub(super) gitlab: Option<GitLabReport>,
 }
 
+impl Run for Runner<'_> {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
+}
+
 impl<'a> Runner<'a> {
     /// Connect to every host (one fleet, inventory order) and make the run state.
     pub(super) async fn connect(
@@ -154,49 +115,34 @@ impl<'a> Runner<'a> {
         observer: Arc<dyn Observer>,
         log: RunLog,
     ) -> anyhow::Result<Runner<'a>> {
-        let clock = PhaseClock::new(observer);
-        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, clock.clone()).await;
-        Runner::new(inventory, hosts, engine, clock, options)
+        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
+        Runner::new(inventory, &hosts, engine, options)
     }
 
     /// The run state over `engine`, whose hosts are `hosts` (same names).
     pub(super) fn new(
         inventory: &'a Inventory,
-        hosts: Vec<Host>,
+        hosts: &[Host],
         engine: Engine,
-        clock: Arc<PhaseClock>,
         options: UpOptions,
     ) -> anyhow::Result<Runner<'a>> {
-        let first_name = first_server(inventory)?.name.clone();
-        let mut by_name: Vec<Option<Host>> = hosts.into_iter().map(Some).collect();
-        let mut states = Vec::new();
-        for id in engine.ids() {
-            let name = engine.name(id);
-            let host = by_name
-                .iter_mut()
-                .find(|h| h.as_ref().is_some_and(|h| h.name == name))
-                .and_then(Option::take)
-                .ok_or_else(|| anyhow::anyhow!("{name}: connected but not a host of this run"))?;
-            states.push(HostState::new(host));
-        }
-        let first = engine
-            .id_of(&first_name)
-            .ok_or_else(|| anyhow::anyhow!("the first server {first_name} is not in this run"))?;
+        let core = RunCore::new(engine, inventory, "edgeops up", options.lock_stale_after)?;
+        let hosts = inventory_hosts(&core.engine, hosts)?;
         Ok(Runner {
             inventory,
-            engine,
-            clock,
+            core,
             options,
-            hosts: PerHost::new(states),
-            first,
-            messages: Vec::new(),
+            hosts: PerHost::new(
+                hosts
+                    .iter()
+                    .map(|(_, h)| HostState::new(h.clone()))
+                    .collect(),
+            ),
             version: None,
             version_source: None,
             nodes: Vec::new(),
             kubeconfig_written: None,
             kubeconfig_error: None,
-            run_id: super::super::lock::new_run_id(),
-            locked: false,
             prefetched_nodes: None,
             api_answer: None,
             join_token: None,
@@ -207,16 +153,15 @@ impl<'a> Runner<'a> {
     }
 
     pub(super) fn name(&self, id: HostId) -> &str {
-        self.engine.name(id)
+        self.core.name(id)
     }
 
     pub(super) fn first_name(&self) -> String {
-        self.engine.name(self.first).to_owned()
+        self.core.engine.name(self.core.first).to_owned()
     }
 
     pub(super) fn message(&mut self, text: String) {
-        self.engine.note(&text);
-        self.messages.push(text);
+        self.core.message(text);
     }
 
     /// The hosts still at work that `keep` selects, in inventory order.
@@ -238,7 +183,7 @@ impl<'a> Runner<'a> {
     /// The first server failed: one message, and every other host skipped with why.
     pub(super) fn first_server_lost(&mut self, what: &str) {
         let first = self.first_name();
-        let reason = self.hosts[self.first]
+        let reason = self.hosts[self.core.first]
             .reason()
             .unwrap_or("unknown reason")
             .to_owned();
@@ -262,13 +207,14 @@ impl<'a> Runner<'a> {
         output: Output,
         release: bool,
     ) -> Result<ExecOutput, Failure> {
-        if !(release && self.locked && id == self.first) {
-            return self.engine.exec(id, title, &request, output).await;
+        let core = &mut self.core;
+        if !(release && core.lock.is_held() && id == core.first) {
+            return core.engine.exec(id, title, &request, output).await;
         }
-        request.command = fold::then_release(&request.command, &self.run_id);
-        let mut out = self.engine.exec(id, title, &request, output).await?;
+        request.command = fold::then_release(&request.command, core.lock.run_id());
+        let mut out = core.engine.exec(id, title, &request, output).await?;
         if fold::take_released(&mut out.stdout) {
-            self.locked = false;
+            core.lock.gone();
         }
         Ok(out)
     }
@@ -285,7 +231,7 @@ impl<'a> Runner<'a> {
         let out = self
             .exec_releasing(id, title, request, output, release)
             .await?;
-        self.engine.checked(title, out, output)
+        self.core.engine.checked(title, out, output)
     }
 
     /// After Ctrl-C (or SIGTERM, SIGHUP): a host whose change never ran to its end is
@@ -303,12 +249,10 @@ impl<'a> Runner<'a> {
 
     // ---- report ------------------------------------------------------------------------------
 
-    pub(super) fn report(self) -> RunReport {
+    pub(super) fn report(mut self) -> RunReport {
         let pinned = self.version.as_ref().map(|v| v.to_string());
         let mut hosts = Vec::new();
         for (id, state) in self.hosts.iter() {
-            let name = self.engine.name(id);
-            let busy = self.engine.busy(id);
             let action = state.action();
             let status = state.status.unwrap_or(if action.changes() {
                 Status::Done
@@ -316,59 +260,41 @@ impl<'a> Runner<'a> {
                 Status::Unchanged
             });
             let result = match status {
-                Status::Done | Status::Unchanged => action.done_word().to_owned(),
-                Status::Planned => match &state.decision {
-                    Some(d) => match d.action {
-                        Action::Nothing => "nothing to do".to_owned(),
-                        Action::Install => "would install".to_owned(),
-                        Action::Reconfigure => "would reconfigure".to_owned(),
-                        Action::Restart => "would restart".to_owned(),
-                        Action::Upgrade => "would upgrade".to_owned(),
-                    },
-                    None => "nothing to do".to_owned(),
+                Status::Done | Status::Unchanged => action.done_word(),
+                Status::Planned => match state.decision.as_ref().map(|d| &d.action) {
+                    None | Some(Action::Nothing) => "nothing to do",
+                    Some(Action::Install) => "would install",
+                    Some(Action::Reconfigure) => "would reconfigure",
+                    Some(Action::Restart) => "would restart",
+                    Some(Action::Upgrade) => "would upgrade",
                 },
-                Status::Failed => "failed".to_owned(),
-                Status::Skipped => "skipped".to_owned(),
+                Status::Failed => "failed",
+                Status::Skipped => "skipped",
+            };
+            let end = HostEnd {
+                status,
+                result: result.to_owned(),
+                failure: state.failure.clone(),
             };
             let facts = state.facts.as_ref();
-            let version = match status {
-                Status::Done => pinned.clone(),
-                _ => facts
-                    .and_then(|f| f.k3s_version.as_ref())
-                    .map(|v| v.to_string()),
-            };
-            let failure = state
-                .failure
-                .as_ref()
-                .filter(|_| matches!(status, Status::Failed | Status::Skipped));
             hosts.push(HostReport {
-                host: name.to_owned(),
-                role: state.host.role.as_str(),
+                line: HostLine::new(&self.core.engine, id, state.host.role, &end),
                 arch: facts.map(|f| {
                     f.arch
                         .map(|a| a.as_str().to_owned())
                         .unwrap_or_else(|| f.machine.clone())
                 }),
-                version,
-                status,
-                result,
+                version: match status {
+                    Status::Done => pinned.clone(),
+                    _ => facts
+                        .and_then(|f| f.k3s_version.as_ref())
+                        .map(|v| v.to_string()),
+                },
                 decision: state.decision.clone(),
-                reason: state.failure.as_ref().map(|f| f.reason.clone()),
-                failure: failure.map(|f| f.kind),
-                exit_code: failure.and_then(|f| f.exit_code),
                 warnings: state.warnings.clone(),
-                seconds: busy.time.as_secs_f64(),
-                commands: busy.commands,
-                log: self
-                    .engine
-                    .log()
-                    .host_file(name)
-                    .map(|p| p.display().to_string()),
                 facts: None,
             });
         }
-        let phases =
-            std::mem::take(&mut *self.clock.done.lock().unwrap_or_else(|e| e.into_inner()));
         RunReport {
             cluster: self.inventory.cluster.name.clone(),
             version: pinned,
@@ -378,14 +304,14 @@ impl<'a> Runner<'a> {
             nodes: self.nodes,
             kubeconfig: self.kubeconfig_written,
             kubeconfig_error: self.kubeconfig_error,
-            log_dir: self.engine.log().dir().map(|d| d.display().to_string()),
-            messages: self.messages,
+            log_dir: self.core.log_dir(),
+            messages: std::mem::take(&mut self.core.messages),
             gitlab: self.gitlab.or_else(|| {
                 // `up` with `[gitlab]` that stopped before the phase: say so, and fail the run.
                 (self.options.mode == Mode::Up && self.options.gitlab.is_some())
                     .then(|| GitLabReport::skipped("the cluster did not come up"))
             }),
-            phases,
+            phases: std::mem::take(&mut self.core.phases),
         }
     }
 }

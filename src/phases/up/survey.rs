@@ -18,9 +18,9 @@ impl Runner<'_> {
     /// One facts round trip per host; `lock`: the first server runs that script instead (with
     /// sudo), its whole output kept in `lock.reply`.
     pub(super) async fn gather(&mut self, lock: Option<&FirstFacts>) {
-        let hosts: Vec<HostId> = self.engine.ids().collect();
+        let hosts: Vec<HostId> = self.core.engine.ids().collect();
         let script = facts::script();
-        let (engine, first) = (&self.engine, self.first);
+        let (engine, first) = (&self.core.engine, self.core.first);
         let results = engine
             .each("facts", &hosts, |id| {
                 let script = script.clone();
@@ -73,9 +73,11 @@ impl Runner<'_> {
             match result {
                 Ok(facts) => self.hosts[id].facts = Some(facts),
                 Err(failure) => {
-                    self.engine
-                        .log()
-                        .write(self.engine.name(id), "facts: error", &failure.reason);
+                    self.core.engine.log().write(
+                        self.core.engine.name(id),
+                        "facts: error",
+                        &failure.reason,
+                    );
                     self.hosts[id].fail(failure);
                 }
             }
@@ -119,7 +121,7 @@ impl Runner<'_> {
     /// carries a secret (`Session::check_sudo`: the password alone, one attempt); a refusal
     /// fails the host in preflight. Other hosts cost nothing.
     pub(super) async fn sudo_preflight(&mut self, hosts: &[HostId]) {
-        let engine = &self.engine;
+        let engine = &self.core.engine;
         let results = engine
             .each("sudo check", hosts, |id| async move {
                 if let Some(session) = engine.remote(id).and_then(|r| r.session()) {
@@ -134,13 +136,16 @@ impl Runner<'_> {
             if let Err(failure) = result
                 && self.hosts[id].alive()
             {
-                let name = self.engine.name(id);
+                let name = self.core.engine.name(id);
                 let reason = failure
                     .reason
                     .strip_prefix("sudo check: ")
                     .unwrap_or(&failure.reason)
                     .to_owned();
-                self.engine.log().write(name, "sudo check: error", &reason);
+                self.core
+                    .engine
+                    .log()
+                    .write(name, "sudo check: error", &reason);
                 self.hosts[id].fail(Failure {
                     reason: format!("preflight: {reason}"),
                     ..failure
@@ -163,7 +168,7 @@ impl Runner<'_> {
             self.version_source = Some("pinned in the inventory".into());
             return Ok(());
         }
-        let first = &self.hosts[self.first];
+        let first = &self.hosts[self.core.first];
         let running = first
             .facts
             .as_ref()
@@ -182,7 +187,7 @@ impl Runner<'_> {
             .channel
             .parse()
             .map_err(|e| anyhow::anyhow!("[cluster] channel {:?}: {e}", cluster.channel))?;
-        let observer = self.engine.observer();
+        let observer = self.core.engine.observer();
         observer.event(&Progress::PhaseStart {
             phase: "resolve",
             hosts: 0,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::PhaseClock;
 use super::*;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
@@ -149,19 +148,18 @@ async fn run_fake(
     cancel: &Cancel,
 ) -> RunReport {
     let mode = mode.into();
-    let clock = PhaseClock::new(Arc::new(Quiet));
     let engine = Engine::from_remotes(
         members,
         FleetSettings::default(),
         cancel.clone(),
         RunLog::disabled(Redactor::default()),
-        clock.clone(),
+        Arc::new(Quiet),
     );
     let options = match mode {
         Some(mode) => options(mode),
         None => UpOptions::read_only(FleetSettings::default()),
     };
-    let runner = Runner::new(inventory, inventory.hosts.clone(), engine, clock, options).unwrap();
+    let runner = Runner::new(inventory, &inventory.hosts, engine, options).unwrap();
     match mode {
         Some(_) => run_on(runner).await.unwrap(),
         None => access::status_on(runner).await.unwrap(),
@@ -455,7 +453,6 @@ async fn status_reads_one_exec_per_host_and_changes_nothing() {
 #[test]
 fn phase_selections_follow_the_run_state() {
     let inv = inventory(&["s1", "s2", "s3"], &["a1", "a2"]);
-    let clock = PhaseClock::new(Arc::new(Quiet));
     let (journal, cancel) = (Journal::new(), Cancel::default());
     let members = inv
         .hosts
@@ -473,13 +470,12 @@ fn phase_selections_follow_the_run_state() {
         FleetSettings::default(),
         cancel,
         RunLog::disabled(Redactor::default()),
-        clock.clone(),
+        Arc::new(Quiet),
     );
-    let mut runner =
-        Runner::new(&inv, inv.hosts.clone(), engine, clock, options(Mode::Up)).unwrap();
-    let id = |name: &str| runner.engine.id_of(name).unwrap();
+    let mut runner = Runner::new(&inv, &inv.hosts, engine, options(Mode::Up)).unwrap();
+    let id = |name: &str| runner.core.engine.id_of(name).unwrap();
     let (s1, s2, s3, a1, a2) = (id("s1"), id("s2"), id("s3"), id("a1"), id("a2"));
-    assert_eq!(runner.first, s1);
+    assert_eq!(runner.core.first, s1);
     // Nothing decided yet: nobody joins.
     assert!(runner.joining_servers().is_empty());
     for (_, state) in runner.hosts.iter_mut() {

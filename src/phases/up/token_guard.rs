@@ -81,8 +81,8 @@ impl Runner<'_> {
     /// window, as k3s asks ("restart k3s nodes with new token"). `false`: it failed; the hosts
     /// say why.
     async fn rotate_join_token(&mut self, token: &JoinToken) -> bool {
-        let first = self.first;
-        let observer = self.engine.observer().clone();
+        let first = self.core.first;
+        let observer = self.core.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "rotate join token",
             hosts: 1,
@@ -91,6 +91,7 @@ impl Runner<'_> {
             .sudo(true)
             .stdin(token.file_contents().into_bytes());
         if let Err(failure) = self
+            .core
             .engine
             .run(first, "rotate join token", &request, Output::Logged)
             .await
@@ -116,14 +117,16 @@ impl Runner<'_> {
             let (servers, agents) = self.token_rotation_hosts();
             let this = &*self;
             results.extend(
-                this.engine
+                this.core
+                    .engine
                     .each_within("new join token (servers)", &servers, 1, |id| {
                         this.new_join_token(id, token)
                     })
                     .await,
             );
             results.extend(
-                this.engine
+                this.core
+                    .engine
                     .each("new join token (agents)", &agents, |id| {
                         this.new_join_token(id, token)
                     })
@@ -162,7 +165,8 @@ impl Runner<'_> {
     pub(super) fn token_rotation_hosts(&self) -> (Vec<HostId>, Vec<HostId>) {
         let installed = |role: Role| {
             self.alive_where(|id, s| {
-                id != self.first && s.facts.as_ref().and_then(|f| f.installed_role()) == Some(role)
+                id != self.core.first
+                    && s.facts.as_ref().and_then(|f| f.installed_role()) == Some(role)
             })
         };
         (installed(Role::Server), installed(Role::Agent))
@@ -184,7 +188,8 @@ impl Runner<'_> {
             .sudo(true)
             .stdin(token.file_contents().into_bytes())
             .timeout(join::install_timeout(self.inventory, &state.host));
-        self.engine
+        self.core
+            .engine
             .run(id, "new join token", &request, Output::Logged)
             .await
             .map(drop)
@@ -198,7 +203,7 @@ impl Runner<'_> {
         let Some(token) = self.options.token.clone() else {
             return true;
         };
-        let first = self.first;
+        let first = self.core.first;
         let first_name = self.first_name();
         let running = self.hosts[first].runs_server();
         let writers: Vec<String> = self
@@ -219,6 +224,7 @@ impl Runner<'_> {
             .sudo(true)
             .stdin(token.file_contents().into_bytes());
         let answer = match self
+            .core
             .engine
             .run(first, "join token check", &request, Output::Logged)
             .await
@@ -283,7 +289,7 @@ impl Runner<'_> {
 
     /// The first server fails with `failure`; every other host still waiting is skipped.
     fn stop_all(&mut self, failure: Failure) {
-        self.hosts[self.first].fail(failure);
+        self.hosts[self.core.first].fail(failure);
         self.skip_rest(&format!(
             "the join token check on {} stopped the run: nothing was changed",
             self.first_name()

@@ -37,12 +37,12 @@ impl Runner<'_> {
                 .copied()
                 .find(|&id| this.hosts[id].host.node_name == node)
         };
-        let observer = self.engine.observer().clone();
+        let observer = self.core.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "verify",
             hosts: expected.len(),
         });
-        let first = self.first;
+        let first = self.core.first;
         let first_name = self.first_name();
         let deadline = Instant::now() + self.options.ready_timeout;
         let mut reported_ok: Vec<String> = Vec::new();
@@ -60,7 +60,7 @@ impl Runner<'_> {
                 }
             };
             // After Ctrl-C, polling on until the deadline would only keep the user waiting.
-            let give_up = Instant::now() >= deadline || self.engine.is_cancelled();
+            let give_up = Instant::now() >= deadline || self.core.engine.is_cancelled();
             let result = result.and_then(|text| {
                 nodes::parse_nodes(&text)
                     .map_err(|e| Failure::new(FailureKind::Exited, format!("nodes: {e}")))
@@ -93,7 +93,7 @@ impl Runner<'_> {
                     if let Some(id) = host_of(self, &report.name) {
                         observer.event(&Progress::HostDone {
                             phase: "verify",
-                            host: self.engine.name(id),
+                            host: self.core.engine.name(id),
                             ok: true,
                             detail: "Ready",
                         });
@@ -119,11 +119,11 @@ impl Runner<'_> {
                 );
                 observer.event(&Progress::HostDone {
                     phase: "verify",
-                    host: self.engine.name(id),
+                    host: self.core.engine.name(id),
                     ok: false,
                     detail: &reason,
                 });
-                let kind = if self.engine.is_cancelled() {
+                let kind = if self.core.engine.is_cancelled() {
                     FailureKind::Cancelled
                 } else {
                     FailureKind::TimedOut

@@ -35,8 +35,8 @@ use std::sync::Arc;
 use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, HostId, Manager, PerHost, Step, same_line};
 use crate::inventory::{Host, Inventory};
-use crate::k3s::install::first_server;
 use crate::phases::Observer;
+use crate::phases::run_core::{RunCore, inventory_hosts, run_phases};
 use crate::ssh::{ConnectOptions, SshContext};
 
 use prepare::{
@@ -86,7 +86,7 @@ fn phases(dry_run: bool) -> Manager<'static, Upgrade> {
 
 /// The first server alone: the run's anchor (the lock, the API, what is done once).
 fn first(cx: &Upgrade) -> Vec<HostId> {
-    vec![cx.first]
+    vec![cx.core.first]
 }
 
 /// Run `edgeops upgrade` over `hosts` (the selection plus the first server).
@@ -99,86 +99,56 @@ pub async fn upgrade(
     observer: Arc<dyn Observer>,
     log: RunLog,
 ) -> anyhow::Result<UpgradeReport> {
-    let first = first_server(inventory)?.name.clone();
     let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
-    run(engine, inventory, hosts, &first, options).await
+    run(engine, inventory, hosts, options).await
 }
 
-/// The phases over a made engine (live hosts, or scripted ones in tests), then the release.
+/// The phases over a made engine (live hosts, or scripted ones in tests), then the lock given
+/// back and the sessions closed, whatever happened.
 async fn run(
     engine: Engine,
     inventory: &Inventory,
     hosts: Vec<Host>,
-    first: &str,
     options: UpgradeOptions,
 ) -> anyhow::Result<UpgradeReport> {
-    let mut cx = run_state(engine, inventory, hosts, first, options)?;
-    let cancel = cx.engine.cancel().clone();
-    let result = phases(cx.options.dry_run)
-        .run(&mut cx, &cancel, |cx, id| cx.hosts[id].host.name.clone())
-        .await;
-    release_lock(&mut cx).await;
-    cx.engine.close().await;
-    let records = result?;
-    let log_dir = cx.engine.log().dir().map(|d| d.display().to_string());
-    Ok(cx.report(records, log_dir))
+    let mut cx = run_state(engine, inventory, &hosts, options)?;
+    let phases = phases(cx.options.dry_run);
+    let result = run_phases(&mut cx, &phases).await;
+    cx.core.finish().await;
+    result?;
+    Ok(cx.report())
 }
 
 /// The run state before the first phase: each host of the engine with its inventory entry.
 fn run_state(
     engine: Engine,
     inventory: &Inventory,
-    hosts: Vec<Host>,
-    first: &str,
+    hosts: &[Host],
     options: UpgradeOptions,
 ) -> anyhow::Result<Upgrade> {
-    let first = engine
-        .id_of(first)
-        .ok_or_else(|| anyhow::anyhow!("upgrade: the first server {first} is not in the run"))?;
-    let mut states = Vec::new();
-    for id in engine.ids() {
-        let name = engine.name(id);
-        let host = hosts
-            .iter()
-            .find(|h| h.name == name)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("upgrade: host {name} is not in the inventory"))?;
-        states.push(state::HostState {
+    let core = RunCore::new(engine, inventory, "upgrade", options.lock_stale_after)?;
+    let hosts = inventory_hosts(&core.engine, hosts)?;
+    let states = hosts
+        .iter()
+        .map(|(_, host)| state::HostState {
             selected: options.selected.contains(&host.name),
-            host,
+            host: host.clone(),
             facts: None,
             need: None,
             spec: None,
             end: None,
             spent: std::time::Duration::ZERO,
-        });
-    }
+        })
+        .collect();
     Ok(Upgrade {
-        engine,
+        core,
         inventory: inventory.clone(),
         hosts: PerHost::new(states),
-        first,
-        lock: crate::phases::lock::ClusterLock::new(
-            first,
-            crate::phases::lock::new_run_id(),
-            "upgrade",
-            inventory.cluster.name.clone(),
-            options.lock_stale_after,
-        ),
         observed: Err("not read".into()),
         target: None,
         target_source: None,
         artifacts: None,
         nodes: Vec::new(),
-        messages: Vec::new(),
         options,
     })
-}
-
-/// Release this run's lock, also after Ctrl-C (the release ignores the cancel, bounded by
-/// `lock::UNLOCK_TIMEOUT`); when it cannot, say when it expires.
-async fn release_lock(cx: &mut Upgrade) {
-    if let Some(note) = cx.lock.release(&cx.engine).await {
-        cx.message(note);
-    }
 }

@@ -49,9 +49,9 @@ pub(super) async fn upgrade_node(
     }
     deliver(cx, id).await.map_err(left_cordoned)?;
     install(cx, id, spec).await.map_err(left_cordoned)?;
-    let api = cx.first;
+    let api = cx.core.first;
     let wait = wait_node_version(
-        &cx.engine,
+        &cx.core.engine,
         api,
         &node,
         target,
@@ -63,8 +63,9 @@ pub(super) async fn upgrade_node(
     if cx.options.drain {
         let request =
             ExecRequest::new(format!("k3s kubectl uncordon {}", shell_quote(&node))).sudo(true);
-        cx.engine
-            .run(cx.first, "uncordon", &request, Output::Logged)
+        cx.core
+            .engine
+            .run(cx.core.first, "uncordon", &request, Output::Logged)
             .await?;
     }
     Ok(())
@@ -79,7 +80,7 @@ pub(super) async fn drain(cx: &Upgrade, node: &str) -> Result<(), Failure> {
         force: false,
         delete_emptydir_data: true,
     };
-    match crate::phases::drain::drain(&cx.engine, cx.first, node, &options).await {
+    match crate::phases::drain::drain(&cx.core.engine, cx.core.first, node, &options).await {
         Ok(_) => Ok(()),
         Err(crate::phases::drain::DrainError::Failed(failure)) => Err(failure),
         Err(blocked) => {
@@ -101,7 +102,7 @@ async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
         return Ok(());
     };
     let arch = cx.hosts[id].facts.as_ref().and_then(|f| f.arch);
-    airgap::deliver(&cx.engine, id, artifacts, arch, None).await?;
+    airgap::deliver(&cx.core.engine, id, artifacts, arch, None).await?;
     Ok(())
 }
 
@@ -115,13 +116,14 @@ async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Fai
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
         .timeout(join::install_timeout(&cx.inventory, host));
     let out = cx
+        .core
         .engine
         .exec(id, "upgrade", &request, Output::Logged)
         .await?;
     if out.success() {
         return Ok(());
     }
-    let redactor = cx.engine.log().redactor();
+    let redactor = cx.core.engine.log().redactor();
     // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
     if let Some(reason) = join::stopped_reason(&cx.inventory, host, spec, &out) {
         let mut failure = Failure::exited("upgrade", &out, false, redactor);

@@ -27,8 +27,9 @@ pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first server, only when it could not be reached.
 pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
-    let first = cx.first;
-    cx.engine
+    let first = cx.core.first;
+    cx.core
+        .engine
         .unreachable(first)
         .map(|_| vec![first])
         .unwrap_or_default()
@@ -37,11 +38,11 @@ pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
 /// The first server, where the lock and the API live: without it nothing is attempted.
 pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let first = cx.first;
+        let first = cx.core.first;
         let name = cx.hosts[first].host.name.clone();
         let why = format!("first server {name} is unreachable: nothing was attempted");
         cx.message(why.clone());
-        let cause = cx.engine.unreachable(first).cloned();
+        let cause = cx.core.engine.unreachable(first).cloned();
         for (id, state) in cx.hosts.iter_mut() {
             if !state.selected {
                 continue;
@@ -61,13 +62,18 @@ pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Ap
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
 pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let note = cx.lock.acquire(&cx.engine).await.map_err(|e| match e {
-            LockError::Held(held) => UpgradeError::Locked(held),
-            LockError::NotTaken { host, failure } => UpgradeError::Lock {
-                host,
-                reason: failure.reason,
-            },
-        })?;
+        let note = cx
+            .core
+            .lock
+            .acquire(&cx.core.engine)
+            .await
+            .map_err(|e| match e {
+                LockError::Held(held) => UpgradeError::Locked(held),
+                LockError::NotTaken { host, failure } => UpgradeError::Lock {
+                    host,
+                    reason: failure.reason,
+                },
+            })?;
         if let Some(note) = note {
             cx.message(note);
         }
@@ -83,7 +89,7 @@ pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
 pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let script = facts::script();
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("facts", hosts, |id| facts_of(engine, id, &script))
             .await;
@@ -113,8 +119,9 @@ async fn facts_of(
 pub(super) async fn read_nodes(cx: &Upgrade) -> Result<Vec<crate::k3s::nodes::NodeStatus>, String> {
     let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
     let out = cx
+        .core
         .engine
-        .run(cx.first, "nodes", &request, Output::Logged)
+        .run(cx.core.first, "nodes", &request, Output::Logged)
         .await
         .map_err(|f| f.reason)?;
     nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
@@ -139,7 +146,7 @@ pub(super) fn resolve<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
             }
             Target::Channel(channel) => {
                 let url = cx.inventory.cluster.channel_url.clone();
-                let observer = cx.engine.observer().clone();
+                let observer = cx.core.engine.observer().clone();
                 observer.event(&Progress::PhaseStart {
                     phase: "resolve",
                     hosts: 0,
@@ -186,7 +193,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
         Err(reason) => {
             let text = format!(
                 "cannot list the nodes on {}: {reason}",
-                cx.hosts[cx.first].host.name
+                cx.hosts[cx.core.first].host.name
             );
             cx.message(text);
             HashMap::new()
@@ -383,7 +390,7 @@ pub(super) fn fetch_artifacts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> A
                 arches.push(arch);
             }
         }
-        let observer = cx.engine.observer().clone();
+        let observer = cx.core.engine.observer().clone();
         observer.event(&Progress::PhaseStart {
             phase: "artifacts",
             hosts: 0,

@@ -19,9 +19,9 @@ use super::state::Upgrade;
 /// The rolling order of the selected hosts: servers (first server first), agent batches.
 fn order(cx: &Upgrade) -> (Vec<HostId>, Vec<Vec<HostId>>) {
     let selected: Vec<_> = cx.selected().map(|(_, s)| &s.host).collect();
-    let first = cx.hosts[cx.first].host.name.clone();
+    let first = cx.hosts[cx.core.first].host.name.clone();
     let (servers, batches) = rolling_order(selected, &first, cx.options.batch_size);
-    let id = |name: &String| cx.engine.id_of(name);
+    let id = |name: &String| cx.core.engine.id_of(name);
     (
         servers.iter().filter_map(id).collect(),
         batches
@@ -44,9 +44,9 @@ async fn timed(
     target: &K3sVersion,
     spent: &Mutex<Vec<(HostId, Duration)>>,
 ) -> Result<(), Failure> {
-    cx.engine.observer().event(&Progress::HostStart {
+    cx.core.engine.observer().event(&Progress::HostStart {
         phase,
-        host: cx.engine.name(id),
+        host: cx.core.engine.name(id),
     });
     let started = Instant::now();
     let result = upgrade_node(cx, id, target).await;
@@ -143,7 +143,8 @@ pub(super) fn roll_servers<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appl
         let results = {
             let cx = &*cx;
             let (servers, failed, spent, target) = (&servers, &failed, &spent, &target);
-            cx.engine
+            cx.core
+                .engine
                 .each_within("servers", hosts, 1, |id| {
                     server_step(cx, id, servers, failed, spent, target)
                 })
@@ -205,7 +206,8 @@ pub(super) fn roll_agents<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appli
             let results = {
                 let cx = &*cx;
                 let (spent, target) = (&spent, &target);
-                cx.engine
+                cx.core
+                    .engine
                     .each_within(&title, &batch, cx.options.batch_size, |id| {
                         timed(cx, &title, id, target, spent)
                     })

@@ -5,56 +5,38 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, Failure, FailureKind, HostId, PerHost, PhaseRecord};
+use crate::engine::{Failure, HostId, PerHost, PhaseRecord};
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::K3sVersion;
 use crate::k3s::airgap::Artifacts;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::nodes::NodeStatus;
 use crate::phases::facts::Facts;
+use crate::phases::host_status::{HostEnd, HostLine};
 use crate::phases::outcome::{NodeRow, Status};
+use crate::phases::run_core::{Run, RunCore};
 
 use super::options::UpgradeOptions;
 use super::plan::HostNeed;
 
-/// One host's line in the upgrade report.
+/// One host's line in the upgrade report: the shared columns (`result`: `upgraded`, `already
+/// at V`, `failed`, `skipped`, `would upgrade ...`; `seconds`: the wall time of its upgrade, its
+/// own steps and the kubectl steps for it) and the versions before and after.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpgradeHost {
-    pub host: String,
-    pub role: &'static str,
+    #[serde(flatten)]
+    pub line: HostLine,
     /// The version it ran before (node's kubeletVersion, else the binary's).
     pub from: Option<String>,
     /// The version it runs after the run (with `--dry-run`: would run).
     pub to: Option<String>,
-    pub status: Status,
-    /// `upgraded`, `already at V`, `failed`, `skipped`, `would upgrade ...`.
-    pub result: String,
-    /// Why it failed or was skipped, as a kind a script branches on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub failure: Option<FailureKind>,
-    /// The exit code, when the failure is a command that exited non-zero.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<u32>,
-    pub reason: Option<String>,
-    /// Time spent upgrading this host (its own steps and the kubectl steps for it).
-    pub seconds: f64,
-    pub log: Option<String>,
 }
 
-impl UpgradeHost {
-    pub fn is_failure(&self) -> bool {
-        matches!(self.status, Status::Failed | Status::Skipped)
-    }
+impl std::ops::Deref for UpgradeHost {
+    type Target = HostLine;
 
-    /// The RESULT column: the result, and for a failure its kind (`failed (timed out)`).
-    pub fn result_text(&self) -> String {
-        match (self.failure, self.exit_code) {
-            (Some(FailureKind::Exited), Some(code)) => format!("{} (exit {code})", self.result),
-            (Some(kind), _) if kind.as_str() != self.result => {
-                format!("{} ({})", self.result, kind.as_str())
-            }
-            _ => self.result.clone(),
-        }
+    fn deref(&self) -> &HostLine {
+        &self.line
     }
 }
 
@@ -82,14 +64,6 @@ impl UpgradeReport {
     }
 }
 
-/// How a host's part of the run ended.
-#[derive(Debug, Clone)]
-pub(super) struct End {
-    pub status: Status,
-    pub result: String,
-    pub failure: Option<Failure>,
-}
-
 /// One host of the run, between phases.
 pub(super) struct HostState {
     pub host: Host,
@@ -99,7 +73,7 @@ pub(super) struct HostState {
     pub need: Option<HostNeed>,
     /// The install at the target: set only for hosts that need the upgrade.
     pub spec: Option<InstallSpec>,
-    pub end: Option<End>,
+    pub end: Option<HostEnd>,
     /// Wall time of its upgrade.
     pub spent: Duration,
 }
@@ -108,7 +82,7 @@ impl HostState {
     /// Record how the host ended; the first ending wins.
     pub fn finish(&mut self, status: Status, result: impl Into<String>, failure: Option<Failure>) {
         if self.end.is_none() {
-            self.end = Some(End {
+            self.end = Some(HostEnd {
                 status,
                 result: result.into(),
                 failure,
@@ -142,14 +116,12 @@ impl HostState {
 
 /// The state of one `edgeops upgrade` run, handed from phase to phase.
 pub struct Upgrade {
-    pub(super) engine: Engine,
+    /// The engine, the first server (the lock and the API live there), the cluster lock `up`
+    /// and `reset` take, the notes and the phases run.
+    pub(super) core: RunCore,
     pub(super) inventory: Inventory,
     pub(super) options: UpgradeOptions,
     pub(super) hosts: PerHost<HostState>,
-    /// The first server: the lock and the API live there.
-    pub(super) first: HostId,
-    /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
-    pub(super) lock: crate::phases::lock::ClusterLock,
     /// The node list read before deciding (`Err`: why it could not be read).
     pub(super) observed: Result<Vec<NodeStatus>, String>,
     pub(super) target: Option<K3sVersion>,
@@ -158,14 +130,22 @@ pub struct Upgrade {
     pub(super) artifacts: Option<Artifacts>,
     /// The node table read at the end.
     pub(super) nodes: Vec<NodeRow>,
-    pub(super) messages: Vec<String>,
+}
+
+impl Run for Upgrade {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
 }
 
 impl Upgrade {
     /// Show a note now and keep it for the report.
     pub(super) fn message(&mut self, text: String) {
-        self.engine.note(&text);
-        self.messages.push(text);
+        self.core.message(text);
     }
 
     /// The resolved target (an error only if a phase ran before `resolve`: a bug in the order).
@@ -196,16 +176,15 @@ impl Upgrade {
             .unwrap_or_default()
     }
 
-    pub(super) fn report(self, phases: Vec<PhaseRecord>, log_dir: Option<String>) -> UpgradeReport {
+    pub(super) fn report(mut self) -> UpgradeReport {
         let target = self.target.as_ref().map(ToString::to_string);
         let hosts = self
             .selected()
-            .map(|(_, state)| {
-                let end = state.end.clone().unwrap_or(End {
-                    status: Status::Skipped,
-                    result: "skipped".into(),
-                    failure: Some(Failure::skipped("not reached")),
-                });
+            .map(|(id, state)| {
+                let end = state
+                    .end
+                    .clone()
+                    .unwrap_or_else(|| HostEnd::failed(Failure::skipped("not reached")));
                 let from = state
                     .need
                     .as_ref()
@@ -216,34 +195,23 @@ impl Upgrade {
                     Status::Failed | Status::Skipped => from.clone(),
                 };
                 UpgradeHost {
-                    host: state.host.name.clone(),
-                    role: state.host.role.as_str(),
+                    line: HostLine::new(&self.core.engine, id, state.host.role, &end)
+                        .took(state.spent),
                     from,
                     to,
-                    status: end.status,
-                    result: end.result,
-                    failure: end.failure.as_ref().map(|f| f.kind),
-                    exit_code: end.failure.as_ref().and_then(|f| f.exit_code),
-                    reason: end.failure.map(|f| f.reason),
-                    seconds: state.spent.as_secs_f64(),
-                    log: self
-                        .engine
-                        .log()
-                        .host_file(&state.host.name)
-                        .map(|p| p.display().to_string()),
                 }
             })
             .collect();
         UpgradeReport {
-            cluster: self.inventory.cluster.name.clone(),
+            cluster: self.core.cluster.clone(),
             dry_run: self.options.dry_run,
             target,
             target_source: self.target_source,
             hosts,
             nodes: self.nodes,
-            phases,
-            messages: self.messages,
-            log_dir,
+            phases: std::mem::take(&mut self.core.phases),
+            messages: std::mem::take(&mut self.core.messages),
+            log_dir: self.core.log_dir(),
         }
     }
 }

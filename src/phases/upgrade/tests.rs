@@ -205,7 +205,6 @@ impl Fixture {
             engine,
             &self.inventory,
             self.inventory.hosts.clone(),
-            "srv-1",
             options,
         )
         .await
@@ -430,25 +429,18 @@ fn the_phases_select_from_the_state_alone() {
     options.selected.retain(|h| h != "wrk-2");
     let target: crate::k3s::K3sVersion = TO.parse().unwrap();
     let renderer = crate::render::Renderer::builtin();
-    let mut cx = run_state(
-        engine(""),
-        &inventory,
-        inventory.hosts.clone(),
-        "srv-1",
-        options.clone(),
-    )
-    .unwrap();
+    let mut cx = run_state(engine(""), &inventory, &inventory.hosts, options.clone()).unwrap();
     cx.target = Some(target.clone());
     for (_, state) in cx.hosts.iter_mut() {
         let join = Join::for_host(&inventory, &state.host).unwrap();
         state.spec =
             Some(InstallSpec::new(&inventory, &state.host, join, &target, &renderer).unwrap());
     }
-    let srv2 = cx.engine.id_of("srv-2").unwrap();
+    let srv2 = cx.core.engine.id_of("srv-2").unwrap();
     cx.hosts[srv2].finish(Status::Unchanged, "already there", None);
     let names = |cx: &Upgrade, ids: Vec<crate::engine::HostId>| -> Vec<String> {
         ids.into_iter()
-            .map(|id| cx.engine.name(id).to_owned())
+            .map(|id| cx.core.engine.name(id).to_owned())
             .collect()
     };
     assert!(prepare::first_if_unreachable(&cx).is_empty());
@@ -468,13 +460,6 @@ fn the_phases_select_from_the_state_alone() {
     // Nothing ran on a host to make these choices.
     assert!(journal.calls().is_empty());
     // An unreachable first server is the one host the first phase acts on.
-    let cx = run_state(
-        engine("srv-1"),
-        &inventory,
-        inventory.hosts.clone(),
-        "srv-1",
-        options,
-    )
-    .unwrap();
+    let cx = run_state(engine("srv-1"), &inventory, &inventory.hosts, options).unwrap();
     assert_eq!(names(&cx, prepare::first_if_unreachable(&cx)), ["srv-1"]);
 }
