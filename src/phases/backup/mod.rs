@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::{Engine, Failure, HostId, Manager, Step};
+use crate::engine::{Failure, HostId, Manager, Step};
 use crate::k3s::snapshot::{Entry, Listed};
+use crate::phases::run_core::{Run, RunCore};
 
 mod run;
 mod steps;
@@ -50,9 +51,8 @@ pub struct Saved {
 
 /// Everything one backup knows between its phases.
 pub struct BackupRun {
-    pub engine: Engine,
-    pub first: HostId,
-    pub cluster: String,
+    /// The engine (the first server alone) and the cluster; a backup takes no lock.
+    pub core: RunCore,
     /// The backup folder on the workstation.
     pub dest: PathBuf,
     pub request: Request,
@@ -67,6 +67,16 @@ pub struct BackupRun {
     pub failure: Option<Failure>,
 }
 
+impl Run for BackupRun {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
+}
+
 impl BackupRun {
     fn saving(&self) -> bool {
         matches!(self.request, Request::Save { .. })
@@ -74,7 +84,11 @@ impl BackupRun {
 
     /// The first server when `wanted`: a phase's selection.
     fn first_if(&self, wanted: bool) -> Vec<HostId> {
-        if wanted { vec![self.first] } else { Vec::new() }
+        if wanted {
+            vec![self.core.first]
+        } else {
+            Vec::new()
+        }
     }
 }
 

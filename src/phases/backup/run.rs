@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, Failure, HostId};
-use crate::fleet::{Fleet, FleetSettings};
+use crate::engine::{Engine, Failure};
+use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::Listed;
 use crate::phases::Quiet;
+use crate::phases::run_core::{RunCore, run_phases};
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::{BackupRun, Request, Saved, phases};
@@ -27,10 +28,6 @@ pub struct Outcome {
 
 pub struct Backup;
 
-fn host_name(cx: &BackupRun, id: HostId) -> String {
-    cx.engine.name(id).to_owned()
-}
-
 impl Backup {
     /// Connect to the first server (`targets`: it alone) and do `request`.
     pub async fn connect_and_run(
@@ -42,9 +39,7 @@ impl Backup {
         dest: PathBuf,
         request: Request,
     ) -> anyhow::Result<Outcome> {
-        let fleet =
-            Fleet::connect_all(targets, ctx, settings, Arc::new(crate::fleet::Silent)).await;
-        let engine = Engine::from_fleet(fleet, log, Arc::new(Quiet));
+        let engine = Engine::connect(targets, ctx, settings, log, Arc::new(Quiet)).await;
         Backup::run(engine, inventory, dest, request).await
     }
 
@@ -56,15 +51,15 @@ impl Backup {
         dest: PathBuf,
         request: Request,
     ) -> anyhow::Result<Outcome> {
-        let first = crate::k3s::install::first_server(inventory)?;
-        let id = engine
-            .id_of(&first.name)
-            .ok_or_else(|| anyhow::anyhow!("the first server {} is not in this run", first.name))?;
-        let mut run = BackupRun {
-            failure: engine.unreachable(id).cloned(),
+        let core = RunCore::new(
             engine,
-            first: id,
-            cluster: inventory.cluster.name.clone(),
+            inventory,
+            "edgeops backup",
+            inventory.cluster.lock_expiry,
+        )?;
+        let mut run = BackupRun {
+            failure: core.engine.unreachable(core.first).cloned(),
+            core,
             dest,
             request,
             listed: None,
@@ -73,13 +68,13 @@ impl Backup {
             pruned_local: Vec::new(),
             pruned_server: Vec::new(),
         };
-        let cancel = run.engine.cancel().clone();
         let result = if run.failure.is_some() {
-            Ok(Vec::new())
+            Ok(())
         } else {
-            phases(&run.request).run(&mut run, &cancel, host_name).await
+            let phases = phases(&run.request);
+            run_phases(&mut run, &phases).await
         };
-        run.engine.close().await;
+        run.core.finish().await;
         result?;
         Ok(Outcome {
             saved: run.saved,

@@ -71,7 +71,7 @@ fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> 
 /// The server's snapshots.
 pub(super) fn list_server<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let script = include_str!("sh/backup-list.sh");
         let results = engine
             .each("list", hosts, |id| {
@@ -101,7 +101,7 @@ pub(super) fn save<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b
             return Ok(Flow::Continue);
         };
         let script = with_vars(&[("name", name)], include_str!("sh/backup-save.sh"));
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let title = "etcd-snapshot save";
         let results = engine
             .each("save", hosts, |id| {
@@ -180,7 +180,7 @@ pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
         let Some(taken) = cx.taken.clone() else {
             return Ok(Flow::Continue);
         };
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("fetch", hosts, |id| fetch_snapshot(engine, id, &taken))
             .await;
@@ -188,8 +188,8 @@ pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             Ok(bytes) => bytes,
             Err(stop) => return Ok(stop),
         };
-        let host = cx.engine.name(cx.first).to_owned();
-        cx.saved = Some(keep(&cx.dest, &cx.cluster, &host, taken, &bytes)?);
+        let host = cx.core.engine.name(cx.core.first).to_owned();
+        cx.saved = Some(keep(&cx.dest, &cx.core.cluster, &host, taken, &bytes)?);
         Ok(Flow::Continue)
     })
 }
@@ -256,7 +256,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             &[("name", &name), ("keep", &keep.to_string())],
             include_str!("sh/backup-prune.sh"),
         );
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let results = engine
             .each("prune", hosts, |id| {
                 k3s(

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use crate::engine::{Engine, HostId, Manager, Step};
-use crate::phases::lock::ClusterLock;
+use crate::engine::{Manager, Step};
+use crate::phases::run_core::{Run, RunCore};
 
 mod decide;
 mod phases;
@@ -28,32 +28,40 @@ pub const API_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Everything one replacement knows between its phases.
 pub struct ReplaceRun {
-    pub engine: Engine,
-    pub first: HostId,
+    /// The engine (the first server alone), the cluster lock, notes.
+    pub core: RunCore,
     pub first_node: String,
     /// The node name of the board that is replaced.
     pub old_node: String,
-    pub lock: ClusterLock,
     /// What the node list said about the old node, or why it could not be read or is refused.
     pub decision: Option<Result<OldNode, String>>,
     /// The Node deletion failed: why.
     pub delete_failed: Option<String>,
-    pub messages: Vec<String>,
+}
+
+impl Run for ReplaceRun {
+    fn core(&self) -> &RunCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut RunCore {
+        &mut self.core
+    }
 }
 
 impl ReplaceRun {
     pub fn first_name(&self) -> &str {
-        self.engine.name(self.first)
+        self.core.name(self.core.first)
     }
 }
 
 /// Before the confirmation, read-only.
 fn survey_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false)
-        .then(Step::reads("lock", |cx| vec![cx.first], phases::lock))
+        .then(Step::reads("lock", |cx| vec![cx.core.first], phases::lock))
         .then(Step::reads(
             "nodes",
-            |cx| vec![cx.first],
+            |cx| vec![cx.core.first],
             phases::read_nodes,
         ))
 }
@@ -63,7 +71,7 @@ fn replace_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false).then(Step::writes(
         "delete node",
         |cx| match cx.decision {
-            Some(Ok(OldNode::Dead { .. })) => vec![cx.first],
+            Some(Ok(OldNode::Dead { .. })) => vec![cx.core.first],
             _ => Vec::new(),
         },
         phases::delete_node,

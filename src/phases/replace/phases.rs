@@ -13,7 +13,7 @@ use super::{API_TIMEOUT, ReplaceRun, decide};
 /// holder. An unreachable first server refuses it too: the cluster cannot be asked.
 pub(super) fn lock<'b>(cx: &'b mut ReplaceRun, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        if cx.engine.unreachable(cx.first).is_some() {
+        if cx.core.engine.unreachable(cx.core.first).is_some() {
             anyhow::bail!(
                 "first server {} is unreachable: the cluster cannot be asked about {} \
              (nothing was changed)",
@@ -21,8 +21,8 @@ pub(super) fn lock<'b>(cx: &'b mut ReplaceRun, _: &'b [HostId]) -> Applied<'b> {
                 cx.old_node
             );
         }
-        if let Some(note) = cx.lock.acquire(&cx.engine).await? {
-            cx.messages.push(note);
+        if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {
+            cx.core.messages.push(note);
         }
         Ok(Flow::Continue)
     })
@@ -34,7 +34,7 @@ pub(super) fn read_nodes<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> App
         let request = ExecRequest::new(NODES_COMMAND)
             .sudo(true)
             .timeout(API_TIMEOUT);
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let read = engine
             .each("nodes", hosts, |id| {
                 engine.run(id, "reading the node list", &request, Output::Logged)
@@ -63,7 +63,7 @@ pub(super) fn delete_node<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> Ap
         let request = ExecRequest::new(scripts::delete_nodes_script(std::slice::from_ref(&old)))
             .sudo(true)
             .timeout(API_TIMEOUT);
-        let engine = &cx.engine;
+        let engine = &cx.core.engine;
         let result = engine
             .each("delete node", hosts, |id| {
                 engine.exec(id, "delete node", &request, Output::Logged)

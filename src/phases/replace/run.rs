@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::engine::Engine;
 use crate::engine::runlog::RunLog;
-use crate::engine::{Engine, HostId};
-use crate::fleet::{Fleet, FleetSettings};
+use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
 use crate::phases::Quiet;
 use crate::phases::lock::ClusterLock;
+use crate::phases::run_core::{RunCore, run_phases};
 use crate::ssh::{ConnectOptions, SshContext};
 
 use super::{OldNode, ReplaceRun, replace_phases, survey_phases};
@@ -20,10 +21,6 @@ pub struct Replace {
     run: ReplaceRun,
 }
 
-fn host_name(cx: &ReplaceRun, id: HostId) -> String {
-    cx.engine.name(id).to_owned()
-}
-
 /// The first server alone, connected (its events not shown: the plan is the output).
 async fn connect(
     targets: Vec<ConnectOptions>,
@@ -31,8 +28,7 @@ async fn connect(
     settings: FleetSettings,
     log: RunLog,
 ) -> Engine {
-    let fleet = Fleet::connect_all(targets, ctx, settings, Arc::new(crate::fleet::Silent)).await;
-    Engine::from_fleet(fleet, log, Arc::new(Quiet))
+    Engine::connect(targets, ctx, settings, log, Arc::new(Quiet)).await
 }
 
 impl Replace {
@@ -56,30 +52,22 @@ impl Replace {
         inventory: &Inventory,
         old_node: String,
     ) -> anyhow::Result<Replace> {
-        let first = crate::k3s::install::first_server(inventory)?;
-        let id = engine
-            .id_of(&first.name)
-            .ok_or_else(|| anyhow::anyhow!("the first server {} is not in this run", first.name))?;
-        let lock = ClusterLock::new(
-            id,
-            crate::phases::lock::new_run_id(),
-            "edgeops replace",
-            inventory.cluster.name.clone(),
-            inventory.cluster.lock_expiry,
-        );
         let mut run = ReplaceRun {
-            engine,
-            first: id,
-            first_node: first.node_name.clone(),
+            core: RunCore::new(
+                engine,
+                inventory,
+                "edgeops replace",
+                inventory.cluster.lock_expiry,
+            )?,
+            first_node: crate::k3s::install::first_server(inventory)?
+                .node_name
+                .clone(),
             old_node,
-            lock,
             decision: None,
             delete_failed: None,
-            messages: Vec::new(),
         };
-        let cancel = run.engine.cancel().clone();
-        match survey_phases().run(&mut run, &cancel, host_name).await {
-            Ok(_) => Ok(Replace { run }),
+        match run_phases(&mut run, &survey_phases()).await {
+            Ok(()) => Ok(Replace { run }),
             Err(e) => {
                 Replace { run }.abort().await;
                 Err(e)
@@ -98,7 +86,7 @@ impl Replace {
 
     /// Notes so far (a stale lock taken over).
     pub fn messages(&self) -> &[String] {
-        &self.run.messages
+        &self.run.core.messages
     }
 
     pub fn first_name(&self) -> &str {
@@ -106,10 +94,8 @@ impl Replace {
     }
 
     /// Stop here: give the lock back and close the session; nothing was changed.
-    pub async fn abort(self) {
-        let mut run = self.run;
-        run.lock.release(&run.engine).await;
-        run.engine.close().await;
+    pub async fn abort(mut self) {
+        self.run.core.finish().await;
     }
 
     /// Delete the old Node when it is in the cluster, then close the session and hand the lock
@@ -117,18 +103,19 @@ impl Replace {
     /// given back).
     pub async fn delete(self) -> Result<HandedLock, String> {
         let mut run = self.run;
-        let cancel = run.engine.cancel().clone();
-        let failed = match replace_phases().run(&mut run, &cancel, host_name).await {
+        let failed = match run_phases(&mut run, &replace_phases()).await {
             Err(e) => Some(format!("{e:#}")),
-            Ok(_) if cancel.is_cancelled() => Some("interrupted".to_owned()),
-            Ok(_) => run.delete_failed.take(),
+            Ok(()) if run.core.engine.is_cancelled() => Some("interrupted".to_owned()),
+            Ok(()) => run.delete_failed.take(),
         };
         if let Some(why) = failed {
             Replace { run }.abort().await;
             return Err(why);
         }
-        run.engine.close().await;
-        Ok(HandedLock { lock: run.lock })
+        run.core.engine.close().await;
+        Ok(HandedLock {
+            lock: run.core.lock,
+        })
     }
 }
 
