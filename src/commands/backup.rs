@@ -10,13 +10,17 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::cli::{BackupArgs, GlobalArgs, OutputFormat};
+use crate::engine::Engine;
 use crate::engine::FailureKind;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::k3s::install::first_server;
 use crate::k3s::snapshot::{self, Listed, Manifest};
 use crate::k3s::token::read_join_token;
+use crate::phases::Quiet;
 use crate::phases::backup::{self, Backup, Request};
 
 use super::run_setup::{prepare, with_interrupt};
@@ -121,18 +125,18 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
             prune: args.prune.map(|keep| keep as usize),
         }
     };
-    let outcome = runtime.block_on(with_interrupt(
-        &prepared.ctx,
-        Backup::connect_and_run(
-            inventory,
+    let outcome = runtime.block_on(with_interrupt(&prepared.ctx, async {
+        let log = RunLog::create(&cluster, redactor);
+        let engine = Engine::connect(
             targets,
             prepared.ctx.clone(),
             prepared.fleet_settings.clone(),
-            RunLog::create(&cluster, redactor),
-            dest.clone(),
-            request,
-        ),
-    ))?;
+            log,
+            Arc::new(Quiet),
+        )
+        .await;
+        Backup::run(engine, inventory, dest.clone(), request).await
+    }))?;
     report.saved = outcome.saved;
     report.server = outcome.listed;
     report.pruned_local = outcome.pruned_local;

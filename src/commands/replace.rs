@@ -8,12 +8,15 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use crate::cli::{GlobalArgs, ReplaceArgs, UpArgs};
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::inventory;
 use crate::k3s::install::first_server;
 use crate::k3s::token::read_join_token;
+use crate::phases::Quiet;
 use crate::phases::replace::{OldNode, Replace};
 
 use super::run_setup::with_interrupt;
@@ -65,17 +68,10 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
     }
     let log = RunLog::create(&inventory.cluster.name, redactor);
     let runtime = super::runtime()?;
-    let surveyed = runtime.block_on(with_interrupt(
-        &prepared.ctx,
-        Replace::survey(
-            &inventory,
-            old_node.clone(),
-            prepared.targets.clone(),
-            prepared.ctx.clone(),
-            prepared.fleet_settings.clone(),
-            log.clone(),
-        ),
-    ));
+    let surveyed = runtime.block_on(with_interrupt(&prepared.ctx, async {
+        let engine = prepared.connect(log.clone(), Arc::new(Quiet)).await;
+        Replace::start(engine, &inventory, old_node.clone()).await
+    }));
     let replace = match surveyed {
         Ok(replace) => replace,
         Err(e) => return Err(Failure::Usage(format!("replace refused: {e:#}")).into()),
@@ -172,12 +168,11 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
     let joined = super::up::run(&limited, &up_args);
     if joined.is_err() {
         // `up` may have ended before it took the lock on: give it back.
-        let note = super::runtime()?.block_on(handed.give_back(
-            prepared.targets.clone(),
-            prepared.ctx.clone(),
-            prepared.fleet_settings.clone(),
-            log,
-        ));
+        let note = super::runtime()?.block_on(async {
+            handed
+                .give_back(prepared.connect(log, Arc::new(Quiet)).await)
+                .await
+        });
         if let Some(note) = note {
             eprintln!("note: {note}");
         }

@@ -77,19 +77,10 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     let view = super::run_progress(global);
     let observer: std::sync::Arc<dyn Observer> = view.clone();
     let runtime = super::runtime()?;
-    let surveyed = runtime.block_on(with_interrupt(
-        &prepared.ctx,
-        Reset::survey(
-            &prepared.inventory,
-            scope,
-            &selected,
-            prepared.targets.clone(),
-            prepared.ctx.clone(),
-            options,
-            observer,
-            log,
-        ),
-    ));
+    let surveyed = runtime.block_on(with_interrupt(&prepared.ctx, async {
+        let engine = prepared.connect(log, observer).await;
+        Reset::start(engine, &prepared.inventory, scope, &selected, options).await
+    }));
     view.finish();
     let reset = surveyed?;
     if prepared.ctx.cancel.is_cancelled() {

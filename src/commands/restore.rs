@@ -65,17 +65,10 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
         ready_timeout: args.ready_timeout,
     };
     let runtime = super::runtime()?;
-    let restore = runtime.block_on(with_interrupt(
-        &prepared.ctx,
-        Restore::survey(
-            inventory,
-            prepared.targets.clone(),
-            prepared.ctx.clone(),
-            options,
-            Arc::new(crate::phases::Quiet),
-            log,
-        ),
-    ))?;
+    let restore = runtime.block_on(with_interrupt(&prepared.ctx, async {
+        let engine = prepared.connect(log, Arc::new(crate::phases::Quiet)).await;
+        Restore::start(engine, inventory, options).await
+    }))?;
     if prepared.ctx.cancel.is_cancelled() {
         runtime.block_on(restore.abort());
         return Err(Failure::Usage("restore interrupted: nothing was changed".to_owned()).into());

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{GlobalArgs, UpgradeArgs};
+use crate::engine::Engine;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
@@ -203,6 +204,19 @@ pub struct Prepared {
     pub targets: Vec<ConnectOptions>,
     pub ctx: SshContext,
     pub fleet_settings: FleetSettings,
+}
+
+impl Prepared {
+    /// One session to each prepared host, under the prepared concurrency: the engine a
+    /// command's phases run on.
+    pub async fn connect(
+        &self,
+        log: RunLog,
+        observer: std::sync::Arc<dyn crate::phases::Observer>,
+    ) -> Engine {
+        let (targets, ctx) = (self.targets.clone(), self.ctx.clone());
+        Engine::connect(targets, ctx, self.fleet_settings.clone(), log, observer).await
+    }
 }
 
 pub fn prepare(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, UpArgs, UpgradeArgs};
+use crate::engine::Engine;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::exit::Failure;
 use crate::fleet::FleetSettings;
@@ -188,23 +189,28 @@ pub async fn run_cluster(
         ctx,
         ..
     } = prepared;
-    let (hosts, targets, ctx) = (hosts.clone(), targets.clone(), ctx.clone());
     let name = &inventory.cluster.name;
+    let connect = |log| Engine::connect(targets.clone(), ctx.clone(), fleet.clone(), log, observer);
     match setup {
         Setup::Up(mut options, redactor) => {
-            let log = run_log(name, options.mode, redactor);
-            options.fleet = fleet;
-            let run = phases::run(inventory, hosts, targets, ctx, options, observer, log);
-            run.await.map(ClusterReport::Run)
+            options.fleet = fleet.clone();
+            let engine = connect(run_log(name, options.mode, redactor)).await;
+            phases::run(engine, inventory, hosts, options)
+                .await
+                .map(ClusterReport::Run)
         }
-        Setup::Status => phases::status(inventory, hosts, targets, ctx, fleet, observer)
-            .await
-            .map(ClusterReport::Run),
+        Setup::Status => {
+            let engine = connect(RunLog::disabled(Default::default())).await;
+            phases::status(engine, inventory, hosts)
+                .await
+                .map(ClusterReport::Run)
+        }
         Setup::Upgrade(mut options, redactor) => {
-            let log = RunLog::create(name, redactor);
-            options.fleet = fleet;
-            let run = upgrade::upgrade(inventory, hosts, targets, ctx, options, observer, log);
-            run.await.map(ClusterReport::Upgrade)
+            options.fleet = fleet.clone();
+            let engine = connect(RunLog::create(name, redactor)).await;
+            upgrade::run(engine, inventory, hosts, options)
+                .await
+                .map(ClusterReport::Upgrade)
         }
     }
 }

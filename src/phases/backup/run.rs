@@ -2,16 +2,11 @@
 //! request, close the session, and say what came of it ([`Outcome`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, Failure};
-use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::Listed;
-use crate::phases::Quiet;
 use crate::phases::run_core::{RunCore, run_phases};
-use crate::ssh::{ConnectOptions, SshContext};
 
 use super::{BackupRun, Request, Saved, phases};
 
@@ -29,20 +24,6 @@ pub struct Outcome {
 pub struct Backup;
 
 impl Backup {
-    /// Connect to the first server (`targets`: it alone) and do `request`.
-    pub async fn connect_and_run(
-        inventory: &Inventory,
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        settings: FleetSettings,
-        log: RunLog,
-        dest: PathBuf,
-        request: Request,
-    ) -> anyhow::Result<Outcome> {
-        let engine = Engine::connect(targets, ctx, settings, log, Arc::new(Quiet)).await;
-        Backup::run(engine, inventory, dest, request).await
-    }
-
     /// Do `request` over any engine holding the first server (a scripted one in unit tests).
     /// `Err`: a local step failed (the backup folder or its manifest).
     pub async fn run(

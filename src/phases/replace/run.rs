@@ -3,16 +3,10 @@
 //! [`Replace::delete`] deletes the old Node and hands the lock on ([`HandedLock`]) to the `up
 //! --limit NEW` that follows in the same process, or [`Replace::abort`] gives it back.
 
-use std::sync::Arc;
-
 use crate::engine::Engine;
-use crate::engine::runlog::RunLog;
-use crate::fleet::FleetSettings;
 use crate::inventory::Inventory;
-use crate::phases::Quiet;
 use crate::phases::lock::ClusterLock;
 use crate::phases::run_core::{RunCore, run_phases};
-use crate::ssh::{ConnectOptions, SshContext};
 
 use super::{OldNode, ReplaceRun, replace_phases, survey_phases};
 
@@ -21,31 +15,7 @@ pub struct Replace {
     run: ReplaceRun,
 }
 
-/// The first server alone, connected (its events not shown: the plan is the output).
-async fn connect(
-    targets: Vec<ConnectOptions>,
-    ctx: SshContext,
-    settings: FleetSettings,
-    log: RunLog,
-) -> Engine {
-    Engine::connect(targets, ctx, settings, log, Arc::new(Quiet)).await
-}
-
 impl Replace {
-    /// Connect to the first server (`targets`: it alone), take the cluster lock, read the node
-    /// list and decide what to do with `old_node`.
-    pub async fn survey(
-        inventory: &Inventory,
-        old_node: String,
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        settings: FleetSettings,
-        log: RunLog,
-    ) -> anyhow::Result<Replace> {
-        let engine = connect(targets, ctx, settings, log).await;
-        Replace::start(engine, inventory, old_node).await
-    }
-
     /// The survey half over any engine (the first server, or a scripted one in unit tests).
     pub async fn start(
         engine: Engine,
@@ -129,14 +99,8 @@ pub struct HandedLock {
 impl HandedLock {
     /// After an `up` that ended before it took the lock on: give it back (a note when that
     /// could not be done). Harmless when `up` took it: only this run's lock is removed.
-    pub async fn give_back(
-        mut self,
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        settings: FleetSettings,
-        log: RunLog,
-    ) -> Option<String> {
-        let engine = connect(targets, ctx, settings, log).await;
+    /// `engine`: connected to the first server.
+    pub async fn give_back(mut self, engine: Engine) -> Option<String> {
         let note = self.lock.release(&engine).await;
         engine.close().await;
         note

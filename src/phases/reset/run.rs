@@ -3,14 +3,9 @@
 //! reset phases, [`Reset::dry_run`] plans them instead, or [`Reset::abort`] stops. Each ends by
 //! giving the lock back (also after Ctrl-C) and closing the sessions.
 
-use std::sync::Arc;
-
-use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, PhaseResult};
 use crate::inventory::Inventory;
-use crate::phases::Observer;
 use crate::phases::run_core::run_phases;
-use crate::ssh::{ConnectOptions, SshContext};
 
 use super::outcome::{HostPlan, ResetPlan, ResetReport, Scope};
 use super::remote::Survey;
@@ -23,25 +18,8 @@ pub struct Reset {
 }
 
 impl Reset {
-    /// Connect to the selected hosts and the first server (`targets`), take the `up` lock, and
-    /// survey every host in one round trip each. `selected`: the names of the reset. Fails
-    /// with [`super::ResetError::Lock`] when another run holds the lock.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn survey(
-        inventory: &Inventory,
-        scope: Scope,
-        selected: &[String],
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        options: ResetOptions,
-        observer: Arc<dyn Observer>,
-        log: RunLog,
-    ) -> anyhow::Result<Reset> {
-        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
-        Reset::start(engine, inventory, scope, selected, options).await
-    }
-
-    /// The survey half over any engine (connected hosts, or scripted ones in unit tests).
+    /// Connect-free start: over `engine` (connected to the selected hosts and the first server,
+    /// or scripted ones in unit tests) take the lock and survey every host in one round trip.
     pub async fn start(
         engine: Engine,
         inventory: &Inventory,

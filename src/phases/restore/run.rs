@@ -3,14 +3,9 @@
 //! runs the restore phases, [`Restore::dry_run`] plans them instead, or [`Restore::abort`]
 //! stops. Each ends by giving the lock back (also after Ctrl-C) and closing the sessions.
 
-use std::sync::Arc;
-
-use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, PhaseRecord};
 use crate::inventory::Inventory;
-use crate::phases::Observer;
 use crate::phases::run_core::run_phases;
-use crate::ssh::{ConnectOptions, SshContext};
 
 use super::state::{HostPlan, RestoreReport, RestoreRun, Snapshot};
 use super::{RestoreOptions, restore_phases, survey_phases};
@@ -21,19 +16,6 @@ pub struct Restore {
 }
 
 impl Restore {
-    /// Connect to every host, take the cluster lock on the first server, survey each host.
-    pub async fn survey(
-        inventory: &Inventory,
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        options: RestoreOptions,
-        observer: Arc<dyn Observer>,
-        log: RunLog,
-    ) -> anyhow::Result<Restore> {
-        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
-        Restore::start(engine, inventory, options).await
-    }
-
     /// The survey half over any engine (connected hosts, or scripted ones in unit tests).
     pub async fn start(
         engine: Engine,

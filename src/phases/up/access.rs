@@ -112,25 +112,17 @@ pub async fn fetch_kubeconfig(
 /// nothing: facts (the first server's carrying the node list), the nodes and quorum, the
 /// GitLab charts.
 pub async fn status(
+    engine: Engine,
     inventory: &Inventory,
-    hosts: Vec<Host>,
-    targets: Vec<ConnectOptions>,
-    ctx: SshContext,
-    fleet_settings: FleetSettings,
-    observer: Arc<dyn Observer>,
+    hosts: &[Host],
 ) -> anyhow::Result<RunReport> {
-    let log = RunLog::disabled(Default::default());
-    let options = UpOptions::read_only(fleet_settings);
-    let runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    status_on(runner).await
+    let options = UpOptions::read_only(engine.settings().clone());
+    status_on(Runner::new(inventory, hosts, engine, options)?).await
 }
 
 /// The phases of `status` over a connected run state; the sessions closed at the end.
 pub(super) async fn status_on(mut runner: Runner<'_>) -> anyhow::Result<RunReport> {
-    let cancel = runner.core.engine.cancel().clone();
-    let result = status_phases()
-        .run(&mut runner, &cancel, |cx, id| cx.name(id).to_owned())
-        .await;
+    let result = run_phases(&mut runner, &status_phases()).await;
     runner.core.engine.close().await;
     result?;
     Ok(runner.status_report())

@@ -33,15 +33,13 @@ use access::merge_kubeconfig;
 pub use access::{fetch_kubeconfig, status};
 pub use options::{KubeconfigTarget, Mode, Reboot, UpOptions};
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHost};
-use crate::fleet::FleetSettings;
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
@@ -50,6 +48,7 @@ use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
 use crate::render::renderer_for;
 use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 
+use super::Progress;
 use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::facts::{self, Facts};
@@ -61,7 +60,6 @@ use super::outcome::{HostReport, NodeRow, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead};
 use super::run_core::{Run, RunCore, inventory_hosts, run_phases};
-use super::{Observer, Progress};
 use gitlab_step::GitLabStep;
 use options::{
     AIRGAP_UPLOADS, API_WAIT, BOOT_CHECK_TIMEOUT, CHANNEL_TIMEOUT, POLL_EVERY, REBOOT_WAIT,
@@ -96,19 +94,15 @@ fn up_phases<'i>(mode: Mode) -> Manager<'i, Runner<'i>> {
         .then(phases::git_lab())
 }
 
-/// Run `up` or `plan` over `hosts` (the selection; the first server is added when `--limit`
-/// left it out, since everything depends on it).
+/// Run `up` or `plan` over `engine`, connected to `hosts` (the selection; the first server is
+/// added when `--limit` left it out, since everything depends on it).
 pub async fn run(
+    engine: Engine,
     inventory: &Inventory,
-    hosts: Vec<Host>,
-    targets: Vec<ConnectOptions>,
-    ctx: SshContext,
+    hosts: &[Host],
     options: UpOptions,
-    observer: Arc<dyn Observer>,
-    log: RunLog,
 ) -> anyhow::Result<RunReport> {
-    let runner = Runner::connect(inventory, hosts, targets, ctx, options, observer, log).await?;
-    run_on(runner).await
+    run_on(Runner::new(inventory, hosts, engine, options)?).await
 }
 
 /// The phases of `up` / `plan` over a connected run state, the lock released and the sessions

@@ -105,20 +105,6 @@ impl Run for Runner<'_> {
 }
 
 impl<'a> Runner<'a> {
-    /// Connect to every host (one fleet, inventory order) and make the run state.
-    pub(super) async fn connect(
-        inventory: &'a Inventory,
-        hosts: Vec<Host>,
-        targets: Vec<ConnectOptions>,
-        ctx: SshContext,
-        options: UpOptions,
-        observer: Arc<dyn Observer>,
-        log: RunLog,
-    ) -> anyhow::Result<Runner<'a>> {
-        let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
-        Runner::new(inventory, &hosts, engine, options)
-    }
-
     /// The run state over `engine`, whose hosts are `hosts` (same names).
     pub(super) fn new(
         inventory: &'a Inventory,

@@ -8,6 +8,7 @@ use super::*;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
 use crate::engine::{Member, Remote};
+use crate::fleet::FleetSettings;
 use crate::k3s::test_inventory;
 use crate::phases::Quiet;
 use crate::ssh::Cancel;

@@ -30,14 +30,9 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
-use crate::engine::runlog::RunLog;
 use crate::engine::{Engine, HostId, Manager, PerHost, Step, same_line};
 use crate::inventory::{Host, Inventory};
-use crate::phases::Observer;
 use crate::phases::run_core::{RunCore, inventory_hosts, run_phases};
-use crate::ssh::{ConnectOptions, SshContext};
 
 use prepare::{
     airgapped_to_upgrade, check_minor_steps, decide_each, every_host, fetch_artifacts,
@@ -89,29 +84,16 @@ fn first(cx: &Upgrade) -> Vec<HostId> {
     vec![cx.core.first]
 }
 
-/// Run `edgeops upgrade` over `hosts` (the selection plus the first server).
-pub async fn upgrade(
-    inventory: &Inventory,
-    hosts: Vec<Host>,
-    targets: Vec<ConnectOptions>,
-    ctx: SshContext,
-    options: UpgradeOptions,
-    observer: Arc<dyn Observer>,
-    log: RunLog,
-) -> anyhow::Result<UpgradeReport> {
-    let engine = Engine::connect(targets, ctx, options.fleet.clone(), log, observer).await;
-    run(engine, inventory, hosts, options).await
-}
-
-/// The phases over a made engine (live hosts, or scripted ones in tests), then the lock given
-/// back and the sessions closed, whatever happened.
-async fn run(
+/// Run `edgeops upgrade` over `engine`, connected to `hosts` (the selection plus the first
+/// server; scripted ones in tests): the phases, then the lock given back and the sessions
+/// closed, whatever happened.
+pub async fn run(
     engine: Engine,
     inventory: &Inventory,
-    hosts: Vec<Host>,
+    hosts: &[Host],
     options: UpgradeOptions,
 ) -> anyhow::Result<UpgradeReport> {
-    let mut cx = run_state(engine, inventory, &hosts, options)?;
+    let mut cx = run_state(engine, inventory, hosts, options)?;
     let phases = phases(cx.options.dry_run);
     let result = run_phases(&mut cx, &phases).await;
     cx.core.finish().await;

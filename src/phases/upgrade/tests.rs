@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::*;
-use crate::engine::runlog::Redactor;
+use crate::engine::runlog::{Redactor, RunLog};
 use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
 use crate::engine::{FailureKind, Remote};
 use crate::fleet::{FleetSettings, HostError};
@@ -201,14 +201,9 @@ impl Fixture {
         );
         let mut options = options(&self.inventory, settings);
         options.dry_run = dry_run;
-        run(
-            engine,
-            &self.inventory,
-            self.inventory.hosts.clone(),
-            options,
-        )
-        .await
-        .unwrap()
+        run(engine, &self.inventory, &self.inventory.hosts, options)
+            .await
+            .unwrap()
     }
 
     fn installs(&self) -> Vec<Call> {
