@@ -4,7 +4,6 @@
 //! auto-deploy folder only when they changed, and wait until k3s reports both charts deployed.
 //! Its result is a [`GitLabReport`] of its own, beside the per-host rows.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,11 +24,11 @@ use crate::render::gitlab::{
 };
 use crate::ssh::{ExecOutput, ExecRequest, shell_quote, upload_request, upload_result};
 
+use super::Progress;
 use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::host_status::Status;
-use super::{Observer, Progress};
-use crate::engine::runlog::RunLog;
+use crate::engine::{Engine, HostId, Output};
 
 /// The phase's name in progress events and the report.
 pub const PHASE: &str = "gitlab";
@@ -118,16 +117,14 @@ impl GitLabRow {
     }
 }
 
-/// What the phase works with: the first server's connection (the run engine's remote) and the
-/// run's log and observer.
+/// What the phase works with: the run's engine (every command on the first server goes through
+/// it: logged, redacted, counted, its failure typed) and the first server.
 pub struct PhaseContext<'a> {
     pub inventory: &'a Inventory,
     pub gitlab: &'a GitLab,
     pub renderer: &'a Renderer,
-    pub first: &'a str,
-    pub remote: Arc<dyn crate::engine::Remote>,
-    pub log: &'a RunLog,
-    pub observer: &'a dyn Observer,
+    pub engine: &'a Engine,
+    pub first: HostId,
     /// The nodes' common architecture, for the runner's node selector.
     pub node_arch: Option<String>,
     /// `up` only: release the run's lock with the first chart poll (after the last write).
@@ -180,23 +177,47 @@ impl HostLook {
     }
 }
 
-/// The phase's own round trips on the first server, logged like every other step.
+impl PhaseContext<'_> {
+    fn first_name(&self) -> &str {
+        self.engine.name(self.first)
+    }
+
+    /// Commands run on the first server so far (the phase's share is the difference).
+    fn commands(&self) -> u32 {
+        self.engine.busy(self.first).commands
+    }
+}
+
+/// The phase's round trips on the first server, through the engine like every other step.
 struct Remote<'a> {
     cx: &'a PhaseContext<'a>,
-    commands: u32,
+    /// The first server's command count when the phase started.
+    commands_before: u32,
     /// The writes are done: the next command may carry the lock's release.
     release_armed: bool,
 }
 
-impl Remote<'_> {
+impl<'a> Remote<'a> {
+    fn new(cx: &'a PhaseContext<'a>) -> Remote<'a> {
+        Remote {
+            cx,
+            commands_before: cx.commands(),
+            release_armed: false,
+        }
+    }
+
+    /// The commands this phase ran on the first server.
+    fn commands(&self) -> u32 {
+        self.cx.commands() - self.commands_before
+    }
+
+    /// Run `request` to a zero exit; the error is the reason (redacted, with stderr's tail).
     async fn exec(
         &mut self,
         title: &str,
         mut request: ExecRequest,
         secret_output: bool,
     ) -> Result<ExecOutput, String> {
-        let host = self.cx.first;
-        self.commands += 1;
         let release = self
             .cx
             .lock_release
@@ -205,52 +226,26 @@ impl Remote<'_> {
         if let Some(release) = release {
             request.command = fold::then_release(&request.command, release.run_id);
         }
-        self.cx
-            .log
-            .write(host, &format!("{title}: command"), &request.command);
-        let redactor = self.cx.log.redactor();
-        let mut out = self
-            .cx
-            .remote
-            .exec(&request)
+        let output = if secret_output {
+            Output::Secret
+        } else {
+            Output::Logged
+        };
+        let engine = self.cx.engine;
+        let mut out = engine
+            .exec(self.cx.first, title, &request, output)
             .await
-            .map_err(|e| redactor.redact(&format!("{title}: {e}")))?;
+            .map_err(|f| f.reason)?;
         if let Some(release) = release
             && fold::take_released(&mut out.stdout)
         {
             release.released.store(true, Ordering::SeqCst);
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if secret_output {
-            self.cx.log.write(
-                host,
-                &format!("{title}: {} (output holds secrets, not logged)", out.exit),
-                &stderr,
-            );
-        } else {
-            self.cx.log.write(
-                host,
-                &format!("{title}: {}", out.exit),
-                &format!("--- stdout\n{}--- stderr\n{stderr}", out.stdout_lossy()),
-            );
-        }
-        if out.success() {
-            Ok(out)
-        } else {
-            let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
-            Err(redactor.redact(&format!("{title} failed ({}): {tail}", out.exit)))
-        }
+        engine.checked(title, out, output).map_err(|f| f.reason)
     }
 
     /// Write `content` to `path` atomically, 0600 root:root; the content travels on stdin.
     async fn upload(&mut self, path: &str, content: &str) -> Result<(), String> {
-        self.commands += 1;
-        self.cx.log.write(
-            self.cx.first,
-            &format!("upload {path} (0600 root:root; content holds secrets, not logged)"),
-            "",
-        );
         let request = upload_request(
             content.as_bytes(),
             path,
@@ -258,12 +253,14 @@ impl Remote<'_> {
             Some(SECRET_OWNER),
             true,
         );
-        self.cx
-            .remote
-            .exec(&request)
+        let engine = self.cx.engine;
+        let title = format!("upload {path} (0600 root:root)");
+        let out = engine
+            .exec(self.cx.first, &title, &request, Output::Secret)
             .await
-            .and_then(|out| upload_result(self.cx.first, path, &out))
-            .map_err(|e| self.cx.log.redactor().redact(&e.to_string()))
+            .map_err(|f| f.reason)?;
+        upload_result(self.cx.first_name(), path, &out)
+            .map_err(|e| engine.log().redactor().redact(&e.to_string()))
     }
 
     /// Hash, mode and owner of each of `paths`, and the tokens file, in one round trip. With
@@ -449,19 +446,15 @@ fn outcome_word(outcome: Outcome) -> &'static str {
 /// The GitLab phase of `up`.
 pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
     let started = Instant::now();
-    cx.observer.event(&Progress::PhaseStart {
+    cx.engine.observer().event(&Progress::PhaseStart {
         phase: PHASE,
         hosts: 1,
     });
-    cx.observer.event(&Progress::HostStart {
+    cx.engine.observer().event(&Progress::HostStart {
         phase: PHASE,
-        host: cx.first,
+        host: cx.first_name(),
     });
-    let mut remote = Remote {
-        cx,
-        commands: 0,
-        release_armed: false,
-    };
+    let mut remote = Remote::new(cx);
     let mut rows = Vec::new();
     let result = converge(&mut remote, setup, &mut rows).await;
     let (status, reason) = match result {
@@ -473,15 +466,18 @@ pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
             },
             None,
         ),
-        Err(reason) => (Status::Failed, Some(cx.log.redactor().redact(&reason))),
+        Err(reason) => (
+            Status::Failed,
+            Some(cx.engine.log().redactor().redact(&reason)),
+        ),
     };
     // The host log says what happened in GitLab too, so a run can be read back in one place.
     let summary: String = rows
         .iter()
         .map(|r| format!("{} {}: {} {}\n", r.item, r.name, r.result, r.detail))
         .collect();
-    cx.log.write(
-        cx.first,
+    cx.engine.log().write(
+        cx.first_name(),
         &format!("gitlab: {}", reason.as_deref().unwrap_or("done")),
         &summary,
     );
@@ -492,18 +488,20 @@ pub async fn up(cx: &PhaseContext<'_>, setup: &GitLabSetup) -> GitLabReport {
             "nothing to do".to_owned()
         }
     });
-    cx.observer.event(&Progress::HostDone {
+    cx.engine.observer().event(&Progress::HostDone {
         phase: PHASE,
-        host: cx.first,
+        host: cx.first_name(),
         ok: reason.is_none(),
         detail: &detail,
     });
-    cx.observer.event(&Progress::PhaseEnd { phase: PHASE });
+    cx.engine
+        .observer()
+        .event(&Progress::PhaseEnd { phase: PHASE });
     GitLabReport {
         status,
         reason,
         rows,
-        commands: remote.commands,
+        commands: remote.commands(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -518,7 +516,7 @@ async fn converge(
     let cx = remote.cx;
     let gitlab = cx.gitlab;
     let cluster = &cx.inventory.cluster.name;
-    let redactor = cx.log.redactor();
+    let redactor = cx.engine.log().redactor();
     let api_token = setup
         .api_token
         .clone()
@@ -782,11 +780,7 @@ async fn wait_for_charts(
 /// calls no GitLab endpoint at all (so needs no API token) and changes nothing.
 pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
     let started = Instant::now();
-    let mut remote = Remote {
-        cx,
-        commands: 0,
-        release_armed: false,
-    };
+    let mut remote = Remote::new(cx);
     let gitlab = cx.gitlab;
     let cluster = &cx.inventory.cluster.name;
     let chart_names = chart_names(gitlab);
@@ -804,7 +798,7 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
         StoredTokens::parse(&look.tokens_text).and_then(|s| s.for_owner(&owner_of(gitlab)));
     if let Some(stored) = &stored {
         for token in [&stored.agent, &stored.runner].into_iter().flatten() {
-            cx.log.redactor().add(token.expose_secret());
+            cx.engine.log().redactor().add(token.expose_secret());
         }
     }
     let mut rows = vec![
@@ -916,7 +910,7 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
         status: Status::Planned,
         reason: look_error.map(|e| format!("cannot read the first server's GitLab files: {e}")),
         rows,
-        commands: remote.commands,
+        commands: remote.commands(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }
@@ -924,11 +918,7 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
 /// `status`: each chart's state as the cluster reports it. Changes nothing.
 pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
     let started = Instant::now();
-    let mut remote = Remote {
-        cx,
-        commands: 0,
-        release_armed: false,
-    };
+    let mut remote = Remote::new(cx);
     let names = chart_names(cx.gitlab);
     let (rows, reason) = match remote.charts().await {
         Ok(listing) => {
@@ -953,7 +943,7 @@ pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
         },
         reason,
         rows,
-        commands: remote.commands,
+        commands: remote.commands(),
         seconds: started.elapsed().as_secs_f64(),
     }
 }

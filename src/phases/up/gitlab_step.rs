@@ -28,8 +28,7 @@ impl Runner<'_> {
             // No cluster yet, as the messages already say: nothing to report, nothing failed.
             return;
         }
-        let remote = self.core.engine.remote(self.core.first).cloned();
-        let (true, Some(remote)) = (first_ok, remote) else {
+        if !first_ok || self.core.engine.unreachable(self.core.first).is_some() {
             let why = first_state
                 .reason()
                 .unwrap_or("no running k3s server")
@@ -38,7 +37,7 @@ impl Runner<'_> {
                 "the first server {first} failed ({why}): the charts need it"
             )));
             return;
-        };
+        }
         let renderer = match renderer_for(self.inventory) {
             Ok(renderer) => renderer,
             Err(e) => {
@@ -51,10 +50,8 @@ impl Runner<'_> {
             inventory: self.inventory,
             gitlab,
             renderer: &renderer,
-            first: &first,
-            remote,
-            log: self.core.engine.log(),
-            observer: self.core.engine.observer().as_ref(),
+            engine: &self.core.engine,
+            first: self.core.first,
             node_arch: self.node_arch(),
             lock_release: (step == GitLabStep::Up && self.core.lock.is_held()).then_some(
                 LockRelease {
