@@ -128,3 +128,18 @@ impl HostLine {
         }
     }
 }
+
+/// A command's report row reads as its shared columns (`row.host`, `row.result_text()`): it
+/// derefs to its `line` field.
+macro_rules! host_row {
+    ($t:ty) => {
+        impl std::ops::Deref for $t {
+            type Target = $crate::phases::host_status::HostLine;
+
+            fn deref(&self) -> &Self::Target {
+                &self.line
+            }
+        }
+    };
+}
+pub(crate) use host_row;

@@ -29,13 +29,7 @@ pub struct HostReport {
     pub facts: Option<Facts>,
 }
 
-impl std::ops::Deref for HostReport {
-    type Target = HostLine;
-
-    fn deref(&self) -> &HostLine {
-        &self.line
-    }
-}
+crate::phases::host_status::host_row!(HostReport);
 
 /// One node as the cluster reports it.
 #[derive(Debug, Clone, Serialize)]

@@ -110,3 +110,19 @@ pub fn inventory_hosts(engine: &Engine, hosts: &[Host]) -> anyhow::Result<PerHos
     );
     Ok(PerHost::new(found))
 }
+
+/// `impl Run for TYPE` over its `core` field: every run state's one line.
+macro_rules! impl_run {
+    ($t:ty) => {
+        impl $crate::phases::run_core::Run for $t {
+            fn core(&self) -> &$crate::phases::run_core::RunCore {
+                &self.core
+            }
+
+            fn core_mut(&mut self) -> &mut $crate::phases::run_core::RunCore {
+                &mut self.core
+            }
+        }
+    };
+}
+pub(crate) use impl_run;

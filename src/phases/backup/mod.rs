@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::engine::{Failure, HostId, Manager, Step};
 use crate::k3s::snapshot::{Entry, Listed};
-use crate::phases::run_core::{Run, RunCore};
+use crate::phases::run_core::RunCore;
 
 mod run;
 mod steps;
@@ -67,15 +67,7 @@ pub struct BackupRun {
     pub failure: Option<Failure>,
 }
 
-impl Run for BackupRun {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(BackupRun);
 
 impl BackupRun {
     fn saving(&self) -> bool {

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::engine::{Manager, Step};
-use crate::phases::run_core::{Run, RunCore};
+use crate::phases::run_core::RunCore;
 
 mod decide;
 mod phases;
@@ -39,15 +39,7 @@ pub struct ReplaceRun {
     pub delete_failed: Option<String>,
 }
 
-impl Run for ReplaceRun {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(ReplaceRun);
 
 impl ReplaceRun {
     pub fn first_name(&self) -> &str {

@@ -44,13 +44,7 @@ pub struct ResetHost {
     pub found: Option<Survey>,
 }
 
-impl std::ops::Deref for ResetHost {
-    type Target = HostLine;
-
-    fn deref(&self) -> &HostLine {
-        &self.line
-    }
-}
+crate::phases::host_status::host_row!(ResetHost);
 
 /// The whole reset; hosts in execution order.
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@ use crate::engine::{Engine, Failure, HostId, PerHost};
 use crate::inventory::{Inventory, Role};
 use crate::phases::gitlab::GitLabReport;
 use crate::phases::host_status::{HostEnd, HostLine, Status};
-use crate::phases::run_core::{Run, RunCore, inventory_hosts};
+use crate::phases::run_core::{RunCore, inventory_hosts};
 
 use super::ResetOptions;
 use super::outcome::{HostPlan, ResetHost, ResetReport, Scope};
@@ -105,15 +105,7 @@ pub struct ResetRun {
     pub gitlab: Option<GitLabReport>,
 }
 
-impl Run for ResetRun {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(ResetRun);
 
 impl ResetRun {
     /// The run state over `engine` (the selected hosts and the first server, connected or not).

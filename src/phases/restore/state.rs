@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::engine::{Engine, Failure, HostId, PerHost, PhaseRecord};
 use crate::inventory::{Inventory, Role};
 use crate::phases::host_status::{HostEnd, HostLine, Status};
-use crate::phases::run_core::{Run, RunCore, inventory_hosts};
+use crate::phases::run_core::{RunCore, inventory_hosts};
 
 use super::RestoreOptions;
 
@@ -125,15 +125,7 @@ pub struct RestoreRun {
     pub stopped: Option<String>,
 }
 
-impl Run for RestoreRun {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(RestoreRun);
 
 impl RestoreRun {
     /// The run state over `engine` (every host of the inventory, connected or not).
@@ -304,13 +296,7 @@ pub struct HostOutcome {
     pub detail: String,
 }
 
-impl std::ops::Deref for HostOutcome {
-    type Target = HostLine;
-
-    fn deref(&self) -> &HostLine {
-        &self.line
-    }
-}
+crate::phases::host_status::host_row!(HostOutcome);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {

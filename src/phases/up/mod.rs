@@ -59,7 +59,7 @@ use super::join;
 use super::outcome::{HostReport, NodeRow, RunReport, Status};
 use super::preflight;
 use super::remote::{self, ApiRead};
-use super::run_core::{Run, RunCore, inventory_hosts, run_phases};
+use super::run_core::{RunCore, inventory_hosts, run_phases};
 use gitlab_step::GitLabStep;
 use options::{
     AIRGAP_UPLOADS, API_WAIT, BOOT_CHECK_TIMEOUT, CHANNEL_TIMEOUT, POLL_EVERY, REBOOT_WAIT,

@@ -94,15 +94,7 @@ pub(super) struct Runner<'a> {
     pub(super) gitlab: Option<GitLabReport>,
 }
 
-impl Run for Runner<'_> {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(Runner<'_>);
 
 impl<'a> Runner<'a> {
     /// The run state over `engine`, whose hosts are `hosts` (same names).

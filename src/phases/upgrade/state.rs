@@ -14,7 +14,7 @@ use crate::k3s::nodes::NodeStatus;
 use crate::phases::facts::Facts;
 use crate::phases::host_status::{HostEnd, HostLine};
 use crate::phases::outcome::{NodeRow, Status};
-use crate::phases::run_core::{Run, RunCore};
+use crate::phases::run_core::RunCore;
 
 use super::options::UpgradeOptions;
 use super::plan::HostNeed;
@@ -32,13 +32,7 @@ pub struct UpgradeHost {
     pub to: Option<String>,
 }
 
-impl std::ops::Deref for UpgradeHost {
-    type Target = HostLine;
-
-    fn deref(&self) -> &HostLine {
-        &self.line
-    }
-}
+crate::phases::host_status::host_row!(UpgradeHost);
 
 /// The whole upgrade run.
 #[derive(Debug, Clone, Serialize)]
@@ -132,15 +126,7 @@ pub struct Upgrade {
     pub(super) nodes: Vec<NodeRow>,
 }
 
-impl Run for Upgrade {
-    fn core(&self) -> &RunCore {
-        &self.core
-    }
-
-    fn core_mut(&mut self) -> &mut RunCore {
-        &mut self.core
-    }
-}
+crate::phases::run_core::impl_run!(Upgrade);
 
 impl Upgrade {
     /// Show a note now and keep it for the report.
