@@ -5,12 +5,52 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
-use crate::k3s::K3sArch;
-use crate::k3s::airgap::{Artifact, Artifacts};
+use crate::inventory::Cluster;
+use crate::k3s::airgap::{Artifact, Artifacts, Sources};
 use crate::k3s::install::AIRGAP_INSTALLER_PATH;
+use crate::k3s::{K3sArch, K3sVersion};
+use crate::phases::Progress;
+use crate::phases::run_core::RunCore;
 use crate::shell::{shell_quote, with_vars};
 use crate::ssh::ExecRequest;
+
+/// The release at `version` for `arches` (in host order, repeats ignored), fetched and verified
+/// once on the workstation as phase `artifacts` of the run's progress; a note says what was
+/// downloaded. A mismatch is an error: the run stops before anything is installed.
+pub async fn fetch_release(
+    core: &mut RunCore,
+    cluster: &Cluster,
+    version: &K3sVersion,
+    arches: impl IntoIterator<Item = K3sArch>,
+) -> anyhow::Result<Artifacts> {
+    let mut wanted = Vec::new();
+    for arch in arches {
+        if !wanted.contains(&arch) {
+            wanted.push(arch);
+        }
+    }
+    let observer = core.engine.observer().clone();
+    observer.event(&Progress::PhaseStart {
+        phase: "artifacts",
+        hosts: 0,
+    });
+    let sources = Sources::from_cluster(cluster)?;
+    let artifacts = crate::k3s::airgap::prepare(&sources, version, &wanted)
+        .await
+        .context("air-gap artifacts")?;
+    observer.event(&Progress::PhaseEnd { phase: "artifacts" });
+    if !artifacts.downloaded.is_empty() {
+        core.message(format!(
+            "downloaded {} into {}",
+            artifacts.downloaded.join(", "),
+            artifacts.origin
+        ));
+    }
+    Ok(artifacts)
+}
 
 /// Where the installer expects the binary with `INSTALL_K3S_SKIP_DOWNLOAD=true`.
 pub const BINARY_PATH: &str = "/usr/local/bin/k3s";

@@ -200,23 +200,8 @@ impl Runner<'_> {
             return Ok(());
         };
         let arches = self.airgap_arches(hosts);
-        let observer = self.core.engine.observer().clone();
-        observer.event(&Progress::PhaseStart {
-            phase: "artifacts",
-            hosts: 0,
-        });
-        let sources = k3s_airgap::Sources::from_cluster(&self.inventory.cluster)?;
-        let artifacts = k3s_airgap::prepare(&sources, &version, &arches)
-            .await
-            .context("air-gap artifacts")?;
-        observer.event(&Progress::PhaseEnd { phase: "artifacts" });
-        if !artifacts.downloaded.is_empty() {
-            self.message(format!(
-                "downloaded {} into {}",
-                artifacts.downloaded.join(", "),
-                artifacts.origin
-            ));
-        }
+        let cluster = &self.inventory.cluster;
+        let artifacts = airgap::fetch_release(&mut self.core, cluster, &version, arches).await?;
         let uploads = tokio::sync::Semaphore::new(AIRGAP_UPLOADS);
         let (this, artifacts, uploads) = (&*self, &artifacts, &uploads);
         let results = this

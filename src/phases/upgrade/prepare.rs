@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::engine::{Applied, Failure, Flow, HostId, Output};
-use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
 use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::phases::airgap;
 use crate::phases::lock::LockError;
 use crate::phases::outcome::Status;
 use crate::phases::{Progress, facts, remote};
@@ -382,31 +380,12 @@ pub(super) fn plan_artifacts(cx: &mut Upgrade, hosts: &[HostId]) -> Vec<(HostId,
 pub(super) fn fetch_artifacts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
-        let mut arches = Vec::new();
-        for &id in hosts {
-            if let Some(arch) = cx.hosts[id].facts.as_ref().and_then(|f| f.arch)
-                && !arches.contains(&arch)
-            {
-                arches.push(arch);
-            }
-        }
-        let observer = cx.core.engine.observer().clone();
-        observer.event(&Progress::PhaseStart {
-            phase: "artifacts",
-            hosts: 0,
-        });
-        let sources = k3s_airgap::Sources::from_cluster(&cx.inventory.cluster)?;
-        let artifacts = k3s_airgap::prepare(&sources, &target, &arches)
-            .await
-            .context("air-gap artifacts")?;
-        observer.event(&Progress::PhaseEnd { phase: "artifacts" });
-        if !artifacts.downloaded.is_empty() {
-            cx.message(format!(
-                "downloaded {} into {}",
-                artifacts.downloaded.join(", "),
-                artifacts.origin
-            ));
-        }
+        let arches: Vec<_> = hosts
+            .iter()
+            .filter_map(|&id| cx.hosts[id].facts.as_ref().and_then(|f| f.arch))
+            .collect();
+        let cluster = &cx.inventory.cluster;
+        let artifacts = airgap::fetch_release(&mut cx.core, cluster, &target, arches).await?;
         cx.artifacts = Some(artifacts);
         Ok(Flow::Continue)
     })
