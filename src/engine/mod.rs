@@ -272,12 +272,10 @@ impl Engine {
         output: Output,
     ) -> Result<ExecOutput, Failure> {
         let slot = &self.slots[id.0];
-        let remote = slot.remote.as_ref().map_err(Clone::clone)?;
-        let started = Instant::now();
+        slot.remote.as_ref().map_err(Clone::clone)?;
         self.log
             .write(&slot.name, &format!("{title}: command"), &request.command);
-        let result = remote.exec(request).await;
-        self.record(id, started);
+        let result = self.counted(id, request).await?;
         let redactor = self.log.redactor();
         match result {
             Err(e) => {
@@ -316,11 +314,22 @@ impl Engine {
         title: &str,
         request: &ExecRequest,
     ) -> Result<ExecOutput, Failure> {
+        let result = self.counted(id, request).await?;
+        result.map_err(|e| Failure::from_ssh(title, &e, self.log.redactor()))
+    }
+
+    /// Run `request` on `id` and count it in the host's busy time; `Err` when the host is
+    /// unreachable (nothing ran), else how the exec itself ended.
+    async fn counted(
+        &self,
+        id: HostId,
+        request: &ExecRequest,
+    ) -> Result<Result<ExecOutput, crate::ssh::SshError>, Failure> {
         let remote = self.slots[id.0].remote.as_ref().map_err(Clone::clone)?;
         let started = Instant::now();
         let result = remote.exec(request).await;
         self.record(id, started);
-        result.map_err(|e| Failure::from_ssh(title, &e, self.log.redactor()))
+        Ok(result)
     }
 
     /// [`Engine::exec`], and a non-zero exit is a failure too ([`FailureKind::Exited`] with the

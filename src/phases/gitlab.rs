@@ -28,6 +28,7 @@ use super::Progress;
 use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::host_status::Status;
+use crate::engine::runlog::Redactor;
 use crate::engine::{Engine, HostId, Output};
 
 /// The phase's name in progress events and the report.
@@ -170,6 +171,16 @@ impl HostLook {
             .and_then(|(_, f)| f.as_ref())
     }
 
+    /// The tokens stored for this cluster's `owner` (none when another owner's are there),
+    /// their values added to `redactor` before anything can print them.
+    fn stored_tokens(&self, owner: &TokenOwner, redactor: &Redactor) -> Option<StoredTokens> {
+        let stored = StoredTokens::parse(&self.tokens_text).and_then(|s| s.for_owner(owner))?;
+        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
+            redactor.add(token.expose_secret());
+        }
+        Some(stored)
+    }
+
     /// Whether `content` is already at `path`, private and root-owned.
     fn holds(&self, path: &str, content: &str) -> bool {
         self.file(path)
@@ -263,9 +274,15 @@ impl<'a> Remote<'a> {
             .map_err(|e| engine.log().redactor().redact(&e.to_string()))
     }
 
-    /// Hash, mode and owner of each of `paths`, and the tokens file, in one round trip. With
-    /// `create_dir` the manifests folder is made when missing (never on a converged server).
-    async fn look(&mut self, paths: &[&str], create_dir: bool) -> Result<HostLook, String> {
+    /// Hash, mode and owner of the manifests of `charts` and of the tokens file, and the
+    /// tokens, in one round trip. With `create_dir` the manifests folder is made when missing
+    /// (never on a converged server).
+    async fn look(&mut self, charts: &[String], create_dir: bool) -> Result<HostLook, String> {
+        let paths: Vec<String> = charts
+            .iter()
+            .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
+            .chain([TOKENS_PATH.to_owned()])
+            .collect();
         let mut script = String::from("set -u\n");
         if create_dir {
             script.push_str(&format!(
@@ -524,20 +541,9 @@ async fn converge(
     redactor.add(api_token.expose_secret());
 
     let chart_names = chart_names(gitlab);
-    let paths: Vec<String> = chart_names
-        .iter()
-        .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
-        .chain([TOKENS_PATH.to_owned()])
-        .collect();
-    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-    let look = remote.look(&path_refs, true).await?;
+    let look = remote.look(&chart_names, true).await?;
     let owner = owner_of(gitlab);
-    let stored = StoredTokens::parse(&look.tokens_text).and_then(|s| s.for_owner(&owner));
-    if let Some(stored) = &stored {
-        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
-            redactor.add(token.expose_secret());
-        }
-    }
+    let stored = look.stored_tokens(&owner, redactor);
 
     // The agent config holds no token: render it first, it is committed during registration.
     let facts = ClusterFacts {
@@ -784,23 +790,11 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
     let gitlab = cx.gitlab;
     let cluster = &cx.inventory.cluster.name;
     let chart_names = chart_names(gitlab);
-    let paths: Vec<String> = chart_names
-        .iter()
-        .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
-        .chain([TOKENS_PATH.to_owned()])
-        .collect();
-    let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-    let (look, look_error) = match remote.look(&path_refs, false).await {
+    let (look, look_error) = match remote.look(&chart_names, false).await {
         Ok(look) => (look, None),
         Err(reason) => (HostLook::default(), Some(reason)),
     };
-    let stored =
-        StoredTokens::parse(&look.tokens_text).and_then(|s| s.for_owner(&owner_of(gitlab)));
-    if let Some(stored) = &stored {
-        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
-            cx.engine.log().redactor().add(token.expose_secret());
-        }
-    }
+    let stored = look.stored_tokens(&owner_of(gitlab), cx.engine.log().redactor());
     let mut rows = vec![
         GitLabRow::new(
             "agent config",
