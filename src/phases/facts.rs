@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 
+use crate::engine::{Engine, Failure, HostId};
 use crate::inventory::Role;
 use crate::k3s::install::CONFIG_HASH_PATH;
+use crate::ssh::ExecRequest;
 
 use super::remote::VERSION_STAMP_PATH;
 use crate::k3s::{K3sArch, K3sVersion};
@@ -258,6 +260,17 @@ impl Facts {
             .as_deref()
             .is_some_and(|m| m.contains("Raspberry Pi"))
     }
+}
+
+/// One host's facts, read in one round trip (`script` with `MAX_OUTPUT`), counted on the
+/// engine and logged as read. An answer past the bound is refused, not cut.
+pub async fn read(engine: &Engine, id: HostId) -> Result<Facts, Failure> {
+    let request = ExecRequest::new(script()).max_output(MAX_OUTPUT);
+    let out = engine.exec_unlogged(id, "facts", &request).await?;
+    bounded(&out).map_err(|e| Failure::refused(format!("{e:#}")))?;
+    let stdout = out.stdout_lossy();
+    engine.log().write(engine.name(id), "facts", &stdout);
+    Ok(Facts::parse(&stdout))
 }
 
 /// The most a host's facts answer may hold (a real one is under 2 KiB): a host that answers

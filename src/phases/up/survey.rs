@@ -19,54 +19,44 @@ impl Runner<'_> {
     /// sudo), its whole output kept in `lock.reply`.
     pub(super) async fn gather(&mut self, lock: Option<&FirstFacts>) {
         let hosts: Vec<HostId> = self.core.engine.ids().collect();
-        let script = facts::script();
         let (engine, first) = (&self.core.engine, self.core.first);
         let results = engine
-            .each("facts", &hosts, |id| {
-                let script = script.clone();
-                async move {
-                    let log = engine.log();
-                    let host = engine.name(id);
-                    let Some(lock) = lock.filter(|_| id == first) else {
-                        let request = ExecRequest::new(script).max_output(facts::MAX_OUTPUT);
-                        let out = engine.exec_unlogged(id, "facts", &request).await?;
-                        facts::bounded(&out)
-                            .map_err(|e| Failure::new(FailureKind::Refused, format!("{e:#}")))?;
-                        let stdout = out.stdout_lossy();
-                        log.write(host, "facts", &stdout);
-                        return Ok(Facts::parse(&stdout));
-                    };
-                    let request = ExecRequest::new(lock.script.clone()).sudo(true);
-                    let out = match engine.exec_unlogged(id, "facts", &request).await {
-                        Ok(out) => out,
-                        Err(e) => {
-                            *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(()));
-                            return Err(e);
-                        }
-                    };
-                    let stdout = out.stdout_lossy();
-                    let facts_text = if lock.with_lock {
-                        let facts_text = fold::split_facts_with_lock(&stdout).1;
-                        let lock_text = stdout
-                            .split_once(facts_text)
-                            .map_or(stdout.as_str(), |(lock, _)| lock);
-                        log.write(
-                            host,
-                            &format!("lock (with the facts): {}", out.exit),
-                            &format!(
-                                "--- stdout\n{lock_text}--- stderr\n{}",
-                                String::from_utf8_lossy(&out.stderr)
-                            ),
-                        );
-                        facts_text
-                    } else {
-                        fold::split_facts_with_nodes(&stdout).map_or("", |(facts, _)| facts)
-                    };
-                    log.write(host, "facts", facts_text);
-                    let facts = Facts::parse(facts_text);
-                    *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(out));
-                    Ok(facts)
-                }
+            .each("facts", &hosts, |id| async move {
+                let log = engine.log();
+                let host = engine.name(id);
+                let Some(lock) = lock.filter(|_| id == first) else {
+                    return facts::read(engine, id).await;
+                };
+                let request = ExecRequest::new(lock.script.clone()).sudo(true);
+                let out = match engine.exec_unlogged(id, "facts", &request).await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Err(()));
+                        return Err(e);
+                    }
+                };
+                let stdout = out.stdout_lossy();
+                let facts_text = if lock.with_lock {
+                    let facts_text = fold::split_facts_with_lock(&stdout).1;
+                    let lock_text = stdout
+                        .split_once(facts_text)
+                        .map_or(stdout.as_str(), |(lock, _)| lock);
+                    log.write(
+                        host,
+                        &format!("lock (with the facts): {}", out.exit),
+                        &format!(
+                            "--- stdout\n{lock_text}--- stderr\n{}",
+                            String::from_utf8_lossy(&out.stderr)
+                        ),
+                    );
+                    facts_text
+                } else {
+                    fold::split_facts_with_nodes(&stdout).map_or("", |(facts, _)| facts)
+                };
+                log.write(host, "facts", facts_text);
+                let facts = Facts::parse(facts_text);
+                *lock.reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(out));
+                Ok(facts)
             })
             .await;
         for (id, result) in results {

@@ -86,10 +86,9 @@ pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
 /// Every host's facts (one read-only round trip each).
 pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let script = facts::script();
         let engine = &cx.core.engine;
         let results = engine
-            .each("facts", hosts, |id| facts_of(engine, id, &script))
+            .each("facts", hosts, |id| facts::read(engine, id))
             .await;
         for (id, result) in results {
             match result {
@@ -99,18 +98,6 @@ pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appl
         }
         Ok(Flow::Continue)
     })
-}
-
-/// One host's facts (read-only, bounded output).
-async fn facts_of(
-    engine: &crate::engine::Engine,
-    id: HostId,
-    script: &str,
-) -> Result<facts::Facts, Failure> {
-    let request = ExecRequest::new(script).max_output(facts::MAX_OUTPUT);
-    let out = engine.exec(id, "facts", &request, Output::Logged).await?;
-    facts::bounded(&out).map_err(|e| Failure::refused(e.to_string()))?;
-    Ok(facts::Facts::parse(&out.stdout_lossy()))
 }
 
 /// Read the node list on the first server (`Err` kept: the decisions go on without it).
