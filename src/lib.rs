@@ -8,7 +8,9 @@
 //! - `report`: fan-out results for people and scripts: prefixed lines, folded groups, summary, JSON.
 //! - `k3s`: k3s knowledge without SSH: versions, channels, install env and config, tokens,
 //!   node readiness, kubeconfig.
-//! - `phases`: the ordered steps of `up`/`plan`/`status`, each deciding per host from live facts.
+//! - `host`: what edgeops knows of a host: its facts (one round trip), distribution
+//!   prerequisites, preflight refusals and warnings, the Raspberry Pi memory check.
+//! - `phases`: every command as ordered steps on the engine, each deciding per host from live facts.
 //! - `render`: minijinja templates (built-in, overridable) and the GitLab files rendered from them.
 //! - `sites`: a set of site inventories from the command line; `ci`: their GitLab pipeline.
 //! - `engine`: the one run core (host ids, typed failures, one exec, fan-out, phase manager).
@@ -22,6 +24,7 @@ pub mod engine;
 pub mod exit;
 pub mod fleet;
 pub mod gitlab;
+pub mod host;
 pub mod inventory;
 pub mod k3s;
 pub mod logging;

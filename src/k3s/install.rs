@@ -27,6 +27,10 @@ use crate::shell::{shell_quote, with_vars, without_comments};
 use super::registries::{ManagedFile, Secrets};
 use super::version::K3sVersion;
 
+/// `VERSION SIZE MTIME` of the k3s binary edgeops installed (see `facts`): saves running
+/// `k3s --version` on every run. Inside `/etc/rancher/k3s`, so the uninstall scripts remove it.
+pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
+
 /// Where k3s reads its configuration (the k3s default, so no `K3S_CONFIG_FILE` is needed).
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 /// The 0600 join token file edgeops uploads; `K3S_TOKEN_FILE` points here. Inside

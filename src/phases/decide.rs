@@ -5,7 +5,7 @@
 use crate::inventory::Host;
 use crate::k3s::{InstallSpec, K3sVersion};
 
-use super::facts::Facts;
+use crate::host::facts::Facts;
 
 /// What one host needs.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

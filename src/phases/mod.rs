@@ -1,40 +1,40 @@
-//! The orchestration of `up`, `plan`, `status`, `reset` and `upgrade` on the run engine
-//! (`crate::engine`): each command an ordered list of small phases. `up` (`up/mod.rs` lists
-//! them): facts in one round trip per host (the first server's also takes the lock), preflight,
-//! one version, decisions, guards, Pi cgroups (edit cmdline.txt, reboot, reconnect), air-gap
-//! upload, first server, other servers one at a time, agents in one window, kubeconfig, verify,
-//! GitLab. Each phase decides per host from live facts what is needed (`decide`), and only then
-//! does it through the engine; `plan` is the same list through the dry-run gate. Progress goes
-//! to an [`Observer`]; drawing it is the CLI's job.
+//! Every command's orchestration on the run engine (`crate::engine`): each an ordered list of
+//! small phases over a [`run_core::RunCore`] (the engine, the first server, the cluster lock,
+//! notes, phase records). `up` (`up/mod.rs` lists them): facts in one round trip per host (the
+//! first server's also takes the lock), preflight, one version, decisions, guards, Pi cgroups
+//! (edit cmdline.txt, reboot, reconnect), air-gap upload, first server, other servers one at a
+//! time, agents in one window, kubeconfig, verify, GitLab. Each phase decides per host from live
+//! facts (`crate::host`) what is needed (`decide`), and only then does it through the engine;
+//! `plan` is the same list through the dry-run gate. Progress goes to an [`Observer`]; drawing
+//! it is the CLI's job.
 //!
-//! - `airgap`: what air-gapped hosts need uploaded, checked and verified on the host.
-//! - `facts`: the one-round-trip facts script and its parser.
-//! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
+//! - `run_core`: what every run state holds, how it is made, runs its phases and ends.
+//! - `host_status`: how a host ended (`HostEnd`) and the columns every report row shares
+//!   (`HostLine`); `outcome`: `up`'s report.
+//! - `lock`: the cluster lock (taken, taken over, held by whom, released also after Ctrl-C).
 //! - `decide`: the per-host action (the idempotency rule).
+//! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
+//!   and verified on the host.
 //! - `remote`: the scripts each step runs on a host (their text in `sh/*.sh`, values passed as
-//!   quoted variables; secrets on stdin only); `fold`: the `up`
-//!   lock taken and released inside the first server's other round trips.
-//! - `join`: the bounds of an install that starts a k3s service and the report when it cannot.
-//! - `lock`: what the cluster lock's answer means (taken, taken over, held by whom).
+//!   quoted variables; secrets on stdin only); `fold`: the `up` lock taken and released inside
+//!   the first server's other round trips.
 //! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
-//! - `up`: `up` / `plan` / `status`; `outcome`: the per-host and cluster results; `host_status`:
-//!   how a host ended (shared by every report).
-//! - `reset`: `edgeops reset` (uninstall, agents first) as phases on the engine, with its host
-//!   scripts, its report and its dry run.
+//! - `up`: `up` / `plan` / `status`.
+//! - `reset`: `edgeops reset` (uninstall, agents first), with its host scripts, its report and
+//!   its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
 //!   from one (`k3s::snapshot` holds the workstation side).
 //! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 //! - `drain`: cordon and drain one node through the first server (reset, upgrade).
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
+//! - `workstation`: checks on the workstation side of a lock holder.
 
 pub mod airgap;
 pub mod backup;
 pub mod decide;
-pub mod distro;
 pub mod drain;
-pub mod facts;
 pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
@@ -42,8 +42,6 @@ pub mod host_status;
 pub mod join;
 pub mod lock;
 pub mod outcome;
-pub mod pi_memory;
-pub mod preflight;
 pub mod remote;
 pub mod replace;
 pub mod reset;

@@ -8,7 +8,7 @@ use crate::engine::PhaseRecord;
 use crate::k3s::nodes::{ConditionStatus, NodeStatus};
 
 use super::decide::Decision;
-use super::facts::Facts;
+use crate::host::facts::Facts;
 
 pub use super::host_status::{HostLine, Status};
 

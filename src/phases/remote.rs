@@ -11,9 +11,7 @@ use crate::shell::{shell_quote, with_vars};
 pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
 /// The k3s admin kubeconfig on a server.
 pub const K3S_KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
-/// `VERSION SIZE MTIME` of the k3s binary edgeops installed (see `facts`): saves running
-/// `k3s --version` on every run. Inside `/etc/rancher/k3s`, so the uninstall scripts remove it.
-pub const VERSION_STAMP_PATH: &str = "/etc/rancher/k3s/edgeops-k3s-version";
+pub use crate::k3s::install::VERSION_STAMP_PATH;
 /// The `up` lock on the first server: on tmpfs, so a reboot (which kills any run) clears it.
 pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 

@@ -51,15 +51,15 @@ use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
 use super::Progress;
 use super::airgap;
 use super::decide::{Action, Decision, decide};
-use super::facts::{self, Facts};
 use super::fold;
 use super::gitlab::{self as gitlab_phase, GitLabReport, LockRelease, PhaseContext};
 use super::host_status::{HostEnd, HostLine};
 use super::join;
 use super::outcome::{HostReport, NodeRow, RunReport, Status};
-use super::preflight;
 use super::remote::{self, ApiRead};
 use super::run_core::{RunCore, inventory_hosts, run_phases};
+use crate::host::facts::{self, Facts};
+use crate::host::preflight;
 use gitlab_step::GitLabStep;
 use options::{
     AIRGAP_UPLOADS, API_WAIT, BOOT_CHECK_TIMEOUT, CHANNEL_TIMEOUT, POLL_EVERY, REBOOT_WAIT,

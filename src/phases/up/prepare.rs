@@ -94,7 +94,7 @@ impl Runner<'_> {
             let request = ExecRequest::new(format!(
                 "{}; {}",
                 remote::BOOT_ID_COMMAND,
-                crate::phases::pi_memory::MEMORY_CHECK
+                crate::host::pi_memory::MEMORY_CHECK
             ))
             .timeout(BOOT_CHECK_TIMEOUT);
             match remote.exec(&request).await {
@@ -107,9 +107,9 @@ impl Runner<'_> {
                             "rebooted",
                             &format!("new boot id {boot}\n{stdout}"),
                         );
-                        if !crate::phases::pi_memory::memory_on(&stdout) {
+                        if !crate::host::pi_memory::memory_on(&stdout) {
                             return Err(Failure::refused(
-                                crate::phases::pi_memory::still_off_reason(&file),
+                                crate::host::pi_memory::still_off_reason(&file),
                             ));
                         }
                         return Ok(());

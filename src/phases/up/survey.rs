@@ -225,9 +225,9 @@ impl Runner<'_> {
             match decide(&state.host, facts, &spec, &version) {
                 Ok(_) if facts.pi_memory_cgroup_stuck() => {
                     let file = facts.cmdline_file.as_deref().unwrap_or("cmdline.txt");
-                    state.fail(Failure::refused(
-                        crate::phases::pi_memory::still_off_reason(file),
-                    ));
+                    state.fail(Failure::refused(crate::host::pi_memory::still_off_reason(
+                        file,
+                    )));
                 }
                 Ok(mut decision) => {
                     if facts.pi_needs_cgroup() {

@@ -5,7 +5,7 @@
 use crate::inventory::{Host, Role};
 use crate::k3s::K3sVersion;
 
-use crate::phases::facts::Facts;
+use crate::host::facts::Facts;
 
 /// What one host needs to reach the target version.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::engine::{Applied, Failure, Flow, HostId, Output};
+use crate::host::facts;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
 use crate::k3s::{ChannelResolver, K3sVersion};
 use crate::phases::airgap;
 use crate::phases::lock::LockError;
 use crate::phases::outcome::Status;
-use crate::phases::{Progress, facts, remote};
+use crate::phases::{Progress, remote};
 use crate::ssh::ExecRequest;
 
 use super::options::{Target, UpgradeError};

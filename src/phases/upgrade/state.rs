@@ -6,12 +6,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::{Failure, HostId, PerHost, PhaseRecord};
+use crate::host::facts::Facts;
 use crate::inventory::{Host, Inventory, Role};
 use crate::k3s::K3sVersion;
 use crate::k3s::airgap::Artifacts;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::nodes::NodeStatus;
-use crate::phases::facts::Facts;
 use crate::phases::host_status::{HostEnd, HostLine};
 use crate::phases::outcome::{NodeRow, Status};
 use crate::phases::run_core::RunCore;

@@ -11,10 +11,9 @@ use std::collections::HashMap;
 
 use crate::engine::{Engine, Failure, HostId};
 use crate::inventory::Role;
-use crate::k3s::install::CONFIG_HASH_PATH;
+use crate::k3s::install::{CONFIG_HASH_PATH, VERSION_STAMP_PATH};
 use crate::ssh::ExecRequest;
 
-use super::remote::VERSION_STAMP_PATH;
 use crate::k3s::{K3sArch, K3sVersion};
 
 /// The script. Every probe is guarded so one missing tool never hides the other facts; values
