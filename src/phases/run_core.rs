@@ -92,6 +92,20 @@ pub async fn run_phases<C: Run>(cx: &mut C, phases: &Manager<'_, C>) -> anyhow::
     Ok(())
 }
 
+/// The read-only first half of a command that asks before it changes anything (reset,
+/// restore, replace): `phases` run on the new run state `cx`, which comes back for the plan and
+/// the question. On an error the run is ended (the lock given back, the sessions closed) and
+/// the error returned.
+pub async fn survey<C: Run>(mut cx: C, phases: &Manager<'_, C>) -> anyhow::Result<C> {
+    match run_phases(&mut cx, phases).await {
+        Ok(()) => Ok(cx),
+        Err(e) => {
+            cx.core_mut().finish().await;
+            Err(e)
+        }
+    }
+}
+
 /// Each host of `engine` with its entry among `hosts` (the inventory's, or a selection), in the
 /// engine's order; an error names the hosts that have none.
 pub fn inventory_hosts(engine: &Engine, hosts: &[Host]) -> anyhow::Result<PerHost<Host>> {

@@ -6,7 +6,7 @@
 use crate::engine::Engine;
 use crate::inventory::Inventory;
 use crate::phases::lock::ClusterLock;
-use crate::phases::run_core::{RunCore, run_phases};
+use crate::phases::run_core::{RunCore, run_phases, survey};
 
 use super::{OldNode, ReplaceRun, replace_phases, survey_phases};
 
@@ -22,7 +22,7 @@ impl Replace {
         inventory: &Inventory,
         old_node: String,
     ) -> anyhow::Result<Replace> {
-        let mut run = ReplaceRun {
+        let run = ReplaceRun {
             core: RunCore::new(
                 engine,
                 inventory,
@@ -36,13 +36,9 @@ impl Replace {
             decision: None,
             delete_failed: None,
         };
-        match run_phases(&mut run, &survey_phases()).await {
-            Ok(()) => Ok(Replace { run }),
-            Err(e) => {
-                Replace { run }.abort().await;
-                Err(e)
-            }
-        }
+        Ok(Replace {
+            run: survey(run, &survey_phases()).await?,
+        })
     }
 
     /// What the node list said about the old node, or why the replacement is refused.

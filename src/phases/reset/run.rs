@@ -5,7 +5,7 @@
 
 use crate::engine::{Engine, PhaseResult};
 use crate::inventory::Inventory;
-use crate::phases::run_core::run_phases;
+use crate::phases::run_core::{run_phases, survey};
 
 use super::outcome::{HostPlan, ResetPlan, ResetReport, Scope};
 use super::remote::Survey;
@@ -27,14 +27,10 @@ impl Reset {
         selected: &[String],
         options: ResetOptions,
     ) -> anyhow::Result<Reset> {
-        let mut run = ResetRun::new(engine, inventory, scope, selected, options)?;
-        match run_phases(&mut run, &survey_phases()).await {
-            Ok(()) => Ok(Reset { run }),
-            Err(e) => {
-                Reset { run }.abort().await;
-                Err(e)
-            }
-        }
+        let run = ResetRun::new(engine, inventory, scope, selected, options)?;
+        Ok(Reset {
+            run: survey(run, &survey_phases()).await?,
+        })
     }
 
     /// Per selected host, in execution order: what was found (or why the survey failed).

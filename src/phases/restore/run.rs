@@ -5,7 +5,7 @@
 
 use crate::engine::{Engine, PhaseRecord};
 use crate::inventory::Inventory;
-use crate::phases::run_core::run_phases;
+use crate::phases::run_core::{run_phases, survey};
 
 use super::state::{HostPlan, RestoreReport, RestoreRun, Snapshot};
 use super::{RestoreOptions, restore_phases, survey_phases};
@@ -22,14 +22,10 @@ impl Restore {
         inventory: &Inventory,
         options: RestoreOptions,
     ) -> anyhow::Result<Restore> {
-        let mut run = RestoreRun::new(engine, inventory, options)?;
-        match run_phases(&mut run, &survey_phases()).await {
-            Ok(()) => Ok(Restore { run }),
-            Err(e) => {
-                Restore { run }.abort().await;
-                Err(e)
-            }
-        }
+        let run = RestoreRun::new(engine, inventory, options)?;
+        Ok(Restore {
+            run: survey(run, &survey_phases()).await?,
+        })
     }
 
     /// Per host, in execution order: what was found and what the restore will do.
