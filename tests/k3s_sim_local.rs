@@ -897,6 +897,37 @@ fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
     assert_eq!(job["status"]["succeeded"], 1);
 }
 
+/// The pinned k3s installed in `sb` (install name `name`) and one server started as `node` on a
+/// free loopback port: its kubeconfig, and the process (stopped when dropped).
+fn one_server(sb: &Sandbox, mirror: &Mirror, name: &str, node: &str) -> (PathBuf, Procs) {
+    let out = sb.install(
+        mirror,
+        name,
+        &[
+            ("INSTALL_K3S_VERSION", PINNED),
+            ("INSTALL_K3S_SKIP_START", "true"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let kubeconfig = sb.path("k3s.yaml");
+    let port = free_port();
+    let server = Command::new(sb.path("bin/k3s"))
+        .args(["server", "--node-name", node, "--data-dir"])
+        .arg(sb.path("srv"))
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--https-listen-port",
+            &port.to_string(),
+            "--write-kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (kubeconfig, Procs(vec![server]))
+}
+
 /// The kubectl used to prove the API is Kubernetes-shaped: $K3S_SIM_KUBECTL, else `kubectl` on
 /// PATH (Debian's `kubernetes-client` package works: v1.20, checked against this simulator).
 fn real_kubectl() -> String {
@@ -917,33 +948,7 @@ fn real_kubectl_reads_the_simulated_api() {
     let kubectl = real_kubectl();
     let mirror = Mirror::start(&[]);
     let sb = Sandbox::new("aarch64");
-    let out = sb.install(
-        &mirror,
-        "simtest-g",
-        &[
-            ("INSTALL_K3S_VERSION", PINNED),
-            ("INSTALL_K3S_SKIP_START", "true"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let kubeconfig = sb.path("k3s.yaml");
-    let port = free_port();
-    let _procs = Procs(vec![
-        Command::new(sb.path("bin/k3s"))
-            .args(["server", "--node-name", "pi-1", "--data-dir"])
-            .arg(sb.path("srv"))
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                &port.to_string(),
-                "--write-kubeconfig",
-            ])
-            .arg(&kubeconfig)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ]);
+    let (kubeconfig, _procs) = one_server(&sb, &mirror, "simtest-g", "pi-1");
     let run = |args: &[&str]| {
         let out = Command::new(&kubectl)
             .arg("--kubeconfig")
@@ -1057,33 +1062,7 @@ fn real_kubectl_reads_the_simulated_api() {
 fn a_kept_alive_connection_gets_one_answer_per_request() {
     let mirror = Mirror::start(&[]);
     let sb = Sandbox::new("x86_64");
-    let out = sb.install(
-        &mirror,
-        "simtest-k",
-        &[
-            ("INSTALL_K3S_VERSION", PINNED),
-            ("INSTALL_K3S_SKIP_START", "true"),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let kubeconfig = sb.path("k3s.yaml");
-    let port = free_port();
-    let _procs = Procs(vec![
-        Command::new(sb.path("bin/k3s"))
-            .args(["server", "--node-name", "n1", "--data-dir"])
-            .arg(sb.path("srv"))
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                &port.to_string(),
-                "--write-kubeconfig",
-            ])
-            .arg(&kubeconfig)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ]);
+    let (kubeconfig, _procs) = one_server(&sb, &mirror, "simtest-k", "n1");
     wait_until("the node Ready", Duration::from_secs(60), || {
         let node = kubectl_json(&sb.path("bin/k3s"), &kubeconfig, &["get", "node", "n1"])?;
         (ready_status(&node) == "True").then_some(())
