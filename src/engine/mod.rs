@@ -82,6 +82,11 @@ impl<T> PerHost<T> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Another value per host, made from each host's id and value.
+    pub fn map<U>(&self, mut make: impl FnMut(HostId, &T) -> U) -> PerHost<U> {
+        PerHost(self.iter().map(|(id, v)| make(id, v)).collect())
+    }
 }
 
 impl<T> std::ops::Index<HostId> for PerHost<T> {

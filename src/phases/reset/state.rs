@@ -119,24 +119,18 @@ impl ResetRun {
     ) -> anyhow::Result<ResetRun> {
         let core = RunCore::new(engine, inventory, "edgeops reset", options.lock_stale_after)?;
         let first = core.first;
-        let known = inventory_hosts(&core.engine, &inventory.hosts)?;
-        let hosts = PerHost::new(
-            known
-                .iter()
-                .map(|(id, host)| HostState {
-                    role: host.role,
-                    node_name: host.node_name.clone(),
-                    step: selected.contains(&host.name).then_some(match host.role {
-                        Role::Agent => Step::Agents,
-                        Role::Server if id == first => Step::FirstServer,
-                        Role::Server => Step::Servers,
-                    }),
-                    survey: None,
-                    outcome: None,
-                    drained: false,
-                })
-                .collect(),
-        );
+        let hosts = inventory_hosts(&core.engine, &inventory.hosts)?.map(|id, host| HostState {
+            role: host.role,
+            node_name: host.node_name.clone(),
+            step: selected.contains(&host.name).then_some(match host.role {
+                Role::Agent => Step::Agents,
+                Role::Server if id == first => Step::FirstServer,
+                Role::Server => Step::Servers,
+            }),
+            survey: None,
+            outcome: None,
+            drained: false,
+        });
         let order = [Step::Agents, Step::Servers, Step::FirstServer]
             .into_iter()
             .flat_map(|step| {

@@ -141,23 +141,17 @@ impl RestoreRun {
             options.lock_stale_after,
         )?;
         let first = core.first;
-        let known = inventory_hosts(&core.engine, &inventory.hosts)?;
-        let hosts = PerHost::new(
-            known
-                .iter()
-                .map(|(id, host)| HostState {
-                    role: host.role,
-                    node_name: host.node_name.clone(),
-                    step: match host.role {
-                        Role::Server if id == first => Stage::FirstServer,
-                        Role::Server => Stage::Servers,
-                        Role::Agent => Stage::Agents,
-                    },
-                    survey: None,
-                    outcome: None,
-                })
-                .collect(),
-        );
+        let hosts = inventory_hosts(&core.engine, &inventory.hosts)?.map(|id, host| HostState {
+            role: host.role,
+            node_name: host.node_name.clone(),
+            step: match host.role {
+                Role::Server if id == first => Stage::FirstServer,
+                Role::Server => Stage::Servers,
+                Role::Agent => Stage::Agents,
+            },
+            survey: None,
+            outcome: None,
+        });
         // Execution order: by step, inventory order within one (a stable sort).
         let mut order: Vec<HostId> = hosts.ids().collect();
         order.sort_by_key(|&id| hosts[id].step);

@@ -105,17 +105,12 @@ impl<'a> Runner<'a> {
         options: UpOptions,
     ) -> anyhow::Result<Runner<'a>> {
         let core = RunCore::new(engine, inventory, "edgeops up", options.lock_stale_after)?;
-        let hosts = inventory_hosts(&core.engine, hosts)?;
+        let hosts = inventory_hosts(&core.engine, hosts)?.map(|_, h| HostState::new(h.clone()));
         Ok(Runner {
             inventory,
             core,
             options,
-            hosts: PerHost::new(
-                hosts
-                    .iter()
-                    .map(|(_, h)| HostState::new(h.clone()))
-                    .collect(),
-            ),
+            hosts,
             version: None,
             version_source: None,
             nodes: Vec::new(),

@@ -30,7 +30,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Engine, HostId, Manager, PerHost, Step, same_line};
+use crate::engine::{Engine, HostId, Manager, Step, same_line};
 use crate::inventory::{Host, Inventory};
 use crate::phases::run_core::{RunCore, inventory_hosts, run_phases};
 
@@ -109,23 +109,19 @@ fn run_state(
     options: UpgradeOptions,
 ) -> anyhow::Result<Upgrade> {
     let core = RunCore::new(engine, inventory, "upgrade", options.lock_stale_after)?;
-    let hosts = inventory_hosts(&core.engine, hosts)?;
-    let states = hosts
-        .iter()
-        .map(|(_, host)| state::HostState {
-            selected: options.selected.contains(&host.name),
-            host: host.clone(),
-            facts: None,
-            need: None,
-            spec: None,
-            end: None,
-            spent: std::time::Duration::ZERO,
-        })
-        .collect();
+    let hosts = inventory_hosts(&core.engine, hosts)?.map(|_, host| state::HostState {
+        selected: options.selected.contains(&host.name),
+        host: host.clone(),
+        facts: None,
+        need: None,
+        spec: None,
+        end: None,
+        spent: std::time::Duration::ZERO,
+    });
     Ok(Upgrade {
         core,
         inventory: inventory.clone(),
-        hosts: PerHost::new(states),
+        hosts,
         observed: Err("not read".into()),
         target: None,
         target_source: None,
