@@ -36,6 +36,18 @@ fn first_server(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>, log: RunLog) 
     scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
 }
 
+/// A save whose snapshot command answers `reply` (no run log): its outcome, and what ran.
+async fn save_answering(reply: Reply) -> (Outcome, Arc<Journal>) {
+    let journal = Journal::new();
+    let log = RunLog::disabled(Redactor::default());
+    let engine = first_server(&journal, vec![(SAVE_SCRIPT, reply)], log);
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = Backup::run(engine, &inventory(), dir.path().into(), saving(None))
+        .await
+        .unwrap();
+    (outcome, journal)
+}
+
 fn saving(prune: Option<usize>) -> Request {
     Request::Save {
         name: "pre".into(),
@@ -132,23 +144,12 @@ async fn a_copy_shorter_than_k3s_lists_is_refused_and_nothing_is_kept() {
 
 #[tokio::test]
 async fn k3s_on_sqlite_is_refused_with_what_to_do_instead() {
-    let journal = Journal::new();
-    let engine = first_server(
-        &journal,
-        vec![(
-            SAVE_SCRIPT,
-            Reply::Exit {
-                code: 1,
-                stdout: "Error: see server log for details: etcd datastore disabled\n".into(),
-                stderr: String::new(),
-            },
-        )],
-        RunLog::disabled(Redactor::default()),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let outcome = Backup::run(engine, &inventory(), dir.path().into(), saving(None))
-        .await
-        .unwrap();
+    let (outcome, journal) = save_answering(Reply::Exit {
+        code: 1,
+        stdout: "Error: see server log for details: etcd datastore disabled\n".into(),
+        stderr: String::new(),
+    })
+    .await;
     let failure = outcome.failure.unwrap();
     assert_eq!(failure.kind, FailureKind::Refused);
     assert!(failure.reason.contains("state.db"), "{failure}");
@@ -157,19 +158,8 @@ async fn k3s_on_sqlite_is_refused_with_what_to_do_instead() {
 
 #[tokio::test]
 async fn a_failed_save_is_exited_with_its_code_and_a_list_reads_the_table() {
-    let journal = Journal::new();
-    let engine = first_server(
-        &journal,
-        vec![(
-            SAVE_SCRIPT,
-            Reply::fail(4, "edgeops: k3s is not installed on this host"),
-        )],
-        RunLog::disabled(Redactor::default()),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let outcome = Backup::run(engine, &inventory(), dir.path().into(), saving(None))
-        .await
-        .unwrap();
+    let (outcome, _) =
+        save_answering(Reply::fail(4, "edgeops: k3s is not installed on this host")).await;
     let failure = outcome.failure.unwrap();
     assert_eq!(
         (failure.kind, failure.exit_code),
@@ -182,6 +172,7 @@ async fn a_failed_save_is_exited_with_its_code_and_a_list_reads_the_table() {
         vec![(LIST_SCRIPT, Reply::ok(listing(12)))],
         RunLog::disabled(Redactor::default()),
     );
+    let dir = tempfile::tempdir().unwrap();
     let outcome = Backup::run(engine, &inventory(), dir.path().into(), Request::List)
         .await
         .unwrap();
