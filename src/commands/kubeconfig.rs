@@ -8,16 +8,12 @@ use std::process::ExitCode;
 use crate::cli::{GlobalArgs, KubeconfigArgs};
 use crate::phases::{self, KubeconfigTarget};
 
-use super::run_setup::{FirstServer, default_kubeconfig_path, first_server_only};
+use super::run_setup::{default_kubeconfig_path, first_server_only};
 
 pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCode> {
     let _ = global;
-    let FirstServer {
-        inventory,
-        target,
-        ctx,
-        ..
-    } = first_server_only(&args.inventory)?;
+    let first = first_server_only(&args.inventory)?;
+    let inventory = &first.inventory;
     let merge_into = KubeconfigTarget {
         path: match &args.merge_into {
             Some(path) => path.clone(),
@@ -29,13 +25,10 @@ pub fn run(global: &GlobalArgs, args: &KubeconfigArgs) -> anyhow::Result<ExitCod
             .unwrap_or_else(|| inventory.cluster.name.clone()),
     };
     let runtime = super::runtime()?;
-    let message = runtime.block_on(phases::fetch_kubeconfig(
-        &inventory,
-        target,
-        ctx,
-        merge_into,
-        args.out.clone(),
-    ))?;
+    let message = runtime.block_on(async {
+        let engine = first.connect().await;
+        phases::fetch_kubeconfig(engine, inventory, merge_into, args.out.clone()).await
+    })?;
     writeln!(std::io::stdout().lock(), "{message}")?;
     Ok(ExitCode::SUCCESS)
 }

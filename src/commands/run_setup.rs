@@ -257,8 +257,19 @@ pub struct FirstServer {
     pub inventory: Inventory,
     /// The first server's name.
     pub host: String,
-    pub target: ConnectOptions,
-    pub ctx: SshContext,
+    target: ConnectOptions,
+    ctx: SshContext,
+}
+
+impl FirstServer {
+    /// The engine over one session to the first server (no progress shown, no run log): its
+    /// commands logged nowhere but redacted, counted and their failures typed like any run's.
+    pub async fn connect(&self) -> Engine {
+        let (targets, ctx) = (vec![self.target.clone()], self.ctx.clone());
+        let log = RunLog::disabled(Redactor::default());
+        let quiet = std::sync::Arc::new(crate::phases::Quiet);
+        Engine::connect(targets, ctx, FleetSettings::default(), log, quiet).await
+    }
 }
 
 pub fn first_server_only(path: &std::path::Path) -> anyhow::Result<FirstServer> {

@@ -6,16 +6,15 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::cli::{GlobalArgs, UnlockArgs};
+use crate::engine::Output;
 use crate::exit::Failure;
 use crate::inventory;
 use crate::phases::lock::{self, LockLine, Workstation};
 use crate::phases::remote::LOCK_PATH;
-use crate::ssh::{ExecRequest, Session};
+use crate::ssh::ExecRequest;
 
-use super::run_setup::{FirstServer, first_server_only};
+use super::run_setup::first_server_only;
 
 /// How long reading or removing the lock may take on the first server.
 const UNLOCK_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -23,34 +22,28 @@ const UNLOCK_COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
 pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
     let _ = global;
     let interactive = std::io::stdin().is_terminal();
-    let FirstServer {
-        inventory,
-        host,
-        target,
-        ctx,
-    } = first_server_only(&args.inventory)?;
+    let first = first_server_only(&args.inventory)?;
+    let (inventory, host) = (&first.inventory, &first.host);
     let runtime = super::runtime()?;
-    let session = runtime
-        .block_on(Session::connect(target, ctx))
-        .with_context(|| format!("connecting to the first server {host}"))?;
-    let exec = |script: String| {
+    let engine = runtime.block_on(first.connect());
+    let id = engine
+        .ids()
+        .next()
+        .expect("the first server is the engine's one host");
+    if let Some(failure) = engine.unreachable(id) {
+        anyhow::bail!("connecting to the first server {host}: {failure}");
+    }
+    let exec = |title: &str, script: String| {
         let request = ExecRequest::new(script)
             .sudo(true)
             .timeout(UNLOCK_COMMAND_TIMEOUT);
         let out = runtime
-            .block_on(session.exec(&request))
-            .with_context(|| format!("{host}: reading {LOCK_PATH}"))?;
-        if !out.success() {
-            anyhow::bail!(
-                "{host}: {LOCK_PATH}: {} ({})",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                out.exit
-            );
-        }
-        Ok(out.stdout_lossy())
+            .block_on(engine.run(id, title, &request, Output::Logged))
+            .map_err(|failure| anyhow::anyhow!("{host}: {LOCK_PATH}: {failure}"))?;
+        Ok::<_, anyhow::Error>(out.stdout_lossy())
     };
     let result = (|| {
-        let answer = exec(lock::read_script())?;
+        let answer = exec("read the lock", lock::read_script())?;
         let mut lines = answer.lines();
         let now = match lines.next().map(str::trim) {
             Some("none") => {
@@ -69,7 +62,7 @@ pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
                 "{host}: {LOCK_PATH} holds no edgeops lock line ({raw:?}); remove it by hand"
             )
         })?;
-        describe(&inventory, &host, &held, now);
+        describe(inventory, host, &held, now);
         if !args.yes {
             if !interactive {
                 return Err(Failure::Usage(
@@ -86,7 +79,7 @@ pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        let removed = exec(lock::remove_script(&held.line))?;
+        let removed = exec("remove the lock", lock::remove_script(&held.line))?;
         match removed.trim() {
             "removed" => println!("removed the lock on {host}"),
             "gone" => println!("the lock on {host} was already gone"),
@@ -98,7 +91,7 @@ pub fn run(global: &GlobalArgs, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })();
-    runtime.block_on(session.close());
+    runtime.block_on(engine.close());
     result
 }
 

@@ -43,29 +43,36 @@ pub(super) fn merge_kubeconfig(
     Ok(true)
 }
 
+/// How long `edgeops kubeconfig` waits for the first server's API before reading its
+/// kubeconfig (a running cluster answers at once).
+pub const KUBECONFIG_API_WAIT: Duration = Duration::from_secs(10);
+
 /// `edgeops kubeconfig`: fetch the first server's kubeconfig and merge it (or write it alone to
-/// `out`). One round trip on one host.
+/// `out`). One round trip on `engine`'s one host, the first server.
 pub async fn fetch_kubeconfig(
+    engine: Engine,
     inventory: &Inventory,
-    target: ConnectOptions,
-    ctx: SshContext,
     merge_into: KubeconfigTarget,
     out: Option<PathBuf>,
 ) -> anyhow::Result<String> {
-    let first = target.name.clone();
-    let session = crate::ssh::Session::connect(target, ctx)
-        .await
-        .with_context(|| format!("connecting to the first server {first}"))?;
+    let id = engine
+        .ids()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("kubeconfig: no first server to read from"))?;
+    let first = engine.name(id).to_owned();
     let script = remote::api_script(
-        Duration::from_secs(10),
+        KUBECONFIG_API_WAIT,
         ApiRead {
             token: false,
             kubeconfig: true,
         },
     );
-    let result = session.exec(&ExecRequest::new(script).sudo(true)).await;
-    session.close().await;
-    let out_text = result.with_context(|| format!("{first}: reading the kubeconfig"))?;
+    let request = ExecRequest::new(script).sudo(true);
+    let result = engine
+        .exec(id, "kubeconfig", &request, Output::Secret)
+        .await;
+    engine.close().await;
+    let out_text = result.map_err(|f| anyhow::anyhow!("{first}: reading the kubeconfig: {f}"))?;
     if !out_text.success() {
         anyhow::bail!(
             "{first}: cannot read {} ({}): {}",

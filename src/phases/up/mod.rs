@@ -46,7 +46,7 @@ use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes::{self, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
 use crate::render::renderer_for;
-use crate::ssh::{ConnectOptions, ExecOutput, ExecRequest, SshContext};
+use crate::ssh::{ExecOutput, ExecRequest};
 
 use super::Progress;
 use super::airgap;
