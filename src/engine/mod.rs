@@ -252,7 +252,7 @@ impl Engine {
     }
 
     /// Count remote work done outside [`Engine::exec`] (a streamed command) to a host.
-    pub fn record(&self, id: HostId, started: Instant) {
+    fn record(&self, id: HostId, started: Instant) {
         let mut busy = self.slots[id.0]
             .busy
             .lock()

@@ -97,7 +97,12 @@ impl Runner<'_> {
                 crate::host::pi_memory::MEMORY_CHECK
             ))
             .timeout(BOOT_CHECK_TIMEOUT);
-            match remote.exec(&request).await {
+            match self
+                .core
+                .engine
+                .exec_unlogged(id, "boot id", &request)
+                .await
+            {
                 Ok(out) if out.success() => {
                     let stdout = out.stdout_lossy();
                     let boot = stdout.lines().next().unwrap_or("").trim().to_owned();
@@ -116,7 +121,7 @@ impl Runner<'_> {
                     }
                 }
                 Ok(out) => last_error = format!("boot id check: {}", out.exit),
-                Err(e) => last_error = e.to_string(),
+                Err(failure) => last_error = failure.reason,
             }
         }
         Err(Failure::new(

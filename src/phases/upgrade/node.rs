@@ -3,7 +3,7 @@
 //! Every remote step is bounded: the limits are named here and listed in docs/UP.md.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
@@ -168,15 +168,8 @@ pub async fn wait_node_version(
 ) -> Result<(), Failure> {
     wait_for_version(
         |request| async move {
-            let remote = engine.remote(api).ok_or_else(|| {
-                engine
-                    .unreachable(api)
-                    .map_or_else(|| "no connection".to_owned(), |f| f.reason.clone())
-            })?;
-            let started = Instant::now();
-            let out = remote.exec(&request).await;
-            engine.record(api, started);
-            out.map_err(|e| e.to_string())
+            let out = engine.exec_unlogged(api, "node version", &request).await;
+            out.map_err(|failure| failure.reason)
         },
         node,
         version,
