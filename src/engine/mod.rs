@@ -251,7 +251,7 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Count remote work done outside [`Engine::exec`] (a streamed command) to a host.
+    /// Count one command's remote work to its host (time, one more command).
     fn record(&self, id: HostId, started: Instant) {
         let mut busy = self.slots[id.0]
             .busy
