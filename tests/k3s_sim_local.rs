@@ -707,24 +707,12 @@ fn helmchart_manifests_are_looked_up_in_the_mirror_and_their_values_checked() {
         .unwrap();
     }
     let kubeconfig = sb.path("k3s.yaml");
-    let port = free_port();
-    let mut procs = Procs(vec![]);
-    procs.0.push(
-        Command::new(&k3s)
-            .args(["server", "--disable", "traefik", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--https-listen-port",
-                &port.to_string(),
-                "--write-kubeconfig",
-            ])
-            .arg(&kubeconfig)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _procs = Procs(vec![loopback_server(
+        &k3s,
+        &["--disable", "traefik"],
+        &data,
+        &kubeconfig,
+    )]);
     let charts = wait_until("helmchart", Duration::from_secs(60), || {
         let list = kubectl_json(&k3s, &kubeconfig, &["get", "helmcharts", "-A"])?;
         let items = list["items"].as_array()?.clone();
@@ -910,22 +898,29 @@ fn one_server(sb: &Sandbox, mirror: &Mirror, name: &str, node: &str) -> (PathBuf
     );
     assert!(out.status.success(), "{}", text(&out));
     let kubeconfig = sb.path("k3s.yaml");
-    let port = free_port();
-    let server = Command::new(sb.path("bin/k3s"))
-        .args(["server", "--node-name", node, "--data-dir"])
-        .arg(sb.path("srv"))
-        .args([
-            "--bind-address",
-            "127.0.0.1",
-            "--https-listen-port",
-            &port.to_string(),
-            "--write-kubeconfig",
-        ])
-        .arg(&kubeconfig)
+    let server = loopback_server(
+        &sb.path("bin/k3s"),
+        &["--node-name", node],
+        &sb.path("srv"),
+        &kubeconfig,
+    );
+    (kubeconfig, Procs(vec![server]))
+}
+
+/// `k3s server ARGS` on 127.0.0.1 at a free port, its data in `data`, writing `kubeconfig`.
+fn loopback_server(k3s: &Path, args: &[&str], data: &Path, kubeconfig: &Path) -> Child {
+    Command::new(k3s)
+        .arg("server")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--bind-address", "127.0.0.1", "--https-listen-port"])
+        .arg(free_port().to_string())
+        .arg("--write-kubeconfig")
+        .arg(kubeconfig)
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
-    (kubeconfig, Procs(vec![server]))
+        .unwrap()
 }
 
 /// The kubectl used to prove the API is Kubernetes-shaped: $K3S_SIM_KUBECTL, else `kubectl` on
