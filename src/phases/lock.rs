@@ -14,7 +14,7 @@ const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The command that gives `run_id`'s lock back. It runs also after Ctrl-C: the unlock is quick,
 /// and a lock left behind blocks the next run until it goes stale.
-pub fn release_request(run_id: &str) -> ExecRequest {
+fn release_request(run_id: &str) -> ExecRequest {
     ExecRequest::new(remote::lock_release_script(run_id))
         .sudo(true)
         .ignore_cancel(true)
@@ -48,16 +48,16 @@ pub struct ClusterLock {
 }
 
 impl ClusterLock {
+    /// A lock of this run (a fresh run id), not taken yet.
     pub fn new(
         host: HostId,
-        run_id: String,
         tag: &'static str,
         cluster: String,
         stale_after: Duration,
     ) -> ClusterLock {
         ClusterLock {
             host,
-            run_id,
+            run_id: new_run_id(),
             tag,
             cluster,
             stale_after,
@@ -267,7 +267,7 @@ impl LockLine {
 }
 
 /// A fresh id for one run: the lock's owner names it, and only that run may release the lock.
-pub fn new_run_id() -> String {
+fn new_run_id() -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap_or_default();
     hex::encode(bytes)
@@ -275,7 +275,7 @@ pub fn new_run_id() -> String {
 
 /// The lock's owner text, `user@workstation pid N run ID` plus what holds it (`(edgeops reset)`),
 /// which is what a refused run is told.
-pub fn owner(run_id: &str, tag: Option<&str>) -> String {
+fn owner(run_id: &str, tag: Option<&str>) -> String {
     let mut owner = format!(
         "{}@{} pid {} run {run_id}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
@@ -293,7 +293,7 @@ pub use super::workstation::{Workstation, local_hostname};
 
 /// Settle the lock script's answer on `host`: `Ok(None)` taken, `Ok(Some(note))` taken over from
 /// a stale holder (the note says whose and how old), `Err` held by a live run.
-pub fn settle(
+fn settle(
     answer: LockAnswer,
     cluster: &str,
     host: &str,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::engine::{Engine, HostId, Manager, PerHost, PhaseRecord};
 use crate::inventory::{Host, Inventory};
 
-use super::lock::{ClusterLock, new_run_id};
+use super::lock::ClusterLock;
 
 /// What every command's run state holds, whatever the command.
 pub struct RunCore {
@@ -40,7 +40,7 @@ impl RunCore {
         })?;
         let cluster = inventory.cluster.name.clone();
         Ok(RunCore {
-            lock: ClusterLock::new(first, new_run_id(), command, cluster.clone(), stale_after),
+            lock: ClusterLock::new(first, command, cluster.clone(), stale_after),
             engine,
             first,
             cluster,
