@@ -62,7 +62,6 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
     let options = ResetOptions {
         fleet: prepared.fleet_settings.clone(),
-        lock_stale_after: prepared.inventory.cluster.lock_expiry,
         kubeconfig: KubeconfigEntry {
             path: default_kubeconfig_path()?,
             context: prepared.inventory.cluster.name.clone(),

@@ -60,7 +60,6 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
     let log = RunLog::create(&inventory.cluster.name, redactor);
     let options = RestoreOptions {
         fleet: prepared.fleet_settings.clone(),
-        lock_stale_after: inventory.cluster.lock_expiry,
         api_timeout: args.api_timeout,
         ready_timeout: args.ready_timeout,
     };

@@ -3,8 +3,6 @@
 //! inventory, how a command runs its phase list on it ([`run_phases`]) and how every run ends
 //! ([`RunCore::finish`]: the lock given back, also after Ctrl-C, and the sessions closed).
 
-use std::time::Duration;
-
 use crate::engine::{Engine, HostId, Manager, PerHost, PhaseRecord};
 use crate::inventory::{Host, Inventory};
 
@@ -26,13 +24,12 @@ pub struct RunCore {
 
 impl RunCore {
     /// The core of a run over `engine`, whose hosts include the inventory's first server.
-    /// `command`: what the lock file says holds the lock (`edgeops reset`); `stale_after`: how
-    /// old a lock left behind must be to be taken over.
+    /// `command`: what the lock file says holds the lock (`edgeops reset`); a lock left behind
+    /// is taken over after the inventory's `lock_expiry`.
     pub fn new(
         engine: Engine,
         inventory: &Inventory,
         command: &'static str,
-        stale_after: Duration,
     ) -> anyhow::Result<RunCore> {
         let first_name = &crate::k3s::install::first_server(inventory)?.name;
         let first = engine.id_of(first_name).ok_or_else(|| {
@@ -40,7 +37,12 @@ impl RunCore {
         })?;
         let cluster = inventory.cluster.name.clone();
         Ok(RunCore {
-            lock: ClusterLock::new(first, command, cluster.clone(), stale_after),
+            lock: ClusterLock::new(
+                first,
+                command,
+                cluster.clone(),
+                inventory.cluster.lock_expiry,
+            ),
             engine,
             first,
             cluster,

@@ -32,12 +32,7 @@ impl Backup {
         dest: PathBuf,
         request: Request,
     ) -> anyhow::Result<Outcome> {
-        let core = RunCore::new(
-            engine,
-            inventory,
-            "edgeops backup",
-            inventory.cluster.lock_expiry,
-        )?;
+        let core = RunCore::new(engine, inventory, "edgeops backup")?;
         let mut run = BackupRun {
             failure: core.engine.unreachable(core.first).cloned(),
             core,

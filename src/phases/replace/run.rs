@@ -23,12 +23,7 @@ impl Replace {
         old_node: String,
     ) -> anyhow::Result<Replace> {
         let run = ReplaceRun {
-            core: RunCore::new(
-                engine,
-                inventory,
-                "edgeops replace",
-                inventory.cluster.lock_expiry,
-            )?,
+            core: RunCore::new(engine, inventory, "edgeops replace")?,
             first_node: crate::k3s::install::first_server(inventory)?
                 .node_name
                 .clone(),

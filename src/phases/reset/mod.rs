@@ -14,8 +14,6 @@
 //! - `survey`, `quorum`, `drain`, `uninstall`, `nodes`, `kubeconfig`, `gitlab`: the phases.
 //! - `remote`: the host scripts (`sh/reset-*.sh`) and their parsers; `outcome`: the report.
 
-use std::time::Duration;
-
 use crate::engine::{self, HostId, Manager};
 use crate::fleet::FleetSettings;
 
@@ -102,8 +100,6 @@ pub const RESET: [&str; 8] = [
 #[derive(Debug, Clone)]
 pub struct ResetOptions {
     pub fleet: FleetSettings,
-    /// A lock older than this is taken over.
-    pub lock_stale_after: Duration,
     /// The user's kubeconfig and the cluster's context in it.
     pub kubeconfig: KubeconfigEntry,
     /// `--gitlab` (scope `Cluster` only): what to remove from GitLab once the first server is

@@ -117,7 +117,7 @@ impl ResetRun {
         selected: &[String],
         options: ResetOptions,
     ) -> anyhow::Result<ResetRun> {
-        let core = RunCore::new(engine, inventory, "edgeops reset", options.lock_stale_after)?;
+        let core = RunCore::new(engine, inventory, "edgeops reset")?;
         let first = core.first;
         let hosts = inventory_hosts(&core.engine, &inventory.hosts)?.map(|id, host| HostState {
             role: host.role,

@@ -166,7 +166,6 @@ impl Setup {
     fn options(&self) -> ResetOptions {
         ResetOptions {
             fleet: FleetSettings::default(),
-            lock_stale_after: Duration::from_secs(1800),
             kubeconfig: KubeconfigEntry {
                 path: self.kubeconfig_dir.path().join("config"),
                 context: "lab".into(),

@@ -43,7 +43,6 @@ pub const SCRIPT_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub fleet: FleetSettings,
-    pub lock_stale_after: Duration,
     /// The cluster reset, and then the first server's API, each get this long.
     pub api_timeout: Duration,
     /// Each other server and each agent: start and be Ready within this.

@@ -134,12 +134,7 @@ impl RestoreRun {
         inventory: &Inventory,
         options: RestoreOptions,
     ) -> anyhow::Result<RestoreRun> {
-        let core = RunCore::new(
-            engine,
-            inventory,
-            "edgeops restore",
-            options.lock_stale_after,
-        )?;
+        let core = RunCore::new(engine, inventory, "edgeops restore")?;
         let first = core.first;
         let hosts = inventory_hosts(&core.engine, &inventory.hosts)?.map(|id, host| HostState {
             role: host.role,

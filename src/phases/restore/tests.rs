@@ -107,7 +107,6 @@ impl Setup {
     fn options(&self) -> RestoreOptions {
         RestoreOptions {
             fleet: FleetSettings::default(),
-            lock_stale_after: Duration::from_secs(1800),
             api_timeout: Duration::from_secs(60),
             ready_timeout: Duration::from_secs(60),
         }

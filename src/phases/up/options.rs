@@ -29,8 +29,6 @@ pub struct UpOptions {
     pub ready_timeout: Duration,
     /// `None`: leave the user's kubeconfig alone.
     pub kubeconfig: Option<KubeconfigTarget>,
-    /// A lock older than this is taken over (its run is presumed dead).
-    pub lock_stale_after: Duration,
     pub fleet: FleetSettings,
     /// Join token from the inventory (already read and validated), if it names one.
     pub token: Option<JoinToken>,
@@ -61,7 +59,6 @@ impl UpOptions {
             mode: Mode::Plan,
             ready_timeout: Duration::ZERO,
             kubeconfig: None,
-            lock_stale_after: Duration::ZERO,
             fleet,
             token: None,
             reboot: Reboot::Never,

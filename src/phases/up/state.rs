@@ -104,7 +104,7 @@ impl<'a> Runner<'a> {
         engine: Engine,
         options: UpOptions,
     ) -> anyhow::Result<Runner<'a>> {
-        let core = RunCore::new(engine, inventory, "edgeops up", options.lock_stale_after)?;
+        let core = RunCore::new(engine, inventory, "edgeops up")?;
         let hosts = inventory_hosts(&core.engine, hosts)?.map(|_, h| HostState::new(h.clone()));
         Ok(Runner {
             inventory,

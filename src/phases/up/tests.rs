@@ -132,7 +132,6 @@ fn options(mode: Mode) -> UpOptions {
         mode,
         ready_timeout: Duration::from_secs(10),
         kubeconfig: None,
-        lock_stale_after: Duration::from_secs(3600),
         fleet: FleetSettings::default(),
         token: None,
         reboot: Reboot::AllAtOnce,

@@ -108,7 +108,7 @@ fn run_state(
     hosts: &[Host],
     options: UpgradeOptions,
 ) -> anyhow::Result<Upgrade> {
-    let core = RunCore::new(engine, inventory, "upgrade", options.lock_stale_after)?;
+    let core = RunCore::new(engine, inventory, "upgrade")?;
     let hosts = inventory_hosts(&core.engine, hosts)?.map(|_, host| state::HostState {
         selected: options.selected.contains(&host.name),
         host: host.clone(),

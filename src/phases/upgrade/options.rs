@@ -26,7 +26,6 @@ pub struct UpgradeOptions {
     pub force: bool,
     /// How long one node may take to be Ready at the target after its install.
     pub ready_timeout: Duration,
-    pub lock_stale_after: Duration,
     pub fleet: FleetSettings,
     /// The join token from the inventory, if it names one (written only if it differs).
     pub token: Option<JoinToken>,

@@ -120,7 +120,6 @@ fn options(inventory: &crate::inventory::Inventory, fleet: FleetSettings) -> Upg
         drain_timeout: Duration::from_secs(1),
         force: false,
         ready_timeout: Duration::from_millis(300),
-        lock_stale_after: Duration::from_secs(3600),
         fleet,
         token: None,
         selected: inventory.hosts.iter().map(|h| h.name.clone()).collect(),
