@@ -61,7 +61,6 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     }
     let log = RunLog::create(&prepared.inventory.cluster.name, redactor);
     let options = ResetOptions {
-        fleet: prepared.fleet_settings.clone(),
         kubeconfig: KubeconfigEntry {
             path: default_kubeconfig_path()?,
             context: prepared.inventory.cluster.name.clone(),

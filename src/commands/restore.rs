@@ -59,7 +59,6 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
     }
     let log = RunLog::create(&inventory.cluster.name, redactor);
     let options = RestoreOptions {
-        fleet: prepared.fleet_settings.clone(),
         api_timeout: args.api_timeout,
         ready_timeout: args.ready_timeout,
     };

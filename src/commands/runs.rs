@@ -192,8 +192,7 @@ pub async fn run_cluster(
     let name = &inventory.cluster.name;
     let connect = |log| Engine::connect(targets.clone(), ctx.clone(), fleet.clone(), log, observer);
     match setup {
-        Setup::Up(mut options, redactor) => {
-            options.fleet = fleet.clone();
+        Setup::Up(options, redactor) => {
             let engine = connect(run_log(name, options.mode, redactor)).await;
             phases::run(engine, inventory, hosts, options)
                 .await
@@ -205,8 +204,7 @@ pub async fn run_cluster(
                 .await
                 .map(ClusterReport::Run)
         }
-        Setup::Upgrade(mut options, redactor) => {
-            options.fleet = fleet.clone();
+        Setup::Upgrade(options, redactor) => {
             let engine = connect(RunLog::create(name, redactor)).await;
             upgrade::run(engine, inventory, hosts, options)
                 .await

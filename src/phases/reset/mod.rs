@@ -15,7 +15,6 @@
 //! - `remote`: the host scripts (`sh/reset-*.sh`) and their parsers; `outcome`: the report.
 
 use crate::engine::{self, HostId, Manager};
-use crate::fleet::FleetSettings;
 
 mod drain;
 pub mod gitlab;
@@ -99,7 +98,6 @@ pub const RESET: [&str; 8] = [
 
 #[derive(Debug, Clone)]
 pub struct ResetOptions {
-    pub fleet: FleetSettings,
     /// The user's kubeconfig and the cluster's context in it.
     pub kubeconfig: KubeconfigEntry,
     /// `--gitlab` (scope `Cluster` only): what to remove from GitLab once the first server is

@@ -165,7 +165,6 @@ impl Setup {
 
     fn options(&self) -> ResetOptions {
         ResetOptions {
-            fleet: FleetSettings::default(),
             kubeconfig: KubeconfigEntry {
                 path: self.kubeconfig_dir.path().join("config"),
                 context: "lab".into(),

@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use crate::engine::{Manager, Step, same_line};
-use crate::fleet::FleetSettings;
 
 mod roll;
 mod run;
@@ -42,7 +41,6 @@ pub const SCRIPT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    pub fleet: FleetSettings,
     /// The cluster reset, and then the first server's API, each get this long.
     pub api_timeout: Duration,
     /// Each other server and each agent: start and be Ready within this.

@@ -106,7 +106,6 @@ impl Setup {
 
     fn options(&self) -> RestoreOptions {
         RestoreOptions {
-            fleet: FleetSettings::default(),
             api_timeout: Duration::from_secs(60),
             ready_timeout: Duration::from_secs(60),
         }

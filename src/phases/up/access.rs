@@ -123,7 +123,7 @@ pub async fn status(
     inventory: &Inventory,
     hosts: &[Host],
 ) -> anyhow::Result<RunReport> {
-    let options = UpOptions::read_only(engine.settings().clone());
+    let options = UpOptions::read_only();
     status_on(Runner::new(inventory, hosts, engine, options)?).await
 }
 

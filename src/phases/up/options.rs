@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fleet::FleetSettings;
 use crate::k3s::JoinToken;
 use crate::phases::gitlab::GitLabSetup;
 
@@ -29,7 +28,6 @@ pub struct UpOptions {
     pub ready_timeout: Duration,
     /// `None`: leave the user's kubeconfig alone.
     pub kubeconfig: Option<KubeconfigTarget>,
-    pub fleet: FleetSettings,
     /// Join token from the inventory (already read and validated), if it names one.
     pub token: Option<JoinToken>,
     /// What to do with Raspberry Pis that need the memory cgroup enabled.
@@ -54,12 +52,11 @@ pub enum Reboot {
 
 impl UpOptions {
     /// What `status` runs with: nothing is changed, so no lock, token, kubeconfig or reboot.
-    pub fn read_only(fleet: FleetSettings) -> UpOptions {
+    pub fn read_only() -> UpOptions {
         UpOptions {
             mode: Mode::Plan,
             ready_timeout: Duration::ZERO,
             kubeconfig: None,
-            fleet,
             token: None,
             reboot: Reboot::Never,
             gitlab: None,

@@ -132,7 +132,6 @@ fn options(mode: Mode) -> UpOptions {
         mode,
         ready_timeout: Duration::from_secs(10),
         kubeconfig: None,
-        fleet: FleetSettings::default(),
         token: None,
         reboot: Reboot::AllAtOnce,
         gitlab: None,
@@ -157,7 +156,7 @@ async fn run_fake(
     );
     let options = match mode {
         Some(mode) => options(mode),
-        None => UpOptions::read_only(FleetSettings::default()),
+        None => UpOptions::read_only(),
     };
     let runner = Runner::new(inventory, &inventory.hosts, engine, options).unwrap();
     match mode {

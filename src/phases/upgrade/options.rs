@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::fleet::FleetSettings;
 use crate::k3s::{Channel, JoinToken, K3sVersion};
 
 /// What to upgrade to, before resolution.
@@ -26,7 +25,6 @@ pub struct UpgradeOptions {
     pub force: bool,
     /// How long one node may take to be Ready at the target after its install.
     pub ready_timeout: Duration,
-    pub fleet: FleetSettings,
     /// The join token from the inventory, if it names one (written only if it differs).
     pub token: Option<JoinToken>,
     /// Hosts to upgrade (the `--limit` selection). Other hosts of the run (the first server,

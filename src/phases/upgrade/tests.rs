@@ -112,7 +112,7 @@ fn inventory() -> crate::inventory::Inventory {
     inventory
 }
 
-fn options(inventory: &crate::inventory::Inventory, fleet: FleetSettings) -> UpgradeOptions {
+fn options(inventory: &crate::inventory::Inventory) -> UpgradeOptions {
     UpgradeOptions {
         target: Target::Version(TO.parse().unwrap()),
         batch_size: 2,
@@ -120,7 +120,6 @@ fn options(inventory: &crate::inventory::Inventory, fleet: FleetSettings) -> Upg
         drain_timeout: Duration::from_secs(1),
         force: false,
         ready_timeout: Duration::from_millis(300),
-        fleet,
         token: None,
         selected: inventory.hosts.iter().map(|h| h.name.clone()).collect(),
         dry_run: false,
@@ -193,12 +192,12 @@ impl Fixture {
         };
         let engine = Engine::from_remotes(
             members,
-            settings.clone(),
+            settings,
             self.cancel.clone(),
             RunLog::disabled(Redactor::default()),
             Arc::new(Quiet),
         );
-        let mut options = options(&self.inventory, settings);
+        let mut options = options(&self.inventory);
         options.dry_run = dry_run;
         run(engine, &self.inventory, &self.inventory.hosts, options)
             .await
@@ -419,7 +418,7 @@ fn the_phases_select_from_the_state_alone() {
             Arc::new(Quiet),
         )
     };
-    let mut options = options(&inventory, FleetSettings::default());
+    let mut options = options(&inventory);
     options.selected.retain(|h| h != "wrk-2");
     let target: crate::k3s::K3sVersion = TO.parse().unwrap();
     let renderer = crate::render::Renderer::builtin();
