@@ -162,11 +162,8 @@ pub fn run(global: &GlobalArgs, args: &BootstrapArgs) -> anyhow::Result<ExitCode
         }
     }
     out.flush()?;
-    if failed == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Failure::HostsFailed { failed, total }.into())
-    }
+    super::reports::hosts_failed(failed, total)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The login password: from `--password-file` (which must not be readable by others), else

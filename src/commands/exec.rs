@@ -219,9 +219,6 @@ async fn fan_out(
         .iter()
         .filter(|r| report::status_of(&r.outcome) != "ok")
         .count();
-    if failed == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Failure::HostsFailed { failed, total }.into())
-    }
+    super::reports::hosts_failed(failed, total)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -128,15 +128,8 @@ pub fn run(global: &GlobalArgs, args: &HostkeysArgs) -> anyhow::Result<ExitCode>
         "{} host(s): {learned} recorded, {known} already known, {failed} failed",
         reports.len()
     );
-    if failed == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Failure::HostsFailed {
-            failed,
-            total: reports.len(),
-        }
-        .into())
-    }
+    super::reports::hosts_failed(failed, reports.len())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `~/.ssh/known_hosts`, where hosts without an inventory `known_hosts` get their keys.

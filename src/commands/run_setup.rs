@@ -175,15 +175,8 @@ pub fn outcome(report: &RunReport) -> anyhow::Result<ExitCode> {
     if let (0, Some(reason)) = (failed, &report.kubeconfig_error) {
         anyhow::bail!("the kubeconfig was not merged: {reason}");
     }
-    if failed == 0 {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(Failure::HostsFailed {
-            failed,
-            total: report.hosts.len(),
-        }
-        .into())
-    }
+    super::reports::hosts_failed(failed, report.hosts.len())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Ctrl-C, SIGTERM or SIGHUP cancels the fleet's commands; the run then reports what it got

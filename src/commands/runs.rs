@@ -162,14 +162,10 @@ impl ClusterReport {
     pub fn exit_code(&self) -> anyhow::Result<ExitCode> {
         match self {
             ClusterReport::Run(report) => outcome(report),
-            ClusterReport::Upgrade(report) => match report.failed_hosts() {
-                0 => Ok(ExitCode::SUCCESS),
-                failed => Err(Failure::HostsFailed {
-                    failed,
-                    total: report.hosts.len(),
-                }
-                .into()),
-            },
+            ClusterReport::Upgrade(report) => {
+                reports::hosts_failed(report.failed_hosts(), report.hosts.len())?;
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }
