@@ -55,6 +55,10 @@ impl RunCore {
         self.engine.name(id)
     }
 
+    pub fn first_name(&self) -> &str {
+        self.engine.name(self.first)
+    }
+
     /// Show a note now and keep it for the report.
     pub fn message(&mut self, text: String) {
         self.engine.note(&text);

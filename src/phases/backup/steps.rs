@@ -188,7 +188,7 @@ pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             Ok(bytes) => bytes,
             Err(stop) => return Ok(stop),
         };
-        let host = cx.core.engine.name(cx.core.first).to_owned();
+        let host = cx.core.first_name().to_owned();
         cx.saved = Some(keep(&cx.dest, &cx.core.cluster, &host, taken, &bytes)?);
         Ok(Flow::Continue)
     })

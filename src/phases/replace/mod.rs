@@ -41,12 +41,6 @@ pub struct ReplaceRun {
 
 crate::phases::run_core::impl_run!(ReplaceRun);
 
-impl ReplaceRun {
-    pub fn first_name(&self) -> &str {
-        self.core.name(self.core.first)
-    }
-}
-
 /// Before the confirmation, read-only.
 fn survey_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false)

@@ -17,7 +17,7 @@ pub(super) fn lock<'b>(cx: &'b mut ReplaceRun, _: &'b [HostId]) -> Applied<'b> {
             anyhow::bail!(
                 "first server {} is unreachable: the cluster cannot be asked about {} \
              (nothing was changed)",
-                cx.first_name(),
+                cx.core.first_name(),
                 cx.old_node
             );
         }
@@ -42,7 +42,7 @@ pub(super) fn read_nodes<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> App
             .await
             .pop()
             .map(|(_, r)| r);
-        let first = cx.first_name().to_owned();
+        let first = cx.core.first_name().to_owned();
         cx.decision = Some(match read {
             Some(Ok(out)) => nodes::parse_nodes(&out.stdout_lossy())
                 .map_err(|e| format!("{first}: {e}"))
@@ -71,7 +71,7 @@ pub(super) fn delete_node<'b>(cx: &'b mut ReplaceRun, hosts: &'b [HostId]) -> Ap
             .await
             .pop()
             .map(|(_, r)| r);
-        let first = cx.first_name().to_owned();
+        let first = cx.core.first_name().to_owned();
         let failed = match result {
             Some(Ok(out)) => {
                 let (_, _, failed) = scripts::parse_deleted(&out.stdout_lossy());

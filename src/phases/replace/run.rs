@@ -51,7 +51,7 @@ impl Replace {
     }
 
     pub fn first_name(&self) -> &str {
-        self.run.first_name()
+        self.run.core.first_name()
     }
 
     /// Stop here: give the lock back and close the session; nothing was changed.

@@ -28,7 +28,7 @@ pub(super) fn plan_drain(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(HostId, St
         .as_ref()
         .map(|d| d.describe())
         .unwrap_or_default();
-    let first = cx.name(cx.core.first).to_owned();
+    let first = cx.core.first_name().to_owned();
     hosts
         .iter()
         .map(|&id| {

@@ -105,7 +105,7 @@ pub(super) fn clean_gitlab<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
             GitLabReport::skipped(format!(
                 "first server {} was not reset: the cluster's agent and runner are left in \
                  GitLab; re-run `reset --gitlab` once it is",
-                cx.name(cx.core.first)
+                cx.core.first_name()
             ))
         });
         Ok(Flow::Continue)

@@ -59,7 +59,7 @@ pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Appli
     Box::pin(async move {
         let entry = cx.options.kubeconfig.clone();
         if !cx.first_reset() {
-            let first = cx.name(cx.core.first).to_owned();
+            let first = cx.core.first_name().to_owned();
             cx.message(format!(
                 "first server {first} was not reset: context {} left in {}",
                 entry.context,

@@ -53,7 +53,7 @@ pub(super) fn plan_delete_nodes(cx: &mut ResetRun, hosts: &[HostId]) -> Vec<(Hos
 
 pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
-        let first = cx.name(cx.core.first).to_owned();
+        let first = cx.core.first_name().to_owned();
         if !server_runs(cx) {
             cx.message(format!(
                 "first server {first} runs no k3s server: no Node objects to delete"

@@ -86,7 +86,7 @@ async fn etcd_members(cx: &ResetRun) -> Result<Members, String> {
 /// Can `servers` (node names, in order) leave one at a time with the rest keeping quorum?
 /// `Err`: the refusal, naming the members and the way out.
 async fn servers_may_leave(cx: &ResetRun, servers: &[String]) -> Result<(), String> {
-    let first = cx.name(cx.core.first);
+    let first = cx.core.first_name();
     let members = etcd_members(cx).await.map_err(|reason| {
         format!(
             "cannot read the etcd members through the first server {first} ({reason}); if the \
@@ -127,7 +127,7 @@ pub async fn leave_etcd(cx: &ResetRun, id: HostId) -> Result<(), String> {
     } else {
         Err(format!(
             "could not delete Node {node} (its etcd member) through {}",
-            cx.name(cx.core.first)
+            cx.core.first_name()
         ))
     }
 }

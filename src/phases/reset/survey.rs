@@ -15,7 +15,7 @@ use super::state::{Outcome, ResetRun};
 pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {
         if cx.core.engine.unreachable(cx.core.first).is_some() {
-            let first = cx.name(cx.core.first).to_owned();
+            let first = cx.core.first_name().to_owned();
             cx.message(format!(
                 "first server {first} is unreachable: the up lock was not taken"
             ));
@@ -64,7 +64,7 @@ pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> App
         if cx.scope == Scope::Hosts
             && let Some(Err(failure)) = &cx.hosts[cx.core.first].survey
         {
-            let first = cx.name(cx.core.first).to_owned();
+            let first = cx.core.first_name().to_owned();
             let reason = failure.reason.clone();
             cx.message(format!(
                 "first server {first}: {reason}; the Node objects of the reset hosts cannot \

@@ -15,7 +15,7 @@ pub(super) fn lock<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
             anyhow::bail!(
                 "first server {} is unreachable, and a restore starts there: {failure} \
              (nothing was changed)",
-                cx.name(cx.core.first)
+                cx.core.first_name()
             );
         }
         if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {

@@ -130,7 +130,7 @@ impl<'a> Runner<'a> {
     }
 
     pub(super) fn first_name(&self) -> String {
-        self.core.engine.name(self.core.first).to_owned()
+        self.core.first_name().to_owned()
     }
 
     pub(super) fn message(&mut self, text: String) {
