@@ -15,11 +15,10 @@ use std::sync::Arc;
 use crate::cli::{BackupArgs, GlobalArgs, OutputFormat};
 use crate::engine::Engine;
 use crate::engine::FailureKind;
-use crate::engine::runlog::{Redactor, RunLog};
+use crate::engine::runlog::RunLog;
 use crate::exit::Failure;
 use crate::k3s::install::first_server;
 use crate::k3s::snapshot::{self, Listed, Manifest};
-use crate::k3s::token::read_join_token;
 use crate::phases::Quiet;
 use crate::phases::backup::{self, Backup, Request};
 
@@ -112,10 +111,7 @@ pub fn run(global: &GlobalArgs, args: &BackupArgs) -> anyhow::Result<ExitCode> {
         exit_code: None,
         reason: None,
     };
-    let redactor = Redactor::default();
-    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
-        redactor.add(token.expose());
-    }
+    let redactor = super::run_setup::token_redactor(inventory);
     let request = if args.list {
         report.local = Some(local_rows(&dest)?);
         Request::List

@@ -11,11 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, ReplaceArgs, UpArgs};
-use crate::engine::runlog::{Redactor, RunLog};
+use crate::engine::runlog::RunLog;
 use crate::exit::Failure;
 use crate::inventory;
 use crate::k3s::install::first_server;
-use crate::k3s::token::read_join_token;
 use crate::phases::Quiet;
 use crate::phases::replace::{OldNode, Replace};
 
@@ -62,10 +61,7 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         ..global.clone()
     };
     let prepared = super::run_setup::prepare(&first_only, &args.inventory, true)?;
-    let redactor = Redactor::default();
-    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
-        redactor.add(token.expose());
-    }
+    let redactor = super::run_setup::token_redactor(&inventory);
     let log = RunLog::create(&inventory.cluster.name, redactor);
     let runtime = super::runtime()?;
     let surveyed = runtime.block_on(with_interrupt(&prepared.ctx, async {

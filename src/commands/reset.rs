@@ -11,12 +11,12 @@ use secrecy::ExposeSecret;
 
 use crate::cli::{GlobalArgs, OutputFormat, ResetArgs};
 use crate::engine::PhaseResult;
-use crate::engine::runlog::{Redactor, RunLog};
+use crate::engine::runlog::RunLog;
 use crate::exit::Failure;
 use crate::gitlab::ClientOptions;
 use crate::inventory::{self, Inventory};
 use crate::k3s::drain::DrainOptions;
-use crate::k3s::token::{read_join_token, read_secret};
+use crate::k3s::token::read_secret;
 use crate::phases::reset::outcome::ResetPlan;
 use crate::phases::reset::{
     GitLabReset, KubeconfigEntry, Reset, ResetOptions, ResetReport, Scope, scope,
@@ -51,11 +51,7 @@ pub fn run(global: &GlobalArgs, args: &ResetArgs) -> anyhow::Result<ExitCode> {
     }
 
     let prepared = prepare(global, &args.inventory, true)?;
-    let redactor = Redactor::default();
-    // The join token is never needed here; it is only registered so that it can never leak.
-    if let Ok(Some(token)) = read_join_token(&prepared.inventory.cluster.token) {
-        redactor.add(token.expose());
-    }
+    let redactor = super::run_setup::token_redactor(&prepared.inventory);
     if let Some(gitlab) = &gitlab {
         redactor.add(gitlab.api_token.expose_secret());
     }

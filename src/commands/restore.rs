@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use crate::cli::{GlobalArgs, RestoreArgs};
 use crate::engine::PhaseResult;
-use crate::engine::runlog::{Redactor, RunLog};
+use crate::engine::runlog::RunLog;
 use crate::exit::Failure;
 use crate::k3s::snapshot::{self, Manifest};
-use crate::k3s::token::read_join_token;
 use crate::phases::restore::{Restore, RestoreOptions, RestoreReport, Snapshot};
 
 use super::run_setup::{prepare, with_interrupt};
@@ -53,10 +52,7 @@ pub fn run(global: &GlobalArgs, args: &RestoreArgs) -> anyhow::Result<ExitCode> 
         ))
         .into());
     }
-    let redactor = Redactor::default();
-    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
-        redactor.add(token.expose());
-    }
+    let redactor = super::run_setup::token_redactor(inventory);
     let log = RunLog::create(&inventory.cluster.name, redactor);
     let options = RestoreOptions {
         api_timeout: args.api_timeout,

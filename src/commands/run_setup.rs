@@ -109,6 +109,17 @@ fn join_token(inventory: &Inventory) -> anyhow::Result<(Option<JoinToken>, Redac
     Ok((token, redactor))
 }
 
+/// A redactor that knows the cluster's join token when the inventory names a readable one: the
+/// commands that never send the token (reset, restore, backup, replace) still keep it out of
+/// their logs.
+pub fn token_redactor(inventory: &Inventory) -> Redactor {
+    let redactor = Redactor::default();
+    if let Ok(Some(token)) = read_join_token(&inventory.cluster.token) {
+        redactor.add(token.expose());
+    }
+    redactor
+}
+
 /// The names of the hosts `--limit` selects (all without it); a bad pattern is bad input.
 fn selected_names(inventory: &Inventory, global: &GlobalArgs) -> anyhow::Result<Vec<String>> {
     Ok(inventory::select(inventory, global.limit.as_deref())
