@@ -134,7 +134,7 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
         eprintln!("--dry-run: nothing was changed");
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm(&old_node, &new)? {
+    if !args.yes && !confirm(&runtime, &old_node, &new)? {
         runtime.block_on(replace.abort());
         return Err(Failure::Usage("replace cancelled: nothing was changed".to_owned()).into());
     }
@@ -176,9 +176,11 @@ pub fn run(global: &GlobalArgs, args: &ReplaceArgs) -> anyhow::Result<ExitCode> 
     joined
 }
 
-/// Ask on the terminal; only `y`/`yes` goes ahead.
-fn confirm(old: &str, new: &str) -> anyhow::Result<bool> {
-    super::prompt::confirm(&format!(
-        "Delete node {old} from the cluster and bring {new} in? [y/N] "
-    ))
+/// Ask on the terminal while the lock is held (as `reset` and `restore` ask): only `y`/`yes`
+/// goes ahead; a termination signal or end of input is a no, so the lock is given back.
+fn confirm(runtime: &tokio::runtime::Runtime, old: &str, new: &str) -> anyhow::Result<bool> {
+    super::prompt::confirm_or_interrupted(
+        runtime,
+        &format!("Delete node {old} from the cluster and bring {new} in? [y/N] "),
+    )
 }
