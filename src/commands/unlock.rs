@@ -9,9 +9,8 @@ use std::time::Duration;
 use crate::cli::{GlobalArgs, UnlockArgs};
 use crate::engine::Output;
 use crate::exit::Failure;
+use crate::host::lock::{self, LOCK_PATH, LockLine, Workstation};
 use crate::inventory;
-use crate::phases::lock::{self, LockLine, Workstation};
-use crate::phases::remote::LOCK_PATH;
 use crate::ssh::ExecRequest;
 
 use super::run_setup::first_server_only;

@@ -1,12 +1,16 @@
-//! What edgeops knows about a host, without orchestrating anything: its facts (one read-only
-//! round trip, parsed), the distribution prerequisites judged from them, the preflight refusals
-//! and warnings, and the Raspberry Pi memory-controller check. The phases decide and act on these.
+//! What edgeops knows about a host, and keeps on it, without orchestrating anything: its facts
+//! (one read-only round trip, parsed), the distribution prerequisites judged from them, the
+//! preflight refusals and warnings, the Raspberry Pi memory-controller check, and the cluster
+//! lock file. The phases decide and act on these.
 //!
 //! - `facts`: the facts script, its parser and the one read through the engine.
 //! - `preflight`: refusals and warnings from facts; `distro`: the distribution prerequisites.
+//! - `lock`: the cluster lock file edgeops keeps on the first server while a run changes the
+//!   cluster (taken, taken over, held by whom, released also after Ctrl-C).
 //! - `pi_memory`: whether the memory controller is on after the cgroup flags and the reboot.
 
 pub mod distro;
 pub mod facts;
+pub mod lock;
 pub mod pi_memory;
 pub mod preflight;

@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use super::remote;
+use crate::host::lock;
 
 /// Marks the lock answer in [`facts_with_lock`] output.
 const LOCK_MARK: &str = "--- edgeops-lock";
@@ -30,13 +31,13 @@ pub const NODES_MARK: &str = "--- nodes";
 pub fn facts_with_lock(facts_script: &str, owner: &str, stale_after: Duration) -> String {
     format!(
         "echo '{LOCK_MARK}'\n(\n{lock})\necho '{FACTS_MARK}'\n(\n{facts_script})\n",
-        lock = remote::lock_acquire_script(owner, stale_after),
+        lock = lock::lock_acquire_script(owner, stale_after),
     )
 }
 
 /// Split [`facts_with_lock`] output into the lock answer (`None`: the lock part never ran, e.g.
 /// sudo failed) and the facts text.
-pub fn split_facts_with_lock(stdout: &str) -> (Option<remote::LockAnswer>, &str) {
+pub fn split_facts_with_lock(stdout: &str) -> (Option<lock::LockAnswer>, &str) {
     let Some(rest) = after_line(stdout, LOCK_MARK) else {
         return (None, "");
     };
@@ -44,7 +45,7 @@ pub fn split_facts_with_lock(stdout: &str) -> (Option<remote::LockAnswer>, &str)
         Some(at) => (&rest[..at], &rest[at + FACTS_MARK.len() + 1..]),
         None => (rest, ""),
     };
-    (remote::parse_lock_answer(lock), facts)
+    (lock::parse_lock_answer(lock), facts)
 }
 
 /// `script`, then the release of this run's lock whatever `script`'s outcome, keeping its exit
@@ -53,7 +54,7 @@ pub fn split_facts_with_lock(stdout: &str) -> (Option<remote::LockAnswer>, &str)
 pub fn then_release(script: &str, run_id: &str) -> String {
     format!(
         "(\n{script}\n)\nrc=$?\n(\n{release})\necho '{RELEASED_MARK}'\nexit $rc\n",
-        release = remote::lock_release_script(run_id),
+        release = lock::lock_release_script(run_id),
     )
 }
 
@@ -144,7 +145,7 @@ fn after_line<'a>(text: &'a str, mark: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use remote::LockAnswer;
+    use lock::LockAnswer;
     use std::process::Command;
 
     fn sh(script: &str) -> (String, i32) {
@@ -178,14 +179,14 @@ mod tests {
             "me run 1",
             Duration::from_secs(60),
         );
-        let lock = remote::lock_acquire_script("me run 1", Duration::from_secs(60));
+        let lock = lock::lock_acquire_script("me run 1", Duration::from_secs(60));
         assert!(script.contains(&lock), "{script}");
         assert!(script.find(LOCK_MARK) < script.find(FACTS_MARK));
         // The lock script's `exit 0` must not end the whole script: run it for real on a
         // private path.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
-        let script = script.replace(remote::LOCK_PATH, path.to_str().unwrap());
+        let script = script.replace(lock::LOCK_PATH, path.to_str().unwrap());
         let (out, rc) = sh(&script);
         assert_eq!(rc, 0);
         let (answer, facts) = split_facts_with_lock(&out);
@@ -209,7 +210,7 @@ mod tests {
             ("exit 3", 3),
         ] {
             std::fs::write(&path, "1 me@ws pid 1 run r1\n").unwrap();
-            let script = then_release(body, "r1").replace(remote::LOCK_PATH, p);
+            let script = then_release(body, "r1").replace(lock::LOCK_PATH, p);
             let (out, rc) = sh(&script);
             assert_eq!(rc, want, "{body}: {out}");
             assert!(!path.exists(), "{body}: lock left behind");
@@ -219,7 +220,7 @@ mod tests {
         }
         // Another run's lock stays.
         std::fs::write(&path, "1 other@ws pid 2 run r2\n").unwrap();
-        let (out, _) = sh(&then_release("true", "r1").replace(remote::LOCK_PATH, p));
+        let (out, _) = sh(&then_release("true", "r1").replace(lock::LOCK_PATH, p));
         assert!(path.exists());
         assert!(take_released(&mut out.into_bytes()));
         assert!(!take_released(&mut b"no mark\n".to_vec()));

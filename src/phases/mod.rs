@@ -11,7 +11,6 @@
 //! - `run_core`: what every run state holds, how it is made, runs its phases and ends.
 //! - `host_status`: how a host ended (`HostEnd`) and the columns every report row shares
 //!   (`HostLine`); `outcome`: `up`'s report.
-//! - `lock`: the cluster lock (taken, taken over, held by whom, released also after Ctrl-C).
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
@@ -29,7 +28,6 @@
 //! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 //! - `drain`: cordon and drain one node through the first server (reset, upgrade).
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
-//! - `workstation`: checks on the workstation side of a lock holder.
 
 pub mod airgap;
 pub mod backup;
@@ -40,7 +38,6 @@ pub mod gitlab;
 pub mod gitlab_tokens;
 pub mod host_status;
 pub mod join;
-pub mod lock;
 pub mod outcome;
 pub mod remote;
 pub mod replace;
@@ -49,7 +46,6 @@ pub mod restore;
 pub mod run_core;
 mod up;
 pub mod upgrade;
-pub mod workstation;
 
 pub use outcome::{HostReport, NodeRow, RunReport, Status};
 pub use up::{KubeconfigTarget, Mode, Reboot, UpOptions, fetch_kubeconfig, run, status};

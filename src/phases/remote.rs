@@ -12,8 +12,6 @@ pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
 /// The k3s admin kubeconfig on a server.
 pub const K3S_KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
 pub use crate::k3s::install::VERSION_STAMP_PATH;
-/// The `up` lock on the first server: on tmpfs, so a reboot (which kills any run) clears it.
-pub const LOCK_PATH: &str = "/run/edgeops-up.lock";
 
 /// Install (or re-install with a changed config) in one round trip, run with sudo.
 /// stdin: the join token on the first line (empty: keep the token file as is), then one base64
@@ -214,87 +212,6 @@ pub fn parse_api_output(stdout: &str) -> (Option<String>, Option<String>) {
 /// The node list, read on the first server (sudo: the admin kubeconfig is 0600).
 pub const NODES_COMMAND: &str = "k3s kubectl get nodes -o json";
 
-/// Take the lock, or say who holds it: prints `acquired`, `acquired-stale AGE HOLDER`,
-/// `acquired-gone AGE HOLDER` or `held AGE HOLDER`. Creation is atomic (`set -C` = O_EXCL), so two
-/// runs cannot both win. A lock is taken over when it is older than `stale_after`, or when its
-/// holder ran on this workstation and its pid runs no edgeops any more (`gone`).
-pub fn lock_acquire_script(owner: &str, stale_after: Duration) -> String {
-    lock_acquire_script_for(
-        owner,
-        stale_after,
-        &super::workstation::Workstation::current(),
-    )
-}
-
-fn lock_acquire_script_for(
-    owner: &str,
-    stale_after: Duration,
-    workstation: &super::workstation::Workstation,
-) -> String {
-    let live: Vec<String> = workstation
-        .edgeops_pids
-        .iter()
-        .map(u32::to_string)
-        .collect();
-    with_vars(
-        &[
-            ("f", LOCK_PATH),
-            ("me", owner),
-            ("stale", &stale_after.as_secs().to_string()),
-            ("ws", &workstation.hostname),
-            ("live", &live.join(" ")),
-        ],
-        include_str!("sh/lock-acquire.sh"),
-    )
-}
-
-/// Remove the lock only if this run holds it (`run ID` is part of the owner text).
-pub fn lock_release_script(run_id: &str) -> String {
-    with_vars(
-        &[("f", LOCK_PATH), ("pat", &format!("run {run_id}"))],
-        include_str!("sh/lock-release.sh"),
-    )
-}
-
-/// What [`lock_acquire_script`] printed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LockAnswer {
-    Acquired,
-    /// A stale lock of `holder`, `age` seconds old, was replaced.
-    AcquiredStale {
-        age: u64,
-        holder: String,
-    },
-    /// The lock of `holder`, whose process is gone from this workstation, was replaced.
-    AcquiredFromGone {
-        age: u64,
-        holder: String,
-    },
-    Held {
-        age: u64,
-        holder: String,
-    },
-}
-
-pub fn parse_lock_answer(stdout: &str) -> Option<LockAnswer> {
-    let line = stdout.lines().next()?.trim();
-    let mut parts = line.splitn(3, ' ');
-    let word = parts.next()?;
-    match word {
-        "acquired" => Some(LockAnswer::Acquired),
-        "acquired-stale" | "acquired-gone" | "held" => {
-            let age = parts.next()?.parse().unwrap_or(0);
-            let holder = parts.next().unwrap_or("an unknown run").to_owned();
-            Some(match word {
-                "held" => LockAnswer::Held { age, holder },
-                "acquired-gone" => LockAnswer::AcquiredFromGone { age, holder },
-                _ => LockAnswer::AcquiredStale { age, holder },
-            })
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,152 +228,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn lock_answers() {
-        assert_eq!(parse_lock_answer("acquired\n"), Some(LockAnswer::Acquired));
-        assert_eq!(
-            parse_lock_answer("held 12 alice@ws pid 7 run ab12\n"),
-            Some(LockAnswer::Held {
-                age: 12,
-                holder: "alice@ws pid 7 run ab12".into()
-            })
-        );
-        assert_eq!(parse_lock_answer("garbage"), None);
-    }
-
-    /// Runs the acquire script for real, on a private lock path.
-    fn acquire_locally(
-        lock: &std::path::Path,
-        owner: &str,
-        workstation: &crate::phases::workstation::Workstation,
-    ) -> Option<LockAnswer> {
-        let script = lock_acquire_script_for(owner, Duration::from_secs(600), workstation)
-            .replace(LOCK_PATH, lock.to_str().unwrap());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        parse_lock_answer(&String::from_utf8_lossy(&out.stdout))
-    }
-
-    #[test]
-    fn a_lock_whose_holder_is_gone_from_this_workstation_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("lock");
-        let here = crate::phases::workstation::Workstation {
-            hostname: "ws-1".into(),
-            edgeops_pids: vec![100, 4242],
-        };
-        let write = |holder: &str| {
-            std::fs::write(
-                &lock,
-                format!(
-                    "{} {holder}\n",
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_secs()
-                ),
-            )
-            .unwrap()
-        };
-        // Its pid still runs edgeops here: held.
-        write("bob@ws-1 pid 4242 run aa (edgeops up)");
-        assert!(matches!(
-            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
-            Some(LockAnswer::Held { .. })
-        ));
-        // Same pid, another workstation (`ws-10` is not `ws-1`): not ours to judge, held.
-        write("bob@ws-10 pid 77 run aa");
-        assert!(matches!(
-            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
-            Some(LockAnswer::Held { .. })
-        ));
-        // Gone: taken over, and said so with the old holder.
-        write("bob@ws-1 pid 77 run aa (edgeops reset)");
-        assert_eq!(
-            acquire_locally(&lock, "me@ws-1 pid 1 run bb", &here),
-            Some(LockAnswer::AcquiredFromGone {
-                age: 0,
-                holder: "bob@ws-1 pid 77 run aa (edgeops reset)".into()
-            })
-        );
-        assert!(
-            std::fs::read_to_string(&lock)
-                .unwrap()
-                .ends_with(" me@ws-1 pid 1 run bb\n")
-        );
-    }
-
-    #[test]
-    fn a_lock_this_process_holds_is_handed_on_and_one_of_another_pid_is_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("lock");
-        let here = crate::phases::workstation::Workstation {
-            hostname: "ws-1".into(),
-            edgeops_pids: vec![1, 11],
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        // `replace` (pid 1) holds it and runs `up` in the same process: up takes it on.
-        std::fs::write(
-            &lock,
-            format!("{now} me@ws-1 pid 1 run aa (edgeops replace)\n"),
-        )
-        .unwrap();
-        assert_eq!(
-            acquire_locally(&lock, "me@ws-1 pid 1 run bb (edgeops up)", &here),
-            Some(LockAnswer::Acquired)
-        );
-        assert!(
-            std::fs::read_to_string(&lock)
-                .unwrap()
-                .ends_with(" me@ws-1 pid 1 run bb (edgeops up)\n")
-        );
-        // pid 11 is another live edgeops: `pid 1` is not a prefix of it, held.
-        std::fs::write(
-            &lock,
-            format!("{now} me@ws-1 pid 11 run aa (edgeops replace)\n"),
-        )
-        .unwrap();
-        assert!(matches!(
-            acquire_locally(&lock, "me@ws-1 pid 1 run bb (edgeops up)", &here),
-            Some(LockAnswer::Held { .. })
-        ));
-    }
-
-    #[test]
-    fn lock_scripts_quote_the_owner() {
-        let script = lock_acquire_script("bob@ws pid 1 run x'y", Duration::from_secs(60));
-        assert!(script.contains(r"me='bob@ws pid 1 run x'\''y'"));
-        assert!(script.contains("stale=60"));
-    }
-
     fn run_sh(script: &str) -> std::process::Output {
         std::process::Command::new("sh")
             .arg("-c")
             .arg(script)
             .output()
             .unwrap()
-    }
-
-    /// The release script, run for real: another run's lock stays, this run's goes.
-    #[test]
-    fn release_removes_only_this_runs_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let lock = dir.path().join("lock");
-        let release = |run: &str| {
-            let script = lock_release_script(run).replace(LOCK_PATH, lock.to_str().unwrap());
-            assert!(run_sh(&script).status.success());
-        };
-        std::fs::write(&lock, "1700000000 bob@ws pid 7 run ab12 (edgeops up)\n").unwrap();
-        release("cd34");
-        assert!(lock.exists());
-        release("ab12");
-        assert!(!lock.exists());
     }
 
     /// The API wait, run for real with no API: exit 3 after its limit, with the reason.

@@ -6,7 +6,7 @@
 use crate::engine::{Engine, HostId, Manager, PerHost, PhaseRecord};
 use crate::inventory::{Host, Inventory};
 
-use super::lock::ClusterLock;
+use crate::host::lock::ClusterLock;
 
 /// What every command's run state holds, whatever the command.
 pub struct RunCore {

@@ -4,8 +4,8 @@
 //! --limit NEW` that follows in the same process, or [`Replace::abort`] gives it back.
 
 use crate::engine::Engine;
+use crate::host::lock::ClusterLock;
 use crate::inventory::Inventory;
-use crate::phases::lock::ClusterLock;
 use crate::phases::run_core::{RunCore, run_phases, survey};
 
 use super::{OldNode, ReplaceRun, replace_phases, survey_phases};

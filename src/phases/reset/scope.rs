@@ -1,9 +1,9 @@
 //! Which hosts a reset may take: the whole cluster (the first server and every other host), or
 //! some hosts leaving a cluster that stays; the first server without the rest is refused.
 
+use crate::host::lock::LockError;
 use crate::inventory::Inventory;
 use crate::k3s::install::first_server;
-use crate::phases::lock::LockError;
 
 use super::outcome::Scope;
 

@@ -1,4 +1,4 @@
-//! How `up` holds the cluster lock ([`crate::phases::lock::ClusterLock`], in its `RunCore`):
+//! How `up` holds the cluster lock ([`crate::host::lock::ClusterLock`], in its `RunCore`):
 //! taken inside the first server's facts exec (one round trip less), again on its own after the
 //! first server rebooted (the lock lives on tmpfs); released with the run's last read-only
 //! command (`Runner::exec_releasing`, the GitLab phase) or by `RunCore::finish`.

@@ -46,7 +46,7 @@ pub enum UpgradeError {
         hosts: Vec<(String, K3sVersion)>,
     },
     #[error(transparent)]
-    Locked(crate::phases::lock::LockHeld),
+    Locked(crate::host::lock::LockHeld),
     #[error(
         "refusing to upgrade to {target} without {}: agents must not run a newer k3s than the servers \
          (upgrade the servers too, or pass --force)",

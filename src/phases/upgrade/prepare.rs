@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::host::facts;
+use crate::host::lock::LockError;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
 use crate::k3s::{ChannelResolver, K3sVersion};
 use crate::phases::airgap;
-use crate::phases::lock::LockError;
 use crate::phases::outcome::Status;
 use crate::phases::{Progress, remote};
 use crate::ssh::ExecRequest;

@@ -1,13 +1,23 @@
 //! The cluster lock of a run that takes it (`up`, `reset`, `upgrade`): [`ClusterLock`] takes it
 //! on the first server through the engine and gives it back (also after Ctrl-C); its answer means
 //! taken, taken over from a stale holder (with a note to show), or held by another run (an error
-//! naming it). The scripts that take and release it live in `remote`.
+//! naming it). The lock file, its scripts and their answers are `file`; this workstation as a
+//! holder is `workstation`.
 
 use std::time::Duration;
 
-use super::remote::{self, LockAnswer};
+mod file;
+mod workstation;
+
+pub use file::{
+    LOCK_PATH, LockAnswer, LockLine, lock_acquire_script, lock_release_script, parse_lock_answer,
+    read_script, remove_script,
+};
+pub use workstation::{Workstation, local_hostname};
+
 use crate::engine::{Engine, Failure, HostId, Output};
 use crate::ssh::{ExecOutput, ExecRequest};
+use file::{new_run_id, owner};
 
 /// How long releasing the lock may take, also after Ctrl-C.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -15,7 +25,7 @@ const UNLOCK_TIMEOUT: Duration = Duration::from_secs(15);
 /// The command that gives `run_id`'s lock back. It runs also after Ctrl-C: the unlock is quick,
 /// and a lock left behind blocks the next run until it goes stale.
 fn release_request(run_id: &str) -> ExecRequest {
-    ExecRequest::new(remote::lock_release_script(run_id))
+    ExecRequest::new(lock_release_script(run_id))
         .sudo(true)
         .ignore_cancel(true)
         .timeout(UNLOCK_TIMEOUT)
@@ -89,7 +99,7 @@ impl ClusterLock {
 
     /// The acquire script, to run alone or folded into another command.
     pub fn acquire_script(&self) -> String {
-        remote::lock_acquire_script(&self.owner(), self.stale_after)
+        lock_acquire_script(&self.owner(), self.stale_after)
     }
 
     /// Take the lock in a round trip of its own. `Ok(Some(note))`: taken over from a stale or
@@ -110,7 +120,7 @@ impl ClusterLock {
                     failure,
                 }
             })?;
-        let answer = remote::parse_lock_answer(&out.stdout_lossy());
+        let answer = parse_lock_answer(&out.stdout_lossy());
         self.answered(engine, answer, &out)
     }
 
@@ -184,7 +194,7 @@ impl ClusterLock {
      (locks older than {} are taken over: `lock_expiry` in [cluster])",
     humantime::format_duration(*age),
     humantime::format_duration(*stale_after),
-    lock = remote::LOCK_PATH
+    lock = LOCK_PATH
 )]
 pub struct LockHeld {
     pub cluster: String,
@@ -193,103 +203,6 @@ pub struct LockHeld {
     pub age: Duration,
     pub stale_after: Duration,
 }
-
-/// Read the lock as it is: `none`, or `now EPOCH` then the lock file's line (`EPOCH OWNER`).
-pub fn read_script() -> String {
-    format!(
-        "f={lock}\nif [ -e \"$f\" ]; then echo \"now $(date +%s)\"; head -n 1 \"$f\"; else echo none; fi\n",
-        lock = remote::LOCK_PATH
-    )
-}
-
-/// Remove the lock only if it still holds `line` (the one shown to the user): prints `removed`,
-/// `gone` (no lock any more) or `changed LINE` (another run took it meanwhile).
-pub fn remove_script(line: &str) -> String {
-    format!(
-        "f={lock}; want={want}\n\
-         read -r t h <\"$f\" 2>/dev/null || {{ echo gone; exit 0; }}\n\
-         if [ \"$t $h\" = \"$want\" ]; then rm -f \"$f\" && echo removed; else echo \"changed $t $h\"; fi\n",
-        lock = remote::LOCK_PATH,
-        want = crate::ssh::shell_quote(line),
-    )
-}
-
-/// The lock file's line, taken apart: `EPOCH user@host pid N run ID (command)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockLine {
-    /// The whole line, for the compare-and-remove.
-    pub line: String,
-    pub since_epoch: u64,
-    /// `user@host`, as the holder wrote it.
-    pub who: String,
-    pub host: Option<String>,
-    pub pid: Option<u32>,
-    pub run_id: Option<String>,
-    pub command: Option<String>,
-}
-
-impl LockLine {
-    pub fn parse(line: &str) -> Option<LockLine> {
-        let line = line.trim_end();
-        let (epoch, owner) = line.split_once(' ')?;
-        let since_epoch = epoch.parse().ok()?;
-        let words: Vec<&str> = owner.split(' ').collect();
-        let after = |key: &str| {
-            words
-                .iter()
-                .position(|w| *w == key)
-                .and_then(|i| words.get(i + 1))
-                .map(|w| w.to_string())
-        };
-        let who = words.first().copied().unwrap_or_default().to_owned();
-        let command = owner
-            .rfind(" (")
-            .filter(|_| owner.ends_with(')'))
-            .map(|i| owner[i + 2..owner.len() - 1].to_owned());
-        Some(LockLine {
-            line: line.to_owned(),
-            since_epoch,
-            host: who.split_once('@').map(|(_, host)| host.to_owned()),
-            who,
-            pid: after("pid").and_then(|p| p.parse().ok()),
-            run_id: after("run"),
-            command,
-        })
-    }
-
-    /// Whether its holder ran on this workstation and its pid runs no edgeops here any more.
-    pub fn holder_is_gone(&self, here: &Workstation) -> bool {
-        self.host.as_deref() == Some(here.hostname.as_str())
-            && self
-                .pid
-                .is_some_and(|pid| !here.edgeops_pids.contains(&pid))
-    }
-}
-
-/// A fresh id for one run: the lock's owner names it, and only that run may release the lock.
-fn new_run_id() -> String {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap_or_default();
-    hex::encode(bytes)
-}
-
-/// The lock's owner text, `user@workstation pid N run ID` plus what holds it (`(edgeops reset)`),
-/// which is what a refused run is told.
-fn owner(run_id: &str, tag: Option<&str>) -> String {
-    let mut owner = format!(
-        "{}@{} pid {} run {run_id}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-        local_hostname(),
-        std::process::id(),
-    );
-    if let Some(tag) = tag {
-        owner.push_str(&format!(" ({tag})"));
-    }
-    // `$USER` is whatever the environment says: only text goes into the lock file.
-    crate::sanitize::clean_line(&owner).into_owned()
-}
-
-pub use super::workstation::{Workstation, local_hostname};
 
 /// Settle the lock script's answer on `host`: `Ok(None)` taken, `Ok(Some(note))` taken over from
 /// a stale holder (the note says whose and how old), `Err` held by a live run.
@@ -432,7 +345,7 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("1m 5s ago"), "{message}");
-        assert!(message.contains(remote::LOCK_PATH), "{message}");
+        assert!(message.contains(LOCK_PATH), "{message}");
         assert!(message.contains("on pi-01"), "{message}");
         assert!(message.contains("older than 30m"), "{message}");
     }

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Take the `up` lock or say who holds it (remote.rs, lock_acquire_script). Given: f (the lock
+# Take the `up` lock or say who holds it (host/lock/file.rs, lock_acquire_script). Given: f (the lock
 # file), me (this run's holder text), stale (seconds), ws (this workstation's name), live (pids
 # of edgeops processes on this workstation, space-separated, may be empty).
 : "${f:?}" "${me:?}" "${stale:?}" "${ws?}" "${live?}"

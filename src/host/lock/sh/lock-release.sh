@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Remove the `up` lock only if this run holds it (remote.rs, lock_release_script). Given: f (the
+# Remove the `up` lock only if this run holds it (host/lock/file.rs, lock_release_script). Given: f (the
 # lock file), pat (text only this run's holder line contains).
 : "${f:?}" "${pat:?}"
 if read -r _ holder <"$f" 2>/dev/null; then
