@@ -1,7 +1,7 @@
 //! k3s knowledge, without SSH: versions and channels, channel → version resolution, the install
 //! invocation and config file per host, air-gap artifacts (fetched, verified, cached on the
-//! workstation), join tokens, node readiness, auto-deploy HelmChart states, and kubeconfig
-//! handling.
+//! workstation), join tokens, node readiness, auto-deploy HelmChart states, kubeconfig
+//! handling, and what k3s leaves on a host and how it is removed (`uninstall`).
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
 pub mod airgap;
@@ -22,6 +22,7 @@ pub mod registries;
 pub mod skew;
 pub mod snapshot;
 pub mod token;
+pub mod uninstall;
 pub mod version;
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! - `run`: the [`Reset`] handle the CLI drives (survey, plan, execute or dry run, abort).
 //! - `state`: the run state the phases share; `scope`: which hosts a reset may take.
 //! - `survey`, `quorum`, `drain`, `uninstall`, `nodes`, `kubeconfig`, `gitlab`: the phases.
-//! - `remote`: the host scripts (`sh/reset-*.sh`) and their parsers; `outcome`: the report.
+//! - `outcome`: the report. The host scripts (survey, uninstall, Node deletion) and their
+//!   parsers are k3s knowledge: `crate::k3s::uninstall`.
 
 use crate::engine::{self, HostId, Manager};
 
@@ -22,7 +23,6 @@ pub mod kubeconfig;
 mod nodes;
 pub mod outcome;
 mod quorum;
-pub mod remote;
 mod run;
 mod scope;
 mod state;

@@ -8,7 +8,7 @@ use crate::engine::{Applied, Flow, HostId, Output, same_line};
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
-use super::remote as scripts;
+use crate::k3s::uninstall as scripts;
 use super::state::ResetRun;
 
 /// Deleting the reset hosts' Node objects through the first server.

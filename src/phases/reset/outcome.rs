@@ -7,7 +7,7 @@ use crate::engine::PhaseRecord;
 use crate::phases::gitlab::GitLabReport;
 use crate::phases::host_status::HostLine;
 
-use super::remote::Survey;
+use crate::k3s::uninstall::Survey;
 
 /// Whole cluster, or some hosts leaving a cluster that stays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,7 +13,7 @@ use crate::phases::remote;
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
-use super::remote as scripts;
+use crate::k3s::uninstall as scripts;
 use super::state::{Outcome, ResetRun, Step};
 
 /// Bound of one node-list read or Node deletion through the first server (the API of a

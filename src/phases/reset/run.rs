@@ -8,9 +8,9 @@ use crate::inventory::Inventory;
 use crate::phases::run_core::{run_phases, survey};
 
 use super::outcome::{HostPlan, ResetPlan, ResetReport, Scope};
-use super::remote::Survey;
 use super::state::ResetRun;
 use super::{GitLabReset, KubeconfigEntry, ResetOptions, reset_phases, survey_phases};
+use crate::k3s::uninstall::Survey;
 
 /// A reset between its survey and its execution: sessions open, the lock held.
 pub struct Reset {

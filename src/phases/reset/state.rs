@@ -11,7 +11,7 @@ use crate::phases::run_core::{RunCore, inventory_hosts};
 
 use super::ResetOptions;
 use super::outcome::{HostPlan, ResetHost, ResetReport, Scope};
-use super::remote::Survey;
+use crate::k3s::uninstall::Survey;
 
 /// The step a selected host is reset in (the report's PHASE column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use crate::ssh::ExecRequest;
 
 use super::ResetError;
 use super::outcome::Scope;
-use super::remote::{self as scripts, Survey};
 use super::state::{Outcome, ResetRun};
+use crate::k3s::uninstall::{self as scripts, Survey};
 
 /// The same lock as `up`, on the first server when it is reachable. Unreachable, no `up` can be
 /// running against it either; a note says so.

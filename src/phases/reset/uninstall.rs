@@ -12,8 +12,8 @@ use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
 use super::quorum::leave_etcd;
-use super::remote::{self as scripts, Survey, UninstallOutput};
 use super::state::{Outcome, ResetRun, Step};
+use crate::k3s::uninstall::{self as scripts, Survey, UninstallOutput};
 
 /// The uninstall kills containers and removes image stores: give it room on a slow board.
 pub const UNINSTALL_TIMEOUT: Duration = Duration::from_secs(600);

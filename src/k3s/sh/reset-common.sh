@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Shell functions the reset survey and uninstall share (reset/remote.rs): `dirs` (where the
+# Shell functions the reset survey and uninstall share (k3s/uninstall.rs): `dirs` (where the
 # installer put its binaries), `k3s_pids` and `traces` (one `kind=path` line per trace). The
 # patterns are written so that the scripts' own command lines never match them (`[k]3s`).
 # Given: edgeops_files (the files edgeops writes, space-separated plain paths).

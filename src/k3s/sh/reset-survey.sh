@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The reset survey, with sudo (reset/remote.rs, survey_script), after reset-common.sh: every
+# The reset survey, with sudo (k3s/uninstall.rs, survey_script), after reset-common.sh: every
 # trace, and the installed k3s version (from edgeops's stamp when it still matches the binary,
 # else `k3s --version`). Given: stamp_file.
 : "${stamp_file:?}" "${dirs?}"

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# The reset uninstall, with sudo (reset/remote.rs, uninstall_script), after reset-common.sh.
+# The reset uninstall, with sudo (k3s/uninstall.rs, uninstall_script), after reset-common.sh.
 # Given: run (the run id), share_dir (edgeops's upload folder).
 : "${run:?}" "${share_dir:?}" "${dirs?}"
 set -u

@@ -1,6 +1,6 @@
-//! The shell scripts `reset` runs on hosts (each one round trip, with sudo) and the parsing of
-//! what they print: a survey of every k3s trace on a host, the uninstall, and the removal of
-//! Node objects from a cluster that stays.
+//! What k3s leaves on a host and how it is removed: the shell scripts `reset` runs on hosts
+//! (each one round trip, with sudo) and the parsing of what they print: a survey of every k3s
+//! trace on a host, the uninstall, and the removal of Node objects from a cluster that stays.
 //!
 //! A "trace" is anything k3s or edgeops leaves on a host: the k3s units and their env files and
 //! drop-ins, the binary, its links and scripts (in `/usr/local/bin`, `/opt/bin` or the folder
@@ -8,10 +8,10 @@
 //! `/etc/rancher/node`, `/var/lib/rancher/k3s`, `/run/k3s`, edgeops's own files, and running k3s
 //! processes. A host without any is clean.
 
-use crate::k3s::install::{AIRGAP_INSTALLER_PATH, CONFIG_HASH_PATH, CONFIG_PATH, TOKEN_FILE_PATH};
+use super::install::{AIRGAP_INSTALLER_PATH, CONFIG_HASH_PATH, CONFIG_PATH, TOKEN_FILE_PATH};
 use crate::shell::{shell_quote, with_vars};
 
-use crate::phases::remote::VERSION_STAMP_PATH;
+use super::install::VERSION_STAMP_PATH;
 
 /// The folder edgeops uploads its own files to (air-gapped installer and artifacts).
 pub const EDGEOPS_SHARE_DIR: &str = "/usr/local/share/edgeops";
