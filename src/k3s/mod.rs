@@ -19,6 +19,7 @@ pub mod kubeconfig;
 pub mod nodes;
 pub mod quorum;
 pub mod registries;
+pub mod remote;
 pub mod skew;
 pub mod snapshot;
 pub mod token;

@@ -141,7 +141,7 @@ pub fn decide(
 }
 
 fn spec_unit(spec: &InstallSpec) -> &'static str {
-    super::remote::unit_name(spec)
+    crate::k3s::remote::unit_name(spec)
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! with the facts (`status`). Each saves one SSH exec (~2 RTTs) on the first server, which is on
 //! every run's critical path.
 //!
-//! The lock and unlock scripts are `remote`'s own (the ones `reset` runs), run in subshells, so
+//! The lock and unlock scripts are `host::lock`'s own (the ones `reset` runs), run in subshells, so
 //! the semantics (atomic creation, stale takeover, holder text, only this run's lock removed)
 //! are exactly theirs.
 
 use std::time::Duration;
 
-use super::remote;
 use crate::host::lock;
+use crate::k3s::remote;
 
 /// Marks the lock answer in [`facts_with_lock`] output.
 const LOCK_MARK: &str = "--- edgeops-lock";

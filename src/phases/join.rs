@@ -8,7 +8,7 @@ use crate::k3s::install::{self, InstallSpec};
 use crate::k3s::join_watch::{self, JoinContext};
 use crate::ssh::ExecOutput;
 
-use super::remote;
+use crate::k3s::remote;
 
 /// Time the watch needs after its limit to stop the unit and let the installer end (it waits
 /// up to 15 s for it), plus the round trip: the SSH bound stays above the host-side one.

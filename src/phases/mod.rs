@@ -14,9 +14,10 @@
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
-//! - `remote`: the scripts each step runs on a host (their text in `sh/*.sh`, values passed as
-//!   quoted variables; secrets on stdin only); `fold`: the `up` lock taken and released inside
-//!   the first server's other round trips.
+//! - `fold`: the `up` lock taken and released inside the first server's other round trips.
+//!
+//! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall) are
+//! `crate::k3s::remote` and `crate::k3s::uninstall`, the lock's `crate::host::lock`.
 //! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
@@ -39,7 +40,6 @@ pub mod gitlab_tokens;
 pub mod host_status;
 pub mod join;
 pub mod outcome;
-pub mod remote;
 pub mod replace;
 pub mod reset;
 pub mod restore;

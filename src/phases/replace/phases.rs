@@ -3,8 +3,8 @@
 
 use crate::engine::{Applied, Flow, HostId, Output, last_lines};
 use crate::k3s::nodes;
+use crate::k3s::remote::NODES_COMMAND;
 use crate::k3s::uninstall as scripts;
-use crate::phases::remote::NODES_COMMAND;
 use crate::ssh::ExecRequest;
 
 use super::{API_TIMEOUT, ReplaceRun, decide};

@@ -8,8 +8,8 @@ use crate::engine::{Applied, Flow, HostId, Output, same_line};
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
-use crate::k3s::uninstall as scripts;
 use super::state::ResetRun;
+use crate::k3s::uninstall as scripts;
 
 /// Deleting the reset hosts' Node objects through the first server.
 pub const DELETE_NODES_TIMEOUT: Duration = Duration::from_secs(120);

@@ -9,12 +9,12 @@ use std::time::Duration;
 use crate::engine::{Applied, Failure, Flow, HostId, Output};
 use crate::k3s::nodes;
 use crate::k3s::quorum::Members;
-use crate::phases::remote;
+use crate::k3s::remote;
 use crate::ssh::ExecRequest;
 
 use super::outcome::Scope;
-use crate::k3s::uninstall as scripts;
 use super::state::{Outcome, ResetRun, Step};
+use crate::k3s::uninstall as scripts;
 
 /// Bound of one node-list read or Node deletion through the first server (the API of a
 /// cluster without quorum hangs: this is how long edgeops lets it).

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output, last_lines};
+use crate::k3s::remote::NODE_TOKEN_PATH;
 use crate::k3s::snapshot;
-use crate::phases::remote::NODE_TOKEN_PATH;
 use crate::shell::with_vars;
 use crate::ssh::{ExecRequest, upload_request};
 
@@ -144,7 +144,7 @@ async fn restore_first(
     // Three waits of `--api-timeout` in the script: the reset, the start, the API.
     let script = [
         include_str!("sh/restore-first.sh"),
-        include_str!("../sh/api-wait.sh"),
+        crate::k3s::remote::API_WAIT_SH,
     ]
     .concat();
     let reset = sudo(

@@ -56,10 +56,10 @@ use super::gitlab::{self as gitlab_phase, GitLabReport, LockRelease, PhaseContex
 use super::host_status::{HostEnd, HostLine};
 use super::join;
 use super::outcome::{HostReport, NodeRow, RunReport, Status};
-use super::remote::{self, ApiRead};
 use super::run_core::{RunCore, inventory_hosts, run_phases};
 use crate::host::facts::{self, Facts};
 use crate::host::preflight;
+use crate::k3s::remote::{self, ApiRead};
 use gitlab_step::GitLabStep;
 use options::{
     AIRGAP_UPLOADS, API_WAIT, BOOT_CHECK_TIMEOUT, CHANNEL_TIMEOUT, POLL_EVERY, REBOOT_WAIT,

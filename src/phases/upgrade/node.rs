@@ -9,8 +9,9 @@ use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::nodes::{self, ConditionStatus};
+use crate::k3s::remote;
 use crate::phases::outcome::last_lines;
-use crate::phases::{airgap, join, remote};
+use crate::phases::{airgap, join};
 use crate::ssh::{ExecOutput, ExecRequest, shell_quote};
 
 use super::state::Upgrade;

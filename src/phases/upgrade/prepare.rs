@@ -11,10 +11,11 @@ use crate::host::facts;
 use crate::host::lock::LockError;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::nodes;
+use crate::k3s::remote;
 use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::phases::Progress;
 use crate::phases::airgap;
 use crate::phases::outcome::Status;
-use crate::phases::{Progress, remote};
 use crate::ssh::ExecRequest;
 
 use super::options::{Target, UpgradeError};

@@ -14,7 +14,8 @@ use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
 use crate::engine::{FailureKind, Remote};
 use crate::fleet::{FleetSettings, HostError};
 use crate::inventory::Role;
-use crate::phases::{Quiet, Status, remote};
+use crate::k3s::remote;
+use crate::phases::{Quiet, Status};
 use crate::ssh::{Cancel, ExecOutput, ExecRequest, Exit, SshError};
 
 const FROM: &str = "v1.30.8+k3s1";

@@ -1,17 +1,18 @@
-//! The shell scripts `up` runs on hosts, each built so one step costs one round trip, and the
-//! parsing of what they print. Secrets only ever travel on stdin: no script text holds one.
+//! The shell scripts that install, restart and read k3s on a host (for `up`, `upgrade` and the
+//! Day-2 commands), each built so one step costs one round trip, and the parsing of what they
+//! print. Secrets only ever travel on stdin: no script text holds one.
 
 use std::time::Duration;
 
-use crate::k3s::JoinToken;
-use crate::k3s::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
+use super::JoinToken;
+use super::install::{CONFIG_HASH_PATH, CONFIG_PATH, InstallSpec, TOKEN_FILE_PATH};
 use crate::shell::{shell_quote, with_vars};
 
 /// Where a server keeps the join token (k3s contract).
 pub const NODE_TOKEN_PATH: &str = "/var/lib/rancher/k3s/server/node-token";
 /// The k3s admin kubeconfig on a server.
 pub const K3S_KUBECONFIG_PATH: &str = "/etc/rancher/k3s/k3s.yaml";
-pub use crate::k3s::install::VERSION_STAMP_PATH;
+pub use super::install::VERSION_STAMP_PATH;
 
 /// Install (or re-install with a changed config) in one round trip, run with sudo.
 /// stdin: the join token on the first line (empty: keep the token file as is), then one base64
@@ -169,6 +170,10 @@ pub struct ApiRead {
     pub kubeconfig: bool,
 }
 
+/// The API wait alone (given: `secs`, `token`): exit 3 when the API did not answer in time.
+/// [`api_script`] and restore's first-server script end with it.
+pub const API_WAIT_SH: &str = include_str!("sh/api-wait.sh");
+
 /// Wait (on the server, no round trip per try) until the API answers, then print the requested
 /// files between markers. Run with sudo. Exit 3 = the API did not come up in time.
 pub fn api_script(wait: Duration, read: ApiRead) -> String {
@@ -177,7 +182,7 @@ pub fn api_script(wait: Duration, read: ApiRead) -> String {
             ("secs", &wait.as_secs().max(1).to_string()),
             ("token", NODE_TOKEN_PATH),
         ],
-        include_str!("sh/api-wait.sh"),
+        API_WAIT_SH,
     );
     if read.token {
         script.push_str(&format!("echo '--- token'\ncat {NODE_TOKEN_PATH}\n"));

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# Wait on the first server until the k3s API answers, with sudo (remote.rs, api_script).
+# Wait on the first server until the k3s API answers, with sudo (k3s/remote.rs, api_script).
 # Given: secs (the limit), token (the node-token path). Exit 3: no answer within the limit.
 : "${secs:?}" "${token:?}"
 deadline=$(( $(date +%s) + secs ))

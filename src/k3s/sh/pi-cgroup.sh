@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Add the memory cgroup flags to a Raspberry Pi's cmdline.txt and reboot it, with sudo
-# (remote.rs, pi_cgroup_script). Given: f (the cmdline file).
+# (k3s/remote.rs, pi_cgroup_script). Given: f (the cmdline file).
 : "${f:?}"
 set -eu
 [ -e "$f.edgeops-orig" ] || cp -p "$f" "$f.edgeops-orig"
