@@ -25,11 +25,11 @@ use crate::render::gitlab::{
 use crate::ssh::{ExecOutput, ExecRequest, shell_quote, upload_request, upload_result};
 
 use super::Progress;
-use super::fold;
 use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::host_status::Status;
 use crate::engine::runlog::Redactor;
 use crate::engine::{Engine, HostId, Output};
+use crate::host::fold;
 
 /// The phase's name in progress events and the report.
 pub const PHASE: &str = "gitlab";

@@ -14,27 +14,25 @@
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
-//! - `fold`: the `up` lock taken and released inside the first server's other round trips.
-//!
-//! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall) are
-//! `crate::k3s::remote` and `crate::k3s::uninstall`, the lock's `crate::host::lock`.
 //! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
 //!   `gitlab_tokens`: the tokens it keeps on the first server.
 //! - `up`: `up` / `plan` / `status`.
-//! - `reset`: `edgeops reset` (uninstall, agents first), with its host scripts, its report and
-//!   its dry run.
+//! - `reset`: `edgeops reset` (uninstall, agents first), its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
 //!   from one (`k3s::snapshot` holds the workstation side).
 //! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 //! - `drain`: cordon and drain one node through the first server (reset, upgrade).
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
+//!
+//! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall) are
+//! `crate::k3s::remote` and `crate::k3s::uninstall`, the lock's `crate::host::lock`, and their
+//! folding into fewer round trips on the first server `crate::host::fold`.
 
 pub mod airgap;
 pub mod backup;
 pub mod decide;
 pub mod drain;
-pub mod fold;
 pub mod gitlab;
 pub mod gitlab_tokens;
 pub mod host_status;
