@@ -5,6 +5,7 @@
 //! Phases combine these with the fleet; nothing here opens a connection to a host.
 
 pub mod airgap;
+pub mod airgap_files;
 pub mod arch;
 pub mod bundle;
 pub mod channel;

@@ -166,7 +166,12 @@ impl Runner<'_> {
                 (arch, cached)
             })
             .collect();
-        let note = airgap::plan_note(&version.to_string(), names.len(), &origin, &arches);
+        let note = crate::k3s::airgap_files::plan_note(
+            &version.to_string(),
+            names.len(),
+            &origin,
+            &arches,
+        );
         self.message(note);
     }
 

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # Receive one file on stdin next to its place, refuse it unless its sha256 is the expected one,
-# then set mode and owner and rename it into place, with sudo (airgap.rs, put_script).
+# then set mode and owner and rename it into place, with sudo (k3s/airgap_files.rs, put_script).
 # Given: dest (the path), want (its sha256), mode (octal).
 : "${dest:?}" "${want:?}" "${mode:?}"
 set -eu
