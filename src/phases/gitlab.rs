@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::gitlab::{
     ClientOptions, ExistingTokens, FileChange, GitLabClient, IssuedToken, Outcome, PathOrId,
-    RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource, sha256_hex,
+    RegisterRequest, Registration, RunnerScope, RunnerSpec, TokenSource,
 };
 use crate::inventory::{GitLab, Inventory, RunnerType};
 use crate::k3s::helmcharts::{
@@ -22,26 +22,21 @@ use crate::render::Renderer;
 use crate::render::gitlab::{
     ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
 };
-use crate::ssh::{ExecOutput, ExecRequest, shell_quote, upload_request, upload_result};
+use crate::ssh::{ExecOutput, ExecRequest, upload_request, upload_result};
 
 use super::Progress;
-use super::gitlab_tokens::{StoredTokens, TOKENS_PATH, TokenOwner};
 use super::host_status::Status;
-use crate::engine::runlog::Redactor;
 use crate::engine::{Engine, HostId, Output};
 use crate::host::fold;
+use crate::host::gitlab_state::{
+    self, HostLook, SECRET_MODE, SECRET_OWNER, StoredTokens, TOKENS_PATH, TokenOwner,
+};
 
 /// The phase's name in progress events and the report.
 pub const PHASE: &str = "gitlab";
 
 /// Namespace k3s's helm controller watches for HelmCharts (the templates put them there).
 const HELMCHART_NAMESPACE: &str = "kube-system";
-
-/// Mode and owner of every file this phase writes: the manifests and the tokens file hold tokens.
-const SECRET_MODE: u32 = 0o600;
-const SECRET_OWNER: &str = "root:root";
-/// How `stat -c '%a %U:%G'` shows a file written with [`SECRET_MODE`] and [`SECRET_OWNER`].
-const SECRET_STAT: &str = "600 root:root";
 
 /// Pause between two looks at the charts.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -148,46 +143,6 @@ struct Manifest {
     content: String,
 }
 
-/// One file on the first server as the look script saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct RemoteFile {
-    sha256: String,
-    /// `600 root:root`
-    stat: String,
-}
-
-/// What the first server holds for the phase, read in one round trip.
-#[derive(Debug, Default)]
-struct HostLook {
-    files: Vec<(String, Option<RemoteFile>)>,
-    tokens_text: String,
-}
-
-impl HostLook {
-    fn file(&self, path: &str) -> Option<&RemoteFile> {
-        self.files
-            .iter()
-            .find(|(p, _)| p == path)
-            .and_then(|(_, f)| f.as_ref())
-    }
-
-    /// The tokens stored for this cluster's `owner` (none when another owner's are there),
-    /// their values added to `redactor` before anything can print them.
-    fn stored_tokens(&self, owner: &TokenOwner, redactor: &Redactor) -> Option<StoredTokens> {
-        let stored = StoredTokens::parse(&self.tokens_text).and_then(|s| s.for_owner(owner))?;
-        for token in [&stored.agent, &stored.runner].into_iter().flatten() {
-            redactor.add(token.expose_secret());
-        }
-        Some(stored)
-    }
-
-    /// Whether `content` is already at `path`, private and root-owned.
-    fn holds(&self, path: &str, content: &str) -> bool {
-        self.file(path)
-            .is_some_and(|f| f.sha256 == sha256_hex(content.as_bytes()) && f.stat == SECRET_STAT)
-    }
-}
-
 impl PhaseContext<'_> {
     fn first_name(&self) -> &str {
         self.engine.name(self.first)
@@ -274,39 +229,12 @@ impl<'a> Remote<'a> {
             .map_err(|e| engine.log().redactor().redact(&e.to_string()))
     }
 
-    /// Hash, mode and owner of the manifests of `charts` and of the tokens file, and the
-    /// tokens, in one round trip. With `create_dir` the manifests folder is made when missing
-    /// (never on a converged server).
+    /// The first server's GitLab files and stored tokens, in one round trip
+    /// ([`gitlab_state::look_script`]).
     async fn look(&mut self, charts: &[String], create_dir: bool) -> Result<HostLook, String> {
-        let paths: Vec<String> = charts
-            .iter()
-            .map(|c| format!("{MANIFESTS_DIR}/{c}.yaml"))
-            .chain([TOKENS_PATH.to_owned()])
-            .collect();
-        let mut script = String::from("set -u\n");
-        if create_dir {
-            script.push_str(&format!(
-                "[ -d {MANIFESTS_DIR} ] || {{ umask 022; mkdir -p {MANIFESTS_DIR}; }}\n"
-            ));
-        }
-        script.push_str(&format!(
-            "for f in {}; do\n\
-             \x20 if [ -f \"$f\" ]; then\n\
-             \x20   echo \"file $f $(sha256sum <\"$f\" | cut -d' ' -f1) $(stat -c '%a %U:%G' \"$f\")\"\n\
-             \x20 else echo \"file $f -\"; fi\n\
-             done\n\
-             echo '--- tokens'\n\
-             cat {TOKENS_PATH} 2>/dev/null || true\n",
-            paths
-                .iter()
-                .map(|p| shell_quote(p))
-                .collect::<Vec<_>>()
-                .join(" "),
-        ));
-        let out = self
-            .exec("gitlab: look", ExecRequest::new(script).sudo(true), true)
-            .await?;
-        Ok(parse_look(&out.stdout_lossy()))
+        let request = ExecRequest::new(gitlab_state::look_script(charts, create_dir)).sudo(true);
+        let out = self.exec("gitlab: look", request, true).await?;
+        Ok(gitlab_state::parse_look(&out.stdout_lossy()))
     }
 
     async fn charts(&mut self) -> Result<ChartListing, String> {
@@ -342,29 +270,6 @@ impl<'a> Remote<'a> {
             Ok(out) => watch.verdict(&out.stdout_lossy()),
             Err(_) => state,
         }
-    }
-}
-
-fn parse_look(stdout: &str) -> HostLook {
-    let (files, tokens) = stdout.split_once("--- tokens\n").unwrap_or((stdout, ""));
-    let files = files
-        .lines()
-        .filter_map(|line| {
-            let mut parts = line.strip_prefix("file ")?.splitn(3, ' ');
-            let path = parts.next()?.to_owned();
-            let file = match (parts.next()?, parts.next()) {
-                ("-", _) | (_, None) => None,
-                (sha256, Some(stat)) => Some(RemoteFile {
-                    sha256: sha256.to_owned(),
-                    stat: stat.trim().to_owned(),
-                }),
-            };
-            Some((path, file))
-        })
-        .collect();
-    HostLook {
-        files,
-        tokens_text: tokens.to_owned(),
     }
 }
 
@@ -946,37 +851,6 @@ pub async fn status(cx: &PhaseContext<'_>) -> GitLabReport {
 mod tests {
     use super::*;
     use crate::k3s::test_inventory::{ha_inventory, pi_inventory};
-
-    #[test]
-    fn look_output_is_parsed_per_file() {
-        let look = parse_look(
-            "file /m/a.yaml 0123abcd 600 root:root\nfile /m/b.yaml -\n--- tokens\nproject=x\n",
-        );
-        assert_eq!(
-            look.file("/m/a.yaml"),
-            Some(&RemoteFile {
-                sha256: "0123abcd".into(),
-                stat: "600 root:root".into()
-            })
-        );
-        assert_eq!(look.file("/m/b.yaml"), None);
-        assert_eq!(look.tokens_text, "project=x\n");
-    }
-
-    #[test]
-    fn a_file_is_held_only_with_the_same_content_mode_and_owner() {
-        let hash = sha256_hex(b"x: 1\n");
-        let look = parse_look(&format!(
-            "file /a {hash} 600 root:root\nfile /b {hash} 644 root:root\n--- tokens\n"
-        ));
-        assert!(look.holds("/a", "x: 1\n"));
-        assert!(!look.holds("/a", "x: 2\n"));
-        assert!(
-            !look.holds("/b", "x: 1\n"),
-            "a world-readable copy is rewritten"
-        );
-        assert!(!look.holds("/c", "x: 1\n"));
-    }
 
     #[test]
     fn runner_spec_follows_the_inventory() {

@@ -15,8 +15,8 @@
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
 //! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
-//! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them);
-//!   `gitlab_tokens`: the tokens it keeps on the first server.
+//! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them; what
+//!   it keeps on the first server is `crate::host::gitlab_state`).
 //! - `up`: `up` / `plan` / `status`.
 //! - `reset`: `edgeops reset` (uninstall, agents first), its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
@@ -34,7 +34,6 @@ pub mod backup;
 pub mod decide;
 pub mod drain;
 pub mod gitlab;
-pub mod gitlab_tokens;
 pub mod host_status;
 pub mod join;
 pub mod outcome;
