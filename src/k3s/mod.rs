@@ -24,6 +24,7 @@ pub mod remote;
 pub mod skew;
 pub mod snapshot;
 pub mod token;
+pub mod token_scripts;
 pub mod uninstall;
 pub mod version;
 

@@ -217,6 +217,24 @@ pub fn parse_api_output(stdout: &str) -> (Option<String>, Option<String>) {
 /// The node list, read on the first server (sudo: the admin kubeconfig is 0600).
 pub const NODES_COMMAND: &str = "k3s kubectl get nodes -o json";
 
+/// The install bundle of `up` at the spec's (new) version, then a restart of the service
+/// unless the installer restarted it. The installer restarts only when the binary, unit or env
+/// file changed during its run; it does not when the binary was already in place: put there
+/// by an earlier install that failed before its restart, or by the air-gap upload (the k3s
+/// docs' air-gap upgrade also ends with a restart). The main PID tells.
+pub fn upgrade_script(spec: &InstallSpec) -> String {
+    let unit = unit_name(spec);
+    format!(
+        "pid_before=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         {bundle}         pid_after=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
+         if [ \"$pid_after\" = \"$pid_before\" ]; then\n\
+         \x20 echo 'edgeops: the installer left {unit} running as it was; restarting it'\n\
+         \x20 systemctl restart {unit}\n\
+         fi\n",
+        bundle = install_bundle(spec, true),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +280,29 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
                 .contains("edgeops: the k3s API did not answer within 1s")
         );
+    }
+
+    #[test]
+    fn the_upgrade_script_restarts_only_a_service_the_installer_left_alone() {
+        let inventory = crate::k3s::test_inventory::pi_inventory();
+        let host = inventory.hosts[1].clone();
+        let join = crate::k3s::install::Join::for_host(&inventory, &host).unwrap();
+        let version: crate::k3s::K3sVersion = "v1.31.4+k3s1".parse().unwrap();
+        let spec = InstallSpec::new(
+            &inventory,
+            &host,
+            join,
+            &version,
+            &crate::render::Renderer::builtin(),
+        )
+        .unwrap();
+        let unit = unit_name(&spec);
+        let script = upgrade_script(&spec);
+        assert!(script.starts_with(&format!(
+            "pid_before=$(systemctl show -p MainPID --value {unit}"
+        )));
+        assert!(script.contains("INSTALL_K3S_VERSION=v1.31.4+k3s1"));
+        assert!(script.contains("if [ \"$pid_after\" = \"$pid_before\" ]; then"));
+        assert!(script.trim_end().ends_with("fi"));
     }
 }

@@ -37,7 +37,7 @@ impl Runner<'_> {
                 // installer found the binary already in place (a failed earlier upgrade).
                 let script = match action {
                     Action::Install => remote::install_bundle(spec, false),
-                    _ => super::super::upgrade::upgrade_script(spec),
+                    _ => remote::upgrade_script(spec),
                 };
                 (
                     action.step_word(),

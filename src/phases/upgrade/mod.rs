@@ -44,7 +44,7 @@ use roll::{
     servers_pending,
 };
 
-pub use node::{DRAIN_GRACE, POLL_EVERY, upgrade_script, wait_node_version};
+pub use node::{DRAIN_GRACE, POLL_EVERY, wait_node_version};
 pub use options::{Target, UpgradeError, UpgradeOptions};
 pub use prepare::CHANNEL_TIMEOUT;
 pub use state::{Upgrade, UpgradeHost, UpgradeReport};

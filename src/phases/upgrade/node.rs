@@ -111,7 +111,7 @@ async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
 /// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
 async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
     let host = &cx.hosts[id].host;
-    let script = join::watched(&cx.inventory, spec, &upgrade_script(spec));
+    let script = join::watched(&cx.inventory, spec, &remote::upgrade_script(spec));
     let request = ExecRequest::new(script)
         .sudo(true)
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
@@ -132,24 +132,6 @@ async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Fai
         return Err(failure);
     }
     Err(Failure::exited("upgrade", &out, false, redactor))
-}
-
-/// The install bundle of `up` at the spec's (new) version, then a restart of the service
-/// unless the installer restarted it. The installer restarts only when the binary, unit or env
-/// file changed during its run; it does not when the binary was already in place: put there
-/// by an earlier install that failed before its restart, or by the air-gap upload (the k3s
-/// docs' air-gap upgrade also ends with a restart). The main PID tells.
-pub fn upgrade_script(spec: &InstallSpec) -> String {
-    let unit = remote::unit_name(spec);
-    format!(
-        "pid_before=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
-         {bundle}         pid_after=$(systemctl show -p MainPID --value {unit} 2>/dev/null || echo 0)\n\
-         if [ \"$pid_after\" = \"$pid_before\" ]; then\n\
-         \x20 echo 'edgeops: the installer left {unit} running as it was; restarting it'\n\
-         \x20 systemctl restart {unit}\n\
-         fi\n",
-        bundle = remote::install_bundle(spec, true),
-    )
 }
 
 /// Poll the node list on `api` (the first server) through the engine until node `node` is
@@ -238,35 +220,5 @@ where
             POLL_EVERY.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
         )
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::k3s::install::Join;
-
-    #[test]
-    fn the_upgrade_script_restarts_only_a_service_the_installer_left_alone() {
-        let inventory = crate::k3s::test_inventory::pi_inventory();
-        let host = inventory.hosts[1].clone();
-        let join = Join::for_host(&inventory, &host).unwrap();
-        let version: K3sVersion = "v1.31.4+k3s1".parse().unwrap();
-        let spec = InstallSpec::new(
-            &inventory,
-            &host,
-            join,
-            &version,
-            &crate::render::Renderer::builtin(),
-        )
-        .unwrap();
-        let unit = remote::unit_name(&spec);
-        let script = upgrade_script(&spec);
-        assert!(script.starts_with(&format!(
-            "pid_before=$(systemctl show -p MainPID --value {unit}"
-        )));
-        assert!(script.contains("INSTALL_K3S_VERSION=v1.31.4+k3s1"));
-        assert!(script.contains("if [ \"$pid_after\" = \"$pid_before\" ]; then"));
-        assert!(script.trim_end().ends_with("fi"));
     }
 }
