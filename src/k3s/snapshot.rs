@@ -1,11 +1,18 @@
-//! etcd snapshots on the workstation, without SSH: snapshot names, the backup folder's
-//! manifest (file → sha256), reading `k3s etcd-snapshot save|ls` output, and which snapshots a
-//! prune keeps. The phases in `phases::backup` / `phases::restore` do the remote work.
+//! etcd snapshots, without SSH: snapshot names, the backup folder's manifest (file → sha256),
+//! which snapshots a prune keeps; the host scripts of a backup (`k3s etcd-snapshot
+//! save|ls|prune`, the file's copy) and the reading of what they print; the host scripts of a
+//! restore (what is installed, stop, k3s's `--cluster-reset` from the snapshot, a peer's etcd
+//! data moved aside, an agent restarted, a Node's password forgotten and its Ready wait). The
+//! phases in `phases::backup` / `phases::restore` send them through the engine.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::remote::{API_WAIT_SH, NODE_TOKEN_PATH};
+use crate::shell::with_vars;
 
 /// The manifest's file name inside a backup folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -221,6 +228,158 @@ pub fn parse_list(output: &str) -> Vec<Listed> {
         .collect()
 }
 
+/// What `k3s etcd-snapshot` says on a server that keeps its state in sqlite.
+const SQLITE_ANSWER: &str = "etcd datastore disabled";
+
+/// k3s's answer on a sqlite server, and what to do instead.
+pub const SQLITE_REFUSAL: &str = "k3s answered `etcd datastore disabled`: this cluster keeps its state in \
+     sqlite (a single server without `ha = true`), and k3s can snapshot only embedded etcd. \
+     Alternatives: stop k3s and copy /var/lib/rancher/k3s/server/db/state.db* and server/token \
+     aside yourself, or rebuild the cluster with `ha = true` (3+ servers)";
+
+/// Whether what `k3s etcd-snapshot` printed (stdout and stderr) is its sqlite refusal.
+pub fn is_sqlite_answer(said: &str) -> bool {
+    said.contains(SQLITE_ANSWER)
+}
+
+/// The server's snapshots, with k3s's own `etcd-snapshot ls` (sudo); [`parse_list`] reads it.
+pub const LIST_SCRIPT: &str = include_str!("sh/backup-list.sh");
+
+/// `k3s etcd-snapshot save --name NAME`, then the listing in the same round trip (sudo); what
+/// it prints is read by [`read_save`].
+pub fn save_script(name: &str) -> String {
+    with_vars(&[("name", name)], include_str!("sh/backup-save.sh"))
+}
+
+/// What the save script printed: the save's own lines, and the listing after `--- list`.
+pub fn read_save(output: &str) -> (&str, &str) {
+    output.split_once("--- list\n").unwrap_or((output, ""))
+}
+
+/// Print the snapshot file at `path` on the server (as root: it is 0600); anything but a
+/// regular file is refused.
+pub fn fetch_script(path: &str) -> String {
+    with_vars(&[("path", path)], include_str!("sh/backup-fetch.sh"))
+}
+
+/// k3s's own prune on the server: the snapshots of prefix `name` beyond the newest `keep` go;
+/// [`pruned_names`] reads what it printed.
+pub fn prune_script(name: &str, keep: usize) -> String {
+    with_vars(
+        &[("name", name), ("keep", &keep.to_string())],
+        include_str!("sh/backup-prune.sh"),
+    )
+}
+
+/// The snapshots `k3s etcd-snapshot prune` deleted (`Snapshot NAME deleted.`).
+pub fn pruned_names(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("Snapshot ")? + "Snapshot ".len()..];
+            rest.split_once(" deleted.").map(|(n, _)| n.to_owned())
+        })
+        .collect()
+}
+
+/// Where a restore uploads the snapshot on the first server (its script removes it after the
+/// reset).
+const RESTORE_UPLOAD_DIR: &str = "/var/lib/rancher/k3s/server";
+
+/// The path on the first server the snapshot `file` is uploaded to before the reset.
+pub fn restore_upload_path(file: &str) -> String {
+    format!("{RESTORE_UPLOAD_DIR}/edgeops-restore-{file}")
+}
+
+/// A limit in whole seconds, for a script's `timeout`.
+fn secs(limit: Duration) -> String {
+    limit.as_secs().max(1).to_string()
+}
+
+/// What a restore needs to know of a host (sudo); [`Installed::parse`] reads it.
+pub const RESTORE_SURVEY_SCRIPT: &str = include_str!("sh/restore-survey.sh");
+
+/// What the restore survey found on a host: is k3s installed, in which unit, is it running.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// k3s on PATH.
+    pub k3s: bool,
+    /// The k3s unit installed (`k3s` or `k3s-agent`).
+    pub unit: Option<String>,
+    pub active: bool,
+}
+
+impl Installed {
+    pub fn parse(text: &str) -> Installed {
+        let mut found = Installed::default();
+        for line in text.lines() {
+            match line.trim().split_once(' ') {
+                Some(("k3s", v)) => found.k3s = v == "yes",
+                Some(("unit", v)) if v != "none" => found.unit = Some(v.to_owned()),
+                Some(("active", v)) => found.active = v == "yes",
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+/// Stop the k3s server unit before a restore: etcd must not run anywhere during the reset.
+pub fn stop_server_script() -> String {
+    with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh"))
+}
+
+/// Start the k3s server unit again (a restore that could not stop every server).
+pub const START_SERVER_SCRIPT: &str = "systemctl start k3s";
+
+/// On the first server, k3s stopped: k3s's `--cluster-reset --cluster-reset-restore-path` from
+/// the uploaded `snapshot` (a path there), start k3s, wait for its API; three waits of `limit`
+/// each.
+pub fn cluster_reset_script(snapshot: &str, limit: Duration) -> String {
+    let script = [include_str!("sh/restore-first.sh"), API_WAIT_SH].concat();
+    with_vars(
+        &[
+            ("snapshot", snapshot),
+            ("secs", &secs(limit)),
+            ("token", NODE_TOKEN_PATH),
+        ],
+        &script,
+    )
+}
+
+/// On the first server: wait until Node `node` is Ready, within `limit`.
+pub fn wait_node_script(node: &str, limit: Duration) -> String {
+    with_vars(
+        &[("node", node), ("secs", &secs(limit))],
+        include_str!("sh/restore-wait-node.sh"),
+    )
+}
+
+/// On the first server: forget the snapshot's node password of `node` (see the script).
+pub fn forget_password_script(node: &str) -> String {
+    with_vars(
+        &[("node", node)],
+        include_str!("sh/restore-forget-password.sh"),
+    )
+}
+
+/// On another server, k3s stopped: move its etcd data aside (to the suffix `aside`) and start
+/// k3s within `limit`, so it joins the restored cluster as a new member.
+pub fn rejoin_script(aside: &str, limit: Duration) -> String {
+    with_vars(
+        &[("aside", aside), ("secs", &secs(limit))],
+        include_str!("sh/restore-peer.sh"),
+    )
+}
+
+/// On an agent: restart k3s-agent within `limit`, so it reconnects to the restored servers.
+pub fn restart_agent_script(limit: Duration) -> String {
+    with_vars(
+        &[("secs", &secs(limit))],
+        include_str!("sh/restore-agent.sh"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +478,23 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn survey_answers_are_read() {
+        assert_eq!(
+            Installed::parse("k3s yes\nunit k3s\nactive yes\n"),
+            Installed {
+                k3s: true,
+                unit: Some("k3s".to_owned()),
+                active: true
+            }
+        );
+        // A re-flashed board: nothing installed.
+        assert_eq!(
+            Installed::parse("k3s no\nunit none\nactive no\n"),
+            Installed::default()
+        );
+        assert_eq!(Installed::parse(""), Installed::default());
     }
 }

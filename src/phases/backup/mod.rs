@@ -1,8 +1,9 @@
 //! `backup`'s remote half, on the run engine with the first server as its only host: take a
 //! snapshot with k3s's own `etcd-snapshot save`, copy it to the workstation (0600, sha256 in the
 //! backup folder's manifest), prune old ones there and here; or list the server's snapshots.
-//! Each a small phase ([`SAVE`], [`LIST`]); every remote step has a named limit. Scripts in
-//! `sh/backup-*.sh`; the workstation side (names, manifest, parsing) is `k3s::snapshot`.
+//! Each a small phase ([`SAVE`], [`LIST`]); every remote step has a named limit. The scripts,
+//! the reading of what they print and the workstation side (names, manifest) are
+//! `k3s::snapshot`.
 //!
 //! - `steps`: the phases; `run`: the [`Backup`] handle the CLI drives and its outcome.
 

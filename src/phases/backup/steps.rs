@@ -7,18 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::engine::{Applied, Engine, Failure, FailureKind, Flow, HostId, Output, last_lines};
 use crate::k3s::snapshot::{self, Entry, Listed, Manifest};
-use crate::shell::with_vars;
 use crate::ssh::{ExecOutput, ExecRequest};
 
 use super::{
     BackupRun, FETCH_TIMEOUT, LIST_TIMEOUT, MAX_SNAPSHOT_BYTES, Request, SAVE_TIMEOUT, Saved,
 };
-
-/// k3s's answer on a sqlite server, and what to do instead.
-const SQLITE: &str = "k3s answered `etcd datastore disabled`: this cluster keeps its state in \
-     sqlite (a single server without `ha = true`), and k3s can snapshot only embedded etcd. \
-     Alternatives: stop k3s and copy /var/lib/rancher/k3s/server/db/state.db* and server/token \
-     aside yourself, or rebuild the cluster with `ha = true` (3+ servers)";
 
 /// Run a k3s script with sudo within `timeout`; a non-zero exit is a failure (the sqlite answer
 /// refused with what to do instead).
@@ -36,8 +29,8 @@ async fn k3s(
         out.stdout_lossy(),
         String::from_utf8_lossy(&out.stderr)
     );
-    if !out.success() && said.contains("etcd datastore disabled") {
-        return Err(Failure::refused(SQLITE));
+    if !out.success() && snapshot::is_sqlite_answer(&said) {
+        return Err(Failure::refused(snapshot::SQLITE_REFUSAL));
     }
     engine.checked(title, out, Output::Logged)
 }
@@ -72,7 +65,7 @@ fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> 
 pub(super) fn list_server<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let engine = &cx.core.engine;
-        let script = include_str!("sh/backup-list.sh");
+        let script = snapshot::LIST_SCRIPT;
         let results = engine
             .each("list", hosts, |id| {
                 k3s(
@@ -100,7 +93,7 @@ pub(super) fn save<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b
         let Request::Save { name, .. } = &cx.request else {
             return Ok(Flow::Continue);
         };
-        let script = with_vars(&[("name", name)], include_str!("sh/backup-save.sh"));
+        let script = snapshot::save_script(name);
         let engine = &cx.core.engine;
         let title = "etcd-snapshot save";
         let results = engine
@@ -110,7 +103,7 @@ pub(super) fn save<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b
             .await;
         let taken = only(results, "save").and_then(|out| {
             let text = out.stdout_lossy();
-            let (saved, listing) = text.split_once("--- list\n").unwrap_or((&text, ""));
+            let (saved, listing) = snapshot::read_save(&text);
             let file = snapshot::saved_names(saved).pop().ok_or_else(|| {
                 unusable(
                     title,
@@ -143,13 +136,10 @@ pub(super) fn save<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'b
 /// One copy of the listed snapshot from the server, as root, never logged.
 async fn fetch_snapshot(engine: &Engine, id: HostId, taken: &Listed) -> Result<Vec<u8>, Failure> {
     let title = "copying the snapshot";
-    let request = ExecRequest::new(with_vars(
-        &[("path", &taken.path)],
-        include_str!("sh/backup-fetch.sh"),
-    ))
-    .sudo(true)
-    .timeout(FETCH_TIMEOUT)
-    .max_output(MAX_SNAPSHOT_BYTES);
+    let request = ExecRequest::new(snapshot::fetch_script(&taken.path))
+        .sudo(true)
+        .timeout(FETCH_TIMEOUT)
+        .max_output(MAX_SNAPSHOT_BYTES);
     // The snapshot holds the cluster's secrets: its bytes never reach the run log.
     let out = engine.exec(id, title, &request, Output::Secret).await?;
     if out.truncated {
@@ -252,10 +242,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             return Ok(Flow::Continue);
         };
         cx.pruned_local = prune_here(&cx.dest, keep)?;
-        let script = with_vars(
-            &[("name", &name), ("keep", &keep.to_string())],
-            include_str!("sh/backup-prune.sh"),
-        );
+        let script = snapshot::prune_script(&name, keep);
         let engine = &cx.core.engine;
         let results = engine
             .each("prune", hosts, |id| {
@@ -270,14 +257,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             .await;
         Ok(match settle(cx, only(results, "prune")) {
             Ok(out) => {
-                cx.pruned_server = out
-                    .stdout_lossy()
-                    .lines()
-                    .filter_map(|l| {
-                        let rest = &l[l.find("Snapshot ")? + "Snapshot ".len()..];
-                        rest.split_once(" deleted.").map(|(n, _)| n.to_owned())
-                    })
-                    .collect();
+                cx.pruned_server = snapshot::pruned_names(&out.stdout_lossy());
                 Flow::Continue
             }
             Err(stop) => stop,

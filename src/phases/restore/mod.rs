@@ -11,7 +11,8 @@
 //! - `run`: the [`Restore`] handle the CLI drives (survey, plan, execute or dry run, abort).
 //! - `state`: the run state the phases share, and the report it turns into.
 //! - `survey`: the lock and survey phases; `roll`: the phases that change hosts.
-//! - `sh/restore-*.sh`: the host scripts.
+//!
+//! The host scripts and the reading of the survey's answer are `k3s::snapshot`'s.
 
 use std::time::Duration;
 

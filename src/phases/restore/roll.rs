@@ -7,21 +7,11 @@
 use std::time::{Duration, Instant};
 
 use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output, last_lines};
-use crate::k3s::remote::NODE_TOKEN_PATH;
 use crate::k3s::snapshot;
-use crate::shell::with_vars;
 use crate::ssh::{ExecRequest, upload_request};
 
 use super::state::{RestoreRun, Snapshot};
 use super::{RestoreOptions, SCRIPT_GRACE, STOP_TIMEOUT, UPLOAD_TIMEOUT};
-
-/// Where the snapshot is uploaded on the first server (the script removes it after the reset).
-const UPLOAD_DIR: &str = "/var/lib/rancher/k3s/server";
-
-/// A limit in whole seconds, for a script's `timeout`.
-fn secs(limit: Duration) -> String {
-    limit.as_secs().max(1).to_string()
-}
 
 fn sudo(script: String, timeout: Duration) -> ExecRequest {
     ExecRequest::new(script).sudo(true).timeout(timeout)
@@ -30,23 +20,14 @@ fn sudo(script: String, timeout: Duration) -> ExecRequest {
 /// On the first server: wait until Node `node` is Ready (`--ready-timeout`).
 fn wait_node(options: &RestoreOptions, node: &str) -> ExecRequest {
     sudo(
-        with_vars(
-            &[("node", node), ("secs", &secs(options.ready_timeout))],
-            include_str!("sh/restore-wait-node.sh"),
-        ),
+        snapshot::wait_node_script(node, options.ready_timeout),
         options.ready_timeout + SCRIPT_GRACE,
     )
 }
 
 /// On the first server: forget the snapshot's node password of `node` (see the script).
 fn forget_password(node: &str) -> ExecRequest {
-    sudo(
-        with_vars(
-            &[("node", node)],
-            include_str!("sh/restore-forget-password.sh"),
-        ),
-        STOP_TIMEOUT,
-    )
+    sudo(snapshot::forget_password_script(node), STOP_TIMEOUT)
 }
 
 /// The snapshot's bytes still hash to the manifest's sha256 (the CLI checked the file before
@@ -89,10 +70,7 @@ pub(super) fn check_snapshot<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> App
 pub(super) fn stop_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let started = Instant::now();
-        let stop = sudo(
-            with_vars(&[("unit", "k3s")], include_str!("sh/restore-stop.sh")),
-            STOP_TIMEOUT,
-        );
+        let stop = sudo(snapshot::stop_server_script(), STOP_TIMEOUT);
         let engine = &cx.core.engine;
         let results = engine
             .each("stop servers", hosts, |id| {
@@ -108,7 +86,10 @@ pub(super) fn stop_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> A
             .filter(|(_, r)| r.is_ok())
             .map(|(id, _)| *id)
             .collect();
-        let start = sudo("systemctl start k3s".to_owned(), cx.options.ready_timeout);
+        let start = sudo(
+            snapshot::START_SERVER_SCRIPT.to_owned(),
+            cx.options.ready_timeout,
+        );
         engine
             .each("start k3s again", &stopped, |id| {
                 engine.run(id, "start k3s again", &start, Output::Logged)
@@ -135,27 +116,15 @@ async fn restore_first(
     snapshot: &Snapshot,
     node: &str,
 ) -> Result<String, Failure> {
-    let remote_path = format!("{UPLOAD_DIR}/edgeops-restore-{}", snapshot.file);
+    let remote_path = snapshot::restore_upload_path(&snapshot.file);
     let upload =
         upload_request(&snapshot.bytes, &remote_path, 0o600, None, true).timeout(UPLOAD_TIMEOUT);
     engine
         .run(id, "upload the snapshot", &upload, Output::Logged)
         .await?;
     // Three waits of `--api-timeout` in the script: the reset, the start, the API.
-    let script = [
-        include_str!("sh/restore-first.sh"),
-        crate::k3s::remote::API_WAIT_SH,
-    ]
-    .concat();
     let reset = sudo(
-        with_vars(
-            &[
-                ("snapshot", &remote_path),
-                ("secs", &secs(options.api_timeout)),
-                ("token", NODE_TOKEN_PATH),
-            ],
-            &script,
-        ),
+        snapshot::cluster_reset_script(&remote_path, options.api_timeout),
         options.api_timeout * 3 + SCRIPT_GRACE,
     );
     let said = engine
@@ -232,10 +201,7 @@ async fn bring_back(
 async fn rejoin(cx: &RestoreRun, id: HostId) -> Result<String, Failure> {
     let limit = cx.options.ready_timeout;
     let request = sudo(
-        with_vars(
-            &[("aside", &cx.aside), ("secs", &secs(limit))],
-            include_str!("sh/restore-peer.sh"),
-        ),
+        snapshot::rejoin_script(&cx.aside, limit),
         limit + SCRIPT_GRACE,
     );
     let said = bring_back(cx, id, "rejoin", request).await?;
@@ -273,13 +239,7 @@ pub(super) fn rejoin_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) ->
 async fn restart_agent(cx: &RestoreRun, id: HostId) -> Result<(String, Duration), Failure> {
     let started = Instant::now();
     let limit = cx.options.ready_timeout;
-    let request = sudo(
-        with_vars(
-            &[("secs", &secs(limit))],
-            include_str!("sh/restore-agent.sh"),
-        ),
-        limit + SCRIPT_GRACE,
-    );
+    let request = sudo(snapshot::restart_agent_script(limit), limit + SCRIPT_GRACE);
     bring_back(cx, id, "restart k3s-agent", request).await?;
     Ok(("restarted, Ready".to_owned(), started.elapsed()))
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, Failure, HostId, PerHost, PhaseRecord};
 use crate::inventory::{Inventory, Role};
+use crate::k3s::snapshot::Installed;
 use crate::phases::host_status::{HostEnd, HostLine, Status};
 use crate::phases::run_core::{RunCore, inventory_hosts};
 
@@ -44,31 +45,6 @@ impl Stage {
     }
 }
 
-/// `sh/restore-survey.sh`'s answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Found {
-    /// k3s on PATH.
-    pub k3s: bool,
-    /// The k3s unit installed (`k3s` or `k3s-agent`).
-    pub unit: Option<String>,
-    pub active: bool,
-}
-
-impl Found {
-    pub fn parse(text: &str) -> Found {
-        let mut found = Found::default();
-        for line in text.lines() {
-            match line.trim().split_once(' ') {
-                Some(("k3s", v)) => found.k3s = v == "yes",
-                Some(("unit", v)) if v != "none" => found.unit = Some(v.to_owned()),
-                Some(("active", v)) => found.active = v == "yes",
-                _ => {}
-            }
-        }
-        found
-    }
-}
-
 /// The snapshot to restore, checked against its manifest by the CLI.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -85,7 +61,7 @@ pub struct HostState {
     pub node_name: String,
     pub step: Stage,
     /// What the survey found, or why it could not tell; `None` before the survey.
-    pub survey: Option<Result<Found, Failure>>,
+    pub survey: Option<Result<Installed, Failure>>,
     /// How its restore ended (what it did, or why not) and how long it took; `None` while
     /// there is still something to do.
     pub outcome: Option<(Result<String, Failure>, Duration)>,

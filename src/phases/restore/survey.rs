@@ -5,7 +5,9 @@
 use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output};
 use crate::ssh::ExecRequest;
 
-use super::state::{Found, RestoreRun};
+use crate::k3s::snapshot::{Installed, RESTORE_SURVEY_SCRIPT};
+
+use super::state::RestoreRun;
 
 /// The cluster lock, on the first server. The restore goes through that server, so an
 /// unreachable one ends the run here.
@@ -25,15 +27,15 @@ pub(super) fn lock<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
     })
 }
 
-async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Found, Failure> {
+async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Installed, Failure> {
     let out = engine.run(id, "survey", request, Output::Logged).await?;
-    Ok(Found::parse(&out.stdout_lossy()))
+    Ok(Installed::parse(&out.stdout_lossy()))
 }
 
 /// Every host: k3s installed in its role? running?
 pub(super) fn survey_hosts<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let request = ExecRequest::new(include_str!("sh/restore-survey.sh")).sudo(true);
+        let request = ExecRequest::new(RESTORE_SURVEY_SCRIPT).sudo(true);
         let engine = &cx.core.engine;
         let results = engine
             .each("survey", hosts, |id| survey(engine, id, &request))

@@ -14,7 +14,6 @@ use crate::inventory::Inventory;
 use crate::k3s::snapshot::sha256_hex;
 use crate::ssh::Cancel;
 
-use super::state::Found;
 use super::*;
 
 fn inventory() -> Inventory {
@@ -357,22 +356,4 @@ async fn a_host_without_k3s_in_its_role_is_a_problem_before_anything_changes() {
     assert!(problems[0].starts_with("a2: k3s is not installed as k3s-agent.service"));
     restore.abort().await;
     assert_eq!(setup.sequence(), ["s1:unlock"]);
-}
-
-#[test]
-fn survey_answers_are_read() {
-    assert_eq!(
-        Found::parse("k3s yes\nunit k3s\nactive yes\n"),
-        Found {
-            k3s: true,
-            unit: Some("k3s".to_owned()),
-            active: true
-        }
-    );
-    // A re-flashed board: nothing installed.
-    assert_eq!(
-        Found::parse("k3s no\nunit none\nactive no\n"),
-        Found::default()
-    );
-    assert_eq!(Found::parse(""), Found::default());
 }

@@ -29,4 +29,4 @@ if ! timeout "$secs" systemctl start k3s; then
   journalctl -u k3s --no-pager -n 40 -o cat | grep "level=" | tail -n 2 >&2 || true
   exit 3
 fi
-# The API wait follows (k3s/sh/api-wait.sh, appended by phases/restore/roll.rs).
+# The API wait follows (k3s/sh/api-wait.sh, appended by k3s/snapshot.rs).
