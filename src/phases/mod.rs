@@ -20,14 +20,17 @@
 //! - `up`: `up` / `plan` / `status`.
 //! - `reset`: `edgeops reset` (uninstall, agents first), its report and its dry run.
 //! - `backup`, `restore`: etcd snapshots copied to the workstation, and a cluster brought back
-//!   from one (`k3s::snapshot` holds the workstation side).
+//!   from one (`k3s::snapshot` holds their scripts and the workstation side).
 //! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 //! - `drain`: cordon and drain one node through the first server (reset, upgrade).
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
+//! - `scripted_hosts` (tests only): the scripted hosts and script markers the run tests of
+//!   reset, restore, backup and replace share.
 //!
-//! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall) are
-//! `crate::k3s::remote` and `crate::k3s::uninstall`, the lock's `crate::host::lock`, and their
-//! folding into fewer round trips on the first server `crate::host::fold`.
+//! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall, etcd
+//! snapshots and the restore from one) are `crate::k3s::remote`, `crate::k3s::uninstall` and
+//! `crate::k3s::snapshot`, the lock's `crate::host::lock`, and their folding into fewer round
+//! trips on the first server `crate::host::fold`.
 
 pub mod airgap;
 pub mod backup;
@@ -41,6 +44,8 @@ pub mod replace;
 pub mod reset;
 pub mod restore;
 pub mod run_core;
+#[cfg(test)]
+mod scripted_hosts;
 mod up;
 pub mod upgrade;
 

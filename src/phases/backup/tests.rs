@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::engine::FailureKind;
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{self, Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, FailureKind};
-use crate::fleet::FleetSettings;
+use crate::engine::scripted::{Journal, Reply};
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::{Manifest, sha256_hex};
-use crate::ssh::Cancel;
+use crate::phases::scripted_hosts::{first_server, quiet_log};
 
 use super::*;
 
@@ -31,16 +30,10 @@ fn listing(size: usize) -> String {
     )
 }
 
-fn first_server(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>, log: RunLog) -> Engine {
-    let s1 = ScriptedRemote::new("s1", journal.clone(), Cancel::default()).with_rules(rules);
-    scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
-}
-
 /// A save whose snapshot command answers `reply` (no run log): its outcome, and what ran.
 async fn save_answering(reply: Reply) -> (Outcome, Arc<Journal>) {
     let journal = Journal::new();
-    let log = RunLog::disabled(Redactor::default());
-    let engine = first_server(&journal, vec![(SAVE_SCRIPT, reply)], log);
+    let engine = first_server(&journal, vec![(SAVE_SCRIPT, reply)], quiet_log());
     let dir = tempfile::tempdir().unwrap();
     let outcome = Backup::run(engine, &inventory(), dir.path().into(), saving(None))
         .await
@@ -128,7 +121,7 @@ async fn a_copy_shorter_than_k3s_lists_is_refused_and_nothing_is_kept() {
             (SAVE_SCRIPT, Reply::ok(save_answer)),
             (FETCH_SCRIPT, Reply::ok(SNAPSHOT)),
         ],
-        RunLog::disabled(Redactor::default()),
+        quiet_log(),
     );
     let outcome = Backup::run(engine, &inventory(), dir.path().join("b"), saving(Some(1)))
         .await
@@ -170,7 +163,7 @@ async fn a_failed_save_is_exited_with_its_code_and_a_list_reads_the_table() {
     let engine = first_server(
         &journal,
         vec![(LIST_SCRIPT, Reply::ok(listing(12)))],
-        RunLog::disabled(Redactor::default()),
+        quiet_log(),
     );
     let dir = tempfile::tempdir().unwrap();
     let outcome = Backup::run(engine, &inventory(), dir.path().into(), Request::List)

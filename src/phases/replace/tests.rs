@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use crate::engine::Engine;
-use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{self, Journal, Reply, ScriptedRemote};
-use crate::fleet::FleetSettings;
+use crate::engine::scripted::{Journal, Reply};
 use crate::inventory::Inventory;
-use crate::ssh::Cancel;
+use crate::phases::scripted_hosts::{
+    DELETE_NODE as DELETE, LOCK, NODE_LIST as NODES, UNLOCK, first_server, quiet_log, script_of,
+};
 
 use super::*;
 
@@ -30,15 +30,8 @@ fn node_list(a1_ready: &str) -> String {
     )
 }
 
-const LOCK: &str = "take() {";
-const UNLOCK: &str = "*\"$pat\"*";
-const NODES: &str = "k3s kubectl get nodes -o json";
-const DELETE: &str = "k3s kubectl delete node";
-
 fn engine(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>) -> Engine {
-    let s1 = ScriptedRemote::new("s1", journal.clone(), Cancel::default()).with_rules(rules);
-    let log = RunLog::disabled(Redactor::default());
-    scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
+    first_server(journal, rules, quiet_log())
 }
 
 /// Which script each call ran, in order.
@@ -47,15 +40,15 @@ fn sequence(journal: &Journal) -> Vec<&'static str> {
         .calls()
         .iter()
         .map(|c| {
-            [
-                (LOCK, "lock"),
-                (UNLOCK, "unlock"),
-                (NODES, "nodes"),
-                (DELETE, "delete"),
-            ]
-            .iter()
-            .find(|(m, _)| c.command.contains(m))
-            .map_or("other", |(_, n)| n)
+            script_of(
+                c,
+                &[
+                    (LOCK, "lock"),
+                    (UNLOCK, "unlock"),
+                    (NODES, "nodes"),
+                    (DELETE, "delete"),
+                ],
+            )
         })
         .collect()
 }

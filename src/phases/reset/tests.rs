@@ -6,14 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, Failure, FailureKind, Member, PhaseResult, Remote};
-use crate::fleet::FleetSettings;
+use crate::engine::scripted::{Call, Reply, ScriptedRemote};
+use crate::engine::{FailureKind, PhaseResult};
 use crate::inventory::Inventory;
 use crate::phases::outcome::Status;
+use crate::phases::scripted_hosts::{DELETE_NODE as DELETE, Hosts, LOCK, NODE_LIST, UNLOCK, slow};
 use crate::phases::{Observer, Progress};
-use crate::ssh::Cancel;
 
 use super::*;
 
@@ -21,27 +19,22 @@ fn inventory() -> Inventory {
     crate::k3s::test_inventory::lab_inventory(3, 2)
 }
 
-// What identifies each script the reset sends (a line only that script has).
-const LOCK: &str = "take() {";
-const UNLOCK: &str = "*\"$pat\"*";
+// What identifies each script only reset sends (a line only that script has).
 const SURVEY: &str = "\"${stamp_file:?}\"";
 const UNINSTALL: &str = "removing k3s";
-const NODE_LIST: &str = "k3s kubectl get nodes -o json";
-const DELETE: &str = "k3s kubectl delete node";
+
+const MARKERS: [(&str, &str); 6] = [
+    (LOCK, "lock"),
+    (UNLOCK, "unlock"),
+    (SURVEY, "survey"),
+    (UNINSTALL, "uninstall"),
+    (NODE_LIST, "nodes"),
+    (DELETE, "delete"),
+];
 
 /// Which script a call ran.
 fn what(call: &Call) -> &'static str {
-    [
-        (LOCK, "lock"),
-        (UNLOCK, "unlock"),
-        (SURVEY, "survey"),
-        (UNINSTALL, "uninstall"),
-        (NODE_LIST, "nodes"),
-        (DELETE, "delete"),
-    ]
-    .iter()
-    .find(|(marker, _)| call.command.contains(marker))
-    .map_or("other", |(_, name)| name)
+    crate::phases::scripted_hosts::script_of(call, &MARKERS)
 }
 
 fn node_list(names: &[&str]) -> String {
@@ -56,13 +49,9 @@ fn node_list(names: &[&str]) -> String {
     format!(r#"{{"kind":"List","items":[{}]}}"#, items.join(","))
 }
 
-/// A host with k3s installed in its role, answering every reset script; `extra` rules first.
-fn host(
-    name: &str,
-    journal: &Arc<Journal>,
-    cancel: &Cancel,
-    extra: Vec<(&str, Reply)>,
-) -> ScriptedRemote {
+/// A host with k3s installed in its role, answering every reset script (after the test's own
+/// rules).
+fn host(name: &str, remote: ScriptedRemote) -> ScriptedRemote {
     let agent = name.starts_with('a');
     let script = if agent {
         "/usr/local/bin/k3s-agent-uninstall.sh"
@@ -70,10 +59,6 @@ fn host(
         "/usr/local/bin/k3s-uninstall.sh"
     };
     let unit = if agent { "k3s-agent" } else { "k3s" };
-    let mut remote = ScriptedRemote::new(name, journal.clone(), cancel.clone());
-    for (text, reply) in extra {
-        remote = remote.on(text, reply);
-    }
     remote
         .on(LOCK, Reply::ok("acquired\n"))
         .on(
@@ -82,14 +67,8 @@ fn host(
                 "unit={unit}\nscript={script}\nversion=v1.31.4+k3s1\ndata=/var/lib/rancher/k3s\n"
             )),
         )
-        .on(
-            UNINSTALL,
-            // Slow enough that hosts running at once overlap in the journal.
-            Reply::After(
-                Duration::from_millis(20),
-                Box::new(Reply::ok(format!("used={script}\n"))),
-            ),
-        )
+        // Slow enough that hosts running at once overlap in the journal.
+        .on(UNINSTALL, slow(Reply::ok(format!("used={script}\n"))))
         .on(NODE_LIST, Reply::ok(node_list(&["s1", "s2", "s3"])))
         .on(DELETE, Reply::ok("deleted=s2\n"))
 }
@@ -107,60 +86,23 @@ impl Observer for Lines {
 }
 
 struct Setup {
-    journal: Arc<Journal>,
+    hosts: Hosts,
     lines: Arc<Lines>,
-    cancel: Cancel,
-    /// Per host name: rules to add before the defaults.
-    extra: Vec<(&'static str, &'static str, Reply)>,
-    unreachable: Vec<&'static str>,
     kubeconfig_dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn new() -> Setup {
         Setup {
-            journal: Journal::new(),
+            hosts: Hosts::new(),
             lines: Arc::default(),
-            cancel: Cancel::default(),
-            extra: Vec::new(),
-            unreachable: Vec::new(),
             kubeconfig_dir: tempfile::tempdir().unwrap(),
         }
     }
 
     fn on(mut self, host: &'static str, text: &'static str, reply: Reply) -> Setup {
-        self.extra.push((host, text, reply));
+        self.hosts.on(host, text, reply);
         self
-    }
-
-    fn engine(&self) -> Engine {
-        let members: Vec<Member> = ["s1", "s2", "s3", "a1", "a2"]
-            .into_iter()
-            .map(|name| {
-                if self.unreachable.contains(&name) {
-                    let failure = Failure::new(
-                        FailureKind::Unreachable,
-                        format!("unreachable: {name}: connection refused"),
-                    );
-                    return (name.to_owned(), Err(failure));
-                }
-                let extra = self
-                    .extra
-                    .iter()
-                    .filter(|(h, _, _)| *h == name)
-                    .map(|(_, text, reply)| (*text, reply.clone()))
-                    .collect();
-                let remote = host(name, &self.journal, &self.cancel, extra);
-                (name.to_owned(), Ok(Arc::new(remote) as Arc<dyn Remote>))
-            })
-            .collect();
-        Engine::from_remotes(
-            members,
-            FleetSettings::default(),
-            self.cancel.clone(),
-            RunLog::disabled(Redactor::default()),
-            self.lines.clone(),
-        )
     }
 
     fn options(&self) -> ResetOptions {
@@ -178,21 +120,17 @@ impl Setup {
         let inventory = inventory();
         let selected: Vec<String> = selected.iter().map(|s| s.to_string()).collect();
         let scope = scope(&inventory, &selected)?;
-        Reset::start(self.engine(), &inventory, scope, &selected, self.options()).await
+        let engine = self.hosts.engine(&ALL, host, self.lines.clone());
+        Reset::start(engine, &inventory, scope, &selected, self.options()).await
     }
 
     /// The calls of `host`, named by script.
     fn calls_of(&self, host: &str) -> Vec<&'static str> {
-        self.journal
-            .calls()
-            .iter()
-            .filter(|c| c.host == host)
-            .map(what)
-            .collect()
+        self.hosts.calls_of(host, &MARKERS)
     }
 
     fn uninstalls(&self) -> Vec<Call> {
-        self.journal.matching(UNINSTALL)
+        self.hosts.journal.matching(UNINSTALL)
     }
 }
 
@@ -269,8 +207,8 @@ async fn a_cluster_reset_runs_agents_in_one_window_then_servers_one_at_a_time_th
     // first server also the lock and its release).
     let commands: Vec<u32> = report.hosts.iter().map(|h| h.commands).collect();
     assert_eq!(commands, [2, 2, 2, 2, 4]);
-    assert_eq!(setup.journal.calls().first().map(what), Some("lock"));
-    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.hosts.journal.calls().first().map(what), Some("lock"));
+    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
     let titles: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
     assert_eq!(titles, [&SURVEY_PHASES[..], &RESET[..]].concat());
     assert!(
@@ -298,6 +236,7 @@ async fn servers_leaving_a_cluster_that_stays_are_checked_for_quorum_before_each
     // again and its Node (member) deleted before its uninstall; the Node objects once more
     // at the end.
     let sequence: Vec<String> = setup
+        .hosts
         .journal
         .calls()
         .iter()
@@ -320,17 +259,17 @@ async fn servers_leaving_a_cluster_that_stays_are_checked_for_quorum_before_each
         ]
     );
     assert!(
-        setup.journal.matching(DELETE)[0]
+        setup.hosts.journal.matching(DELETE)[0]
             .command
             .starts_with("set -- s2\n")
     );
     assert!(
-        setup.journal.matching(DELETE)[1]
+        setup.hosts.journal.matching(DELETE)[1]
             .command
             .starts_with("set -- s3\n")
     );
     assert!(
-        setup.journal.matching(DELETE)[2]
+        setup.hosts.journal.matching(DELETE)[2]
             .command
             .starts_with("set -- s2 s3\n")
     );
@@ -356,7 +295,7 @@ async fn a_quorum_that_would_break_is_refused_before_anything_changes() {
         "{reason}"
     );
     assert!(setup.uninstalls().is_empty());
-    assert!(setup.journal.matching(DELETE).is_empty());
+    assert!(setup.hosts.journal.matching(DELETE).is_empty());
     assert_eq!(setup.calls_of("s1").last(), Some(&"unlock"));
     assert!(matches!(
         report
@@ -430,7 +369,7 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
 #[tokio::test]
 async fn an_unreachable_host_is_reported_unreachable_and_does_not_hide_the_others() {
     let mut setup = Setup::new();
-    setup.unreachable.push("a2");
+    setup.hosts.unreachable.push("a2");
     let reset = setup.survey(&ALL).await.unwrap();
     let plan = reset.plan();
     let a2 = plan.iter().find(|p| p.host == "a2").unwrap();
@@ -468,7 +407,7 @@ async fn a_dry_run_plans_every_phase_and_changes_nothing() {
     // Nothing changed: no uninstall, no Node deletion, the kubeconfig as it was; the lock
     // taken for the survey was given back.
     assert!(setup.uninstalls().is_empty());
-    assert!(setup.journal.matching(DELETE).is_empty());
+    assert!(setup.hosts.journal.matching(DELETE).is_empty());
     assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), config);
     assert_eq!(setup.calls_of("s1"), ["lock", "survey", "unlock"]);
     let planned = |title: &str| match &plan
@@ -495,7 +434,7 @@ async fn a_dry_run_plans_every_phase_and_changes_nothing() {
 async fn ctrl_c_mid_reset_stops_the_work_and_releases_the_lock() {
     let setup = Setup::new().on("a1", UNINSTALL, Reply::Hang);
     let reset = setup.survey(&ALL).await.unwrap();
-    let cancel = setup.cancel.clone();
+    let cancel = setup.hosts.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cancel.cancel();
@@ -529,5 +468,5 @@ async fn a_lock_held_by_another_run_stops_before_the_survey() {
         "{error}"
     );
     assert_eq!(setup.calls_of("s1"), ["lock"]);
-    assert!(setup.journal.matching(SURVEY).is_empty());
+    assert!(setup.hosts.journal.matching(SURVEY).is_empty());
 }

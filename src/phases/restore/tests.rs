@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{self, Call, Journal, Reply, ScriptedRemote};
-use crate::engine::{Engine, FailureKind, PhaseResult};
-use crate::fleet::FleetSettings;
+use crate::engine::scripted::{Call, Reply, ScriptedRemote};
+use crate::engine::{Engine, FailureKind, PhaseResult, Quiet};
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::sha256_hex;
-use crate::ssh::Cancel;
+use crate::phases::scripted_hosts::{Hosts, LOCK, UNLOCK, script_of, slow};
 
 use super::*;
 
@@ -23,8 +21,8 @@ fn inventory() -> Inventory {
 // What identifies each script the restore sends (a line only that script has); the more
 // specific first: several scripts start k3s.
 const MARKERS: [(&str, &str); 11] = [
-    ("take() {", "lock"),
-    ("*\"$pat\"*", "unlock"),
+    (LOCK, "lock"),
+    (UNLOCK, "unlock"),
     ("for u in k3s k3s-agent", "survey"),
     ("systemctl stop \"$unit\"", "stop"),
     (".edgeops-upload.", "upload"),
@@ -37,70 +35,54 @@ const MARKERS: [(&str, &str); 11] = [
 ];
 
 fn what(call: &Call) -> &'static str {
-    MARKERS
-        .iter()
-        .find(|(marker, _)| call.command.contains(marker))
-        .map_or("other", |(_, name)| name)
+    script_of(call, &MARKERS)
 }
 
 const ALL: [&str; 5] = ["s1", "s2", "s3", "a1", "a2"];
 
+/// A host with k3s installed and running in its role, answering the restore's scripts (after
+/// the test's own rules).
+fn host(name: &str, remote: ScriptedRemote) -> ScriptedRemote {
+    let unit = if name.starts_with('a') {
+        "k3s-agent"
+    } else {
+        "k3s"
+    };
+    remote
+        .on(LOCK, Reply::ok("acquired\n"))
+        .on(
+            "for u in k3s k3s-agent",
+            Reply::ok(format!("k3s yes\nunit {unit}\nactive yes\n")),
+        )
+        .on(
+            "--cluster-reset-restore-path",
+            slow(Reply::ok(
+                "Managed etcd cluster membership has been reset\n",
+            )),
+        )
+        .on("mv \"$db\"", slow(Reply::ok("moved db\n")))
+        .on("systemctl restart k3s-agent", slow(Reply::ok("")))
+}
+
 struct Setup {
-    journal: Arc<Journal>,
-    cancel: Cancel,
-    extra: Vec<(&'static str, &'static str, Reply)>,
+    hosts: Hosts,
 }
 
 impl Setup {
     fn new() -> Setup {
         Setup {
-            journal: Journal::new(),
-            cancel: Cancel::default(),
-            extra: Vec::new(),
+            hosts: Hosts::new(),
         }
     }
 
     /// `host` answers commands holding `text` with `reply` (before the defaults).
     fn on(mut self, host: &'static str, text: &'static str, reply: Reply) -> Setup {
-        self.extra.push((host, text, reply));
+        self.hosts.on(host, text, reply);
         self
     }
 
     fn engine(&self) -> Engine {
-        let hosts = ALL
-            .into_iter()
-            .map(|name| {
-                let unit = if name.starts_with('a') {
-                    "k3s-agent"
-                } else {
-                    "k3s"
-                };
-                let remote = ScriptedRemote::new(name, self.journal.clone(), self.cancel.clone())
-                    .with_rules(
-                        self.extra
-                            .iter()
-                            .filter(|(h, _, _)| *h == name)
-                            .map(|(_, text, reply)| (*text, reply.clone())),
-                    );
-                let slow = |reply: Reply| Reply::After(Duration::from_millis(20), Box::new(reply));
-                remote
-                    .on("take() {", Reply::ok("acquired\n"))
-                    .on(
-                        "for u in k3s k3s-agent",
-                        Reply::ok(format!("k3s yes\nunit {unit}\nactive yes\n")),
-                    )
-                    .on(
-                        "--cluster-reset-restore-path",
-                        slow(Reply::ok(
-                            "Managed etcd cluster membership has been reset\n",
-                        )),
-                    )
-                    .on("mv \"$db\"", slow(Reply::ok("moved db\n")))
-                    .on("systemctl restart k3s-agent", slow(Reply::ok("")))
-            })
-            .collect();
-        let log = RunLog::disabled(Redactor::default());
-        scripted::engine(hosts, FleetSettings::default(), self.cancel.clone(), log)
+        self.hosts.engine(&ALL, host, Arc::new(Quiet))
     }
 
     fn options(&self) -> RestoreOptions {
@@ -118,7 +100,8 @@ impl Setup {
 
     /// `host:script` of every call after the survey, in start order.
     fn sequence(&self) -> Vec<String> {
-        self.journal
+        self.hosts
+            .journal
             .calls()
             .iter()
             .filter(|c| !matches!(what(c), "lock" | "survey"))
@@ -127,7 +110,8 @@ impl Setup {
     }
 
     fn calls(&self, name: &str) -> Vec<Call> {
-        self.journal
+        self.hosts
+            .journal
             .calls()
             .into_iter()
             .filter(|c| what(c) == name)
@@ -213,7 +197,7 @@ async fn the_first_server_is_reset_first_then_servers_one_at_a_time_then_agents_
         "the agents share one window"
     );
     assert!(rejoins.iter().all(|r| r.ended <= agents[0].started));
-    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
     let titles: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
     assert_eq!(titles, [&SURVEY[..], &RESTORE[..]].concat());
     // The snapshot's bytes went to the first server only, 0600.
@@ -280,7 +264,7 @@ async fn a_failed_first_server_starts_no_one_else() {
                 && h.detail == "not started: the first server was not restored")
     );
     assert!(setup.calls("rejoin").is_empty() && setup.calls("agent").is_empty());
-    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
@@ -302,7 +286,7 @@ async fn a_server_that_cannot_be_stopped_ends_it_before_anything_is_restored() {
             .detail
             .contains("another server could not be stopped")
     );
-    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
@@ -332,7 +316,7 @@ async fn the_dry_run_changes_nothing_and_says_what_each_phase_would_do() {
 async fn ctrl_c_mid_restore_releases_the_lock() {
     let setup = Setup::new().on("s2", "mv \"$db\"", Reply::Hang);
     let restore = setup.survey().await;
-    let cancel = setup.cancel.clone();
+    let cancel = setup.hosts.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
         cancel.cancel();
@@ -340,7 +324,7 @@ async fn ctrl_c_mid_restore_releases_the_lock() {
     let report = restore.execute(snapshot()).await;
     assert_eq!(report.hosts[1].failure, Some(FailureKind::Cancelled));
     assert!(report.hosts[2..].iter().all(|h| h.is_failure()));
-    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
