@@ -24,7 +24,7 @@
 //! - `upgrade`: the rolling `edgeops upgrade` (its phases listed in `upgrade/mod.rs`).
 //! - `drain`: cordon and drain one node through the first server (reset, upgrade).
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
-//! - `scripted_hosts` (tests only): the scripted hosts and script markers the run tests of
+//! - `tests` (tests only): the scripted hosts and script markers the run tests of
 //!   reset, restore, backup and replace share.
 //!
 //! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall, etcd
@@ -45,7 +45,7 @@ pub mod reset;
 pub mod restore;
 pub mod run_core;
 #[cfg(test)]
-mod scripted_hosts;
+mod tests;
 mod up;
 pub mod upgrade;
 

@@ -9,7 +9,7 @@ use crate::engine::runlog::{Redactor, RunLog};
 use crate::engine::scripted::{Journal, Reply};
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::{Manifest, sha256_hex};
-use crate::phases::scripted_hosts::{first_server, quiet_log};
+use crate::phases::tests::{first_server, quiet_log};
 
 use super::*;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::engine::scripted::{Journal, Reply};
 use crate::inventory::Inventory;
-use crate::phases::scripted_hosts::{
+use crate::phases::tests::{
     DELETE_NODE as DELETE, LOCK, NODE_LIST as NODES, UNLOCK, first_server, quiet_log, script_of,
 };
 

@@ -10,7 +10,7 @@ use crate::engine::scripted::{Call, Reply, ScriptedRemote};
 use crate::engine::{FailureKind, PhaseResult};
 use crate::inventory::Inventory;
 use crate::phases::outcome::Status;
-use crate::phases::scripted_hosts::{DELETE_NODE as DELETE, Hosts, LOCK, NODE_LIST, UNLOCK, slow};
+use crate::phases::tests::{DELETE_NODE as DELETE, Hosts, LOCK, NODE_LIST, UNLOCK, slow};
 use crate::phases::{Observer, Progress};
 
 use super::*;
@@ -34,7 +34,7 @@ const MARKERS: [(&str, &str); 6] = [
 
 /// Which script a call ran.
 fn what(call: &Call) -> &'static str {
-    crate::phases::scripted_hosts::script_of(call, &MARKERS)
+    crate::phases::tests::script_of(call, &MARKERS)
 }
 
 fn node_list(names: &[&str]) -> String {

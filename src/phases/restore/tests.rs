@@ -10,7 +10,7 @@ use crate::engine::scripted::{Call, Reply, ScriptedRemote};
 use crate::engine::{Engine, FailureKind, PhaseResult, Quiet};
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::sha256_hex;
-use crate::phases::scripted_hosts::{Hosts, LOCK, UNLOCK, script_of, slow};
+use crate::phases::tests::{Hosts, LOCK, UNLOCK, script_of, slow};
 
 use super::*;
 

@@ -1,7 +1,8 @@
-//! Test scaffolding the run tests of `reset`, `restore`, `backup` and `replace` share: scripted
-//! hosts (`crate::engine::scripted`) with a test's own rules before each run's defaults, some
-//! unreachable, in one engine; the markers that tell the shared scripts apart in the journal
-//! (the lock and its release, the node list, a Node's deletion); naming a call by its script.
+//! Test scaffolding the run tests of `reset`, `restore`, `backup` and `replace` share (no tests
+//! of its own): scripted hosts (`crate::engine::scripted`) with a test's own rules before each
+//! run's defaults, some unreachable, in one engine; the markers that tell the shared scripts
+//! apart in the journal (the lock and its release, the node list, a Node's deletion); naming a
+//! call by its script.
 
 use std::sync::Arc;
 use std::time::Duration;
