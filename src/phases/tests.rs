@@ -44,41 +44,50 @@ pub fn first_server(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>, log: RunL
     scripted::engine(vec![s1], FleetSettings::default(), Cancel::default(), log)
 }
 
-/// The scripted hosts of one test: their shared journal and Ctrl-C, the test's own rules per
-/// host (asked before the run's defaults) and the hosts that cannot be reached.
+/// The scripted hosts of one test: their names, the run's default answers and the markers
+/// that name its scripts; their shared journal and Ctrl-C, the test's own rules per host (asked
+/// before the defaults) and the hosts that cannot be reached.
 pub struct Hosts {
     pub journal: Arc<Journal>,
     pub cancel: Cancel,
+    pub unreachable: Vec<&'static str>,
+    names: &'static [&'static str],
+    answers: fn(&str, ScriptedRemote) -> ScriptedRemote,
+    markers: &'static [(&'static str, &'static str)],
     /// Per host name: a command text and the reply to commands holding it.
     rules: Vec<(&'static str, &'static str, Reply)>,
-    pub unreachable: Vec<&'static str>,
 }
 
 impl Hosts {
-    pub fn new() -> Hosts {
+    /// `names` in their order, each answering as `answers` makes it, its scripts named by
+    /// `markers` (see [`script_of`]).
+    pub fn new(
+        names: &'static [&'static str],
+        answers: fn(&str, ScriptedRemote) -> ScriptedRemote,
+        markers: &'static [(&'static str, &'static str)],
+    ) -> Hosts {
         Hosts {
             journal: Journal::new(),
             cancel: Cancel::default(),
-            rules: Vec::new(),
             unreachable: Vec::new(),
+            names,
+            answers,
+            markers,
+            rules: Vec::new(),
         }
     }
 
     /// `host` answers commands holding `text` with `reply` (before the defaults).
-    pub fn on(&mut self, host: &'static str, text: &'static str, reply: Reply) {
+    pub fn on(mut self, host: &'static str, text: &'static str, reply: Reply) -> Hosts {
         self.rules.push((host, text, reply));
+        self
     }
 
-    /// An engine over `names` in their order: each host with the test's rules first, then the
-    /// defaults `answers` adds to it; an unreachable one fails to connect. Progress goes to
+    /// An engine over the hosts; an unreachable one fails to connect. Progress goes to
     /// `observer`.
-    pub fn engine(
-        &self,
-        names: &[&str],
-        answers: impl Fn(&str, ScriptedRemote) -> ScriptedRemote,
-        observer: Arc<dyn Observer>,
-    ) -> Engine {
-        let members: Vec<Member> = names
+    pub fn engine(&self, observer: Arc<dyn Observer>) -> Engine {
+        let members: Vec<Member> = self
+            .names
             .iter()
             .map(|&name| {
                 if self.unreachable.contains(&name) {
@@ -95,7 +104,7 @@ impl Hosts {
                             .filter(|(h, _, _)| *h == name)
                             .map(|(_, text, reply)| (*text, reply.clone())),
                     );
-                let remote = answers(name, remote);
+                let remote = (self.answers)(name, remote);
                 (name.to_owned(), Ok(Arc::new(remote) as Arc<dyn Remote>))
             })
             .collect();
@@ -108,13 +117,35 @@ impl Hosts {
         )
     }
 
+    /// Which script `call` ran.
+    pub fn what(&self, call: &Call) -> &'static str {
+        script_of(call, self.markers)
+    }
+
     /// The calls of `host`, named by their script.
-    pub fn calls_of(&self, host: &str, markers: &[(&str, &'static str)]) -> Vec<&'static str> {
-        self.journal
-            .calls()
+    pub fn calls_of(&self, host: &str) -> Vec<&'static str> {
+        let calls = self.journal.calls();
+        calls
             .iter()
             .filter(|c| c.host == host)
-            .map(|c| script_of(c, markers))
+            .map(|c| self.what(c))
+            .collect()
+    }
+
+    /// The calls of the script named `name`.
+    pub fn calls_named(&self, name: &str) -> Vec<Call> {
+        let calls = self.journal.calls();
+        calls.into_iter().filter(|c| self.what(c) == name).collect()
+    }
+
+    /// `HOST<separator>SCRIPT` of every call but those of the scripts named in `skip`, in
+    /// start order.
+    pub fn sequence(&self, skip: &[&str], separator: &str) -> Vec<String> {
+        let calls = self.journal.calls();
+        calls
+            .iter()
+            .filter(|c| !skip.contains(&self.what(c)))
+            .map(|c| format!("{}{separator}{}", c.host, self.what(c)))
             .collect()
     }
 }

@@ -91,17 +91,25 @@ struct Setup {
     kubeconfig_dir: tempfile::TempDir,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = Hosts;
+
+    fn deref(&self) -> &Hosts {
+        &self.hosts
+    }
+}
+
 impl Setup {
     fn new() -> Setup {
         Setup {
-            hosts: Hosts::new(),
+            hosts: Hosts::new(&ALL, host, &MARKERS),
             lines: Arc::default(),
             kubeconfig_dir: tempfile::tempdir().unwrap(),
         }
     }
 
     fn on(mut self, host: &'static str, text: &'static str, reply: Reply) -> Setup {
-        self.hosts.on(host, text, reply);
+        self.hosts = self.hosts.on(host, text, reply);
         self
     }
 
@@ -120,17 +128,12 @@ impl Setup {
         let inventory = inventory();
         let selected: Vec<String> = selected.iter().map(|s| s.to_string()).collect();
         let scope = scope(&inventory, &selected)?;
-        let engine = self.hosts.engine(&ALL, host, self.lines.clone());
+        let engine = self.engine(self.lines.clone());
         Reset::start(engine, &inventory, scope, &selected, self.options()).await
     }
 
-    /// The calls of `host`, named by script.
-    fn calls_of(&self, host: &str) -> Vec<&'static str> {
-        self.hosts.calls_of(host, &MARKERS)
-    }
-
     fn uninstalls(&self) -> Vec<Call> {
-        self.hosts.journal.matching(UNINSTALL)
+        self.journal.matching(UNINSTALL)
     }
 }
 
@@ -207,8 +210,8 @@ async fn a_cluster_reset_runs_agents_in_one_window_then_servers_one_at_a_time_th
     // first server also the lock and its release).
     let commands: Vec<u32> = report.hosts.iter().map(|h| h.commands).collect();
     assert_eq!(commands, [2, 2, 2, 2, 4]);
-    assert_eq!(setup.hosts.journal.calls().first().map(what), Some("lock"));
-    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.journal.calls().first().map(what), Some("lock"));
+    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
     let titles: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
     assert_eq!(titles, [&SURVEY_PHASES[..], &RESET[..]].concat());
     assert!(
@@ -235,16 +238,8 @@ async fn servers_leaving_a_cluster_that_stays_are_checked_for_quorum_before_each
     // Through the first server: the whole sequence checked, then per server the members read
     // again and its Node (member) deleted before its uninstall; the Node objects once more
     // at the end.
-    let sequence: Vec<String> = setup
-        .hosts
-        .journal
-        .calls()
-        .iter()
-        .filter(|c| what(c) != "survey")
-        .map(|c| format!("{} {}", c.host, what(c)))
-        .collect();
     assert_eq!(
-        sequence,
+        setup.sequence(&["survey"], " "),
         [
             "s1 lock",
             "s1 nodes",
@@ -259,17 +254,17 @@ async fn servers_leaving_a_cluster_that_stays_are_checked_for_quorum_before_each
         ]
     );
     assert!(
-        setup.hosts.journal.matching(DELETE)[0]
+        setup.journal.matching(DELETE)[0]
             .command
             .starts_with("set -- s2\n")
     );
     assert!(
-        setup.hosts.journal.matching(DELETE)[1]
+        setup.journal.matching(DELETE)[1]
             .command
             .starts_with("set -- s3\n")
     );
     assert!(
-        setup.hosts.journal.matching(DELETE)[2]
+        setup.journal.matching(DELETE)[2]
             .command
             .starts_with("set -- s2 s3\n")
     );
@@ -295,7 +290,7 @@ async fn a_quorum_that_would_break_is_refused_before_anything_changes() {
         "{reason}"
     );
     assert!(setup.uninstalls().is_empty());
-    assert!(setup.hosts.journal.matching(DELETE).is_empty());
+    assert!(setup.journal.matching(DELETE).is_empty());
     assert_eq!(setup.calls_of("s1").last(), Some(&"unlock"));
     assert!(matches!(
         report
@@ -407,7 +402,7 @@ async fn a_dry_run_plans_every_phase_and_changes_nothing() {
     // Nothing changed: no uninstall, no Node deletion, the kubeconfig as it was; the lock
     // taken for the survey was given back.
     assert!(setup.uninstalls().is_empty());
-    assert!(setup.hosts.journal.matching(DELETE).is_empty());
+    assert!(setup.journal.matching(DELETE).is_empty());
     assert_eq!(std::fs::read_to_string(&kubeconfig).unwrap(), config);
     assert_eq!(setup.calls_of("s1"), ["lock", "survey", "unlock"]);
     let planned = |title: &str| match &plan
@@ -434,7 +429,7 @@ async fn a_dry_run_plans_every_phase_and_changes_nothing() {
 async fn ctrl_c_mid_reset_stops_the_work_and_releases_the_lock() {
     let setup = Setup::new().on("a1", UNINSTALL, Reply::Hang);
     let reset = setup.survey(&ALL).await.unwrap();
-    let cancel = setup.hosts.cancel.clone();
+    let cancel = setup.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         cancel.cancel();
@@ -468,5 +463,5 @@ async fn a_lock_held_by_another_run_stops_before_the_survey() {
         "{error}"
     );
     assert_eq!(setup.calls_of("s1"), ["lock"]);
-    assert!(setup.hosts.journal.matching(SURVEY).is_empty());
+    assert!(setup.journal.matching(SURVEY).is_empty());
 }

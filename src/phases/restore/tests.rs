@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::scripted::{Call, Reply, ScriptedRemote};
-use crate::engine::{Engine, FailureKind, PhaseResult, Quiet};
+use crate::engine::{FailureKind, PhaseResult, Quiet};
 use crate::inventory::Inventory;
 use crate::k3s::snapshot::sha256_hex;
 use crate::phases::tests::{Hosts, LOCK, UNLOCK, script_of, slow};
@@ -64,59 +64,26 @@ fn host(name: &str, remote: ScriptedRemote) -> ScriptedRemote {
         .on("systemctl restart k3s-agent", slow(Reply::ok("")))
 }
 
-struct Setup {
-    hosts: Hosts,
+fn setup() -> Hosts {
+    Hosts::new(&ALL, host, &MARKERS)
 }
 
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            hosts: Hosts::new(),
-        }
+fn options() -> RestoreOptions {
+    RestoreOptions {
+        api_timeout: Duration::from_secs(60),
+        ready_timeout: Duration::from_secs(60),
     }
+}
 
-    /// `host` answers commands holding `text` with `reply` (before the defaults).
-    fn on(mut self, host: &'static str, text: &'static str, reply: Reply) -> Setup {
-        self.hosts.on(host, text, reply);
-        self
-    }
+async fn survey(hosts: &Hosts) -> Restore {
+    Restore::start(hosts.engine(Arc::new(Quiet)), &inventory(), options())
+        .await
+        .unwrap()
+}
 
-    fn engine(&self) -> Engine {
-        self.hosts.engine(&ALL, host, Arc::new(Quiet))
-    }
-
-    fn options(&self) -> RestoreOptions {
-        RestoreOptions {
-            api_timeout: Duration::from_secs(60),
-            ready_timeout: Duration::from_secs(60),
-        }
-    }
-
-    async fn survey(&self) -> Restore {
-        Restore::start(self.engine(), &inventory(), self.options())
-            .await
-            .unwrap()
-    }
-
-    /// `host:script` of every call after the survey, in start order.
-    fn sequence(&self) -> Vec<String> {
-        self.hosts
-            .journal
-            .calls()
-            .iter()
-            .filter(|c| !matches!(what(c), "lock" | "survey"))
-            .map(|c| format!("{}:{}", c.host, what(c)))
-            .collect()
-    }
-
-    fn calls(&self, name: &str) -> Vec<Call> {
-        self.hosts
-            .journal
-            .calls()
-            .into_iter()
-            .filter(|c| what(c) == name)
-            .collect()
-    }
+/// `host:script` of every call after the survey, in start order.
+fn sequence(hosts: &Hosts) -> Vec<String> {
+    hosts.sequence(&["lock", "survey"], ":")
 }
 
 fn snapshot() -> Snapshot {
@@ -138,8 +105,8 @@ fn results(report: &RestoreReport) -> Vec<(&str, String)> {
 
 #[tokio::test]
 async fn the_first_server_is_reset_first_then_servers_one_at_a_time_then_agents_in_one_window() {
-    let setup = Setup::new();
-    let restore = setup.survey().await;
+    let setup = setup();
+    let restore = survey(&setup).await;
     assert!(restore.problems().is_empty(), "{:?}", restore.problems());
     let phases: Vec<&str> = restore.plan().iter().map(|p| p.phase).collect();
     assert_eq!(
@@ -157,7 +124,7 @@ async fn the_first_server_is_reset_first_then_servers_one_at_a_time_then_agents_
         report.hosts[0].detail,
         "restored: Managed etcd cluster membership has been reset"
     );
-    let sequence = setup.sequence();
+    let sequence = sequence(&setup);
     // Every server stopped before the first server's upload and reset; the rest after it.
     let reset_at = sequence.iter().position(|c| c == "s1:reset").unwrap();
     assert_eq!(sequence[reset_at - 1], "s1:upload", "{sequence:?}");
@@ -187,21 +154,21 @@ async fn the_first_server_is_reset_first_then_servers_one_at_a_time_then_agents_
         ],
         "{sequence:?}"
     );
-    let rejoins = setup.calls("rejoin");
+    let rejoins = setup.calls_named("rejoin");
     assert!(!rejoins[0].overlaps(&rejoins[1]));
     // The agents after every server, in one window.
-    let agents = setup.calls("agent");
+    let agents = setup.calls_named("agent");
     assert_eq!(agents.len(), 2);
     assert!(
         agents[0].overlaps(&agents[1]),
         "the agents share one window"
     );
     assert!(rejoins.iter().all(|r| r.ended <= agents[0].started));
-    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
     let titles: Vec<&str> = report.phases.iter().map(|p| p.phase.as_str()).collect();
     assert_eq!(titles, [&SURVEY[..], &RESTORE[..]].concat());
     // The snapshot's bytes went to the first server only, 0600.
-    let uploads = setup.calls("upload");
+    let uploads = setup.calls_named("upload");
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].stdin.as_deref(), Some(&b"etcd snapshot"[..]));
     assert!(uploads[0].command.contains("600"));
@@ -209,12 +176,12 @@ async fn the_first_server_is_reset_first_then_servers_one_at_a_time_then_agents_
 
 #[tokio::test]
 async fn a_snapshot_whose_bytes_do_not_match_its_sha256_changes_nothing() {
-    let setup = Setup::new();
-    let restore = setup.survey().await;
+    let setup = setup();
+    let restore = survey(&setup).await;
     let mut tampered = snapshot();
     tampered.bytes.push(b'!');
     let report = restore.execute(tampered).await;
-    assert_eq!(setup.sequence(), ["s1:unlock"]);
+    assert_eq!(sequence(&setup), ["s1:unlock"]);
     assert!(report.hosts.iter().all(|h| h.is_failure()
         && h.failure == Some(FailureKind::Refused)
         && h.detail.contains("the manifest says")));
@@ -222,8 +189,8 @@ async fn a_snapshot_whose_bytes_do_not_match_its_sha256_changes_nothing() {
 
 #[tokio::test]
 async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason() {
-    let setup = Setup::new().on("s2", "mv \"$db\"", Reply::fail(3, "k3s did not start"));
-    let report = setup.survey().await.execute(snapshot()).await;
+    let setup = setup().on("s2", "mv \"$db\"", Reply::fail(3, "k3s did not start"));
+    let report = survey(&setup).await.execute(snapshot()).await;
     assert_eq!(
         results(&report),
         [
@@ -239,8 +206,8 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
         report.hosts[2].detail,
         "not started: server s2 did not rejoin, so the roll stopped (etcd quorum)"
     );
-    assert!(setup.calls("agent").is_empty());
-    assert!(!setup.sequence().contains(&"s3:rejoin".to_owned()));
+    assert!(setup.calls_named("agent").is_empty());
+    assert!(!sequence(&setup).contains(&"s3:rejoin".to_owned()));
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["hosts"][1]["failure"], "exited");
     assert_eq!(json["hosts"][1]["exit_code"], 3);
@@ -250,12 +217,12 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
 
 #[tokio::test]
 async fn a_failed_first_server_starts_no_one_else() {
-    let setup = Setup::new().on(
+    let setup = setup().on(
         "s1",
         "--cluster-reset-restore-path",
         Reply::fail(5, "edgeops: k3s --cluster-reset failed; its last lines:"),
     );
-    let report = setup.survey().await.execute(snapshot()).await;
+    let report = survey(&setup).await.execute(snapshot()).await;
     assert_eq!(report.hosts[0].result_text(), "failed (exit 5)");
     assert!(
         report.hosts[1..]
@@ -263,18 +230,18 @@ async fn a_failed_first_server_starts_no_one_else() {
             .all(|h| h.failure == Some(FailureKind::Skipped)
                 && h.detail == "not started: the first server was not restored")
     );
-    assert!(setup.calls("rejoin").is_empty() && setup.calls("agent").is_empty());
-    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
+    assert!(setup.calls_named("rejoin").is_empty() && setup.calls_named("agent").is_empty());
+    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
 async fn a_server_that_cannot_be_stopped_ends_it_before_anything_is_restored() {
-    let setup = Setup::new().on("s3", "systemctl stop \"$unit\"", Reply::fail(1, "denied"));
-    let report = setup.survey().await.execute(snapshot()).await;
-    assert!(setup.calls("upload").is_empty() && setup.calls("reset").is_empty());
+    let setup = setup().on("s3", "systemctl stop \"$unit\"", Reply::fail(1, "denied"));
+    let report = survey(&setup).await.execute(snapshot()).await;
+    assert!(setup.calls_named("upload").is_empty() && setup.calls_named("reset").is_empty());
     // The two stopped servers are started again.
     let mut started: Vec<String> = setup
-        .calls("start")
+        .calls_named("start")
         .iter()
         .map(|c| c.host.clone())
         .collect();
@@ -286,14 +253,14 @@ async fn a_server_that_cannot_be_stopped_ends_it_before_anything_is_restored() {
             .detail
             .contains("another server could not be stopped")
     );
-    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
 async fn the_dry_run_changes_nothing_and_says_what_each_phase_would_do() {
-    let setup = Setup::new();
-    let phases = setup.survey().await.dry_run(snapshot()).await;
-    assert_eq!(setup.sequence(), ["s1:unlock"]);
+    let setup = setup();
+    let phases = survey(&setup).await.dry_run(snapshot()).await;
+    assert_eq!(sequence(&setup), ["s1:unlock"]);
     let planned: Vec<(&str, usize)> = phases
         .iter()
         .filter_map(|p| match &p.result {
@@ -314,9 +281,9 @@ async fn the_dry_run_changes_nothing_and_says_what_each_phase_would_do() {
 
 #[tokio::test]
 async fn ctrl_c_mid_restore_releases_the_lock() {
-    let setup = Setup::new().on("s2", "mv \"$db\"", Reply::Hang);
-    let restore = setup.survey().await;
-    let cancel = setup.hosts.cancel.clone();
+    let setup = setup().on("s2", "mv \"$db\"", Reply::Hang);
+    let restore = survey(&setup).await;
+    let cancel = setup.cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(150)).await;
         cancel.cancel();
@@ -324,20 +291,20 @@ async fn ctrl_c_mid_restore_releases_the_lock() {
     let report = restore.execute(snapshot()).await;
     assert_eq!(report.hosts[1].failure, Some(FailureKind::Cancelled));
     assert!(report.hosts[2..].iter().all(|h| h.is_failure()));
-    assert_eq!(setup.hosts.journal.calls().last().map(what), Some("unlock"));
+    assert_eq!(setup.journal.calls().last().map(what), Some("unlock"));
 }
 
 #[tokio::test]
 async fn a_host_without_k3s_in_its_role_is_a_problem_before_anything_changes() {
-    let setup = Setup::new().on(
+    let setup = setup().on(
         "a2",
         "for u in k3s k3s-agent",
         Reply::ok("k3s no\nunit none\nactive no\n"),
     );
-    let restore = setup.survey().await;
+    let restore = survey(&setup).await;
     let problems = restore.problems();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].starts_with("a2: k3s is not installed as k3s-agent.service"));
     restore.abort().await;
-    assert_eq!(setup.sequence(), ["s1:unlock"]);
+    assert_eq!(sequence(&setup), ["s1:unlock"]);
 }
