@@ -59,10 +59,10 @@ async fn drain_out(cx: &ResetRun, id: HostId) -> Result<bool, Failure> {
     let Some(options) = cx.options.drain.as_ref() else {
         return Ok(false);
     };
-    let host = cx.name(id).to_owned();
+    let host = cx.core.name(id).to_owned();
     let node = cx.hosts[id].node_name.clone();
     let first = cx.core.first;
-    let first_name = cx.name(first).to_owned();
+    let first_name = cx.core.name(first).to_owned();
     let runs_k3s = cx.hosts[first]
         .survey
         .as_ref()

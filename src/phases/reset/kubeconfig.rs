@@ -60,7 +60,7 @@ pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Appli
         let entry = cx.options.kubeconfig.clone();
         if !cx.first_reset() {
             let first = cx.core.first_name().to_owned();
-            cx.message(format!(
+            cx.core.message(format!(
                 "first server {first} was not reset: context {} left in {}",
                 entry.context,
                 entry.path.display()
@@ -71,7 +71,7 @@ pub(super) fn remove_context<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Appli
             Ok(text) => cx.kubeconfig = Some(text),
             Err(e) => {
                 cx.kubeconfig_failed = true;
-                cx.message(format!("kubeconfig: {e:#}"));
+                cx.core.message(format!("kubeconfig: {e:#}"));
             }
         }
         Ok(Flow::Continue)

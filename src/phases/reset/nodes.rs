@@ -55,7 +55,7 @@ pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
     Box::pin(async move {
         let first = cx.core.first_name().to_owned();
         if !server_runs(cx) {
-            cx.message(format!(
+            cx.core.message(format!(
                 "first server {first} runs no k3s server: no Node objects to delete"
             ));
             return Ok(Flow::Continue);
@@ -76,20 +76,20 @@ pub(super) fn delete_nodes<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
             Some(Ok(out)) => {
                 let (deleted, _absent, failed) = scripts::parse_deleted(&out.stdout_lossy());
                 if !deleted.is_empty() {
-                    cx.message(format!(
+                    cx.core.message(format!(
                         "deleted node(s) {} from the cluster (through {first})",
                         deleted.join(", ")
                     ));
                 }
                 if !failed.is_empty() {
-                    cx.message(format!(
+                    cx.core.message(format!(
                         "could not delete node(s) {} through {first}: see its log; delete \
                          them with `kubectl delete node` before they rejoin",
                         failed.join(", ")
                     ));
                 }
             }
-            Some(Err(failure)) => cx.message(format!(
+            Some(Err(failure)) => cx.core.message(format!(
                 "could not delete the Node objects of {} through {first}: {failure}",
                 nodes.join(", ")
             )),

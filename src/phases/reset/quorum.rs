@@ -50,7 +50,7 @@ pub(super) fn check_quorum<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied
         let Err(reason) = servers_may_leave(cx, &nodes).await else {
             return Ok(Flow::Continue);
         };
-        cx.message(format!("reset refused: {reason}"));
+        cx.core.message(format!("reset refused: {reason}"));
         for id in cx.order.clone() {
             let host = &mut cx.hosts[id];
             if host.outcome.is_none() {
@@ -114,7 +114,7 @@ pub async fn leave_etcd(cx: &ResetRun, id: HostId) -> Result<(), String> {
     let request = ExecRequest::new(scripts::delete_nodes_script(std::slice::from_ref(&node)))
         .sudo(true)
         .timeout(API_STEP_TIMEOUT);
-    let title = format!("remove {} from etcd", cx.name(id));
+    let title = format!("remove {} from etcd", cx.core.name(id));
     let out = cx
         .core
         .engine

@@ -79,8 +79,8 @@ impl Reset {
     }
 
     /// Stop here: release the lock and close the sessions; nothing was changed.
-    pub async fn abort(self) {
-        self.finish().await;
+    pub async fn abort(mut self) {
+        self.run.core.finish().await;
     }
 
     /// Run the reset phases in order (see [`super::RESET`]), release the lock, close the
@@ -88,9 +88,10 @@ impl Reset {
     pub async fn execute(self) -> ResetReport {
         let mut run = self.run;
         if let Err(e) = run_phases(&mut run, &reset_phases(false)).await {
-            run.message(format!("{e:#}"));
+            run.core.message(format!("{e:#}"));
         }
-        Reset { run }.finish().await.report()
+        run.core.finish().await;
+        run.report()
     }
 
     /// The dry run: the read-only quorum check runs, every phase that changes something says
@@ -99,13 +100,13 @@ impl Reset {
         let mut run = self.run;
         let hosts = run.plan();
         if let Err(e) = run_phases(&mut run, &reset_phases(true)).await {
-            run.message(format!("{e:#}"));
+            run.core.message(format!("{e:#}"));
         }
         let refused = run.core.phases.iter().find_map(|p| match &p.result {
             PhaseResult::NotReached(why) => Some(why.clone()),
             _ => None,
         });
-        let mut run = Reset { run }.finish().await;
+        run.core.finish().await;
         ResetPlan {
             cluster: run.core.cluster.clone(),
             scope: run.scope,
@@ -115,12 +116,5 @@ impl Reset {
             messages: std::mem::take(&mut run.core.messages),
             phases: std::mem::take(&mut run.core.phases),
         }
-    }
-
-    /// Give the lock back (a note when it could not) and close the sessions.
-    async fn finish(self) -> ResetRun {
-        let mut run = self.run;
-        run.core.finish().await;
-        run
     }
 }

@@ -169,15 +169,6 @@ impl ResetRun {
             .is_some_and(|o| !o.is_failed())
     }
 
-    /// Show a note now and keep it for the report.
-    pub fn message(&mut self, text: String) {
-        self.core.message(text);
-    }
-
-    pub fn name(&self, id: HostId) -> &str {
-        self.core.name(id)
-    }
-
     /// Per selected host, in execution order: what was found (or why the survey failed).
     pub fn plan(&self) -> Vec<HostPlan> {
         self.order
@@ -185,7 +176,7 @@ impl ResetRun {
             .map(|&id| {
                 let host = &self.hosts[id];
                 HostPlan {
-                    host: self.name(id).to_owned(),
+                    host: self.core.name(id).to_owned(),
                     role: host.role.as_str(),
                     phase: host.step.map_or("-", Step::as_str),
                     found: host.survey.as_ref().and_then(|s| s.as_ref().ok()).cloned(),

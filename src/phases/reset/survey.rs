@@ -16,7 +16,7 @@ pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a
     Box::pin(async move {
         if cx.core.engine.unreachable(cx.core.first).is_some() {
             let first = cx.core.first_name().to_owned();
-            cx.message(format!(
+            cx.core.message(format!(
                 "first server {first} is unreachable: the up lock was not taken"
             ));
             return Ok(Flow::Continue);
@@ -24,7 +24,7 @@ pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a
         match cx.core.lock.acquire(&cx.core.engine).await {
             Ok(note) => {
                 if let Some(note) = note {
-                    cx.message(note);
+                    cx.core.message(note);
                 }
                 Ok(Flow::Continue)
             }
@@ -66,7 +66,7 @@ pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> App
         {
             let first = cx.core.first_name().to_owned();
             let reason = failure.reason.clone();
-            cx.message(format!(
+            cx.core.message(format!(
                 "first server {first}: {reason}; the Node objects of the reset hosts cannot \
                  be deleted from the cluster (do it with `kubectl delete node`)"
             ));

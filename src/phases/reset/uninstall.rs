@@ -60,7 +60,7 @@ impl Phase<ResetRun> for Uninstall {
             {
                 let why = format!(
                     "not reset: the server before it ({}) failed",
-                    cx.name(failed)
+                    cx.core.name(failed)
                 );
                 for id in cx.todo(Step::FirstServer) {
                     cx.hosts[id].outcome = Some(Outcome::failed(Failure::skipped(why.clone())));
@@ -145,7 +145,7 @@ async fn roll_one(
     if leave_first && let Err(reason) = leave_etcd(cx, id).await {
         stop(format!(
             "not reset: the server before it ({}) could not leave etcd",
-            cx.name(id)
+            cx.core.name(id)
         ));
         return Err(Failure::refused(format!("not reset: {reason}")));
     }
@@ -153,7 +153,7 @@ async fn roll_one(
     if result.is_err() {
         stop(format!(
             "not reset: the server before it ({}) failed",
-            cx.name(id)
+            cx.core.name(id)
         ));
     }
     result

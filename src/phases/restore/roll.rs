@@ -225,7 +225,7 @@ pub(super) fn rejoin_servers<'b>(cx: &'b mut RestoreRun, hosts: &'b [HostId]) ->
             let failed = result.is_err();
             cx.hosts[id].outcome = Some((result, started.elapsed()));
             if failed {
-                let name = cx.name(id).to_owned();
+                let name = cx.core.name(id).to_owned();
                 return Ok(cx.stop(format!(
                     "server {name} did not rejoin, so the roll stopped (etcd quorum)"
                 )));

@@ -47,8 +47,8 @@ impl Restore {
     }
 
     /// Stop here: release the lock and close the sessions; nothing was changed.
-    pub async fn abort(self) {
-        self.finish().await;
+    pub async fn abort(mut self) {
+        self.run.core.finish().await;
     }
 
     /// Restore `snapshot` (checked against its manifest): run the restore phases in order (see
@@ -68,17 +68,11 @@ impl Restore {
         run.snapshot = Some(snapshot);
         if let Err(e) = run_phases(&mut run, &restore_phases(dry_run)).await {
             run.stopped = Some(format!("{e:#}"));
-            run.message(format!("{e:#}"));
+            run.core.message(format!("{e:#}"));
         }
         if run.core.engine.is_cancelled() && run.stopped.is_none() {
             run.stopped = Some("cancelled".to_owned());
         }
-        Restore { run }.finish().await
-    }
-
-    /// Give the lock back (a note when it could not) and close the sessions.
-    async fn finish(self) -> RestoreRun {
-        let mut run = self.run;
         run.core.finish().await;
         run
     }

@@ -154,15 +154,6 @@ impl RestoreRun {
         servers
     }
 
-    pub fn name(&self, id: HostId) -> &str {
-        self.core.name(id)
-    }
-
-    /// Show a note now and keep it for the report.
-    pub fn message(&mut self, text: String) {
-        self.core.message(text);
-    }
-
     /// Stop the run: every host not done yet is skipped with `why` (the report says
     /// `not started: WHY`).
     pub fn stop(&mut self, why: String) -> crate::engine::Flow {
@@ -178,7 +169,7 @@ impl RestoreRun {
                 let host = &self.hosts[id];
                 let found = host.survey.as_ref().and_then(|s| s.as_ref().ok());
                 HostPlan {
-                    host: self.name(id).to_owned(),
+                    host: self.core.name(id).to_owned(),
                     role: host.role.as_str(),
                     node: host.node_name.clone(),
                     phase: host.step.as_str(),

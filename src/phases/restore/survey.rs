@@ -21,7 +21,7 @@ pub(super) fn lock<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
             );
         }
         if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {
-            cx.message(note);
+            cx.core.message(note);
         }
         Ok(Flow::Continue)
     })
