@@ -1,6 +1,7 @@
 //! The cluster's kubeconfig: take the one k3s writes (`/etc/rancher/k3s/k3s.yaml`, everything
 //! named `default`, server `https://127.0.0.1:6443`), point it at the API endpoint, name it after
-//! the cluster, merge it into the user's kubeconfig, and write that 0600 atomically.
+//! the cluster, merge it into the user's kubeconfig, and write that 0600 atomically; and the
+//! cluster's entry there found and removed again (`reset`), other entries kept.
 //!
 //! Entries of the user's own kubeconfig are kept as YAML mappings, not typed structs, so fields
 //! edgeops does not know (exec plugins, extensions, proxy-url...) survive a merge untouched. The
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
@@ -318,6 +320,58 @@ pub fn merge_into_file(
     write_private_atomic(path, merged.to_yaml().as_bytes())
 }
 
+/// Where `up` merged the cluster's kubeconfig, and the context name.
+#[derive(Debug, Clone)]
+pub struct KubeconfigEntry {
+    pub path: PathBuf,
+    pub context: String,
+}
+
+impl KubeconfigEntry {
+    /// Whether the context is in the file.
+    pub fn present(&self) -> anyhow::Result<bool> {
+        Ok(read_kubeconfig(&self.path)?.is_some_and(|mut config| config.remove(&self.context)))
+    }
+}
+
+fn read_kubeconfig(path: &Path) -> anyhow::Result<Option<Kubeconfig>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Kubeconfig::parse(&text, &path.display().to_string())?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Remove the cluster's cluster, context and user from the kubeconfig `up` merged into; other
+/// entries stay. A file left with nothing in it (edgeops created it) is deleted. Says what it did.
+pub fn remove_kubeconfig(entry: &KubeconfigEntry) -> anyhow::Result<String> {
+    let path = entry.path.display();
+    let Some(mut config) = read_kubeconfig(&entry.path)? else {
+        return Ok(format!(
+            "{path}: no such file (context {}, already gone)",
+            entry.context
+        ));
+    };
+    if !config.remove(&entry.context) {
+        return Ok(format!(
+            "{path}: no context {} (already gone)",
+            entry.context
+        ));
+    }
+    if config.is_empty() {
+        std::fs::remove_file(&entry.path).with_context(|| format!("removing {path}"))?;
+        return Ok(format!(
+            "{path}: context {} removed, and the file with it (nothing else was in it)",
+            entry.context
+        ));
+    }
+    write_private_atomic(&entry.path, config.to_yaml().as_bytes())?;
+    Ok(format!(
+        "{path}: context {} removed (other contexts kept)",
+        entry.context
+    ))
+}
+
 /// Write `contents` to `path` with mode 0600: into a temporary file in the same folder, synced,
 /// then renamed over `path`, so a crash never leaves a half-written kubeconfig and the secret
 /// is never readable by others, not even briefly.
@@ -581,5 +635,40 @@ preferences:
             .map(|entry| entry.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["config"], "no temporary file left behind");
+    }
+
+    #[test]
+    fn kubeconfig_removal_keeps_other_contexts_and_drops_an_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let entry = KubeconfigEntry {
+            path: path.clone(),
+            context: "lab".into(),
+        };
+        let two = "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://10.0.0.1:6443\n\
+                   - name: other\n  cluster:\n    server: https://other:6443\n\
+                   contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: lab\n\
+                   - name: other\n  context:\n    cluster: other\n    user: other\n\
+                   users:\n- name: lab\n  user:\n    token: x\n- name: other\n  user:\n    token: y\n\
+                   current-context: lab\n";
+        std::fs::write(&path, two).unwrap();
+        assert!(entry.present().unwrap());
+        let said = remove_kubeconfig(&entry).unwrap();
+        assert!(said.contains("other contexts kept"), "{said}");
+        assert!(!entry.present().unwrap());
+        let left = std::fs::read_to_string(&path).unwrap();
+        assert!(!left.contains("name: lab"), "{left}");
+        assert!(left.contains("name: other"), "{left}");
+        assert!(remove_kubeconfig(&entry).unwrap().contains("already gone"));
+
+        let only = "apiVersion: v1\nkind: Config\nclusters:\n- name: lab\n  cluster:\n    server: https://10.0.0.1:6443\n\
+                    contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: lab\n\
+                    users:\n- name: lab\n  user:\n    token: x\ncurrent-context: lab\n";
+        std::fs::write(&path, only).unwrap();
+        let said = remove_kubeconfig(&entry).unwrap();
+        assert!(said.contains("and the file with it"), "{said}");
+        assert!(!path.exists());
+        assert!(!entry.present().unwrap());
+        assert!(remove_kubeconfig(&entry).unwrap().contains("no such file"));
     }
 }

@@ -32,8 +32,8 @@ mod uninstall;
 #[cfg(test)]
 mod tests;
 
+pub use crate::k3s::kubeconfig::KubeconfigEntry;
 pub use gitlab::GitLabReset;
-pub use kubeconfig::{KubeconfigEntry, remove_kubeconfig};
 pub use outcome::{HostPlan, ResetHost, ResetReport, Scope};
 pub use run::Reset;
 pub use scope::{ResetError, scope};
