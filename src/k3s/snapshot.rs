@@ -1,12 +1,12 @@
-//! etcd snapshots, without SSH: snapshot names, the backup folder's manifest (file → sha256),
-//! which snapshots a prune keeps; the host scripts of a backup (`k3s etcd-snapshot
+//! etcd snapshots, without SSH: snapshot names, the backup folder (0700, copies 0600, their
+//! manifest: file → sha256) and what a prune keeps and removes there; the host scripts of a backup (`k3s etcd-snapshot
 //! save|ls|prune`, the file's copy) and the reading of what they print; the host scripts of a
 //! restore (what is installed, stop, k3s's `--cluster-reset` from the snapshot, a peer's etcd
 //! data moved aside, an agent restarted, a Node's password forgotten and its Ready wait). The
 //! phases in `phases::backup` / `phases::restore` send them through the engine.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -122,6 +122,68 @@ impl Manifest {
         let excess = self.snapshots.len().saturating_sub(keep);
         self.snapshots.drain(..excess).collect()
     }
+}
+
+/// Write the copy of `taken` (its `bytes`, taken on `host`) into the backup folder `dir`
+/// (0600; the folder 0700) and record it in the manifest of `cluster`. The entry, and where the
+/// copy lies.
+pub fn keep_copy(
+    dir: &Path,
+    cluster: &str,
+    host: &str,
+    taken: Listed,
+    bytes: &[u8],
+) -> Result<(Entry, PathBuf), SnapshotError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    restrict_dir(dir)?;
+    let local = dir.join(&taken.name);
+    write_private(&local, bytes)?;
+    let entry = Entry {
+        file: taken.name,
+        sha256: sha256_hex(bytes),
+        size: bytes.len() as u64,
+        host: host.to_owned(),
+        fetched: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        remote_path: taken.path,
+    };
+    let mut manifest = Manifest::load(dir)?;
+    manifest.cluster = cluster.to_owned();
+    manifest.add(entry.clone());
+    manifest.save(dir)?;
+    Ok((entry, local))
+}
+
+fn io(path: &Path, e: std::io::Error) -> SnapshotError {
+    SnapshotError::Io {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// The backup folder is 0700: it holds snapshots, which hold the cluster's secrets.
+fn restrict_dir(dir: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))
+}
+
+/// Keep the newest `keep` entries of the backup folder `dir`'s manifest; the older files go.
+/// The files removed.
+pub fn prune_folder(dir: &Path, keep: usize) -> Result<Vec<String>, SnapshotError> {
+    let mut manifest = Manifest::load(dir)?;
+    let gone = manifest.prune(keep);
+    for entry in &gone {
+        let path = dir.join(&entry.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&path, e)),
+        }
+    }
+    manifest.save(dir)?;
+    Ok(gone.into_iter().map(|e| e.file).collect())
 }
 
 /// Write `bytes` to `path` with mode 0600 from the start (temp file, then rename).

@@ -2,11 +2,10 @@
 //! (`etcd-snapshot save`, then where k3s put it), `fetch` (the file copied here, 0600, its
 //! sha256 in the manifest), `prune` (the newest N kept here and on the server).
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::engine::{Applied, Engine, Failure, FailureKind, Flow, HostId, Output, last_lines};
-use crate::k3s::snapshot::{self, Entry, Listed, Manifest};
+use crate::k3s::snapshot::{self, Listed};
 use crate::ssh::{ExecOutput, ExecRequest};
 
 use super::{
@@ -179,55 +178,13 @@ pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             Err(stop) => return Ok(stop),
         };
         let host = cx.core.first_name().to_owned();
-        cx.saved = Some(keep(&cx.dest, &cx.core.cluster, &host, taken, &bytes)?);
+        let (entry, local) = snapshot::keep_copy(&cx.dest, &cx.core.cluster, &host, taken, &bytes)?;
+        cx.saved = Some(Saved {
+            entry,
+            local: local.display().to_string(),
+        });
         Ok(Flow::Continue)
     })
-}
-
-/// Write the copy into `dir` (0600; the folder 0700) and record it in the manifest.
-fn keep(
-    dir: &Path,
-    cluster: &str,
-    host: &str,
-    taken: Listed,
-    bytes: &[u8],
-) -> Result<Saved, snapshot::SnapshotError> {
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    restrict_dir(dir)?;
-    let local = dir.join(&taken.name);
-    snapshot::write_private(&local, bytes)?;
-    let entry = Entry {
-        file: taken.name,
-        sha256: snapshot::sha256_hex(bytes),
-        size: bytes.len() as u64,
-        host: host.to_owned(),
-        fetched: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        remote_path: taken.path,
-    };
-    let mut manifest = Manifest::load(dir)?;
-    manifest.cluster = cluster.to_owned();
-    manifest.add(entry.clone());
-    manifest.save(dir)?;
-    Ok(Saved {
-        entry,
-        local: local.display().to_string(),
-    })
-}
-
-fn io(path: &Path, e: std::io::Error) -> snapshot::SnapshotError {
-    snapshot::SnapshotError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
-/// The backup folder is 0700: it holds snapshots, which hold the cluster's secrets.
-fn restrict_dir(dir: &Path) -> Result<(), snapshot::SnapshotError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| io(dir, e))
 }
 
 /// Keep the newest N snapshots of the name here (files and manifest) and on the server (k3s's
@@ -241,7 +198,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
         else {
             return Ok(Flow::Continue);
         };
-        cx.pruned_local = prune_here(&cx.dest, keep)?;
+        cx.pruned_local = snapshot::prune_folder(&cx.dest, keep)?;
         let script = snapshot::prune_script(&name, keep);
         let engine = &cx.core.engine;
         let results = engine
@@ -263,20 +220,4 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             Err(stop) => stop,
         })
     })
-}
-
-/// The newest `keep` entries of the manifest stay; the older files go. The files removed.
-fn prune_here(dir: &Path, keep: usize) -> Result<Vec<String>, snapshot::SnapshotError> {
-    let mut manifest = Manifest::load(dir)?;
-    let gone = manifest.prune(keep);
-    for entry in &gone {
-        let path = dir.join(&entry.file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path, e)),
-        }
-    }
-    manifest.save(dir)?;
-    Ok(gone.into_iter().map(|e| e.file).collect())
 }
