@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::{Failure, HostId, Manager, Step};
+use crate::engine::{HostId, Manager, Step};
 use crate::k3s::snapshot::{Entry, Listed};
 use crate::phases::run_core::RunCore;
 
@@ -57,15 +57,10 @@ pub struct BackupRun {
     /// The backup folder on the workstation.
     pub dest: PathBuf,
     pub request: Request,
-    /// The server's snapshots (`List`).
-    pub listed: Option<Vec<Listed>>,
     /// The snapshot the save made, as k3s lists it.
     pub taken: Option<Listed>,
-    pub saved: Option<Saved>,
-    pub pruned_local: Vec<String>,
-    pub pruned_server: Vec<String>,
-    /// Why the first server's step failed.
-    pub failure: Option<Failure>,
+    /// What the phases did so far: the handle's answer.
+    pub outcome: Outcome,
 }
 
 crate::phases::run_core::impl_run!(BackupRun);
@@ -108,7 +103,7 @@ fn phases(request: &Request) -> Manager<'static, BackupRun> {
                 "prune",
                 |cx| {
                     cx.first_if(
-                        cx.saved.is_some()
+                        cx.outcome.saved.is_some()
                             && matches!(cx.request, Request::Save { prune: Some(_), .. }),
                     )
                 },

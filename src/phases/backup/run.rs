@@ -34,17 +34,16 @@ impl Backup {
     ) -> anyhow::Result<Outcome> {
         let core = RunCore::new(engine, inventory, "edgeops backup")?;
         let mut run = BackupRun {
-            failure: core.engine.unreachable(core.first).cloned(),
+            outcome: Outcome {
+                failure: core.engine.unreachable(core.first).cloned(),
+                ..Outcome::default()
+            },
             core,
             dest,
             request,
-            listed: None,
             taken: None,
-            saved: None,
-            pruned_local: Vec::new(),
-            pruned_server: Vec::new(),
         };
-        let result = if run.failure.is_some() {
+        let result = if run.outcome.failure.is_some() {
             Ok(())
         } else {
             let phases = phases(&run.request);
@@ -52,12 +51,6 @@ impl Backup {
         };
         run.core.finish().await;
         result?;
-        Ok(Outcome {
-            saved: run.saved,
-            listed: run.listed,
-            pruned_local: run.pruned_local,
-            pruned_server: run.pruned_server,
-            failure: run.failure,
-        })
+        Ok(run.outcome)
     }
 }

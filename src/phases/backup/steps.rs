@@ -55,7 +55,7 @@ fn only<T>(mut results: Vec<(HostId, Result<T, Failure>)>, title: &str) -> Resul
 fn settle<T>(cx: &mut BackupRun, result: Result<T, Failure>) -> Result<T, Flow> {
     result.map_err(|failure| {
         let why = failure.reason.clone();
-        cx.failure = Some(failure);
+        cx.outcome.failure = Some(failure);
         Flow::Stop(why)
     })
 }
@@ -78,7 +78,7 @@ pub(super) fn list_server<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> App
             .await;
         Ok(match settle(cx, only(results, "list")) {
             Ok(out) => {
-                cx.listed = Some(snapshot::parse_list(&out.stdout_lossy()));
+                cx.outcome.listed = Some(snapshot::parse_list(&out.stdout_lossy()));
                 Flow::Continue
             }
             Err(stop) => stop,
@@ -179,7 +179,7 @@ pub(super) fn fetch<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
         };
         let host = cx.core.first_name().to_owned();
         let (entry, local) = snapshot::keep_copy(&cx.dest, &cx.core.cluster, &host, taken, &bytes)?;
-        cx.saved = Some(Saved {
+        cx.outcome.saved = Some(Saved {
             entry,
             local: local.display().to_string(),
         });
@@ -198,7 +198,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
         else {
             return Ok(Flow::Continue);
         };
-        cx.pruned_local = snapshot::prune_folder(&cx.dest, keep)?;
+        cx.outcome.pruned_local = snapshot::prune_folder(&cx.dest, keep)?;
         let script = snapshot::prune_script(&name, keep);
         let engine = &cx.core.engine;
         let results = engine
@@ -214,7 +214,7 @@ pub(super) fn prune<'b>(cx: &'b mut BackupRun, hosts: &'b [HostId]) -> Applied<'
             .await;
         Ok(match settle(cx, only(results, "prune")) {
             Ok(out) => {
-                cx.pruned_server = snapshot::pruned_names(&out.stdout_lossy());
+                cx.outcome.pruned_server = snapshot::pruned_names(&out.stdout_lossy());
                 Flow::Continue
             }
             Err(stop) => stop,
