@@ -36,20 +36,16 @@ fn engine(journal: &Arc<Journal>, rules: Vec<(&str, Reply)>) -> Engine {
 
 /// Which script each call ran, in order.
 fn sequence(journal: &Journal) -> Vec<&'static str> {
+    let markers = [
+        (LOCK, "lock"),
+        (UNLOCK, "unlock"),
+        (NODES, "nodes"),
+        (DELETE, "delete"),
+    ];
     journal
         .calls()
         .iter()
-        .map(|c| {
-            script_of(
-                c,
-                &[
-                    (LOCK, "lock"),
-                    (UNLOCK, "unlock"),
-                    (NODES, "nodes"),
-                    (DELETE, "delete"),
-                ],
-            )
-        })
+        .map(|c| script_of(c, &markers))
         .collect()
 }
 
