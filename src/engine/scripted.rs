@@ -71,6 +71,22 @@ impl Call {
     pub fn overlaps(&self, other: &Call) -> bool {
         self.started < other.ended && other.started < self.ended
     }
+
+    /// Whether it was running at the moment `other` started (a call is running at its own
+    /// start).
+    pub fn running_when(&self, other: &Call) -> bool {
+        self.started <= other.started && other.started < self.ended
+    }
+}
+
+/// The most calls running at the same moment. (Counting the calls each one overlaps is not
+/// it: a long call can overlap two short ones that ran one after the other.)
+pub fn most_at_once(calls: &[Call]) -> usize {
+    calls
+        .iter()
+        .map(|c| calls.iter().filter(|o| o.running_when(c)).count())
+        .max()
+        .unwrap_or(0)
 }
 
 /// The calls of every host of a test, in the order they started.

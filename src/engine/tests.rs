@@ -131,12 +131,11 @@ async fn each_keeps_the_window_and_the_order() {
     assert_eq!(results.iter().map(|r| r.0).collect::<Vec<_>>(), ids);
     assert!(results.iter().all(|r| r.1.as_ref().unwrap() == "done"));
     let calls = journal.calls();
-    let most_at_once = calls
-        .iter()
-        .map(|c| calls.iter().filter(|o| o.overlaps(c)).count())
-        .max()
-        .unwrap();
-    assert_eq!(most_at_once, 2, "the window is two hosts wide");
+    assert_eq!(
+        scripted::most_at_once(&calls),
+        2,
+        "the window is two hosts wide"
+    );
     // One at a time: no two calls overlap.
     let journal2 = Journal::new();
     let cancel2 = Cancel::default();
