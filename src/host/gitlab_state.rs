@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::engine::runlog::Redactor;
 use crate::gitlab::sha256_hex;
+use crate::inventory::GitLab;
 use crate::k3s::helmcharts::MANIFESTS_DIR;
 use crate::shell::shell_quote;
 
@@ -23,6 +24,17 @@ pub struct TokenOwner {
     pub gitlab_url: String,
     pub project: String,
     pub agent_name: String,
+}
+
+impl TokenOwner {
+    /// The owner of the tokens issued for the inventory's `[gitlab]`.
+    pub fn of(gitlab: &GitLab) -> TokenOwner {
+        TokenOwner {
+            gitlab_url: gitlab.url.trim_end_matches('/').to_owned(),
+            project: gitlab.project.clone(),
+            agent_name: gitlab.agent_name.clone(),
+        }
+    }
 }
 
 /// The tokens file's content. `Debug` shows no secret.

@@ -12,6 +12,7 @@ pub mod channel;
 pub mod drain;
 pub mod extras;
 pub mod firewall;
+pub mod gitlab_charts;
 pub mod helmcharts;
 pub mod install;
 pub mod join_watch;

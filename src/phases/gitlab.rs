@@ -2,7 +2,9 @@
 //! is up, register the agent and runner in GitLab (reusing the tokens kept on the first server),
 //! write the gitlab-agent and gitlab-runner HelmChart manifests into the first server's
 //! auto-deploy folder only when they changed, and wait until k3s reports both charts deployed.
-//! Its result is a [`GitLabReport`] of its own, beside the per-host rows.
+//! Its result is a [`GitLabReport`] of its own, beside the per-host rows. What it writes and
+//! waits for (the charts, their manifests) is `crate::k3s::gitlab_charts`; what it keeps on the
+//! first server and reads back, `crate::host::gitlab_state`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,9 +21,7 @@ use crate::k3s::helmcharts::{
     CHARTS_COMMAND, ChartListing, ChartSource, ChartState, MANIFESTS_DIR,
 };
 use crate::render::Renderer;
-use crate::render::gitlab::{
-    ClusterFacts, GitLabFiles, GitLabTokens, RUNNER_RELEASE, agent_release, render_gitlab,
-};
+use crate::render::gitlab::{ClusterFacts, GitLabTokens, render_gitlab};
 use crate::ssh::{ExecOutput, ExecRequest, upload_request, upload_result};
 
 use super::Progress;
@@ -31,12 +31,12 @@ use crate::host::fold;
 use crate::host::gitlab_state::{
     self, HostLook, SECRET_MODE, SECRET_OWNER, StoredTokens, TOKENS_PATH, TokenOwner,
 };
+use crate::k3s::gitlab_charts::{
+    HELMCHART_NAMESPACE, chart_detail, chart_names, manifest_values, manifests,
+};
 
 /// The phase's name in progress events and the report.
 pub const PHASE: &str = "gitlab";
-
-/// Namespace k3s's helm controller watches for HelmCharts (the templates put them there).
-const HELMCHART_NAMESPACE: &str = "kube-system";
 
 /// Pause between two looks at the charts.
 const POLL_EVERY: Duration = Duration::from_secs(2);
@@ -133,14 +133,6 @@ pub struct LockRelease<'a> {
     pub run_id: &'a str,
     /// Set once the release ran on the host.
     pub released: &'a AtomicBool,
-}
-
-/// A HelmChart manifest edgeops owns in the auto-deploy folder.
-struct Manifest {
-    /// HelmChart name (in kube-system).
-    chart: String,
-    path: String,
-    content: String,
 }
 
 impl PhaseContext<'_> {
@@ -298,58 +290,6 @@ pub fn runner_spec(cluster: &str, gitlab: &GitLab) -> Option<RunnerSpec> {
     })
 }
 
-fn owner_of(gitlab: &GitLab) -> TokenOwner {
-    TokenOwner {
-        gitlab_url: gitlab.url.trim_end_matches('/').to_owned(),
-        project: gitlab.project.clone(),
-        agent_name: gitlab.agent_name.clone(),
-    }
-}
-
-fn manifests(gitlab: &GitLab, files: &GitLabFiles) -> Vec<Manifest> {
-    let agent = agent_release(&gitlab.agent_name);
-    let mut list = vec![Manifest {
-        path: format!("{MANIFESTS_DIR}/{agent}.yaml"),
-        chart: agent,
-        content: files.agent_helmchart.clone(),
-    }];
-    if let Some(runner) = &files.runner {
-        list.push(Manifest {
-            chart: RUNNER_RELEASE.to_owned(),
-            path: format!("{MANIFESTS_DIR}/{RUNNER_RELEASE}.yaml"),
-            content: runner.helmchart.clone(),
-        });
-    }
-    list
-}
-
-/// The chart names edgeops deploys for `gitlab` (HelmCharts in kube-system).
-pub fn chart_names(gitlab: &GitLab) -> Vec<String> {
-    let mut names = vec![agent_release(&gitlab.agent_name)];
-    if gitlab.runner.enabled {
-        names.push(RUNNER_RELEASE.to_owned());
-    }
-    names
-}
-
-/// A chart row's detail (`up`, `status`): the chart the cluster holds, then why it is not deployed.
-fn chart_detail(listing: &ChartListing, name: &str, state: &ChartState) -> String {
-    let source = listing
-        .source(HELMCHART_NAMESPACE, name)
-        .map(ChartSource::describe);
-    match (source, state.detail()) {
-        (Some(source), why) if why.is_empty() => source,
-        (Some(source), why) => format!("{source}: {why}"),
-        (None, why) => why,
-    }
-}
-
-/// `spec.valuesContent` of a rendered manifest, to recognise it once the cluster applied it.
-fn manifest_values(content: &str) -> Option<String> {
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(content).ok()?;
-    Some(doc["spec"]["valuesContent"].as_str()?.trim().to_owned())
-}
-
 fn token_word(token: &IssuedToken) -> &'static str {
     match token.source {
         TokenSource::Reused => "reused",
@@ -447,7 +387,7 @@ async fn converge(
 
     let chart_names = chart_names(gitlab);
     let look = remote.look(&chart_names, true).await?;
-    let owner = owner_of(gitlab);
+    let owner = TokenOwner::of(gitlab);
     let stored = look.stored_tokens(&owner, redactor);
 
     // The agent config holds no token: render it first, it is committed during registration.
@@ -699,7 +639,7 @@ pub async fn plan(cx: &PhaseContext<'_>, rotate_tokens: bool) -> GitLabReport {
         Ok(look) => (look, None),
         Err(reason) => (HostLook::default(), Some(reason)),
     };
-    let stored = look.stored_tokens(&owner_of(gitlab), cx.engine.log().redactor());
+    let stored = look.stored_tokens(&TokenOwner::of(gitlab), cx.engine.log().redactor());
     let mut rows = vec![
         GitLabRow::new(
             "agent config",
@@ -866,27 +806,5 @@ mod tests {
         let ha = ha_inventory();
         let names = chart_names(ha.gitlab.as_ref().unwrap());
         assert_eq!(names.len(), 2);
-    }
-
-    #[test]
-    fn manifest_values_are_read_back_from_the_rendered_manifest() {
-        let inventory = pi_inventory();
-        let gitlab = inventory.gitlab.as_ref().unwrap();
-        let files = render_gitlab(
-            &Renderer::builtin(),
-            "pi-lab",
-            gitlab,
-            &GitLabTokens {
-                agent: Some(SecretString::from("glagent-0123456789abcdef")),
-                runner: Some(SecretString::from("glrt-0123456789abcdef")),
-            },
-            &ClusterFacts::default(),
-            None,
-        )
-        .unwrap();
-        let list = manifests(gitlab, &files);
-        let values = manifest_values(&list[0].content).unwrap();
-        assert_eq!(values, files.agent_values.trim());
-        assert!(list[0].path.starts_with(MANIFESTS_DIR));
     }
 }
