@@ -68,6 +68,16 @@ impl Members {
         }
         Ok(())
     }
+
+    /// Whether `node` may restart (away from etcd meanwhile): `Err` says what it `would leave
+    /// ...` (the reason of [`Members::check_removals`] without the node's name).
+    pub fn check_restart(&self, node: &str) -> Result<(), String> {
+        self.check_removals(&[node.to_owned()]).map_err(|why| {
+            why.strip_prefix(&format!("removing {node} "))
+                .unwrap_or(&why)
+                .to_owned()
+        })
+    }
 }
 
 #[cfg(test)]

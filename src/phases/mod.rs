@@ -41,6 +41,7 @@ pub mod replace;
 pub mod reset;
 pub mod restore;
 pub mod run_core;
+pub mod steps;
 mod up;
 pub mod upgrade;
 

@@ -198,17 +198,10 @@ impl Runner<'_> {
         let observed = match nodes_read {
             Some(observed) => Ok(observed),
             // Not read with the facts: ask on its own, for the reason if it fails again.
-            None => {
-                let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-                self.core
-                    .engine
-                    .run(first, "nodes", &request, Output::Logged)
-                    .await
-                    .map_err(|f| f.reason)
-                    .and_then(|out| {
-                        nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())
-                    })
-            }
+            None => match steps::read_nodes(&self.core, "nodes").await {
+                Ok(read) => read.map_err(|e| e.to_string()),
+                Err(failure) => Err(failure.reason),
+            },
         };
         match observed {
             Ok(observed) => {

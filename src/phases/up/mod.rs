@@ -56,6 +56,7 @@ use super::host_status::{HostEnd, HostLine};
 use super::join;
 use super::outcome::{HostReport, NodeRow, RunReport, Status};
 use super::run_core::{RunCore, inventory_hosts, run_phases};
+use super::steps;
 use crate::host::facts::{self, Facts};
 use crate::host::fold;
 use crate::host::preflight;

@@ -4,26 +4,21 @@
 //! air-gapped release fetched and verified on the workstation.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use crate::engine::{Applied, Failure, Flow, HostId, Output};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::host::facts;
-use crate::host::lock::LockError;
 use crate::k3s::install::{InstallSpec, Join};
-use crate::k3s::nodes;
-use crate::k3s::remote;
 use crate::k3s::{ChannelResolver, K3sVersion};
 use crate::phases::Progress;
 use crate::phases::airgap;
 use crate::phases::outcome::Status;
-use crate::ssh::ExecRequest;
+use crate::phases::steps;
 
 use super::options::{Target, UpgradeError};
 use super::plan::{HostNeed, Need, decide_upgrade, downgrades, servers_left_behind};
 use super::state::Upgrade;
 
-/// How long one request to the channel server (`[cluster] channel_url`) may take.
-pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::k3s::channel::CHANNEL_TIMEOUT;
 
 /// The first server, only when it could not be reached.
 pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
@@ -62,27 +57,11 @@ pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Ap
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
 pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let note = cx
-            .core
-            .lock
-            .acquire(&cx.core.engine)
+        steps::take_lock(&mut cx.core)
             .await
-            .map_err(|e| match e {
-                LockError::Held(held) => UpgradeError::Locked(held),
-                LockError::NotTaken { host, failure } => UpgradeError::Lock {
-                    host,
-                    reason: failure.reason,
-                },
-            })?;
-        if let Some(note) = note {
-            cx.message(note);
-        }
+            .map_err(UpgradeError::from)?;
         Ok(Flow::Continue)
     })
-}
-
-pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
-    cx.hosts.ids().collect()
 }
 
 /// Every host's facts (one read-only round trip each).
@@ -102,22 +81,13 @@ pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appl
     })
 }
 
-/// Read the node list on the first server (`Err` kept: the decisions go on without it).
-pub(super) async fn read_nodes(cx: &Upgrade) -> Result<Vec<crate::k3s::nodes::NodeStatus>, String> {
-    let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-    let out = cx
-        .core
-        .engine
-        .run(cx.core.first, "nodes", &request, Output::Logged)
-        .await
-        .map_err(|f| f.reason)?;
-    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
-}
-
 /// The node list before deciding: which version each node runs, which are servers.
 pub(super) fn nodes_before<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        cx.observed = read_nodes(cx).await;
+        cx.observed = match steps::read_nodes(&cx.core, "nodes").await {
+            Ok(read) => read.map_err(|e| format!("nodes: {e}")),
+            Err(failure) => Err(failure.reason),
+        };
         Ok(Flow::Continue)
     })
 }
@@ -249,12 +219,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
             if !state.is_server() || state.spec.is_none() {
                 continue;
             }
-            let node = state.host.node_name.clone();
-            if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
-                let reason = why
-                    .strip_prefix(&format!("removing {node} "))
-                    .unwrap_or(&why)
-                    .to_owned();
+            if let Err(reason) = members.check_restart(&state.host.node_name) {
                 return Err(UpgradeError::Quorum {
                     server: state.host.name.clone(),
                     reason,
