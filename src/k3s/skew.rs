@@ -3,7 +3,7 @@
 //! not be newer than the API servers. A step that skips a minor is refused with the versions to
 //! go through, each the newest release of its minor from the channel server (`vMAJOR.MINOR`).
 
-use super::channel::{ChannelResolver, ResolveError};
+use super::channel::{CHANNEL_TIMEOUT, ChannelResolver, ResolveError};
 use super::version::{Channel, K3sVersion};
 
 /// The minor lines between `from` and `to` (both excluded): `v1.30.8` → `v1.32.0` skips `v1.31`.
@@ -31,6 +31,33 @@ pub async fn intermediate_versions(
         steps.push(resolver.resolve(channel_url, &channel).await?);
     }
     Ok(steps)
+}
+
+/// The servers among `running` (name, version) whose step to `to` skips a minor, in order.
+pub fn skipping(
+    running: impl IntoIterator<Item = (String, K3sVersion)>,
+    to: &K3sVersion,
+) -> Vec<(String, K3sVersion)> {
+    running
+        .into_iter()
+        .filter(|(_, from)| !skipped_minors(from, to).is_empty())
+        .collect()
+}
+
+/// For the servers `behind` (from [`skipping`]): the oldest version among them and the
+/// releases to go through from it to `to`, resolved at `channel_url` (each request bounded by
+/// [`CHANNEL_TIMEOUT`]). `None`: no server is behind.
+pub async fn releases_between(
+    channel_url: &str,
+    behind: &[(String, K3sVersion)],
+    to: &K3sVersion,
+) -> Option<(K3sVersion, Result<Vec<K3sVersion>, ResolveError>)> {
+    let oldest = behind.iter().map(|(_, v)| v.clone()).min()?;
+    let steps = match ChannelResolver::new(CHANNEL_TIMEOUT) {
+        Ok(resolver) => intermediate_versions(&resolver, channel_url, &oldest, to).await,
+        Err(e) => Err(e),
+    };
+    Some((oldest, steps))
 }
 
 /// The refusal: which servers, from what, the versions to go through, and how.

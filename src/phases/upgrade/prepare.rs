@@ -264,31 +264,20 @@ pub(super) fn servers_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
 pub(super) fn check_minor_steps<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
-        let behind: Vec<(String, K3sVersion)> = hosts
-            .iter()
-            .filter_map(|&id| {
-                let state = &cx.hosts[id];
-                let from = state.need.as_ref()?.from.clone()?;
-                (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
-                    .then(|| (state.host.name.clone(), from))
-            })
-            .collect();
-        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+        let running = hosts.iter().filter_map(|&id| {
+            let state = &cx.hosts[id];
+            Some((state.host.name.clone(), state.need.as_ref()?.from.clone()?))
+        });
+        let behind = crate::k3s::skew::skipping(running, &target);
+        let url = &cx.inventory.cluster.channel_url;
+        let Some((oldest, steps)) = crate::k3s::skew::releases_between(url, &behind, &target).await
+        else {
             return Ok(Flow::Continue);
         };
-        let resolve_error = |source| UpgradeError::Resolve {
+        let steps = steps.map_err(|source| UpgradeError::Resolve {
             channel: oldest.minor_channel(),
             source,
-        };
-        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(resolve_error)?;
-        let steps = crate::k3s::skew::intermediate_versions(
-            &resolver,
-            &cx.inventory.cluster.channel_url,
-            &oldest,
-            &target,
-        )
-        .await
-        .map_err(resolve_error)?;
+        })?;
         let text = crate::k3s::skew::refusal(&behind, &target, &steps);
         if cx.options.force {
             cx.message(format!("--force: {text}"));
