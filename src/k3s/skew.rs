@@ -4,6 +4,7 @@
 //! go through, each the newest release of its minor from the channel server (`vMAJOR.MINOR`).
 
 use super::channel::{CHANNEL_TIMEOUT, ChannelResolver, ResolveError};
+use super::nodes::NodeStatus;
 use super::version::{Channel, K3sVersion};
 
 /// The minor lines between `from` and `to` (both excluded): `v1.30.8` → `v1.32.0` skips `v1.31`.
@@ -60,6 +61,34 @@ pub async fn releases_between(
     Some((oldest, steps))
 }
 
+/// Each node of `list` whose kubelet version parses: `(name, version, is control-plane)`.
+pub fn node_versions(list: &[NodeStatus]) -> Vec<(String, K3sVersion, bool)> {
+    list.iter()
+        .filter_map(|n| {
+            let server = n
+                .roles
+                .iter()
+                .any(|r| r == "control-plane" || r == "master");
+            Some((n.name.clone(), n.kubelet_version.parse().ok()?, server))
+        })
+        .collect()
+}
+
+/// Control-plane nodes left out of this run (`--limit`) that would stay older than `target`:
+/// `(node, version)`. Kubernetes supports no kubelet newer than its API server, so agents must
+/// not overtake them. `nodes`: `(name, version, is control-plane)`.
+pub fn servers_left_behind(
+    nodes: &[(String, K3sVersion, bool)],
+    in_run: &[String],
+    target: &K3sVersion,
+) -> Vec<(String, K3sVersion)> {
+    nodes
+        .iter()
+        .filter(|(name, version, server)| *server && version < target && !in_run.contains(name))
+        .map(|(name, version, _)| (name.clone(), version.clone()))
+        .collect()
+}
+
 /// The refusal: which servers, from what, the versions to go through, and how.
 pub fn refusal(servers: &[(String, K3sVersion)], to: &K3sVersion, steps: &[K3sVersion]) -> String {
     let list = servers
@@ -104,5 +133,20 @@ mod tests {
             &[v("v1.31.4+k3s1")],
         );
         assert!(text.contains("v1.31.4+k3s1 → v1.32.0+k3s1"), "{text}");
+    }
+
+    #[test]
+    fn agents_never_overtake_servers_left_out_of_the_run() {
+        let target = v("v1.31.4+k3s1");
+        let nodes = vec![
+            ("s1".to_owned(), v("v1.30.8+k3s1"), true),
+            ("s2".to_owned(), v("v1.31.4+k3s1"), true),
+            ("a1".to_owned(), v("v1.30.8+k3s1"), false),
+        ];
+        let behind = servers_left_behind(&nodes, &["a1".to_owned()], &target);
+        assert_eq!(behind, vec![("s1".to_owned(), v("v1.30.8+k3s1"))]);
+        assert!(
+            servers_left_behind(&nodes, &["s1".to_owned(), "a1".to_owned()], &target).is_empty()
+        );
     }
 }

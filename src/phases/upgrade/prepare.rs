@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::host::facts;
 use crate::k3s::install::{InstallSpec, Join};
-use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::k3s::{ChannelResolver, K3sVersion, skew};
 use crate::phases::Progress;
 use crate::phases::airgap;
 use crate::phases::outcome::Status;
 use crate::phases::steps;
 
 use super::options::{Target, UpgradeError};
-use super::plan::{HostNeed, Need, decide_upgrade, downgrades, servers_left_behind};
+use super::plan::{HostNeed, Need, decide_upgrade, downgrades};
 use super::state::Upgrade;
 
 pub use crate::k3s::channel::CHANNEL_TIMEOUT;
@@ -142,20 +142,21 @@ pub(super) fn decide_each<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appli
 }
 
 fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Result<()> {
-    let node_versions: HashMap<String, K3sVersion> = match &cx.observed {
-        Ok(list) => list
-            .iter()
-            .filter_map(|n| Some((n.name.clone(), n.kubelet_version.parse().ok()?)))
-            .collect(),
+    let nodes = match &cx.observed {
+        Ok(list) => skew::node_versions(list),
         Err(reason) => {
             let text = format!(
                 "cannot list the nodes on {}: {reason}",
                 cx.hosts[cx.core.first].host.name
             );
             cx.message(text);
-            HashMap::new()
+            Vec::new()
         }
     };
+    let node_versions: HashMap<&str, &K3sVersion> = nodes
+        .iter()
+        .map(|(name, v, _)| (name.as_str(), v))
+        .collect();
     let renderer = crate::render::renderer_for(&cx.inventory);
     let inventory = &cx.inventory;
     for &id in hosts {
@@ -166,7 +167,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
         let need = decide_upgrade(
             &state.host,
             facts,
-            node_versions.get(&state.host.node_name),
+            node_versions.get(state.host.node_name.as_str()).copied(),
             target,
         );
         let spec = match &renderer {
@@ -186,24 +187,12 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
         }
         state.need = Some(need);
     }
-    if let Ok(list) = &cx.observed
-        && !cx.options.force
-    {
-        let nodes: Vec<(String, K3sVersion, bool)> = list
-            .iter()
-            .filter_map(|n| {
-                let server = n
-                    .roles
-                    .iter()
-                    .any(|r| r == "control-plane" || r == "master");
-                Some((n.name.clone(), n.kubelet_version.parse().ok()?, server))
-            })
-            .collect();
+    if !cx.options.force {
         let in_run: Vec<String> = cx
             .selected()
             .map(|(_, s)| s.host.node_name.clone())
             .collect();
-        let behind = servers_left_behind(&nodes, &in_run, target);
+        let behind = skew::servers_left_behind(&nodes, &in_run, target);
         if !behind.is_empty() {
             return Err(UpgradeError::ServersBehind {
                 target: target.clone(),
@@ -268,17 +257,16 @@ pub(super) fn check_minor_steps<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) ->
             let state = &cx.hosts[id];
             Some((state.host.name.clone(), state.need.as_ref()?.from.clone()?))
         });
-        let behind = crate::k3s::skew::skipping(running, &target);
+        let behind = skew::skipping(running, &target);
         let url = &cx.inventory.cluster.channel_url;
-        let Some((oldest, steps)) = crate::k3s::skew::releases_between(url, &behind, &target).await
-        else {
+        let Some((oldest, steps)) = skew::releases_between(url, &behind, &target).await else {
             return Ok(Flow::Continue);
         };
         let steps = steps.map_err(|source| UpgradeError::Resolve {
             channel: oldest.minor_channel(),
             source,
         })?;
-        let text = crate::k3s::skew::refusal(&behind, &target, &steps);
+        let text = skew::refusal(&behind, &target, &steps);
         if cx.options.force {
             cx.message(format!("--force: {text}"));
             return Ok(Flow::Continue);
