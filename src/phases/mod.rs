@@ -14,7 +14,6 @@
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
-//! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them; what
 //!   it keeps on the first server is `crate::host::gitlab_state`).
 //! - `up`: `up` / `plan` / `status`.
@@ -26,7 +25,8 @@
 //! - `replace`: a dead board's node deleted before `up --limit` brings the new one in.
 //!
 //! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall) are
-//! `crate::k3s::remote` and `crate::k3s::uninstall`, the lock's `crate::host::lock`, and their
+//! `crate::k3s::remote` and `crate::k3s::uninstall` (an install's bounds and its watch
+//! `crate::k3s::join_watch`), the lock's `crate::host::lock`, and their
 //! folding into fewer round trips on the first server `crate::host::fold`.
 
 pub mod airgap;
@@ -35,7 +35,6 @@ pub mod decide;
 pub mod drain;
 pub mod gitlab;
 pub mod host_status;
-pub mod join;
 pub mod outcome;
 pub mod replace;
 pub mod reset;

@@ -288,8 +288,8 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
 #[tokio::test(start_paused = true)]
 async fn a_hung_install_times_out_at_the_inventorys_limit_and_is_stopped() {
     let inv = inventory(&["s1"], &["a1", "a2"]);
-    let limit = join::install_timeout(&inv, &inv.hosts[1]);
-    assert_eq!(limit, Duration::from_secs(40 + 20) + join::STOP_GRACE);
+    let limit = join_watch::install_timeout(&inv, &inv.hosts[1]);
+    assert_eq!(limit, Duration::from_secs(40 + 20) + join_watch::STOP_GRACE);
     let (journal, cancel) = (Journal::new(), Cancel::default());
     let members = vec![
         member(first_server("s1", &inv, &journal, &cancel)),

@@ -113,14 +113,14 @@ impl Runner<'_> {
         let unit = if server { "k3s" } else { "k3s-agent" };
         let script = token_file_script(server.then_some(unit));
         let script = if server {
-            crate::k3s::join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
+            join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
         } else {
             script
         };
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(token.file_contents().into_bytes())
-            .timeout(join::install_timeout(self.inventory, &state.host));
+            .timeout(join_watch::install_timeout(self.inventory, &state.host));
         self.core
             .engine
             .run(id, "new join token", &request, Output::Logged)

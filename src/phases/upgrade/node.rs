@@ -8,11 +8,12 @@ use std::time::Duration;
 use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
 use crate::k3s::install::InstallSpec;
+use crate::k3s::join_watch;
 use crate::k3s::nodes::{self, ConditionStatus};
 use crate::k3s::remote;
+use crate::phases::airgap;
 use crate::phases::outcome::last_lines;
-use crate::phases::{airgap, join};
-use crate::ssh::{ExecOutput, ExecRequest, shell_quote};
+use crate::ssh::{ExecOutput, ExecRequest, Exit, shell_quote};
 
 use super::state::Upgrade;
 
@@ -108,14 +109,14 @@ async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
 }
 
 /// The installer at the target under the host-side join watch, bounded by the host's
-/// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
+/// `command_timeout` + `join_timeout` + `join_watch::STOP_GRACE` (as `up`'s install).
 async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
     let host = &cx.hosts[id].host;
-    let script = join::watched(&cx.inventory, spec, &remote::upgrade_script(spec));
+    let script = join_watch::watched_install(&cx.inventory, spec, &remote::upgrade_script(spec));
     let request = ExecRequest::new(script)
         .sudo(true)
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
-        .timeout(join::install_timeout(&cx.inventory, host));
+        .timeout(join_watch::install_timeout(&cx.inventory, host));
     let out = cx
         .core
         .engine
@@ -126,7 +127,14 @@ async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Fai
     }
     let redactor = cx.core.engine.log().redactor();
     // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
-    if let Some(reason) = join::stopped_reason(&cx.inventory, host, spec, &out) {
+    if out.exit == Exit::Status(join_watch::STOPPED_EXIT)
+        && let Some(reason) = join_watch::stopped_reason(
+            &cx.inventory,
+            host,
+            spec,
+            &String::from_utf8_lossy(&out.stderr),
+        )
+    {
         let mut failure = Failure::exited("upgrade", &out, false, redactor);
         failure.reason = redactor.redact(&reason);
         return Err(failure);
