@@ -80,6 +80,18 @@ impl Members {
     }
 }
 
+/// The diagnosis of an embedded etcd that lost its quorum, with the recovery k3s documents
+/// (docs.k3s.io, "Cluster Reset"): reset the membership on one surviving server, `first`.
+pub fn lost_quorum_note(cluster: &str, first: &str, members: &str) -> String {
+    format!(
+        "cluster {cluster}: the embedded etcd has lost its quorum (members: {members}); the API cannot \
+         answer until it is restored. Recover on {first}: `systemctl stop k3s` on every server, \
+         `k3s server --cluster-reset` on {first} (it becomes the only member), `systemctl start \
+         k3s` there; then take the other servers out (`edgeops reset --limit NAME`) and let \
+         `edgeops up` join them again"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
