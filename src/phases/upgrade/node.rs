@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
+use crate::k3s::drain::uncordon_command;
 use crate::k3s::install::InstallSpec;
 use crate::k3s::join_watch;
-use crate::k3s::nodes::{self, ConditionStatus};
+use crate::k3s::nodes;
 use crate::k3s::remote;
 use crate::phases::airgap;
 use crate::phases::outcome::last_lines;
-use crate::ssh::{ExecOutput, ExecRequest, Exit, shell_quote};
+use crate::ssh::{ExecOutput, ExecRequest, Exit};
 
 use super::state::Upgrade;
 
@@ -63,8 +64,7 @@ pub(super) async fn upgrade_node(
     .await;
     wait.map_err(left_cordoned)?;
     if cx.options.drain {
-        let request =
-            ExecRequest::new(format!("k3s kubectl uncordon {}", shell_quote(&node))).sudo(true);
+        let request = ExecRequest::new(uncordon_command(&node)).sudo(true);
         cx.core
             .engine
             .run(cx.core.first, "uncordon", &request, Output::Logged)
@@ -195,16 +195,9 @@ where
             .timeout(read_limit.min(left).max(Duration::from_secs(1)));
         let last = match read(request).await {
             Ok(out) if out.success() => match nodes::parse_nodes(&out.stdout_lossy()) {
-                Ok(list) => match list.iter().find(|n| n.name == node) {
-                    None => "not registered in the cluster".to_owned(),
-                    Some(n) if n.kubelet_version != want => {
-                        format!("still reports {}", n.kubelet_version)
-                    }
-                    Some(n) if n.ready != ConditionStatus::True => format!(
-                        "at {want} but not Ready ({})",
-                        n.ready_reason.as_deref().unwrap_or("no reason given")
-                    ),
-                    Some(_) => return Ok(()),
+                Ok(list) => match nodes::ready_at(&list, node, &want) {
+                    Ok(()) => return Ok(()),
+                    Err(shows) => shows,
                 },
                 Err(e) => format!("nodes: {e}"),
             },
