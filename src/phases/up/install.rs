@@ -384,7 +384,7 @@ impl Runner<'_> {
         let Some(version) = &self.version else {
             return Ok(());
         };
-        super::super::upgrade::wait_node_version(
+        steps::wait_node_version(
             &self.core.engine,
             self.core.first,
             &self.hosts[id].host.node_name,

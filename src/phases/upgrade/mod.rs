@@ -45,7 +45,8 @@ use roll::{
     servers_pending,
 };
 
-pub use node::{DRAIN_GRACE, POLL_EVERY, wait_node_version};
+pub use crate::phases::steps::POLL_EVERY;
+pub use node::DRAIN_GRACE;
 pub use options::{Target, UpgradeError, UpgradeOptions};
 pub use prepare::CHANNEL_TIMEOUT;
 pub use state::{Upgrade, UpgradeHost, UpgradeReport};
