@@ -1,6 +1,7 @@
 //! The join token on a host, by script, so no value is ever printed, logged or on a command
-//! line: compare the inventory's token with a server's (and read the verdict), have k3s rotate it (what `k3s token
-//! rotate` sends), and write a node's token file. Each takes its secrets on stdin.
+//! line: compare the inventory's token with a server's (and read the verdict), have k3s rotate
+//! it (what `k3s token rotate` sends), and write a node's token file. Each takes its secrets on
+//! stdin.
 
 /// Compares the token on stdin (first line) with the first server's, the secret part and,
 /// when both carry one, the CA hash; prints `token-check: same|secret-differs|ca-differs|absent`.
