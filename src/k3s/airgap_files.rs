@@ -1,7 +1,8 @@
 //! The files a host needs for an air-gapped install (the install script, the k3s binary of its
 //! architecture, image tarballs), the script that hashes what a host already has, the one per
 //! missing file that receives it on stdin and checks its sha256 on the host before it moves it
-//! into place, and what `plan` says of it (from the workstation's cache). The fetch on the workstation is `airgap`.
+//! into place, and what `plan` says of it (from the workstation's cache). The fetch on the
+//! workstation is `airgap`.
 
 use std::path::PathBuf;
 
