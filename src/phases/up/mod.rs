@@ -41,7 +41,6 @@ use anyhow::Context;
 
 use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHost};
 use crate::inventory::{Host, Inventory, Role};
-use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
 use crate::k3s::join_watch;
 use crate::k3s::nodes::{self, NodeStatus};

@@ -195,7 +195,10 @@ impl Runner<'_> {
                 "upload",
                 hosts,
                 this.core.engine.settings().concurrency,
-                |id| this.deliver(id, artifacts, uploads),
+                |id| {
+                    let arch = this.hosts[id].facts.as_ref().and_then(|f| f.arch);
+                    airgap::deliver(&this.core.engine, id, artifacts, arch, Some(uploads))
+                },
                 |_, n| match n {
                     0 => "artifacts already there".to_owned(),
                     n => format!("{n} files uploaded and verified"),
@@ -208,17 +211,5 @@ impl Runner<'_> {
             }
         }
         Ok(())
-    }
-
-    /// One host: hash what it has (one round trip), upload each missing file. The number of
-    /// files uploaded.
-    pub(super) async fn deliver(
-        &self,
-        id: HostId,
-        artifacts: &k3s_airgap::Artifacts,
-        uploads: &tokio::sync::Semaphore,
-    ) -> Result<usize, Failure> {
-        let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
-        airgap::deliver(&self.core.engine, id, artifacts, arch, Some(uploads)).await
     }
 }
