@@ -9,6 +9,9 @@
 //! it is the CLI's job.
 //!
 //! - `run_core`: what every run state holds, how it is made, runs its phases and ends.
+//! - `steps`: what several commands do alike over their run state: the first-server and
+//!   every-host selections, the lock taken on its own, the node-list read, the wait for a node
+//!   Ready at a version.
 //! - `host_status`: how a host ended (`HostEnd`) and the columns every report row shares
 //!   (`HostLine`); `outcome`: `up`'s report.
 //! - `decide`: the per-host action (the idempotency rule).
