@@ -1,13 +1,16 @@
 //! The files a host needs for an air-gapped install (the install script, the k3s binary of its
 //! architecture, image tarballs), the script that hashes what a host already has, the one per
 //! missing file that receives it on stdin and checks its sha256 on the host before it moves it
-//! into place, and what `plan` says of it. The fetch on the workstation is `airgap`.
+//! into place, and what `plan` says of it (from the workstation's cache). The fetch on the
+//! workstation is `airgap`.
 
 use std::path::PathBuf;
 
-use super::airgap::{Artifact, Artifacts};
+use super::airgap::{Artifact, Artifacts, cache_root};
 use super::arch::K3sArch;
 use super::install::AIRGAP_INSTALLER_PATH;
+use super::version::K3sVersion;
+use crate::inventory::Cluster;
 use crate::shell::{shell_quote, with_vars};
 
 /// Where the installer expects the binary with `INSTALL_K3S_SKIP_DOWNLOAD=true`.
@@ -112,6 +115,40 @@ pub fn plan_note(version: &str, hosts: usize, origin: &str, arches: &[(K3sArch, 
          each host is sent only the files it lacks, verified on the host",
         per_arch.join(", ")
     )
+}
+
+/// [`plan_note`] for `hosts` hosts of `arches` at `version`: the release taken from
+/// `[cluster] artifacts_dir`, else the workstation's cache, each architecture `cached` when
+/// both its files are there. Reads only the workstation's folders (no download).
+pub fn plan_note_for(
+    cluster: &Cluster,
+    version: &K3sVersion,
+    hosts: usize,
+    arches: &[K3sArch],
+) -> String {
+    let (origin, dir) = match &cluster.artifacts_dir {
+        Some(dir) => (
+            format!("artifacts_dir {}", dir.display()),
+            Some(dir.clone()),
+        ),
+        None => match cache_root() {
+            Ok(root) => {
+                let dir = root.join(version.to_string());
+                (format!("cache {}", dir.display()), Some(dir))
+            }
+            Err(e) => (format!("no cache folder: {e}"), None),
+        },
+    };
+    let arches: Vec<(K3sArch, bool)> = arches
+        .iter()
+        .map(|&arch| {
+            let cached = dir.as_ref().is_some_and(|d| {
+                d.join(arch.binary_asset()).is_file() && d.join(arch.checksum_asset()).is_file()
+            });
+            (arch, cached)
+        })
+        .collect();
+    plan_note(&version.to_string(), hosts, &origin, &arches)
 }
 
 #[cfg(test)]

@@ -63,6 +63,10 @@ struct ChannelEntry {
     latest: Option<String>,
 }
 
+/// How long one request to the channel server (`[cluster] channel_url`) may take: `up`'s
+/// version and `upgrade`'s target, and the releases between two minors.
+pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Talks to one channel server. Redirects are never followed (see the module comment).
 #[derive(Debug, Clone)]
 pub struct ChannelResolver {

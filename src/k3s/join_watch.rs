@@ -9,8 +9,15 @@
 //! polls the unit and its journal: a refusal k3s logged stops it at once; a unit still starting
 //! after `join_timeout` stops it too. Stopping the unit cancels the pending start job, so the
 //! installer's `systemctl restart` returns and nothing edgeops started keeps running.
+//! Also here: the SSH bound of an install under the watch ([`install_timeout`]) and the
+//! explained reason of a stop ([`stopped_reason`]).
 
 use std::time::Duration;
+
+use crate::inventory::{Host, Inventory};
+
+use super::install::{self, InstallSpec};
+use super::remote::unit_name;
 
 /// Exit status of a watched script whose service was stopped by the watch.
 pub const STOPPED_EXIT: u32 = 86;
@@ -208,6 +215,47 @@ pub fn watched(body: &str, unit: &str, limit: Duration) -> String {
          exit {STOPPED_EXIT}\n",
         limit = limit.as_secs().max(1),
     )
+}
+
+/// Time the watch needs after its limit to stop the unit and let the installer end (it waits
+/// up to 15 s for it), plus the round trip: the SSH bound stays above the host-side one.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The SSH bound of one exec that installs (or restarts) k3s on `host`: the host's
+/// `command_timeout` for the download and the installer, plus `[cluster] join_timeout` for the
+/// service's start (watched on the host), plus [`STOP_GRACE`].
+pub fn install_timeout(inventory: &Inventory, host: &Host) -> Duration {
+    host.ssh.command_timeout + inventory.cluster.join_timeout + STOP_GRACE
+}
+
+/// `script` (which installs or restarts the unit of `spec`) under the host-side watch, up to
+/// the inventory's `join_timeout`.
+pub fn watched_install(inventory: &Inventory, spec: &InstallSpec, script: &str) -> String {
+    watched(script, unit_name(spec), inventory.cluster.join_timeout)
+}
+
+/// The explained reason when the watch stopped `host`'s service: `stderr` of a watched script
+/// that exited with [`STOPPED_EXIT`]; `None` when it holds no stop.
+pub fn stopped_reason(
+    inventory: &Inventory,
+    host: &Host,
+    spec: &InstallSpec,
+    stderr: &str,
+) -> Option<String> {
+    let stopped = parse(stderr)?;
+    let first = install::first_server(inventory).ok()?;
+    let url = spec.join.url();
+    let first_url = install::server_url(&first.address);
+    let cx = JoinContext {
+        host: &host.name,
+        unit: unit_name(spec),
+        node_name: &host.node_name,
+        server_url: url,
+        first_server: &first.name,
+        url_is_first_server: url == Some(first_url.as_str()),
+        limit: inventory.cluster.join_timeout,
+    };
+    Some(stopped.explain(&cx))
 }
 
 #[cfg(test)]

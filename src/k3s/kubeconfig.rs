@@ -16,6 +16,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
+use crate::inventory::Inventory;
+use crate::k3s::install::{api_endpoint, server_url};
 use crate::k3s::k3s_yaml::{UserCredential, read_k3s_yaml};
 
 #[derive(Debug, thiserror::Error)]
@@ -370,6 +372,43 @@ pub fn remove_kubeconfig(entry: &KubeconfigEntry) -> anyhow::Result<String> {
         "{path}: context {} removed (other contexts kept)",
         entry.context
     ))
+}
+
+/// The k3s kubeconfig `text` of the first server `first`, named `context` and pointed at the
+/// inventory's API endpoint (`[cluster] api_endpoint`, else the first server).
+pub fn for_endpoint(
+    inventory: &Inventory,
+    first: &str,
+    text: &str,
+    context: &str,
+) -> anyhow::Result<Kubeconfig> {
+    let url = server_url(api_endpoint(inventory)?);
+    let origin = format!("the k3s kubeconfig of {first}");
+    Ok(Kubeconfig::from_k3s(text, &origin, context, &url)?)
+}
+
+/// Merge `ours` into the kubeconfig at `path` (0600, its folder made when missing), writing
+/// only when the merged file differs. Returns whether it wrote.
+pub fn merge_if_changed(path: &Path, ours: &Kubeconfig) -> anyhow::Result<bool> {
+    let existing_text = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut merged = match &existing_text {
+        Some(t) => Kubeconfig::parse(t, &path.display().to_string())?,
+        None => Kubeconfig::empty(),
+    };
+    merged.merge(ours, true);
+    let yaml = merged.to_yaml();
+    if existing_text.as_deref() == Some(yaml.as_str()) {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_private_atomic(path, yaml.as_bytes())?;
+    Ok(true)
 }
 
 /// Write `contents` to `path` with mode 0600: into a temporary file in the same folder, synced,

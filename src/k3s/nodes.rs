@@ -218,6 +218,19 @@ fn node_status(node: Node) -> NodeStatus {
     }
 }
 
+/// Whether node `node` of `list` is Ready and reports `want`: `Err` says what it shows instead.
+pub fn ready_at(list: &[NodeStatus], node: &str, want: &str) -> Result<(), String> {
+    match list.iter().find(|n| n.name == node) {
+        None => Err("not registered in the cluster".to_owned()),
+        Some(n) if n.kubelet_version != want => Err(format!("still reports {}", n.kubelet_version)),
+        Some(n) if n.ready != ConditionStatus::True => Err(format!(
+            "at {want} but not Ready ({})",
+            n.ready_reason.as_deref().unwrap_or("no reason given")
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// What the inventory says a node should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpectedNode {

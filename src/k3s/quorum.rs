@@ -68,6 +68,28 @@ impl Members {
         }
         Ok(())
     }
+
+    /// Whether `node` may restart (away from etcd meanwhile): `Err` says what it `would leave
+    /// ...` (the reason of [`Members::check_removals`] without the node's name).
+    pub fn check_restart(&self, node: &str) -> Result<(), String> {
+        self.check_removals(&[node.to_owned()]).map_err(|why| {
+            why.strip_prefix(&format!("removing {node} "))
+                .unwrap_or(&why)
+                .to_owned()
+        })
+    }
+}
+
+/// The diagnosis of an embedded etcd that lost its quorum, with the recovery k3s documents
+/// (docs.k3s.io, "Cluster Reset"): reset the membership on one surviving server, `first`.
+pub fn lost_quorum_note(cluster: &str, first: &str, members: &str) -> String {
+    format!(
+        "cluster {cluster}: the embedded etcd has lost its quorum (members: {members}); the API cannot \
+         answer until it is restored. Recover on {first}: `systemctl stop k3s` on every server, \
+         `k3s server --cluster-reset` on {first} (it becomes the only member), `systemctl start \
+         k3s` there; then take the other servers out (`edgeops reset --limit NAME`) and let \
+         `edgeops up` join them again"
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! not be newer than the API servers. A step that skips a minor is refused with the versions to
 //! go through, each the newest release of its minor from the channel server (`vMAJOR.MINOR`).
 
-use super::channel::{ChannelResolver, ResolveError};
+use super::channel::{CHANNEL_TIMEOUT, ChannelResolver, ResolveError};
+use super::nodes::NodeStatus;
 use super::version::{Channel, K3sVersion};
 
 /// The minor lines between `from` and `to` (both excluded): `v1.30.8` → `v1.32.0` skips `v1.31`.
@@ -31,6 +32,61 @@ pub async fn intermediate_versions(
         steps.push(resolver.resolve(channel_url, &channel).await?);
     }
     Ok(steps)
+}
+
+/// The servers among `running` (name, version) whose step to `to` skips a minor, in order.
+pub fn skipping(
+    running: impl IntoIterator<Item = (String, K3sVersion)>,
+    to: &K3sVersion,
+) -> Vec<(String, K3sVersion)> {
+    running
+        .into_iter()
+        .filter(|(_, from)| !skipped_minors(from, to).is_empty())
+        .collect()
+}
+
+/// For the servers `behind` (from [`skipping`]): the oldest version among them and the
+/// releases to go through from it to `to`, resolved at `channel_url` (each request bounded by
+/// [`CHANNEL_TIMEOUT`]). `None`: no server is behind.
+pub async fn releases_between(
+    channel_url: &str,
+    behind: &[(String, K3sVersion)],
+    to: &K3sVersion,
+) -> Option<(K3sVersion, Result<Vec<K3sVersion>, ResolveError>)> {
+    let oldest = behind.iter().map(|(_, v)| v.clone()).min()?;
+    let steps = match ChannelResolver::new(CHANNEL_TIMEOUT) {
+        Ok(resolver) => intermediate_versions(&resolver, channel_url, &oldest, to).await,
+        Err(e) => Err(e),
+    };
+    Some((oldest, steps))
+}
+
+/// Each node of `list` whose kubelet version parses: `(name, version, is control-plane)`.
+pub fn node_versions(list: &[NodeStatus]) -> Vec<(String, K3sVersion, bool)> {
+    list.iter()
+        .filter_map(|n| {
+            let server = n
+                .roles
+                .iter()
+                .any(|r| r == "control-plane" || r == "master");
+            Some((n.name.clone(), n.kubelet_version.parse().ok()?, server))
+        })
+        .collect()
+}
+
+/// Control-plane nodes left out of this run (`--limit`) that would stay older than `target`:
+/// `(node, version)`. Kubernetes supports no kubelet newer than its API server, so agents must
+/// not overtake them. `nodes`: `(name, version, is control-plane)`.
+pub fn servers_left_behind(
+    nodes: &[(String, K3sVersion, bool)],
+    in_run: &[String],
+    target: &K3sVersion,
+) -> Vec<(String, K3sVersion)> {
+    nodes
+        .iter()
+        .filter(|(name, version, server)| *server && version < target && !in_run.contains(name))
+        .map(|(name, version, _)| (name.clone(), version.clone()))
+        .collect()
 }
 
 /// The refusal: which servers, from what, the versions to go through, and how.
@@ -77,5 +133,20 @@ mod tests {
             &[v("v1.31.4+k3s1")],
         );
         assert!(text.contains("v1.31.4+k3s1 → v1.32.0+k3s1"), "{text}");
+    }
+
+    #[test]
+    fn agents_never_overtake_servers_left_out_of_the_run() {
+        let target = v("v1.31.4+k3s1");
+        let nodes = vec![
+            ("s1".to_owned(), v("v1.30.8+k3s1"), true),
+            ("s2".to_owned(), v("v1.31.4+k3s1"), true),
+            ("a1".to_owned(), v("v1.30.8+k3s1"), false),
+        ];
+        let behind = servers_left_behind(&nodes, &["a1".to_owned()], &target);
+        assert_eq!(behind, vec![("s1".to_owned(), v("v1.30.8+k3s1"))]);
+        assert!(
+            servers_left_behind(&nodes, &["s1".to_owned(), "a1".to_owned()], &target).is_empty()
+        );
     }
 }

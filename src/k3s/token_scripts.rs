@@ -1,6 +1,7 @@
 //! The join token on a host, by script, so no value is ever printed, logged or on a command
-//! line: compare the inventory's token with a server's, have k3s rotate it (what `k3s token
-//! rotate` sends), and write a node's token file. Each takes its secrets on stdin.
+//! line: compare the inventory's token with a server's (and read the verdict), have k3s rotate
+//! it (what `k3s token rotate` sends), and write a node's token file. Each takes its secrets on
+//! stdin.
 
 /// Compares the token on stdin (first line) with the first server's, the secret part and,
 /// when both carry one, the CA hash; prints `token-check: same|secret-differs|ca-differs|absent`.
@@ -18,6 +19,46 @@ pub fn token_check_script() -> String {
          else echo 'token-check: same'; fi\n",
         path = super::token::NODE_TOKEN_PATH,
     )
+}
+
+/// What [`token_check_script`] printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// The same token, or none on the server yet (`same`, `absent`).
+    Matches,
+    /// A token of another cluster (`ca-differs`).
+    CaDiffers,
+    /// Not the token the cluster was started with (`secret-differs`).
+    SecretDiffers,
+    /// No verdict line.
+    NoAnswer,
+}
+
+impl TokenCheck {
+    pub fn parse(stdout: &str) -> TokenCheck {
+        let verdict = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("token-check: "))
+            .unwrap_or("")
+            .trim();
+        match verdict {
+            "same" | "absent" => TokenCheck::Matches,
+            "ca-differs" => TokenCheck::CaDiffers,
+            "secret-differs" => TokenCheck::SecretDiffers,
+            _ => TokenCheck::NoAnswer,
+        }
+    }
+
+    /// Why the inventory's token is not the cluster's; `None` unless it differs.
+    pub fn mismatch(self) -> Option<&'static str> {
+        match self {
+            TokenCheck::CaDiffers => {
+                Some("its CA hash is not this cluster's CA (a token of another cluster)")
+            }
+            TokenCheck::SecretDiffers => Some("it is not the token the cluster was started with"),
+            TokenCheck::Matches | TokenCheck::NoAnswer => None,
+        }
+    }
 }
 
 /// `k3s token rotate` as a request to k3s's own endpoint (`PUT /v1-k3s/token` with the old
@@ -110,5 +151,24 @@ mod tests {
         let other_ca = format!("K10{}::server:s3cret:with:colons", "b".repeat(64));
         assert_eq!(check(&server, &other_ca), "token-check: ca-differs");
         assert!(!token_check_script().contains("s3cret"));
+    }
+
+    #[test]
+    fn the_check_answer_reads_as_a_verdict() {
+        assert_eq!(
+            TokenCheck::parse("x\ntoken-check: absent\n"),
+            TokenCheck::Matches
+        );
+        assert_eq!(TokenCheck::parse("token-check: same"), TokenCheck::Matches);
+        assert_eq!(
+            TokenCheck::parse("token-check: ca-differs"),
+            TokenCheck::CaDiffers
+        );
+        assert_eq!(
+            TokenCheck::parse("token-check: secret-differs\n"),
+            TokenCheck::SecretDiffers
+        );
+        assert_eq!(TokenCheck::parse("sudo: no\n"), TokenCheck::NoAnswer);
+        assert!(TokenCheck::Matches.mismatch().is_none());
     }
 }

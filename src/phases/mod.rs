@@ -9,12 +9,14 @@
 //! it is the CLI's job.
 //!
 //! - `run_core`: what every run state holds, how it is made, runs its phases and ends.
+//! - `steps`: what several commands do alike over their run state: the first-server and
+//!   every-host selections, the lock taken on its own, the node-list read, the wait for a node
+//!   Ready at a version.
 //! - `host_status`: how a host ended (`HostEnd`) and the columns every report row shares
 //!   (`HostLine`); `outcome`: `up`'s report.
 //! - `decide`: the per-host action (the idempotency rule).
 //! - `airgap`: the release fetched once on the workstation, and what each host lacks uploaded
 //!   and verified on the host.
-//! - `join`: the bounds of an install that starts a k3s service, and why it could not start.
 //! - `gitlab`: the GitLab phase (register, write the HelmChart manifests, wait for them; what
 //!   it keeps on the first server is `crate::host::gitlab_state`).
 //! - `up`: `up` / `plan` / `status`.
@@ -29,8 +31,9 @@
 //!
 //! The scripts the phases send are not here: k3s's (install, restart, API read, uninstall, etcd
 //! snapshots and the restore from one) are `crate::k3s::remote`, `crate::k3s::uninstall` and
-//! `crate::k3s::snapshot`, the lock's `crate::host::lock`, and their folding into fewer round
-//! trips on the first server `crate::host::fold`.
+//! `crate::k3s::snapshot` (an install's bounds and its watch `crate::k3s::join_watch`), the
+//! lock's `crate::host::lock`, and their folding into fewer round trips on the first server
+//! `crate::host::fold`.
 
 pub mod airgap;
 pub mod backup;
@@ -38,12 +41,12 @@ pub mod decide;
 pub mod drain;
 pub mod gitlab;
 pub mod host_status;
-pub mod join;
 pub mod outcome;
 pub mod replace;
 pub mod reset;
 pub mod restore;
 pub mod run_core;
+pub mod steps;
 #[cfg(test)]
 mod tests;
 mod up;

@@ -96,5 +96,3 @@ impl RunReport {
         self.hosts.iter().filter(|h| h.is_failure()).count()
     }
 }
-
-pub(crate) use crate::engine::last_lines;

@@ -253,7 +253,7 @@ mod tests {
         assert!(text.contains("[output truncated"), "{text}");
         assert!(render_summary(&results).contains("h2: [output truncated"));
         assert_eq!(
-            crate::phases::outcome::last_lines("a\u{1b}[31mred\nb\r\n", 3),
+            crate::engine::last_lines("a\u{1b}[31mred\nb\r\n", 3),
             "a[31mred | b"
         );
     }

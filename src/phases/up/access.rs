@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::engine::last_lines;
-use crate::k3s::install::{api_endpoint, server_url};
-use crate::k3s::kubeconfig::{Kubeconfig, write_private_atomic};
+use crate::k3s::kubeconfig::{self, write_private_atomic};
+use crate::k3s::quorum::lost_quorum_note;
 use std::path::PathBuf;
 
 /// Rewrite the k3s kubeconfig for the API endpoint and merge it into `target` (0600). Writes
@@ -15,32 +15,8 @@ pub(super) fn merge_kubeconfig(
     text: &str,
     target: &KubeconfigTarget,
 ) -> anyhow::Result<bool> {
-    let url = server_url(api_endpoint(inventory)?);
-    let ours = Kubeconfig::from_k3s(
-        text,
-        &format!("the k3s kubeconfig of {first}"),
-        &target.context,
-        &url,
-    )?;
-    let existing_text = match std::fs::read_to_string(&target.path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", target.path.display())),
-    };
-    let mut merged = match &existing_text {
-        Some(t) => Kubeconfig::parse(t, &target.path.display().to_string())?,
-        None => Kubeconfig::empty(),
-    };
-    merged.merge(&ours, true);
-    let yaml = merged.to_yaml();
-    if existing_text.as_deref() == Some(yaml.as_str()) {
-        return Ok(false);
-    }
-    if let Some(dir) = target.path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    write_private_atomic(&target.path, yaml.as_bytes())?;
-    Ok(true)
+    let ours = kubeconfig::for_endpoint(inventory, first, text, &target.context)?;
+    kubeconfig::merge_if_changed(&target.path, &ours)
 }
 
 /// How long `edgeops kubeconfig` waits for the first server's API before reading its
@@ -85,13 +61,7 @@ pub async fn fetch_kubeconfig(
     let text = text.ok_or_else(|| anyhow::anyhow!("{first}: no kubeconfig in the answer"))?;
     match out {
         Some(path) => {
-            let url = server_url(api_endpoint(inventory)?);
-            let ours = Kubeconfig::from_k3s(
-                &text,
-                &format!("the k3s kubeconfig of {first}"),
-                &merge_into.context,
-                &url,
-            )?;
+            let ours = kubeconfig::for_endpoint(inventory, &first, &text, &merge_into.context)?;
             write_private_atomic(&path, ours.to_yaml().as_bytes())?;
             Ok(format!(
                 "wrote {} (context {})",
@@ -198,24 +168,17 @@ impl Runner<'_> {
         let observed = match nodes_read {
             Some(observed) => Ok(observed),
             // Not read with the facts: ask on its own, for the reason if it fails again.
-            None => {
-                let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-                self.core
-                    .engine
-                    .run(first, "nodes", &request, Output::Logged)
-                    .await
-                    .map_err(|f| f.reason)
-                    .and_then(|out| {
-                        nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| e.to_string())
-                    })
-            }
+            None => match steps::read_nodes(&self.core, "nodes").await {
+                Ok(read) => read.map_err(|e| e.to_string()),
+                Err(failure) => Err(failure.reason),
+            },
         };
         match observed {
             Ok(observed) => {
                 let members = crate::k3s::quorum::Members::from_nodes(&observed);
                 if !members.has_quorum() {
-                    self.message(quorum_lost(
-                        self.inventory,
+                    self.message(lost_quorum_note(
+                        &self.inventory.cluster.name,
                         &first_name,
                         &members.describe(),
                     ));
@@ -228,8 +191,8 @@ impl Runner<'_> {
             Err(reason) => {
                 self.message(format!("{first_name}: cannot list nodes: {reason}"));
                 if reason.contains("etcdserver") {
-                    self.message(quorum_lost(
-                        self.inventory,
+                    self.message(lost_quorum_note(
+                        &self.inventory.cluster.name,
                         &first_name,
                         "see the servers above",
                     ));
@@ -253,17 +216,4 @@ impl Runner<'_> {
         }
         report
     }
-}
-
-/// `status`'s diagnosis of an embedded etcd that lost its quorum, with the recovery k3s
-/// documents (docs.k3s.io, "Cluster Reset"): reset the membership on one surviving server.
-fn quorum_lost(inventory: &Inventory, first: &str, members: &str) -> String {
-    format!(
-        "cluster {}: the embedded etcd has lost its quorum (members: {members}); the API cannot \
-         answer until it is restored. Recover on {first}: `systemctl stop k3s` on every server, \
-         `k3s server --cluster-reset` on {first} (it becomes the only member), `systemctl start \
-         k3s` there; then take the other servers out (`edgeops reset --limit NAME`) and let \
-         `edgeops up` join them again",
-        inventory.cluster.name
-    )
 }

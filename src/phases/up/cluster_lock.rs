@@ -38,11 +38,7 @@ impl Runner<'_> {
     /// The first server rebooted while this run held the lock: it is gone with the tmpfs, so
     /// take it again in a round trip of its own (there is no other command to fold it into).
     pub(super) async fn retake_lock(&mut self) -> anyhow::Result<()> {
-        let core = &mut self.core;
-        core.lock.gone();
-        if let Some(note) = core.lock.acquire(&core.engine).await? {
-            self.message(note);
-        }
-        Ok(())
+        self.core.lock.gone();
+        Ok(steps::take_lock(&mut self.core).await?)
     }
 }

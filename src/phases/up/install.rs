@@ -12,7 +12,7 @@ pub(super) struct ApiPlan {
 
 impl Runner<'_> {
     /// The request that installs / reconfigures / restarts / upgrades `id` as decided, bounded
-    /// by `join::install_timeout` (the host's `command_timeout` + `join_timeout` + grace); its
+    /// by `join_watch::install_timeout` (the host's `command_timeout` + `join_timeout` + grace); its
     /// step word. `None`: nothing to do.
     pub(super) fn install_request(
         &self,
@@ -26,7 +26,7 @@ impl Runner<'_> {
             Action::Nothing => return None,
             Action::Restart => (
                 "restart",
-                ExecRequest::new(join::watched(
+                ExecRequest::new(join_watch::watched_install(
                     self.inventory,
                     spec,
                     &remote::restart_script(remote::unit_name(spec)),
@@ -41,7 +41,7 @@ impl Runner<'_> {
                 };
                 (
                     action.step_word(),
-                    ExecRequest::new(join::watched(self.inventory, spec, &script))
+                    ExecRequest::new(join_watch::watched_install(self.inventory, spec, &script))
                         .stdin(remote::install_stdin(token, spec)),
                 )
             }
@@ -50,7 +50,7 @@ impl Runner<'_> {
             title,
             request
                 .sudo(true)
-                .timeout(join::install_timeout(self.inventory, &state.host)),
+                .timeout(join_watch::install_timeout(self.inventory, &state.host)),
         ))
     }
 
@@ -67,7 +67,7 @@ impl Runner<'_> {
         self.judge_watched(id, title, out).map(drop)
     }
 
-    /// The end of a script under the join watch (`join::watched`): when the watch stopped the
+    /// The end of a script under the join watch (`join_watch::watched_install`): when the watch stopped the
     /// service, the reason k3s logged and what to do; else a non-zero exit is a failure.
     pub(super) fn judge_watched(
         &self,
@@ -77,11 +77,17 @@ impl Runner<'_> {
     ) -> Result<ExecOutput, Failure> {
         let state = &self.hosts[id];
         if let Some(spec) = &state.spec
-            && let Some(reason) = join::stopped_reason(self.inventory, &state.host, spec, &out)
+            && out.exit == Exit::Status(join_watch::STOPPED_EXIT)
+            && let Some(reason) = join_watch::stopped_reason(
+                self.inventory,
+                &state.host,
+                spec,
+                &String::from_utf8_lossy(&out.stderr),
+            )
         {
             return Err(Failure {
                 kind: FailureKind::Exited,
-                exit_code: Some(crate::k3s::join_watch::STOPPED_EXIT),
+                exit_code: Some(join_watch::STOPPED_EXIT),
                 reason: self.core.engine.log().redactor().redact(&reason),
             });
         }
@@ -250,7 +256,7 @@ impl Runner<'_> {
                 let api = self.api_plan();
                 let request = ExecRequest::new(api.script)
                     .sudo(true)
-                    .timeout(API_WAIT + join::STOP_GRACE);
+                    .timeout(API_WAIT + join_watch::STOP_GRACE);
                 let observer = self.core.engine.observer().clone();
                 observer.event(&Progress::PhaseStart {
                     phase: "api",
@@ -378,7 +384,7 @@ impl Runner<'_> {
         let Some(version) = &self.version else {
             return Ok(());
         };
-        super::super::upgrade::wait_node_version(
+        steps::wait_node_version(
             &self.core.engine,
             self.core.first,
             &self.hosts[id].host.node_name,

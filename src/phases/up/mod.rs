@@ -41,21 +41,21 @@ use anyhow::Context;
 
 use crate::engine::{Engine, Failure, FailureKind, HostId, Manager, Output, PerHost};
 use crate::inventory::{Host, Inventory, Role};
-use crate::k3s::airgap as k3s_airgap;
 use crate::k3s::install::{InstallSpec, Join};
+use crate::k3s::join_watch;
 use crate::k3s::nodes::{self, NodeStatus};
 use crate::k3s::{Channel, ChannelResolver, JoinToken, K3sArch, K3sVersion};
 use crate::render::renderer_for;
-use crate::ssh::{ExecOutput, ExecRequest};
+use crate::ssh::{ExecOutput, ExecRequest, Exit};
 
 use super::Progress;
 use super::airgap;
 use super::decide::{Action, Decision, decide};
 use super::gitlab::{self as gitlab_phase, GitLabReport, LockRelease, PhaseContext};
 use super::host_status::{HostEnd, HostLine};
-use super::join;
 use super::outcome::{HostReport, NodeRow, RunReport, Status};
 use super::run_core::{RunCore, inventory_hosts, run_phases};
+use super::steps;
 use crate::host::facts::{self, Facts};
 use crate::host::fold;
 use crate::host::preflight;

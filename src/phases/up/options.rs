@@ -71,8 +71,7 @@ pub(crate) const REBOOT_WAIT: Duration = Duration::from_secs(300);
 pub(crate) const BOOT_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first server needs this long at most to bring its API up after an install.
 pub(crate) const API_WAIT: Duration = Duration::from_secs(180);
-/// How long one channel-server request may take.
-pub(crate) const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) use crate::k3s::channel::CHANNEL_TIMEOUT;
 /// Air-gap uploads in flight at once, fleet-wide (each holds its file in memory).
 pub(crate) const AIRGAP_UPLOADS: usize = 4;
 /// Pause between node polls during verify.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::{Applied, Flow, Step};
+use crate::phases::steps::{every_host, first};
 
 /// One phase as an engine [`Step`]: `select` is pure (the run state alone); `apply` gets the
 /// selection. `changes`: whether a dry run (`plan`) plans it instead of applying it. The macro
@@ -27,20 +28,10 @@ macro_rules! phase {
     };
 }
 
-/// Every host of the run, in inventory order.
-fn all(cx: &Runner<'_>) -> Vec<HostId> {
-    cx.core.engine.ids().collect()
-}
-
-/// The first server (what the guards, its install and the API read act on).
-fn first(cx: &Runner<'_>) -> Vec<HostId> {
-    vec![cx.core.first]
-}
-
 phase!(
     /// One facts round trip per host; on `up` the first server's also takes the lock.
     gather_facts, "facts", changes: false,
-    select: |cx| all(cx),
+    select: |cx| every_host(cx),
     apply: |cx, _hosts| {
         if cx.options.mode == Mode::Up {
             cx.facts_and_lock().await?;
@@ -74,7 +65,7 @@ phase!(
 phase!(
     /// A first server that is unreachable or refused stops everything else.
     first_server_gate, "first server alive", changes: false,
-    select: |cx| vec![cx.core.first],
+    select: |cx| first(cx),
     apply: |cx, _hosts| {
         if cx.hosts[cx.core.first].alive() {
             return Ok(Flow::Continue);
@@ -87,7 +78,7 @@ phase!(
 phase!(
     /// One version for every node: pinned, running on the first server, or the channel's.
     resolve_version, "resolve", changes: false,
-    select: |cx| vec![cx.core.first],
+    select: |cx| first(cx),
     apply: |cx, _hosts| {
         cx.resolve_version().await?;
         Ok(Flow::Continue)
@@ -230,7 +221,7 @@ phase!(
 phase!(
     /// The cluster's kubeconfig merged into the user's (a workstation file).
     merge_kubeconfig, "kubeconfig", changes: true,
-    select: |cx| if cx.kubeconfig_text.is_some() { vec![cx.core.first] } else { Vec::new() },
+    select: |cx| if cx.kubeconfig_text.is_some() { first(cx) } else { Vec::new() },
     apply: |cx, _hosts| {
         cx.merge_kubeconfig();
         Ok(Flow::Continue)
@@ -250,7 +241,7 @@ phase!(
 phase!(
     /// `[gitlab]`: the agent and runner charts on the first server (`plan`: what it would do).
     git_lab, "gitlab", changes: false,
-    select: |cx| if cx.inventory.gitlab.is_some() { vec![cx.core.first] } else { Vec::new() },
+    select: |cx| if cx.inventory.gitlab.is_some() { first(cx) } else { Vec::new() },
     apply: |cx, _hosts| {
         let step = match cx.options.mode {
             Mode::Up => GitLabStep::Up,
@@ -264,7 +255,7 @@ phase!(
 phase!(
     /// `status`: every host's facts; the first server's with its node list, in one exec.
     status_facts, "facts", changes: false,
-    select: |cx| all(cx),
+    select: |cx| every_host(cx),
     apply: |cx, _hosts| {
         cx.status_nodes = cx.status_facts().await;
         Ok(Flow::Continue)

@@ -143,35 +143,9 @@ impl Runner<'_> {
         if names.is_empty() {
             return;
         }
-        let (origin, dir) = match &self.inventory.cluster.artifacts_dir {
-            Some(dir) => (
-                format!("artifacts_dir {}", dir.display()),
-                Some(dir.clone()),
-            ),
-            None => match k3s_airgap::cache_root() {
-                Ok(root) => {
-                    let dir = root.join(version.to_string());
-                    (format!("cache {}", dir.display()), Some(dir))
-                }
-                Err(e) => (format!("no cache folder: {e}"), None),
-            },
-        };
-        let arches: Vec<(K3sArch, bool)> = self
-            .airgap_arches(&names)
-            .into_iter()
-            .map(|arch| {
-                let cached = dir.as_ref().is_some_and(|d| {
-                    d.join(arch.binary_asset()).is_file() && d.join(arch.checksum_asset()).is_file()
-                });
-                (arch, cached)
-            })
-            .collect();
-        let note = crate::k3s::airgap_files::plan_note(
-            &version.to_string(),
-            names.len(),
-            &origin,
-            &arches,
-        );
+        let arches = self.airgap_arches(&names);
+        let cluster = &self.inventory.cluster;
+        let note = crate::k3s::airgap_files::plan_note_for(cluster, &version, names.len(), &arches);
         self.message(note);
     }
 
@@ -221,7 +195,10 @@ impl Runner<'_> {
                 "upload",
                 hosts,
                 this.core.engine.settings().concurrency,
-                |id| this.deliver(id, artifacts, uploads),
+                |id| {
+                    let arch = this.hosts[id].facts.as_ref().and_then(|f| f.arch);
+                    airgap::deliver(&this.core.engine, id, artifacts, arch, Some(uploads))
+                },
                 |_, n| match n {
                     0 => "artifacts already there".to_owned(),
                     n => format!("{n} files uploaded and verified"),
@@ -234,17 +211,5 @@ impl Runner<'_> {
             }
         }
         Ok(())
-    }
-
-    /// One host: hash what it has (one round trip), upload each missing file. The number of
-    /// files uploaded.
-    pub(super) async fn deliver(
-        &self,
-        id: HostId,
-        artifacts: &k3s_airgap::Artifacts,
-        uploads: &tokio::sync::Semaphore,
-    ) -> Result<usize, Failure> {
-        let arch = self.hosts[id].facts.as_ref().and_then(|f| f.arch);
-        airgap::deliver(&self.core.engine, id, artifacts, arch, Some(uploads)).await
     }
 }

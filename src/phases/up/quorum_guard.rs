@@ -26,20 +26,12 @@ impl Runner<'_> {
             return true;
         }
         let first = self.core.first;
-        let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-        let members = match self
-            .core
-            .engine
-            .run(first, "etcd members (node list)", &request, Output::Logged)
-            .await
-        {
-            Ok(out) => match nodes::parse_nodes(&out.stdout_lossy()) {
-                Ok(list) => crate::k3s::quorum::Members::from_nodes(&list),
-                Err(e) => {
-                    self.refuse_for_quorum(first, &format!("cannot read the etcd members: {e}"));
-                    return false;
-                }
-            },
+        let members = match steps::read_nodes(&self.core, "etcd members (node list)").await {
+            Ok(Ok(list)) => crate::k3s::quorum::Members::from_nodes(&list),
+            Ok(Err(e)) => {
+                self.refuse_for_quorum(first, &format!("cannot read the etcd members: {e}"));
+                return false;
+            }
             Err(reason) => {
                 self.refuse_for_quorum(
                     first,
@@ -53,11 +45,7 @@ impl Runner<'_> {
         };
         for (id, node) in restarting {
             let host = self.name(id).to_owned();
-            if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
-                let why = why
-                    .strip_prefix(&format!("removing {node} "))
-                    .unwrap_or(&why)
-                    .to_owned();
+            if let Err(why) = members.check_restart(&node) {
                 self.refuse_for_quorum(
                     id,
                     &format!(

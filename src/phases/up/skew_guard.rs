@@ -10,32 +10,17 @@ impl Runner<'_> {
         let Some(target) = self.version.clone() else {
             return true;
         };
-        let behind: Vec<(String, K3sVersion)> = self
-            .hosts
-            .iter()
-            .filter_map(|(_, s)| {
-                if !s.alive() || s.host.role != Role::Server || s.action() != Action::Upgrade {
-                    return None;
-                }
-                let from = s.facts.as_ref()?.k3s_version.clone()?;
-                (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
-                    .then(|| (s.host.name.clone(), from))
-            })
-            .collect();
-        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
-            return true;
-        };
-        let steps = match ChannelResolver::new(CHANNEL_TIMEOUT) {
-            Ok(resolver) => {
-                crate::k3s::skew::intermediate_versions(
-                    &resolver,
-                    &self.inventory.cluster.channel_url,
-                    &oldest,
-                    &target,
-                )
-                .await
+        let running = self.hosts.iter().filter_map(|(_, s)| {
+            if !s.alive() || s.host.role != Role::Server || s.action() != Action::Upgrade {
+                return None;
             }
-            Err(e) => Err(e),
+            Some((s.host.name.clone(), s.facts.as_ref()?.k3s_version.clone()?))
+        });
+        let behind = crate::k3s::skew::skipping(running, &target);
+        let url = &self.inventory.cluster.channel_url;
+        let Some((_, steps)) = crate::k3s::skew::releases_between(url, &behind, &target).await
+        else {
+            return true;
         };
         let text = match steps {
             Ok(steps) => crate::k3s::skew::refusal(&behind, &target, &steps),

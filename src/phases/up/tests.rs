@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::engine::runlog::{Redactor, RunLog};
-use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
+use crate::engine::scripted::{self, Call, Journal, Reply, ScriptedRemote};
 use crate::engine::{Member, Remote};
 use crate::fleet::FleetSettings;
 use crate::k3s::test_inventory;
@@ -288,8 +288,8 @@ async fn a_failed_server_stops_the_roll_and_the_rest_are_skipped_with_the_reason
 #[tokio::test(start_paused = true)]
 async fn a_hung_install_times_out_at_the_inventorys_limit_and_is_stopped() {
     let inv = inventory(&["s1"], &["a1", "a2"]);
-    let limit = join::install_timeout(&inv, &inv.hosts[1]);
-    assert_eq!(limit, Duration::from_secs(40 + 20) + join::STOP_GRACE);
+    let limit = join_watch::install_timeout(&inv, &inv.hosts[1]);
+    assert_eq!(limit, Duration::from_secs(40 + 20) + join_watch::STOP_GRACE);
     let (journal, cancel) = (Journal::new(), Cancel::default());
     let members = vec![
         member(first_server("s1", &inv, &journal, &cancel)),
@@ -453,24 +453,13 @@ async fn status_reads_one_exec_per_host_and_changes_nothing() {
 fn phase_selections_follow_the_run_state() {
     let inv = inventory(&["s1", "s2", "s3"], &["a1", "a2"]);
     let (journal, cancel) = (Journal::new(), Cancel::default());
-    let members = inv
+    let hosts = inv
         .hosts
         .iter()
-        .map(|h| {
-            member(ScriptedRemote::new(
-                &h.name,
-                journal.clone(),
-                cancel.clone(),
-            ))
-        })
+        .map(|h| ScriptedRemote::new(&h.name, journal.clone(), cancel.clone()))
         .collect();
-    let engine = Engine::from_remotes(
-        members,
-        FleetSettings::default(),
-        cancel,
-        RunLog::disabled(Redactor::default()),
-        Arc::new(Quiet),
-    );
+    let log = RunLog::disabled(Redactor::default());
+    let engine = scripted::engine(hosts, FleetSettings::default(), cancel, log);
     let mut runner = Runner::new(&inv, &inv.hosts, engine, options(Mode::Up)).unwrap();
     let id = |name: &str| runner.core.engine.id_of(name).unwrap();
     let (s1, s2, s3, a1, a2) = (id("s1"), id("s2"), id("s3"), id("a1"), id("a2"));

@@ -6,7 +6,9 @@
 //! The scripts (check, rotate, token file) are `crate::k3s::token_scripts`.
 
 use super::*;
-use crate::k3s::token_scripts::{rotate_request_script, token_check_script, token_file_script};
+use crate::k3s::token_scripts::{
+    TokenCheck, rotate_request_script, token_check_script, token_file_script,
+};
 
 impl Runner<'_> {
     /// `--rotate-join-token`: k3s's rotation on the first server, then every node's token file:
@@ -113,14 +115,14 @@ impl Runner<'_> {
         let unit = if server { "k3s" } else { "k3s-agent" };
         let script = token_file_script(server.then_some(unit));
         let script = if server {
-            crate::k3s::join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
+            join_watch::watched(&script, unit, self.inventory.cluster.join_timeout)
         } else {
             script
         };
         let request = ExecRequest::new(script)
             .sudo(true)
             .stdin(token.file_contents().into_bytes())
-            .timeout(join::install_timeout(self.inventory, &state.host));
+            .timeout(join_watch::install_timeout(self.inventory, &state.host));
         self.core
             .engine
             .run(id, "new join token", &request, Output::Logged)
@@ -171,17 +173,13 @@ impl Runner<'_> {
                 return false;
             }
         };
-        let verdict = answer
-            .lines()
-            .find_map(|l| l.strip_prefix("token-check: "))
-            .unwrap_or("")
-            .trim()
-            .to_owned();
-        if verdict == "secret-differs" && rotate {
+        let verdict = TokenCheck::parse(&answer);
+        if verdict == TokenCheck::SecretDiffers && rotate {
             return self.rotate_join_token(&token).await;
         }
-        let what = match verdict.as_str() {
-            "same" | "absent" => {
+        let what = match (verdict, verdict.mismatch()) {
+            (_, Some(what)) => what,
+            (TokenCheck::Matches, _) => {
                 if rotate {
                     self.message(format!(
                         "cluster {}: --rotate-join-token: the cluster already runs with the inventory's token",
@@ -190,8 +188,6 @@ impl Runner<'_> {
                 }
                 return true;
             }
-            "ca-differs" => "its CA hash is not this cluster's CA (a token of another cluster)",
-            "secret-differs" => "it is not the token the cluster was started with",
             _ => {
                 self.stop_all(Failure::new(
                     FailureKind::Exited,

@@ -30,21 +30,23 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Engine, HostId, Manager, Step, same_line};
+use crate::engine::{Engine, Manager, Step, same_line};
 use crate::inventory::{Host, Inventory};
 use crate::phases::run_core::{RunCore, inventory_hosts, run_phases};
+use crate::phases::steps::{every_host, first};
 
 use prepare::{
-    airgapped_to_upgrade, check_minor_steps, decide_each, every_host, fetch_artifacts,
-    first_if_unreachable, gather_facts, nodes_before, plan_artifacts, resolve, servers_to_upgrade,
-    stop_without_first, take_lock, with_facts,
+    airgapped_to_upgrade, check_minor_steps, decide_each, fetch_artifacts, first_if_unreachable,
+    gather_facts, nodes_before, plan_artifacts, resolve, servers_to_upgrade, stop_without_first,
+    take_lock, with_facts,
 };
 use roll::{
     agents_pending, nodes_after, plan_agents, plan_servers, roll_agents, roll_servers,
     servers_pending,
 };
 
-pub use node::{DRAIN_GRACE, POLL_EVERY, wait_node_version};
+pub use crate::phases::steps::POLL_EVERY;
+pub use node::DRAIN_GRACE;
 pub use options::{Target, UpgradeError, UpgradeOptions};
 pub use prepare::CHANNEL_TIMEOUT;
 pub use state::{Upgrade, UpgradeHost, UpgradeReport};
@@ -77,11 +79,6 @@ fn phases(dry_run: bool) -> Manager<'static, Upgrade> {
         .then(Step::writes("servers", servers_pending, roll_servers).planned(plan_servers))
         .then(Step::writes("agents", agents_pending, roll_agents).planned(plan_agents))
         .then(Step::reads("verify", first, nodes_after))
-}
-
-/// The first server alone: the run's anchor (the lock, the API, what is done once).
-fn first(cx: &Upgrade) -> Vec<HostId> {
-    vec![cx.core.first]
 }
 
 /// Run `edgeops upgrade` over `engine`, connected to `hosts` (the selection plus the first

@@ -2,26 +2,22 @@
 //! re-run the installer at the target, wait until its node is Ready at the target, uncordon it.
 //! Every remote step is bounded: the limits are named here and listed in docs/UP.md.
 
-use std::future::Future;
-use std::time::Duration;
-
-use crate::engine::{Engine, Failure, FailureKind, HostId, Output};
+use crate::engine::{Failure, FailureKind, HostId, Output};
 use crate::k3s::K3sVersion;
+use crate::k3s::drain::uncordon_command;
 use crate::k3s::install::InstallSpec;
-use crate::k3s::nodes::{self, ConditionStatus};
+use crate::k3s::join_watch;
 use crate::k3s::remote;
-use crate::phases::outcome::last_lines;
-use crate::phases::{airgap, join};
-use crate::ssh::{ExecOutput, ExecRequest, shell_quote};
+use crate::phases::airgap;
+use crate::ssh::{ExecRequest, Exit};
+
+use crate::phases::steps;
 
 use super::state::Upgrade;
 
 /// The SSH bound of `kubectl drain` beyond its own `--timeout` (`--drain-timeout`): the round
 /// trip and kubectl's own wind-down. On expiry the remote kubectl is signalled.
 pub use crate::k3s::drain::DRAIN_GRACE;
-/// Pause between two reads of the node list while waiting for a node (not a limit: the wait
-/// is bounded by `--ready-timeout`, each read by the first server's `command_timeout`).
-pub const POLL_EVERY: Duration = Duration::from_secs(2);
 
 /// Upgrade node `id` to `target` (the steps above). Its failure keeps the kind of the step
 /// that failed; with `--drain`, the reason says the node was left cordoned.
@@ -51,7 +47,7 @@ pub(super) async fn upgrade_node(
     deliver(cx, id).await.map_err(left_cordoned)?;
     install(cx, id, spec).await.map_err(left_cordoned)?;
     let api = cx.core.first;
-    let wait = wait_node_version(
+    let wait = steps::wait_node_version(
         &cx.core.engine,
         api,
         &node,
@@ -62,8 +58,7 @@ pub(super) async fn upgrade_node(
     .await;
     wait.map_err(left_cordoned)?;
     if cx.options.drain {
-        let request =
-            ExecRequest::new(format!("k3s kubectl uncordon {}", shell_quote(&node))).sudo(true);
+        let request = ExecRequest::new(uncordon_command(&node)).sudo(true);
         cx.core
             .engine
             .run(cx.core.first, "uncordon", &request, Output::Logged)
@@ -108,14 +103,14 @@ async fn deliver(cx: &Upgrade, id: HostId) -> Result<(), Failure> {
 }
 
 /// The installer at the target under the host-side join watch, bounded by the host's
-/// `command_timeout` + `join_timeout` + `join::STOP_GRACE` (as `up`'s install).
+/// `command_timeout` + `join_timeout` + `join_watch::STOP_GRACE` (as `up`'s install).
 async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Failure> {
     let host = &cx.hosts[id].host;
-    let script = join::watched(&cx.inventory, spec, &remote::upgrade_script(spec));
+    let script = join_watch::watched_install(&cx.inventory, spec, &remote::upgrade_script(spec));
     let request = ExecRequest::new(script)
         .sudo(true)
         .stdin(remote::install_stdin(cx.options.token.as_ref(), spec))
-        .timeout(join::install_timeout(&cx.inventory, host));
+        .timeout(join_watch::install_timeout(&cx.inventory, host));
     let out = cx
         .core
         .engine
@@ -126,99 +121,17 @@ async fn install(cx: &Upgrade, id: HostId, spec: &InstallSpec) -> Result<(), Fai
     }
     let redactor = cx.core.engine.log().redactor();
     // The join watch stopped the service (see `k3s::join_watch`): its explained reason.
-    if let Some(reason) = join::stopped_reason(&cx.inventory, host, spec, &out) {
+    if out.exit == Exit::Status(join_watch::STOPPED_EXIT)
+        && let Some(reason) = join_watch::stopped_reason(
+            &cx.inventory,
+            host,
+            spec,
+            &String::from_utf8_lossy(&out.stderr),
+        )
+    {
         let mut failure = Failure::exited("upgrade", &out, false, redactor);
         failure.reason = redactor.redact(&reason);
         return Err(failure);
     }
     Err(Failure::exited("upgrade", &out, false, redactor))
-}
-
-/// Poll the node list on `api` (the first server) through the engine until node `node` is
-/// Ready and reports `version`, or `timeout` ([`FailureKind::TimedOut`], with what the node last
-/// showed). The API may be away for a moment (the first server restarting): failed reads are
-/// retried until the deadline. Each read is bounded by `read_limit` (the first server's
-/// `command_timeout`) and counted on `api`; the polls are not logged (a node list every
-/// [`POLL_EVERY`] would swamp the log), the wait's outcome is the host's reason. Used by
-/// `upgrade` for every node and by `up` when it upgrades servers.
-pub async fn wait_node_version(
-    engine: &Engine,
-    api: HostId,
-    node: &str,
-    version: &K3sVersion,
-    timeout: Duration,
-    read_limit: Duration,
-) -> Result<(), Failure> {
-    wait_for_version(
-        |request| async move {
-            let out = engine.exec_unlogged(api, "node version", &request).await;
-            out.map_err(|failure| failure.reason)
-        },
-        node,
-        version,
-        timeout,
-        read_limit,
-    )
-    .await
-}
-
-/// The wait of [`wait_node_version`] over any way to run the node-list read: each read is
-/// bounded by `read_limit` (the API host's `command_timeout`) and by the time left, so the
-/// whole wait ends at `timeout` ([`FailureKind::TimedOut`], with what the node last showed).
-async fn wait_for_version<F, Fut>(
-    read: F,
-    node: &str,
-    version: &K3sVersion,
-    timeout: Duration,
-    read_limit: Duration,
-) -> Result<(), Failure>
-where
-    F: Fn(ExecRequest) -> Fut,
-    Fut: Future<Output = Result<ExecOutput, String>>,
-{
-    // tokio's clock (the same as the wall clock outside tests): paused-time unit tests
-    // reach the limit without waiting it out.
-    let deadline = tokio::time::Instant::now() + timeout;
-    let want = version.to_string();
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let request = ExecRequest::new(remote::NODES_COMMAND)
-            .sudo(true)
-            .timeout(read_limit.min(left).max(Duration::from_secs(1)));
-        let last = match read(request).await {
-            Ok(out) if out.success() => match nodes::parse_nodes(&out.stdout_lossy()) {
-                Ok(list) => match list.iter().find(|n| n.name == node) {
-                    None => "not registered in the cluster".to_owned(),
-                    Some(n) if n.kubelet_version != want => {
-                        format!("still reports {}", n.kubelet_version)
-                    }
-                    Some(n) if n.ready != ConditionStatus::True => format!(
-                        "at {want} but not Ready ({})",
-                        n.ready_reason.as_deref().unwrap_or("no reason given")
-                    ),
-                    Some(_) => return Ok(()),
-                },
-                Err(e) => format!("nodes: {e}"),
-            },
-            Ok(out) => format!(
-                "kubectl exited {}: {}",
-                out.exit,
-                last_lines(&String::from_utf8_lossy(&out.stderr), 1)
-            ),
-            Err(e) => e,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(Failure::new(
-                FailureKind::TimedOut,
-                format!(
-                    "node {node} not Ready at {want} after {}: {last}",
-                    humantime::format_duration(timeout)
-                ),
-            ));
-        }
-        tokio::time::sleep(
-            POLL_EVERY.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
-        )
-        .await;
-    }
 }

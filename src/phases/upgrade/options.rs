@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::host::lock::LockError;
 use crate::k3s::{Channel, JoinToken, K3sVersion};
 
 /// What to upgrade to, before resolution.
@@ -71,6 +72,19 @@ pub enum UpgradeError {
         #[source]
         source: crate::k3s::ResolveError,
     },
+}
+
+/// The lock's refusals, in the words of `upgrade`'s typed errors.
+impl From<LockError> for UpgradeError {
+    fn from(e: LockError) -> UpgradeError {
+        match e {
+            LockError::Held(held) => UpgradeError::Locked(held),
+            LockError::NotTaken { host, failure } => UpgradeError::Lock {
+                host,
+                reason: failure.reason,
+            },
+        }
+    }
 }
 
 #[cfg(test)]

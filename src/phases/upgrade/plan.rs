@@ -80,21 +80,6 @@ pub fn downgrades<'a>(
         .collect()
 }
 
-/// Control-plane nodes left out of this run (`--limit`) that would stay older than `target`:
-/// `(node, version)`. Kubernetes supports no kubelet newer than its API server, so agents must
-/// not overtake them. `nodes`: `(name, version, is control-plane)`.
-pub fn servers_left_behind(
-    nodes: &[(String, K3sVersion, bool)],
-    in_run: &[String],
-    target: &K3sVersion,
-) -> Vec<(String, K3sVersion)> {
-    nodes
-        .iter()
-        .filter(|(name, version, server)| *server && version < target && !in_run.contains(name))
-        .map(|(name, version, _)| (name.clone(), version.clone()))
-        .collect()
-}
-
 /// The rolling order: the first server, then the other servers in inventory order (each alone),
 /// then agents in inventory order, `batch_size` at a time.
 pub fn rolling_order<'a>(
@@ -191,21 +176,6 @@ mod tests {
         };
         let found = downgrades([("a", &newer), ("b", &older)], &target);
         assert_eq!(found, vec![("a".to_owned(), v("v1.31.4+k3s1"))]);
-    }
-
-    #[test]
-    fn agents_never_overtake_servers_left_out_of_the_run() {
-        let target = v("v1.31.4+k3s1");
-        let nodes = vec![
-            ("s1".to_owned(), v("v1.30.8+k3s1"), true),
-            ("s2".to_owned(), v("v1.31.4+k3s1"), true),
-            ("a1".to_owned(), v("v1.30.8+k3s1"), false),
-        ];
-        let behind = servers_left_behind(&nodes, &["a1".to_owned()], &target);
-        assert_eq!(behind, vec![("s1".to_owned(), v("v1.30.8+k3s1"))]);
-        assert!(
-            servers_left_behind(&nodes, &["s1".to_owned(), "a1".to_owned()], &target).is_empty()
-        );
     }
 
     #[test]

@@ -4,26 +4,21 @@
 //! air-gapped release fetched and verified on the workstation.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use crate::engine::{Applied, Failure, Flow, HostId, Output};
+use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::host::facts;
-use crate::host::lock::LockError;
 use crate::k3s::install::{InstallSpec, Join};
-use crate::k3s::nodes;
-use crate::k3s::remote;
-use crate::k3s::{ChannelResolver, K3sVersion};
+use crate::k3s::{ChannelResolver, K3sVersion, skew};
 use crate::phases::Progress;
 use crate::phases::airgap;
 use crate::phases::outcome::Status;
-use crate::ssh::ExecRequest;
+use crate::phases::steps;
 
 use super::options::{Target, UpgradeError};
-use super::plan::{HostNeed, Need, decide_upgrade, downgrades, servers_left_behind};
+use super::plan::{HostNeed, Need, decide_upgrade, downgrades};
 use super::state::Upgrade;
 
-/// How long one request to the channel server (`[cluster] channel_url`) may take.
-pub const CHANNEL_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::k3s::channel::CHANNEL_TIMEOUT;
 
 /// The first server, only when it could not be reached.
 pub(super) fn first_if_unreachable(cx: &Upgrade) -> Vec<HostId> {
@@ -62,27 +57,11 @@ pub(super) fn stop_without_first<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Ap
 /// The cluster lock `up` and `reset` take (the same file and script), on the first server.
 pub(super) fn take_lock<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        let note = cx
-            .core
-            .lock
-            .acquire(&cx.core.engine)
+        steps::take_lock(&mut cx.core)
             .await
-            .map_err(|e| match e {
-                LockError::Held(held) => UpgradeError::Locked(held),
-                LockError::NotTaken { host, failure } => UpgradeError::Lock {
-                    host,
-                    reason: failure.reason,
-                },
-            })?;
-        if let Some(note) = note {
-            cx.message(note);
-        }
+            .map_err(UpgradeError::from)?;
         Ok(Flow::Continue)
     })
-}
-
-pub(super) fn every_host(cx: &Upgrade) -> Vec<HostId> {
-    cx.hosts.ids().collect()
 }
 
 /// Every host's facts (one read-only round trip each).
@@ -102,22 +81,13 @@ pub(super) fn gather_facts<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appl
     })
 }
 
-/// Read the node list on the first server (`Err` kept: the decisions go on without it).
-pub(super) async fn read_nodes(cx: &Upgrade) -> Result<Vec<crate::k3s::nodes::NodeStatus>, String> {
-    let request = ExecRequest::new(remote::NODES_COMMAND).sudo(true);
-    let out = cx
-        .core
-        .engine
-        .run(cx.core.first, "nodes", &request, Output::Logged)
-        .await
-        .map_err(|f| f.reason)?;
-    nodes::parse_nodes(&out.stdout_lossy()).map_err(|e| format!("nodes: {e}"))
-}
-
 /// The node list before deciding: which version each node runs, which are servers.
 pub(super) fn nodes_before<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
-        cx.observed = read_nodes(cx).await;
+        cx.observed = match steps::read_nodes(&cx.core, "nodes").await {
+            Ok(read) => read.map_err(|e| format!("nodes: {e}")),
+            Err(failure) => Err(failure.reason),
+        };
         Ok(Flow::Continue)
     })
 }
@@ -172,20 +142,21 @@ pub(super) fn decide_each<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Appli
 }
 
 fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Result<()> {
-    let node_versions: HashMap<String, K3sVersion> = match &cx.observed {
-        Ok(list) => list
-            .iter()
-            .filter_map(|n| Some((n.name.clone(), n.kubelet_version.parse().ok()?)))
-            .collect(),
+    let nodes = match &cx.observed {
+        Ok(list) => skew::node_versions(list),
         Err(reason) => {
             let text = format!(
                 "cannot list the nodes on {}: {reason}",
                 cx.hosts[cx.core.first].host.name
             );
             cx.message(text);
-            HashMap::new()
+            Vec::new()
         }
     };
+    let node_versions: HashMap<&str, &K3sVersion> = nodes
+        .iter()
+        .map(|(name, v, _)| (name.as_str(), v))
+        .collect();
     let renderer = crate::render::renderer_for(&cx.inventory);
     let inventory = &cx.inventory;
     for &id in hosts {
@@ -196,7 +167,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
         let need = decide_upgrade(
             &state.host,
             facts,
-            node_versions.get(&state.host.node_name),
+            node_versions.get(state.host.node_name.as_str()).copied(),
             target,
         );
         let spec = match &renderer {
@@ -216,24 +187,12 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
         }
         state.need = Some(need);
     }
-    if let Ok(list) = &cx.observed
-        && !cx.options.force
-    {
-        let nodes: Vec<(String, K3sVersion, bool)> = list
-            .iter()
-            .filter_map(|n| {
-                let server = n
-                    .roles
-                    .iter()
-                    .any(|r| r == "control-plane" || r == "master");
-                Some((n.name.clone(), n.kubelet_version.parse().ok()?, server))
-            })
-            .collect();
+    if !cx.options.force {
         let in_run: Vec<String> = cx
             .selected()
             .map(|(_, s)| s.host.node_name.clone())
             .collect();
-        let behind = servers_left_behind(&nodes, &in_run, target);
+        let behind = skew::servers_left_behind(&nodes, &in_run, target);
         if !behind.is_empty() {
             return Err(UpgradeError::ServersBehind {
                 target: target.clone(),
@@ -249,12 +208,7 @@ fn decide(cx: &mut Upgrade, hosts: &[HostId], target: &K3sVersion) -> anyhow::Re
             if !state.is_server() || state.spec.is_none() {
                 continue;
             }
-            let node = state.host.node_name.clone();
-            if let Err(why) = members.check_removals(std::slice::from_ref(&node)) {
-                let reason = why
-                    .strip_prefix(&format!("removing {node} "))
-                    .unwrap_or(&why)
-                    .to_owned();
+            if let Err(reason) = members.check_restart(&state.host.node_name) {
                 return Err(UpgradeError::Quorum {
                     server: state.host.name.clone(),
                     reason,
@@ -299,32 +253,20 @@ pub(super) fn servers_to_upgrade(cx: &Upgrade) -> Vec<HostId> {
 pub(super) fn check_minor_steps<'b>(cx: &'b mut Upgrade, hosts: &'b [HostId]) -> Applied<'b> {
     Box::pin(async move {
         let target = cx.target()?;
-        let behind: Vec<(String, K3sVersion)> = hosts
-            .iter()
-            .filter_map(|&id| {
-                let state = &cx.hosts[id];
-                let from = state.need.as_ref()?.from.clone()?;
-                (!crate::k3s::skew::skipped_minors(&from, &target).is_empty())
-                    .then(|| (state.host.name.clone(), from))
-            })
-            .collect();
-        let Some(oldest) = behind.iter().map(|(_, v)| v.clone()).min() else {
+        let running = hosts.iter().filter_map(|&id| {
+            let state = &cx.hosts[id];
+            Some((state.host.name.clone(), state.need.as_ref()?.from.clone()?))
+        });
+        let behind = skew::skipping(running, &target);
+        let url = &cx.inventory.cluster.channel_url;
+        let Some((oldest, steps)) = skew::releases_between(url, &behind, &target).await else {
             return Ok(Flow::Continue);
         };
-        let resolve_error = |source| UpgradeError::Resolve {
+        let steps = steps.map_err(|source| UpgradeError::Resolve {
             channel: oldest.minor_channel(),
             source,
-        };
-        let resolver = ChannelResolver::new(CHANNEL_TIMEOUT).map_err(resolve_error)?;
-        let steps = crate::k3s::skew::intermediate_versions(
-            &resolver,
-            &cx.inventory.cluster.channel_url,
-            &oldest,
-            &target,
-        )
-        .await
-        .map_err(resolve_error)?;
-        let text = crate::k3s::skew::refusal(&behind, &target, &steps);
+        })?;
+        let text = skew::refusal(&behind, &target, &steps);
         if cx.options.force {
             cx.message(format!("--force: {text}"));
             return Ok(Flow::Continue);

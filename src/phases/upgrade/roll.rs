@@ -10,10 +10,10 @@ use crate::engine::{Applied, Failure, Flow, HostId};
 use crate::k3s::K3sVersion;
 use crate::phases::Progress;
 use crate::phases::outcome::{NodeRow, Status};
+use crate::phases::steps;
 
 use super::node::upgrade_node;
 use super::plan::rolling_order;
-use super::prepare::read_nodes;
 use super::state::Upgrade;
 
 /// The rolling order of the selected hosts: servers (first server first), agent batches.
@@ -276,7 +276,7 @@ pub(super) fn nodes_after<'b>(cx: &'b mut Upgrade, _: &'b [HostId]) -> Applied<'
                 "the inventory pins version = \"{pinned}\": set it to \"{target}\" so `edgeops up` keeps this version"
             ));
         }
-        if let Ok(observed) = read_nodes(cx).await {
+        if let Ok(Ok(observed)) = steps::read_nodes(&cx.core, "nodes").await {
             cx.nodes = observed
                 .iter()
                 .map(|n| NodeRow::from_status(n, Vec::new()))

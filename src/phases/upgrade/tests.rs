@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use super::*;
 use crate::engine::runlog::{Redactor, RunLog};
 use crate::engine::scripted::{Call, Journal, Reply, ScriptedRemote};
-use crate::engine::{FailureKind, Remote};
+use crate::engine::{FailureKind, Member, Remote};
 use crate::fleet::{FleetSettings, HostError};
 use crate::inventory::Role;
 use crate::k3s::remote;
@@ -127,6 +127,13 @@ fn options(inventory: &crate::inventory::Inventory) -> UpgradeOptions {
     }
 }
 
+/// An engine over `members` (scripted hosts, or a host that could not be reached), no log, no
+/// progress shown.
+fn engine_over(members: Vec<Member>, settings: FleetSettings, cancel: &Cancel) -> Engine {
+    let log = RunLog::disabled(Redactor::default());
+    Engine::from_remotes(members, settings, cancel.clone(), log, Arc::new(Quiet))
+}
+
 struct Fixture {
     journal: Arc<Journal>,
     cancel: Cancel,
@@ -191,13 +198,7 @@ impl Fixture {
             cancel_grace: Duration::from_millis(200),
             ..FleetSettings::default()
         };
-        let engine = Engine::from_remotes(
-            members,
-            settings,
-            self.cancel.clone(),
-            RunLog::disabled(Redactor::default()),
-            Arc::new(Quiet),
-        );
+        let engine = engine_over(members, settings, &self.cancel);
         let mut options = options(&self.inventory);
         options.dry_run = dry_run;
         run(engine, &self.inventory, &self.inventory.hosts, options)
@@ -411,13 +412,7 @@ fn the_phases_select_from_the_state_alone() {
                 (h.name.clone(), remote)
             })
             .collect();
-        Engine::from_remotes(
-            members,
-            FleetSettings::default(),
-            cancel.clone(),
-            RunLog::disabled(Redactor::default()),
-            Arc::new(Quiet),
-        )
+        engine_over(members, FleetSettings::default(), &cancel)
     };
     let mut options = options(&inventory);
     options.selected.retain(|h| h != "wrk-2");
