@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::engine::{Manager, Step};
 use crate::phases::run_core::RunCore;
+use crate::phases::steps::first;
 
 mod decide;
 mod phases;
@@ -44,12 +45,8 @@ crate::phases::run_core::impl_run!(ReplaceRun);
 /// Before the confirmation, read-only.
 fn survey_phases() -> Manager<'static, ReplaceRun> {
     Manager::new(false)
-        .then(Step::reads("lock", |cx| vec![cx.core.first], phases::lock))
-        .then(Step::reads(
-            "nodes",
-            |cx| vec![cx.core.first],
-            phases::read_nodes,
-        ))
+        .then(Step::reads("lock", first, phases::lock))
+        .then(Step::reads("nodes", first, phases::read_nodes))
 }
 
 /// After the confirmation.

@@ -15,7 +15,7 @@
 //! - `outcome`: the report. The host scripts (survey, uninstall, Node deletion) and their
 //!   parsers are k3s knowledge: `crate::k3s::uninstall`.
 
-use crate::engine::{self, HostId, Manager};
+use crate::engine::{self, Manager};
 
 mod drain;
 pub mod gitlab;
@@ -44,7 +44,9 @@ use kubeconfig::{first_if_cluster, plan_kubeconfig, remove_context};
 use nodes::{delete_nodes, first_if_hosts_left, plan_delete_nodes};
 use quorum::{check_quorum, first_if_servers_leave};
 use state::{ResetRun, Step};
-use survey::{every_host, survey_hosts, take_lock};
+use survey::{survey_hosts, take_lock};
+
+use crate::phases::steps::{every_host, first};
 
 /// Before the confirmation, read-only: the lock, then what is on each host.
 fn survey_phases() -> Manager<'static, ResetRun> {
@@ -76,11 +78,6 @@ fn reset_phases(dry_run: bool) -> Manager<'static, ResetRun> {
                 .planned(plan_kubeconfig),
         )
         .then(engine::Step::writes("gitlab", first_if_gitlab, clean_gitlab).planned(plan_gitlab))
-}
-
-/// The first server alone (where the lock is).
-fn first(cx: &ResetRun) -> Vec<HostId> {
-    vec![cx.core.first]
 }
 
 /// The phase titles in order, for docs and tests.

@@ -38,10 +38,6 @@ async fn survey(engine: &Engine, id: HostId, request: &ExecRequest) -> Result<Su
     Ok(Survey::parse(&out.stdout_lossy()))
 }
 
-pub(super) fn every_host(cx: &ResetRun) -> Vec<HostId> {
-    cx.hosts.ids().collect()
-}
-
 /// Every host of the run (the first server too: does it run k3s, for the Node deletions).
 pub(super) fn survey_hosts<'a>(cx: &'a mut ResetRun, hosts: &'a [HostId]) -> Applied<'a> {
     Box::pin(async move {

@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use crate::engine::{Manager, Step, same_line};
+use crate::phases::steps::first;
 
 mod roll;
 mod run;
@@ -51,7 +52,7 @@ pub struct RestoreOptions {
 /// Before the confirmation, read-only: the lock, then what is on each host.
 fn survey_phases() -> Manager<'static, RestoreRun> {
     Manager::new(false)
-        .then(Step::reads("lock", |cx| vec![cx.core.first], survey::lock))
+        .then(Step::reads("lock", first, survey::lock))
         .then(Step::reads(
             "survey",
             |cx| cx.order.clone(),
@@ -63,11 +64,7 @@ fn survey_phases() -> Manager<'static, RestoreRun> {
 /// planned).
 fn restore_phases(dry_run: bool) -> Manager<'static, RestoreRun> {
     Manager::new(dry_run)
-        .then(Step::reads(
-            "snapshot",
-            |cx| vec![cx.core.first],
-            roll::check_snapshot,
-        ))
+        .then(Step::reads("snapshot", first, roll::check_snapshot))
         .then(
             Step::writes("stop servers", |cx| cx.servers(), roll::stop_servers)
                 .planned(|_, hosts| same_line(hosts, "stop k3s")),
