@@ -44,6 +44,25 @@ pub fn without_comments(script: &str) -> String {
         .collect()
 }
 
+/// Run `script` with the local `sh`, `stdin` on its standard input: how the unit tests run the
+/// scripts edgeops sends to hosts for real, on a private path instead of the host's.
+#[cfg(test)]
+pub fn run_locally(script: &str, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    // A script that exits before reading its stdin closes the pipe: that is not a failure.
+    let _ = child.stdin.take().expect("piped").write_all(stdin);
+    child.wait_with_output().expect("sh ends")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

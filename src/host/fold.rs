@@ -146,10 +146,9 @@ fn after_line<'a>(text: &'a str, mark: &str) -> Option<&'a str> {
 mod tests {
     use super::*;
     use lock::LockAnswer;
-    use std::process::Command;
 
     fn sh(script: &str) -> (String, i32) {
-        let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+        let out = crate::shell::run_locally(script, b"");
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             out.status.code().unwrap_or(-1),

@@ -251,14 +251,6 @@ mod tests {
         );
     }
 
-    fn run_sh(script: &str) -> std::process::Output {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap()
-    }
-
     /// The API wait, run for real with no API: exit 3 after its limit, with the reason.
     #[test]
     fn api_wait_gives_up_after_its_limit_with_exit_3() {
@@ -273,7 +265,7 @@ mod tests {
         )
         .replace(NODE_TOKEN_PATH, token.to_str().unwrap());
         let started = std::time::Instant::now();
-        let out = run_sh(&script);
+        let out = crate::shell::run_locally(&script, b"");
         assert_eq!(out.status.code(), Some(3));
         assert!(started.elapsed() >= Duration::from_secs(1));
         assert!(

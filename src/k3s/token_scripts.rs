@@ -123,21 +123,7 @@ mod tests {
         std::fs::write(&path, format!("{server}\n")).unwrap();
         let script = token_check_script()
             .replace(super::super::token::NODE_TOKEN_PATH, path.to_str().unwrap());
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{inventory}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = crate::shell::run_locally(&script, format!("{inventory}\n").as_bytes());
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 

@@ -207,11 +207,7 @@ mod tests {
     ) -> Option<LockAnswer> {
         let script = lock_acquire_script_for(owner, Duration::from_secs(600), workstation)
             .replace(LOCK_PATH, lock.to_str().unwrap());
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
+        let out = crate::shell::run_locally(&script, b"");
         parse_lock_answer(&String::from_utf8_lossy(&out.stdout))
     }
 
@@ -310,14 +306,6 @@ mod tests {
         assert!(script.contains("stale=60"));
     }
 
-    fn run_sh(script: &str) -> std::process::Output {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap()
-    }
-
     /// The release script, run for real: another run's lock stays, this run's goes.
     #[test]
     fn release_removes_only_this_runs_lock() {
@@ -325,7 +313,7 @@ mod tests {
         let lock = dir.path().join("lock");
         let release = |run: &str| {
             let script = lock_release_script(run).replace(LOCK_PATH, lock.to_str().unwrap());
-            assert!(run_sh(&script).status.success());
+            assert!(crate::shell::run_locally(&script, b"").status.success());
         };
         std::fs::write(&lock, "1700000000 bob@ws pid 7 run ab12 (edgeops up)\n").unwrap();
         release("cd34");
