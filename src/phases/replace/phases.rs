@@ -21,6 +21,8 @@ pub(super) fn lock<'b>(cx: &'b mut ReplaceRun, _: &'b [HostId]) -> Applied<'b> {
                 cx.old_node
             );
         }
+        // Not `steps::take_lock`: the CLI prints the notes with its plan, right after this
+        // survey, so a stale lock taken over is kept, not also shown live (it would show twice).
         if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {
             cx.core.messages.push(note);
         }

@@ -3,6 +3,7 @@
 //! k3s and edgeops left there. Hosts found clean are done; hosts that cannot tell fail.
 
 use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output};
+use crate::phases::steps;
 use crate::ssh::ExecRequest;
 
 use super::ResetError;
@@ -21,15 +22,10 @@ pub(super) fn take_lock<'a>(cx: &'a mut ResetRun, _: &'a [HostId]) -> Applied<'a
             ));
             return Ok(Flow::Continue);
         }
-        match cx.core.lock.acquire(&cx.core.engine).await {
-            Ok(note) => {
-                if let Some(note) = note {
-                    cx.core.message(note);
-                }
-                Ok(Flow::Continue)
-            }
-            Err(e) => Err(ResetError::Lock(e).into()),
-        }
+        steps::take_lock(&mut cx.core)
+            .await
+            .map_err(ResetError::Lock)?;
+        Ok(Flow::Continue)
     })
 }
 

@@ -3,6 +3,7 @@
 //! round trip whether k3s is installed in its role and running.
 
 use crate::engine::{Applied, Engine, Failure, Flow, HostId, Output};
+use crate::phases::steps;
 use crate::ssh::ExecRequest;
 
 use crate::k3s::snapshot::{Installed, RESTORE_SURVEY_SCRIPT};
@@ -20,9 +21,7 @@ pub(super) fn lock<'b>(cx: &'b mut RestoreRun, _: &'b [HostId]) -> Applied<'b> {
                 cx.core.first_name()
             );
         }
-        if let Some(note) = cx.core.lock.acquire(&cx.core.engine).await? {
-            cx.core.message(note);
-        }
+        steps::take_lock(&mut cx.core).await?;
         Ok(Flow::Continue)
     })
 }
