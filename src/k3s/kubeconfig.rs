@@ -300,28 +300,6 @@ impl Kubeconfig {
     }
 }
 
-/// Merge `new` into the kubeconfig at `path` (created if missing) and write it back 0600.
-pub fn merge_into_file(
-    path: &Path,
-    new: &Kubeconfig,
-    set_current: bool,
-) -> Result<(), KubeconfigError> {
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => Kubeconfig::parse(&text, &path.display().to_string())?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Kubeconfig::empty(),
-        Err(source) => {
-            return Err(KubeconfigError::Io {
-                action: "read",
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let mut merged = existing;
-    merged.merge(new, set_current);
-    write_private_atomic(path, merged.to_yaml().as_bytes())
-}
-
 /// Where `up` merged the cluster's kubeconfig, and the context name.
 #[derive(Debug, Clone)]
 pub struct KubeconfigEntry {
@@ -387,8 +365,9 @@ pub fn for_endpoint(
     Ok(Kubeconfig::from_k3s(text, &origin, context, &url)?)
 }
 
-/// Merge `ours` into the kubeconfig at `path` (0600, its folder made when missing), writing
-/// only when the merged file differs. Returns whether it wrote.
+/// Merge `ours` into the kubeconfig at `path` (0600, its folder made when missing by
+/// [`write_private_atomic`]), made the current context, writing only when the merged file
+/// differs. Returns whether it wrote.
 pub fn merge_if_changed(path: &Path, ours: &Kubeconfig) -> anyhow::Result<bool> {
     let existing_text = match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
@@ -403,9 +382,6 @@ pub fn merge_if_changed(path: &Path, ours: &Kubeconfig) -> anyhow::Result<bool> 
     let yaml = merged.to_yaml();
     if existing_text.as_deref() == Some(yaml.as_str()) {
         return Ok(false);
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     write_private_atomic(path, yaml.as_bytes())?;
     Ok(true)
@@ -654,7 +630,7 @@ preferences:
     fn merges_into_a_file_written_0600_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".kube").join("config");
-        merge_into_file(&path, &pi_lab(), false).unwrap();
+        assert!(merge_if_changed(&path, &pi_lab()).unwrap());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let written = Kubeconfig::parse(&std::fs::read_to_string(&path).unwrap(), "x").unwrap();
@@ -663,7 +639,7 @@ preferences:
         // An existing, world-readable file: the merge keeps its entries and tightens the mode.
         std::fs::write(&path, EXISTING).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        merge_into_file(&path, &pi_lab(), true).unwrap();
+        assert!(merge_if_changed(&path, &pi_lab()).unwrap());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let written = Kubeconfig::parse(&std::fs::read_to_string(&path).unwrap(), "x").unwrap();
