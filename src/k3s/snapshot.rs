@@ -1,9 +1,10 @@
 //! etcd snapshots, without SSH: snapshot names, the backup folder (0700, copies 0600, their
-//! manifest: file → sha256) and what a prune keeps and removes there; the host scripts of a backup (`k3s etcd-snapshot
-//! save|ls|prune`, the file's copy) and the reading of what they print; the host scripts of a
-//! restore (what is installed, stop, k3s's `--cluster-reset` from the snapshot, a peer's etcd
-//! data moved aside, an agent restarted, a Node's password forgotten and its Ready wait). The
-//! phases in `phases::backup` / `phases::restore` send them through the engine.
+//! manifest: file → sha256) and what a prune keeps and removes there; the host scripts of a
+//! backup (`k3s etcd-snapshot save|ls|prune`, the file's copy) and the reading of what they
+//! print; the host scripts of a restore (what is installed, stop, k3s's `--cluster-reset` from
+//! the snapshot, a peer's etcd data moved aside, an agent restarted, a Node's password forgotten
+//! and its Ready wait). The phases in `phases::backup` / `phases::restore` send them through the
+//! engine.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -92,10 +93,7 @@ impl Manifest {
                 reason: e.to_string(),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(e) => Err(SnapshotError::Io {
-                path,
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(io(&path, e)),
         }
     }
 
@@ -156,6 +154,7 @@ pub fn keep_copy(
     Ok((entry, local))
 }
 
+/// `e`, met at `path`.
 fn io(path: &Path, e: std::io::Error) -> SnapshotError {
     SnapshotError::Io {
         path: path.to_owned(),
@@ -190,10 +189,7 @@ pub fn prune_folder(dir: &Path, keep: usize) -> Result<Vec<String>, SnapshotErro
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |e: std::io::Error| SnapshotError::Io {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
+    let io = |e| io(path, e);
     let tmp = path.with_extension("edgeops-tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -228,10 +224,7 @@ pub fn verify(file: &Path) -> Result<(Vec<u8>, Entry), SnapshotError> {
             file: file.display().to_string(),
             manifest: manifest_path.clone(),
         })?;
-    let bytes = std::fs::read(file).map_err(|e| SnapshotError::Io {
-        path: file.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
     let actual = sha256_hex(&bytes);
     if actual != entry.sha256 {
         return Err(SnapshotError::Mismatch {
