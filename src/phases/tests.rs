@@ -16,7 +16,7 @@ use crate::ssh::Cancel;
 // What identifies each script the runs share (a line only that script has).
 pub const LOCK: &str = "take() {";
 pub const UNLOCK: &str = "*\"$pat\"*";
-pub const NODE_LIST: &str = "k3s kubectl get nodes -o json";
+pub const NODE_LIST: &str = crate::k3s::remote::NODES_COMMAND;
 pub const DELETE_NODE: &str = "k3s kubectl delete node";
 
 /// The name of the first of `markers` (a line only that script has, its name) that `call`'s
